@@ -1,0 +1,175 @@
+//! The `weir` command: the REPL (no arguments), `weir run job.sql`, and `weir bench`.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use weir::engine::{SelectOutput, StatementOutput, status_line};
+use weir::runtime::JobMetrics;
+use weir::{Engine, Result};
+
+#[derive(Parser)]
+#[command(name = "weir", version, about = "weir: streaming SQL over sharded event streams")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every statement of a SQL file; bounded jobs exit when done, others on Ctrl-C/SIGTERM.
+    Run {
+        /// The job file.
+        file: std::path::PathBuf,
+        /// Do not print the status line or the job summaries.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Measure throughput.
+    Bench {
+        #[command(subcommand)]
+        what: Bench,
+    },
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// The Nexmark generator alone: events/s per core.
+    Generator {
+        /// Events of the sequence to generate.
+        #[arg(long, default_value_t = 20_000_000)]
+        events: u64,
+        /// Table: bid, auction or person.
+        #[arg(long, default_value = "bid")]
+        table: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("weir: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        None => weir::repl::run(Engine::new(), &runtime),
+        Some(Command::Run { file, quiet }) => runtime.block_on(run_file(&file, quiet)),
+        Some(Command::Bench { what: Bench::Generator { events, table } }) => bench_generator(events, &table),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("weir: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_file(path: &std::path::Path, quiet: bool) -> Result<()> {
+    let sql = std::fs::read_to_string(path)
+        .map_err(|source| weir::Error::Io { context: format!("reading {}", path.display()), source })?;
+    let engine = Engine::new();
+    let mut jobs = Vec::new();
+    for stmt in weir::sql::parse_sql(&sql)? {
+        match engine.run_located(&stmt, SelectOutput::Print).await? {
+            StatementOutput::Job(job) => jobs.push(job),
+            StatementOutput::Rows(batch) => println!("{}", datafusion::arrow::util::pretty::pretty_format_batches(&[batch])?),
+            StatementOutput::Explain(text) => println!("{text}"),
+            StatementOutput::Done(msg) => {
+                if !quiet {
+                    eprintln!("{msg}");
+                }
+            }
+        }
+    }
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let metrics: Vec<_> = jobs.iter().map(|j| j.metrics().clone()).collect();
+    let cancels: Vec<_> = jobs.iter().map(|j| j.canceller()).collect();
+    let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
+    let status = !quiet && std::io::stderr().is_terminal();
+    let status_task = status.then(|| tokio::spawn(status_loop(metrics.clone())));
+    let waiting = futures::future::join_all(jobs.into_iter().map(|j| j.wait()));
+    tokio::pin!(waiting);
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|source| weir::Error::Io { context: "installing the SIGTERM handler".into(), source })?;
+    let results = tokio::select! {
+        r = &mut waiting => r,
+        _ = tokio::signal::ctrl_c() => { stop(&cancels); waiting.await }
+        _ = sigterm.recv() => { stop(&cancels); waiting.await }
+    };
+    if let Some(t) = status_task {
+        t.abort();
+        eprint!("\r\x1b[2K");
+    }
+    let mut first_error = None;
+    for (name, r) in names.iter().zip(results) {
+        match r {
+            Ok(summary) => {
+                if !quiet {
+                    eprintln!("job {name}\n  {summary}");
+                }
+            }
+            Err(e) => {
+                eprintln!("job {name}\n  failed: {e}");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn stop(cancels: &[tokio::sync::watch::Sender<bool>]) {
+    eprintln!("\nstopping: flushing sinks...");
+    for c in cancels {
+        let _ = c.send(true);
+    }
+}
+
+async fn status_loop(metrics: Vec<std::sync::Arc<JobMetrics>>) {
+    let mut last = (Instant::now(), 0u64);
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let events: u64 = metrics.iter().map(|m| JobMetrics::get(&m.events_in)).sum();
+        let now = Instant::now();
+        let rate = (events - last.1) as f64 / now.duration_since(last.0).as_secs_f64().max(1e-9);
+        last = (now, events);
+        if let Some(m) = metrics.first() {
+            eprint!("\r\x1b[2K{}", status_line(m, rate));
+        }
+    }
+}
+
+fn bench_generator(events: u64, table: &str) -> Result<()> {
+    use weir::connectors::nexmark::{Config, Generator, Kind};
+    let kind = match table {
+        "bid" => Kind::Bid,
+        "auction" => Kind::Auction,
+        "person" => Kind::Person,
+        other => return Err(weir::Error::Plan(format!("unknown nexmark table {other}"))),
+    };
+    let config = Config { events: Some(events), rate: 10_000, shards: 1, chunk: 8192, real_time: false };
+    let mut g = Generator::new(kind, config, 0);
+    let start = Instant::now();
+    let mut rows = 0usize;
+    let mut bytes = 0usize;
+    while let Some(b) = g.next_batch() {
+        rows += b.num_rows();
+        bytes += b.get_array_memory_size();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "nexmark generator ({table} table, 1 core): {events} events of the sequence ({rows} {table} rows) in {secs:.3} s = {:.1}M events/s per core ({:.0} MB of Arrow data)",
+        events as f64 / secs / 1e6,
+        bytes as f64 / 1e6
+    );
+    Ok(())
+}

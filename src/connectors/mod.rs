@@ -1,0 +1,98 @@
+//! Connectors: where rows come from and go to, chosen by `WITH ('connector' = '...')`.
+//!
+//! A source is a set of *shards* ([`SourceShard`]): the files of a directory, the generator
+//! shards of nexmark, the batches an application pushes. Each shard gets its own watermark.
+//! A sink ([`Sink`]) receives the batches a job produces.
+//!
+//! | connector | source | sink |
+//! |---|---|---|
+//! | `filesystem` | file or directory (one shard per file), json / csv / parquet | rolled, partitioned files |
+//! | `nexmark` | built-in deterministic Nexmark generator (person, auction, bid) | |
+//! | `push` | batches pushed through [`crate::PushHandle`] | |
+//! | `print` | | `+I[...]` lines on stdout |
+//! | `blackhole` | | discards (for benchmarks) |
+
+pub mod blackhole;
+pub mod filesystem;
+pub mod fs_sink;
+pub mod nexmark;
+pub mod print;
+pub mod push;
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use futures::future::BoxFuture;
+
+use crate::runtime::JobMetrics;
+use crate::sql::catalog::Table;
+use crate::{Result, plan_err};
+
+/// One shard of a source: yields batches in the shard's order, `None` when it has ended.
+pub trait SourceShard: Send {
+    /// A name for messages (file path, generator shard).
+    fn name(&self) -> String;
+    /// The next batch, or `None` at the end of a bounded shard.
+    fn next_batch(&mut self) -> BoxFuture<'_, Result<Option<RecordBatch>>>;
+}
+
+/// Where a job's rows go.
+pub trait Sink: Send {
+    /// Write one batch.
+    fn write_batch(&mut self, batch: RecordBatch) -> BoxFuture<'_, Result<()>>;
+    /// Called periodically (every [`Sink::tick_interval_ms`]) for time-based work such as rolling files.
+    fn tick(&mut self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+    /// How often `tick` should run.
+    fn tick_interval_ms(&self) -> u64 {
+        1000
+    }
+    /// Flush and close: called once, at the end of the job or when it is stopped.
+    fn finish(&mut self) -> BoxFuture<'_, Result<()>>;
+}
+
+/// What opening a source may need from the engine.
+#[derive(Clone)]
+pub struct SourceEnv {
+    /// The job's counters (malformed records are counted by the decoders).
+    pub metrics: Arc<JobMetrics>,
+    /// Tables fed by the application.
+    pub push: push::PushRegistry,
+}
+
+/// Open the shards of a source table.
+pub fn open_source(table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceShard>>> {
+    match table.connector() {
+        "filesystem" => filesystem::open(table, env),
+        "nexmark" => nexmark::open(table),
+        "push" => env.push.subscribe(table),
+        other @ ("print" | "blackhole") => plan_err!("table {} uses connector '{other}', which can only be written to", table.def.name),
+        other => plan_err!(
+            "table {}: unknown connector '{other}' (filesystem, nexmark, push, print, blackhole; kinesis and kafka are planned)",
+            table.def.name
+        ),
+    }
+}
+
+/// Open a sink table for rows of `schema`.
+pub fn open_sink(table: &Table, schema: SchemaRef) -> Result<Box<dyn Sink>> {
+    match table.connector() {
+        "print" => Ok(Box::new(print::PrintSink::new(table.option("print-identifier").map(str::to_string)))),
+        "blackhole" => Ok(Box::new(blackhole::BlackholeSink)),
+        "filesystem" => Ok(Box::new(fs_sink::FileSink::new(table, schema)?)),
+        other @ ("nexmark" | "push") => plan_err!("table {} uses connector '{other}', which can only be read", table.def.name),
+        other => plan_err!("table {}: unknown connector '{other}'", table.def.name),
+    }
+}
+
+/// Parse a boolean option (`'true'` / `'false'`).
+pub fn bool_option(table: &Table, key: &str, default: bool) -> Result<bool> {
+    match table.option(key) {
+        None => Ok(default),
+        Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+        Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+        Some(v) => plan_err!("option '{key}' of table {} must be 'true' or 'false', not '{v}'", table.def.name),
+    }
+}

@@ -1,0 +1,528 @@
+//! The embedding API: [`Engine`] runs SQL, [`Job`] is a running continuous query,
+//! [`Subscription`] streams a query's output batches to the application, and [`PushHandle`]
+//! feeds a `'connector' = 'push'` table from the application.
+//!
+//! ```no_run
+//! # async fn demo() -> weir::Result<()> {
+//! use futures::StreamExt;
+//! let engine = weir::Engine::new();
+//! engine.execute("CREATE TABLE bid (auction BIGINT, price BIGINT, date_time TIMESTAMP(3),
+//!     WATERMARK FOR date_time AS date_time - INTERVAL '4' SECOND)
+//!     WITH ('connector' = 'nexmark', 'nexmark.events' = '100000')").await?;
+//! let mut rows = engine.subscribe("SELECT window_start, COUNT(*) AS bids
+//!     FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '10' SECOND))
+//!     GROUP BY window_start, window_end").await?;
+//! while let Some(batch) = rows.next().await {
+//!     println!("{} rows", batch?.num_rows());
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use datafusion::arrow::array::{ArrayRef, StringArray, new_null_array};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use futures::future::BoxFuture;
+use tokio::sync::{mpsc, watch};
+
+use crate::connectors::push::{ChannelSink, PushRegistry, conform};
+use crate::connectors::print::TablePrinter;
+use crate::connectors::{Sink, SourceEnv, open_sink, open_source};
+use crate::planner::{Pipeline, Planner};
+use crate::runtime::metrics::format_time;
+use crate::runtime::{JobMetrics, Outcome, RunContext};
+use crate::sql::interval::parse_duration_option;
+use crate::sql::types::display_type;
+use crate::sql::{Catalog, Located, Statement, parse_sql};
+use crate::{Error, Result, plan_err};
+
+/// What a statement produced.
+pub enum StatementOutput {
+    /// DDL and SET: a confirmation.
+    Done(String),
+    /// SHOW TABLES, DESCRIBE: a small result table.
+    Rows(RecordBatch),
+    /// EXPLAIN: the dataflow graph.
+    Explain(String),
+    /// A continuous query or INSERT that is now running.
+    Job(Job),
+}
+
+impl fmt::Debug for StatementOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Done(s) => write!(f, "Done({s})"),
+            Self::Rows(b) => write!(f, "Rows({} rows)", b.num_rows()),
+            Self::Explain(s) => write!(f, "Explain({s})"),
+            Self::Job(j) => write!(f, "Job({})", j.name),
+        }
+    }
+}
+
+/// Where the rows of a bare SELECT go when run by [`Engine::execute_with`].
+#[derive(Clone)]
+pub enum SelectOutput {
+    /// Aligned tables on stdout, one per emitted batch.
+    Print,
+    /// Discard (benchmarks).
+    Discard,
+    /// Into a channel.
+    Channel(mpsc::Sender<Result<RecordBatch>>),
+}
+
+/// Final figures of a job.
+#[derive(Debug, Clone)]
+pub struct JobSummary {
+    /// Finished (bounded input done) or stopped.
+    pub outcome: Outcome,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// Rows read from sources.
+    pub events_in: u64,
+    /// Rows written out.
+    pub rows_out: u64,
+    /// Rows dropped (or routed) as late.
+    pub late_rows: u64,
+    /// Malformed records skipped.
+    pub malformed: u64,
+}
+
+impl fmt::Display for JobSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        write!(
+            f,
+            "{}: {} events in {:.2} s ({:.0} events/s), {} rows out, {} late rows, {} malformed records skipped",
+            match self.outcome {
+                Outcome::Finished => "finished",
+                Outcome::Stopped => "stopped",
+            },
+            self.events_in,
+            secs,
+            self.events_in as f64 / secs,
+            self.rows_out,
+            self.late_rows,
+            self.malformed
+        )
+    }
+}
+
+/// A running continuous query.
+pub struct Job {
+    /// The statement, shortened.
+    pub name: String,
+    metrics: Arc<JobMetrics>,
+    cancel: watch::Sender<bool>,
+    handle: tokio::task::JoinHandle<Result<Outcome>>,
+}
+
+impl Job {
+    /// Live counters.
+    pub fn metrics(&self) -> &Arc<JobMetrics> {
+        &self.metrics
+    }
+
+    /// Ask the job to stop (sinks are flushed; open windows are not fired).
+    pub fn cancel(&self) {
+        let _ = self.cancel.send(true);
+    }
+
+    /// A handle that can stop the job from elsewhere.
+    pub fn canceller(&self) -> watch::Sender<bool> {
+        self.cancel.clone()
+    }
+
+    /// Wait for the job to end.
+    pub async fn wait(self) -> Result<JobSummary> {
+        let outcome = self
+            .handle
+            .await
+            .map_err(|e| Error::Execution { operator: "job".into(), message: format!("job task failed: {e}") })??;
+        Ok(summary(&self.metrics, outcome))
+    }
+}
+
+fn summary(m: &JobMetrics, outcome: Outcome) -> JobSummary {
+    JobSummary {
+        outcome,
+        elapsed: m.started.elapsed(),
+        events_in: JobMetrics::get(&m.events_in),
+        rows_out: JobMetrics::get(&m.rows_out),
+        late_rows: JobMetrics::get(&m.late_rows),
+        malformed: JobMetrics::get(&m.malformed),
+    }
+}
+
+/// A query's output as an async stream of batches. Ends when the (bounded) query finishes;
+/// a failure of the job arrives as the last item. Dropping it stops the job.
+pub struct Subscription {
+    rx: mpsc::Receiver<Result<RecordBatch>>,
+    schema: SchemaRef,
+    job: Option<Job>,
+}
+
+impl Subscription {
+    /// Schema of the batches.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// The job behind the stream.
+    pub fn job(&self) -> Option<&Job> {
+        self.job.as_ref()
+    }
+}
+
+impl futures::Stream for Subscription {
+    type Item = Result<RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(job) = &self.job {
+            job.cancel();
+        }
+    }
+}
+
+/// Feeds a `'connector' = 'push'` table.
+#[derive(Clone)]
+pub struct PushHandle {
+    table: String,
+    schema: SchemaRef,
+    registry: PushRegistry,
+}
+
+impl PushHandle {
+    /// Send a batch to every query reading the table. Columns are matched by name and cast to
+    /// the declared types; watermarks follow the table's WATERMARK declaration.
+    pub async fn push(&self, batch: RecordBatch) -> Result<()> {
+        let batch = conform(&batch, &self.schema)?;
+        self.registry.push(&self.table, batch).await
+    }
+
+    /// End the table's stream: queries reading it see the end of a bounded input.
+    pub fn close(&self) -> Result<()> {
+        self.registry.close(&self.table)
+    }
+
+    /// The table's schema.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+}
+
+/// A weir engine: a catalog, settings, and the jobs it starts.
+#[derive(Clone, Default)]
+pub struct Engine {
+    catalog: Arc<Mutex<Catalog>>,
+    push: PushRegistry,
+}
+
+fn located(e: Error, stmt: &Located) -> Error {
+    let add = |m: String| if m.contains("Line:") { m } else { format!("{m}{}", stmt.position()) };
+    match e {
+        Error::Plan(m) => Error::Plan(add(m)),
+        Error::NotSupported(m) => Error::NotSupported(add(m)),
+        Error::DataFusion { context, source } => Error::Plan(add(format!("{context}: {source}"))),
+        Error::Arrow { context, source } => Error::Plan(add(format!("{context}: {source}"))),
+        other => other,
+    }
+}
+
+impl Engine {
+    /// An engine with an empty catalog.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A snapshot of the catalog.
+    pub fn catalog(&self) -> Result<Catalog> {
+        Ok(self.lock()?.clone())
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Catalog>> {
+        self.catalog.lock().map_err(|_| Error::Execution { operator: "engine".into(), message: "catalog lock poisoned".into() })
+    }
+
+    /// Run every statement of `sql`; the rows of a bare SELECT are printed as tables.
+    pub async fn execute(&self, sql: &str) -> Result<Vec<StatementOutput>> {
+        self.execute_with(sql, SelectOutput::Print).await
+    }
+
+    /// Run every statement of `sql`, sending the rows of bare SELECTs to `output`.
+    pub async fn execute_with(&self, sql: &str, output: SelectOutput) -> Result<Vec<StatementOutput>> {
+        let mut out = Vec::new();
+        for stmt in parse_sql(sql)? {
+            out.push(self.run_located(&stmt, output.clone()).await?);
+        }
+        Ok(out)
+    }
+
+    /// Run one parsed statement; errors name the statement's position.
+    pub async fn run_located(&self, stmt: &Located, output: SelectOutput) -> Result<StatementOutput> {
+        self.run_statement(stmt, output).await.map_err(|e| located(e, stmt))
+    }
+
+    /// Start one SELECT and stream its output.
+    pub async fn subscribe(&self, sql: &str) -> Result<Subscription> {
+        let stmts = parse_sql(sql)?;
+        let [stmt] = stmts.as_slice() else {
+            return plan_err!("subscribe takes exactly one SELECT statement, got {}", stmts.len());
+        };
+        let Statement::Query(_) = &stmt.statement else {
+            return plan_err!("subscribe takes a SELECT statement{}", stmt.position());
+        };
+        let (tx, rx) = mpsc::channel(16);
+        let pipeline = self.plan(stmt).await.map_err(|e| located(e, stmt))?;
+        let schema = pipeline.schema.clone();
+        let sink = Box::new(ChannelSink { tx: tx.clone() });
+        let job = self.start(pipeline, sink, Some(tx), short_name(stmt)).map_err(|e| located(e, stmt))?;
+        Ok(Subscription { rx, schema, job: Some(job) })
+    }
+
+    /// A handle to push batches into a `'connector' = 'push'` table.
+    pub fn push_handle(&self, table: &str) -> Result<PushHandle> {
+        let catalog = self.lock()?;
+        let t = catalog.table(&table.to_lowercase()).or_else(|_| catalog.table(table))?;
+        if t.connector() != "push" {
+            return plan_err!("table {table} uses connector '{}', not 'push'", t.connector());
+        }
+        Ok(PushHandle { table: t.def.name.clone(), schema: t.schema.clone(), registry: self.push.clone() })
+    }
+
+    /// Plan a query or INSERT.
+    pub async fn plan(&self, stmt: &Located) -> Result<Pipeline> {
+        let catalog = self.catalog()?;
+        let mut planner = Planner::new(&catalog)?;
+        planner.plan(&stmt.statement).await
+    }
+
+    async fn run_statement(&self, stmt: &Located, output: SelectOutput) -> Result<StatementOutput> {
+        match &stmt.statement {
+            Statement::CreateTable(def) => {
+                let name = def.name.clone();
+                let created = self.lock()?.create_table(def.clone())?;
+                Ok(StatementOutput::Done(if created { format!("Table {name} created.") } else { format!("Table {name} exists.") }))
+            }
+            Statement::CreateView(def) => {
+                // Plan the view's query now so that mistakes surface at CREATE VIEW.
+                let mut probe = self.catalog()?;
+                probe.create_view(def.clone())?;
+                let mut planner = Planner::new(&probe)?;
+                let select = Statement::Query(crate::planner::rewrite::select_all_from(&def.name)?);
+                if let Err(e) = planner.plan(&select).await {
+                    return Err(match e {
+                        Error::Plan(m) => Error::Plan(format!("in view {}: {m}", def.name)),
+                        Error::NotSupported(m) => Error::NotSupported(format!("{m} (in view {})", def.name)),
+                        other => other,
+                    });
+                }
+                let created = self.lock()?.create_view(def.clone())?;
+                Ok(StatementOutput::Done(if created { format!("View {} created.", def.name) } else { format!("View {} exists.", def.name) }))
+            }
+            Statement::Drop { name, if_exists, view } => {
+                self.lock()?.drop_object(name, *view, *if_exists)?;
+                Ok(StatementOutput::Done(format!("{} {name} dropped.", if *view { "View" } else { "Table" })))
+            }
+            Statement::Set { key: None, .. } => {
+                let c = self.lock()?;
+                let keys: Vec<String> = c.settings.keys().cloned().collect();
+                let values: Vec<String> = c.settings.values().cloned().collect();
+                Ok(StatementOutput::Rows(two_columns(("key", keys), ("value", values))?))
+            }
+            Statement::Set { key: Some(k), value } => {
+                self.lock()?.settings.insert(k.clone(), value.clone());
+                Ok(StatementOutput::Done(format!("Set {k} = {value}.")))
+            }
+            Statement::Reset(key) => {
+                let mut c = self.lock()?;
+                match key {
+                    Some(k) => {
+                        c.settings.remove(k);
+                    }
+                    None => c.settings.clear(),
+                }
+                Ok(StatementOutput::Done("Reset.".into()))
+            }
+            Statement::ShowTables | Statement::ShowViews => {
+                let c = self.lock()?;
+                let names: Vec<String> = if matches!(stmt.statement, Statement::ShowTables) {
+                    c.tables.keys().cloned().collect()
+                } else {
+                    c.views.keys().cloned().collect()
+                };
+                let batch = RecordBatch::try_new(
+                    Arc::new(Schema::new(vec![Field::new("name", DataType::Utf8, false)])),
+                    vec![Arc::new(StringArray::from(names)) as ArrayRef],
+                )?;
+                Ok(StatementOutput::Rows(batch))
+            }
+            Statement::Describe(name) => self.describe(name).await,
+            Statement::Explain(inner) => {
+                let inner = Located { statement: inner.as_ref().clone(), line: stmt.line, column: stmt.column };
+                Ok(StatementOutput::Explain(self.plan(&inner).await?.explain()))
+            }
+            Statement::Query(_) => {
+                let pipeline = self.plan(stmt).await?;
+                let (sink, tx): (Box<dyn Sink>, _) = match output {
+                    SelectOutput::Print => (Box::new(TablePrinter), None),
+                    SelectOutput::Discard => (Box::new(crate::connectors::blackhole::BlackholeSink), None),
+                    SelectOutput::Channel(tx) => (Box::new(ChannelSink { tx: tx.clone() }), Some(tx)),
+                };
+                Ok(StatementOutput::Job(self.start(pipeline, sink, tx, short_name(stmt))?))
+            }
+            Statement::Insert { .. } => {
+                let pipeline = self.plan(stmt).await?;
+                let Some(table) = pipeline.sink.clone() else { return plan_err!("INSERT without a target") };
+                let sink = open_sink(&table, pipeline.schema.clone())?;
+                Ok(StatementOutput::Job(self.start(pipeline, sink, None, short_name(stmt))?))
+            }
+        }
+    }
+
+    async fn describe(&self, name: &str) -> Result<StatementOutput> {
+        let c = self.catalog()?;
+        let (schema, wm, pk) = match c.tables.get(name) {
+            Some(t) => (t.schema.clone(), t.def.watermark.clone(), t.def.primary_key.clone()),
+            None if c.views.contains_key(name) => {
+                let mut planner = Planner::new(&c)?;
+                let p = planner.plan(&Statement::Query(crate::planner::rewrite::select_all_from(name)?)).await?;
+                (p.schema, None, vec![])
+            }
+            None => return plan_err!("table or view {name} does not exist"),
+        };
+        let mut cols: [Vec<String>; 5] = Default::default();
+        for f in schema.fields() {
+            cols[0].push(f.name().clone());
+            let mut t = display_type(f.data_type());
+            if wm.as_ref().is_some_and(|w| &w.column == f.name()) {
+                t.push_str(" *ROWTIME*");
+            }
+            cols[1].push(t);
+            cols[2].push(if f.is_nullable() { "TRUE" } else { "FALSE" }.into());
+            cols[3].push(if pk.contains(f.name()) { "PRI".into() } else { String::new() });
+            cols[4].push(match &wm {
+                Some(w) if &w.column == f.name() => format!("`{0}` - INTERVAL '{1}' SECOND", w.column, w.delay_ms as f64 / 1000.0),
+                _ => String::new(),
+            });
+        }
+        let names = ["name", "type", "null", "key", "watermark"];
+        let fields: Vec<Field> = names.iter().map(|n| Field::new(*n, DataType::Utf8, false)).collect();
+        let arrays: Vec<ArrayRef> = cols.into_iter().map(|c| Arc::new(StringArray::from(c)) as ArrayRef).collect();
+        Ok(StatementOutput::Rows(RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?))
+    }
+
+    fn start(
+        &self,
+        pipeline: Pipeline,
+        sink: Box<dyn Sink>,
+        errors: Option<mpsc::Sender<Result<RecordBatch>>>,
+        name: String,
+    ) -> Result<Job> {
+        let catalog = self.catalog()?;
+        let metrics = Arc::new(JobMetrics::default());
+        let (cancel_tx, cancel_rx) = watch::channel(false);
+        let env = SourceEnv { metrics: metrics.clone(), push: self.push.clone() };
+        let shards = open_source(&pipeline.source, &env)?;
+        let idle = pipeline
+            .source
+            .option("scan.watermark.idle-timeout")
+            .or_else(|| catalog.settings.get("table.exec.source.idle-timeout").map(String::as_str));
+        let idle_timeout = match idle {
+            None => None,
+            Some(v) => match parse_duration_option(v) {
+                Some(ms) if ms > 0 => Some(Duration::from_millis(ms as u64)),
+                Some(_) => None,
+                None => return plan_err!("idle timeout '{v}' is not a duration such as '10 s'"),
+            },
+        };
+        let late_sink = match pipeline.source.option("late-data.table") {
+            None => None,
+            Some(t) => {
+                let table = catalog.table(&t.to_lowercase())?.clone();
+                let inner = open_sink(&table, table.schema.clone())?;
+                Some(Box::new(ConformingSink { schema: table.schema.clone(), inner }) as Box<dyn Sink>)
+            }
+        };
+        let ctx = RunContext { metrics: metrics.clone(), cancel: cancel_rx, idle_timeout, late_sink };
+        let handle = tokio::spawn(async move {
+            let result = crate::runtime::run(&pipeline, shards, sink, ctx).await;
+            if let (Err(e), Some(tx)) = (&result, errors) {
+                let _ = tx.send(Err(Error::Execution { operator: "job".into(), message: e.to_string() })).await;
+            }
+            result
+        });
+        Ok(Job { name, metrics, cancel: cancel_tx, handle })
+    }
+}
+
+fn short_name(stmt: &Located) -> String {
+    let s = match &stmt.statement {
+        Statement::Query(q) => q.to_string(),
+        Statement::Insert { statement, .. } => statement.to_string(),
+        other => format!("{other:?}"),
+    };
+    if s.len() > 80 { format!("{}...", &s[..s.char_indices().nth(77).map_or(s.len(), |(i, _)| i)]) } else { s }
+}
+
+fn two_columns(a: (&str, Vec<String>), b: (&str, Vec<String>)) -> Result<RecordBatch> {
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new(a.0, DataType::Utf8, false), Field::new(b.0, DataType::Utf8, false)])),
+        vec![Arc::new(StringArray::from(a.1)) as ArrayRef, Arc::new(StringArray::from(b.1))],
+    )?)
+}
+
+/// Writes batches into a table by column name (used for late rows): missing columns are NULL.
+struct ConformingSink {
+    schema: SchemaRef,
+    inner: Box<dyn Sink>,
+}
+
+impl Sink for ConformingSink {
+    fn write_batch(&mut self, batch: RecordBatch) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let cols = self
+                .schema
+                .fields()
+                .iter()
+                .map(|f| match batch.column_by_name(f.name()) {
+                    Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
+                    Some(c) => Ok(cast(c, f.data_type())?),
+                    None => Ok(new_null_array(f.data_type(), batch.num_rows())),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let nullable = Arc::new(Schema::new(
+                self.schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect::<Vec<_>>(),
+            ));
+            self.inner.write_batch(RecordBatch::try_new(nullable, cols)?).await
+        })
+    }
+
+    fn finish(&mut self) -> BoxFuture<'_, Result<()>> {
+        self.inner.finish()
+    }
+}
+
+/// The figures shown on a status line.
+pub fn status_line(m: &JobMetrics, rate: f64) -> String {
+    format!(
+        "{:>10.0} events/s | watermark {} | {} rows out | {} late | {} malformed | state {} KiB",
+        rate,
+        m.watermark().map(format_time).unwrap_or_else(|| "-".into()),
+        JobMetrics::get(&m.rows_out),
+        JobMetrics::get(&m.late_rows),
+        JobMetrics::get(&m.malformed),
+        JobMetrics::get(&m.state_bytes) / 1024
+    )
+}

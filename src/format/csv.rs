@@ -1,0 +1,88 @@
+//! CSV: decoded with arrow-csv. A first line that names the table's columns is taken as a
+//! header and skipped; `'csv.field-delimiter'` sets the delimiter (default `,`).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use datafusion::arrow::csv::ReaderBuilder;
+use datafusion::arrow::csv::reader::Decoder;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::record_batch::RecordBatch;
+
+use super::ErrorPolicy;
+use super::json::BATCH_ROWS;
+use super::lines::{BlockDecoder, LineReader};
+use crate::Result;
+use crate::error::Context;
+
+pub(crate) struct CsvDecoder {
+    schema: SchemaRef,
+    delimiter: u8,
+    decoder: Decoder,
+}
+
+impl CsvDecoder {
+    fn build(schema: &SchemaRef, delimiter: u8) -> Decoder {
+        ReaderBuilder::new(schema.clone()).with_delimiter(delimiter).with_batch_size(BATCH_ROWS).build_decoder()
+    }
+}
+
+impl BlockDecoder for CsvDecoder {
+    fn decode_block(&mut self, bytes: &[u8]) -> Result<Vec<RecordBatch>, ArrowError> {
+        let mut out = Vec::new();
+        let mut off = 0;
+        loop {
+            let n = self.decoder.decode(&bytes[off..])?;
+            off += n;
+            if n == 0 || off >= bytes.len() {
+                match self.decoder.flush()? {
+                    Some(b) if b.num_rows() > 0 => out.push(b),
+                    _ => {}
+                }
+                if off >= bytes.len() {
+                    break;
+                }
+                if n == 0 && self.decoder.capacity() > 0 {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn reset(&mut self) -> Result<()> {
+        self.decoder = Self::build(&self.schema, self.delimiter);
+        Ok(())
+    }
+}
+
+/// A CSV file reader.
+pub struct CsvReader(LineReader<CsvDecoder>);
+
+fn first_line_is_header(path: &Path, schema: &SchemaRef, delimiter: u8) -> Result<bool> {
+    let f = std::fs::File::open(path).context(|| format!("opening {}", path.display()))?;
+    let mut line = String::new();
+    BufReader::new(f).read_line(&mut line).context(|| format!("reading {}", path.display()))?;
+    let names: Vec<String> = line
+        .trim_end_matches(['\n', '\r'])
+        .split(delimiter as char)
+        .map(|s| s.trim().trim_matches('"').to_ascii_lowercase())
+        .collect();
+    let expected: Vec<String> = schema.fields().iter().map(|f| f.name().to_ascii_lowercase()).collect();
+    Ok(names == expected)
+}
+
+impl CsvReader {
+    /// Read `path` as rows of `schema`.
+    pub fn new(path: PathBuf, schema: SchemaRef, delimiter: u8, policy: ErrorPolicy) -> Result<Self> {
+        let header = first_line_is_header(&path, &schema, delimiter)?;
+        let decoder = CsvDecoder { decoder: CsvDecoder::build(&schema, delimiter), schema, delimiter };
+        Ok(Self(LineReader::new(path, decoder, policy).with_header_check(header)))
+    }
+
+    /// The next batch, or None at the end.
+    pub fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        self.0.next()
+    }
+}

@@ -1,0 +1,101 @@
+//! JSON lines: one object per line, decoded with arrow-json's vectorized decoder.
+//! Timestamps may be 'YYYY-MM-DD HH:MM:SS[.fff]', ISO-8601, or epoch milliseconds.
+//! A declared field that is absent from a record makes the record malformed (an explicit
+//! `null` is a NULL); fields that are not declared are ignored.
+
+use std::path::PathBuf;
+
+use datafusion::arrow::array::Array;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::json::ReaderBuilder;
+use datafusion::arrow::json::reader::Decoder;
+use datafusion::arrow::record_batch::RecordBatch;
+
+use super::ErrorPolicy;
+use super::lines::{BlockDecoder, LineReader};
+use crate::Result;
+
+/// Batch size of decoded JSON.
+pub const BATCH_ROWS: usize = 8192;
+
+pub(crate) struct JsonDecoder {
+    schema: SchemaRef,
+    decoder: Decoder,
+}
+
+impl JsonDecoder {
+    pub(crate) fn new(schema: SchemaRef) -> Result<Self> {
+        let decoder = ReaderBuilder::new(schema.clone()).with_batch_size(BATCH_ROWS).build_decoder()?;
+        Ok(Self { schema, decoder })
+    }
+}
+
+impl BlockDecoder for JsonDecoder {
+    fn decode_block(&mut self, bytes: &[u8]) -> Result<Vec<RecordBatch>, ArrowError> {
+        let mut out = Vec::new();
+        let mut off = 0;
+        while off < bytes.len() {
+            let n = self.decoder.decode(&bytes[off..])?;
+            off += n;
+            if n == 0 || self.decoder.len() >= BATCH_ROWS {
+                if let Some(b) = self.decoder.flush()? {
+                    out.push(b);
+                } else if n == 0 {
+                    break;
+                }
+            }
+        }
+        if let Some(b) = self.decoder.flush()? {
+            out.push(b);
+        }
+        Ok(out)
+    }
+
+    fn reset(&mut self) -> Result<()> {
+        self.decoder = ReaderBuilder::new(self.schema.clone()).with_batch_size(BATCH_ROWS).build_decoder()?;
+        Ok(())
+    }
+
+    fn needs_check(&self, batch: &RecordBatch) -> bool {
+        batch.columns().iter().any(|c| c.null_count() > 0)
+    }
+
+    fn check(&self, batch: &RecordBatch, lines: &[&[u8]]) -> Vec<(usize, String)> {
+        let mut bad = Vec::new();
+        for row in 0..batch.num_rows() {
+            let null_cols: Vec<usize> = (0..batch.num_columns()).filter(|c| batch.column(*c).is_null(row)).collect();
+            if null_cols.is_empty() {
+                continue;
+            }
+            let Ok(obj) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(lines[row]) else {
+                bad.push((row, "not a JSON object".to_string()));
+                continue;
+            };
+            let missing: Vec<&str> = null_cols
+                .iter()
+                .map(|c| self.schema.field(*c).name().as_str())
+                .filter(|name| !obj.contains_key(*name))
+                .collect();
+            if !missing.is_empty() {
+                bad.push((row, format!("missing field(s): {}", missing.join(", "))));
+            }
+        }
+        bad
+    }
+}
+
+/// A JSON-lines file reader.
+pub struct JsonLinesReader(LineReader<JsonDecoder>);
+
+impl JsonLinesReader {
+    /// Read `path` as rows of `schema`.
+    pub fn new(path: PathBuf, schema: SchemaRef, policy: ErrorPolicy) -> Result<Self> {
+        Ok(Self(LineReader::new(path, JsonDecoder::new(schema)?, policy)))
+    }
+
+    /// The next batch, or None at the end.
+    pub fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        self.0.next()
+    }
+}

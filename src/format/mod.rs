@@ -1,0 +1,90 @@
+//! Formats: decoding JSON lines, CSV and Parquet into Arrow batches, and encoding batches back.
+//!
+//! Decoding is batch-at-a-time (arrow-json's and arrow-csv's vectorized decoders). A record
+//! that cannot be decoded is isolated (the block it is in is decoded again line by line, which
+//! only happens when there is a bad record), counted, reported on stderr (the first few, with
+//! file and line), optionally written to a dead-letter file, and skipped — or, when the table's
+//! options say so, fails the job with a clear message.
+
+pub mod csv;
+pub mod json;
+mod lines;
+pub mod parquet;
+pub mod writer;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::connectors::bool_option;
+use crate::runtime::JobMetrics;
+use crate::sql::catalog::Table;
+use crate::{Error, Result};
+
+/// How many malformed records are printed on stderr per job.
+const REPORTED: u64 = 5;
+
+/// What to do with malformed records.
+#[derive(Clone)]
+pub struct ErrorPolicy {
+    /// Skip (and count) records that fail to decode; false fails the job.
+    pub skip_parse_errors: bool,
+    /// Fail the job when a declared field is missing; false skips the record.
+    pub fail_on_missing_field: bool,
+    /// Raw malformed records are appended here, one per line with its location and error.
+    pub dead_letter: Option<PathBuf>,
+    /// Counters.
+    pub metrics: Arc<JobMetrics>,
+    reported: Arc<AtomicU64>,
+}
+
+impl ErrorPolicy {
+    /// The policy from a table's options (`'<format>.ignore-parse-errors'`,
+    /// `'json.fail-on-missing-field'`, `'dead-letter.path'`).
+    pub fn from_table(table: &Table, format: &str, metrics: Arc<JobMetrics>) -> Result<Self> {
+        Ok(Self {
+            skip_parse_errors: bool_option(table, &format!("{format}.ignore-parse-errors"), true)?,
+            fail_on_missing_field: bool_option(table, &format!("{format}.fail-on-missing-field"), false)?,
+            dead_letter: table.option("dead-letter.path").map(PathBuf::from),
+            metrics,
+            reported: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// A policy that skips everything (tests, benchmarks).
+    pub fn lenient(metrics: Arc<JobMetrics>) -> Self {
+        Self { skip_parse_errors: true, fail_on_missing_field: false, dead_letter: None, metrics, reported: Arc::new(AtomicU64::new(0)) }
+    }
+
+    /// Handle one malformed record: count, report, dead-letter, or fail.
+    pub fn malformed(&self, location: &str, message: &str, raw: &[u8], missing_field: bool) -> Result<()> {
+        let fail = if missing_field { self.fail_on_missing_field } else { !self.skip_parse_errors };
+        if fail {
+            let hint = if missing_field {
+                "set 'json.fail-on-missing-field' = 'false' to skip such records"
+            } else {
+                "remove 'ignore-parse-errors' = 'false' to skip such records"
+            };
+            return Err(Error::Malformed { location: location.into(), message: format!("{message} ({hint})") });
+        }
+        JobMetrics::add(&self.metrics.malformed, 1);
+        if self.reported.fetch_add(1, Ordering::Relaxed) < REPORTED {
+            eprintln!("weir: skipped malformed record at {location}: {message}");
+        }
+        if let Some(path) = &self.dead_letter {
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|source| Error::Io { context: format!("opening dead-letter file {}", path.display()), source })?;
+            let line = serde_json::json!({
+                "location": location,
+                "error": message,
+                "record": String::from_utf8_lossy(raw),
+            });
+            writeln!(f, "{line}").map_err(|source| Error::Io { context: format!("writing {}", path.display()), source })?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,135 @@
+//! Encoding batches into files: JSON lines, CSV (with a header), Parquet (Snappy).
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+
+use crate::error::Context;
+use crate::{Result, not_supported};
+
+/// Output file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    /// JSON lines.
+    Json,
+    /// CSV with a header line.
+    Csv,
+    /// Parquet, Snappy-compressed.
+    Parquet,
+}
+
+impl FileFormat {
+    /// From a `'format'` option.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "json" => Ok(Self::Json),
+            "csv" => Ok(Self::Csv),
+            "parquet" => Ok(Self::Parquet),
+            other => not_supported!("sink format '{other}' (json, csv, parquet)"),
+        }
+    }
+
+    /// File extension.
+    pub fn extension(&self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Csv => "csv",
+            Self::Parquet => "parquet",
+        }
+    }
+}
+
+/// Counts bytes written through it.
+struct Counting<W> {
+    inner: W,
+    bytes: Arc<AtomicU64>,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+enum Inner {
+    Json(datafusion::arrow::json::LineDelimitedWriter<Counting<BufWriter<File>>>),
+    Csv(datafusion::arrow::csv::Writer<Counting<BufWriter<File>>>),
+    Parquet(ArrowWriter<File>),
+}
+
+/// An open output file.
+pub struct FormatWriter {
+    inner: Inner,
+    path: String,
+    bytes: Arc<AtomicU64>,
+}
+
+impl FormatWriter {
+    /// Create `path` for rows of `schema`.
+    pub fn create(path: &Path, format: FileFormat, schema: SchemaRef) -> Result<Self> {
+        let name = path.display().to_string();
+        let file = File::create(path).context(|| format!("creating {name}"))?;
+        let bytes = Arc::new(AtomicU64::new(0));
+        let counting = Counting { inner: BufWriter::new(file), bytes: bytes.clone() };
+        let inner = match format {
+            FileFormat::Json => Inner::Json(datafusion::arrow::json::LineDelimitedWriter::new(counting)),
+            FileFormat::Csv => Inner::Csv(
+                datafusion::arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .with_timestamp_format("%Y-%m-%d %H:%M:%S%.3f".into())
+                    .build(counting),
+            ),
+            FileFormat::Parquet => {
+                let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+                let file = counting.inner.into_inner().map_err(|e| e.into_error()).context(|| format!("creating {name}"))?;
+                Inner::Parquet(ArrowWriter::try_new(file, schema, Some(props)).context(|| format!("creating {name}"))?)
+            }
+        };
+        Ok(Self { inner, path: name, bytes })
+    }
+
+    /// Append a batch.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let path = &self.path;
+        match &mut self.inner {
+            Inner::Json(w) => w.write(batch).context(|| format!("writing {path}")),
+            Inner::Csv(w) => w.write(batch).context(|| format!("writing {path}")),
+            Inner::Parquet(w) => w.write(batch).context(|| format!("writing {path}")),
+        }
+    }
+
+    /// Bytes written so far (for Parquet, including the row group being built).
+    pub fn size(&self) -> u64 {
+        match &self.inner {
+            Inner::Json(_) | Inner::Csv(_) => self.bytes.load(Ordering::Relaxed),
+            Inner::Parquet(w) => (w.bytes_written() + w.in_progress_size()) as u64,
+        }
+    }
+
+    /// Flush and close the file.
+    pub fn close(self) -> Result<()> {
+        let path = self.path;
+        match self.inner {
+            Inner::Json(mut w) => {
+                w.finish().context(|| format!("writing {path}"))?;
+                w.into_inner().inner.flush().context(|| format!("writing {path}"))
+            }
+            Inner::Csv(w) => w.into_inner().inner.flush().context(|| format!("writing {path}")),
+            Inner::Parquet(w) => w.close().map(|_| ()).context(|| format!("closing {path}")),
+        }
+    }
+}

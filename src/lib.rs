@@ -1,0 +1,33 @@
+//! # weir: a streaming SQL engine
+//!
+//! weir runs Flink-compatible SQL continuously over sharded event streams, on a vectorized
+//! Apache Arrow core: every edge carries Arrow record batches, and expressions and aggregates
+//! are DataFusion's, evaluated on whole batches.
+//!
+//! ## Layout, in the order data flows
+//!
+//! - [`sql`]: parsing (sqlparser with weir's dialect), the catalog of tables and views.
+//! - [`planner`]: SQL → DataFusion logical plan → a dataflow [`planner::Pipeline`] of
+//!   operator specs; EXPLAIN.
+//! - [`connectors`]: sources (sharded) and sinks, chosen by `WITH ('connector' = ...)`.
+//! - [`format`]: JSON / CSV / Parquet decoding into Arrow and encoding back.
+//! - [`operators`]: the push-based operators (watermark generator, filter, projection,
+//!   windowed aggregation).
+//! - [`runtime`]: runs a pipeline: a task per source shard, watermark merging, the sink.
+//! - [`message`]: what flows on an edge (batches, watermarks, barriers, end).
+//! - [`engine`]: [`Engine`], the embedding API; the CLI and REPL are built on it.
+//! - [`repl`]: the interactive shell behind `weir` with no arguments.
+
+pub mod connectors;
+pub mod engine;
+pub mod error;
+pub mod format;
+pub mod message;
+pub mod operators;
+pub mod planner;
+pub mod repl;
+pub mod runtime;
+pub mod sql;
+
+pub use engine::{Engine, Job, JobSummary, PushHandle, StatementOutput, Subscription};
+pub use error::{Error, Result};

@@ -1,0 +1,243 @@
+//! Operators: push-based, batch-at-a-time transformations of a dataflow.
+//!
+//! Each operator has two halves, as in DataFusion's `XExec` / `XStream`:
+//! a *spec* ([`OpSpec`]: cloneable, printable by EXPLAIN) and its runtime *state*
+//! (a `Box<dyn Operator>` made by [`OpSpec::instantiate`]). Operators never touch channels:
+//! the runtime owns the select loop, watermark merging and barrier alignment, and calls the
+//! hooks below. Adding an operator means: its file here (with unit tests), one [`OpSpec`]
+//! variant, one arm in the planner.
+
+mod filter;
+mod limit;
+mod project;
+mod session;
+mod watermark;
+mod window;
+mod window_assign;
+pub mod window_spec;
+
+pub use filter::FilterSpec;
+pub use limit::LimitSpec;
+pub use project::ProjectSpec;
+pub use session::SessionAggregate;
+pub use watermark::{WatermarkGenSpec, WatermarkGenerator};
+pub use window::SlicedWindowAggregate;
+pub use window_assign::WindowAssignSpec;
+pub use window_spec::{GroupOut, WindowAggSpec, WindowKind};
+
+use std::fmt;
+
+use datafusion::arrow::record_batch::RecordBatch;
+
+use crate::message::{Message, Timestamp, Watermark};
+use crate::{Result, not_supported};
+
+/// Collects what an operator emits during one call: batches and watermarks for the next
+/// operator, late rows for the late-data output, and a count of rows dropped as malformed.
+#[derive(Debug, Default)]
+pub struct Emitter {
+    /// Messages for the downstream operator, in order.
+    pub messages: Vec<Message>,
+    /// Rows that arrived after every window they belong to had fired.
+    pub late: Vec<RecordBatch>,
+    /// Rows dropped because they could not be processed (e.g. a NULL event time).
+    pub malformed: u64,
+}
+
+impl Emitter {
+    /// Emit a batch downstream (empty batches are dropped).
+    pub fn emit(&mut self, batch: RecordBatch) {
+        if batch.num_rows() > 0 {
+            self.messages.push(Message::Batch(batch));
+        }
+    }
+
+    /// Emit a watermark downstream (only watermark generators do this themselves).
+    pub fn emit_watermark(&mut self, wm: Timestamp) {
+        self.messages.push(Message::Watermark(Watermark::EventTime(wm)));
+    }
+
+    /// Hand rows to the late-data output.
+    pub fn late(&mut self, batch: RecordBatch) {
+        if batch.num_rows() > 0 {
+            self.late.push(batch);
+        }
+    }
+}
+
+/// A checkpointed operator state (not implemented yet: see [`Operator::snapshot`]).
+#[derive(Debug, Default)]
+pub struct StateSnapshot {
+    /// Arrow IPC bytes of the operator's state tables.
+    pub tables: Vec<Vec<u8>>,
+}
+
+/// The operator contract. Only `process_batch` is required.
+pub trait Operator: Send {
+    /// Short name for errors and metrics.
+    fn name(&self) -> &str;
+
+    /// Process one batch from input `input` (0 for single-input operators).
+    fn process_batch(&mut self, input: usize, batch: RecordBatch, out: &mut Emitter) -> Result<()>;
+
+    /// The input watermark advanced to `wm`: fire what is complete, free its state.
+    /// The runtime forwards the watermark downstream afterwards.
+    fn on_watermark(&mut self, _wm: Timestamp, _out: &mut Emitter) -> Result<()> {
+        Ok(())
+    }
+
+    /// Whether the runtime should forward input watermarks after `on_watermark`.
+    /// Watermark generators return false: they emit their own.
+    fn forwards_watermarks(&self) -> bool {
+        true
+    }
+
+    /// Bounded input finished (after a final watermark of +∞): flush everything.
+    fn on_end(&mut self, _out: &mut Emitter) -> Result<()> {
+        Ok(())
+    }
+
+    /// Snapshot state on a checkpoint barrier.
+    fn snapshot(&mut self, _epoch: u64) -> Result<StateSnapshot> {
+        not_supported!("checkpoints")
+    }
+
+    /// Restore state from a checkpoint.
+    fn restore(&mut self, _snapshot: StateSnapshot) -> Result<()> {
+        not_supported!("restoring from checkpoints")
+    }
+
+    /// Bytes of state held (for status and memory reports).
+    fn state_size(&self) -> usize {
+        0
+    }
+}
+
+/// The static description of one operator: what EXPLAIN prints and the runtime instantiates.
+#[derive(Debug, Clone)]
+pub enum OpSpec {
+    /// Per-shard watermark generator placed right after a source shard.
+    Watermark(WatermarkGenSpec),
+    /// WHERE / HAVING.
+    Filter(FilterSpec),
+    /// SELECT list.
+    Project(ProjectSpec),
+    /// LIMIT.
+    Limit(LimitSpec),
+    /// A window TVF used without aggregation: adds window_start, window_end, window_time.
+    WindowAssign(WindowAssignSpec),
+    /// Windowed aggregation (TUMBLE, HOP, CUMULATE, SESSION).
+    WindowAggregate(WindowAggSpec),
+}
+
+impl OpSpec {
+    /// Whether the operator keeps state across batches (and so must see all shards' rows).
+    pub fn is_stateful(&self) -> bool {
+        matches!(self, OpSpec::WindowAggregate(_) | OpSpec::Limit(_))
+    }
+
+    /// Build the runtime half.
+    pub fn instantiate(&self) -> Result<Box<dyn Operator>> {
+        Ok(match self {
+            OpSpec::Watermark(s) => Box::new(WatermarkGenerator::new(s.clone())),
+            OpSpec::Filter(s) => Box::new(s.clone()),
+            OpSpec::Project(s) => Box::new(s.clone()),
+            OpSpec::Limit(s) => Box::new(limit::Limit::new(s.clone())),
+            OpSpec::WindowAssign(s) => Box::new(s.clone()),
+            OpSpec::WindowAggregate(s) => match s.kind {
+                WindowKind::Session { .. } => Box::new(SessionAggregate::new(s.clone())?),
+                _ => Box::new(SlicedWindowAggregate::new(s.clone())?),
+            },
+        })
+    }
+}
+
+impl fmt::Display for OpSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpSpec::Watermark(s) => write!(f, "{s}"),
+            OpSpec::Filter(s) => write!(f, "{s}"),
+            OpSpec::Project(s) => write!(f, "{s}"),
+            OpSpec::Limit(s) => write!(f, "{s}"),
+            OpSpec::WindowAssign(s) => write!(f, "{s}"),
+            OpSpec::WindowAggregate(s) => write!(f, "{s}"),
+        }
+    }
+}
+
+/// Evaluate a physical expression over a batch into an array of the batch's length.
+pub(crate) fn eval(
+    expr: &std::sync::Arc<dyn datafusion::physical_expr::PhysicalExpr>,
+    batch: &RecordBatch,
+) -> Result<datafusion::arrow::array::ArrayRef> {
+    Ok(expr.evaluate(batch)?.into_array(batch.num_rows())?)
+}
+
+/// Event times of a timestamp (or BIGINT epoch-ms) column as milliseconds.
+pub(crate) fn time_millis(
+    col: &datafusion::arrow::array::ArrayRef,
+) -> Result<std::borrow::Cow<'_, [i64]>> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::{
+        DataType, Int64Type, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+        TimestampNanosecondType, TimestampSecondType,
+    };
+    use std::borrow::Cow;
+    let div = |values: &[i64], d: i64| Cow::Owned(values.iter().map(|v| v.div_euclid(d)).collect());
+    Ok(match col.data_type() {
+        DataType::Timestamp(TimeUnit::Millisecond, _) => {
+            Cow::Borrowed(col.as_primitive::<TimestampMillisecondType>().values().as_ref())
+        }
+        DataType::Int64 => Cow::Borrowed(col.as_primitive::<Int64Type>().values().as_ref()),
+        DataType::Timestamp(TimeUnit::Second, _) => {
+            Cow::Owned(col.as_primitive::<TimestampSecondType>().values().iter().map(|v| v * 1000).collect())
+        }
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            div(col.as_primitive::<TimestampMicrosecondType>().values(), 1000)
+        }
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+            div(col.as_primitive::<TimestampNanosecondType>().values(), 1_000_000)
+        }
+        other => {
+            return crate::plan_err!("event-time column must be TIMESTAMP(3) or TIMESTAMP_LTZ(3), found {other}");
+        }
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod test_util {
+    //! Small builders for operator unit tests.
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{Int64Array, TimestampMillisecondArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+    use datafusion::arrow::record_batch::RecordBatch;
+
+    /// One BIGINT column `v`.
+    pub fn int_batch(v: &[i64]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(v.to_vec()))]).unwrap()
+    }
+
+    /// Schema `(ts TIMESTAMP(3), k BIGINT, v BIGINT)`.
+    pub fn tkv_schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+            Field::new("k", DataType::Int64, true),
+            Field::new("v", DataType::Int64, true),
+        ]))
+    }
+
+    /// Rows of `(ts ms, k, v)`.
+    pub fn tkv(rows: &[(i64, i64, i64)]) -> RecordBatch {
+        RecordBatch::try_new(
+            tkv_schema(),
+            vec![
+                Arc::new(TimestampMillisecondArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())),
+                Arc::new(Int64Array::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())),
+                Arc::new(Int64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())),
+            ],
+        )
+        .unwrap()
+    }
+}

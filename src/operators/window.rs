@@ -1,0 +1,345 @@
+//! Sliced window aggregation for TUMBLE, HOP and CUMULATE.
+//!
+//! ```text
+//!   row ──► slice (ts floored to the slice width) ──► live slice: GroupValues + GroupsAccumulators
+//!                                                        │ watermark ≥ slice end
+//!                                                        ▼
+//!   TUMBLE: the slice *is* the window ──► evaluate, emit, free
+//!   HOP / CUMULATE: freeze the slice into partial states (keys + state columns)
+//!                   ──► each window ending ≤ watermark merges its slices' states, evaluates, emits
+//!                   ──► a frozen slice is freed once the last window containing it has fired
+//! ```
+//!
+//! Keys are interned with DataFusion's vectorized `GroupValues`, aggregates are DataFusion's
+//! `GroupsAccumulator`s (or row accumulators behind `GroupsAccumulatorAdapter`, e.g. for
+//! COUNT(DISTINCT)), so a batch is processed column-wise, never row by row.
+//!
+//! A row is late only when every window containing it has fired; it is then handed to the
+//! late-data output. A row whose slice was already frozen but whose later windows are still
+//! open is added to those windows (Flink's semantics for hopping windows).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use datafusion::arrow::array::{ArrayRef, AsArray, UInt32Array};
+use datafusion::arrow::compute::take;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
+
+use super::window_spec::{WindowAggSpec, WindowKind};
+use super::{Emitter, Operator, eval, time_millis};
+use crate::Result;
+use crate::message::Timestamp;
+
+pub(crate) use groups::{Groups, new_accumulators};
+
+mod groups {
+    //! Group-key interning shared by the window operators.
+    use datafusion::arrow::array::ArrayRef;
+    use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
+    use datafusion::physical_expr::GroupsAccumulatorAdapter;
+    use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
+    use datafusion::physical_plan::aggregates::order::GroupOrdering;
+
+    use crate::Result;
+    use crate::operators::WindowAggSpec;
+
+    /// Interned group keys; a window with no keys has a single group.
+    pub(crate) struct Groups {
+        values: Option<Box<dyn GroupValues>>,
+        single: bool,
+    }
+
+    impl Groups {
+        pub(crate) fn new(spec: &WindowAggSpec) -> Result<Self> {
+            let values = if spec.keys.is_empty() {
+                None
+            } else {
+                Some(new_group_values(spec.key_schema.clone(), &GroupOrdering::None)?)
+            };
+            Ok(Self { values, single: false })
+        }
+
+        /// Group index of each of `rows` rows with key columns `keys`.
+        pub(crate) fn intern(&mut self, keys: &[ArrayRef], rows: usize, out: &mut Vec<usize>) -> Result<()> {
+            match &mut self.values {
+                Some(v) => v.intern(keys, out)?,
+                None => {
+                    out.clear();
+                    out.resize(rows, 0);
+                    self.single |= rows > 0;
+                }
+            }
+            Ok(())
+        }
+
+        pub(crate) fn len(&self) -> usize {
+            match &self.values {
+                Some(v) => v.len(),
+                None => usize::from(self.single),
+            }
+        }
+
+        pub(crate) fn emit(&mut self) -> Result<Vec<ArrayRef>> {
+            match &mut self.values {
+                Some(v) => Ok(v.emit(EmitTo::All)?),
+                None => Ok(vec![]),
+            }
+        }
+
+        pub(crate) fn size(&self) -> usize {
+            self.values.as_ref().map_or(0, |v| v.size())
+        }
+    }
+
+    /// One accumulator per aggregate, as DataFusion's hash aggregation makes them.
+    pub(crate) fn new_accumulators(spec: &WindowAggSpec) -> Result<Vec<Box<dyn GroupsAccumulator>>> {
+        spec.aggs
+            .iter()
+            .map(|a| -> Result<Box<dyn GroupsAccumulator>> {
+                if a.groups_accumulator_supported() {
+                    Ok(a.create_groups_accumulator()?)
+                } else {
+                    let captured = a.clone();
+                    Ok(Box::new(GroupsAccumulatorAdapter::new(move || captured.create_accumulator())))
+                }
+            })
+            .collect()
+    }
+}
+
+/// Aggregation inputs of one batch, evaluated once.
+pub(crate) struct Inputs {
+    pub keys: Vec<ArrayRef>,
+    pub args: Vec<Vec<ArrayRef>>,
+    pub filters: Vec<Option<ArrayRef>>,
+}
+
+impl Inputs {
+    pub(crate) fn evaluate(spec: &WindowAggSpec, batch: &RecordBatch) -> Result<Self> {
+        let keys = spec.keys.iter().map(|k| eval(k, batch)).collect::<Result<Vec<_>>>()?;
+        let args = spec
+            .aggs
+            .iter()
+            .map(|a| a.expressions().iter().map(|e| eval(e, batch)).collect::<Result<Vec<_>>>())
+            .collect::<Result<Vec<_>>>()?;
+        let filters = spec
+            .agg_filters
+            .iter()
+            .map(|f| f.as_ref().map(|f| eval(f, batch)).transpose())
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { keys, args, filters })
+    }
+
+    pub(crate) fn take(&self, idx: &UInt32Array) -> Result<Self> {
+        let t = |a: &ArrayRef| -> Result<ArrayRef> { Ok(take(a.as_ref(), idx, None)?) };
+        Ok(Self {
+            keys: self.keys.iter().map(t).collect::<Result<_>>()?,
+            args: self.args.iter().map(|v| v.iter().map(t).collect::<Result<_>>()).collect::<Result<_>>()?,
+            filters: self.filters.iter().map(|f| f.as_ref().map(t).transpose()).collect::<Result<_>>()?,
+        })
+    }
+}
+
+struct Slice {
+    groups: Groups,
+    accs: Vec<Box<dyn GroupsAccumulator>>,
+}
+
+/// Partial states of a closed slice.
+struct Frozen {
+    keys: Vec<ArrayRef>,
+    states: Vec<Vec<ArrayRef>>,
+    rows: usize,
+}
+
+/// Runtime half of a TUMBLE / HOP / CUMULATE [`WindowAggSpec`].
+pub struct SlicedWindowAggregate {
+    spec: WindowAggSpec,
+    wm: Timestamp,
+    live: BTreeMap<Timestamp, Slice>,
+    frozen: BTreeMap<Timestamp, Vec<Frozen>>,
+    pending: BTreeSet<Timestamp>,
+    scratch: Vec<usize>,
+}
+
+impl SlicedWindowAggregate {
+    /// An operator with no state yet.
+    pub fn new(spec: WindowAggSpec) -> Result<Self> {
+        Ok(Self {
+            spec,
+            wm: Timestamp::MIN,
+            live: BTreeMap::new(),
+            frozen: BTreeMap::new(),
+            pending: BTreeSet::new(),
+            scratch: Vec::new(),
+        })
+    }
+
+    fn is_tumble(&self) -> bool {
+        matches!(self.spec.kind, WindowKind::Tumble { .. })
+    }
+
+    fn feed(&mut self, slice_start: Timestamp, inputs: &Inputs, rows: usize) -> Result<()> {
+        let Self { spec, live, pending, scratch, wm, .. } = self;
+        let slice = match live.entry(slice_start) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                pending.extend(spec.kind.window_ends(slice_start).into_iter().filter(|end| end > wm));
+                e.insert(Slice { groups: Groups::new(spec)?, accs: new_accumulators(spec)? })
+            }
+        };
+        slice.groups.intern(&inputs.keys, rows, scratch)?;
+        let total = slice.groups.len();
+        for (i, acc) in slice.accs.iter_mut().enumerate() {
+            let filter = inputs.filters[i].as_ref().map(|f| f.as_boolean());
+            acc.update_batch(&inputs.args[i], scratch, filter, total)?;
+        }
+        Ok(())
+    }
+
+    fn evaluate(accs: &mut [Box<dyn GroupsAccumulator>]) -> Result<Vec<ArrayRef>> {
+        accs.iter_mut().map(|a| Ok(a.evaluate(EmitTo::All)?)).collect()
+    }
+
+    fn fire_tumble(&mut self, wm: Timestamp, out: &mut Emitter) -> Result<()> {
+        let WindowKind::Tumble { size } = self.spec.kind else { return Ok(()) };
+        while let Some(entry) = self.live.first_entry() {
+            let start = *entry.key();
+            if start + size > wm {
+                break;
+            }
+            let mut slice = entry.remove();
+            self.pending.remove(&(start + size));
+            let keys = slice.groups.emit()?;
+            let aggs = Self::evaluate(&mut slice.accs)?;
+            let n = aggs.first().map_or(0, |a| a.len()).max(keys.first().map_or(0, |k| k.len()));
+            out.emit(self.spec.output_batch(vec![start; n], vec![start + size; n], &keys, aggs)?);
+        }
+        Ok(())
+    }
+
+    fn freeze_closed_slices(&mut self, wm: Timestamp) -> Result<()> {
+        let width = self.spec.kind.slice_width();
+        while let Some(entry) = self.live.first_entry() {
+            let start = *entry.key();
+            if start + width > wm {
+                break;
+            }
+            let mut slice = entry.remove();
+            let rows = slice.groups.len();
+            let keys = slice.groups.emit()?;
+            let states =
+                slice.accs.iter_mut().map(|a| Ok(a.state(EmitTo::All)?)).collect::<Result<Vec<_>>>()?;
+            self.frozen.entry(start).or_default().push(Frozen { keys, states, rows });
+        }
+        Ok(())
+    }
+
+    fn fire_window(&mut self, end: Timestamp, out: &mut Emitter) -> Result<()> {
+        let start = self.spec.kind.window_start(end);
+        let mut groups = Groups::new(&self.spec)?;
+        let mut accs = new_accumulators(&self.spec)?;
+        for (_, parts) in self.frozen.range(start..end) {
+            for part in parts {
+                groups.intern(&part.keys, part.rows, &mut self.scratch)?;
+                let total = groups.len();
+                for (acc, state) in accs.iter_mut().zip(&part.states) {
+                    acc.merge_batch(state, &self.scratch, total)?;
+                }
+            }
+        }
+        let n = groups.len();
+        if n == 0 {
+            return Ok(());
+        }
+        let keys = groups.emit()?;
+        let aggs = Self::evaluate(&mut accs)?;
+        out.emit(self.spec.output_batch(vec![start; n], vec![end; n], &keys, aggs)?);
+        Ok(())
+    }
+}
+
+impl Operator for SlicedWindowAggregate {
+    fn name(&self) -> &str {
+        "WindowAggregate"
+    }
+
+    fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Emitter) -> Result<()> {
+        let rows = batch.num_rows();
+        if rows == 0 {
+            return Ok(());
+        }
+        let kind = self.spec.kind;
+        let ts = time_millis(batch.column(self.spec.time_col))?;
+        let first = kind.slice_start(ts[0]);
+        let single = ts.iter().all(|&t| t >= first && t - first < kind.slice_width());
+        if single && kind.last_window_end(first) > self.wm {
+            let inputs = Inputs::evaluate(&self.spec, &batch)?;
+            return self.feed(first, &inputs, rows);
+        }
+        // Rows of several slices: group row indices by slice (few distinct slices per batch).
+        let mut by_slice: Vec<(Timestamp, Vec<u32>)> = Vec::new();
+        for (i, &t) in ts.iter().enumerate() {
+            let s = kind.slice_start(t);
+            match by_slice.iter_mut().rev().find(|(k, _)| *k == s) {
+                Some((_, v)) => v.push(i as u32),
+                None => by_slice.push((s, vec![i as u32])),
+            }
+        }
+        drop(ts);
+        let inputs = Inputs::evaluate(&self.spec, &batch)?;
+        for (s, idx) in by_slice {
+            let idx = UInt32Array::from(idx);
+            if kind.last_window_end(s) <= self.wm {
+                out.late(take_batch(&batch, &idx)?);
+            } else {
+                self.feed(s, &inputs.take(&idx)?, idx.len())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, wm: Timestamp, out: &mut Emitter) -> Result<()> {
+        if wm <= self.wm {
+            return Ok(());
+        }
+        self.wm = wm;
+        if self.is_tumble() {
+            return self.fire_tumble(wm, out);
+        }
+        self.freeze_closed_slices(wm)?;
+        while let Some(&end) = self.pending.first() {
+            if end > wm {
+                break;
+            }
+            self.pending.pop_first();
+            self.fire_window(end, out)?;
+        }
+        let kind = self.spec.kind;
+        self.frozen.retain(|s, _| kind.last_window_end(*s) > wm);
+        Ok(())
+    }
+
+    fn state_size(&self) -> usize {
+        let live: usize = self
+            .live
+            .values()
+            .map(|s| s.groups.size() + s.accs.iter().map(|a| a.size()).sum::<usize>())
+            .sum();
+        let frozen: usize = self
+            .frozen
+            .values()
+            .flatten()
+            .map(|f| {
+                f.keys.iter().map(|k| k.get_array_memory_size()).sum::<usize>()
+                    + f.states.iter().flatten().map(|s| s.get_array_memory_size()).sum::<usize>()
+            })
+            .sum();
+        live + frozen
+    }
+}
+
+pub(crate) fn take_batch(batch: &RecordBatch, idx: &UInt32Array) -> Result<RecordBatch> {
+    Ok(datafusion::arrow::compute::take_record_batch(batch, idx)?)
+}
+

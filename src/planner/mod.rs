@@ -1,0 +1,429 @@
+//! The planner: a statement becomes a DataFusion logical plan (after weir's AST rewrites),
+//! and the logical plan becomes a [`Pipeline`] of operator specs — one `match` in
+//! [`Planner::build`] to extend.
+//!
+//! DataFusion plans and type-checks the SQL (`SqlToRel` plus its analyzer); weir then walks the
+//! plan bottom-up. Stateless nodes (projection, filter) become DataFusion physical expressions
+//! evaluated on batches; an aggregation over a window placeholder becomes a windowed
+//! aggregation operator whose aggregates are DataFusion's. Plans weir cannot run continuously
+//! fail here with "not supported yet: ...", never at run time with wrong rows.
+
+mod explain;
+pub mod rewrite;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::TableProvider;
+use datafusion::common::{DFSchema, TableReference};
+use datafusion::datasource::empty::EmptyTable;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::context::SessionContext;
+use datafusion::logical_expr::{Aggregate, Expr as DfExpr, LogicalPlan};
+use datafusion::physical_expr::expressions::Column as PhysColumn;
+use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
+use datafusion::prelude::SessionConfig;
+use datafusion::execution::context::ExecutionProps;
+use sqlparser::ast::Query;
+
+pub use rewrite::WindowTvf;
+
+use crate::error::Context;
+use crate::operators::{
+    FilterSpec, GroupOut, LimitSpec, OpSpec, ProjectSpec, WatermarkGenSpec, WindowAggSpec,
+    WindowAssignSpec, WindowKind,
+};
+use crate::sql::catalog::Table;
+use crate::sql::{Catalog, Statement};
+use crate::{Error, Result, not_supported, plan_err};
+
+/// A planned continuous query: one sharded source, operators, and where the rows go.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// The source table (its connector decides the shards).
+    pub source: Table,
+    /// Operators run once per source shard (the watermark generator and stateless ones).
+    pub shard_ops: Vec<OpSpec>,
+    /// Operators run after the shards are merged (stateful ones and what follows them).
+    pub merged_ops: Vec<OpSpec>,
+    /// Schema of the rows the pipeline produces.
+    pub schema: SchemaRef,
+    /// `INSERT INTO` target; `None` for a SELECT whose rows go to the caller.
+    pub sink: Option<Table>,
+}
+
+impl Pipeline {
+    /// The dataflow graph as EXPLAIN prints it.
+    pub fn explain(&self) -> String {
+        explain::render(self)
+    }
+}
+
+/// A stream under construction: a source and the operators applied so far.
+struct Stream {
+    source: Table,
+    ops: Vec<OpSpec>,
+    /// Columns (by name) that carry the source's watermark.
+    time_attrs: Vec<String>,
+}
+
+/// Plans statements against a catalog.
+pub struct Planner<'a> {
+    catalog: &'a Catalog,
+    ctx: SessionContext,
+    windows: HashMap<String, (WindowTvf, LogicalPlan)>,
+    next_id: usize,
+    props: ExecutionProps,
+}
+
+impl<'a> Planner<'a> {
+    /// A planner whose DataFusion context knows every table of the catalog (schemas only).
+    pub fn new(catalog: &'a Catalog) -> Result<Self> {
+        let mut config = SessionConfig::new().with_target_partitions(1).with_information_schema(false);
+        // Flink reads 0.908 as DECIMAL(3, 3), so arithmetic with literals stays exact.
+        config.options_mut().sql_parser.parse_float_as_decimal = true;
+        config.options_mut().sql_parser.enable_ident_normalization = true;
+        let state = SessionStateBuilder::new().with_config(config).with_default_features().build();
+        let ctx = SessionContext::new_with_state(state);
+        for (name, table) in &catalog.tables {
+            let provider: Arc<dyn TableProvider> = Arc::new(EmptyTable::new(table.schema.clone()));
+            ctx.register_table(TableReference::bare(name.as_str()), provider)?;
+        }
+        Ok(Self { catalog, ctx, windows: HashMap::new(), next_id: 0, props: ExecutionProps::new() })
+    }
+
+    /// Plan a query or INSERT into a pipeline.
+    pub async fn plan(&mut self, statement: &Statement) -> Result<Pipeline> {
+        let (plan, sink) = match statement {
+            Statement::Query(q) => (self.logical_query(q.as_ref().clone()).await?, None),
+            Statement::Insert { table, statement } => {
+                let sink = self.catalog.table(table)?.clone();
+                let mut stmt = statement.as_ref().clone();
+                if let sqlparser::ast::Statement::Insert(ins) = &mut stmt {
+                    if let Some(source) = ins.source.as_mut() {
+                        let windows = rewrite::rewrite_query(self.catalog, source, &mut self.next_id)?;
+                        self.register_windows(windows).await?;
+                    }
+                }
+                (self.logical_statement(stmt).await?, Some(sink))
+            }
+            other => return plan_err!("{other:?} is not a query"),
+        };
+        let stream = self.build(&plan)?;
+        let schema = match &plan {
+            LogicalPlan::Dml(d) => Arc::new(d.input.schema().as_arrow().clone()),
+            p => Arc::new(p.schema().as_arrow().clone()),
+        };
+        let split = stream.ops.iter().position(OpSpec::is_stateful).unwrap_or(stream.ops.len());
+        let mut shard_ops = stream.ops;
+        let merged_ops = shard_ops.split_off(split);
+        Ok(Pipeline { source: stream.source, shard_ops, merged_ops, schema, sink })
+    }
+
+    /// Rewrite and plan a query AST into an analyzed DataFusion logical plan.
+    async fn logical_query(&mut self, mut query: Query) -> Result<LogicalPlan> {
+        let windows = rewrite::rewrite_query(self.catalog, &mut query, &mut self.next_id)?;
+        self.register_windows(windows).await?;
+        self.logical_statement(sqlparser::ast::Statement::Query(Box::new(query))).await
+    }
+
+    async fn register_windows(&mut self, windows: Vec<WindowTvf>) -> Result<()> {
+        for w in windows {
+            let input = Box::pin(self.logical_query(w.input.as_ref().clone())).await?;
+            let in_schema = input.schema().as_arrow().clone();
+            let Ok(time_field) = in_schema.field_with_name(&w.time_col) else {
+                return plan_err!("DESCRIPTOR({}): no such column in the windowed table", w.time_col);
+            };
+            let time_tz = match time_field.data_type() {
+                DataType::Timestamp(_, tz) => tz.clone(),
+                other => return plan_err!("DESCRIPTOR({}) must be a TIMESTAMP(3) time attribute, not {other}", w.time_col),
+            };
+            let mut fields: Vec<Field> = in_schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+            let ts = |tz: Option<Arc<str>>| DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Millisecond, tz);
+            fields.push(Field::new("window_start", ts(None), false));
+            fields.push(Field::new("window_end", ts(None), false));
+            fields.push(Field::new("window_time", ts(time_tz), false));
+            let provider: Arc<dyn TableProvider> = Arc::new(EmptyTable::new(Arc::new(Schema::new(fields))));
+            self.ctx.register_table(TableReference::bare(w.placeholder.as_str()), provider)?;
+            self.windows.insert(w.placeholder.clone(), (w, input));
+        }
+        Ok(())
+    }
+
+    async fn logical_statement(&self, stmt: sqlparser::ast::Statement) -> Result<LogicalPlan> {
+        let state = self.ctx.state();
+        let plan = state
+            .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(stmt)))
+            .await
+            .map_err(planning_error)?;
+        let plan = state
+            .analyzer()
+            .execute_and_check(plan, state.config_options(), |_, _| {})
+            .map_err(planning_error)?;
+        Ok(plan)
+    }
+
+    fn phys(&self, expr: &DfExpr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
+        create_physical_expr(expr, schema, &self.props, &Default::default()).context(|| format!("planning expression {expr}"))
+    }
+
+    /// LogicalPlan → stream of operator specs. The one match to extend with new operators.
+    fn build(&self, plan: &LogicalPlan) -> Result<Stream> {
+        match plan {
+            LogicalPlan::TableScan(scan) => {
+                let name = scan.table_name.table();
+                if scan.projection.is_some() || !scan.filters.is_empty() || scan.fetch.is_some() {
+                    return plan_err!("internal: unexpected pushed-down scan of {name}");
+                }
+                if let Some((w, input)) = self.windows.get(name) {
+                    return self.window_assign(w, input, scan.projected_schema.as_arrow());
+                }
+                let table = self.catalog.table(name)?.clone();
+                let mut ops = vec![];
+                let mut time_attrs = vec![];
+                if let Some(wm) = &table.def.watermark {
+                    let time_col = table.schema.index_of(&wm.column)?;
+                    ops.push(OpSpec::Watermark(WatermarkGenSpec {
+                        time_col,
+                        time_name: wm.column.clone(),
+                        delay_ms: wm.delay_ms,
+                    }));
+                    time_attrs.push(wm.column.clone());
+                }
+                Ok(Stream { source: table, ops, time_attrs })
+            }
+            LogicalPlan::Projection(p) => {
+                let mut s = self.build(&p.input)?;
+                let in_schema = p.input.schema();
+                let in_arrow = in_schema.as_arrow();
+                let exprs = p.expr.iter().map(|e| self.phys(e, in_schema)).collect::<Result<Vec<_>>>()?;
+                let fields = p
+                    .expr
+                    .iter()
+                    .zip(&exprs)
+                    .zip(p.schema.fields())
+                    .map(|((_, pe), f)| Ok(Field::new(f.name(), pe.data_type(in_arrow)?, pe.nullable(in_arrow)?)))
+                    .collect::<Result<Vec<_>>>()?;
+                // A column passed through (or renamed) keeps its time attribute.
+                let mut attrs = vec![];
+                for (e, f) in p.expr.iter().zip(p.schema.fields()) {
+                    if let DfExpr::Column(c) = e.clone().unalias() {
+                        if s.time_attrs.contains(&c.name) {
+                            attrs.push(f.name().clone());
+                        }
+                    }
+                }
+                s.time_attrs = attrs;
+                s.ops.push(OpSpec::Project(ProjectSpec { exprs, schema: Arc::new(Schema::new(fields)) }));
+                Ok(s)
+            }
+            LogicalPlan::Filter(f) => {
+                let mut s = self.build(&f.input)?;
+                let predicate = self.phys(&f.predicate, f.input.schema())?;
+                s.ops.push(OpSpec::Filter(FilterSpec { predicate }));
+                Ok(s)
+            }
+            LogicalPlan::SubqueryAlias(a) => self.build(&a.input),
+            LogicalPlan::Aggregate(agg) => self.window_aggregate(agg),
+            LogicalPlan::Limit(l) => {
+                use datafusion::logical_expr::logical_plan::{FetchType, SkipType};
+                let (Ok(SkipType::Literal(0)), Ok(FetchType::Literal(fetch))) = (l.get_skip_type(), l.get_fetch_type()) else {
+                    return not_supported!("OFFSET, or a LIMIT that is not a constant");
+                };
+                let mut s = self.build(&l.input)?;
+                match fetch {
+                    Some(fetch) => s.ops.push(OpSpec::Limit(LimitSpec { fetch })),
+                    None => {}
+                }
+                Ok(s)
+            }
+            LogicalPlan::Dml(d) => self.build(&d.input),
+            LogicalPlan::Sort(_) => not_supported!("ORDER BY on an unbounded stream (order windowed results by window in the consumer)"),
+            LogicalPlan::Join(_) => not_supported!("joins (window, interval, regular and lookup joins are planned next)"),
+            LogicalPlan::Union(_) => not_supported!("UNION"),
+            LogicalPlan::Distinct(_) => not_supported!("SELECT DISTINCT over a stream (updating results)"),
+            LogicalPlan::Window(_) => not_supported!("OVER windows (ROW_NUMBER, running aggregates)"),
+            LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => not_supported!("queries without a source table"),
+            LogicalPlan::Unnest(_) => not_supported!("UNNEST"),
+            LogicalPlan::RecursiveQuery(_) => not_supported!("recursive queries"),
+            other => not_supported!("{}", other.display()),
+        }
+    }
+
+    fn window_stream(&self, w: &WindowTvf, input: &LogicalPlan) -> Result<(Stream, usize)> {
+        let s = self.build(input)?;
+        if s.source.def.watermark.is_none() {
+            return plan_err!(
+                "DESCRIPTOR({}): table {} has no event time; declare WATERMARK FOR {} AS {} - INTERVAL '5' SECOND",
+                w.time_col, s.source.def.name, w.time_col, w.time_col
+            );
+        }
+        if !s.time_attrs.contains(&w.time_col) {
+            return plan_err!(
+                "DESCRIPTOR({}) is not a time attribute: window on the column declared in WATERMARK FOR ({})",
+                w.time_col,
+                s.time_attrs.join(", ")
+            );
+        }
+        let time_col = input.schema().as_arrow().index_of(&w.time_col)?;
+        Ok((s, time_col))
+    }
+
+    fn window_assign(&self, w: &WindowTvf, input: &LogicalPlan, schema: &Schema) -> Result<Stream> {
+        if matches!(w.kind, WindowKind::Session { .. }) {
+            return not_supported!("SESSION windows without GROUP BY window_start, window_end");
+        }
+        let (mut s, time_col) = self.window_stream(w, input)?;
+        s.time_attrs.push("window_time".into());
+        s.ops.push(OpSpec::WindowAssign(WindowAssignSpec {
+            kind: w.kind,
+            time_col,
+            output_schema: Arc::new(schema.clone()),
+        }));
+        Ok(s)
+    }
+
+    #[allow(deprecated)] // create_aggregate_expr_and_maybe_filter: its replacement is not yet stable API
+    fn window_aggregate(&self, agg: &Aggregate) -> Result<Stream> {
+        // Find the window placeholder under WHERE filters and aliases.
+        let mut filters = vec![];
+        let mut node = agg.input.as_ref();
+        let (w, input) = loop {
+            match node {
+                LogicalPlan::Filter(f) => {
+                    filters.push((f.predicate.clone(), f.input.schema().clone()));
+                    node = &f.input;
+                }
+                LogicalPlan::SubqueryAlias(a) => node = &a.input,
+                LogicalPlan::TableScan(scan) if self.windows.contains_key(scan.table_name.table()) => {
+                    break &self.windows[scan.table_name.table()];
+                }
+                LogicalPlan::Projection(_) if has_window_scan(node, &self.windows) => {
+                    return not_supported!("a projection between a window TVF and its GROUP BY (aggregate the window TVF directly)");
+                }
+                _ => {
+                    return not_supported!(
+                        "GROUP BY without a window: an unbounded aggregation produces updating results; \
+                         group by window_start, window_end of a window TVF such as \
+                         TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE))"
+                    );
+                }
+            }
+        };
+        let (mut s, time_col) = self.window_stream(w, input)?;
+        let n_in = input.schema().fields().len();
+        let refs_window = |e: &Arc<dyn PhysicalExpr>| {
+            datafusion::physical_expr::utils::collect_columns(e).iter().any(|c| c.index() >= n_in)
+        };
+        for (pred, schema) in filters.into_iter().rev() {
+            let predicate = self.phys(&pred, &schema)?;
+            if refs_window(&predicate) {
+                return not_supported!("a WHERE condition on window columns before aggregation (use HAVING)");
+            }
+            s.ops.push(OpSpec::Filter(FilterSpec { predicate }));
+        }
+        let in_schema = agg.input.schema();
+        let in_arrow = in_schema.as_arrow();
+        let (mut keys, mut key_fields, mut group_out, mut key_names) = (vec![], vec![], vec![], vec![]);
+        for g in &agg.group_expr {
+            if matches!(g, DfExpr::GroupingSet(_)) {
+                return not_supported!("GROUPING SETS, ROLLUP and CUBE");
+            }
+            let pe = self.phys(g, in_schema)?;
+            if let Some(col) = pe.downcast_ref::<PhysColumn>() {
+                if col.index() >= n_in {
+                    group_out.push(match col.index() - n_in {
+                        0 => GroupOut::WindowStart,
+                        1 => GroupOut::WindowEnd,
+                        _ => GroupOut::WindowTime,
+                    });
+                    continue;
+                }
+                key_names.push(col.name().to_string());
+            }
+            if refs_window(&pe) {
+                return not_supported!("GROUP BY an expression of window columns ({g})");
+            }
+            key_fields.push(Field::new(format!("key{}", keys.len()), pe.data_type(in_arrow)?, true));
+            group_out.push(GroupOut::Key(keys.len()));
+            keys.push(pe);
+        }
+        let has = |g: GroupOut| group_out.contains(&g);
+        if !(has(GroupOut::WindowStart) || has(GroupOut::WindowEnd) || has(GroupOut::WindowTime)) {
+            return not_supported!("aggregating a window TVF without grouping by window_start and window_end");
+        }
+        if matches!(w.kind, WindowKind::Cumulate { .. }) && !(has(GroupOut::WindowEnd) || has(GroupOut::WindowTime)) {
+            return not_supported!("CUMULATE windows grouped without window_end");
+        }
+        if let WindowKind::Session { .. } = w.kind {
+            let mut want = w.partition_by.clone().unwrap_or_default();
+            let mut got = key_names.clone();
+            want.sort();
+            got.sort();
+            if want != got || key_names.len() != keys.len() {
+                return not_supported!(
+                    "SESSION windows grouped by keys other than their PARTITION BY columns ({} vs {})",
+                    got.join(", "),
+                    want.join(", ")
+                );
+            }
+        }
+        let (mut aggs, mut agg_filters) = (vec![], vec![]);
+        for e in &agg.aggr_expr {
+            let (a, filter, order) =
+                datafusion::physical_planner::create_aggregate_expr_and_maybe_filter(e, in_schema, in_arrow, &self.props)
+                    .context(|| format!("planning aggregate {e}"))?;
+            if !order.is_empty() {
+                return not_supported!("ordered aggregates ({e})");
+            }
+            if a.expressions().iter().any(refs_window) || filter.as_ref().is_some_and(refs_window) {
+                return not_supported!("aggregating window columns ({e})");
+            }
+            aggs.push(a);
+            agg_filters.push(filter);
+        }
+        s.time_attrs = agg
+            .schema
+            .fields()
+            .iter()
+            .zip(&group_out)
+            .filter(|(_, g)| **g == GroupOut::WindowTime)
+            .map(|(f, _)| f.name().clone())
+            .collect();
+        s.ops.push(OpSpec::WindowAggregate(WindowAggSpec {
+            kind: w.kind,
+            time_col,
+            time_name: w.time_col.clone(),
+            keys,
+            key_schema: Arc::new(Schema::new(key_fields)),
+            group_out,
+            aggs,
+            agg_filters,
+            output_schema: Arc::new(agg.schema.as_arrow().clone()),
+        }));
+        Ok(s)
+    }
+}
+
+fn has_window_scan(plan: &LogicalPlan, windows: &HashMap<String, (WindowTvf, LogicalPlan)>) -> bool {
+    match plan {
+        LogicalPlan::TableScan(s) => windows.contains_key(s.table_name.table()),
+        p => p.inputs().iter().any(|i| has_window_scan(i, windows)),
+    }
+}
+
+/// A DataFusion planning error, with the source position when DataFusion recorded one.
+fn planning_error(e: datafusion::error::DataFusionError) -> Error {
+    let position = e
+        .diagnostic()
+        .and_then(|d| d.span)
+        .map(|s| format!(" at Line: {}, Column: {}", s.start.line, s.start.column))
+        .unwrap_or_default();
+    let msg = e.strip_backtrace().to_string();
+    let msg = msg.strip_prefix("Error during planning: ").unwrap_or(&msg).to_string();
+    if msg.contains("This feature is not implemented") {
+        return Error::NotSupported(format!("{msg}{position}"));
+    }
+    Error::Plan(format!("{msg}{position}"))
+}

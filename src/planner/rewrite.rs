@@ -1,0 +1,444 @@
+//! AST rewrites that turn Flink's streaming syntax into SQL DataFusion can plan:
+//!
+//! - views are expanded into derived tables;
+//! - a window TVF `TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL ...))` becomes a scan of a
+//!   placeholder table `__weir_window_N` whose schema is t's columns plus window_start,
+//!   window_end and window_time; the [`WindowTvf`] records what it stands for;
+//! - the legacy group windows (`GROUP BY TUMBLE(ts, INTERVAL ...)` with `TUMBLE_START(...)`
+//!   and friends) become the same placeholder, grouped by window_start and window_end.
+//!
+//! The planner later recognises the placeholder scans under aggregations.
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, ObjectName,
+    ObjectNamePart, Query, SetExpr, TableAlias, TableFactor, VisitMut, VisitorMut,
+    visit_expressions_mut,
+};
+use sqlparser::ast::Spanned;
+use sqlparser::tokenizer::Span;
+
+use super::super::sql::Catalog;
+use super::super::sql::dialect::TABLE_ARG_MARKER;
+use super::super::sql::interval::interval_ms;
+use super::super::sql::statement::normalize_ident;
+use crate::operators::WindowKind;
+use crate::{Error, Result, not_supported, plan_err};
+
+/// What a window placeholder table stands for.
+#[derive(Debug, Clone)]
+pub struct WindowTvf {
+    /// Placeholder table name.
+    pub placeholder: String,
+    /// Window geometry.
+    pub kind: WindowKind,
+    /// The DESCRIPTOR column.
+    pub time_col: String,
+    /// The rows being windowed.
+    pub input: Box<Query>,
+    /// SESSION's PARTITION BY columns (None when not given).
+    pub partition_by: Option<Vec<String>>,
+}
+
+/// Rewrite `query` in place; returns the window TVFs found, in order.
+pub fn rewrite_query(catalog: &Catalog, query: &mut Query, next_id: &mut usize) -> Result<Vec<WindowTvf>> {
+    let mut r = Rewriter { catalog, windows: vec![], error: None, next_id, depth: 0 };
+    r.rewrite(query);
+    match r.error {
+        Some(e) => Err(e),
+        None => Ok(r.windows),
+    }
+}
+
+struct Rewriter<'a> {
+    catalog: &'a Catalog,
+    windows: Vec<WindowTvf>,
+    error: Option<Error>,
+    next_id: &'a mut usize,
+    depth: usize,
+}
+
+fn at(span: Span) -> String {
+    if span == Span::empty() { String::new() } else { format!(" at {}", span.start) }
+}
+
+fn table_factor(name: &str, alias: Option<TableAlias>) -> TableFactor {
+    TableFactor::Table {
+        name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new(name))]),
+        alias,
+        args: None,
+        with_hints: vec![],
+        version: None,
+        with_ordinality: false,
+        partitions: vec![],
+        json_path: None,
+        sample: None,
+        index_hints: vec![],
+    }
+}
+
+/// `SELECT * FROM name` as an AST.
+pub fn select_all_from(name: &str) -> Result<Box<Query>> {
+    let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+    let stmts = crate::sql::parse_sql(&format!("SELECT * FROM {quoted}"))?;
+    match stmts.into_iter().next().map(|s| s.statement) {
+        Some(crate::sql::Statement::Query(q)) => Ok(q),
+        _ => plan_err!("internal: could not build SELECT * FROM {name}"),
+    }
+}
+
+impl Rewriter<'_> {
+    fn rewrite(&mut self, query: &mut Query) {
+        self.depth += 1;
+        if self.depth > 32 {
+            self.error.get_or_insert(Error::Plan("views nest more than 32 deep (a cycle?)".into()));
+            return;
+        }
+        if let Err(e) = flink_functions(query) {
+            self.error.get_or_insert(e);
+            return;
+        }
+        // Legacy group windows first: they rewrite a SELECT's FROM into a window TVF.
+        let _ = query.visit(&mut LegacyWindows { r: self });
+        let _ = query.visit(self);
+        self.depth -= 1;
+    }
+
+    fn placeholder(&mut self) -> String {
+        *self.next_id += 1;
+        format!("__weir_window_{}", self.next_id)
+    }
+
+    fn window_tvf(&mut self, expr: &Expr) -> Result<WindowTvf> {
+        let Expr::Function(f) = expr else {
+            return not_supported!("TABLE({expr}): only the window functions TUMBLE, HOP, CUMULATE and SESSION");
+        };
+        let fname = f.name.to_string().to_ascii_uppercase();
+        let FunctionArguments::List(list) = &f.args else {
+            return plan_err!("{fname} needs arguments{}", at(f.name.span()));
+        };
+        // Positional or named (DATA =>, TIMECOL =>, SIZE =>, SLIDE =>, STEP =>, GAP =>) arguments.
+        let names: &[&str] = match fname.as_str() {
+            "TUMBLE" => &["DATA", "TIMECOL", "SIZE", "OFFSET"],
+            "HOP" => &["DATA", "TIMECOL", "SLIDE", "SIZE", "OFFSET"],
+            "CUMULATE" => &["DATA", "TIMECOL", "STEP", "SIZE", "OFFSET"],
+            "SESSION" => &["DATA", "TIMECOL", "GAP"],
+            _ => return not_supported!("table function {fname}{}", at(f.name.span())),
+        };
+        let mut args: Vec<Option<&Expr>> = vec![None; names.len()];
+        for (i, a) in list.args.iter().enumerate() {
+            let (slot, e) = match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => (i, e),
+                FunctionArg::Named { name, arg: FunctionArgExpr::Expr(e), .. } => {
+                    let n = name.value.to_ascii_uppercase();
+                    let Some(slot) = names.iter().position(|x| *x == n) else {
+                        return plan_err!("{fname} has no argument named {n}");
+                    };
+                    (slot, e)
+                }
+                other => return plan_err!("unexpected argument {other} of {fname}"),
+            };
+            if slot >= names.len() {
+                return plan_err!("{fname} takes at most {} arguments{}", names.len(), at(f.name.span()));
+            }
+            args[slot] = Some(e);
+        }
+        let arg = |i: usize| -> Result<&Expr> {
+            args[i].ok_or_else(|| Error::Plan(format!("{fname} is missing its {} argument", names[i])))
+        };
+        if names.last() == Some(&"OFFSET") && args[names.len() - 1].is_some() {
+            return not_supported!("the OFFSET argument of {fname}");
+        }
+        // DATA: TABLE t [PARTITION BY ...]
+        let (table, partition_by) = match arg(0)? {
+            Expr::CompoundIdentifier(parts) if parts.first().is_some_and(|p| p.value == TABLE_ARG_MARKER) => {
+                let table = normalize_ident(&parts[1]);
+                let keys: Vec<String> = parts[2..].iter().map(normalize_ident).collect();
+                (table, (!keys.is_empty()).then_some(keys))
+            }
+            other => return plan_err!("the first argument of {fname} must be TABLE <name>, found {other}"),
+        };
+        if partition_by.is_some() && fname != "SESSION" {
+            return plan_err!("PARTITION BY is only allowed in SESSION windows");
+        }
+        // TIMECOL: DESCRIPTOR(col)
+        let time_col = match arg(1)? {
+            Expr::Function(d) if d.name.to_string().eq_ignore_ascii_case("DESCRIPTOR") => match &d.args {
+                FunctionArguments::List(l) if l.args.len() == 1 => match &l.args[0] {
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Identifier(id))) => normalize_ident(id),
+                    other => return plan_err!("DESCRIPTOR takes one column name, found {other}"),
+                },
+                _ => return plan_err!("DESCRIPTOR takes one column name"),
+            },
+            other => return plan_err!("the second argument of {fname} must be DESCRIPTOR(column), found {other}"),
+        };
+        let positive = |i: usize| -> Result<i64> {
+            let ms = interval_ms(arg(i)?)?;
+            if ms <= 0 {
+                return plan_err!("{} of {fname} must be positive", names[i]);
+            }
+            Ok(ms)
+        };
+        let kind = match fname.as_str() {
+            "TUMBLE" => WindowKind::Tumble { size: positive(2)? },
+            "HOP" => WindowKind::Hop { slide: positive(2)?, size: positive(3)? },
+            "CUMULATE" => {
+                let (step, max_size) = (positive(2)?, positive(3)?);
+                if max_size % step != 0 {
+                    return plan_err!("CUMULATE: the max size must be a multiple of the step");
+                }
+                WindowKind::Cumulate { step, max_size }
+            }
+            _ => WindowKind::Session { gap: positive(2)? },
+        };
+        Ok(WindowTvf { placeholder: self.placeholder(), kind, time_col, input: select_all_from(&table)?, partition_by })
+    }
+}
+
+impl VisitorMut for Rewriter<'_> {
+    type Break = ();
+
+    fn post_visit_table_factor(&mut self, tf: &mut TableFactor) -> ControlFlow<()> {
+        let replacement = match tf {
+            TableFactor::Table { name, alias, args: None, .. } => {
+                let key = name.0.last().and_then(|p| p.as_ident()).map(normalize_ident).unwrap_or_default();
+                let Some(view) = self.catalog.views.get(&key) else { return ControlFlow::Continue(()) };
+                let mut subquery = view.query.clone();
+                self.rewrite(&mut subquery);
+                let alias = alias.clone().or_else(|| {
+                    Some(TableAlias { explicit: true, name: Ident::new(key.clone()), columns: vec![], at: None })
+                });
+                TableFactor::Derived { lateral: false, subquery, alias, sample: None }
+            }
+            TableFactor::TableFunction { expr, alias } => match self.window_tvf(expr) {
+                Ok(w) => {
+                    let tf = table_factor(&w.placeholder, alias.clone());
+                    self.windows.push(w);
+                    tf
+                }
+                Err(e) => {
+                    self.error.get_or_insert(e);
+                    return ControlFlow::Break(());
+                }
+            },
+            _ => return ControlFlow::Continue(()),
+        };
+        *tf = replacement;
+        ControlFlow::Continue(())
+    }
+}
+
+/// Rewrites `GROUP BY TUMBLE(ts, INTERVAL ...)` selects into window TVF placeholders.
+struct LegacyWindows<'r, 'a> {
+    r: &'r mut Rewriter<'a>,
+}
+
+fn legacy_kind(f: &sqlparser::ast::Function) -> Option<String> {
+    let n = f.name.to_string().to_ascii_uppercase();
+    matches!(n.as_str(), "TUMBLE" | "HOP" | "SESSION").then_some(n)
+}
+
+impl VisitorMut for LegacyWindows<'_, '_> {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        let SetExpr::Select(select) = query.body.as_mut() else { return ControlFlow::Continue(()) };
+        let GroupByExpr::Expressions(exprs, _) = &mut select.group_by else { return ControlFlow::Continue(()) };
+        let Some(pos) = exprs.iter().position(|e| matches!(e, Expr::Function(f) if legacy_kind(f).is_some())) else {
+            return ControlFlow::Continue(());
+        };
+        let result = (|| -> Result<()> {
+            let Expr::Function(f) = &exprs[pos] else { return plan_err!("internal: legacy window") };
+            let kind_name = legacy_kind(f).unwrap_or_default();
+            let FunctionArguments::List(list) = &f.args else { return plan_err!("{kind_name} needs arguments") };
+            let args: Vec<&Expr> = list
+                .args
+                .iter()
+                .filter_map(|a| match a {
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+                    _ => None,
+                })
+                .collect();
+            let time_col = match args.first() {
+                Some(Expr::Identifier(id)) => normalize_ident(id),
+                Some(Expr::CompoundIdentifier(ids)) => ids.last().map(normalize_ident).unwrap_or_default(),
+                _ => return plan_err!("{kind_name}(...) in GROUP BY needs the event-time column first{}", at(f.name.span())),
+            };
+            let interval = |i: usize| -> Result<i64> {
+                let ms = interval_ms(args.get(i).ok_or_else(|| Error::Plan(format!("{kind_name} is missing an interval")))?)?;
+                if ms <= 0 {
+                    return plan_err!("{kind_name}: intervals must be positive");
+                }
+                Ok(ms)
+            };
+            let other_keys: Vec<String> = exprs
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != pos)
+                .filter_map(|(_, e)| match e {
+                    Expr::Identifier(id) => Some(normalize_ident(id)),
+                    Expr::CompoundIdentifier(ids) => ids.last().map(normalize_ident),
+                    _ => None,
+                })
+                .collect();
+            let kind = match kind_name.as_str() {
+                "TUMBLE" => WindowKind::Tumble { size: interval(1)? },
+                "HOP" => WindowKind::Hop { slide: interval(1)?, size: interval(2)? },
+                _ => WindowKind::Session { gap: interval(1)? },
+            };
+            let partition_by = matches!(kind, WindowKind::Session { .. }).then_some(other_keys);
+            if select.from.len() != 1 || !select.from[0].joins.is_empty() {
+                return not_supported!("group windows over joins or several tables");
+            }
+            let relation = &mut select.from[0].relation;
+            let (input, alias) = match relation {
+                TableFactor::Table { name, alias, args: None, .. } => {
+                    let table = name.0.last().and_then(|p| p.as_ident()).map(normalize_ident).unwrap_or_default();
+                    let alias = alias.clone().unwrap_or(TableAlias {
+                        explicit: true,
+                        name: Ident::new(table.clone()),
+                        columns: vec![],
+                        at: None,
+                    });
+                    (select_all_from(&table)?, alias)
+                }
+                TableFactor::Derived { subquery, alias: Some(alias), .. } => (subquery.clone(), alias.clone()),
+                other => return not_supported!("group window over {other}"),
+            };
+            let placeholder = self.r.placeholder();
+            *relation = table_factor(&placeholder, Some(alias));
+            self.r.windows.push(WindowTvf { placeholder, kind, time_col, input, partition_by });
+            exprs.splice(pos..=pos, [Expr::Identifier(Ident::new("window_start")), Expr::Identifier(Ident::new("window_end"))]);
+            Ok(())
+        })();
+        if let Err(e) = result {
+            self.r.error.get_or_insert(e);
+            return ControlFlow::Break(());
+        }
+        // TUMBLE_START(...) and friends anywhere in this SELECT.
+        let mut error = None;
+        let _ = visit_expressions_mut(select.as_mut(), |e| {
+            if let Expr::Function(f) = e {
+                let n = f.name.to_string().to_ascii_uppercase();
+                let col = match n.rsplit_once('_') {
+                    Some(("TUMBLE" | "HOP" | "SESSION", "START")) => "window_start",
+                    Some(("TUMBLE" | "HOP" | "SESSION", "END")) => "window_end",
+                    Some(("TUMBLE" | "HOP" | "SESSION", "ROWTIME")) => "window_time",
+                    Some(("TUMBLE" | "HOP" | "SESSION", "PROCTIME")) => {
+                        error = Some(Error::NotSupported(format!("{n} (processing-time windows)")));
+                        return ControlFlow::Break(());
+                    }
+                    _ => return ControlFlow::Continue(()),
+                };
+                *e = Expr::Identifier(Ident::new(col));
+            }
+            ControlFlow::Continue(())
+        });
+        if let Some(e) = error {
+            self.r.error.get_or_insert(e);
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+fn plain_args(f: &sqlparser::ast::Function) -> Option<Vec<Expr>> {
+    let FunctionArguments::List(list) = &f.args else { return None };
+    list.args
+        .iter()
+        .map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Java date pattern (Flink's DATE_FORMAT) to a chrono pattern.
+pub fn java_to_chrono(pattern: &str) -> String {
+    let mut out = String::new();
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let mut n = 1;
+        while i + n < chars.len() && chars[i + n] == c {
+            n += 1;
+        }
+        let piece = match (c, n) {
+            ('y', 2) => "%y".to_string(),
+            ('y', _) => "%Y".to_string(),
+            ('M', 1 | 2) => "%m".to_string(),
+            ('M', 3) => "%b".to_string(),
+            ('M', _) => "%B".to_string(),
+            ('d', _) => "%d".to_string(),
+            ('H', _) => "%H".to_string(),
+            ('h', _) => "%I".to_string(),
+            ('m', _) => "%M".to_string(),
+            ('s', _) => "%S".to_string(),
+            ('S', _) => "%3f".to_string(),
+            ('a', _) => "%p".to_string(),
+            ('E', _) => "%a".to_string(),
+            ('%', _) => "%%".repeat(n),
+            ('\'', _) => String::new(),
+            (other, n) => other.to_string().repeat(n),
+        };
+        out.push_str(&piece);
+        i += n;
+    }
+    out
+}
+
+/// Flink scalar functions DataFusion spells differently: MOD(a, b) → a % b,
+/// DATE_FORMAT(ts, 'yyyy-MM-dd') → to_char(ts, '%Y-%m-%d').
+fn flink_functions(query: &mut Query) -> Result<()> {
+    let mut error = None;
+    let _ = visit_expressions_mut(query, |e| {
+        let Expr::Function(f) = e else { return ControlFlow::Continue(()) };
+        let name = f.name.to_string().to_ascii_uppercase();
+        match name.as_str() {
+            "MOD" => match plain_args(f).as_deref() {
+                Some([a, b]) => {
+                    *e = Expr::Nested(Box::new(Expr::BinaryOp {
+                        left: Box::new(Expr::Nested(Box::new(a.clone()))),
+                        op: sqlparser::ast::BinaryOperator::Modulo,
+                        right: Box::new(Expr::Nested(Box::new(b.clone()))),
+                    }));
+                }
+                _ => error = Some(Error::Plan(format!("MOD takes two arguments: {e}"))),
+            },
+            "DATE_FORMAT" => match plain_args(f).as_deref() {
+                Some([ts, Expr::Value(v)]) => {
+                    let sqlparser::ast::Value::SingleQuotedString(p) = &v.value else {
+                        error = Some(Error::Plan(format!("DATE_FORMAT needs a constant pattern: {e}")));
+                        return ControlFlow::Break(());
+                    };
+                    let pattern = java_to_chrono(p);
+                    let text = format!("to_char(x, '{}')", pattern.replace('\'', "''"));
+                    match crate::sql::parse_sql(&format!("SELECT {text}")).ok().and_then(|mut s| s.pop()) {
+                        Some(crate::sql::Located { statement: crate::sql::Statement::Query(q), .. }) => {
+                            if let SetExpr::Select(sel) = *q.body {
+                                if let Some(sqlparser::ast::SelectItem::UnnamedExpr(Expr::Function(mut call))) =
+                                    sel.projection.into_iter().next()
+                                {
+                                    if let FunctionArguments::List(l) = &mut call.args {
+                                        l.args[0] = FunctionArg::Unnamed(FunctionArgExpr::Expr(ts.clone()));
+                                    }
+                                    *e = Expr::Function(call);
+                                }
+                            }
+                        }
+                        _ => error = Some(Error::Plan(format!("cannot translate {e}"))),
+                    }
+                }
+                _ => error = Some(Error::NotSupported(format!("{e} (DATE_FORMAT with a constant pattern is)"))),
+            },
+            _ => {}
+        }
+        if error.is_some() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    });
+    match error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}

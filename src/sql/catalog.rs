@@ -1,0 +1,115 @@
+//! The catalog: tables (with their schemas and connector options), views, and job settings.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+
+use super::statement::{TableDef, ViewDef};
+use crate::{Error, Result, plan_err};
+
+/// A table known to the catalog.
+#[derive(Debug, Clone)]
+pub struct Table {
+    /// Its definition.
+    pub def: TableDef,
+    /// Arrow schema of its physical columns.
+    pub schema: SchemaRef,
+}
+
+impl Table {
+    /// Validate a definition and build its schema.
+    pub fn new(def: TableDef) -> Result<Self> {
+        let schema = Arc::new(Schema::new(
+            def.columns.iter().map(|c| Field::new(&c.name, c.data_type.clone(), c.nullable)).collect::<Vec<_>>(),
+        ));
+        if let Some(wm) = &def.watermark {
+            let Ok(field) = schema.field_with_name(&wm.column) else {
+                return plan_err!("WATERMARK FOR {}: table {} has no such column", wm.column, def.name);
+            };
+            if !matches!(field.data_type(), datafusion::arrow::datatypes::DataType::Timestamp(_, _)) {
+                return plan_err!(
+                    "WATERMARK FOR {}: the event-time column must be TIMESTAMP(3) or TIMESTAMP_LTZ(3), not {}",
+                    wm.column,
+                    super::types::display_type(field.data_type())
+                );
+            }
+        }
+        for p in &def.partitioned_by {
+            if schema.field_with_name(p).is_err() {
+                return plan_err!("PARTITIONED BY {p}: table {} has no such column", def.name);
+            }
+        }
+        if !def.options.contains_key("connector") {
+            return plan_err!("table {} needs WITH ('connector' = ...): filesystem, nexmark, print, blackhole or push", def.name);
+        }
+        Ok(Self { def, schema })
+    }
+
+    /// The value of option `key`, if set.
+    pub fn option(&self, key: &str) -> Option<&str> {
+        self.def.options.get(key).map(String::as_str)
+    }
+
+    /// The connector name.
+    pub fn connector(&self) -> &str {
+        self.option("connector").unwrap_or_default()
+    }
+}
+
+/// Tables, views and settings of one engine.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    /// Tables by normalised name.
+    pub tables: BTreeMap<String, Table>,
+    /// Views by normalised name.
+    pub views: BTreeMap<String, ViewDef>,
+    /// `SET` options.
+    pub settings: BTreeMap<String, String>,
+}
+
+impl Catalog {
+    /// Add a table. Fails if the name is taken, unless `IF NOT EXISTS`.
+    pub fn create_table(&mut self, def: TableDef) -> Result<bool> {
+        if self.tables.contains_key(&def.name) || self.views.contains_key(&def.name) {
+            if def.if_not_exists {
+                return Ok(false);
+            }
+            return plan_err!("table or view {} already exists", def.name);
+        }
+        let table = Table::new(def)?;
+        self.tables.insert(table.def.name.clone(), table);
+        Ok(true)
+    }
+
+    /// Add a view.
+    pub fn create_view(&mut self, def: ViewDef) -> Result<bool> {
+        if self.tables.contains_key(&def.name) || self.views.contains_key(&def.name) {
+            if def.if_not_exists {
+                return Ok(false);
+            }
+            return plan_err!("table or view {} already exists", def.name);
+        }
+        self.views.insert(def.name.clone(), def);
+        Ok(true)
+    }
+
+    /// Remove a table or view.
+    pub fn drop_object(&mut self, name: &str, view: bool, if_exists: bool) -> Result<()> {
+        let removed = if view { self.views.remove(name).is_some() } else { self.tables.remove(name).is_some() };
+        if !removed && !if_exists {
+            return plan_err!("{} {name} does not exist", if view { "view" } else { "table" });
+        }
+        Ok(())
+    }
+
+    /// A table by name.
+    pub fn table(&self, name: &str) -> Result<&Table> {
+        self.tables.get(name).ok_or_else(|| Error::Plan(format!("table {name} does not exist")))
+    }
+
+    /// A setting, or the default.
+    pub fn setting<'a>(&'a self, key: &str, default: &'a str) -> &'a str {
+        self.settings.get(key).map(String::as_str).unwrap_or(default)
+    }
+}

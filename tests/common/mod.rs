@@ -1,0 +1,149 @@
+//! Shared helpers for the end-to-end tests: bid data files, running a streaming query through
+//! `weir::Engine`, running the batch reference in DataFusion, and comparing rows.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use datafusion::arrow::array::{Array, RecordBatch};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::prelude::{JsonReadOptions, SessionConfig, SessionContext};
+use futures::StreamExt;
+use weir::connectors::nexmark::{Config, Generator, Kind};
+
+/// The bid columns as weir declares them.
+pub const BID_COLUMNS: &str = "auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, url STRING, \
+     date_time TIMESTAMP(3), extra STRING";
+
+/// Nexmark bid rows (about 92% of `events`).
+pub fn bids(events: u64) -> Vec<RecordBatch> {
+    let mut g = Generator::new(Kind::Bid, Config { events: Some(events), rate: 10_000, shards: 1, chunk: 8192, real_time: false }, 0);
+    let mut out = vec![];
+    while let Some(b) = g.next_batch() {
+        out.push(b);
+    }
+    out
+}
+
+/// Rows of batches as JSON lines (timestamps as 'YYYY-MM-DD HH:MM:SS.fff').
+pub fn json_lines(batches: &[RecordBatch]) -> Vec<String> {
+    let mut lines = vec![];
+    for b in batches {
+        let mut buf = Vec::new();
+        {
+            let mut w = datafusion::arrow::json::LineDelimitedWriter::new(&mut buf);
+            w.write(b).unwrap();
+            w.finish().unwrap();
+        }
+        lines.extend(String::from_utf8(buf).unwrap().lines().map(|l| l.to_string()));
+    }
+    lines
+}
+
+/// Event time (ms) of a JSON line written by [`json_lines`].
+pub fn line_time(line: &str) -> i64 {
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let s = v["date_time"].as_str().unwrap();
+    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").unwrap().and_utc().timestamp_millis()
+}
+
+/// Shuffle lines within consecutive blocks of `block` lines (deterministically): out of order,
+/// but by less than the block's time span.
+pub fn shuffle_blocks(lines: &mut [String], block: usize) {
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    for chunk in lines.chunks_mut(block) {
+        for i in (1..chunk.len()).rev() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            chunk.swap(i, (state % (i as u64 + 1)) as usize);
+        }
+    }
+}
+
+pub fn write_lines(path: &Path, lines: &[String]) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for l in lines {
+        writeln!(f, "{l}").unwrap();
+    }
+}
+
+/// A temporary directory that lives as long as the value.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// `CREATE TABLE bid (...) WITH (filesystem json at path)`.
+pub fn bid_ddl(name: &str, path: &Path, delay_s: u32) -> String {
+    format!(
+        "CREATE TABLE {name} ({BID_COLUMNS}, WATERMARK FOR date_time AS date_time - INTERVAL '{delay_s}' SECOND) \
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');",
+        path.display()
+    )
+}
+
+/// Run DDL then one SELECT through weir; all output rows.
+pub async fn stream(ddl: &str, query: &str) -> Vec<RecordBatch> {
+    let engine = weir::Engine::new();
+    engine.execute(ddl).await.unwrap();
+    let mut sub = engine.subscribe(query).await.unwrap();
+    let mut out = vec![];
+    while let Some(b) = sub.next().await {
+        out.push(b.unwrap());
+    }
+    out
+}
+
+/// A batch DataFusion context with `table` read from JSON lines at `path` with weir's schema.
+pub async fn batch_ctx(tables: &[(&str, &Path, SchemaRef)]) -> SessionContext {
+    let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
+    for (name, path, schema) in tables {
+        let ext = path.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+        let opts = JsonReadOptions::default().schema(schema).file_extension(&ext);
+        ctx.register_json(*name, path.to_str().unwrap(), opts).await.unwrap();
+    }
+    ctx
+}
+
+pub async fn batch(ctx: &SessionContext, sql: &str) -> Vec<RecordBatch> {
+    ctx.sql(sql).await.unwrap().collect().await.unwrap()
+}
+
+/// Rows as sorted strings, for order-insensitive comparison.
+pub fn rows(batches: &[RecordBatch]) -> Vec<String> {
+    let opts = FormatOptions::default().with_null("NULL");
+    let mut out = vec![];
+    for b in batches {
+        let fmts: Vec<_> = b.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap()).collect();
+        for r in 0..b.num_rows() {
+            out.push(fmts.iter().map(|f| f.value(r).to_string()).collect::<Vec<_>>().join(" | "));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Assert two results hold the same rows, showing the first differences.
+pub fn assert_same_rows(streaming: &[RecordBatch], batch: &[RecordBatch], what: &str) {
+    let (s, b) = (rows(streaming), rows(batch));
+    if s != b {
+        let only_s: Vec<_> = s.iter().filter(|r| !b.contains(r)).take(5).collect();
+        let only_b: Vec<_> = b.iter().filter(|r| !s.contains(r)).take(5).collect();
+        panic!("{what}: streaming has {} rows, batch {}\nonly streaming: {only_s:#?}\nonly batch: {only_b:#?}", s.len(), b.len());
+    }
+    assert!(!s.is_empty(), "{what}: no rows at all");
+}
+
+/// The weir bid schema.
+pub fn bid_schema() -> SchemaRef {
+    Kind::Bid.schema()
+}
+
+pub fn path_str(p: &PathBuf) -> String {
+    p.display().to_string()
+}
+
+pub fn arr_len(a: &dyn Array) -> usize {
+    a.len()
+}

@@ -1,0 +1,237 @@
+//! Differential tests: every window kind and the issue's query shapes, run streaming by weir
+//! over a JSON-lines bid file (~184k rows, out of order within the watermark delay) and as a
+//! batch query by DataFusion over the same file; the rows must be identical.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+struct Data {
+    _dir: tempfile::TempDir,
+    file: PathBuf,
+}
+
+/// 200k Nexmark events → ~184k bids, shuffled within blocks of 10k rows (~1.1 s of event time,
+/// less than the 4 s watermark delay, so no row is late).
+fn data() -> Data {
+    let dir = tempdir();
+    let file = dir.path().join("bids.json");
+    let mut lines = json_lines(&bids(200_000));
+    shuffle_blocks(&mut lines, 10_000);
+    write_lines(&file, &lines);
+    Data { _dir: dir, file }
+}
+
+async fn check(d: &Path, stream_sql: &str, batch_sql: &str, what: &str) {
+    let s = stream(&bid_ddl("bid", d, 4), stream_sql).await;
+    let ctx = batch_ctx(&[("bid", d, bid_schema())]).await;
+    let b = batch(&ctx, batch_sql).await;
+    assert_same_rows(&s, &b, what);
+}
+
+const BIN10: &str = "date_bin(INTERVAL '10 seconds', date_time, TIMESTAMP '1970-01-01 00:00:00')";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stateless_queries_match_batch() {
+    let d = data();
+    check(&d.file, "SELECT * FROM bid", "SELECT * FROM bid", "passthrough").await;
+    check(
+        &d.file,
+        "SELECT auction, bidder, CAST(0.908 * price AS DECIMAL(23, 3)) AS euro, date_time FROM bid",
+        "SELECT auction, bidder, CAST(CAST(0.908 AS DECIMAL(3, 3)) * price AS DECIMAL(23, 3)) AS euro, date_time FROM bid",
+        "currency conversion",
+    )
+    .await;
+    check(
+        &d.file,
+        "SELECT auction, price FROM bid WHERE MOD(auction, 123) = 0",
+        "SELECT auction, price FROM bid WHERE auction % 123 = 0",
+        "MOD filter",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tumble_tvf_with_aggregates_and_having() {
+    let d = data();
+    check(
+        &d.file,
+        "SELECT window_start, window_end, auction, COUNT(*) AS n, SUM(price) AS total, MIN(price) AS lo, \
+                MAX(price) AS hi, AVG(price) AS mean \
+         FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '10' SECOND)) \
+         GROUP BY window_start, window_end, auction HAVING COUNT(*) > 3",
+        &format!(
+            "SELECT {BIN10} AS window_start, {BIN10} + INTERVAL '10 seconds' AS window_end, auction, COUNT(*) AS n, \
+                    SUM(price) AS total, MIN(price) AS lo, MAX(price) AS hi, AVG(price) AS mean \
+             FROM bid GROUP BY 1, 2, auction HAVING COUNT(*) > 3"
+        ),
+        "TUMBLE",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn count_distinct_per_window() {
+    let d = data();
+    check(
+        &d.file,
+        "SELECT window_start, channel, COUNT(DISTINCT bidder) AS bidders, COUNT(*) AS bids \
+         FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '10' SECOND)) \
+         GROUP BY window_start, window_end, channel",
+        &format!("SELECT {BIN10} AS window_start, channel, COUNT(DISTINCT bidder) AS bidders, COUNT(*) AS bids FROM bid GROUP BY 1, channel"),
+        "COUNT(DISTINCT)",
+    )
+    .await;
+}
+
+/// HOP as a batch: each row expanded into its size/slide windows.
+fn hop_batch(slide_ms: i64, size_ms: i64, select: &str, group: &str) -> String {
+    let k: Vec<String> = (0..size_ms / slide_ms).map(|k| format!("({k})")).collect();
+    format!(
+        "SELECT to_timestamp_millis(ws) AS window_start, to_timestamp_millis(ws + {size_ms}) AS window_end, {select} \
+         FROM (SELECT *, (CAST(date_time AS BIGINT) / {slide_ms}) * {slide_ms} - k * {slide_ms} AS ws \
+               FROM bid CROSS JOIN (VALUES {}) AS ks(k)) w \
+         WHERE ws + {size_ms} > CAST(date_time AS BIGINT) \
+         GROUP BY ws{group}",
+        k.join(", ")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hop_tvf_count_per_key() {
+    let d = data();
+    check(
+        &d.file,
+        "SELECT window_start, window_end, auction, COUNT(*) AS n, MAX(price) AS hi \
+         FROM TABLE(HOP(TABLE bid, DESCRIPTOR(date_time), INTERVAL '2' SECOND, INTERVAL '10' SECOND)) \
+         GROUP BY window_start, window_end, auction",
+        &hop_batch(2000, 10_000, "auction, COUNT(*) AS n, MAX(price) AS hi", ", auction"),
+        "HOP TVF",
+    )
+    .await;
+    // Size not a multiple of the slide: slices of gcd(4 s, 10 s) = 2 s.
+    check(
+        &d.file,
+        "SELECT window_start, window_end, COUNT(*) AS n, AVG(price) AS mean \
+         FROM TABLE(HOP(TABLE bid, DESCRIPTOR(date_time), INTERVAL '4' SECOND, INTERVAL '10' SECOND)) \
+         GROUP BY window_start, window_end",
+        &format!(
+            "SELECT to_timestamp_millis(ws) AS window_start, to_timestamp_millis(ws + 10000) AS window_end, COUNT(*) AS n, AVG(price) AS mean \
+             FROM (SELECT *, (CAST(date_time AS BIGINT) / 4000) * 4000 - k * 4000 AS ws FROM bid CROSS JOIN (VALUES (0), (1), (2)) AS ks(k)) w \
+             WHERE ws + 10000 > CAST(date_time AS BIGINT) GROUP BY ws"
+        ),
+        "HOP with size not a multiple of slide",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_hop_group_window() {
+    let d = data();
+    check(
+        &d.file,
+        "SELECT bidder, HOP_START(date_time, INTERVAL '5' SECOND, INTERVAL '15' SECOND) AS ws, \
+                HOP_END(date_time, INTERVAL '5' SECOND, INTERVAL '15' SECOND) AS we, COUNT(*) AS n \
+         FROM bid GROUP BY bidder, HOP(date_time, INTERVAL '5' SECOND, INTERVAL '15' SECOND)",
+        &format!(
+            "SELECT bidder, window_start AS ws, window_end AS we, n FROM ({})",
+            hop_batch(5000, 15_000, "bidder, COUNT(*) AS n", ", bidder")
+        ),
+        "legacy HOP",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cumulate_tvf() {
+    let d = data();
+    // Windows [k*10s, k*10s + j*2s) for j = 1..5.
+    check(
+        &d.file,
+        "SELECT window_start, window_end, channel, COUNT(*) AS n, SUM(price) AS total \
+         FROM TABLE(CUMULATE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '2' SECOND, INTERVAL '10' SECOND)) \
+         GROUP BY window_start, window_end, channel",
+        "SELECT to_timestamp_millis(ws) AS window_start, to_timestamp_millis(we) AS window_end, channel, COUNT(*) AS n, SUM(price) AS total \
+         FROM (SELECT *, (CAST(date_time AS BIGINT) / 10000) * 10000 AS ws, \
+                     (CAST(date_time AS BIGINT) / 10000) * 10000 + j * 2000 AS we \
+               FROM bid CROSS JOIN (VALUES (1), (2), (3), (4), (5)) AS js(j)) w \
+         WHERE we > CAST(date_time AS BIGINT) GROUP BY ws, we, channel",
+        "CUMULATE",
+    )
+    .await;
+}
+
+/// Sessions as a batch: a new session starts where the gap to the key's previous row > gap.
+fn session_batch(gap_ms: i64, key: &str, aggs: &str) -> String {
+    format!(
+        "SELECT {key}, to_timestamp_millis(MIN(t)) AS window_start, to_timestamp_millis(MAX(t) + {gap_ms}) AS window_end, {aggs} \
+         FROM (SELECT *, SUM(CASE WHEN prev IS NULL OR t - prev > {gap_ms} THEN 1 ELSE 0 END) \
+                      OVER (PARTITION BY {key} ORDER BY t) AS sid \
+               FROM (SELECT *, CAST(date_time AS BIGINT) AS t, \
+                            LAG(CAST(date_time AS BIGINT)) OVER (PARTITION BY {key} ORDER BY CAST(date_time AS BIGINT)) AS prev \
+                     FROM bid) a) s \
+         GROUP BY {key}, sid"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_session_group_window() {
+    let d = data();
+    // A bidder's session closes after 100 ms without bids: many sessions, many keys.
+    check(
+        &d.file,
+        "SELECT bidder, SESSION_START(date_time, INTERVAL '0.1' SECOND) AS window_start, \
+                SESSION_END(date_time, INTERVAL '0.1' SECOND) AS window_end, COUNT(*) AS n, MAX(price) AS hi \
+         FROM bid GROUP BY bidder, SESSION(date_time, INTERVAL '0.1' SECOND)",
+        &session_batch(100, "bidder", "COUNT(*) AS n, MAX(price) AS hi"),
+        "legacy SESSION",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_tvf() {
+    let d = data();
+    check(
+        &d.file,
+        "SELECT window_start, window_end, auction, COUNT(*) AS n, SUM(price) AS total \
+         FROM TABLE(SESSION(TABLE bid PARTITION BY auction, DESCRIPTOR(date_time), INTERVAL '1' SECOND)) \
+         GROUP BY window_start, window_end, auction",
+        &format!("SELECT window_start, window_end, auction, n, total FROM ({})", session_batch(1000, "auction", "COUNT(*) AS n, SUM(price) AS total")),
+        "SESSION TVF",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_tumble_group_window() {
+    let d = data();
+    check(
+        &d.file,
+        "SELECT channel, TUMBLE_START(date_time, INTERVAL '30' SECOND) AS ws, TUMBLE_END(date_time, INTERVAL '30' SECOND) AS we, \
+                COUNT(*) AS n, SUM(price) AS total \
+         FROM bid WHERE price > 1000 GROUP BY channel, TUMBLE(date_time, INTERVAL '30' SECOND)",
+        "SELECT channel, date_bin(INTERVAL '30 seconds', date_time, TIMESTAMP '1970-01-01 00:00:00') AS ws, \
+                date_bin(INTERVAL '30 seconds', date_time, TIMESTAMP '1970-01-01 00:00:00') + INTERVAL '30 seconds' AS we, \
+                COUNT(*) AS n, SUM(price) AS total \
+         FROM bid WHERE price > 1000 GROUP BY channel, 2, 3",
+        "legacy TUMBLE",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_tvf_without_aggregation() {
+    let d = data();
+    check(
+        &d.file,
+        "SELECT auction, price, window_start, window_end FROM TABLE(HOP(TABLE bid, DESCRIPTOR(date_time), INTERVAL '5' SECOND, INTERVAL '10' SECOND)) WHERE price > 500000",
+        "SELECT auction, price, to_timestamp_millis(ws) AS window_start, to_timestamp_millis(ws + 10000) AS window_end \
+         FROM (SELECT *, (CAST(date_time AS BIGINT) / 5000) * 5000 - k * 5000 AS ws FROM bid CROSS JOIN (VALUES (0), (1)) AS ks(k)) w \
+         WHERE price > 500000",
+        "HOP TVF without aggregation",
+    )
+    .await;
+}
