@@ -235,7 +235,7 @@ mod tests {
         let hop = WindowKind::Hop { slide: 2, size: 10 };
         assert_eq!(hop.slice_width(), 2);
         assert_eq!(hop.slice_start(7), 6);
-        assert_eq!(hop.window_ends(6), vec![10, 12, 14, 16]);
+        assert_eq!(hop.window_ends(6), vec![8, 10, 12, 14, 16]);
         assert_eq!(hop.last_window_end(6), 16);
         assert_eq!(hop.window_start(16), 6);
         let odd = WindowKind::Hop { slide: 4, size: 10 };
