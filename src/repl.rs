@@ -78,7 +78,8 @@ impl Highlighter for WeirHelper {
 impl Validator for WeirHelper {
     fn validate(&self, ctx: &mut ValidationContext) -> rustyline::Result<ValidationResult> {
         let input = ctx.input().trim();
-        if input.is_empty() || is_command(input) || is_complete(input) {
+        let last_line = input.lines().last().unwrap_or("").trim();
+        if input.is_empty() || is_command(input) || last_line.starts_with('\\') || is_complete(input) {
             Ok(ValidationResult::Valid(None))
         } else {
             Ok(ValidationResult::Incomplete)
@@ -115,7 +116,7 @@ fn refresh_words(engine: &Engine, words: &Arc<Mutex<Vec<String>>>) {
 /// Run the REPL until `\q` or end of input.
 pub fn run(engine: Engine, runtime: &tokio::runtime::Runtime) -> Result<()> {
     let words = Arc::new(Mutex::new(Vec::new()));
-    let config = rustyline::Config::builder().auto_add_history(false).max_history_size(2000).map_err(readline_error)?.build();
+    let config = rustyline::Config::builder().completion_type(rustyline::CompletionType::List).auto_add_history(false).max_history_size(2000).map_err(readline_error)?.build();
     let mut editor: Editor<WeirHelper, rustyline::history::FileHistory> = Editor::with_config(config).map_err(readline_error)?;
     editor.set_helper(Some(WeirHelper { words: words.clone() }));
     let history = history_path();
@@ -134,9 +135,16 @@ pub fn run(engine: Engine, runtime: &tokio::runtime::Runtime) -> Result<()> {
             Err(ReadlineError::Eof) => break,
             Err(e) => return Err(readline_error(e)),
         };
-        let input = line.trim();
+        let mut input = line.trim();
         if input.is_empty() {
             continue;
+        }
+        // A backslash command on a continuation line discards the unfinished statement.
+        if let Some(last) = input.lines().last().map(str::trim).filter(|l| l.starts_with('\\')) {
+            if input.lines().count() > 1 {
+                println!("(unfinished statement discarded)");
+            }
+            input = last;
         }
         let _ = editor.add_history_entry(input);
         if let Some(h) = &history {

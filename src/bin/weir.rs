@@ -161,7 +161,7 @@ fn bench_generator(events: u64, table: &str) -> Result<()> {
     let start = Instant::now();
     let mut rows = 0usize;
     let mut bytes = 0usize;
-    while let Some(b) = g.next_batch() {
+    while let Some(b) = g.next_batch()? {
         rows += b.num_rows();
         bytes += b.get_array_memory_size();
     }

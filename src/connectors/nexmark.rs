@@ -233,25 +233,25 @@ impl Generator {
     }
 
     /// The next batch of this shard, or None when the bounded sequence is done.
-    pub fn next_batch(&mut self) -> Option<RecordBatch> {
+    pub fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         loop {
             let start = self.next_chunk * self.config.chunk;
             let mut end = start + self.config.chunk;
             if let Some(total) = self.config.events {
                 if start >= total {
-                    return None;
+                    return Ok(None);
                 }
                 end = end.min(total);
             }
             self.next_chunk += self.config.shards as u64;
             let _ = self.shard;
             let batch = match self.kind {
-                Kind::Bid => self.bids(start, end),
-                Kind::Auction => self.auctions(start, end),
-                Kind::Person => self.people(start, end),
+                Kind::Bid => self.bids(start, end)?,
+                Kind::Auction => self.auctions(start, end)?,
+                Kind::Person => self.people(start, end)?,
             };
             if batch.num_rows() > 0 {
-                return Some(batch);
+                return Ok(Some(batch));
             }
         }
     }
@@ -266,7 +266,7 @@ impl Generator {
         (due_ms > now).then(|| Duration::from_millis((due_ms - now) as u64))
     }
 
-    fn bids(&self, start: u64, end: u64) -> RecordBatch {
+    fn bids(&self, start: u64, end: u64) -> Result<RecordBatch> {
         let cap = (end - start) as usize;
         let (mut auction, mut bidder, mut price_col, mut times) =
             (Vec::with_capacity(cap), Vec::with_capacity(cap), Vec::with_capacity(cap), Vec::with_capacity(cap));
@@ -313,10 +313,10 @@ impl Generator {
             Arc::new(TimestampMillisecondArray::from(times)),
             Arc::new(extra.finish()),
         ];
-        RecordBatch::try_new(Kind::Bid.schema(), cols).expect("bid columns match the bid schema")
+        Ok(RecordBatch::try_new(Kind::Bid.schema(), cols)?)
     }
 
-    fn auctions(&self, start: u64, end: u64) -> RecordBatch {
+    fn auctions(&self, start: u64, end: u64) -> Result<RecordBatch> {
         let cap = ((end - start) / 16 + 4) as usize;
         let (mut id, mut initial, mut reserve, mut times, mut expires, mut seller, mut category) =
             (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
@@ -357,10 +357,10 @@ impl Generator {
             Arc::new(Int64Array::from(category)),
             Arc::new(extra.finish()),
         ];
-        RecordBatch::try_new(Kind::Auction.schema(), cols).expect("auction columns match the auction schema")
+        Ok(RecordBatch::try_new(Kind::Auction.schema(), cols)?)
     }
 
-    fn people(&self, start: u64, end: u64) -> RecordBatch {
+    fn people(&self, start: u64, end: u64) -> Result<RecordBatch> {
         let cap = ((end - start) / 50 + 2) as usize;
         let (mut id, mut times) = (vec![], vec![]);
         let mut name = StringBuilder::with_capacity(cap, cap * 16);
@@ -405,7 +405,7 @@ impl Generator {
             Arc::new(TimestampMillisecondArray::from(times)),
             Arc::new(extra.finish()),
         ];
-        RecordBatch::try_new(Kind::Person.schema(), cols).expect("person columns match the person schema")
+        Ok(RecordBatch::try_new(Kind::Person.schema(), cols)?)
     }
 }
 
@@ -426,7 +426,7 @@ impl SourceShard for NexmarkShard {
             if let Some(d) = self.generator.delay() {
                 tokio::time::sleep(d).await;
             }
-            let Some(batch) = self.generator.next_batch() else { return Ok(None) };
+            let Some(batch) = self.generator.next_batch()? else { return Ok(None) };
             let cols = self
                 .projection
                 .iter()
@@ -506,7 +506,7 @@ mod tests {
         let count = |k| {
             let mut g = Generator::new(k, cfg(10_000), 0);
             let mut n = 0;
-            while let Some(b) = g.next_batch() {
+            while let Some(b) = g.next_batch().unwrap() {
                 n += b.num_rows();
             }
             n
@@ -514,15 +514,15 @@ mod tests {
         assert_eq!(count(Kind::Person), 200);
         assert_eq!(count(Kind::Auction), 600);
         assert_eq!(count(Kind::Bid), 9200);
-        let a = Generator::new(Kind::Bid, cfg(2000), 0).next_batch();
-        let b = Generator::new(Kind::Bid, cfg(2000), 0).next_batch();
+        let a = Generator::new(Kind::Bid, cfg(2000), 0).next_batch().unwrap();
+        let b = Generator::new(Kind::Bid, cfg(2000), 0).next_batch().unwrap();
         assert_eq!(a, b);
     }
 
     #[test]
     fn ids_are_sequential_and_bids_reference_existing_people() {
         let mut g = Generator::new(Kind::Auction, cfg(200), 0);
-        let b = g.next_batch().unwrap();
+        let b = g.next_batch().unwrap().unwrap();
         let ids = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
         assert_eq!(ids.values().to_vec(), (1000..1012).collect::<Vec<i64>>());
     }

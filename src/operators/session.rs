@@ -69,7 +69,12 @@ impl SessionAggregate {
             .collect::<Result<Vec<_>>>()?;
         let filters = (0..first.filters.len())
             .map(|f| match first.filters[f] {
-                Some(_) => cat(&|c| c.inputs.filters[f].as_ref().expect("filter present in every chunk")).map(Some),
+                Some(_) => {
+                    if chunks.iter().any(|c| c.inputs.filters[f].is_none()) {
+                        return crate::plan_err!("internal: FILTER column missing from a buffered chunk");
+                    }
+                    cat(&|c| c.inputs.filters[f].as_ref().unwrap_or(&c.ts)).map(Some)
+                }
                 None => Ok(None),
             })
             .collect::<Result<Vec<_>>>()?;

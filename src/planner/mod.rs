@@ -84,6 +84,8 @@ impl<'a> Planner<'a> {
         // Flink reads 0.908 as DECIMAL(3, 3), so arithmetic with literals stays exact.
         config.options_mut().sql_parser.parse_float_as_decimal = true;
         config.options_mut().sql_parser.enable_ident_normalization = true;
+        // weir's tables hold Utf8; keep CAST(x AS STRING) in the same type.
+        config.options_mut().sql_parser.map_string_types_to_utf8view = false;
         let state = SessionStateBuilder::new().with_config(config).with_default_features().build();
         let ctx = SessionContext::new_with_state(state);
         for (name, table) in &catalog.tables {
@@ -101,7 +103,13 @@ impl<'a> Planner<'a> {
                 let sink = self.catalog.table(table)?.clone();
                 let mut stmt = statement.as_ref().clone();
                 if let sqlparser::ast::Statement::Insert(ins) = &mut stmt {
+                    let targets: Vec<String> = if ins.columns.is_empty() {
+                        sink.schema.fields().iter().map(|f| f.name().clone()).collect()
+                    } else {
+                        ins.columns.iter().map(|c| c.to_string()).collect()
+                    };
                     if let Some(source) = ins.source.as_mut() {
+                        rewrite::alias_insert_columns(source, &targets);
                         let windows = rewrite::rewrite_query(self.catalog, source, &mut self.next_id)?;
                         self.register_windows(windows).await?;
                     }

@@ -442,3 +442,20 @@ fn flink_functions(query: &mut Query) -> Result<()> {
         None => Ok(()),
     }
 }
+
+/// Flink maps INSERT columns by position: alias the outer SELECT's unnamed items with the
+/// target columns' names, so that two items that DataFusion would name alike
+/// (`CAST(ts AS DATE)` and `ts`) do not collide.
+pub fn alias_insert_columns(query: &mut Query, targets: &[String]) {
+    let SetExpr::Select(select) = query.body.as_mut() else { return };
+    if select.projection.len() != targets.len() {
+        return;
+    }
+    for (item, target) in select.projection.iter_mut().zip(targets) {
+        if let sqlparser::ast::SelectItem::UnnamedExpr(e) = item {
+            let mut alias = Ident::new(target.clone());
+            alias.quote_style = Some('"');
+            *item = sqlparser::ast::SelectItem::ExprWithAlias { expr: e.clone(), alias };
+        }
+    }
+}

@@ -51,21 +51,23 @@ enum InputState {
     Ended,
 }
 
-/// Min over non-idle inputs; +∞ when all ended; None while all live inputs are idle.
+/// Min over active inputs; +∞ when all ended. When every live input is idle, the max of
+/// their watermarks (as Flink's watermark valve does), so progress already seen is not held.
 fn merged_watermark(inputs: &[InputState]) -> Option<Timestamp> {
-    let mut min = None::<Timestamp>;
-    let mut all_ended = true;
+    let mut min_active = None::<Timestamp>;
+    let mut max_idle = None::<Timestamp>;
     for s in inputs {
         match *s {
-            InputState::Active(t) => {
-                all_ended = false;
-                min = Some(min.map_or(t, |m| m.min(t)));
-            }
-            InputState::Idle(_) => all_ended = false,
+            InputState::Active(t) => min_active = Some(min_active.map_or(t, |m| m.min(t))),
+            InputState::Idle(t) => max_idle = Some(max_idle.map_or(t, |m| m.max(t))),
             InputState::Ended => {}
         }
     }
-    if all_ended { Some(Timestamp::MAX) } else { min }
+    match (min_active, max_idle) {
+        (Some(t), _) => Some(t),
+        (None, Some(t)) => Some(t),
+        (None, None) => Some(Timestamp::MAX),
+    }
 }
 
 type ShardMessage = (usize, Result<Message>);
@@ -290,7 +292,7 @@ mod tests {
         use InputState::*;
         assert_eq!(merged_watermark(&[Active(5), Active(3)]), Some(3));
         assert_eq!(merged_watermark(&[Active(5), Idle(3)]), Some(5));
-        assert_eq!(merged_watermark(&[Idle(5), Idle(3)]), None);
+        assert_eq!(merged_watermark(&[Idle(5), Idle(3)]), Some(5));
         assert_eq!(merged_watermark(&[Ended, Active(7)]), Some(7));
         assert_eq!(merged_watermark(&[Ended, Ended]), Some(Timestamp::MAX));
     }

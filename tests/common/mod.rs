@@ -20,7 +20,7 @@ pub const BID_COLUMNS: &str = "auction BIGINT, bidder BIGINT, price BIGINT, chan
 pub fn bids(events: u64) -> Vec<RecordBatch> {
     let mut g = Generator::new(Kind::Bid, Config { events: Some(events), rate: 10_000, shards: 1, chunk: 8192, real_time: false }, 0);
     let mut out = vec![];
-    while let Some(b) = g.next_batch() {
+    while let Some(b) = g.next_batch().unwrap() {
         out.push(b);
     }
     out

@@ -1,0 +1,112 @@
+//! The job files shipped in sql/ run, and give the batch answer over their data files.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use std::sync::Arc;
+use weir::engine::{SelectOutput, StatementOutput};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+async fn run_file(path: &str) -> Vec<weir::JobSummary> {
+    let sql = std::fs::read_to_string(root().join(path)).unwrap();
+    let sql = sql.replace("'sql/data/", &format!("'{}/sql/data/", root().display()));
+    let dir = tempdir();
+    let sql = sql.replace("'target/lake/", &format!("'{}/", dir.path().display()));
+    let engine = weir::Engine::new();
+    let mut jobs = vec![];
+    for out in engine.execute_with(&sql, SelectOutput::Discard).await.unwrap() {
+        if let StatementOutput::Job(j) = out {
+            jobs.push(j);
+        }
+    }
+    let mut out = vec![];
+    for j in jobs {
+        out.push(j.wait().await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipped_jobs_run() {
+    let quiz = run_file("sql/quiz_results.sql").await;
+    assert_eq!(quiz.len(), 2);
+    assert!(quiz.iter().all(|s| s.events_in == 600 && s.late_rows == 0 && s.rows_out > 0));
+    let devices = run_file("sql/device_thresholds.sql").await;
+    assert_eq!(devices[0].malformed, 1);
+    assert_eq!(devices[0].rows_out, 2);
+    let lake = run_file("sql/tenant_lake.sql").await;
+    assert_eq!(lake[0].rows_out, 3000);
+    assert_eq!(lake[1].events_in, 3000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiz_results_match_batch() {
+    let data = root().join("sql/data/quiz_answers.json");
+    let ddl = format!(
+        "CREATE TABLE answers (quiz_id STRING, question_id INT, student_id STRING, correct BOOLEAN, answered_at TIMESTAMP(3), \
+         WATERMARK FOR answered_at AS answered_at - INTERVAL '2' SECOND) \
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');",
+        data.display()
+    );
+    let s = stream(
+        &ddl,
+        "SELECT quiz_id, question_id, TUMBLE_START(answered_at, INTERVAL '1' MINUTE) AS m, COUNT(*) AS n, \
+                COUNT(*) FILTER (WHERE correct) AS ok, COUNT(DISTINCT student_id) AS students \
+         FROM answers GROUP BY quiz_id, question_id, TUMBLE(answered_at, INTERVAL '1' MINUTE)",
+    )
+    .await;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("quiz_id", DataType::Utf8, true),
+        Field::new("question_id", DataType::Int32, true),
+        Field::new("student_id", DataType::Utf8, true),
+        Field::new("correct", DataType::Boolean, true),
+        Field::new("answered_at", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+    ]));
+    let ctx = batch_ctx(&[("answers", &data, schema)]).await;
+    let b = batch(
+        &ctx,
+        "SELECT quiz_id, question_id, date_bin(INTERVAL '1 minute', answered_at, TIMESTAMP '1970-01-01 00:00:00') AS m, \
+                COUNT(*) AS n, COUNT(*) FILTER (WHERE correct) AS ok, COUNT(DISTINCT student_id) AS students \
+         FROM answers GROUP BY 1, 2, 3",
+    )
+    .await;
+    assert_same_rows(&s, &b, "quiz per question");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_ltz_and_flink_functions() {
+    let dir = tempdir();
+    let csv = dir.path().join("readings.csv");
+    std::fs::write(
+        &csv,
+        "device,reading,at\nd1,1.5,2026-01-01T00:00:01Z\nd2,2.5,2026-01-01T00:00:30Z\nd1,oops,2026-01-01T00:00:40Z\n\
+         d1,4.0,2026-01-01T00:01:05Z\nd2,8.0,2026-01-01T00:02:00Z\n",
+    )
+    .unwrap();
+    let ddl = format!(
+        "CREATE TABLE r (device STRING, reading DOUBLE, `at` TIMESTAMP_LTZ(3), WATERMARK FOR `at` AS `at` - INTERVAL '1' SECOND) \
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');",
+        csv.display()
+    );
+    let out = stream(
+        &ddl,
+        "SELECT DATE_FORMAT(window_start, 'yyyy-MM-dd HH:mm') AS minute, device, SUM(reading) AS total, MOD(COUNT(*), 2) AS odd \
+         FROM TABLE(TUMBLE(TABLE r, DESCRIPTOR(`at`), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end, device",
+    )
+    .await;
+    assert_eq!(
+        rows(&out),
+        vec![
+            "2026-01-01 00:00 | d1 | 1.5 | 1",
+            "2026-01-01 00:00 | d2 | 2.5 | 1",
+            "2026-01-01 00:01 | d1 | 4.0 | 1",
+            "2026-01-01 00:02 | d2 | 8.0 | 1",
+        ]
+    );
+}
