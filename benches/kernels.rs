@@ -16,9 +16,9 @@ fn generator(c: &mut Criterion) {
     g.bench_function("bid", |b| {
         b.iter(|| {
             let cfg = Config { events: Some(EVENTS), rate: 10_000, shards: 1, chunk: 8192, real_time: false };
-            let mut gen = Generator::new(Kind::Bid, cfg, 0);
+            let mut generator = Generator::new(Kind::Bid, cfg, 0);
             let mut rows = 0;
-            while let Some(batch) = gen.next_batch().expect("generates") {
+            while let Some(batch) = generator.next_batch().expect("generates") {
                 rows += batch.num_rows();
             }
             rows
