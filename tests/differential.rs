@@ -104,10 +104,10 @@ async fn hop_tvf_count_per_key() {
     let d = data();
     check(
         &d.file,
-        "SELECT window_start, window_end, auction, COUNT(*) AS n, MAX(price) AS hi \
+        "SELECT window_start, window_end, auction, COUNT(*) AS n, MAX(price) AS hi, COUNT(DISTINCT bidder) AS bidders \
          FROM TABLE(HOP(TABLE bid, DESCRIPTOR(date_time), INTERVAL '2' SECOND, INTERVAL '10' SECOND)) \
          GROUP BY window_start, window_end, auction",
-        &hop_batch(2000, 10_000, "auction, COUNT(*) AS n, MAX(price) AS hi", ", auction"),
+        &hop_batch(2000, 10_000, "auction, COUNT(*) AS n, MAX(price) AS hi, COUNT(DISTINCT bidder) AS bidders", ", auction"),
         "HOP TVF",
     )
     .await;

@@ -110,3 +110,38 @@ async fn csv_ltz_and_flink_functions() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn camel_case_fields_keep_their_spelling_in_data() {
+    let dir = tempdir();
+    let input = dir.path().join("clicks.json");
+    std::fs::write(
+        &input,
+        "{\"userId\": 7, \"pageUrl\": \"/a\", \"eventTime\": 1767225600000}\n\
+         {\"userId\": 7, \"pageUrl\": \"/b\", \"eventTime\": 1767225601000}\n\
+         {\"userId\": 8, \"pageUrl\": \"/a\", \"eventTime\": 1767225605000}\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let sql = format!(
+        "CREATE TABLE Clicks (userId BIGINT, pageUrl STRING, eventTime TIMESTAMP_LTZ(3), \
+           WATERMARK FOR eventTime AS eventTime - INTERVAL '1' SECOND) \
+         WITH ('connector' = 'filesystem', 'path' = 'file://{}', 'format' = 'json'); \
+         CREATE TABLE PerUser (userId BIGINT, windowStart TIMESTAMP(3), clickCount BIGINT) \
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json'); \
+         INSERT INTO PerUser SELECT userId, window_start, COUNT(*) \
+         FROM TABLE(TUMBLE(TABLE Clicks, DESCRIPTOR(eventTime), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end, userId;",
+        input.display(),
+        out.display()
+    );
+    let engine = weir::Engine::new();
+    for o in engine.execute_with(&sql, SelectOutput::Discard).await.unwrap() {
+        if let StatementOutput::Job(j) = o {
+            let s = j.wait().await.unwrap();
+            assert_eq!((s.events_in, s.malformed, s.rows_out), (3, 0, 2));
+        }
+    }
+    let files = weir::connectors::filesystem::list_files(&out).unwrap();
+    let text: String = files.iter().map(|f| std::fs::read_to_string(f).unwrap()).collect();
+    assert!(text.contains("\"userId\":7") && text.contains("\"clickCount\":2"), "{text}");
+}

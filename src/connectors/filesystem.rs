@@ -77,6 +77,7 @@ pub fn open(table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceShard>>>
     if path.starts_with("s3://") {
         return not_supported!("s3:// paths (object storage comes with the Kinesis/S3 connectors)");
     }
+    let path = path.strip_prefix("file://").unwrap_or(path);
     if !table.def.partitioned_by.is_empty() {
         return not_supported!("reading a PARTITIONED BY table (partition values from directory names)");
     }
@@ -87,7 +88,7 @@ pub fn open(table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceShard>>>
         let reader = match format.as_str() {
             "json" => {
                 let policy = ErrorPolicy::from_table(table, "json", env.metrics.clone())?;
-                Reader::Json(JsonLinesReader::new(f.clone(), table.schema.clone(), policy)?)
+                Reader::Json(JsonLinesReader::new(f.clone(), table.schema.clone(), table.declared_schema(), policy)?)
             }
             "csv" => {
                 let policy = ErrorPolicy::from_table(table, "csv", env.metrics.clone())?;

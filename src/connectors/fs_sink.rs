@@ -73,8 +73,18 @@ impl FileSink {
             };
             partition_cols.push(i);
         }
+        let partition_names: Vec<String> = partition_names.iter().map(|p| table.declared_name(p).to_string()).collect();
         let data_cols: Vec<usize> = (0..schema.fields().len()).filter(|i| !partition_cols.contains(i)).collect();
-        let data_schema = Arc::new(Schema::new(data_cols.iter().map(|i| schema.field(*i).clone()).collect::<Vec<_>>()));
+        // Files carry the sink's columns as declared (`userId`, not the normalised `userid`).
+        let data_schema = Arc::new(Schema::new(
+            data_cols
+                .iter()
+                .map(|i| {
+                    let f = schema.field(*i);
+                    f.clone().with_name(table.declared_name(f.name()))
+                })
+                .collect::<Vec<_>>(),
+        ));
         let opt_ms = |key: &str, default: i64| -> Result<Duration> {
             match table.option(key) {
                 None => Ok(Duration::from_millis(default as u64)),
@@ -93,7 +103,7 @@ impl FileSink {
         };
         let rollover = opt_ms("sink.rolling-policy.rollover-interval", 30 * 60_000)?;
         let check_interval = opt_ms("sink.rolling-policy.check-interval", 60_000)?.min(rollover);
-        let dir = PathBuf::from(path);
+        let dir = PathBuf::from(path.strip_prefix("file://").unwrap_or(path));
         std::fs::create_dir_all(&dir).context(|| format!("creating sink directory {}", dir.display()))?;
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let job = format!("{:x}-{}", nanos, std::process::id());

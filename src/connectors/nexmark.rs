@@ -474,8 +474,11 @@ pub fn open(table: &Table) -> Result<Vec<Box<dyn SourceShard>>> {
     let (kind, config) = config(table)?;
     let full = kind.schema();
     let mut projection = vec![];
+    // snake_case (date_time) or Flink's camelCase (dateTime) both match.
+    let squash = |s: &str| s.replace('_', "").to_ascii_lowercase();
     for f in table.schema.fields() {
-        let Ok(i) = full.index_of(f.name()) else {
+        let found = full.fields().iter().position(|g| squash(g.name()) == squash(f.name()));
+        let Some(i) = found else {
             let names: Vec<&str> = full.fields().iter().map(|f| f.name().as_str()).collect();
             return plan_err!("nexmark {kind:?} has no column {} (columns: {})", f.name(), names.join(", "));
         };

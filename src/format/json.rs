@@ -86,16 +86,23 @@ impl BlockDecoder for JsonDecoder {
 }
 
 /// A JSON-lines file reader.
-pub struct JsonLinesReader(LineReader<JsonDecoder>);
+pub struct JsonLinesReader {
+    lines: LineReader<JsonDecoder>,
+    schema: SchemaRef,
+}
 
 impl JsonLinesReader {
-    /// Read `path` as rows of `schema`.
-    pub fn new(path: PathBuf, schema: SchemaRef, policy: ErrorPolicy) -> Result<Self> {
-        Ok(Self(LineReader::new(path, JsonDecoder::new(schema)?, policy)))
+    /// Read `path` as rows of `schema`, finding each field under its key in `keys`
+    /// (the column names as declared, which may differ in case from the SQL names).
+    pub fn new(path: PathBuf, schema: SchemaRef, keys: SchemaRef, policy: ErrorPolicy) -> Result<Self> {
+        Ok(Self { lines: LineReader::new(path, JsonDecoder::new(keys)?, policy), schema })
     }
 
     /// The next batch, or None at the end.
     pub fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
-        self.0.next()
+        match self.lines.next()? {
+            Some(b) => Ok(Some(RecordBatch::try_new(self.schema.clone(), b.columns().to_vec())?)),
+            None => Ok(None),
+        }
     }
 }

@@ -46,6 +46,22 @@ impl Table {
         Ok(Self { def, schema })
     }
 
+    /// The schema with the column names as declared (for matching fields in data files).
+    pub fn declared_schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(
+            self.def
+                .columns
+                .iter()
+                .map(|c| Field::new(&c.declared, c.data_type.clone(), c.nullable))
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    /// The declared spelling of column `name`.
+    pub fn declared_name<'a>(&'a self, name: &'a str) -> &'a str {
+        self.def.columns.iter().find(|c| c.name == name).map_or(name, |c| c.declared.as_str())
+    }
+
     /// The value of option `key`, if set.
     pub fn option(&self, key: &str) -> Option<&str> {
         self.def.options.get(key).map(String::as_str)

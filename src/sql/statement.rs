@@ -23,6 +23,8 @@ use crate::{Error, Result};
 pub struct ColumnDef {
     /// Normalised name (unquoted identifiers are lower-cased).
     pub name: String,
+    /// The name as written, used to find the field in data (JSON keys, file columns).
+    pub declared: String,
     /// Arrow type.
     pub data_type: DataType,
     /// False for `NOT NULL` columns.
@@ -380,7 +382,9 @@ fn parse_word(p: &mut Parser, word: &str) -> bool {
 
 fn parse_column(p: &mut Parser, def: &mut TableDef) -> Result<(), ParserError> {
     let start = p.peek_token();
-    let name = normalize_ident(&p.parse_identifier()?);
+    let ident = p.parse_identifier()?;
+    let name = normalize_ident(&ident);
+    let declared = ident.value.clone();
     if p.peek_keyword(Keyword::AS) {
         return Err(err_at(format!("not supported yet: computed column `{name}`"), start.span.start));
     }
@@ -406,7 +410,7 @@ fn parse_column(p: &mut Parser, def: &mut TableDef) -> Result<(), ParserError> {
     if def.columns.iter().any(|c| c.name == name) {
         return Err(err_at(format!("column `{name}` is declared twice"), start.span.start));
     }
-    def.columns.push(ColumnDef { name, data_type, nullable });
+    def.columns.push(ColumnDef { name, declared, data_type, nullable });
     Ok(())
 }
 
