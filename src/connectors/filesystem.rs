@@ -2,8 +2,11 @@
 //! watermark. Files and directories whose names start with `.` or `_` (in-progress and
 //! metadata files) are skipped; directories are read recursively in name order.
 //! `'format'`: `json` (JSON lines), `csv`, `parquet`.
+//! With `'source.monitor-interval'` the source is unbounded: new files are picked up and growing
+//! files are followed (the whole path is then one shard).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::future::BoxFuture;
@@ -34,13 +37,7 @@ impl SourceShard for FileShard {
     }
 
     fn next_batch(&mut self) -> BoxFuture<'_, Result<Option<RecordBatch>>> {
-        Box::pin(async move {
-            match &mut self.reader {
-                Reader::Json(r) => r.next_batch(),
-                Reader::Csv(r) => r.next_batch(),
-                Reader::Parquet(r) => r.next_batch(),
-            }
-        })
+        Box::pin(async move { next_of(&mut self.reader) })
     }
 }
 
@@ -69,7 +66,37 @@ pub fn list_files(path: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Open one shard per file.
+fn make_reader(table: &Table, env: &SourceEnv, format: &str, f: &Path, follow: bool) -> Result<Reader> {
+    Ok(match format {
+        "json" => {
+            let policy = ErrorPolicy::from_table(table, "json", env.metrics.clone())?;
+            let r = JsonLinesReader::new(f.to_path_buf(), table.schema.clone(), table.declared_schema(), policy)?;
+            Reader::Json(if follow { r.following() } else { r })
+        }
+        "csv" => {
+            let policy = ErrorPolicy::from_table(table, "csv", env.metrics.clone())?;
+            let delim = match table.option("csv.field-delimiter").unwrap_or(",") {
+                "\\t" => b'\t',
+                d if d.len() == 1 => d.as_bytes()[0],
+                d => return plan_err!("'csv.field-delimiter' must be one character, not '{d}'"),
+            };
+            let r = CsvReader::new(f.to_path_buf(), table.schema.clone(), delim, policy)?;
+            Reader::Csv(if follow { r.following() } else { r })
+        }
+        "parquet" => Reader::Parquet(ParquetReader::new(f.to_path_buf(), table.schema.clone())),
+        other => return not_supported!("format '{other}' (json, csv, parquet)"),
+    })
+}
+
+fn next_of(reader: &mut Reader) -> Result<Option<RecordBatch>> {
+    match reader {
+        Reader::Json(r) => r.next_batch(),
+        Reader::Csv(r) => r.next_batch(),
+        Reader::Parquet(r) => r.next_batch(),
+    }
+}
+
+/// Open one shard per file; with `'source.monitor-interval'`, one continuous shard.
 pub fn open(table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceShard>>> {
     let Some(path) = table.option("path") else {
         return plan_err!("table {}: the filesystem connector needs a 'path'", table.def.name);
@@ -82,28 +109,90 @@ pub fn open(table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceShard>>>
         return not_supported!("reading a PARTITIONED BY table (partition values from directory names)");
     }
     let format = table.option("format").unwrap_or("json").to_ascii_lowercase();
+    if let Some(interval) = table.option("source.monitor-interval") {
+        let Some(ms) = crate::sql::interval::parse_duration_option(interval).filter(|ms| *ms > 0) else {
+            return plan_err!("'source.monitor-interval' = '{interval}' is not a duration such as '1 s'");
+        };
+        let shard = FollowShard {
+            table: table.clone(),
+            env: env.clone(),
+            format,
+            root: PathBuf::from(path),
+            interval: Duration::from_millis(ms as u64),
+            readers: Vec::new(),
+            next: 0,
+        };
+        return Ok(vec![Box::new(shard)]);
+    }
     let files = list_files(Path::new(path))?;
     let mut shards: Vec<Box<dyn SourceShard>> = Vec::with_capacity(files.len());
     for f in files {
-        let reader = match format.as_str() {
-            "json" => {
-                let policy = ErrorPolicy::from_table(table, "json", env.metrics.clone())?;
-                Reader::Json(JsonLinesReader::new(f.clone(), table.schema.clone(), table.declared_schema(), policy)?)
-            }
-            "csv" => {
-                let policy = ErrorPolicy::from_table(table, "csv", env.metrics.clone())?;
-                let delim = table.option("csv.field-delimiter").unwrap_or(",");
-                let delim = match delim {
-                    "\\t" => b'\t',
-                    d if d.len() == 1 => d.as_bytes()[0],
-                    d => return plan_err!("'csv.field-delimiter' must be one character, not '{d}'"),
-                };
-                Reader::Csv(CsvReader::new(f.clone(), table.schema.clone(), delim, policy)?)
-            }
-            "parquet" => Reader::Parquet(ParquetReader::new(f.clone(), table.schema.clone())),
-            other => return not_supported!("format '{other}' (json, csv, parquet)"),
-        };
+        let reader = make_reader(table, env, &format, &f, false)?;
         shards.push(Box::new(FileShard { path: f, reader }));
     }
     Ok(shards)
+}
+
+/// `'source.monitor-interval'`: an unbounded source over a file or directory. Files that
+/// appear are read in name order, and every file is followed as it grows (complete lines of
+/// JSON or CSV; Parquet files are read once). The whole path is one shard with one watermark,
+/// so new data should arrive in roughly increasing event time.
+struct FollowShard {
+    table: Table,
+    env: SourceEnv,
+    format: String,
+    root: PathBuf,
+    interval: Duration,
+    readers: Vec<(PathBuf, Reader)>,
+    next: usize,
+}
+
+impl FollowShard {
+    fn discover(&mut self) -> Result<()> {
+        let files = match list_files(&self.root) {
+            Ok(f) => f,
+            // The directory may not exist yet: wait for it.
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for f in files {
+            if !self.readers.iter().any(|(p, _)| *p == f) {
+                let reader = make_reader(&self.table, &self.env, &self.format, &f, true)?;
+                self.readers.push((f, reader));
+            }
+        }
+        Ok(())
+    }
+
+    fn poll(&mut self) -> Result<Option<RecordBatch>> {
+        for _ in 0..self.readers.len() {
+            let i = self.next % self.readers.len();
+            if let Some(b) = next_of(&mut self.readers[i].1)? {
+                return Ok(Some(b));
+            }
+            self.next = i + 1;
+        }
+        Ok(None)
+    }
+}
+
+impl SourceShard for FollowShard {
+    fn name(&self) -> String {
+        format!("{} (monitored)", self.root.display())
+    }
+
+    fn next_batch(&mut self) -> BoxFuture<'_, Result<Option<RecordBatch>>> {
+        Box::pin(async move {
+            loop {
+                if let Some(b) = self.poll()? {
+                    return Ok(Some(b));
+                }
+                self.discover()?;
+                if let Some(b) = self.poll()? {
+                    return Ok(Some(b));
+                }
+                tokio::time::sleep(self.interval).await;
+            }
+        })
+    }
 }

@@ -81,6 +81,11 @@ impl CsvReader {
         Ok(Self(LineReader::new(path, decoder, policy).with_header_check(header)))
     }
 
+    /// Keep reading the file as it grows.
+    pub fn following(self) -> Self {
+        Self(self.0.following())
+    }
+
     /// The next batch, or None at the end.
     pub fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         self.0.next()

@@ -98,6 +98,12 @@ impl JsonLinesReader {
         Ok(Self { lines: LineReader::new(path, JsonDecoder::new(keys)?, policy), schema })
     }
 
+    /// Keep reading the file as it grows.
+    pub fn following(mut self) -> Self {
+        self.lines = self.lines.following();
+        self
+    }
+
     /// The next batch, or None at the end.
     pub fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         match self.lines.next()? {

@@ -42,6 +42,7 @@ pub(crate) struct LineReader<D: BlockDecoder> {
     pending: std::collections::VecDeque<RecordBatch>,
     eof: bool,
     skip_first_line: bool,
+    follow: bool,
 }
 
 fn non_blank_lines(block: &[u8], first_line: u64) -> Vec<(u64, &[u8])> {
@@ -65,7 +66,15 @@ impl<D: BlockDecoder> LineReader<D> {
             pending: Default::default(),
             eof: false,
             skip_first_line: false,
+            follow: false,
         }
+    }
+
+    /// Follow the file as it grows: at its current end, `next` returns None without finishing,
+    /// and a later call reads what was appended (only complete lines are decoded).
+    pub(crate) fn following(mut self) -> Self {
+        self.follow = true;
+        self
     }
 
     /// Skip the first line if `header(first_line)` says it is a header.
@@ -78,7 +87,7 @@ impl<D: BlockDecoder> LineReader<D> {
         format!("{}:{line}", self.path.display())
     }
 
-    /// The next batch, or None at the end of the file.
+    /// The next batch, or None at the end of the file (when following: at its current end).
     pub(crate) fn next(&mut self) -> Result<Option<RecordBatch>> {
         loop {
             if let Some(b) = self.pending.pop_front() {
@@ -87,11 +96,14 @@ impl<D: BlockDecoder> LineReader<D> {
             if self.eof {
                 return Ok(None);
             }
-            self.read_block()?;
+            if !self.read_block()? && self.follow {
+                return Ok(None);
+            }
         }
     }
 
-    fn read_block(&mut self) -> Result<()> {
+    /// Read and decode one block; false when nothing new was read.
+    fn read_block(&mut self) -> Result<bool> {
         if self.file.is_none() {
             let f = File::open(&self.path).context(|| format!("opening {}", self.path.display()))?;
             self.file = Some(f);
@@ -101,24 +113,28 @@ impl<D: BlockDecoder> LineReader<D> {
         buf.resize(start + BLOCK, 0);
         let mut filled = start;
         let file = self.file.as_mut().ok_or_else(|| crate::Error::Plan("file not open".into()))?;
+        let mut at_end = false;
         while filled < buf.len() {
             let n = file.read(&mut buf[filled..]).context(|| format!("reading {}", self.path.display()))?;
             if n == 0 {
-                self.eof = true;
+                at_end = true;
                 break;
             }
             filled += n;
         }
         buf.truncate(filled);
+        let read_any = filled > start;
+        // A followed file may still grow: its last, unterminated line is not complete yet.
+        self.eof = at_end && !self.follow;
         let complete = if self.eof {
             buf.len()
         } else {
             match buf.iter().rposition(|b| *b == b'\n') {
                 Some(p) => p + 1,
                 None => {
-                    // A line longer than the block: keep reading.
+                    // A line longer than the block (or not yet terminated): keep it for later.
                     self.carry = buf;
-                    return Ok(());
+                    return Ok(read_any && !at_end);
                 }
             }
         };
@@ -135,7 +151,7 @@ impl<D: BlockDecoder> LineReader<D> {
         let newlines = bytecount(block);
         self.decode(block, first_line)?;
         self.next_line = first_line + newlines;
-        Ok(())
+        Ok(read_any)
     }
 
     fn decode(&mut self, block: &[u8], first_line: u64) -> Result<()> {
