@@ -223,7 +223,15 @@ impl<'a> Planner<'a> {
                     }
                 }
                 s.time_attrs = attrs;
-                s.ops.push(OpSpec::Project(ProjectSpec { exprs, schema: Arc::new(Schema::new(fields)) }));
+                // `SELECT *` (every column, in order, same names) is a no-op.
+                let identity = exprs.len() == in_arrow.fields().len()
+                    && exprs.iter().zip(&fields).enumerate().all(|(i, (e, f))| {
+                        e.downcast_ref::<PhysColumn>().is_some_and(|c| c.index() == i)
+                            && f.name() == in_arrow.field(i).name()
+                    });
+                if !identity {
+                    s.ops.push(OpSpec::Project(ProjectSpec { exprs, schema: Arc::new(Schema::new(fields)) }));
+                }
                 Ok(s)
             }
             LogicalPlan::Filter(f) => {
