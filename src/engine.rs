@@ -25,7 +25,6 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use datafusion::arrow::array::{ArrayRef, StringArray, new_null_array};
-use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::future::BoxFuture;
@@ -497,8 +496,7 @@ impl Sink for ConformingSink {
                 .fields()
                 .iter()
                 .map(|f| match batch.column_by_name(f.name()) {
-                    Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
-                    Some(c) => Ok(cast(c, f.data_type())?),
+                    Some(c) => crate::format::cast_to(c, f.data_type()),
                     None => Ok(new_null_array(f.data_type(), batch.num_rows())),
                 })
                 .collect::<Result<Vec<_>>>()?;

@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{ArrayRef, Int64Array, StringBuilder, TimestampMillisecondArray};
-use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::future::BoxFuture;
@@ -433,7 +432,7 @@ impl SourceShard for NexmarkShard {
                 .zip(self.schema.fields())
                 .map(|(i, f)| {
                     let c = batch.column(*i);
-                    if c.data_type() == f.data_type() { Ok(c.clone()) } else { Ok(cast(c, f.data_type())?) }
+                    crate::format::cast_to(c, f.data_type())
                 })
                 .collect::<Result<Vec<_>>>()?;
             Ok(Some(RecordBatch::try_new(self.schema.clone(), cols)?))

@@ -8,7 +8,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::future::BoxFuture;
@@ -110,7 +109,7 @@ pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
             let Some(c) = batch.column_by_name(f.name()) else {
                 return plan_err!("pushed batch has no column {}", f.name());
             };
-            if c.data_type() == f.data_type() { Ok(c.clone()) } else { Ok(cast(c, f.data_type())?) }
+            crate::format::cast_to(c, f.data_type())
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(RecordBatch::try_new(schema.clone(), cols)?)

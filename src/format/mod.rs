@@ -22,6 +22,15 @@ use crate::runtime::JobMetrics;
 use crate::sql::catalog::Table;
 use crate::{Error, Result};
 
+/// `column` as `data_type`: itself when the type already matches, else cast.
+pub fn cast_to(column: &datafusion::arrow::array::ArrayRef, data_type: &datafusion::arrow::datatypes::DataType) -> Result<datafusion::arrow::array::ArrayRef> {
+    if column.data_type() == data_type {
+        Ok(column.clone())
+    } else {
+        Ok(datafusion::arrow::compute::cast(column, data_type)?)
+    }
+}
+
 /// How many malformed records are printed on stderr per job.
 const REPORTED: u64 = 5;
 

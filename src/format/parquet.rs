@@ -4,7 +4,6 @@
 use std::fs::File;
 use std::path::PathBuf;
 
-use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use parquet::arrow::ProjectionMask;
@@ -60,7 +59,7 @@ impl ParquetReader {
             .zip(self.schema.fields())
             .map(|(i, f)| {
                 let c = batch.column(*i);
-                if c.data_type() == f.data_type() { Ok(c.clone()) } else { Ok(cast(c, f.data_type())?) }
+                super::cast_to(c, f.data_type())
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Some(RecordBatch::try_new(self.schema.clone(), cols)?))

@@ -213,13 +213,7 @@ impl WindowAggSpec {
         let cols = cols
             .into_iter()
             .zip(self.output_schema.fields())
-            .map(|(c, f)| {
-                if c.data_type() == f.data_type() {
-                    Ok(c)
-                } else {
-                    Ok(datafusion::arrow::compute::cast(&c, f.data_type())?)
-                }
-            })
+            .map(|(c, f)| crate::format::cast_to(&c, f.data_type()))
             .collect::<Result<Vec<_>>>()?;
         let options = RecordBatchOptions::new().with_row_count(Some(n));
         Ok(RecordBatch::try_new_with_options(self.output_schema.clone(), cols, &options)?)

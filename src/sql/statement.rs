@@ -283,8 +283,8 @@ fn parse_set(p: &mut Parser) -> Result<Statement, ParserError> {
         return Ok(Statement::Set { key: None, value: String::new() });
     }
     let key = parse_option_key(p)?;
-    if !p.consume_token(&Token::Eq) {
-        let _ = p.parse_keyword(Keyword::TO) || return p.expected("'=' after the option key", p.peek_token());
+    if !p.consume_token(&Token::Eq) && !p.parse_keyword(Keyword::TO) {
+        return p.expected("'=' after the option key", p.peek_token());
     }
     Ok(Statement::Set { key: Some(key), value: parse_option_value(p)? })
 }
