@@ -472,6 +472,8 @@ fn short_name(stmt: &Located) -> String {
         Statement::Insert { statement, .. } => statement.to_string(),
         other => format!("{other:?}"),
     };
+    // Show window TVF arguments as written (`TABLE bid`), not as the parser's marker.
+    let s = s.replace(&format!("{}.", crate::sql::dialect::TABLE_ARG_MARKER), "TABLE ");
     if s.len() > 80 { format!("{}...", &s[..s.char_indices().nth(77).map_or(s.len(), |(i, _)| i)]) } else { s }
 }
 

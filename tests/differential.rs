@@ -235,3 +235,31 @@ async fn window_tvf_without_aggregation() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cascaded_windows_over_a_view() {
+    let d = data();
+    let ddl = format!(
+        "{} CREATE VIEW w5 AS SELECT window_start AS w5_start, window_time AS rowtime, auction, COUNT(*) AS cnt \
+         FROM TABLE(TUMBLE(DATA => TABLE bid, TIMECOL => DESCRIPTOR(date_time), SIZE => INTERVAL '5' SECONDS)) \
+         GROUP BY window_start, window_end, window_time, auction;",
+        bid_ddl("bid", &d.file, 4)
+    );
+    let s = stream(
+        &ddl,
+        "SELECT window_start, SUM(cnt) AS total, MAX(cnt) AS hottest, COUNT(*) AS groups \
+         FROM TABLE(TUMBLE(TABLE w5, DESCRIPTOR(rowtime), INTERVAL '10' SECOND)) GROUP BY window_start, window_end",
+    )
+    .await;
+    let ctx = batch_ctx(&[("bid", &d.file, bid_schema())]).await;
+    let b = batch(
+        &ctx,
+        &format!(
+            "SELECT {BIN10} AS window_start, SUM(cnt) AS total, MAX(cnt) AS hottest, COUNT(*) AS groups \
+             FROM (SELECT date_bin(INTERVAL '5 seconds', date_time, TIMESTAMP '1970-01-01 00:00:00') AS date_time, auction, COUNT(*) AS cnt \
+                   FROM bid GROUP BY 1, auction) GROUP BY 1"
+        ),
+    )
+    .await;
+    assert_same_rows(&s, &b, "cascaded windows");
+}

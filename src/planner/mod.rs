@@ -147,6 +147,14 @@ impl<'a> Planner<'a> {
                 DataType::Timestamp(_, tz) => tz.clone(),
                 other => return plan_err!("DESCRIPTOR({}) must be a TIMESTAMP(3) time attribute, not {other}", w.time_col),
             };
+            for name in ["window_start", "window_end", "window_time"] {
+                if in_schema.field_with_name(name).is_ok() {
+                    return plan_err!(
+                        "the table windowed by DESCRIPTOR({}) already has a column {name}; rename it (e.g. {name} AS inner_{name}) as Flink requires",
+                        w.time_col
+                    );
+                }
+            }
             let mut fields: Vec<Field> = in_schema.fields().iter().map(|f| f.as_ref().clone()).collect();
             let ts = |tz: Option<Arc<str>>| DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Millisecond, tz);
             fields.push(Field::new("window_start", ts(None), false));
