@@ -292,3 +292,42 @@ async fn unbounded_nexmark_job_stops_on_cancel() {
     assert_eq!(summary.outcome, weir::runtime::Outcome::Stopped);
     assert!(summary.events_in > 100_000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_roll_over_by_time_while_the_job_runs() {
+    let dir = tempdir();
+    let out = dir.path().join("events");
+    let engine = weir::Engine::new();
+    let outputs = engine
+        .execute_with(
+            &format!(
+                "CREATE TABLE clicks (user_id BIGINT, ts TIMESTAMP(3)) WITH ('connector' = 'push'); \
+                 CREATE TABLE sink (user_id BIGINT, ts TIMESTAMP(3)) WITH ('connector' = 'filesystem', 'path' = '{}', \
+                   'format' = 'csv', 'sink.rolling-policy.rollover-interval' = '200 ms', 'sink.rolling-policy.check-interval' = '50 ms'); \
+                 INSERT INTO sink SELECT user_id, ts FROM clicks;",
+                out.display()
+            ),
+            SelectOutput::Discard,
+        )
+        .await
+        .unwrap();
+    let Some(StatementOutput::Job(job)) = outputs.into_iter().last() else { panic!("no job") };
+    let push = engine.push_handle("clicks").unwrap();
+    let schema = push.schema();
+    let b = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2])), Arc::new(TimestampMillisecondArray::from(vec![1, 2]))]).unwrap();
+    push.push(b).await.unwrap();
+    // The input stays open; the file is published once it has been open for 200 ms.
+    let mut published = vec![];
+    for _ in 0..200 {
+        published = weir::connectors::filesystem::list_files(&out).unwrap_or_default();
+        if !published.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(published.len(), 1, "a rolled file is visible while the job runs");
+    let text = std::fs::read_to_string(&published[0]).unwrap();
+    assert!(text.starts_with("user_id,ts\n1,1970-01-01 00:00:00.001"), "{text}");
+    job.cancel();
+    job.wait().await.unwrap();
+}
