@@ -1,23 +1,26 @@
-//! Session window aggregation: per-key gap merging.
+//! Session window aggregation: per-key gap merging, with state bounded by open sessions.
 //!
 //! ```text
-//!   rows ──► buffer (evaluated keys, event time, aggregate inputs)
-//!   watermark ≥ earliest possible session end ──► sort buffer by (keys, time)
-//!        ──► split into sessions where the gap between consecutive rows of a key > gap
-//!        ──► sessions with last time + gap ≤ watermark: aggregate (group = session), emit
-//!        ──► rows of still-open sessions stay buffered
+//!   rows ──► raw buffer (evaluated keys, event time, aggregate inputs)
+//!               │ watermark may close a session, or the buffer is large
+//!               ▼
+//!   raw rows ──► fragments: sort by (keys, time), split where a key's gap > gap,
+//!                aggregate each run into partial state (GroupsAccumulator::state)
+//!   fragments ∪ open sessions ──► sort by (keys, start), merge those within gap
+//!                (GroupsAccumulator::merge_batch)
+//!        ├─► sessions with last time + gap ≤ watermark: evaluate, emit, forget
+//!        └─► still-open sessions: one partial-state row each
 //! ```
 //!
-//! Sorting, splitting and aggregating are column-wise (lexsort, partition, GroupsAccumulator).
-//! The buffer holds the input rows of open sessions, so state grows with the rows of a
-//! session that never closes (a key that is active without a gap); incremental per-session
-//! accumulators are the planned improvement. A row is late when its own session window
-//! `[ts, ts + gap)` ended at or before the watermark.
+//! Between compactions the operator holds at most [`COMPACT_ROWS`] raw rows plus one partial
+//! state per open session, so a key that never pauses does not grow its state. A row is late
+//! when its own session window `[ts, ts + gap)` ended at or before the watermark.
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, UInt32Array};
 use datafusion::arrow::compute::{SortColumn, concat, lexsort_to_indices, take};
+use datafusion::arrow::datatypes::Int64Type;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::logical_expr::EmitTo;
+use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 
 use super::window::{Inputs, new_accumulators, take_batch};
 use super::window_spec::{WindowAggSpec, WindowKind};
@@ -25,10 +28,56 @@ use super::{Emitter, Operator, time_millis};
 use crate::Result;
 use crate::message::Timestamp;
 
+/// Raw rows buffered before they are folded into partial states.
+pub const COMPACT_ROWS: usize = 32 * 1024;
+
 /// Buffered, evaluated input rows.
 struct Chunk {
     inputs: Inputs,
     ts: ArrayRef,
+}
+
+/// Partial aggregates of session pieces: one row each.
+struct Fragments {
+    keys: Vec<ArrayRef>,
+    start: ArrayRef,
+    last: ArrayRef,
+    states: Vec<Vec<ArrayRef>>,
+}
+
+impl Fragments {
+    fn len(&self) -> usize {
+        self.start.len()
+    }
+
+    fn take(&self, idx: &UInt32Array) -> Result<Self> {
+        let t = |a: &ArrayRef| -> Result<ArrayRef> { Ok(take(a.as_ref(), idx, None)?) };
+        Ok(Self {
+            keys: self.keys.iter().map(t).collect::<Result<_>>()?,
+            start: t(&self.start)?,
+            last: t(&self.last)?,
+            states: self.states.iter().map(|s| s.iter().map(t).collect::<Result<_>>()).collect::<Result<_>>()?,
+        })
+    }
+
+    fn concat(a: &Self, b: &Self) -> Result<Self> {
+        let c = |x: &ArrayRef, y: &ArrayRef| -> Result<ArrayRef> { Ok(concat(&[x.as_ref(), y.as_ref()])?) };
+        Ok(Self {
+            keys: a.keys.iter().zip(&b.keys).map(|(x, y)| c(x, y)).collect::<Result<_>>()?,
+            start: c(&a.start, &b.start)?,
+            last: c(&a.last, &b.last)?,
+            states: a
+                .states
+                .iter()
+                .zip(&b.states)
+                .map(|(xs, ys)| xs.iter().zip(ys).map(|(x, y)| c(x, y)).collect::<Result<_>>())
+                .collect::<Result<_>>()?,
+        })
+    }
+
+    fn size(&self) -> usize {
+        self.keys.iter().chain([&self.start, &self.last]).chain(self.states.iter().flatten()).map(|a| a.get_array_memory_size()).sum()
+    }
 }
 
 /// Runtime half of a SESSION [`WindowAggSpec`].
@@ -37,8 +86,24 @@ pub struct SessionAggregate {
     gap: i64,
     wm: Timestamp,
     buffer: Vec<Chunk>,
-    /// No buffered session can end before this.
+    buffered_rows: usize,
+    open: Option<Fragments>,
+    /// No session (buffered or open) can end before this.
     next_close: Timestamp,
+}
+
+/// Sort permutation by (keys, time) and the ranges of equal keys in that order.
+fn sort_by_keys(keys: &[ArrayRef], time: &ArrayRef) -> Result<(UInt32Array, Vec<std::ops::Range<usize>>)> {
+    let mut cols: Vec<SortColumn> = keys.iter().map(|k| SortColumn { values: k.clone(), options: None }).collect();
+    cols.push(SortColumn { values: time.clone(), options: None });
+    let order = lexsort_to_indices(&cols, None)?;
+    let sorted_keys = keys.iter().map(|k| Ok(take(k.as_ref(), &order, None)?)).collect::<Result<Vec<_>>>()?;
+    let ranges = if sorted_keys.is_empty() {
+        vec![0..order.len()]
+    } else {
+        datafusion::arrow::compute::partition(&sorted_keys)?.ranges()
+    };
+    Ok((order, ranges))
 }
 
 impl SessionAggregate {
@@ -47,100 +112,159 @@ impl SessionAggregate {
         let WindowKind::Session { gap } = spec.kind else {
             return crate::plan_err!("SessionAggregate needs a SESSION window, got {}", spec.kind);
         };
-        Ok(Self { spec, gap, wm: Timestamp::MIN, buffer: vec![], next_close: Timestamp::MAX })
+        Ok(Self { spec, gap, wm: Timestamp::MIN, buffer: vec![], buffered_rows: 0, open: None, next_close: Timestamp::MAX })
     }
 
     fn concat_buffer(&mut self) -> Result<Option<Chunk>> {
-        if self.buffer.is_empty() {
-            return Ok(None);
-        }
-        if self.buffer.len() == 1 {
-            return Ok(self.buffer.pop());
-        }
         let chunks = std::mem::take(&mut self.buffer);
-        let cat = |get: &dyn Fn(&Chunk) -> &ArrayRef| -> Result<ArrayRef> {
-            let parts: Vec<&dyn Array> = chunks.iter().map(|c| get(c).as_ref()).collect();
-            Ok(concat(&parts)?)
+        self.buffered_rows = 0;
+        if chunks.len() <= 1 {
+            return Ok(chunks.into_iter().next());
+        }
+        let cat = |get: &dyn Fn(&Chunk) -> Option<&ArrayRef>| -> Result<Option<ArrayRef>> {
+            let parts: Option<Vec<&dyn Array>> = chunks.iter().map(|c| get(c).map(|a| a.as_ref())).collect();
+            parts.map(|p| Ok(concat(&p)?)).transpose()
         };
         let first = &chunks[0].inputs;
-        let keys = (0..first.keys.len()).map(|k| cat(&|c| &c.inputs.keys[k])).collect::<Result<Vec<_>>>()?;
+        let missing = || crate::Error::Plan("internal: buffered session chunks differ in shape".into());
+        let keys = (0..first.keys.len()).map(|k| cat(&|c| Some(&c.inputs.keys[k]))?.ok_or_else(missing)).collect::<Result<Vec<_>>>()?;
         let args = (0..first.args.len())
-            .map(|a| (0..first.args[a].len()).map(|j| cat(&|c| &c.inputs.args[a][j])).collect::<Result<Vec<_>>>())
+            .map(|a| (0..first.args[a].len()).map(|j| cat(&|c| Some(&c.inputs.args[a][j]))?.ok_or_else(missing)).collect::<Result<Vec<_>>>())
             .collect::<Result<Vec<_>>>()?;
-        let filters = (0..first.filters.len())
-            .map(|f| match first.filters[f] {
-                Some(_) => {
-                    if chunks.iter().any(|c| c.inputs.filters[f].is_none()) {
-                        return crate::plan_err!("internal: FILTER column missing from a buffered chunk");
-                    }
-                    cat(&|c| c.inputs.filters[f].as_ref().unwrap_or(&c.ts)).map(Some)
-                }
-                None => Ok(None),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let ts = cat(&|c| &c.ts)?;
+        let filters = (0..first.filters.len()).map(|f| cat(&|c| c.inputs.filters[f].as_ref())).collect::<Result<Vec<_>>>()?;
+        let ts = cat(&|c| Some(&c.ts))?.ok_or_else(missing)?;
         Ok(Some(Chunk { inputs: Inputs { keys, args, filters }, ts }))
     }
 
-    fn close_sessions(&mut self, wm: Timestamp, out: &mut Emitter) -> Result<()> {
-        let Some(all) = self.concat_buffer()? else { return Ok(()) };
-        // Sort by (keys, time).
-        let mut sort_cols: Vec<SortColumn> =
-            all.inputs.keys.iter().map(|k| SortColumn { values: k.clone(), options: None }).collect();
-        sort_cols.push(SortColumn { values: all.ts.clone(), options: None });
-        let order = lexsort_to_indices(&sort_cols, None)?;
-        let sorted = all.inputs.take(&order)?;
-        let ts_sorted = take(all.ts.as_ref(), &order, None)?;
-        let ts = ts_sorted.as_primitive::<datafusion::arrow::datatypes::Int64Type>().values();
-        let key_ranges = if sorted.keys.is_empty() {
-            vec![0..ts.len()]
-        } else {
-            datafusion::arrow::compute::partition(&sorted.keys)?.ranges()
-        };
-        let (mut closed, mut group_ids, mut open) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut starts, mut ends, mut first_rows) = (Vec::new(), Vec::new(), Vec::new());
-        let mut next_close = Timestamp::MAX;
-        for range in key_ranges {
+    /// Raw rows → one fragment per run of a key's rows within `gap` of each other.
+    fn fragments_of(&self, rows: Chunk) -> Result<Fragments> {
+        let (order, ranges) = sort_by_keys(&rows.inputs.keys, &rows.ts)?;
+        let sorted = rows.inputs.take(&order)?;
+        let ts_sorted = take(rows.ts.as_ref(), &order, None)?;
+        let ts = ts_sorted.as_primitive::<Int64Type>().values();
+        let (mut group_ids, mut firsts, mut starts, mut lasts) = (Vec::with_capacity(ts.len()), vec![], vec![], vec![]);
+        for range in ranges {
             let mut s = range.start;
             while s < range.end {
                 let mut e = s + 1;
                 while e < range.end && ts[e] - ts[e - 1] <= self.gap {
                     e += 1;
                 }
-                let end = ts[e - 1] + self.gap;
-                if end <= wm {
-                    let id = starts.len();
-                    starts.push(ts[s]);
-                    ends.push(end);
-                    first_rows.push(s as u32);
-                    closed.extend(s as u32..e as u32);
-                    group_ids.extend(std::iter::repeat_n(id, e - s));
-                } else {
-                    next_close = next_close.min(end);
-                    open.extend(s as u32..e as u32);
-                }
+                group_ids.extend(std::iter::repeat_n(starts.len(), e - s));
+                firsts.push(s as u32);
+                starts.push(ts[s]);
+                lasts.push(ts[e - 1]);
                 s = e;
             }
         }
-        self.next_close = next_close;
-        if !open.is_empty() {
-            let idx = UInt32Array::from(open);
-            self.buffer.push(Chunk { inputs: sorted.take(&idx)?, ts: take(ts_sorted.as_ref(), &idx, None)? });
-        }
-        if starts.is_empty() {
-            return Ok(());
-        }
-        let closed_rows = sorted.take(&UInt32Array::from(closed))?;
-        let mut accs = new_accumulators(&self.spec)?;
         let n = starts.len();
+        let mut accs = new_accumulators(&self.spec)?;
+        let mut states = Vec::with_capacity(accs.len());
         for (i, acc) in accs.iter_mut().enumerate() {
-            let filter = closed_rows.filters[i].as_ref().map(|f| f.as_boolean());
-            acc.update_batch(&closed_rows.args[i], &group_ids, filter, n)?;
+            let filter = sorted.filters[i].as_ref().map(|f| f.as_boolean());
+            acc.update_batch(&sorted.args[i], &group_ids, filter, n)?;
+            states.push(acc.state(EmitTo::All)?);
         }
-        let aggs = accs.iter_mut().map(|a| Ok(a.evaluate(EmitTo::All)?)).collect::<Result<Vec<_>>>()?;
-        let first_rows = UInt32Array::from(first_rows);
-        let keys = sorted.keys.iter().map(|k| Ok(take(k.as_ref(), &first_rows, None)?)).collect::<Result<Vec<_>>>()?;
-        out.emit(self.spec.output_batch(starts, ends, &keys, aggs)?);
+        let firsts = UInt32Array::from(firsts);
+        let keys = sorted.keys.iter().map(|k| Ok(take(k.as_ref(), &firsts, None)?)).collect::<Result<Vec<_>>>()?;
+        Ok(Fragments { keys, start: std::sync::Arc::new(Int64Array::from(starts)), last: std::sync::Arc::new(Int64Array::from(lasts)), states })
+    }
+
+    /// Fold buffered rows into the open sessions; emit the sessions the watermark closed.
+    fn compact(&mut self, out: &mut Emitter) -> Result<()> {
+        let Some(raw) = self.concat_buffer()? else {
+            if self.open.is_none() {
+                return Ok(());
+            }
+            return self.merge(None, out);
+        };
+        let fresh = self.fragments_of(raw)?;
+        self.merge(Some(fresh), out)
+    }
+
+    fn merge(&mut self, fresh: Option<Fragments>, out: &mut Emitter) -> Result<()> {
+        let all = match (self.open.take(), fresh) {
+            (Some(a), Some(b)) => Fragments::concat(&a, &b)?,
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => return Ok(()),
+        };
+        let (order, ranges) = sort_by_keys(&all.keys, &all.start)?;
+        let all = all.take(&order)?;
+        let (starts, lasts) = (all.start.as_primitive::<Int64Type>().values(), all.last.as_primitive::<Int64Type>().values());
+        // Merge fragments of a key that are within `gap` of each other.
+        let mut sessions: Vec<(usize, i64, i64)> = vec![]; // (first fragment, start, last)
+        let mut session_of = vec![0usize; all.len()];
+        for range in ranges {
+            let mut current: Option<usize> = None;
+            for f in range {
+                match current {
+                    Some(s) if starts[f] - sessions[s].2 <= self.gap => {
+                        sessions[s].2 = sessions[s].2.max(lasts[f]);
+                    }
+                    _ => {
+                        sessions.push((f, starts[f], lasts[f]));
+                        current = Some(sessions.len() - 1);
+                    }
+                }
+                session_of[f] = sessions.len() - 1;
+            }
+        }
+        // Closed sessions get the first group ids, so they can be evaluated with EmitTo::First.
+        let closed: Vec<bool> = sessions.iter().map(|s| s.2 + self.gap <= self.wm).collect();
+        let n_closed = closed.iter().filter(|c| **c).count();
+        let mut remap = vec![0usize; sessions.len()];
+        let (mut next_closed, mut next_open) = (0, n_closed);
+        for (i, c) in closed.iter().enumerate() {
+            if *c {
+                remap[i] = next_closed;
+                next_closed += 1;
+            } else {
+                remap[i] = next_open;
+                next_open += 1;
+            }
+        }
+        let group_ids: Vec<usize> = session_of.iter().map(|s| remap[*s]).collect();
+        let mut accs: Vec<Box<dyn GroupsAccumulator>> = new_accumulators(&self.spec)?;
+        for (acc, state) in accs.iter_mut().zip(&all.states) {
+            acc.merge_batch(state, &group_ids, sessions.len())?;
+        }
+        let pick = |want_closed: bool| -> UInt32Array {
+            let mut v: Vec<(usize, u32)> = sessions
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| closed[*i] == want_closed)
+                .map(|(i, s)| (remap[i], s.0 as u32))
+                .collect();
+            v.sort_unstable();
+            UInt32Array::from(v.into_iter().map(|(_, f)| f).collect::<Vec<_>>())
+        };
+        let ordered = |want_closed: bool, field: fn(&(usize, i64, i64)) -> i64| -> Vec<i64> {
+            let mut v: Vec<(usize, i64)> =
+                sessions.iter().enumerate().filter(|(i, _)| closed[*i] == want_closed).map(|(i, s)| (remap[i], field(s))).collect();
+            v.sort_unstable();
+            v.into_iter().map(|(_, x)| x).collect()
+        };
+        if n_closed > 0 {
+            let aggs = accs.iter_mut().map(|a| Ok(a.evaluate(EmitTo::First(n_closed))?)).collect::<Result<Vec<_>>>()?;
+            let firsts = pick(true);
+            let keys = all.keys.iter().map(|k| Ok(take(k.as_ref(), &firsts, None)?)).collect::<Result<Vec<_>>>()?;
+            let ends = ordered(true, |s| s.2).into_iter().map(|l| l + self.gap).collect();
+            out.emit(self.spec.output_batch(ordered(true, |s| s.1), ends, &keys, aggs)?);
+        }
+        self.next_close = Timestamp::MAX;
+        if n_closed < sessions.len() {
+            let states = accs.iter_mut().map(|a| Ok(a.state(EmitTo::All)?)).collect::<Result<Vec<_>>>()?;
+            let firsts = pick(false);
+            let keys = all.keys.iter().map(|k| Ok(take(k.as_ref(), &firsts, None)?)).collect::<Result<Vec<_>>>()?;
+            let lasts = ordered(false, |s| s.2);
+            self.next_close = lasts.iter().map(|l| l + self.gap).min().unwrap_or(Timestamp::MAX);
+            self.open = Some(Fragments {
+                keys,
+                start: std::sync::Arc::new(Int64Array::from(ordered(false, |s| s.1))),
+                last: std::sync::Arc::new(Int64Array::from(lasts)),
+                states,
+            });
+        }
         Ok(())
     }
 }
@@ -156,24 +280,27 @@ impl Operator for SessionAggregate {
         }
         let ts = time_millis(batch.column(self.spec.time_col))?;
         let (gap, wm) = (self.gap, self.wm);
-        let late: Vec<u32> = ts.iter().enumerate().filter(|(_, t)| **t + gap <= wm).map(|(i, _)| i as u32).collect();
+        let late: Vec<bool> = ts.iter().map(|t| t.saturating_add(gap) <= wm).collect();
         let ts_arr: ArrayRef = std::sync::Arc::new(Int64Array::from(ts.to_vec()));
-        let min_ts = ts.iter().copied().min().unwrap_or(Timestamp::MAX);
         drop(ts);
-        let (batch, ts_arr) = if late.is_empty() {
-            (batch, ts_arr)
-        } else {
-            let late_set: std::collections::HashSet<u32> = late.iter().copied().collect();
-            out.late(take_batch(&batch, &UInt32Array::from(late))?);
-            let keep = UInt32Array::from((0..batch.num_rows() as u32).filter(|i| !late_set.contains(i)).collect::<Vec<_>>());
+        let (batch, ts_arr) = if late.iter().any(|l| *l) {
+            let idx = |want: bool| UInt32Array::from((0..late.len() as u32).filter(|i| late[*i as usize] == want).collect::<Vec<_>>());
+            out.late(take_batch(&batch, &idx(true))?);
+            let keep = idx(false);
             (take_batch(&batch, &keep)?, take(ts_arr.as_ref(), &keep, None)?)
+        } else {
+            (batch, ts_arr)
         };
         if batch.num_rows() == 0 {
             return Ok(());
         }
+        let min_ts = ts_arr.as_primitive::<Int64Type>().values().iter().copied().min().unwrap_or(Timestamp::MAX);
         self.next_close = self.next_close.min(min_ts.saturating_add(self.gap));
-        let inputs = Inputs::evaluate(&self.spec, &batch)?;
-        self.buffer.push(Chunk { inputs, ts: ts_arr });
+        self.buffered_rows += batch.num_rows();
+        self.buffer.push(Chunk { inputs: Inputs::evaluate(&self.spec, &batch)?, ts: ts_arr });
+        if self.buffered_rows >= COMPACT_ROWS {
+            self.compact(out)?;
+        }
         Ok(())
     }
 
@@ -183,19 +310,21 @@ impl Operator for SessionAggregate {
         }
         self.wm = wm;
         if wm >= self.next_close {
-            self.close_sessions(wm, out)?;
+            self.compact(out)?;
         }
         Ok(())
     }
 
     fn state_size(&self) -> usize {
-        self.buffer
+        let raw: usize = self
+            .buffer
             .iter()
             .map(|c| {
                 c.ts.get_array_memory_size()
                     + c.inputs.keys.iter().map(|k| k.get_array_memory_size()).sum::<usize>()
                     + c.inputs.args.iter().flatten().map(|a| a.get_array_memory_size()).sum::<usize>()
             })
-            .sum()
+            .sum();
+        raw + self.open.as_ref().map_or(0, Fragments::size)
     }
 }
