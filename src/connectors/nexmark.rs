@@ -243,7 +243,6 @@ impl Generator {
                 end = end.min(total);
             }
             self.next_chunk += self.config.shards as u64;
-            let _ = self.shard;
             let batch = match self.kind {
                 Kind::Bid => self.bids(start, end)?,
                 Kind::Auction => self.auctions(start, end)?,

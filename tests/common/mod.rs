@@ -3,9 +3,9 @@
 #![allow(dead_code)]
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use datafusion::arrow::array::{Array, RecordBatch};
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::prelude::{JsonReadOptions, SessionConfig, SessionContext};
@@ -138,12 +138,4 @@ pub fn assert_same_rows(streaming: &[RecordBatch], batch: &[RecordBatch], what: 
 /// The weir bid schema.
 pub fn bid_schema() -> SchemaRef {
     Kind::Bid.schema()
-}
-
-pub fn path_str(p: &PathBuf) -> String {
-    p.display().to_string()
-}
-
-pub fn arr_len(a: &dyn Array) -> usize {
-    a.len()
 }
