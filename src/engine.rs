@@ -297,7 +297,7 @@ impl Engine {
         if t.connector() != "push" {
             return plan_err!("table {table} uses connector '{}', not 'push'", t.connector());
         }
-        Ok(PushHandle { table: t.def.name.clone(), schema: t.schema.clone(), registry: self.push.clone() })
+        Ok(PushHandle { table: t.def.name.clone(), schema: t.physical.clone(), registry: self.push.clone() })
     }
 
     /// Plan a query or INSERT.
@@ -311,7 +311,12 @@ impl Engine {
         match &stmt.statement {
             Statement::CreateTable(def) => {
                 let name = def.name.clone();
-                let created = self.lock()?.create_table(def.clone())?;
+                let computed = if def.computed.is_empty() {
+                    vec![]
+                } else {
+                    crate::planner::computed_columns(def).await?.1
+                };
+                let created = self.lock()?.create_table_with(def.clone(), computed)?;
                 Ok(StatementOutput::Done(if created { format!("Table {name} created.") } else { format!("Table {name} exists.") }))
             }
             Statement::CreateView(def) => {

@@ -145,3 +145,42 @@ async fn camel_case_fields_keep_their_spelling_in_data() {
     let text: String = files.iter().map(|f| std::fs::read_to_string(f).unwrap()).collect();
     assert!(text.contains("\"userId\":7") && text.contains("\"clickCount\":2"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn computed_event_time_column() {
+    let dir = tempdir();
+    let input = dir.path().join("orders.json");
+    std::fs::write(
+        &input,
+        "{\"id\": 1, \"amount\": 10, \"epoch_ms\": 1767225601000}\n\
+         {\"id\": 2, \"amount\": 20, \"epoch_ms\": 1767225659000}\n\
+         {\"id\": 3, \"amount\": 30, \"epoch_ms\": 1767225661000}\n",
+    )
+    .unwrap();
+    let ddl = format!(
+        "CREATE TABLE orders (id BIGINT, amount BIGINT, epoch_ms BIGINT, \
+           ts AS TO_TIMESTAMP_LTZ(epoch_ms, 3), euro AS amount * 0.908, \
+           WATERMARK FOR ts AS ts - INTERVAL '5' SECOND) \
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');",
+        input.display()
+    );
+    let engine = weir::Engine::new();
+    engine.execute(&ddl).await.unwrap();
+    let out = engine.execute("DESCRIBE orders;").await.unwrap();
+    let StatementOutput::Rows(b) = &out[0] else { panic!("no rows") };
+    let text = datafusion::arrow::util::pretty::pretty_format_batches(std::slice::from_ref(b)).unwrap().to_string();
+    assert!(text.contains("ts ") && text.contains("*ROWTIME*") && text.contains("euro"), "{text}");
+    let rows_out = stream(
+        &ddl,
+        "SELECT window_start, COUNT(*) AS n, SUM(euro) AS total FROM TABLE(TUMBLE(TABLE orders, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) \
+         GROUP BY window_start, window_end",
+    )
+    .await;
+    assert_eq!(rows(&rows_out), vec!["2026-01-01T00:00:00 | 2 | 27.240", "2026-01-01T00:01:00 | 1 | 27.240"]);
+    let err = weir::Engine::new()
+        .execute("CREATE TABLE p (a INT, proc AS PROCTIME()) WITH ('connector' = 'blackhole');")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not supported yet: processing time"), "{err}");
+}

@@ -70,7 +70,7 @@ fn make_reader(table: &Table, env: &SourceEnv, format: &str, f: &Path, follow: b
     Ok(match format {
         "json" => {
             let policy = ErrorPolicy::from_table(table, "json", env.metrics.clone())?;
-            let r = JsonLinesReader::new(f.to_path_buf(), table.schema.clone(), table.declared_schema(), policy)?;
+            let r = JsonLinesReader::new(f.to_path_buf(), table.physical.clone(), table.declared_schema(), policy)?;
             Reader::Json(if follow { r.following() } else { r })
         }
         "csv" => {
@@ -80,10 +80,10 @@ fn make_reader(table: &Table, env: &SourceEnv, format: &str, f: &Path, follow: b
                 d if d.len() == 1 => d.as_bytes()[0],
                 d => return plan_err!("'csv.field-delimiter' must be one character, not '{d}'"),
             };
-            let r = CsvReader::new(f.to_path_buf(), table.schema.clone(), delim, policy)?;
+            let r = CsvReader::new(f.to_path_buf(), table.physical.clone(), delim, policy)?;
             Reader::Csv(if follow { r.following() } else { r })
         }
-        "parquet" => Reader::Parquet(ParquetReader::new(f.to_path_buf(), table.schema.clone())),
+        "parquet" => Reader::Parquet(ParquetReader::new(f.to_path_buf(), table.physical.clone())),
         other => return not_supported!("format '{other}' (json, csv, parquet)"),
     })
 }

@@ -78,6 +78,9 @@ pub fn open_source(table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceS
 
 /// Open a sink table for rows of `schema`.
 pub fn open_sink(table: &Table, schema: SchemaRef) -> Result<Box<dyn Sink>> {
+    if !table.def.computed.is_empty() {
+        return plan_err!("table {} has computed columns and cannot be written to", table.def.name);
+    }
     match table.connector() {
         "print" => Ok(Box::new(print::PrintSink::new(table.option("print-identifier").map(str::to_string)))),
         "blackhole" => Ok(Box::new(blackhole::BlackholeSink)),

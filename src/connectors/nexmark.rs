@@ -474,7 +474,7 @@ pub fn open(table: &Table) -> Result<Vec<Box<dyn SourceShard>>> {
     let mut projection = vec![];
     // snake_case (date_time) or Flink's camelCase (dateTime) both match.
     let squash = |s: &str| s.replace('_', "").to_ascii_lowercase();
-    for f in table.schema.fields() {
+    for f in table.physical.fields() {
         let found = full.fields().iter().position(|g| squash(g.name()) == squash(f.name()));
         let Some(i) = found else {
             let names: Vec<&str> = full.fields().iter().map(|f| f.name().as_str()).collect();
@@ -488,7 +488,7 @@ pub fn open(table: &Table) -> Result<Vec<Box<dyn SourceShard>>> {
             Box::new(NexmarkShard {
                 generator: Generator::with_text(kind, config.clone(), s, text.clone()),
                 projection: projection.clone(),
-                schema: table.schema.clone(),
+                schema: table.physical.clone(),
             }) as Box<dyn SourceShard>
         })
         .collect())

@@ -75,28 +75,85 @@ pub struct Planner<'a> {
     windows: HashMap<String, (WindowTvf, LogicalPlan)>,
     next_id: usize,
     props: ExecutionProps,
+    /// Per table with computed columns: the expressions of all its columns over the physical ones.
+    computed: HashMap<String, Vec<Arc<dyn PhysicalExpr>>>,
+}
+
+fn session() -> SessionContext {
+    let mut config = SessionConfig::new().with_target_partitions(1).with_information_schema(false);
+    // Flink reads 0.908 as DECIMAL(3, 3), so arithmetic with literals stays exact.
+    config.options_mut().sql_parser.parse_float_as_decimal = true;
+    config.options_mut().sql_parser.enable_ident_normalization = true;
+    // weir's tables hold Utf8; keep CAST(x AS STRING) in the same type.
+    config.options_mut().sql_parser.map_string_types_to_utf8view = false;
+    let state = SessionStateBuilder::new().with_config(config).with_default_features().build();
+    SessionContext::new_with_state(state)
+}
+
+/// Plan the computed columns of a table: for every column (physical or computed, in declared
+/// order) an expression over the physical columns, and the fields of the computed ones.
+pub async fn computed_columns(def: &crate::sql::TableDef) -> Result<(Vec<Arc<dyn PhysicalExpr>>, Vec<Field>)> {
+    const PHYSICAL: &str = "__weir_physical";
+    let ctx = session();
+    let physical = Arc::new(Schema::new(
+        def.columns.iter().map(|c| Field::new(&c.name, c.data_type.clone(), c.nullable)).collect::<Vec<_>>(),
+    ));
+    let provider: Arc<dyn TableProvider> = Arc::new(EmptyTable::new(physical));
+    ctx.register_table(TableReference::bare(PHYSICAL), provider)?;
+    let quote = |n: &str| format!("\"{}\"", n.replace('"', "\"\""));
+    let mut items: Vec<(usize, String)> = def.columns.iter().enumerate().map(|(i, c)| (i, quote(&c.name))).collect();
+    for c in &def.computed {
+        items.insert(c.position.min(items.len()), (usize::MAX, format!("{} AS {}", c.expr, quote(&c.name))));
+    }
+    let select: Vec<String> = items.into_iter().map(|(_, s)| s).collect();
+    let sql = format!("SELECT {} FROM {PHYSICAL}", select.join(", "));
+    let Some(crate::sql::Located { statement: Statement::Query(mut query), .. }) = crate::sql::parse_sql(&sql)?.pop() else {
+        return plan_err!("internal: computed columns of {}", def.name);
+    };
+    let mut next_id = 0;
+    rewrite::rewrite_query(&Catalog::default(), &mut query, &mut next_id)?;
+    let state = ctx.state();
+    let plan = state
+        .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(sqlparser::ast::Statement::Query(query))))
+        .await
+        .map_err(planning_error)?;
+    let plan = state.analyzer().execute_and_check(plan, state.config_options(), |_, _| {}).map_err(planning_error)?;
+    let LogicalPlan::Projection(p) = &plan else { return plan_err!("internal: computed columns of {}", def.name) };
+    let in_schema = p.input.schema();
+    let props = ExecutionProps::new();
+    let exprs = p
+        .expr
+        .iter()
+        .map(|e| create_physical_expr(e, in_schema, &props, &Default::default()).context(|| format!("computed column {e}")))
+        .collect::<Result<Vec<_>>>()?;
+    let mut fields = vec![];
+    for c in &def.computed {
+        let i = c.position.min(exprs.len() - 1);
+        let e = &exprs[i];
+        fields.push(Field::new(&c.name, e.data_type(in_schema.as_arrow())?, true));
+    }
+    Ok((exprs, fields))
 }
 
 impl<'a> Planner<'a> {
     /// A planner whose DataFusion context knows every table of the catalog (schemas only).
     pub fn new(catalog: &'a Catalog) -> Result<Self> {
-        let mut config = SessionConfig::new().with_target_partitions(1).with_information_schema(false);
-        // Flink reads 0.908 as DECIMAL(3, 3), so arithmetic with literals stays exact.
-        config.options_mut().sql_parser.parse_float_as_decimal = true;
-        config.options_mut().sql_parser.enable_ident_normalization = true;
-        // weir's tables hold Utf8; keep CAST(x AS STRING) in the same type.
-        config.options_mut().sql_parser.map_string_types_to_utf8view = false;
-        let state = SessionStateBuilder::new().with_config(config).with_default_features().build();
-        let ctx = SessionContext::new_with_state(state);
+        let ctx = session();
         for (name, table) in &catalog.tables {
             let provider: Arc<dyn TableProvider> = Arc::new(EmptyTable::new(table.schema.clone()));
             ctx.register_table(TableReference::bare(name.as_str()), provider)?;
         }
-        Ok(Self { catalog, ctx, windows: HashMap::new(), next_id: 0, props: ExecutionProps::new() })
+        Ok(Self { catalog, ctx, windows: HashMap::new(), next_id: 0, props: ExecutionProps::new(), computed: HashMap::new() })
     }
 
     /// Plan a query or INSERT into a pipeline.
     pub async fn plan(&mut self, statement: &Statement) -> Result<Pipeline> {
+        for (name, table) in &self.catalog.tables {
+            if !table.def.computed.is_empty() {
+                let (exprs, _) = computed_columns(&table.def).await?;
+                self.computed.insert(name.clone(), exprs);
+            }
+        }
         let (plan, sink) = match statement {
             Statement::Query(q) => (self.logical_query(q.as_ref().clone()).await?, None),
             Statement::Insert { table, statement } => {
@@ -198,6 +255,9 @@ impl<'a> Planner<'a> {
                 let table = self.catalog.table(name)?.clone();
                 let mut ops = vec![];
                 let mut time_attrs = vec![];
+                if let Some(exprs) = self.computed.get(name) {
+                    ops.push(OpSpec::Project(ProjectSpec { exprs: exprs.clone(), schema: table.schema.clone() }));
+                }
                 if let Some(wm) = &table.def.watermark {
                     let time_col = table.schema.index_of(&wm.column)?;
                     ops.push(OpSpec::Watermark(WatermarkGenSpec {

@@ -407,6 +407,27 @@ fn flink_functions(query: &mut Query) -> Result<()> {
                 }
                 _ => error = Some(Error::Plan(format!("MOD takes two arguments: {e}"))),
             },
+            "TO_TIMESTAMP_LTZ" => match plain_args(f).as_deref() {
+                Some([x]) | Some([x, _]) => {
+                    let precision = match plain_args(f).as_deref() {
+                        Some([_, Expr::Value(v)]) => v.value.to_string(),
+                        _ => "3".into(),
+                    };
+                    let func = match precision.as_str() {
+                        "0" => "to_timestamp_seconds",
+                        "3" => "to_timestamp_millis",
+                        p => {
+                            error = Some(Error::NotSupported(format!("TO_TIMESTAMP_LTZ with precision {p} (0 or 3 are)")));
+                            return ControlFlow::Break(());
+                        }
+                    };
+                    f.name = ObjectName(vec![ObjectNamePart::Identifier(Ident::new(func))]);
+                    if let FunctionArguments::List(l) = &mut f.args {
+                        l.args = vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(x.clone()))];
+                    }
+                }
+                _ => error = Some(Error::Plan(format!("TO_TIMESTAMP_LTZ takes (epoch, precision): {e}"))),
+            },
             "DATE_FORMAT" => match plain_args(f).as_deref() {
                 Some([ts, Expr::Value(v)]) => {
                     let sqlparser::ast::Value::SingleQuotedString(p) = &v.value else {

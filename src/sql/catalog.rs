@@ -13,16 +13,31 @@ use crate::{Error, Result, plan_err};
 pub struct Table {
     /// Its definition.
     pub def: TableDef,
-    /// Arrow schema of its physical columns.
+    /// Arrow schema of all its columns as SQL sees them (physical and computed, in order).
     pub schema: SchemaRef,
+    /// Arrow schema of the physical columns only (what connectors read and write).
+    pub physical: SchemaRef,
 }
 
 impl Table {
-    /// Validate a definition and build its schema.
+    /// Validate a definition without computed columns and build its schema.
     pub fn new(def: TableDef) -> Result<Self> {
-        let schema = Arc::new(Schema::new(
+        if !def.computed.is_empty() {
+            return plan_err!("internal: table {} has computed columns whose types are not resolved", def.name);
+        }
+        Self::with_computed(def, vec![])
+    }
+
+    /// Validate a definition, given the fields of its computed columns (in their order).
+    pub fn with_computed(def: TableDef, computed: Vec<Field>) -> Result<Self> {
+        let physical = Arc::new(Schema::new(
             def.columns.iter().map(|c| Field::new(&c.name, c.data_type.clone(), c.nullable)).collect::<Vec<_>>(),
         ));
+        let mut fields: Vec<Field> = physical.fields().iter().map(|f| f.as_ref().clone()).collect();
+        for (c, f) in def.computed.iter().zip(computed) {
+            fields.insert(c.position.min(fields.len()), f);
+        }
+        let schema = Arc::new(Schema::new(fields));
         if let Some(wm) = &def.watermark {
             let Ok(field) = schema.field_with_name(&wm.column) else {
                 return plan_err!("WATERMARK FOR {}: table {} has no such column", wm.column, def.name);
@@ -43,7 +58,7 @@ impl Table {
         if !def.options.contains_key("connector") {
             return plan_err!("table {} needs WITH ('connector' = ...): filesystem, nexmark, print, blackhole or push", def.name);
         }
-        Ok(Self { def, schema })
+        Ok(Self { def, schema, physical })
     }
 
     /// The schema with the column names as declared (for matching fields in data files).
@@ -87,13 +102,18 @@ pub struct Catalog {
 impl Catalog {
     /// Add a table. Fails if the name is taken, unless `IF NOT EXISTS`.
     pub fn create_table(&mut self, def: TableDef) -> Result<bool> {
+        self.create_table_with(def, vec![])
+    }
+
+    /// Add a table whose computed columns have these fields.
+    pub fn create_table_with(&mut self, def: TableDef, computed: Vec<Field>) -> Result<bool> {
         if self.tables.contains_key(&def.name) || self.views.contains_key(&def.name) {
             if def.if_not_exists {
                 return Ok(false);
             }
             return plan_err!("table or view {} already exists", def.name);
         }
-        let table = Table::new(def)?;
+        let table = Table::with_computed(def, computed)?;
         self.tables.insert(table.def.name.clone(), table);
         Ok(true)
     }

@@ -40,6 +40,17 @@ pub struct WatermarkDef {
     pub delay_ms: i64,
 }
 
+/// A computed column: `name AS expr`, evaluated on each row after decoding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComputedColumn {
+    /// Normalised name.
+    pub name: String,
+    /// Position among all columns (physical and computed) as declared.
+    pub position: usize,
+    /// The expression over the physical columns.
+    pub expr: Expr,
+}
+
 /// A parsed `CREATE TABLE`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableDef {
@@ -47,6 +58,8 @@ pub struct TableDef {
     pub name: String,
     /// Physical columns in declaration order.
     pub columns: Vec<ColumnDef>,
+    /// Computed columns (`name AS expr`).
+    pub computed: Vec<ComputedColumn>,
     /// Event-time attribute and its watermark strategy.
     pub watermark: Option<WatermarkDef>,
     /// `WITH (...)` options, keys lower-cased.
@@ -306,6 +319,7 @@ fn parse_create_table(p: &mut Parser) -> Result<TableDef, ParserError> {
     let mut def = TableDef {
         name,
         columns: vec![],
+        computed: vec![],
         watermark: None,
         options: BTreeMap::new(),
         partitioned_by: vec![],
@@ -385,8 +399,22 @@ fn parse_column(p: &mut Parser, def: &mut TableDef) -> Result<(), ParserError> {
     let ident = p.parse_identifier()?;
     let name = normalize_ident(&ident);
     let declared = ident.value.clone();
-    if p.peek_keyword(Keyword::AS) {
-        return Err(err_at(format!("not supported yet: computed column `{name}`"), start.span.start));
+    if p.parse_keyword(Keyword::AS) {
+        let expr = p.parse_expr()?;
+        if let Expr::Function(f) = &expr {
+            if f.name.to_string().eq_ignore_ascii_case("PROCTIME") {
+                return Err(err_at(format!("not supported yet: processing time (`{name} AS PROCTIME()`)"), start.span.start));
+            }
+        }
+        if p.parse_keyword(Keyword::COMMENT) {
+            p.parse_literal_string()?;
+        }
+        if def.columns.iter().any(|c| c.name == name) || def.computed.iter().any(|c| c.name == name) {
+            return Err(err_at(format!("column `{name}` is declared twice"), start.span.start));
+        }
+        let position = def.columns.len() + def.computed.len();
+        def.computed.push(ComputedColumn { name, position, expr });
+        return Ok(());
     }
     let data_type = parse_column_type(p)?;
     let mut nullable = true;
@@ -407,7 +435,7 @@ fn parse_column(p: &mut Parser, def: &mut TableDef) -> Result<(), ParserError> {
             break;
         }
     }
-    if def.columns.iter().any(|c| c.name == name) {
+    if def.columns.iter().any(|c| c.name == name) || def.computed.iter().any(|c| c.name == name) {
         return Err(err_at(format!("column `{name}` is declared twice"), start.span.start));
     }
     def.columns.push(ColumnDef { name, declared, data_type, nullable });
