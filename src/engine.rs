@@ -311,12 +311,12 @@ impl Engine {
         match &stmt.statement {
             Statement::CreateTable(def) => {
                 let name = def.name.clone();
-                let computed = if def.computed.is_empty() {
-                    vec![]
+                let (exprs, fields) = if def.computed.is_empty() {
+                    (vec![], vec![])
                 } else {
-                    crate::planner::computed_columns(def).await?.1
+                    crate::planner::computed_columns(def).await?
                 };
-                let created = self.lock()?.create_table_with(def.clone(), computed)?;
+                let created = self.lock()?.create_table_with(def.clone(), fields, exprs)?;
                 Ok(StatementOutput::Done(if created { format!("Table {name} created.") } else { format!("Table {name} exists.") }))
             }
             Statement::CreateView(def) => {

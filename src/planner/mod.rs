@@ -75,8 +75,6 @@ pub struct Planner<'a> {
     windows: HashMap<String, (WindowTvf, LogicalPlan)>,
     next_id: usize,
     props: ExecutionProps,
-    /// Per table with computed columns: the expressions of all its columns over the physical ones.
-    computed: HashMap<String, Vec<Arc<dyn PhysicalExpr>>>,
 }
 
 fn session() -> SessionContext {
@@ -143,17 +141,11 @@ impl<'a> Planner<'a> {
             let provider: Arc<dyn TableProvider> = Arc::new(EmptyTable::new(table.schema.clone()));
             ctx.register_table(TableReference::bare(name.as_str()), provider)?;
         }
-        Ok(Self { catalog, ctx, windows: HashMap::new(), next_id: 0, props: ExecutionProps::new(), computed: HashMap::new() })
+        Ok(Self { catalog, ctx, windows: HashMap::new(), next_id: 0, props: ExecutionProps::new() })
     }
 
     /// Plan a query or INSERT into a pipeline.
     pub async fn plan(&mut self, statement: &Statement) -> Result<Pipeline> {
-        for (name, table) in &self.catalog.tables {
-            if !table.def.computed.is_empty() {
-                let (exprs, _) = computed_columns(&table.def).await?;
-                self.computed.insert(name.clone(), exprs);
-            }
-        }
         let (plan, sink) = match statement {
             Statement::Query(q) => (self.logical_query(q.as_ref().clone()).await?, None),
             Statement::Insert { table, statement } => {
@@ -255,8 +247,9 @@ impl<'a> Planner<'a> {
                 let table = self.catalog.table(name)?.clone();
                 let mut ops = vec![];
                 let mut time_attrs = vec![];
-                if let Some(exprs) = self.computed.get(name) {
-                    ops.push(OpSpec::Project(ProjectSpec { exprs: exprs.clone(), schema: table.schema.clone() }));
+                if !table.computed_exprs.is_empty() {
+                    let exprs = table.computed_exprs.clone();
+                    ops.push(OpSpec::Project(ProjectSpec { exprs, schema: table.schema.clone() }));
                 }
                 if let Some(wm) = &table.def.watermark {
                     let time_col = table.schema.index_of(&wm.column)?;

@@ -17,6 +17,9 @@ pub struct Table {
     pub schema: SchemaRef,
     /// Arrow schema of the physical columns only (what connectors read and write).
     pub physical: SchemaRef,
+    /// With computed columns: one expression per column of `schema`, over the physical columns
+    /// (planned once, at CREATE TABLE).
+    pub computed_exprs: Vec<Arc<dyn datafusion::physical_expr::PhysicalExpr>>,
 }
 
 impl Table {
@@ -25,11 +28,16 @@ impl Table {
         if !def.computed.is_empty() {
             return plan_err!("internal: table {} has computed columns whose types are not resolved", def.name);
         }
-        Self::with_computed(def, vec![])
+        Self::with_computed(def, vec![], vec![])
     }
 
-    /// Validate a definition, given the fields of its computed columns (in their order).
-    pub fn with_computed(def: TableDef, computed: Vec<Field>) -> Result<Self> {
+    /// Validate a definition, given the fields of its computed columns (in their order) and the
+    /// expressions of all its columns over the physical ones.
+    pub fn with_computed(
+        def: TableDef,
+        computed: Vec<Field>,
+        computed_exprs: Vec<Arc<dyn datafusion::physical_expr::PhysicalExpr>>,
+    ) -> Result<Self> {
         let physical = Arc::new(Schema::new(
             def.columns.iter().map(|c| Field::new(&c.name, c.data_type.clone(), c.nullable)).collect::<Vec<_>>(),
         ));
@@ -58,7 +66,7 @@ impl Table {
         if !def.options.contains_key("connector") {
             return plan_err!("table {} needs WITH ('connector' = ...): filesystem, nexmark, print, blackhole or push", def.name);
         }
-        Ok(Self { def, schema, physical })
+        Ok(Self { def, schema, physical, computed_exprs })
     }
 
     /// The schema with the column names as declared (for matching fields in data files).
@@ -102,18 +110,23 @@ pub struct Catalog {
 impl Catalog {
     /// Add a table. Fails if the name is taken, unless `IF NOT EXISTS`.
     pub fn create_table(&mut self, def: TableDef) -> Result<bool> {
-        self.create_table_with(def, vec![])
+        self.create_table_with(def, vec![], vec![])
     }
 
-    /// Add a table whose computed columns have these fields.
-    pub fn create_table_with(&mut self, def: TableDef, computed: Vec<Field>) -> Result<bool> {
+    /// Add a table whose computed columns have these fields and expressions.
+    pub fn create_table_with(
+        &mut self,
+        def: TableDef,
+        computed: Vec<Field>,
+        computed_exprs: Vec<Arc<dyn datafusion::physical_expr::PhysicalExpr>>,
+    ) -> Result<bool> {
         if self.tables.contains_key(&def.name) || self.views.contains_key(&def.name) {
             if def.if_not_exists {
                 return Ok(false);
             }
             return plan_err!("table or view {} already exists", def.name);
         }
-        let table = Table::with_computed(def, computed)?;
+        let table = Table::with_computed(def, computed, computed_exprs)?;
         self.tables.insert(table.def.name.clone(), table);
         Ok(true)
     }
