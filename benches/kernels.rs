@@ -15,7 +15,13 @@ fn generator(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function("bid", |b| {
         b.iter(|| {
-            let cfg = Config { events: Some(EVENTS), rate: 10_000, shards: 1, chunk: 8192, real_time: false };
+            let cfg = Config {
+                events: Some(EVENTS),
+                rate: 10_000,
+                shards: 1,
+                chunk: 8192,
+                real_time: false,
+            };
             let mut generator = Generator::new(Kind::Bid, cfg, 0);
             let mut rows = 0;
             while let Some(batch) = generator.next_batch().expect("generates") {
@@ -28,7 +34,10 @@ fn generator(c: &mut Criterion) {
 }
 
 fn pipeline(c: &mut Criterion, name: &str, query: &str) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let mut g = c.benchmark_group("nexmark");
     g.throughput(Throughput::Elements(EVENTS));
     g.sample_size(10);
@@ -41,7 +50,11 @@ fn pipeline(c: &mut Criterion, name: &str, query: &str) {
         b.iter(|| {
             rt.block_on(async {
                 let engine = weir::Engine::new();
-                for out in engine.execute_with(&sql, SelectOutput::Discard).await.expect("plans") {
+                for out in engine
+                    .execute_with(&sql, SelectOutput::Discard)
+                    .await
+                    .expect("plans")
+                {
                     if let StatementOutput::Job(job) = out {
                         job.wait().await.expect("runs");
                     }
@@ -71,7 +84,11 @@ fn windows(c: &mut Criterion) {
         "SELECT window_start, bidder, COUNT(*) FROM TABLE(SESSION(TABLE bid PARTITION BY bidder, DESCRIPTOR(date_time), INTERVAL '10' SECOND)) \
          GROUP BY window_start, window_end, bidder",
     );
-    pipeline(c, "filter_project", "SELECT auction, price * 0.908 FROM bid WHERE MOD(auction, 123) = 0");
+    pipeline(
+        c,
+        "filter_project",
+        "SELECT auction, price * 0.908 FROM bid WHERE MOD(auction, 123) = 0",
+    );
 }
 
 criterion_group!(benches, generator, windows);

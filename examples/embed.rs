@@ -35,25 +35,41 @@ async fn main() -> weir::Result<()> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("customer", DataType::Utf8, false),
         Field::new("amount", DataType::Float64, false),
-        Field::new("order_time", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+        Field::new(
+            "order_time",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ),
     ]));
-    let batch = |customers: &[&str], amounts: &[f64], seconds: &[i64]| -> weir::Result<RecordBatch> {
-        Ok(RecordBatch::try_new(
-            schema.clone(),
-            vec![
-                Arc::new(StringArray::from(customers.to_vec())),
-                Arc::new(Float64Array::from(amounts.to_vec())),
-                Arc::new(TimestampMillisecondArray::from(seconds.iter().map(|s| s * 1000).collect::<Vec<_>>())),
-            ],
-        )?)
-    };
+    let batch =
+        |customers: &[&str], amounts: &[f64], seconds: &[i64]| -> weir::Result<RecordBatch> {
+            Ok(RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(StringArray::from(customers.to_vec())),
+                    Arc::new(Float64Array::from(amounts.to_vec())),
+                    Arc::new(TimestampMillisecondArray::from(
+                        seconds.iter().map(|s| s * 1000).collect::<Vec<_>>(),
+                    )),
+                ],
+            )?)
+        };
 
     // Orders of the first minute, slightly out of order.
-    orders.push(batch(&["ada", "bob", "ada"], &[12.5, 40.0, 7.5], &[5, 31, 20])?).await?;
+    orders
+        .push(batch(
+            &["ada", "bob", "ada"],
+            &[12.5, 40.0, 7.5],
+            &[5, 31, 20],
+        )?)
+        .await?;
     // An order at 1:03 moves the watermark to 1:01: the first minute is complete.
     orders.push(batch(&["bob"], &[99.0], &[63])?).await?;
     let first = results.next().await.expect("the first minute is emitted")?;
-    println!("first minute, emitted while input is still open:\n{}", pretty_format_batches(&[first])?);
+    println!(
+        "first minute, emitted while input is still open:\n{}",
+        pretty_format_batches(&[first])?
+    );
 
     // End of input: every open window fires.
     orders.close()?;

@@ -30,12 +30,12 @@ use datafusion::arrow::record_batch::RecordBatch;
 use futures::future::BoxFuture;
 use tokio::sync::{mpsc, watch};
 
-use crate::connectors::push::{ChannelSink, PushRegistry, conform};
 use crate::connectors::print::TablePrinter;
+use crate::connectors::push::{ChannelSink, PushRegistry, conform};
 use crate::connectors::{Sink, SourceEnv, open_sink, open_source};
 use crate::planner::{Pipeline, Planner};
 use crate::runtime::metrics::format_time;
-use crate::runtime::{JobMetrics, Outcome, RunContext};
+use crate::runtime::{JobMetrics, OpenSource, Outcome, RunContext};
 use crate::sql::interval::parse_duration_option;
 use crate::sql::types::display_type;
 use crate::sql::{Catalog, Located, Statement, parse_sql};
@@ -139,10 +139,10 @@ impl Job {
 
     /// Wait for the job to end.
     pub async fn wait(self) -> Result<JobSummary> {
-        let outcome = self
-            .handle
-            .await
-            .map_err(|e| Error::Execution { operator: "job".into(), message: format!("job task failed: {e}") })??;
+        let outcome = self.handle.await.map_err(|e| Error::Execution {
+            operator: "job".into(),
+            message: format!("job task failed: {e}"),
+        })??;
         Ok(summary(&self.metrics, outcome))
     }
 }
@@ -229,7 +229,13 @@ pub struct Engine {
 }
 
 fn located(e: Error, stmt: &Located) -> Error {
-    let add = |m: String| if m.contains("Line:") { m } else { format!("{m}{}", stmt.position()) };
+    let add = |m: String| {
+        if m.contains("Line:") {
+            m
+        } else {
+            format!("{m}{}", stmt.position())
+        }
+    };
     match e {
         Error::Plan(m) => Error::Plan(add(m)),
         Error::NotSupported(m) => Error::NotSupported(add(m)),
@@ -251,7 +257,10 @@ impl Engine {
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Catalog>> {
-        self.catalog.lock().map_err(|_| Error::Execution { operator: "engine".into(), message: "catalog lock poisoned".into() })
+        self.catalog.lock().map_err(|_| Error::Execution {
+            operator: "engine".into(),
+            message: "catalog lock poisoned".into(),
+        })
     }
 
     /// Run every statement of `sql`; the rows of a bare SELECT are printed as tables.
@@ -260,7 +269,11 @@ impl Engine {
     }
 
     /// Run every statement of `sql`, sending the rows of bare SELECTs to `output`.
-    pub async fn execute_with(&self, sql: &str, output: SelectOutput) -> Result<Vec<StatementOutput>> {
+    pub async fn execute_with(
+        &self,
+        sql: &str,
+        output: SelectOutput,
+    ) -> Result<Vec<StatementOutput>> {
         let mut out = Vec::new();
         for stmt in parse_sql(sql)? {
             out.push(self.run_located(&stmt, output.clone()).await?);
@@ -269,15 +282,24 @@ impl Engine {
     }
 
     /// Run one parsed statement; errors name the statement's position.
-    pub async fn run_located(&self, stmt: &Located, output: SelectOutput) -> Result<StatementOutput> {
-        self.run_statement(stmt, output).await.map_err(|e| located(e, stmt))
+    pub async fn run_located(
+        &self,
+        stmt: &Located,
+        output: SelectOutput,
+    ) -> Result<StatementOutput> {
+        self.run_statement(stmt, output)
+            .await
+            .map_err(|e| located(e, stmt))
     }
 
     /// Start one SELECT and stream its output.
     pub async fn subscribe(&self, sql: &str) -> Result<Subscription> {
         let stmts = parse_sql(sql)?;
         let [stmt] = stmts.as_slice() else {
-            return plan_err!("subscribe takes exactly one SELECT statement, got {}", stmts.len());
+            return plan_err!(
+                "subscribe takes exactly one SELECT statement, got {}",
+                stmts.len()
+            );
         };
         let Statement::Query(_) = &stmt.statement else {
             return plan_err!("subscribe takes a SELECT statement{}", stmt.position());
@@ -286,18 +308,33 @@ impl Engine {
         let pipeline = self.plan(stmt).await.map_err(|e| located(e, stmt))?;
         let schema = pipeline.schema.clone();
         let sink = Box::new(ChannelSink { tx: tx.clone() });
-        let job = self.start(pipeline, sink, Some(tx), short_name(stmt)).map_err(|e| located(e, stmt))?;
-        Ok(Subscription { rx, schema, job: Some(job) })
+        let job = self
+            .start(pipeline, sink, Some(tx), short_name(stmt))
+            .map_err(|e| located(e, stmt))?;
+        Ok(Subscription {
+            rx,
+            schema,
+            job: Some(job),
+        })
     }
 
     /// A handle to push batches into a `'connector' = 'push'` table.
     pub fn push_handle(&self, table: &str) -> Result<PushHandle> {
         let catalog = self.lock()?;
-        let t = catalog.table(&table.to_lowercase()).or_else(|_| catalog.table(table))?;
+        let t = catalog
+            .table(&table.to_lowercase())
+            .or_else(|_| catalog.table(table))?;
         if t.connector() != "push" {
-            return plan_err!("table {table} uses connector '{}', not 'push'", t.connector());
+            return plan_err!(
+                "table {table} uses connector '{}', not 'push'",
+                t.connector()
+            );
         }
-        Ok(PushHandle { table: t.def.name.clone(), schema: t.physical.clone(), registry: self.push.clone() })
+        Ok(PushHandle {
+            table: t.def.name.clone(),
+            schema: t.physical.clone(),
+            registry: self.push.clone(),
+        })
     }
 
     /// Plan a query or INSERT.
@@ -317,7 +354,11 @@ impl Engine {
                     crate::planner::computed_columns(def).await?
                 };
                 let created = self.lock()?.create_table_with(def.clone(), fields, exprs)?;
-                Ok(StatementOutput::Done(if created { format!("Table {name} created.") } else { format!("Table {name} exists.") }))
+                Ok(StatementOutput::Done(if created {
+                    format!("Table {name} created.")
+                } else {
+                    format!("Table {name} exists.")
+                }))
             }
             Statement::CreateView(def) => {
                 // Plan the view's query now so that mistakes surface at CREATE VIEW.
@@ -328,24 +369,43 @@ impl Engine {
                 if let Err(e) = planner.plan(&select).await {
                     return Err(match e {
                         Error::Plan(m) => Error::Plan(format!("in view {}: {m}", def.name)),
-                        Error::NotSupported(m) => Error::NotSupported(format!("{m} (in view {})", def.name)),
+                        Error::NotSupported(m) => {
+                            Error::NotSupported(format!("{m} (in view {})", def.name))
+                        }
                         other => other,
                     });
                 }
                 let created = self.lock()?.create_view(def.clone())?;
-                Ok(StatementOutput::Done(if created { format!("View {} created.", def.name) } else { format!("View {} exists.", def.name) }))
+                Ok(StatementOutput::Done(if created {
+                    format!("View {} created.", def.name)
+                } else {
+                    format!("View {} exists.", def.name)
+                }))
             }
-            Statement::Drop { name, if_exists, view } => {
+            Statement::Drop {
+                name,
+                if_exists,
+                view,
+            } => {
                 self.lock()?.drop_object(name, *view, *if_exists)?;
-                Ok(StatementOutput::Done(format!("{} {name} dropped.", if *view { "View" } else { "Table" })))
+                Ok(StatementOutput::Done(format!(
+                    "{} {name} dropped.",
+                    if *view { "View" } else { "Table" }
+                )))
             }
             Statement::Set { key: None, .. } => {
                 let c = self.lock()?;
                 let keys: Vec<String> = c.settings.keys().cloned().collect();
                 let values: Vec<String> = c.settings.values().cloned().collect();
-                Ok(StatementOutput::Rows(two_columns(("key", keys), ("value", values))?))
+                Ok(StatementOutput::Rows(two_columns(
+                    ("key", keys),
+                    ("value", values),
+                )?))
             }
-            Statement::Set { key: Some(k), value } => {
+            Statement::Set {
+                key: Some(k),
+                value,
+            } => {
                 self.lock()?.settings.insert(k.clone(), value.clone());
                 Ok(StatementOutput::Done(format!("Set {k} = {value}.")))
             }
@@ -374,23 +434,46 @@ impl Engine {
             }
             Statement::Describe(name) => self.describe(name).await,
             Statement::Explain(inner) => {
-                let inner = Located { statement: inner.as_ref().clone(), line: stmt.line, column: stmt.column };
+                let inner = Located {
+                    statement: inner.as_ref().clone(),
+                    line: stmt.line,
+                    column: stmt.column,
+                };
                 Ok(StatementOutput::Explain(self.plan(&inner).await?.explain()))
             }
             Statement::Query(_) => {
                 let pipeline = self.plan(stmt).await?;
                 let (sink, tx): (Box<dyn Sink>, _) = match output {
                     SelectOutput::Print => (Box::new(TablePrinter), None),
-                    SelectOutput::Discard => (Box::new(crate::connectors::blackhole::BlackholeSink), None),
-                    SelectOutput::Channel(tx) => (Box::new(ChannelSink { tx: tx.clone() }), Some(tx)),
+                    SelectOutput::Discard => {
+                        (Box::new(crate::connectors::blackhole::BlackholeSink), None)
+                    }
+                    SelectOutput::Channel(tx) => {
+                        (Box::new(ChannelSink { tx: tx.clone() }), Some(tx))
+                    }
                 };
-                Ok(StatementOutput::Job(self.start(pipeline, sink, tx, short_name(stmt))?))
+                Ok(StatementOutput::Job(self.start(
+                    pipeline,
+                    sink,
+                    tx,
+                    short_name(stmt),
+                )?))
             }
             Statement::Insert { .. } => {
                 let pipeline = self.plan(stmt).await?;
-                let Some(table) = pipeline.sink.clone() else { return plan_err!("INSERT without a target") };
+                let Some(table) = pipeline.sink.clone() else {
+                    return plan_err!("INSERT without a target");
+                };
+                if pipeline.updating {
+                    crate::connectors::check_accepts_changelog(&table)?;
+                }
                 let sink = open_sink(&table, pipeline.schema.clone())?;
-                Ok(StatementOutput::Job(self.start(pipeline, sink, None, short_name(stmt))?))
+                Ok(StatementOutput::Job(self.start(
+                    pipeline,
+                    sink,
+                    None,
+                    short_name(stmt),
+                )?))
             }
         }
     }
@@ -398,10 +481,18 @@ impl Engine {
     async fn describe(&self, name: &str) -> Result<StatementOutput> {
         let c = self.catalog()?;
         let (schema, wm, pk) = match c.tables.get(name) {
-            Some(t) => (t.schema.clone(), t.def.watermark.clone(), t.def.primary_key.clone()),
+            Some(t) => (
+                t.schema.clone(),
+                t.def.watermark.clone(),
+                t.def.primary_key.clone(),
+            ),
             None if c.views.contains_key(name) => {
                 let mut planner = Planner::new(&c)?;
-                let p = planner.plan(&Statement::Query(crate::planner::rewrite::select_all_from(name)?)).await?;
+                let p = planner
+                    .plan(&Statement::Query(crate::planner::rewrite::select_all_from(
+                        name,
+                    )?))
+                    .await?;
                 (p.schema, None, vec![])
             }
             None => return plan_err!("table or view {name} does not exist"),
@@ -415,16 +506,33 @@ impl Engine {
             }
             cols[1].push(t);
             cols[2].push(if f.is_nullable() { "TRUE" } else { "FALSE" }.into());
-            cols[3].push(if pk.contains(f.name()) { "PRI".into() } else { String::new() });
+            cols[3].push(if pk.contains(f.name()) {
+                "PRI".into()
+            } else {
+                String::new()
+            });
             cols[4].push(match &wm {
-                Some(w) if &w.column == f.name() => format!("`{0}` - INTERVAL '{1}' SECOND", w.column, w.delay_ms as f64 / 1000.0),
+                Some(w) if &w.column == f.name() => format!(
+                    "`{0}` - INTERVAL '{1}' SECOND",
+                    w.column,
+                    w.delay_ms as f64 / 1000.0
+                ),
                 _ => String::new(),
             });
         }
         let names = ["name", "type", "null", "key", "watermark"];
-        let fields: Vec<Field> = names.iter().map(|n| Field::new(*n, DataType::Utf8, false)).collect();
-        let arrays: Vec<ArrayRef> = cols.into_iter().map(|c| Arc::new(StringArray::from(c)) as ArrayRef).collect();
-        Ok(StatementOutput::Rows(RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?))
+        let fields: Vec<Field> = names
+            .iter()
+            .map(|n| Field::new(*n, DataType::Utf8, false))
+            .collect();
+        let arrays: Vec<ArrayRef> = cols
+            .into_iter()
+            .map(|c| Arc::new(StringArray::from(c)) as ArrayRef)
+            .collect();
+        Ok(StatementOutput::Rows(RecordBatch::try_new(
+            Arc::new(Schema::new(fields)),
+            arrays,
+        )?))
     }
 
     fn start(
@@ -437,37 +545,68 @@ impl Engine {
         let catalog = self.catalog()?;
         let metrics = Arc::new(JobMetrics::default());
         let (cancel_tx, cancel_rx) = watch::channel(false);
-        let env = SourceEnv { metrics: metrics.clone(), push: self.push.clone() };
-        let shards = open_source(&pipeline.source, &env)?;
-        let idle = pipeline
-            .source
-            .option("scan.watermark.idle-timeout")
-            .or_else(|| catalog.settings.get("table.exec.source.idle-timeout").map(String::as_str));
-        let idle_timeout = match idle {
-            None => None,
-            Some(v) => match parse_duration_option(v) {
-                Some(ms) if ms > 0 => Some(Duration::from_millis(ms as u64)),
-                Some(_) => None,
-                None => return plan_err!("idle timeout '{v}' is not a duration such as '10 s'"),
-            },
+        let env = SourceEnv {
+            metrics: metrics.clone(),
+            push: self.push.clone(),
         };
-        let late_sink = match pipeline.source.option("late-data.table") {
-            None => None,
-            Some(t) => {
-                let table = catalog.table(&t.to_lowercase())?.clone();
-                let inner = open_sink(&table, table.schema.clone())?;
-                Some(Box::new(ConformingSink { schema: table.schema.clone(), inner }) as Box<dyn Sink>)
+        let default_idle = catalog
+            .settings
+            .get("table.exec.source.idle-timeout")
+            .cloned();
+        let mut sources = vec![];
+        let mut late_sink = None;
+        for table in pipeline.root.sources() {
+            let idle = table
+                .option("scan.watermark.idle-timeout")
+                .map(str::to_string)
+                .or_else(|| default_idle.clone());
+            let idle_timeout = match idle {
+                None => None,
+                Some(v) => match parse_duration_option(&v) {
+                    Some(ms) if ms > 0 => Some(Duration::from_millis(ms as u64)),
+                    Some(_) => None,
+                    None => {
+                        return plan_err!("idle timeout '{v}' is not a duration such as '10 s'");
+                    }
+                },
+            };
+            sources.push(OpenSource {
+                name: table.def.name.clone(),
+                shards: open_source(table, &env)?,
+                idle_timeout,
+            });
+            if let (None, Some(t)) = (&late_sink, table.option("late-data.table")) {
+                let target = catalog.table(&t.to_lowercase())?.clone();
+                let inner = open_sink(&target, target.schema.clone())?;
+                late_sink = Some(Box::new(ConformingSink {
+                    schema: target.schema.clone(),
+                    inner,
+                }) as Box<dyn Sink>);
             }
+        }
+        let ctx = RunContext {
+            metrics: metrics.clone(),
+            cancel: cancel_rx,
+            late_sink,
         };
-        let ctx = RunContext { metrics: metrics.clone(), cancel: cancel_rx, idle_timeout, late_sink };
         let handle = tokio::spawn(async move {
-            let result = crate::runtime::run(&pipeline, shards, sink, ctx).await;
+            let result = crate::runtime::run(&pipeline, sources, sink, ctx).await;
             if let (Err(e), Some(tx)) = (&result, errors) {
-                let _ = tx.send(Err(Error::Execution { operator: "job".into(), message: e.to_string() })).await;
+                let _ = tx
+                    .send(Err(Error::Execution {
+                        operator: "job".into(),
+                        message: e.to_string(),
+                    }))
+                    .await;
             }
             result
         });
-        Ok(Job { name, metrics, cancel: cancel_tx, handle })
+        Ok(Job {
+            name,
+            metrics,
+            cancel: cancel_tx,
+            handle,
+        })
     }
 }
 
@@ -478,14 +617,30 @@ fn short_name(stmt: &Located) -> String {
         other => format!("{other:?}"),
     };
     // Show window TVF arguments as written (`TABLE bid`), not as the parser's marker.
-    let s = s.replace(&format!("{}.", crate::sql::dialect::TABLE_ARG_MARKER), "TABLE ");
-    if s.len() > 80 { format!("{}...", &s[..s.char_indices().nth(77).map_or(s.len(), |(i, _)| i)]) } else { s }
+    let s = s.replace(
+        &format!("{}.", crate::sql::dialect::TABLE_ARG_MARKER),
+        "TABLE ",
+    );
+    if s.len() > 80 {
+        format!(
+            "{}...",
+            &s[..s.char_indices().nth(77).map_or(s.len(), |(i, _)| i)]
+        )
+    } else {
+        s
+    }
 }
 
 fn two_columns(a: (&str, Vec<String>), b: (&str, Vec<String>)) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(
-        Arc::new(Schema::new(vec![Field::new(a.0, DataType::Utf8, false), Field::new(b.0, DataType::Utf8, false)])),
-        vec![Arc::new(StringArray::from(a.1)) as ArrayRef, Arc::new(StringArray::from(b.1))],
+        Arc::new(Schema::new(vec![
+            Field::new(a.0, DataType::Utf8, false),
+            Field::new(b.0, DataType::Utf8, false),
+        ])),
+        vec![
+            Arc::new(StringArray::from(a.1)) as ArrayRef,
+            Arc::new(StringArray::from(b.1)),
+        ],
     )?)
 }
 
@@ -508,9 +663,15 @@ impl Sink for ConformingSink {
                 })
                 .collect::<Result<Vec<_>>>()?;
             let nullable = Arc::new(Schema::new(
-                self.schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect::<Vec<_>>(),
+                self.schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.as_ref().clone().with_nullable(true))
+                    .collect::<Vec<_>>(),
             ));
-            self.inner.write_batch(RecordBatch::try_new(nullable, cols)?).await
+            self.inner
+                .write_batch(RecordBatch::try_new(nullable, cols)?)
+                .await
         })
     }
 

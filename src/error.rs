@@ -81,19 +81,28 @@ pub enum Error {
 
 impl From<ArrowError> for Error {
     fn from(source: ArrowError) -> Self {
-        Error::Arrow { context: "arrow".into(), source }
+        Error::Arrow {
+            context: "arrow".into(),
+            source,
+        }
     }
 }
 
 impl From<DataFusionError> for Error {
     fn from(source: DataFusionError) -> Self {
-        Error::DataFusion { context: "datafusion".into(), source: Box::new(source) }
+        Error::DataFusion {
+            context: "datafusion".into(),
+            source: Box::new(source),
+        }
     }
 }
 
 impl From<parquet::errors::ParquetError> for Error {
     fn from(source: parquet::errors::ParquetError) -> Self {
-        Error::Parquet { context: "parquet".into(), source }
+        Error::Parquet {
+            context: "parquet".into(),
+            source,
+        }
     }
 }
 
@@ -102,7 +111,9 @@ impl From<sqlparser::parser::ParserError> for Error {
         let msg = match e {
             sqlparser::parser::ParserError::ParserError(m)
             | sqlparser::parser::ParserError::TokenizerError(m) => m,
-            sqlparser::parser::ParserError::RecursionLimitExceeded => "query nested too deeply".into(),
+            sqlparser::parser::ParserError::RecursionLimitExceeded => {
+                "query nested too deeply".into()
+            }
         };
         Error::Sql(msg)
     }
@@ -116,25 +127,37 @@ pub trait Context<T> {
 
 impl<T> Context<T> for std::result::Result<T, std::io::Error> {
     fn context(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| Error::Io { context: context(), source })
+        self.map_err(|source| Error::Io {
+            context: context(),
+            source,
+        })
     }
 }
 
 impl<T> Context<T> for std::result::Result<T, ArrowError> {
     fn context(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| Error::Arrow { context: context(), source })
+        self.map_err(|source| Error::Arrow {
+            context: context(),
+            source,
+        })
     }
 }
 
 impl<T> Context<T> for std::result::Result<T, DataFusionError> {
     fn context(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| Error::DataFusion { context: context(), source: Box::new(source) })
+        self.map_err(|source| Error::DataFusion {
+            context: context(),
+            source: Box::new(source),
+        })
     }
 }
 
 impl<T> Context<T> for std::result::Result<T, parquet::errors::ParquetError> {
     fn context(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| Error::Parquet { context: context(), source })
+        self.map_err(|source| Error::Parquet {
+            context: context(),
+            source,
+        })
     }
 }
 

@@ -18,14 +18,77 @@ use crate::sql::statement::is_complete;
 use crate::{Error, Result};
 
 const KEYWORDS: &[&str] = &[
-    "SELECT", "FROM", "WHERE", "GROUP", "BY", "HAVING", "AS", "AND", "OR", "NOT", "NULL", "CREATE",
-    "TABLE", "VIEW", "WITH", "WATERMARK", "FOR", "INTERVAL", "SECOND", "MINUTE", "HOUR", "DAY",
-    "INSERT", "INTO", "TUMBLE", "HOP", "SESSION", "CUMULATE", "DESCRIPTOR", "PARTITION", "PARTITIONED",
-    "window_start", "window_end", "window_time", "COUNT", "SUM", "MIN", "MAX", "AVG", "DISTINCT",
-    "CAST", "CASE", "WHEN", "THEN", "ELSE", "END", "SHOW", "TABLES", "VIEWS", "DESCRIBE", "EXPLAIN",
-    "SET", "RESET", "DROP", "LIMIT", "BIGINT", "INT", "DOUBLE", "DECIMAL", "VARCHAR", "STRING",
-    "BOOLEAN", "TIMESTAMP", "TIMESTAMP_LTZ", "DATE", "TUMBLE_START", "TUMBLE_END", "HOP_START",
-    "HOP_END", "SESSION_START", "SESSION_END",
+    "SELECT",
+    "FROM",
+    "WHERE",
+    "GROUP",
+    "BY",
+    "HAVING",
+    "AS",
+    "AND",
+    "OR",
+    "NOT",
+    "NULL",
+    "CREATE",
+    "TABLE",
+    "VIEW",
+    "WITH",
+    "WATERMARK",
+    "FOR",
+    "INTERVAL",
+    "SECOND",
+    "MINUTE",
+    "HOUR",
+    "DAY",
+    "INSERT",
+    "INTO",
+    "TUMBLE",
+    "HOP",
+    "SESSION",
+    "CUMULATE",
+    "DESCRIPTOR",
+    "PARTITION",
+    "PARTITIONED",
+    "window_start",
+    "window_end",
+    "window_time",
+    "COUNT",
+    "SUM",
+    "MIN",
+    "MAX",
+    "AVG",
+    "DISTINCT",
+    "CAST",
+    "CASE",
+    "WHEN",
+    "THEN",
+    "ELSE",
+    "END",
+    "SHOW",
+    "TABLES",
+    "VIEWS",
+    "DESCRIBE",
+    "EXPLAIN",
+    "SET",
+    "RESET",
+    "DROP",
+    "LIMIT",
+    "BIGINT",
+    "INT",
+    "DOUBLE",
+    "DECIMAL",
+    "VARCHAR",
+    "STRING",
+    "BOOLEAN",
+    "TIMESTAMP",
+    "TIMESTAMP_LTZ",
+    "DATE",
+    "TUMBLE_START",
+    "TUMBLE_END",
+    "HOP_START",
+    "HOP_END",
+    "SESSION_START",
+    "SESSION_END",
 ];
 
 const HELP: &str = "\
@@ -45,8 +108,15 @@ struct WeirHelper {
 impl Completer for WeirHelper {
     type Candidate = Pair;
 
-    fn complete(&self, line: &str, pos: usize, _ctx: &Context<'_>) -> rustyline::Result<(usize, Vec<Pair>)> {
-        let start = line[..pos].rfind(|c: char| !(c.is_alphanumeric() || c == '_')).map_or(0, |i| i + 1);
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let start = line[..pos]
+            .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .map_or(0, |i| i + 1);
         let prefix = &line[start..pos];
         if prefix.is_empty() {
             return Ok((start, vec![]));
@@ -55,10 +125,23 @@ impl Completer for WeirHelper {
         let upper_case = prefix.chars().next().is_some_and(|c| c.is_uppercase());
         let mut out: Vec<Pair> = Vec::new();
         let words = self.words.lock().map(|w| w.clone()).unwrap_or_default();
-        for w in words.iter().map(String::as_str).chain(KEYWORDS.iter().copied()) {
-            if w.to_lowercase().starts_with(&lower) && !out.iter().any(|p| p.replacement.eq_ignore_ascii_case(w)) {
-                let replacement = if KEYWORDS.contains(&w) && !upper_case { w.to_lowercase() } else { w.to_string() };
-                out.push(Pair { display: w.to_string(), replacement });
+        for w in words
+            .iter()
+            .map(String::as_str)
+            .chain(KEYWORDS.iter().copied())
+        {
+            if w.to_lowercase().starts_with(&lower)
+                && !out.iter().any(|p| p.replacement.eq_ignore_ascii_case(w))
+            {
+                let replacement = if KEYWORDS.contains(&w) && !upper_case {
+                    w.to_lowercase()
+                } else {
+                    w.to_string()
+                };
+                out.push(Pair {
+                    display: w.to_string(),
+                    replacement,
+                });
             }
         }
         Ok((start, out))
@@ -79,7 +162,11 @@ impl Validator for WeirHelper {
     fn validate(&self, ctx: &mut ValidationContext) -> rustyline::Result<ValidationResult> {
         let input = ctx.input().trim();
         let last_line = input.lines().last().unwrap_or("").trim();
-        if input.is_empty() || is_command(input) || last_line.starts_with('\\') || is_complete(input) {
+        if input.is_empty()
+            || is_command(input)
+            || last_line.starts_with('\\')
+            || is_complete(input)
+        {
             Ok(ValidationResult::Valid(None))
         } else {
             Ok(ValidationResult::Incomplete)
@@ -97,12 +184,21 @@ fn history_path() -> Option<std::path::PathBuf> {
     if let Ok(p) = std::env::var("WEIR_HISTORY") {
         return Some(p.into());
     }
-    std::env::var("HOME").ok().map(|h| std::path::Path::new(&h).join(".weir_history"))
+    std::env::var("HOME")
+        .ok()
+        .map(|h| std::path::Path::new(&h).join(".weir_history"))
 }
 
 fn refresh_words(engine: &Engine, words: &Arc<Mutex<Vec<String>>>) {
-    let Ok(catalog) = engine.catalog() else { return };
-    let mut out: Vec<String> = catalog.tables.keys().chain(catalog.views.keys()).cloned().collect();
+    let Ok(catalog) = engine.catalog() else {
+        return;
+    };
+    let mut out: Vec<String> = catalog
+        .tables
+        .keys()
+        .chain(catalog.views.keys())
+        .cloned()
+        .collect();
     for t in catalog.tables.values() {
         out.extend(t.schema.fields().iter().map(|f| f.name().clone()));
     }
@@ -116,14 +212,25 @@ fn refresh_words(engine: &Engine, words: &Arc<Mutex<Vec<String>>>) {
 /// Run the REPL until `\q` or end of input.
 pub fn run(engine: Engine, runtime: &tokio::runtime::Runtime) -> Result<()> {
     let words = Arc::new(Mutex::new(Vec::new()));
-    let config = rustyline::Config::builder().completion_type(rustyline::CompletionType::List).auto_add_history(false).max_history_size(2000).map_err(readline_error)?.build();
-    let mut editor: Editor<WeirHelper, rustyline::history::FileHistory> = Editor::with_config(config).map_err(readline_error)?;
-    editor.set_helper(Some(WeirHelper { words: words.clone() }));
+    let config = rustyline::Config::builder()
+        .completion_type(rustyline::CompletionType::List)
+        .auto_add_history(false)
+        .max_history_size(2000)
+        .map_err(readline_error)?
+        .build();
+    let mut editor: Editor<WeirHelper, rustyline::history::FileHistory> =
+        Editor::with_config(config).map_err(readline_error)?;
+    editor.set_helper(Some(WeirHelper {
+        words: words.clone(),
+    }));
     let history = history_path();
     if let Some(h) = &history {
         let _ = editor.load_history(h);
     }
-    println!("weir {} — streaming SQL. Statements end with ';'. \\help for help, \\q to quit.", env!("CARGO_PKG_VERSION"));
+    println!(
+        "weir {} — streaming SQL. Statements end with ';'. \\help for help, \\q to quit.",
+        env!("CARGO_PKG_VERSION")
+    );
     loop {
         refresh_words(&engine, &words);
         let line = match editor.readline("weir> ") {
@@ -140,7 +247,12 @@ pub fn run(engine: Engine, runtime: &tokio::runtime::Runtime) -> Result<()> {
             continue;
         }
         // A backslash command on a continuation line discards the unfinished statement.
-        if let Some(last) = input.lines().last().map(str::trim).filter(|l| l.starts_with('\\')) {
+        if let Some(last) = input
+            .lines()
+            .last()
+            .map(str::trim)
+            .filter(|l| l.starts_with('\\'))
+        {
             if input.lines().count() > 1 {
                 println!("(unfinished statement discarded)");
             }
@@ -206,5 +318,8 @@ pub async fn print_output(out: StatementOutput) -> Result<()> {
 }
 
 fn readline_error(e: ReadlineError) -> Error {
-    Error::Io { context: "terminal".into(), source: std::io::Error::other(e.to_string()) }
+    Error::Io {
+        context: "terminal".into(),
+        source: std::io::Error::other(e.to_string()),
+    }
 }

@@ -36,7 +36,13 @@ const BIN10: &str = "date_bin(INTERVAL '10 seconds', date_time, TIMESTAMP '1970-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stateless_queries_match_batch() {
     let d = data();
-    check(&d.file, "SELECT * FROM bid", "SELECT * FROM bid", "passthrough").await;
+    check(
+        &d.file,
+        "SELECT * FROM bid",
+        "SELECT * FROM bid",
+        "passthrough",
+    )
+    .await;
     check(
         &d.file,
         "SELECT auction, bidder, CAST(0.908 * price AS DECIMAL(23, 3)) AS euro, date_time FROM bid",

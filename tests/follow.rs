@@ -24,9 +24,23 @@ fn ddl(path: &std::path::Path) -> String {
     )
 }
 
-async fn next_rows(sub: &mut weir::Subscription) -> Vec<String> {
-    let b = tokio::time::timeout(Duration::from_secs(30), sub.next()).await.expect("a window was emitted").unwrap().unwrap();
-    rows(&[b])
+/// The next `n` rows (a window's rows may come in several batches, one per instance).
+async fn next_rows(sub: &mut weir::Subscription, n: usize) -> Vec<String> {
+    let mut batches = vec![];
+    while batches
+        .iter()
+        .map(|b: &datafusion::arrow::record_batch::RecordBatch| b.num_rows())
+        .sum::<usize>()
+        < n
+    {
+        let b = tokio::time::timeout(Duration::from_secs(30), sub.next())
+            .await
+            .expect("a window was emitted")
+            .unwrap()
+            .unwrap();
+        batches.push(b);
+    }
+    rows(&batches)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -43,9 +57,15 @@ async fn new_files_in_a_monitored_directory_are_read() {
     };
     publish("a.json", line(1, 1) + &line(1, 2) + &line(2, 5));
     publish("b.json", line(3, 12));
-    assert_eq!(next_rows(&mut sub).await, vec!["2026-01-01T00:00:00 | 1 | 2", "2026-01-01T00:00:00 | 2 | 1"]);
+    assert_eq!(
+        next_rows(&mut sub, 2).await,
+        vec!["2026-01-01T00:00:00 | 1 | 2", "2026-01-01T00:00:00 | 2 | 1"]
+    );
     publish("c.json", line(3, 15) + &line(4, 25));
-    assert_eq!(next_rows(&mut sub).await, vec!["2026-01-01T00:00:10 | 3 | 2"]);
+    assert_eq!(
+        next_rows(&mut sub, 1).await,
+        vec!["2026-01-01T00:00:10 | 3 | 2"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,7 +84,12 @@ async fn lines_appended_to_a_followed_file_are_read() {
     f.write_all(b"01 00:00:03.000\"}\n").unwrap();
     f.write_all(line(5, 14).as_bytes()).unwrap();
     f.flush().unwrap();
-    assert_eq!(next_rows(&mut sub).await, vec!["2026-01-01T00:00:00 | 1 | 2"]);
-    let summary_events = sub.job().map(|j| weir::runtime::JobMetrics::get(&j.metrics().malformed));
+    assert_eq!(
+        next_rows(&mut sub, 1).await,
+        vec!["2026-01-01T00:00:00 | 1 | 2"]
+    );
+    let summary_events = sub
+        .job()
+        .map(|j| weir::runtime::JobMetrics::get(&j.metrics().malformed));
     assert_eq!(summary_events, Some(0));
 }

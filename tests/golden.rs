@@ -15,7 +15,11 @@ async fn run(sql: &str) -> String {
     let mut out = String::new();
     for stmt in weir::sql::parse_sql(sql).unwrap() {
         let (tx, rx) = tokio::sync::mpsc::channel(16);
-        match engine.run_located(&stmt, SelectOutput::Channel(tx)).await.unwrap() {
+        match engine
+            .run_located(&stmt, SelectOutput::Channel(tx))
+            .await
+            .unwrap()
+        {
             StatementOutput::Job(job) => {
                 let metrics = job.metrics().clone();
                 let batches: Vec<_> = tokio_stream(rx).collect().await;
@@ -24,7 +28,11 @@ async fn run(sql: &str) -> String {
                 for row in common::rows(&batches) {
                     let _ = writeln!(out, "{row}");
                 }
-                let _ = writeln!(out, "-- {} rows, {} late, {} malformed", summary.rows_out, summary.late_rows, summary.malformed);
+                let _ = writeln!(
+                    out,
+                    "-- {} rows, {} late, {} malformed",
+                    summary.rows_out, summary.late_rows, summary.malformed
+                );
                 drop(metrics);
             }
             _ => drop(rx),
@@ -53,7 +61,9 @@ async fn golden_sql_files() {
     assert!(files.len() >= 4);
     let mut failures = vec![];
     for f in files {
-        let sql = std::fs::read_to_string(&f).unwrap().replace("$DATA", data.to_str().unwrap());
+        let sql = std::fs::read_to_string(&f)
+            .unwrap()
+            .replace("$DATA", data.to_str().unwrap());
         let got = run(&sql).await;
         let expected_path = f.with_extension("out");
         if bless {
@@ -62,7 +72,10 @@ async fn golden_sql_files() {
         }
         let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
         if got != expected {
-            failures.push(format!("{}:\n--- expected\n{expected}\n--- got\n{got}", f.display()));
+            failures.push(format!(
+                "{}:\n--- expected\n{expected}\n--- got\n{got}",
+                f.display()
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

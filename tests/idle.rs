@@ -11,7 +11,7 @@ use futures::future::BoxFuture;
 use tokio::sync::{mpsc, watch};
 use weir::connectors::SourceShard;
 use weir::connectors::push::ChannelSink;
-use weir::runtime::{JobMetrics, RunContext};
+use weir::runtime::{JobMetrics, OpenSource, RunContext};
 
 /// Yields its batches, then either waits forever (an open stream with no more data) or, with
 /// `tick`, keeps producing one row every tick, 1 s of event time apart.
@@ -45,13 +45,18 @@ impl SourceShard for Shard {
 fn batch(schema: &SchemaRef, k: &[i64], ts: &[i64]) -> RecordBatch {
     RecordBatch::try_new(
         schema.clone(),
-        vec![Arc::new(Int64Array::from(k.to_vec())), Arc::new(TimestampMillisecondArray::from(ts.to_vec()))],
+        vec![
+            Arc::new(Int64Array::from(k.to_vec())),
+            Arc::new(TimestampMillisecondArray::from(ts.to_vec())),
+        ],
     )
     .unwrap()
 }
 
 async fn first_window(idle: Option<Duration>) -> Option<RecordBatch> {
     let engine = weir::Engine::new();
+    // One instance, so the first window arrives as one batch.
+    engine.execute("SET 'parallelism' = '1';").await.unwrap();
     engine
         .execute("CREATE TABLE t (k BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts) WITH ('connector' = 'push');")
         .await
@@ -69,12 +74,30 @@ async fn first_window(idle: Option<Duration>) -> Option<RecordBatch> {
         batches: vec![batch(&schema, &[1, 1], &[2_000, 25_000])],
         tick: Some((Duration::from_millis(20), schema.clone(), 25_000)),
     });
-    let silent: Box<dyn SourceShard> = Box::new(Shard { batches: vec![batch(&schema, &[2], &[1_000])], tick: None });
+    let silent: Box<dyn SourceShard> = Box::new(Shard {
+        batches: vec![batch(&schema, &[2], &[1_000])],
+        tick: None,
+    });
     let (tx, mut rx) = mpsc::channel(16);
     let (cancel_tx, cancel) = watch::channel(false);
-    let ctx = RunContext { metrics: Arc::new(JobMetrics::default()), cancel, idle_timeout: idle, late_sink: None };
-    let job = tokio::spawn(async move { weir::runtime::run(&pipeline, vec![busy, silent], Box::new(ChannelSink { tx }), ctx).await });
-    let got = tokio::time::timeout(Duration::from_secs(3), rx.recv()).await.ok().flatten().map(|r| r.unwrap());
+    let ctx = RunContext {
+        metrics: Arc::new(JobMetrics::default()),
+        cancel,
+        late_sink: None,
+    };
+    let source = OpenSource {
+        name: "t".into(),
+        shards: vec![busy, silent],
+        idle_timeout: idle,
+    };
+    let job = tokio::spawn(async move {
+        weir::runtime::run(&pipeline, vec![source], Box::new(ChannelSink { tx }), ctx).await
+    });
+    let got = tokio::time::timeout(Duration::from_secs(3), rx.recv())
+        .await
+        .ok()
+        .flatten()
+        .map(|r| r.unwrap());
     let _ = cancel_tx.send(true);
     job.await.unwrap().unwrap();
     got
@@ -86,6 +109,11 @@ async fn idle_shard_does_not_hold_back_the_watermark() {
     assert!(first_window(None).await.is_none());
     // With one, the window fires on the busy shard's watermark (the idle timeout is 500 ms,
     // the busy shard produces every 20 ms, so only the silent shard goes idle).
-    let b = first_window(Some(Duration::from_millis(500))).await.expect("window fired");
-    assert_eq!(common::rows(&[b]), vec!["1970-01-01T00:00:00 | 1 | 1", "1970-01-01T00:00:00 | 2 | 1"]);
+    let b = first_window(Some(Duration::from_millis(500)))
+        .await
+        .expect("window fired");
+    assert_eq!(
+        common::rows(&[b]),
+        vec!["1970-01-01T00:00:00 | 1 | 1", "1970-01-01T00:00:00 | 2 | 1"]
+    );
 }

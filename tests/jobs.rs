@@ -20,7 +20,11 @@ async fn run_file(path: &str) -> Vec<weir::JobSummary> {
     let sql = sql.replace("'target/lake/", &format!("'{}/", dir.path().display()));
     let engine = weir::Engine::new();
     let mut jobs = vec![];
-    for out in engine.execute_with(&sql, SelectOutput::Discard).await.unwrap() {
+    for out in engine
+        .execute_with(&sql, SelectOutput::Discard)
+        .await
+        .unwrap()
+    {
         if let StatementOutput::Job(j) = out {
             jobs.push(j);
         }
@@ -36,7 +40,10 @@ async fn run_file(path: &str) -> Vec<weir::JobSummary> {
 async fn shipped_jobs_run() {
     let quiz = run_file("sql/quiz_results.sql").await;
     assert_eq!(quiz.len(), 2);
-    assert!(quiz.iter().all(|s| s.events_in == 600 && s.late_rows == 0 && s.rows_out > 0));
+    assert!(
+        quiz.iter()
+            .all(|s| s.events_in == 600 && s.late_rows == 0 && s.rows_out > 0)
+    );
     let devices = run_file("sql/device_thresholds.sql").await;
     assert_eq!(devices[0].malformed, 1);
     assert_eq!(devices[0].rows_out, 2);
@@ -66,7 +73,11 @@ async fn quiz_results_match_batch() {
         Field::new("question_id", DataType::Int32, true),
         Field::new("student_id", DataType::Utf8, true),
         Field::new("correct", DataType::Boolean, true),
-        Field::new("answered_at", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+        Field::new(
+            "answered_at",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            true,
+        ),
     ]));
     let ctx = batch_ctx(&[("answers", &data, schema)]).await;
     let b = batch(
@@ -135,15 +146,25 @@ async fn camel_case_fields_keep_their_spelling_in_data() {
         out.display()
     );
     let engine = weir::Engine::new();
-    for o in engine.execute_with(&sql, SelectOutput::Discard).await.unwrap() {
+    for o in engine
+        .execute_with(&sql, SelectOutput::Discard)
+        .await
+        .unwrap()
+    {
         if let StatementOutput::Job(j) = o {
             let s = j.wait().await.unwrap();
             assert_eq!((s.events_in, s.malformed, s.rows_out), (3, 0, 2));
         }
     }
     let files = weir::connectors::filesystem::list_files(&out).unwrap();
-    let text: String = files.iter().map(|f| std::fs::read_to_string(f).unwrap()).collect();
-    assert!(text.contains("\"userId\":7") && text.contains("\"clickCount\":2"), "{text}");
+    let text: String = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    assert!(
+        text.contains("\"userId\":7") && text.contains("\"clickCount\":2"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,16 +188,29 @@ async fn computed_event_time_column() {
     let engine = weir::Engine::new();
     engine.execute(&ddl).await.unwrap();
     let out = engine.execute("DESCRIBE orders;").await.unwrap();
-    let StatementOutput::Rows(b) = &out[0] else { panic!("no rows") };
-    let text = datafusion::arrow::util::pretty::pretty_format_batches(std::slice::from_ref(b)).unwrap().to_string();
-    assert!(text.contains("ts ") && text.contains("*ROWTIME*") && text.contains("euro"), "{text}");
+    let StatementOutput::Rows(b) = &out[0] else {
+        panic!("no rows")
+    };
+    let text = datafusion::arrow::util::pretty::pretty_format_batches(std::slice::from_ref(b))
+        .unwrap()
+        .to_string();
+    assert!(
+        text.contains("ts ") && text.contains("*ROWTIME*") && text.contains("euro"),
+        "{text}"
+    );
     let rows_out = stream(
         &ddl,
         "SELECT window_start, COUNT(*) AS n, SUM(euro) AS total FROM TABLE(TUMBLE(TABLE orders, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) \
          GROUP BY window_start, window_end",
     )
     .await;
-    assert_eq!(rows(&rows_out), vec!["2026-01-01T00:00:00 | 2 | 27.240", "2026-01-01T00:01:00 | 1 | 27.240"]);
+    assert_eq!(
+        rows(&rows_out),
+        vec![
+            "2026-01-01T00:00:00 | 2 | 27.240",
+            "2026-01-01T00:01:00 | 1 | 27.240"
+        ]
+    );
     let err = weir::Engine::new()
         .execute("CREATE TABLE p (a INT, proc AS PROCTIME()) WITH ('connector' = 'blackhole');")
         .await

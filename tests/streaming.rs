@@ -21,7 +21,11 @@ const TUMBLE_B: &str = "SELECT date_bin(INTERVAL '10 seconds', date_time, TIMEST
 async fn run_job(sql: &str) -> weir::JobSummary {
     let engine = weir::Engine::new();
     let mut summary = None;
-    for out in engine.execute_with(sql, SelectOutput::Discard).await.unwrap() {
+    for out in engine
+        .execute_with(sql, SelectOutput::Discard)
+        .await
+        .unwrap()
+    {
         if let StatementOutput::Job(j) = out {
             summary = Some(j.wait().await.unwrap());
         }
@@ -94,10 +98,21 @@ async fn a_directory_is_sharded_one_shard_per_file() {
     assert_same_rows(&s, &batch(&ctx, TUMBLE_B).await, "4-file directory");
 
     let engine = weir::Engine::new();
-    engine.execute(&bid_ddl("bid", &shard_dir, 1)).await.unwrap();
-    let out = engine.execute(&format!("EXPLAIN {TUMBLE_Q}")).await.unwrap();
-    let StatementOutput::Explain(text) = &out[0] else { panic!("not an explain") };
-    assert!(text.contains("one per file") && text.contains("WindowAggregate: TUMBLE(size=10s)"), "{text}");
+    engine
+        .execute(&bid_ddl("bid", &shard_dir, 1))
+        .await
+        .unwrap();
+    let out = engine
+        .execute(&format!("EXPLAIN {TUMBLE_Q}"))
+        .await
+        .unwrap();
+    let StatementOutput::Explain(text) = &out[0] else {
+        panic!("not an explain")
+    };
+    assert!(
+        text.contains("one per file") && text.contains("WindowAggregate: TUMBLE(size=10s)"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,7 +140,11 @@ async fn malformed_records_are_skipped_and_counted_or_fail_the_job() {
             file.display()
         )
     };
-    let summary = run_job(&ddl(&format!(", 'dead-letter.path' = '{}'", dead.display()))).await;
+    let summary = run_job(&ddl(&format!(
+        ", 'dead-letter.path' = '{}'",
+        dead.display()
+    )))
+    .await;
     assert_eq!(summary.malformed, 3);
     let dead_lines = std::fs::read_to_string(&dead).unwrap();
     assert_eq!(dead_lines.lines().count(), 3);
@@ -133,16 +152,35 @@ async fn malformed_records_are_skipped_and_counted_or_fail_the_job() {
 
     // Flink's options switch to failing the job, naming file and line.
     let engine = weir::Engine::new();
-    let out = engine.execute_with(&ddl(", 'json.ignore-parse-errors' = 'false'"), SelectOutput::Discard).await.unwrap();
-    let Some(StatementOutput::Job(job)) = out.into_iter().last() else { panic!("no job") };
+    let out = engine
+        .execute_with(
+            &ddl(", 'json.ignore-parse-errors' = 'false'"),
+            SelectOutput::Discard,
+        )
+        .await
+        .unwrap();
+    let Some(StatementOutput::Job(job)) = out.into_iter().last() else {
+        panic!("no job")
+    };
     let err = job.wait().await.unwrap_err().to_string();
     assert!(err.contains("dirty.json:101"), "{err}");
 
     let engine = weir::Engine::new();
-    let out = engine.execute_with(&ddl(", 'json.fail-on-missing-field' = 'true'"), SelectOutput::Discard).await.unwrap();
-    let Some(StatementOutput::Job(job)) = out.into_iter().last() else { panic!("no job") };
+    let out = engine
+        .execute_with(
+            &ddl(", 'json.fail-on-missing-field' = 'true'"),
+            SelectOutput::Discard,
+        )
+        .await
+        .unwrap();
+    let Some(StatementOutput::Job(job)) = out.into_iter().last() else {
+        panic!("no job")
+    };
     let err = job.wait().await.unwrap_err().to_string();
-    assert!(err.contains("missing field") && err.contains("price"), "{err}");
+    assert!(
+        err.contains("missing field") && err.contains("price"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,15 +201,30 @@ async fn parquet_sink_rolls_partitions_and_matches_batch() {
     assert!(summary.rows_out > 1000);
     let files = weir::connectors::filesystem::list_files(&out).unwrap();
     assert!(files.len() > 3, "files were rolled by size: {files:?}");
-    assert!(files.iter().all(|f| f.to_string_lossy().contains("channel=")));
+    assert!(
+        files
+            .iter()
+            .all(|f| f.to_string_lossy().contains("channel="))
+    );
     // No in-progress files remain.
-    let hidden = std::fs::read_dir(out.join("channel=Google")).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with('.')).count();
+    let hidden = std::fs::read_dir(out.join("channel=Google"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with('.')
+        })
+        .count();
     assert_eq!(hidden, 0);
     // Read the lake back with DataFusion (Hive partitions) and compare with the batch answer.
     let ctx = batch_ctx(&[("bid", &file, bid_schema())]).await;
     let opts = datafusion::prelude::ParquetReadOptions::default()
         .table_partition_cols(vec![("channel".to_string(), DataType::Utf8)]);
-    ctx.register_parquet("lake", out.to_str().unwrap(), opts).await.unwrap();
+    ctx.register_parquet("lake", out.to_str().unwrap(), opts)
+        .await
+        .unwrap();
     let got = batch(&ctx, "SELECT channel, auction, euro, date_time FROM lake").await;
     let want = batch(
         &ctx,
@@ -185,18 +238,34 @@ async fn parquet_sink_rolls_partitions_and_matches_batch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_errors_name_line_and_column() {
     let engine = weir::Engine::new();
-    engine.execute("CREATE TABLE t (a INT) WITH ('connector' = 'blackhole');").await.unwrap();
+    engine
+        .execute("CREATE TABLE t (a INT) WITH ('connector' = 'blackhole');")
+        .await
+        .unwrap();
     // A script is parsed whole before anything runs: a syntax error anywhere runs nothing.
     let err = engine.execute("CREATE TABLE u (a INT)\n  WITH ('connector' = 'blackhole');\nSELECT a FROM t\n  WHERE a >;").await.unwrap_err().to_string();
     assert!(err.contains("Line: 4"), "{err}");
     assert!(engine.execute("DESCRIBE u;").await.is_err());
-    let err = engine.execute("SELECT nope FROM t;").await.unwrap_err().to_string();
-    assert!(err.contains("nope") && err.contains("Line: 1"), "{err}");
-    let err = engine.execute("\n\nSELECT a, COUNT(*) FROM t GROUP BY a;").await.unwrap_err().to_string();
-    assert!(err.starts_with("not supported yet") && err.contains("Line: 3"), "{err}");
     let err = engine
-        .execute("CREATE TABLE s (a INT, ts TIMESTAMP(3)) WITH ('connector' = 'blackhole');\n\
-                  SELECT * FROM s x JOIN s y ON x.a = y.a;")
+        .execute("SELECT nope FROM t;")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("nope") && err.contains("Line: 1"), "{err}");
+    let err = engine
+        .execute("\n\nSELECT a, COUNT(*) FROM t GROUP BY a;")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("not supported yet") && err.contains("Line: 3"),
+        "{err}"
+    );
+    let err = engine
+        .execute(
+            "CREATE TABLE s (a INT, ts TIMESTAMP(3)) WITH ('connector' = 'blackhole');\n\
+                  SELECT * FROM s x JOIN s y ON x.a = y.a;",
+        )
         .await
         .unwrap_err()
         .to_string();
@@ -220,18 +289,38 @@ async fn catalog_statements() {
         )
         .await
         .unwrap();
-    let out = engine.execute("SHOW TABLES; DESCRIBE CLICKS; DESCRIBE c2;").await.unwrap();
+    let out = engine
+        .execute("SHOW TABLES; DESCRIBE CLICKS; DESCRIBE c2;")
+        .await
+        .unwrap();
     let text: Vec<String> = out
         .into_iter()
         .map(|o| match o {
-            StatementOutput::Rows(b) => datafusion::arrow::util::pretty::pretty_format_batches(&[b]).unwrap().to_string(),
+            StatementOutput::Rows(b) => {
+                datafusion::arrow::util::pretty::pretty_format_batches(&[b])
+                    .unwrap()
+                    .to_string()
+            }
             other => panic!("{other:?}"),
         })
         .collect();
     assert!(text[0].contains("clicks"));
-    assert!(text[1].contains("TIMESTAMP_LTZ(3) *ROWTIME*") && text[1].contains("FALSE"), "{}", text[1]);
-    assert!(text[2].contains("user_id") && !text[2].contains("url"), "{}", text[2]);
-    assert!(engine.execute("CREATE TABLE clicks (a INT) WITH ('connector' = 'push');").await.is_err());
+    assert!(
+        text[1].contains("TIMESTAMP_LTZ(3) *ROWTIME*") && text[1].contains("FALSE"),
+        "{}",
+        text[1]
+    );
+    assert!(
+        text[2].contains("user_id") && !text[2].contains("url"),
+        "{}",
+        text[2]
+    );
+    assert!(
+        engine
+            .execute("CREATE TABLE clicks (a INT) WITH ('connector' = 'push');")
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -254,17 +343,35 @@ async fn embedded_push_and_subscribe_emits_while_input_arrives() {
     let push = engine.push_handle("clicks").unwrap();
     let schema = Arc::new(Schema::new(vec![
         Field::new("user_id", DataType::Int64, false),
-        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ),
     ]));
     let batch = |users: Vec<i64>, ts: Vec<i64>| {
-        RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(users)), Arc::new(TimestampMillisecondArray::from(ts))]).unwrap()
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(users)),
+                Arc::new(TimestampMillisecondArray::from(ts)),
+            ],
+        )
+        .unwrap()
     };
-    push.push(batch(vec![1, 1, 2], vec![1_000, 2_000, 9_000])).await.unwrap();
+    push.push(batch(vec![1, 1, 2], vec![1_000, 2_000, 9_000]))
+        .await
+        .unwrap();
     // The watermark passes 10 s + 1 s: the first window must come out while the stream is open.
     push.push(batch(vec![3], vec![11_500])).await.unwrap();
-    let first = tokio::time::timeout(std::time::Duration::from_secs(30), sub.next()).await.expect("window emitted before input ended");
+    let first = tokio::time::timeout(std::time::Duration::from_secs(30), sub.next())
+        .await
+        .expect("window emitted before input ended");
     let first = first.unwrap().unwrap();
-    assert_eq!(rows(&[first]), vec!["1970-01-01T00:00:00 | 1 | 2", "1970-01-01T00:00:00 | 2 | 1"]);
+    assert_eq!(
+        rows(&[first]),
+        vec!["1970-01-01T00:00:00 | 1 | 2", "1970-01-01T00:00:00 | 2 | 1"]
+    );
     push.close().unwrap();
     let rest: Vec<RecordBatch> = sub.map(|b| b.unwrap()).collect().await;
     assert_eq!(rows(&rest), vec!["1970-01-01T00:00:10 | 3 | 1"]);
@@ -282,7 +389,9 @@ async fn unbounded_nexmark_job_stops_on_cancel() {
         )
         .await
         .unwrap();
-    let Some(StatementOutput::Job(job)) = out.into_iter().last() else { panic!("no job") };
+    let Some(StatementOutput::Job(job)) = out.into_iter().last() else {
+        panic!("no job")
+    };
     let metrics = job.metrics().clone();
     while weir::runtime::JobMetrics::get(&metrics.rows_out) < 5 {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -311,10 +420,19 @@ async fn files_roll_over_by_time_while_the_job_runs() {
         )
         .await
         .unwrap();
-    let Some(StatementOutput::Job(job)) = outputs.into_iter().last() else { panic!("no job") };
+    let Some(StatementOutput::Job(job)) = outputs.into_iter().last() else {
+        panic!("no job")
+    };
     let push = engine.push_handle("clicks").unwrap();
     let schema = push.schema();
-    let b = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2])), Arc::new(TimestampMillisecondArray::from(vec![1, 2]))]).unwrap();
+    let b = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from(vec![1, 2])),
+            Arc::new(TimestampMillisecondArray::from(vec![1, 2])),
+        ],
+    )
+    .unwrap();
     push.push(b).await.unwrap();
     // The input stays open; the file is published once it has been open for 200 ms.
     let mut published = vec![];
@@ -325,9 +443,16 @@ async fn files_roll_over_by_time_while_the_job_runs() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert_eq!(published.len(), 1, "a rolled file is visible while the job runs");
+    assert_eq!(
+        published.len(),
+        1,
+        "a rolled file is visible while the job runs"
+    );
     let text = std::fs::read_to_string(&published[0]).unwrap();
-    assert!(text.starts_with("user_id,ts\n1,1970-01-01 00:00:00.001"), "{text}");
+    assert!(
+        text.starts_with("user_id,ts\n1,1970-01-01 00:00:00.001"),
+        "{text}"
+    );
     job.cancel();
     job.wait().await.unwrap();
 }

@@ -10,7 +10,11 @@ use weir::runtime::JobMetrics;
 use weir::{Engine, Result};
 
 #[derive(Parser)]
-#[command(name = "weir", version, about = "weir: streaming SQL over sharded event streams")]
+#[command(
+    name = "weir",
+    version,
+    about = "weir: streaming SQL over sharded event streams"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -48,7 +52,10 @@ enum Bench {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("weir: cannot start the runtime: {e}");
@@ -58,7 +65,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => weir::repl::run(Engine::new(), &runtime),
         Some(Command::Run { file, quiet }) => runtime.block_on(run_file(&file, quiet)),
-        Some(Command::Bench { what: Bench::Generator { events, table } }) => bench_generator(events, &table),
+        Some(Command::Bench {
+            what: Bench::Generator { events, table },
+        }) => bench_generator(events, &table),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -70,14 +79,19 @@ fn main() -> ExitCode {
 }
 
 async fn run_file(path: &std::path::Path, quiet: bool) -> Result<()> {
-    let sql = std::fs::read_to_string(path)
-        .map_err(|source| weir::Error::Io { context: format!("reading {}", path.display()), source })?;
+    let sql = std::fs::read_to_string(path).map_err(|source| weir::Error::Io {
+        context: format!("reading {}", path.display()),
+        source,
+    })?;
     let engine = Engine::new();
     let mut jobs = Vec::new();
     for stmt in weir::sql::parse_sql(&sql)? {
         match engine.run_located(&stmt, SelectOutput::Print).await? {
             StatementOutput::Job(job) => jobs.push(job),
-            StatementOutput::Rows(batch) => println!("{}", datafusion::arrow::util::pretty::pretty_format_batches(&[batch])?),
+            StatementOutput::Rows(batch) => println!(
+                "{}",
+                datafusion::arrow::util::pretty::pretty_format_batches(&[batch])?
+            ),
             StatementOutput::Explain(text) => println!("{text}"),
             StatementOutput::Done(msg) => {
                 if !quiet {
@@ -97,7 +111,10 @@ async fn run_file(path: &std::path::Path, quiet: bool) -> Result<()> {
     let waiting = futures::future::join_all(jobs.into_iter().map(|j| j.wait()));
     tokio::pin!(waiting);
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|source| weir::Error::Io { context: "installing the SIGTERM handler".into(), source })?;
+        .map_err(|source| weir::Error::Io {
+            context: "installing the SIGTERM handler".into(),
+            source,
+        })?;
     let results = tokio::select! {
         r = &mut waiting => r,
         _ = tokio::signal::ctrl_c() => { stop(&cancels); waiting.await }
@@ -156,7 +173,13 @@ fn bench_generator(events: u64, table: &str) -> Result<()> {
         "person" => Kind::Person,
         other => return Err(weir::Error::Plan(format!("unknown nexmark table {other}"))),
     };
-    let config = Config { events: Some(events), rate: 10_000, shards: 1, chunk: 8192, real_time: false };
+    let config = Config {
+        events: Some(events),
+        rate: 10_000,
+        shards: 1,
+        chunk: 8192,
+        real_time: false,
+    };
     let mut g = Generator::new(kind, config, 0);
     let start = Instant::now();
     let mut rows = 0usize;

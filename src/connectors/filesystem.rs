@@ -12,10 +12,10 @@ use datafusion::arrow::record_batch::RecordBatch;
 use futures::future::BoxFuture;
 
 use super::{SourceEnv, SourceShard};
+use crate::format::ErrorPolicy;
 use crate::format::csv::CsvReader;
 use crate::format::json::JsonLinesReader;
 use crate::format::parquet::ParquetReader;
-use crate::format::ErrorPolicy;
 use crate::sql::catalog::Table;
 use crate::{Error, Result, not_supported, plan_err};
 
@@ -43,34 +43,58 @@ impl SourceShard for FileShard {
 
 /// All data files under `path`, sorted, skipping hidden (`.`) and metadata (`_`) entries.
 pub fn list_files(path: &Path) -> Result<Vec<PathBuf>> {
-    let meta = std::fs::metadata(path).map_err(|source| Error::Io { context: format!("path {}", path.display()), source })?;
+    let meta = std::fs::metadata(path).map_err(|source| Error::Io {
+        context: format!("path {}", path.display()),
+        source,
+    })?;
     if meta.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
     let mut out = Vec::new();
     let mut dirs = vec![path.to_path_buf()];
     while let Some(dir) = dirs.pop() {
-        let entries = std::fs::read_dir(&dir).map_err(|source| Error::Io { context: format!("listing {}", dir.display()), source })?;
+        let entries = std::fs::read_dir(&dir).map_err(|source| Error::Io {
+            context: format!("listing {}", dir.display()),
+            source,
+        })?;
         for e in entries {
-            let e = e.map_err(|source| Error::Io { context: format!("listing {}", dir.display()), source })?;
+            let e = e.map_err(|source| Error::Io {
+                context: format!("listing {}", dir.display()),
+                source,
+            })?;
             let name = e.file_name();
             let name = name.to_string_lossy();
             if name.starts_with('.') || name.starts_with('_') {
                 continue;
             }
             let p = e.path();
-            if p.is_dir() { dirs.push(p) } else { out.push(p) }
+            if p.is_dir() {
+                dirs.push(p)
+            } else {
+                out.push(p)
+            }
         }
     }
     out.sort();
     Ok(out)
 }
 
-fn make_reader(table: &Table, env: &SourceEnv, format: &str, f: &Path, follow: bool) -> Result<Reader> {
+fn make_reader(
+    table: &Table,
+    env: &SourceEnv,
+    format: &str,
+    f: &Path,
+    follow: bool,
+) -> Result<Reader> {
     Ok(match format {
         "json" => {
             let policy = ErrorPolicy::from_table(table, "json", env.metrics.clone())?;
-            let r = JsonLinesReader::new(f.to_path_buf(), table.physical.clone(), table.declared_schema(), policy)?;
+            let r = JsonLinesReader::new(
+                f.to_path_buf(),
+                table.physical.clone(),
+                table.declared_schema(),
+                policy,
+            )?;
             Reader::Json(if follow { r.following() } else { r })
         }
         "csv" => {
@@ -99,19 +123,30 @@ fn next_of(reader: &mut Reader) -> Result<Option<RecordBatch>> {
 /// Open one shard per file; with `'source.monitor-interval'`, one continuous shard.
 pub fn open(table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceShard>>> {
     let Some(path) = table.option("path") else {
-        return plan_err!("table {}: the filesystem connector needs a 'path'", table.def.name);
+        return plan_err!(
+            "table {}: the filesystem connector needs a 'path'",
+            table.def.name
+        );
     };
     if path.starts_with("s3://") {
         return not_supported!("s3:// paths (object storage comes with the Kinesis/S3 connectors)");
     }
     let path = path.strip_prefix("file://").unwrap_or(path);
     if !table.def.partitioned_by.is_empty() {
-        return not_supported!("reading a PARTITIONED BY table (partition values from directory names)");
+        return not_supported!(
+            "reading a PARTITIONED BY table (partition values from directory names)"
+        );
     }
-    let format = table.option("format").unwrap_or("json").to_ascii_lowercase();
+    let format = table
+        .option("format")
+        .unwrap_or("json")
+        .to_ascii_lowercase();
     if let Some(interval) = table.option("source.monitor-interval") {
-        let Some(ms) = crate::sql::interval::parse_duration_option(interval).filter(|ms| *ms > 0) else {
-            return plan_err!("'source.monitor-interval' = '{interval}' is not a duration such as '1 s'");
+        let Some(ms) = crate::sql::interval::parse_duration_option(interval).filter(|ms| *ms > 0)
+        else {
+            return plan_err!(
+                "'source.monitor-interval' = '{interval}' is not a duration such as '1 s'"
+            );
         };
         let shard = FollowShard {
             table: table.clone(),
@@ -152,7 +187,9 @@ impl FollowShard {
         let files = match list_files(&self.root) {
             Ok(f) => f,
             // The directory may not exist yet: wait for it.
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(());
+            }
             Err(e) => return Err(e),
         };
         for f in files {

@@ -56,41 +56,64 @@ impl FileSink {
     /// A sink for rows of `schema` into `table`.
     pub fn new(table: &Table, schema: SchemaRef) -> Result<Self> {
         let Some(path) = table.option("path") else {
-            return plan_err!("sink {}: the filesystem connector needs a 'path' directory", table.def.name);
+            return plan_err!(
+                "sink {}: the filesystem connector needs a 'path' directory",
+                table.def.name
+            );
         };
         if path.starts_with("s3://") {
-            return crate::not_supported!("s3:// sink paths (object storage comes with the S3 connector)");
+            return crate::not_supported!(
+                "s3:// sink paths (object storage comes with the S3 connector)"
+            );
         }
         let format = FileFormat::parse(table.option("format").unwrap_or("json"))?;
         let mut partition_names = table.def.partitioned_by.clone();
         if let Some(p) = table.option("sink.partition-by") {
-            partition_names.extend(p.split(',').map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty()));
+            partition_names.extend(
+                p.split(',')
+                    .map(|s| s.trim().to_lowercase())
+                    .filter(|s| !s.is_empty()),
+            );
         }
         let mut partition_cols = vec![];
         for p in &partition_names {
             let Ok(i) = schema.index_of(p) else {
-                return plan_err!("sink {}: partition column {p} is not among the columns written", table.def.name);
+                return plan_err!(
+                    "sink {}: partition column {p} is not among the columns written",
+                    table.def.name
+                );
             };
             partition_cols.push(i);
         }
-        let partition_names: Vec<String> = partition_names.iter().map(|p| table.declared_name(p).to_string()).collect();
-        let data_cols: Vec<usize> = (0..schema.fields().len()).filter(|i| !partition_cols.contains(i)).collect();
+        let partition_names: Vec<String> = partition_names
+            .iter()
+            .map(|p| table.declared_name(p).to_string())
+            .collect();
+        let mut data_cols: Vec<usize> = (0..schema.fields().len())
+            .filter(|i| !partition_cols.contains(i))
+            .collect();
         // Files carry the sink's columns as declared (`userId`, not the normalised `userid`).
-        let data_schema = Arc::new(Schema::new(
-            data_cols
-                .iter()
-                .map(|i| {
-                    let f = schema.field(*i);
-                    f.clone().with_name(table.declared_name(f.name()))
-                })
-                .collect::<Vec<_>>(),
-        ));
+        let mut data_fields: Vec<_> = data_cols
+            .iter()
+            .map(|i| {
+                let f = schema.field(*i);
+                f.clone().with_name(table.declared_name(f.name()))
+            })
+            .collect();
+        if format.takes_changelog() {
+            // The changelog's op column follows the data columns.
+            data_cols.push(schema.fields().len());
+            data_fields.push(crate::changelog::op_field());
+        }
+        let data_schema = Arc::new(Schema::new(data_fields));
         let opt_ms = |key: &str, default: i64| -> Result<Duration> {
             match table.option(key) {
                 None => Ok(Duration::from_millis(default as u64)),
                 Some(v) => match parse_duration_option(v) {
                     Some(ms) if ms > 0 => Ok(Duration::from_millis(ms as u64)),
-                    _ => plan_err!("option '{key}' = '{v}' is not a duration such as '30 min' or '10 s'"),
+                    _ => plan_err!(
+                        "option '{key}' = '{v}' is not a duration such as '30 min' or '10 s'"
+                    ),
                 },
             }
         };
@@ -98,14 +121,22 @@ impl FileSink {
             None => 128 << 20,
             Some(v) => match parse_size_option(v) {
                 Some(s) if s > 0 => s,
-                _ => return plan_err!("option 'sink.rolling-policy.file-size' = '{v}' is not a size such as '128MB'"),
+                _ => {
+                    return plan_err!(
+                        "option 'sink.rolling-policy.file-size' = '{v}' is not a size such as '128MB'"
+                    );
+                }
             },
         };
         let rollover = opt_ms("sink.rolling-policy.rollover-interval", 30 * 60_000)?;
         let check_interval = opt_ms("sink.rolling-policy.check-interval", 60_000)?.min(rollover);
         let dir = PathBuf::from(path.strip_prefix("file://").unwrap_or(path));
-        std::fs::create_dir_all(&dir).context(|| format!("creating sink directory {}", dir.display()))?;
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        std::fs::create_dir_all(&dir)
+            .context(|| format!("creating sink directory {}", dir.display()))?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         let job = format!("{:x}-{}", nanos, std::process::id());
         Ok(Self {
             dir,
@@ -126,7 +157,8 @@ impl FileSink {
     fn roll(&mut self, key: &str) -> Result<()> {
         if let Some(f) = self.open.remove(key) {
             f.writer.close()?;
-            std::fs::rename(&f.tmp, &f.done).context(|| format!("publishing {}", f.done.display()))?;
+            std::fs::rename(&f.tmp, &f.done)
+                .context(|| format!("publishing {}", f.done.display()))?;
         }
         Ok(())
     }
@@ -136,12 +168,27 @@ impl FileSink {
             let dir = self.dir.join(&key);
             std::fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
             self.counter += 1;
-            let name = format!("part-{}-{}.{}", self.job, self.counter, self.format.extension());
+            let name = format!(
+                "part-{}-{}.{}",
+                self.job,
+                self.counter,
+                self.format.extension()
+            );
             let tmp = dir.join(format!(".{name}.inprogress"));
             let writer = FormatWriter::create(&tmp, self.format, self.data_schema.clone())?;
-            self.open.insert(key.clone(), OpenFile { writer, tmp, done: dir.join(name), opened: Instant::now() });
+            self.open.insert(
+                key.clone(),
+                OpenFile {
+                    writer,
+                    tmp,
+                    done: dir.join(name),
+                    opened: Instant::now(),
+                },
+            );
         }
-        let Some(f) = self.open.get_mut(&key) else { return Ok(()) };
+        let Some(f) = self.open.get_mut(&key) else {
+            return Ok(());
+        };
         f.writer.write(&batch)?;
         if f.writer.size() >= self.file_size {
             self.roll(&key)?;
@@ -160,7 +207,11 @@ impl FileSink {
             if col.is_null(row) {
                 key.push_str("__HIVE_DEFAULT_PARTITION__");
             } else {
-                let v = col.as_any().downcast_ref::<datafusion::arrow::array::StringArray>().map(|a| a.value(row)).unwrap_or("");
+                let v = col
+                    .as_any()
+                    .downcast_ref::<datafusion::arrow::array::StringArray>()
+                    .map(|a| a.value(row))
+                    .unwrap_or("");
                 escape_into(v, &mut key);
             }
         }
@@ -182,8 +233,13 @@ impl FileSink {
                     DataType::Timestamp(..) => {
                         let fmt = datafusion::arrow::util::display::FormatOptions::default()
                             .with_timestamp_format(Some("%Y-%m-%d %H:%M:%S"));
-                        let f = datafusion::arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &fmt)?;
-                        let v: Vec<Option<String>> = (0..c.len()).map(|r| c.is_valid(r).then(|| f.value(r).to_string())).collect();
+                        let f = datafusion::arrow::util::display::ArrayFormatter::try_new(
+                            c.as_ref(),
+                            &fmt,
+                        )?;
+                        let v: Vec<Option<String>> = (0..c.len())
+                            .map(|r| c.is_valid(r).then(|| f.value(r).to_string()))
+                            .collect();
                         Arc::new(datafusion::arrow::array::StringArray::from(v)) as ArrayRef
                     }
                     _ => cast(c, &DataType::Utf8)?,
@@ -195,10 +251,12 @@ impl FileSink {
         let mut rows: HashMap<String, Vec<u32>> = HashMap::new();
         for r in 0..batch.num_rows() {
             let key = self.partition_key(&cols, r);
-            rows.entry(key.clone()).or_insert_with(|| {
-                order.push(key);
-                Vec::new()
-            }).push(r as u32);
+            rows.entry(key.clone())
+                .or_insert_with(|| {
+                    order.push(key);
+                    Vec::new()
+                })
+                .push(r as u32);
         }
         for key in order {
             let idx = UInt32Array::from(rows.remove(&key).unwrap_or_default());
@@ -230,8 +288,12 @@ impl Sink for FileSink {
 
     fn tick(&mut self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            let due: Vec<String> =
-                self.open.iter().filter(|(_, f)| f.opened.elapsed() >= self.rollover).map(|(k, _)| k.clone()).collect();
+            let due: Vec<String> = self
+                .open
+                .iter()
+                .filter(|(_, f)| f.opened.elapsed() >= self.rollover)
+                .map(|(k, _)| k.clone())
+                .collect();
             for k in due {
                 self.roll(&k)?;
             }

@@ -68,7 +68,10 @@ pub fn open_source(table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceS
         "filesystem" => filesystem::open(table, env),
         "nexmark" => nexmark::open(table),
         "push" => env.push.subscribe(table),
-        other @ ("print" | "blackhole") => plan_err!("table {} uses connector '{other}', which can only be written to", table.def.name),
+        other @ ("print" | "blackhole") => plan_err!(
+            "table {} uses connector '{other}', which can only be written to",
+            table.def.name
+        ),
         other => plan_err!(
             "table {}: unknown connector '{other}' (filesystem, nexmark, push, print, blackhole; kinesis and kafka are planned)",
             table.def.name
@@ -79,14 +82,46 @@ pub fn open_source(table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceS
 /// Open a sink table for rows of `schema`.
 pub fn open_sink(table: &Table, schema: SchemaRef) -> Result<Box<dyn Sink>> {
     if !table.def.computed.is_empty() {
-        return plan_err!("table {} has computed columns and cannot be written to", table.def.name);
+        return plan_err!(
+            "table {} has computed columns and cannot be written to",
+            table.def.name
+        );
     }
     match table.connector() {
-        "print" => Ok(Box::new(print::PrintSink::new(table.option("print-identifier").map(str::to_string)))),
+        "print" => Ok(Box::new(print::PrintSink::new(
+            table.option("print-identifier").map(str::to_string),
+        ))),
         "blackhole" => Ok(Box::new(blackhole::BlackholeSink)),
         "filesystem" => Ok(Box::new(fs_sink::FileSink::new(table, schema)?)),
-        other @ ("nexmark" | "push") => plan_err!("table {} uses connector '{other}', which can only be read", table.def.name),
+        other @ ("nexmark" | "push") => plan_err!(
+            "table {} uses connector '{other}', which can only be read",
+            table.def.name
+        ),
         other => plan_err!("table {}: unknown connector '{other}'", table.def.name),
+    }
+}
+
+/// Whether `table` can take an updating query's output (a changelog).
+pub fn check_accepts_changelog(table: &Table) -> Result<()> {
+    match table.connector() {
+        "print" | "blackhole" => Ok(()),
+        "filesystem" => {
+            let format = table.option("format").unwrap_or("json");
+            if crate::format::writer::FileFormat::parse(format)?.takes_changelog() {
+                Ok(())
+            } else {
+                plan_err!(
+                    "table {} (filesystem, format '{format}') cannot take an updating query: its rows would be \
+                     updated and retracted, which '{format}' files cannot express; use 'format' = 'debezium-json', \
+                     or a windowed query, whose results are final",
+                    table.def.name
+                )
+            }
+        }
+        other => plan_err!(
+            "table {} (connector '{other}') cannot take an updating query",
+            table.def.name
+        ),
     }
 }
 
@@ -96,6 +131,9 @@ pub fn bool_option(table: &Table, key: &str, default: bool) -> Result<bool> {
         None => Ok(default),
         Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
         Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
-        Some(v) => plan_err!("option '{key}' of table {} must be 'true' or 'false', not '{v}'", table.def.name),
+        Some(v) => plan_err!(
+            "option '{key}' of table {} must be 'true' or 'false', not '{v}'",
+            table.def.name
+        ),
     }
 }

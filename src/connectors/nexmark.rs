@@ -35,10 +35,25 @@ const HOT_URLS: [&str; 4] = [
     "https://www.nexmark.com/baidu/item.htm?query=1",
     "https://www.nexmark.com/apple/item.htm?query=1",
 ];
-const FIRST_NAMES: [&str; 11] = ["Peter", "Paul", "Luke", "John", "Saul", "Vicky", "Kate", "Julie", "Sarah", "Deiter", "Walter"];
-const LAST_NAMES: [&str; 9] = ["Shultz", "Abrams", "Spencer", "White", "Bartels", "Walton", "Smith", "Jones", "Noris"];
+const FIRST_NAMES: [&str; 11] = [
+    "Peter", "Paul", "Luke", "John", "Saul", "Vicky", "Kate", "Julie", "Sarah", "Deiter", "Walter",
+];
+const LAST_NAMES: [&str; 9] = [
+    "Shultz", "Abrams", "Spencer", "White", "Bartels", "Walton", "Smith", "Jones", "Noris",
+];
 const STATES: [&str; 6] = ["AZ", "CA", "ID", "OR", "WA", "WY"];
-const CITIES: [&str; 10] = ["Phoenix", "Los Angeles", "San Francisco", "Boise", "Portland", "Bend", "Redmond", "Seattle", "Kent", "Cheyenne"];
+const CITIES: [&str; 10] = [
+    "Phoenix",
+    "Los Angeles",
+    "San Francisco",
+    "Boise",
+    "Portland",
+    "Bend",
+    "Redmond",
+    "Seattle",
+    "Kent",
+    "Cheyenne",
+];
 
 /// Which Nexmark table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +81,15 @@ impl Kind {
             0 => *self == Self::Person,
             1..=3 => *self == Self::Auction,
             _ => *self == Self::Bid,
+        }
+    }
+
+    /// The table's name (`person`, `auction`, `bid`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Person => "person",
+            Self::Auction => "auction",
+            Self::Bid => "bid",
         }
     }
 
@@ -146,17 +170,25 @@ impl Text {
     fn new() -> Self {
         let mut rng = Rng::for_event(0, 0xC4A2);
         let word = |len: usize, rng: &mut Rng| -> String {
-            (0..len).map(|_| (b'a' + rng.below(26) as u8) as char).collect()
+            (0..len)
+                .map(|_| (b'a' + rng.below(26) as u8) as char)
+                .collect()
         };
         let mut channels = Vec::with_capacity(CHANNELS);
         let mut urls = Vec::with_capacity(CHANNELS);
         for i in 0..CHANNELS {
             channels.push(format!("channel-{i}"));
             let (a, b, c) = (word(5, &mut rng), word(5, &mut rng), word(5, &mut rng));
-            urls.push(format!("https://www.nexmark.com/{a}/{b}/{c}/item.htm?query=1&channel_id={i}"));
+            urls.push(format!(
+                "https://www.nexmark.com/{a}/{b}/{c}/item.htm?query=1&channel_id={i}"
+            ));
         }
         let pad = word(1 << 16, &mut rng);
-        Self { channels, urls, pad }
+        Self {
+            channels,
+            urls,
+            pad,
+        }
     }
 
     fn padding(&self, rng: &mut Rng, len: usize) -> &str {
@@ -198,7 +230,11 @@ fn last_person(n: u64) -> i64 {
 fn last_auction(n: u64) -> i64 {
     let epoch = (n / 50) as i64;
     let off = n % 50;
-    if off == 0 { epoch * 3 - 1 } else { epoch * 3 + off.min(3) as i64 - 1 }
+    if off == 0 {
+        epoch * 3 - 1
+    } else {
+        epoch * 3 + off.min(3) as i64 - 1
+    }
 }
 
 fn recent_person(rng: &mut Rng, n: u64) -> i64 {
@@ -224,7 +260,15 @@ impl Generator {
         } else {
             BASE_TIME_MS
         };
-        Self { kind, text, next_chunk: shard as u64, shard: shard as u64, config, base, started: Instant::now() }
+        Self {
+            kind,
+            text,
+            next_chunk: shard as u64,
+            shard: shard as u64,
+            config,
+            base,
+            started: Instant::now(),
+        }
     }
 
     fn time(&self, n: u64) -> i64 {
@@ -259,15 +303,20 @@ impl Generator {
         if !self.config.real_time {
             return None;
         }
-        let due_ms = (self.next_chunk * self.config.chunk) as u128 * 1000 / self.config.rate as u128;
+        let due_ms =
+            (self.next_chunk * self.config.chunk) as u128 * 1000 / self.config.rate as u128;
         let now = self.started.elapsed().as_millis();
         (due_ms > now).then(|| Duration::from_millis((due_ms - now) as u64))
     }
 
     fn bids(&self, start: u64, end: u64) -> Result<RecordBatch> {
         let cap = (end - start) as usize;
-        let (mut auction, mut bidder, mut price_col, mut times) =
-            (Vec::with_capacity(cap), Vec::with_capacity(cap), Vec::with_capacity(cap), Vec::with_capacity(cap));
+        let (mut auction, mut bidder, mut price_col, mut times) = (
+            Vec::with_capacity(cap),
+            Vec::with_capacity(cap),
+            Vec::with_capacity(cap),
+            Vec::with_capacity(cap),
+        );
         let mut channel = StringBuilder::with_capacity(cap, cap * 10);
         let mut url = StringBuilder::with_capacity(cap, cap * 60);
         let mut extra = StringBuilder::with_capacity(cap, cap * 20);
@@ -284,7 +333,11 @@ impl Generator {
                 min + rng.below((last_a - min + 1) as u64) as i64
             };
             let last_p = last_person(n);
-            let b = if rng.below(4) < 3 { (last_p / 100) * 100 + 1 } else { recent_person(&mut rng, n) };
+            let b = if rng.below(4) < 3 {
+                (last_p / 100) * 100 + 1
+            } else {
+                recent_person(&mut rng, n)
+            };
             auction.push(FIRST_ID + a);
             bidder.push(FIRST_ID + b.min(last_p));
             price_col.push(price(&mut rng));
@@ -335,7 +388,11 @@ impl Generator {
             times.push(t);
             expires.push(t + lifetime_ms / 2 + rng.below(lifetime_ms as u64) as i64);
             let last_p = last_person(n);
-            let s = if rng.below(4) < 3 { (last_p / 100) * 100 } else { recent_person(&mut rng, n) };
+            let s = if rng.below(4) < 3 {
+                (last_p / 100) * 100
+            } else {
+                recent_person(&mut rng, n)
+            };
             seller.push(FIRST_ID + s.min(last_p));
             category.push(10 + rng.below(5) as i64);
             item.append_value(self.text.padding(&mut rng, 20));
@@ -424,7 +481,9 @@ impl SourceShard for NexmarkShard {
             if let Some(d) = self.generator.delay() {
                 tokio::time::sleep(d).await;
             }
-            let Some(batch) = self.generator.next_batch()? else { return Ok(None) };
+            let Some(batch) = self.generator.next_batch()? else {
+                return Ok(None);
+            };
             let cols = self
                 .projection
                 .iter()
@@ -443,7 +502,10 @@ fn u64_option(table: &Table, keys: &[&str], default: u64) -> Result<u64> {
     for k in keys {
         if let Some(v) = table.option(k) {
             return v.trim().replace('_', "").parse().map_err(|_| {
-                Error::Plan(format!("option '{k}' of table {} must be a whole number, not '{v}'", table.def.name))
+                Error::Plan(format!(
+                    "option '{k}' of table {} must be a whole number, not '{v}'",
+                    table.def.name
+                ))
             });
         }
     }
@@ -454,17 +516,32 @@ fn u64_option(table: &Table, keys: &[&str], default: u64) -> Result<u64> {
 pub fn config(table: &Table) -> Result<(Kind, Config)> {
     let kind_name = table.option("nexmark.table").unwrap_or(&table.def.name);
     let Some(kind) = Kind::parse(kind_name) else {
-        return plan_err!("table {}: set 'nexmark.table' to person, auction or bid", table.def.name);
+        return plan_err!(
+            "table {}: set 'nexmark.table' to person, auction or bid",
+            table.def.name
+        );
     };
     let events = u64_option(table, &["nexmark.events", "nexmark.event.num"], 0)?;
     let rate = u64_option(table, &["nexmark.rate", "nexmark.event.rate"], 10_000)?;
     let shards = u64_option(table, &["nexmark.shards", "nexmark.split.num"], 1)?;
     let chunk = u64_option(table, &["nexmark.chunk"], 8192)?;
     if rate == 0 || shards == 0 || chunk == 0 {
-        return plan_err!("table {}: nexmark rate, shards and chunk must be positive", table.def.name);
+        return plan_err!(
+            "table {}: nexmark rate, shards and chunk must be positive",
+            table.def.name
+        );
     }
     let real_time = super::bool_option(table, "nexmark.real-time", false)?;
-    Ok((kind, Config { events: (events > 0).then_some(events), rate, shards: shards as usize, chunk, real_time }))
+    Ok((
+        kind,
+        Config {
+            events: (events > 0).then_some(events),
+            rate,
+            shards: shards as usize,
+            chunk,
+            real_time,
+        },
+    ))
 }
 
 /// Open the generator shards of a nexmark table.
@@ -475,10 +552,17 @@ pub fn open(table: &Table) -> Result<Vec<Box<dyn SourceShard>>> {
     // snake_case (date_time) or Flink's camelCase (dateTime) both match.
     let squash = |s: &str| s.replace('_', "").to_ascii_lowercase();
     for f in table.physical.fields() {
-        let found = full.fields().iter().position(|g| squash(g.name()) == squash(f.name()));
+        let found = full
+            .fields()
+            .iter()
+            .position(|g| squash(g.name()) == squash(f.name()));
         let Some(i) = found else {
             let names: Vec<&str> = full.fields().iter().map(|f| f.name().as_str()).collect();
-            return plan_err!("nexmark {kind:?} has no column {} (columns: {})", f.name(), names.join(", "));
+            return plan_err!(
+                "nexmark {kind:?} has no column {} (columns: {})",
+                f.name(),
+                names.join(", ")
+            );
         };
         projection.push(i);
     }
@@ -499,7 +583,13 @@ mod tests {
     use super::*;
 
     fn cfg(events: u64) -> Config {
-        Config { events: Some(events), rate: 10_000, shards: 1, chunk: 1000, real_time: false }
+        Config {
+            events: Some(events),
+            rate: 10_000,
+            shards: 1,
+            chunk: 1000,
+            real_time: false,
+        }
     }
 
     #[test]
@@ -515,8 +605,12 @@ mod tests {
         assert_eq!(count(Kind::Person), 200);
         assert_eq!(count(Kind::Auction), 600);
         assert_eq!(count(Kind::Bid), 9200);
-        let a = Generator::new(Kind::Bid, cfg(2000), 0).next_batch().unwrap();
-        let b = Generator::new(Kind::Bid, cfg(2000), 0).next_batch().unwrap();
+        let a = Generator::new(Kind::Bid, cfg(2000), 0)
+            .next_batch()
+            .unwrap();
+        let b = Generator::new(Kind::Bid, cfg(2000), 0)
+            .next_batch()
+            .unwrap();
         assert_eq!(a, b);
     }
 

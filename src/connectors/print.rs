@@ -27,18 +27,30 @@ pub struct PrintSink {
 impl PrintSink {
     /// With an optional `'print-identifier'` prefix.
     pub fn new(identifier: Option<String>) -> Self {
-        Self { prefix: identifier.map(|i| format!("{i}> ")).unwrap_or_default() }
+        Self {
+            prefix: identifier.map(|i| format!("{i}> ")).unwrap_or_default(),
+        }
     }
 }
 
-/// Render rows as `+I[v1, v2]` lines.
+/// Render rows as `+I[v1, v2]` lines (`-U`, `+U`, `-D` for a changelog's rows).
 pub fn changelog_lines(batch: &RecordBatch, prefix: &str) -> Result<String> {
     let opts = format_options();
-    let fmts = batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &opts)).collect::<Result<Vec<_>, _>>()?;
+    let ops = crate::changelog::ops_of(batch).map(<[i8]>::to_vec);
+    let data = crate::changelog::strip_ops(batch);
+    let fmts = data
+        .columns()
+        .iter()
+        .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut out = String::new();
     for row in 0..batch.num_rows() {
         out.push_str(prefix);
-        out.push_str("+I[");
+        let kind = ops.as_ref().map_or(crate::changelog::RowKind::Insert, |o| {
+            crate::changelog::RowKind::from_i8(o[row])
+        });
+        out.push_str(kind.short());
+        out.push('[');
         for (i, f) in fmts.iter().enumerate() {
             if i > 0 {
                 out.push_str(", ");
@@ -55,7 +67,8 @@ impl Sink for PrintSink {
         Box::pin(async move {
             let text = changelog_lines(&batch, &self.prefix)?;
             let mut out = std::io::stdout().lock();
-            out.write_all(text.as_bytes()).context(|| "writing to stdout".into())?;
+            out.write_all(text.as_bytes())
+                .context(|| "writing to stdout".into())?;
             out.flush().context(|| "writing to stdout".into())
         })
     }
@@ -71,7 +84,11 @@ pub struct TablePrinter;
 impl Sink for TablePrinter {
     fn write_batch(&mut self, batch: RecordBatch) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            let table = datafusion::arrow::util::pretty::pretty_format_batches_with_options(&[batch], &format_options())?;
+            let batch = with_op_names(&batch)?;
+            let table = datafusion::arrow::util::pretty::pretty_format_batches_with_options(
+                &[batch],
+                &format_options(),
+            )?;
             let mut out = std::io::stdout().lock();
             writeln!(out, "{table}").context(|| "writing to stdout".into())?;
             out.flush().context(|| "writing to stdout".into())
@@ -81,4 +98,24 @@ impl Sink for TablePrinter {
     fn finish(&mut self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async { Ok(()) })
     }
+}
+
+/// A changelog batch with its op column shown first, as `op` = `+I` / `-U` / `+U` / `-D`.
+pub fn with_op_names(batch: &RecordBatch) -> Result<RecordBatch> {
+    use datafusion::arrow::array::{ArrayRef, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+    let Some(ops) = crate::changelog::ops_of(batch) else {
+        return Ok(batch.clone());
+    };
+    let names: StringArray = ops
+        .iter()
+        .map(|o| Some(crate::changelog::RowKind::from_i8(*o).short()))
+        .collect();
+    let data = crate::changelog::strip_ops(batch);
+    let mut fields = vec![Field::new("op", DataType::Utf8, false)];
+    fields.extend(data.schema().fields().iter().map(|f| f.as_ref().clone()));
+    let mut cols: Vec<ArrayRef> = vec![Arc::new(names)];
+    cols.extend(data.columns().iter().cloned());
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
 }

@@ -32,7 +32,10 @@ pub struct PushRegistry {
 
 impl PushRegistry {
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, HashMap<String, PushTable>>> {
-        self.tables.lock().map_err(|_| Error::Execution { operator: "push".into(), message: "registry lock poisoned".into() })
+        self.tables.lock().map_err(|_| Error::Execution {
+            operator: "push".into(),
+            message: "registry lock poisoned".into(),
+        })
     }
 
     /// A new shard reading `table` from now on.
@@ -44,7 +47,11 @@ impl PushRegistry {
         if !t.closed {
             t.subscribers.push(tx);
         }
-        Ok(vec![Box::new(PushShard { name: table.def.name.clone(), backlog, rx })])
+        Ok(vec![Box::new(PushShard {
+            name: table.def.name.clone(),
+            backlog,
+            rx,
+        })])
     }
 
     /// Send a batch to every reader of `table` (or keep it for the next one).

@@ -24,7 +24,10 @@ pub(crate) struct CsvDecoder {
 
 impl CsvDecoder {
     fn build(schema: &SchemaRef, delimiter: u8) -> Decoder {
-        ReaderBuilder::new(schema.clone()).with_delimiter(delimiter).with_batch_size(BATCH_ROWS).build_decoder()
+        ReaderBuilder::new(schema.clone())
+            .with_delimiter(delimiter)
+            .with_batch_size(BATCH_ROWS)
+            .build_decoder()
     }
 }
 
@@ -63,22 +66,39 @@ pub struct CsvReader(LineReader<CsvDecoder>);
 fn first_line_is_header(path: &Path, schema: &SchemaRef, delimiter: u8) -> Result<bool> {
     let f = std::fs::File::open(path).context(|| format!("opening {}", path.display()))?;
     let mut line = String::new();
-    BufReader::new(f).read_line(&mut line).context(|| format!("reading {}", path.display()))?;
+    BufReader::new(f)
+        .read_line(&mut line)
+        .context(|| format!("reading {}", path.display()))?;
     let names: Vec<String> = line
         .trim_end_matches(['\n', '\r'])
         .split(delimiter as char)
         .map(|s| s.trim().trim_matches('"').to_ascii_lowercase())
         .collect();
-    let expected: Vec<String> = schema.fields().iter().map(|f| f.name().to_ascii_lowercase()).collect();
+    let expected: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| f.name().to_ascii_lowercase())
+        .collect();
     Ok(names == expected)
 }
 
 impl CsvReader {
     /// Read `path` as rows of `schema`.
-    pub fn new(path: PathBuf, schema: SchemaRef, delimiter: u8, policy: ErrorPolicy) -> Result<Self> {
+    pub fn new(
+        path: PathBuf,
+        schema: SchemaRef,
+        delimiter: u8,
+        policy: ErrorPolicy,
+    ) -> Result<Self> {
         let header = first_line_is_header(&path, &schema, delimiter)?;
-        let decoder = CsvDecoder { decoder: CsvDecoder::build(&schema, delimiter), schema, delimiter };
-        Ok(Self(LineReader::new(path, decoder, policy).with_header_check(header)))
+        let decoder = CsvDecoder {
+            decoder: CsvDecoder::build(&schema, delimiter),
+            schema,
+            delimiter,
+        };
+        Ok(Self(
+            LineReader::new(path, decoder, policy).with_header_check(header),
+        ))
     }
 
     /// Keep reading the file as it grows.

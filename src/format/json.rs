@@ -26,7 +26,9 @@ pub(crate) struct JsonDecoder {
 
 impl JsonDecoder {
     pub(crate) fn new(schema: SchemaRef) -> Result<Self> {
-        let decoder = ReaderBuilder::new(schema.clone()).with_batch_size(BATCH_ROWS).build_decoder()?;
+        let decoder = ReaderBuilder::new(schema.clone())
+            .with_batch_size(BATCH_ROWS)
+            .build_decoder()?;
         Ok(Self { schema, decoder })
     }
 }
@@ -53,7 +55,9 @@ impl BlockDecoder for JsonDecoder {
     }
 
     fn reset(&mut self) -> Result<()> {
-        self.decoder = ReaderBuilder::new(self.schema.clone()).with_batch_size(BATCH_ROWS).build_decoder()?;
+        self.decoder = ReaderBuilder::new(self.schema.clone())
+            .with_batch_size(BATCH_ROWS)
+            .build_decoder()?;
         Ok(())
     }
 
@@ -64,11 +68,15 @@ impl BlockDecoder for JsonDecoder {
     fn check(&self, batch: &RecordBatch, lines: &[&[u8]]) -> Vec<(usize, String)> {
         let mut bad = Vec::new();
         for row in 0..batch.num_rows() {
-            let null_cols: Vec<usize> = (0..batch.num_columns()).filter(|c| batch.column(*c).is_null(row)).collect();
+            let null_cols: Vec<usize> = (0..batch.num_columns())
+                .filter(|c| batch.column(*c).is_null(row))
+                .collect();
             if null_cols.is_empty() {
                 continue;
             }
-            let Ok(obj) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(lines[row]) else {
+            let Ok(obj) =
+                serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(lines[row])
+            else {
                 bad.push((row, "not a JSON object".to_string()));
                 continue;
             };
@@ -94,8 +102,16 @@ pub struct JsonLinesReader {
 impl JsonLinesReader {
     /// Read `path` as rows of `schema`, finding each field under its key in `keys`
     /// (the column names as declared, which may differ in case from the SQL names).
-    pub fn new(path: PathBuf, schema: SchemaRef, keys: SchemaRef, policy: ErrorPolicy) -> Result<Self> {
-        Ok(Self { lines: LineReader::new(path, JsonDecoder::new(keys)?, policy), schema })
+    pub fn new(
+        path: PathBuf,
+        schema: SchemaRef,
+        keys: SchemaRef,
+        policy: ErrorPolicy,
+    ) -> Result<Self> {
+        Ok(Self {
+            lines: LineReader::new(path, JsonDecoder::new(keys)?, policy),
+            schema,
+        })
     }
 
     /// Keep reading the file as it grows.
@@ -107,7 +123,10 @@ impl JsonLinesReader {
     /// The next batch, or None at the end.
     pub fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         match self.lines.next()? {
-            Some(b) => Ok(Some(RecordBatch::try_new(self.schema.clone(), b.columns().to_vec())?)),
+            Some(b) => Ok(Some(RecordBatch::try_new(
+                self.schema.clone(),
+                b.columns().to_vec(),
+            )?)),
             None => Ok(None),
         }
     }

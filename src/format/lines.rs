@@ -10,8 +10,8 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 
 use super::ErrorPolicy;
-use crate::error::Context;
 use crate::Result;
+use crate::error::Context;
 
 const BLOCK: usize = 4 << 20;
 
@@ -105,17 +105,23 @@ impl<D: BlockDecoder> LineReader<D> {
     /// Read and decode one block; false when nothing new was read.
     fn read_block(&mut self) -> Result<bool> {
         if self.file.is_none() {
-            let f = File::open(&self.path).context(|| format!("opening {}", self.path.display()))?;
+            let f =
+                File::open(&self.path).context(|| format!("opening {}", self.path.display()))?;
             self.file = Some(f);
         }
         let mut buf = std::mem::take(&mut self.carry);
         let start = buf.len();
         buf.resize(start + BLOCK, 0);
         let mut filled = start;
-        let file = self.file.as_mut().ok_or_else(|| crate::Error::Plan("file not open".into()))?;
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| crate::Error::Plan("file not open".into()))?;
         let mut at_end = false;
         while filled < buf.len() {
-            let n = file.read(&mut buf[filled..]).context(|| format!("reading {}", self.path.display()))?;
+            let n = file
+                .read(&mut buf[filled..])
+                .context(|| format!("reading {}", self.path.display()))?;
             if n == 0 {
                 at_end = true;
                 break;
@@ -144,7 +150,10 @@ impl<D: BlockDecoder> LineReader<D> {
         let mut first_line = self.next_line;
         if self.skip_first_line {
             self.skip_first_line = false;
-            let end = block.iter().position(|b| *b == b'\n').map_or(block.len(), |p| p + 1);
+            let end = block
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(block.len(), |p| p + 1);
             block = &block[end..];
             first_line += 1;
         }
@@ -163,7 +172,10 @@ impl<D: BlockDecoder> LineReader<D> {
                     let n = batch.num_rows();
                     let batch = if self.decoder.needs_check(&batch) {
                         let lines = lines.get_or_insert_with(|| non_blank_lines(block, first_line));
-                        let raw: Vec<&[u8]> = lines[row_offset..row_offset + n].iter().map(|(_, l)| *l).collect();
+                        let raw: Vec<&[u8]> = lines[row_offset..row_offset + n]
+                            .iter()
+                            .map(|(_, l)| *l)
+                            .collect();
                         let bad = self.decoder.check(&batch, &raw);
                         self.drop_rows(batch, &bad, &lines[row_offset..row_offset + n])?
                     } else {
@@ -183,18 +195,26 @@ impl<D: BlockDecoder> LineReader<D> {
         }
     }
 
-    fn drop_rows(&self, batch: RecordBatch, bad: &[(usize, String)], lines: &[(u64, &[u8])]) -> Result<RecordBatch> {
+    fn drop_rows(
+        &self,
+        batch: RecordBatch,
+        bad: &[(usize, String)],
+        lines: &[(u64, &[u8])],
+    ) -> Result<RecordBatch> {
         if bad.is_empty() {
             return Ok(batch);
         }
         let mut keep = vec![true; batch.num_rows()];
         for (row, msg) in bad {
             let (line, raw) = lines[*row];
-            self.policy.malformed(&self.location(line), msg, raw, true)?;
+            self.policy
+                .malformed(&self.location(line), msg, raw, true)?;
             keep[*row] = false;
         }
         let mask = datafusion::arrow::array::BooleanArray::from(keep);
-        Ok(datafusion::arrow::compute::filter_record_batch(&batch, &mask)?)
+        Ok(datafusion::arrow::compute::filter_record_batch(
+            &batch, &mask,
+        )?)
     }
 
     fn decode_line_by_line(&mut self, block: &[u8], first_line: u64) -> Result<()> {
@@ -205,7 +225,11 @@ impl<D: BlockDecoder> LineReader<D> {
             match self.decoder.decode_block(&bytes) {
                 Ok(batches) => {
                     for b in batches {
-                        let bad = if self.decoder.needs_check(&b) { self.decoder.check(&b, &[line]) } else { vec![] };
+                        let bad = if self.decoder.needs_check(&b) {
+                            self.decoder.check(&b, &[line])
+                        } else {
+                            vec![]
+                        };
                         let b = self.drop_rows(b, &bad, &[(line_no, line)])?;
                         if b.num_rows() > 0 {
                             good.push(b);
@@ -214,7 +238,8 @@ impl<D: BlockDecoder> LineReader<D> {
                 }
                 Err(e) => {
                     self.decoder.reset()?;
-                    self.policy.malformed(&self.location(line_no), &e.to_string(), line, false)?;
+                    self.policy
+                        .malformed(&self.location(line_no), &e.to_string(), line, false)?;
                 }
             }
         }

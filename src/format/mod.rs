@@ -23,7 +23,10 @@ use crate::sql::catalog::Table;
 use crate::{Error, Result};
 
 /// `column` as `data_type`: itself when the type already matches, else cast.
-pub fn cast_to(column: &datafusion::arrow::array::ArrayRef, data_type: &datafusion::arrow::datatypes::DataType) -> Result<datafusion::arrow::array::ArrayRef> {
+pub fn cast_to(
+    column: &datafusion::arrow::array::ArrayRef,
+    data_type: &datafusion::arrow::datatypes::DataType,
+) -> Result<datafusion::arrow::array::ArrayRef> {
     if column.data_type() == data_type {
         Ok(column.clone())
     } else {
@@ -54,7 +57,11 @@ impl ErrorPolicy {
     pub fn from_table(table: &Table, format: &str, metrics: Arc<JobMetrics>) -> Result<Self> {
         Ok(Self {
             skip_parse_errors: bool_option(table, &format!("{format}.ignore-parse-errors"), true)?,
-            fail_on_missing_field: bool_option(table, &format!("{format}.fail-on-missing-field"), false)?,
+            fail_on_missing_field: bool_option(
+                table,
+                &format!("{format}.fail-on-missing-field"),
+                false,
+            )?,
             dead_letter: table.option("dead-letter.path").map(PathBuf::from),
             metrics,
             reported: Arc::new(AtomicU64::new(0)),
@@ -63,19 +70,38 @@ impl ErrorPolicy {
 
     /// A policy that skips everything (tests, benchmarks).
     pub fn lenient(metrics: Arc<JobMetrics>) -> Self {
-        Self { skip_parse_errors: true, fail_on_missing_field: false, dead_letter: None, metrics, reported: Arc::new(AtomicU64::new(0)) }
+        Self {
+            skip_parse_errors: true,
+            fail_on_missing_field: false,
+            dead_letter: None,
+            metrics,
+            reported: Arc::new(AtomicU64::new(0)),
+        }
     }
 
     /// Handle one malformed record: count, report, dead-letter, or fail.
-    pub fn malformed(&self, location: &str, message: &str, raw: &[u8], missing_field: bool) -> Result<()> {
-        let fail = if missing_field { self.fail_on_missing_field } else { !self.skip_parse_errors };
+    pub fn malformed(
+        &self,
+        location: &str,
+        message: &str,
+        raw: &[u8],
+        missing_field: bool,
+    ) -> Result<()> {
+        let fail = if missing_field {
+            self.fail_on_missing_field
+        } else {
+            !self.skip_parse_errors
+        };
         if fail {
             let hint = if missing_field {
                 "set 'json.fail-on-missing-field' = 'false' to skip such records"
             } else {
                 "remove 'ignore-parse-errors' = 'false' to skip such records"
             };
-            return Err(Error::Malformed { location: location.into(), message: format!("{message} ({hint})") });
+            return Err(Error::Malformed {
+                location: location.into(),
+                message: format!("{message} ({hint})"),
+            });
         }
         JobMetrics::add(&self.metrics.malformed, 1);
         if self.reported.fetch_add(1, Ordering::Relaxed) < REPORTED {
@@ -86,13 +112,19 @@ impl ErrorPolicy {
                 .create(true)
                 .append(true)
                 .open(path)
-                .map_err(|source| Error::Io { context: format!("opening dead-letter file {}", path.display()), source })?;
+                .map_err(|source| Error::Io {
+                    context: format!("opening dead-letter file {}", path.display()),
+                    source,
+                })?;
             let line = serde_json::json!({
                 "location": location,
                 "error": message,
                 "record": String::from_utf8_lossy(raw),
             });
-            writeln!(f, "{line}").map_err(|source| Error::Io { context: format!("writing {}", path.display()), source })?;
+            writeln!(f, "{line}").map_err(|source| Error::Io {
+                context: format!("writing {}", path.display()),
+                source,
+            })?;
         }
         Ok(())
     }

@@ -22,7 +22,11 @@ pub struct ParquetReader {
 impl ParquetReader {
     /// Read `path` as rows of `schema`.
     pub fn new(path: PathBuf, schema: SchemaRef) -> Self {
-        Self { path, schema, reader: None }
+        Self {
+            path,
+            schema,
+            reader: None,
+        }
     }
 
     fn open(&self) -> Result<(ParquetRecordBatchReader, Vec<usize>)> {
@@ -33,16 +37,32 @@ impl ParquetReader {
         // Leaf indices of the wanted columns, and where each lands in the projected output.
         let mut wanted = Vec::new();
         for f in self.schema.fields() {
-            let Some((idx, _)) = file_schema.fields().iter().enumerate().find(|(_, ff)| ff.name().eq_ignore_ascii_case(f.name())) else {
-                return plan_err!("Parquet file {} has no column {}", self.path.display(), f.name());
+            let Some((idx, _)) = file_schema
+                .fields()
+                .iter()
+                .enumerate()
+                .find(|(_, ff)| ff.name().eq_ignore_ascii_case(f.name()))
+            else {
+                return plan_err!(
+                    "Parquet file {} has no column {}",
+                    self.path.display(),
+                    f.name()
+                );
             };
             wanted.push(idx);
         }
         let mut sorted = wanted.clone();
         sorted.sort_unstable();
         let mask = ProjectionMask::roots(builder.parquet_schema(), sorted.iter().copied());
-        let reader = builder.with_projection(mask).with_batch_size(8192).build().context(ctx)?;
-        let order = wanted.iter().map(|w| sorted.iter().position(|s| s == w).unwrap_or(0)).collect();
+        let reader = builder
+            .with_projection(mask)
+            .with_batch_size(8192)
+            .build()
+            .context(ctx)?;
+        let order = wanted
+            .iter()
+            .map(|w| sorted.iter().position(|s| s == w).unwrap_or(0))
+            .collect();
         Ok((reader, order))
     }
 
@@ -51,8 +71,12 @@ impl ParquetReader {
         if self.reader.is_none() {
             self.reader = Some(self.open()?);
         }
-        let Some((reader, order)) = self.reader.as_mut() else { return Ok(None) };
-        let Some(batch) = reader.next() else { return Ok(None) };
+        let Some((reader, order)) = self.reader.as_mut() else {
+            return Ok(None);
+        };
+        let Some(batch) = reader.next() else {
+            return Ok(None);
+        };
         let batch = batch.context(|| format!("reading Parquet file {}", self.path.display()))?;
         let cols = order
             .iter()

@@ -24,6 +24,8 @@ pub enum FileFormat {
     Csv,
     /// Parquet, Snappy-compressed.
     Parquet,
+    /// Debezium JSON envelopes (`{"before":..,"after":..,"op":"c"|"d"}`) of a changelog.
+    DebeziumJson,
 }
 
 impl FileFormat {
@@ -33,7 +35,8 @@ impl FileFormat {
             "json" => Ok(Self::Json),
             "csv" => Ok(Self::Csv),
             "parquet" => Ok(Self::Parquet),
-            other => not_supported!("sink format '{other}' (json, csv, parquet)"),
+            "debezium-json" => Ok(Self::DebeziumJson),
+            other => not_supported!("sink format '{other}' (json, csv, parquet, debezium-json)"),
         }
     }
 
@@ -43,7 +46,13 @@ impl FileFormat {
             Self::Json => "json",
             Self::Csv => "csv",
             Self::Parquet => "parquet",
+            Self::DebeziumJson => "json",
         }
+    }
+
+    /// Whether the format can carry retractions (an updating query's output).
+    pub fn takes_changelog(&self) -> bool {
+        matches!(self, Self::DebeziumJson)
     }
 }
 
@@ -69,6 +78,7 @@ enum Inner {
     Json(datafusion::arrow::json::LineDelimitedWriter<Counting<BufWriter<File>>>),
     Csv(datafusion::arrow::csv::Writer<Counting<BufWriter<File>>>),
     Parquet(ArrowWriter<File>),
+    Debezium(Counting<BufWriter<File>>),
 }
 
 /// An open output file.
@@ -84,9 +94,15 @@ impl FormatWriter {
         let name = path.display().to_string();
         let file = File::create(path).context(|| format!("creating {name}"))?;
         let bytes = Arc::new(AtomicU64::new(0));
-        let counting = Counting { inner: BufWriter::new(file), bytes: bytes.clone() };
+        let counting = Counting {
+            inner: BufWriter::new(file),
+            bytes: bytes.clone(),
+        };
         let inner = match format {
-            FileFormat::Json => Inner::Json(datafusion::arrow::json::LineDelimitedWriter::new(counting)),
+            FileFormat::Json => {
+                Inner::Json(datafusion::arrow::json::LineDelimitedWriter::new(counting))
+            }
+            FileFormat::DebeziumJson => Inner::Debezium(counting),
             FileFormat::Csv => Inner::Csv(
                 datafusion::arrow::csv::WriterBuilder::new()
                     .with_header(true)
@@ -94,12 +110,25 @@ impl FormatWriter {
                     .build(counting),
             ),
             FileFormat::Parquet => {
-                let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
-                let file = counting.inner.into_inner().map_err(|e| e.into_error()).context(|| format!("creating {name}"))?;
-                Inner::Parquet(ArrowWriter::try_new(file, schema, Some(props)).context(|| format!("creating {name}"))?)
+                let props = WriterProperties::builder()
+                    .set_compression(Compression::SNAPPY)
+                    .build();
+                let file = counting
+                    .inner
+                    .into_inner()
+                    .map_err(|e| e.into_error())
+                    .context(|| format!("creating {name}"))?;
+                Inner::Parquet(
+                    ArrowWriter::try_new(file, schema, Some(props))
+                        .context(|| format!("creating {name}"))?,
+                )
             }
         };
-        Ok(Self { inner, path: name, bytes })
+        Ok(Self {
+            inner,
+            path: name,
+            bytes,
+        })
     }
 
     /// Append a batch.
@@ -109,13 +138,18 @@ impl FormatWriter {
             Inner::Json(w) => w.write(batch).context(|| format!("writing {path}")),
             Inner::Csv(w) => w.write(batch).context(|| format!("writing {path}")),
             Inner::Parquet(w) => w.write(batch).context(|| format!("writing {path}")),
+            Inner::Debezium(w) => w
+                .write_all(&debezium_lines(batch)?)
+                .context(|| format!("writing {path}")),
         }
     }
 
     /// Bytes written so far (for Parquet, including the row group being built).
     pub fn size(&self) -> u64 {
         match &self.inner {
-            Inner::Json(_) | Inner::Csv(_) => self.bytes.load(Ordering::Relaxed),
+            Inner::Json(_) | Inner::Csv(_) | Inner::Debezium(_) => {
+                self.bytes.load(Ordering::Relaxed)
+            }
             Inner::Parquet(w) => (w.bytes_written() + w.in_progress_size()) as u64,
         }
     }
@@ -126,10 +160,52 @@ impl FormatWriter {
         match self.inner {
             Inner::Json(mut w) => {
                 w.finish().context(|| format!("writing {path}"))?;
-                w.into_inner().inner.flush().context(|| format!("writing {path}"))
+                w.into_inner()
+                    .inner
+                    .flush()
+                    .context(|| format!("writing {path}"))
             }
-            Inner::Csv(w) => w.into_inner().inner.flush().context(|| format!("writing {path}")),
+            Inner::Csv(w) => w
+                .into_inner()
+                .inner
+                .flush()
+                .context(|| format!("writing {path}")),
+            Inner::Debezium(mut w) => w.inner.flush().context(|| format!("writing {path}")),
             Inner::Parquet(w) => w.close().map(|_| ()).context(|| format!("closing {path}")),
         }
     }
+}
+
+/// Debezium envelopes for the rows of a changelog batch (its last column is the op):
+/// +I and +U become `"op":"c"` with `after`, -U and -D `"op":"d"` with `before`, as Flink's
+/// debezium-json encoder writes them.
+pub fn debezium_lines(batch: &RecordBatch) -> Result<Vec<u8>> {
+    use crate::changelog::{self, RowKind};
+    let ops: Vec<i8> = changelog::ops_of(batch)
+        .map(<[i8]>::to_vec)
+        .unwrap_or_else(|| vec![0; batch.num_rows()]);
+    let data = changelog::strip_ops(batch);
+    let mut rows = Vec::new();
+    {
+        let mut w = datafusion::arrow::json::LineDelimitedWriter::new(&mut rows);
+        w.write(&data)?;
+        w.finish()?;
+    }
+    let mut out = Vec::with_capacity(rows.len() + batch.num_rows() * 40);
+    for (line, op) in rows
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .zip(ops)
+    {
+        if RowKind::from_i8(op).is_accumulate() {
+            out.extend_from_slice(b"{\"before\":null,\"after\":");
+            out.extend_from_slice(line);
+            out.extend_from_slice(b",\"op\":\"c\"}\n");
+        } else {
+            out.extend_from_slice(b"{\"before\":");
+            out.extend_from_slice(line);
+            out.extend_from_slice(b",\"after\":null,\"op\":\"d\"}\n");
+        }
+    }
+    Ok(out)
 }

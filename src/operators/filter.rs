@@ -30,10 +30,20 @@ impl Operator for FilterSpec {
         "Filter"
     }
 
-    fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Emitter) -> Result<()> {
+    fn process_batch(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        out: &mut Emitter,
+    ) -> Result<()> {
         let mask = eval(&self.predicate, &batch)?;
         if mask.data_type() != &DataType::Boolean {
-            return exec_err!("Filter", "predicate {} is {}, not BOOLEAN", self.predicate, mask.data_type());
+            return exec_err!(
+                "Filter",
+                "predicate {} is {}, not BOOLEAN",
+                self.predicate,
+                mask.data_type()
+            );
         }
         let mask = mask.as_boolean();
         if mask.true_count() == batch.num_rows() && mask.null_count() == 0 {

@@ -38,7 +38,12 @@ impl Operator for Limit {
         "Limit"
     }
 
-    fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Emitter) -> Result<()> {
+    fn process_batch(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        out: &mut Emitter,
+    ) -> Result<()> {
         let left = self.spec.fetch - self.passed;
         let take = left.min(batch.num_rows());
         self.passed += take;
@@ -61,10 +66,14 @@ mod tests {
         op.process_batch(0, int_batch(&[1, 2]), &mut out).unwrap();
         op.process_batch(0, int_batch(&[3, 4]), &mut out).unwrap();
         op.process_batch(0, int_batch(&[5]), &mut out).unwrap();
-        let rows: usize = out.messages.iter().map(|m| match m {
-            crate::message::Message::Batch(b) => b.num_rows(),
-            _ => 0,
-        }).sum();
+        let rows: usize = out
+            .messages
+            .iter()
+            .map(|m| match m {
+                crate::message::Message::Batch(b) => b.num_rows(),
+                _ => 0,
+            })
+            .sum();
         assert_eq!(rows, 3);
     }
 }

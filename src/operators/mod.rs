@@ -8,18 +8,24 @@
 //! variant, one arm in the planner.
 
 mod filter;
+mod group_agg;
+mod join;
 mod limit;
 mod project;
 mod session;
+mod topn;
 mod watermark;
 mod window;
 mod window_assign;
 pub mod window_spec;
 
 pub use filter::FilterSpec;
+pub use group_agg::{GroupAggSpec, GroupAggregate};
+pub use join::{Expire, JoinKind, JoinSpec, StreamingJoin};
 pub use limit::LimitSpec;
 pub use project::ProjectSpec;
 pub use session::SessionAggregate;
+pub use topn::{TopN, TopNSpec};
 pub use watermark::{WatermarkGenSpec, WatermarkGenerator};
 pub use window::SlicedWindowAggregate;
 pub use window_assign::WindowAssignSpec;
@@ -54,7 +60,8 @@ impl Emitter {
 
     /// Emit a watermark downstream (only watermark generators do this themselves).
     pub fn emit_watermark(&mut self, wm: Timestamp) {
-        self.messages.push(Message::Watermark(Watermark::EventTime(wm)));
+        self.messages
+            .push(Message::Watermark(Watermark::EventTime(wm)));
     }
 
     /// Hand rows to the late-data output.
@@ -128,12 +135,25 @@ pub enum OpSpec {
     WindowAssign(WindowAssignSpec),
     /// Windowed aggregation (TUMBLE, HOP, CUMULATE, SESSION).
     WindowAggregate(WindowAggSpec),
+    /// Two-input streaming join (window, interval, regular).
+    Join(JoinSpec),
+    /// GROUP BY without a window TVF (updating, or per window of a windowed input).
+    GroupAggregate(GroupAggSpec),
+    /// ROW_NUMBER() ... WHERE rn <= N.
+    TopN(TopNSpec),
 }
 
 impl OpSpec {
     /// Whether the operator keeps state across batches (and so must see all shards' rows).
     pub fn is_stateful(&self) -> bool {
-        matches!(self, OpSpec::WindowAggregate(_) | OpSpec::Limit(_))
+        matches!(
+            self,
+            OpSpec::WindowAggregate(_)
+                | OpSpec::Limit(_)
+                | OpSpec::Join(_)
+                | OpSpec::GroupAggregate(_)
+                | OpSpec::TopN(_)
+        )
     }
 
     /// Build the runtime half.
@@ -148,6 +168,9 @@ impl OpSpec {
                 WindowKind::Session { .. } => Box::new(SessionAggregate::new(s.clone())?),
                 _ => Box::new(SlicedWindowAggregate::new(s.clone())?),
             },
+            OpSpec::Join(s) => Box::new(StreamingJoin::new(s.clone())),
+            OpSpec::GroupAggregate(s) => Box::new(GroupAggregate::new(s.clone())?),
+            OpSpec::TopN(s) => Box::new(TopN::new(s.clone())?),
         })
     }
 }
@@ -161,6 +184,9 @@ impl fmt::Display for OpSpec {
             OpSpec::Limit(s) => write!(f, "{s}"),
             OpSpec::WindowAssign(s) => write!(f, "{s}"),
             OpSpec::WindowAggregate(s) => write!(f, "{s}"),
+            OpSpec::Join(s) => write!(f, "{s}"),
+            OpSpec::GroupAggregate(s) => write!(f, "{s}"),
+            OpSpec::TopN(s) => write!(f, "{s}"),
         }
     }
 }
@@ -185,21 +211,31 @@ pub(crate) fn time_millis(
     use std::borrow::Cow;
     let div = |values: &[i64], d: i64| Cow::Owned(values.iter().map(|v| v.div_euclid(d)).collect());
     Ok(match col.data_type() {
-        DataType::Timestamp(TimeUnit::Millisecond, _) => {
-            Cow::Borrowed(col.as_primitive::<TimestampMillisecondType>().values().as_ref())
-        }
+        DataType::Timestamp(TimeUnit::Millisecond, _) => Cow::Borrowed(
+            col.as_primitive::<TimestampMillisecondType>()
+                .values()
+                .as_ref(),
+        ),
         DataType::Int64 => Cow::Borrowed(col.as_primitive::<Int64Type>().values().as_ref()),
-        DataType::Timestamp(TimeUnit::Second, _) => {
-            Cow::Owned(col.as_primitive::<TimestampSecondType>().values().iter().map(|v| v * 1000).collect())
-        }
-        DataType::Timestamp(TimeUnit::Microsecond, _) => {
-            div(col.as_primitive::<TimestampMicrosecondType>().values(), 1000)
-        }
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
-            div(col.as_primitive::<TimestampNanosecondType>().values(), 1_000_000)
-        }
+        DataType::Timestamp(TimeUnit::Second, _) => Cow::Owned(
+            col.as_primitive::<TimestampSecondType>()
+                .values()
+                .iter()
+                .map(|v| v * 1000)
+                .collect(),
+        ),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => div(
+            col.as_primitive::<TimestampMicrosecondType>().values(),
+            1000,
+        ),
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => div(
+            col.as_primitive::<TimestampNanosecondType>().values(),
+            1_000_000,
+        ),
         other => {
-            return crate::plan_err!("event-time column must be TIMESTAMP(3) or TIMESTAMP_LTZ(3), found {other}");
+            return crate::plan_err!(
+                "event-time column must be TIMESTAMP(3) or TIMESTAMP_LTZ(3), found {other}"
+            );
         }
     })
 }
@@ -212,6 +248,30 @@ pub(crate) mod test_util {
     use datafusion::arrow::array::{Int64Array, TimestampMillisecondArray};
     use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
     use datafusion::arrow::record_batch::RecordBatch;
+
+    /// Rows as `a | b | c` strings (NULL as empty), sorted.
+    pub fn rows(batches: &[RecordBatch]) -> Vec<String> {
+        use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+        let opts = FormatOptions::default();
+        let mut out = vec![];
+        for b in batches {
+            let fmts: Vec<_> = b
+                .columns()
+                .iter()
+                .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap())
+                .collect();
+            for r in 0..b.num_rows() {
+                out.push(
+                    fmts.iter()
+                        .map(|f| f.value(r).to_string())
+                        .collect::<Vec<_>>()
+                        .join(" | "),
+                );
+            }
+        }
+        out.sort();
+        out
+    }
 
     /// One BIGINT column `v`.
     pub fn int_batch(v: &[i64]) -> RecordBatch {
@@ -233,9 +293,15 @@ pub(crate) mod test_util {
         RecordBatch::try_new(
             tkv_schema(),
             vec![
-                Arc::new(TimestampMillisecondArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())),
-                Arc::new(Int64Array::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())),
-                Arc::new(Int64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())),
+                Arc::new(TimestampMillisecondArray::from(
+                    rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+                )),
+                Arc::new(Int64Array::from(
+                    rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+                )),
+                Arc::new(Int64Array::from(
+                    rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+                )),
             ],
         )
         .unwrap()

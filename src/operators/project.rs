@@ -37,10 +37,23 @@ impl Operator for ProjectSpec {
         "Project"
     }
 
-    fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Emitter) -> Result<()> {
-        let columns = self.exprs.iter().map(|e| eval(e, &batch)).collect::<Result<Vec<_>>>()?;
+    fn process_batch(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        out: &mut Emitter,
+    ) -> Result<()> {
+        let columns = self
+            .exprs
+            .iter()
+            .map(|e| eval(e, &batch))
+            .collect::<Result<Vec<_>>>()?;
         let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-        out.emit(RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)?);
+        out.emit(RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            columns,
+            &options,
+        )?);
         Ok(())
     }
 }

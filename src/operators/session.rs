@@ -56,27 +56,48 @@ impl Fragments {
             keys: self.keys.iter().map(t).collect::<Result<_>>()?,
             start: t(&self.start)?,
             last: t(&self.last)?,
-            states: self.states.iter().map(|s| s.iter().map(t).collect::<Result<_>>()).collect::<Result<_>>()?,
+            states: self
+                .states
+                .iter()
+                .map(|s| s.iter().map(t).collect::<Result<_>>())
+                .collect::<Result<_>>()?,
         })
     }
 
     fn concat(a: &Self, b: &Self) -> Result<Self> {
-        let c = |x: &ArrayRef, y: &ArrayRef| -> Result<ArrayRef> { Ok(concat(&[x.as_ref(), y.as_ref()])?) };
+        let c = |x: &ArrayRef, y: &ArrayRef| -> Result<ArrayRef> {
+            Ok(concat(&[x.as_ref(), y.as_ref()])?)
+        };
         Ok(Self {
-            keys: a.keys.iter().zip(&b.keys).map(|(x, y)| c(x, y)).collect::<Result<_>>()?,
+            keys: a
+                .keys
+                .iter()
+                .zip(&b.keys)
+                .map(|(x, y)| c(x, y))
+                .collect::<Result<_>>()?,
             start: c(&a.start, &b.start)?,
             last: c(&a.last, &b.last)?,
             states: a
                 .states
                 .iter()
                 .zip(&b.states)
-                .map(|(xs, ys)| xs.iter().zip(ys).map(|(x, y)| c(x, y)).collect::<Result<_>>())
+                .map(|(xs, ys)| {
+                    xs.iter()
+                        .zip(ys)
+                        .map(|(x, y)| c(x, y))
+                        .collect::<Result<_>>()
+                })
                 .collect::<Result<_>>()?,
         })
     }
 
     fn size(&self) -> usize {
-        self.keys.iter().chain([&self.start, &self.last]).chain(self.states.iter().flatten()).map(|a| a.get_array_memory_size()).sum()
+        self.keys
+            .iter()
+            .chain([&self.start, &self.last])
+            .chain(self.states.iter().flatten())
+            .map(|a| a.get_array_memory_size())
+            .sum()
     }
 }
 
@@ -93,11 +114,26 @@ pub struct SessionAggregate {
 }
 
 /// Sort permutation by (keys, time) and the ranges of equal keys in that order.
-fn sort_by_keys(keys: &[ArrayRef], time: &ArrayRef) -> Result<(UInt32Array, Vec<std::ops::Range<usize>>)> {
-    let mut cols: Vec<SortColumn> = keys.iter().map(|k| SortColumn { values: k.clone(), options: None }).collect();
-    cols.push(SortColumn { values: time.clone(), options: None });
+fn sort_by_keys(
+    keys: &[ArrayRef],
+    time: &ArrayRef,
+) -> Result<(UInt32Array, Vec<std::ops::Range<usize>>)> {
+    let mut cols: Vec<SortColumn> = keys
+        .iter()
+        .map(|k| SortColumn {
+            values: k.clone(),
+            options: None,
+        })
+        .collect();
+    cols.push(SortColumn {
+        values: time.clone(),
+        options: None,
+    });
     let order = lexsort_to_indices(&cols, None)?;
-    let sorted_keys = keys.iter().map(|k| Ok(take(k.as_ref(), &order, None)?)).collect::<Result<Vec<_>>>()?;
+    let sorted_keys = keys
+        .iter()
+        .map(|k| Ok(take(k.as_ref(), &order, None)?))
+        .collect::<Result<Vec<_>>>()?;
     let ranges = if sorted_keys.is_empty() {
         vec![0..order.len()]
     } else {
@@ -112,7 +148,15 @@ impl SessionAggregate {
         let WindowKind::Session { gap } = spec.kind else {
             return crate::plan_err!("SessionAggregate needs a SESSION window, got {}", spec.kind);
         };
-        Ok(Self { spec, gap, wm: Timestamp::MIN, buffer: vec![], buffered_rows: 0, open: None, next_close: Timestamp::MAX })
+        Ok(Self {
+            spec,
+            gap,
+            wm: Timestamp::MIN,
+            buffer: vec![],
+            buffered_rows: 0,
+            open: None,
+            next_close: Timestamp::MAX,
+        })
     }
 
     fn concat_buffer(&mut self) -> Result<Option<Chunk>> {
@@ -122,18 +166,35 @@ impl SessionAggregate {
             return Ok(chunks.into_iter().next());
         }
         let cat = |get: &dyn Fn(&Chunk) -> Option<&ArrayRef>| -> Result<Option<ArrayRef>> {
-            let parts: Option<Vec<&dyn Array>> = chunks.iter().map(|c| get(c).map(|a| a.as_ref())).collect();
+            let parts: Option<Vec<&dyn Array>> =
+                chunks.iter().map(|c| get(c).map(|a| a.as_ref())).collect();
             parts.map(|p| Ok(concat(&p)?)).transpose()
         };
         let first = &chunks[0].inputs;
-        let missing = || crate::Error::Plan("internal: buffered session chunks differ in shape".into());
-        let keys = (0..first.keys.len()).map(|k| cat(&|c| Some(&c.inputs.keys[k]))?.ok_or_else(missing)).collect::<Result<Vec<_>>>()?;
-        let args = (0..first.args.len())
-            .map(|a| (0..first.args[a].len()).map(|j| cat(&|c| Some(&c.inputs.args[a][j]))?.ok_or_else(missing)).collect::<Result<Vec<_>>>())
+        let missing =
+            || crate::Error::Plan("internal: buffered session chunks differ in shape".into());
+        let keys = (0..first.keys.len())
+            .map(|k| cat(&|c| Some(&c.inputs.keys[k]))?.ok_or_else(missing))
             .collect::<Result<Vec<_>>>()?;
-        let filters = (0..first.filters.len()).map(|f| cat(&|c| c.inputs.filters[f].as_ref())).collect::<Result<Vec<_>>>()?;
+        let args = (0..first.args.len())
+            .map(|a| {
+                (0..first.args[a].len())
+                    .map(|j| cat(&|c| Some(&c.inputs.args[a][j]))?.ok_or_else(missing))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let filters = (0..first.filters.len())
+            .map(|f| cat(&|c| c.inputs.filters[f].as_ref()))
+            .collect::<Result<Vec<_>>>()?;
         let ts = cat(&|c| Some(&c.ts))?.ok_or_else(missing)?;
-        Ok(Some(Chunk { inputs: Inputs { keys, args, filters }, ts }))
+        Ok(Some(Chunk {
+            inputs: Inputs {
+                keys,
+                args,
+                filters,
+            },
+            ts,
+        }))
     }
 
     /// Raw rows → one fragment per run of a key's rows within `gap` of each other.
@@ -142,7 +203,8 @@ impl SessionAggregate {
         let sorted = rows.inputs.take(&order)?;
         let ts_sorted = take(rows.ts.as_ref(), &order, None)?;
         let ts = ts_sorted.as_primitive::<Int64Type>().values();
-        let (mut group_ids, mut firsts, mut starts, mut lasts) = (Vec::with_capacity(ts.len()), vec![], vec![], vec![]);
+        let (mut group_ids, mut firsts, mut starts, mut lasts) =
+            (Vec::with_capacity(ts.len()), vec![], vec![], vec![]);
         for range in ranges {
             let mut s = range.start;
             while s < range.end {
@@ -166,8 +228,17 @@ impl SessionAggregate {
             states.push(acc.state(EmitTo::All)?);
         }
         let firsts = UInt32Array::from(firsts);
-        let keys = sorted.keys.iter().map(|k| Ok(take(k.as_ref(), &firsts, None)?)).collect::<Result<Vec<_>>>()?;
-        Ok(Fragments { keys, start: std::sync::Arc::new(Int64Array::from(starts)), last: std::sync::Arc::new(Int64Array::from(lasts)), states })
+        let keys = sorted
+            .keys
+            .iter()
+            .map(|k| Ok(take(k.as_ref(), &firsts, None)?))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Fragments {
+            keys,
+            start: std::sync::Arc::new(Int64Array::from(starts)),
+            last: std::sync::Arc::new(Int64Array::from(lasts)),
+            states,
+        })
     }
 
     /// Fold buffered rows into the open sessions; emit the sessions the watermark closed.
@@ -190,7 +261,10 @@ impl SessionAggregate {
         };
         let (order, ranges) = sort_by_keys(&all.keys, &all.start)?;
         let all = all.take(&order)?;
-        let (starts, lasts) = (all.start.as_primitive::<Int64Type>().values(), all.last.as_primitive::<Int64Type>().values());
+        let (starts, lasts) = (
+            all.start.as_primitive::<Int64Type>().values(),
+            all.last.as_primitive::<Int64Type>().values(),
+        );
         // Merge fragments of a key that are within `gap` of each other.
         let mut sessions: Vec<(usize, i64, i64)> = vec![]; // (first fragment, start, last)
         let mut session_of = vec![0usize; all.len()];
@@ -239,25 +313,53 @@ impl SessionAggregate {
             UInt32Array::from(v.into_iter().map(|(_, f)| f).collect::<Vec<_>>())
         };
         let ordered = |want_closed: bool, field: fn(&(usize, i64, i64)) -> i64| -> Vec<i64> {
-            let mut v: Vec<(usize, i64)> =
-                sessions.iter().enumerate().filter(|(i, _)| closed[*i] == want_closed).map(|(i, s)| (remap[i], field(s))).collect();
+            let mut v: Vec<(usize, i64)> = sessions
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| closed[*i] == want_closed)
+                .map(|(i, s)| (remap[i], field(s)))
+                .collect();
             v.sort_unstable();
             v.into_iter().map(|(_, x)| x).collect()
         };
         if n_closed > 0 {
-            let aggs = accs.iter_mut().map(|a| Ok(a.evaluate(EmitTo::First(n_closed))?)).collect::<Result<Vec<_>>>()?;
+            let aggs = accs
+                .iter_mut()
+                .map(|a| Ok(a.evaluate(EmitTo::First(n_closed))?))
+                .collect::<Result<Vec<_>>>()?;
             let firsts = pick(true);
-            let keys = all.keys.iter().map(|k| Ok(take(k.as_ref(), &firsts, None)?)).collect::<Result<Vec<_>>>()?;
-            let ends = ordered(true, |s| s.2).into_iter().map(|l| l + self.gap).collect();
-            out.emit(self.spec.output_batch(ordered(true, |s| s.1), ends, &keys, aggs)?);
+            let keys = all
+                .keys
+                .iter()
+                .map(|k| Ok(take(k.as_ref(), &firsts, None)?))
+                .collect::<Result<Vec<_>>>()?;
+            let ends = ordered(true, |s| s.2)
+                .into_iter()
+                .map(|l| l + self.gap)
+                .collect();
+            out.emit(
+                self.spec
+                    .output_batch(ordered(true, |s| s.1), ends, &keys, aggs)?,
+            );
         }
         self.next_close = Timestamp::MAX;
         if n_closed < sessions.len() {
-            let states = accs.iter_mut().map(|a| Ok(a.state(EmitTo::All)?)).collect::<Result<Vec<_>>>()?;
+            let states = accs
+                .iter_mut()
+                .map(|a| Ok(a.state(EmitTo::All)?))
+                .collect::<Result<Vec<_>>>()?;
             let firsts = pick(false);
-            let keys = all.keys.iter().map(|k| Ok(take(k.as_ref(), &firsts, None)?)).collect::<Result<Vec<_>>>()?;
+            let keys = all
+                .keys
+                .iter()
+                .map(|k| Ok(take(k.as_ref(), &firsts, None)?))
+                .collect::<Result<Vec<_>>>()?;
             let lasts = ordered(false, |s| s.2);
-            self.next_close = lasts.iter().map(|l| l + self.gap).min().unwrap_or(Timestamp::MAX);
+            self.next_close = lasts
+                .iter()
+                .map(|l| l + self.gap)
+                .min()
+                .unwrap_or(Timestamp::MAX);
             self.open = Some(Fragments {
                 keys,
                 start: std::sync::Arc::new(Int64Array::from(ordered(false, |s| s.1))),
@@ -274,7 +376,12 @@ impl Operator for SessionAggregate {
         "SessionAggregate"
     }
 
-    fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Emitter) -> Result<()> {
+    fn process_batch(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        out: &mut Emitter,
+    ) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
@@ -284,20 +391,38 @@ impl Operator for SessionAggregate {
         let ts_arr: ArrayRef = std::sync::Arc::new(Int64Array::from(ts.to_vec()));
         drop(ts);
         let (batch, ts_arr) = if late.iter().any(|l| *l) {
-            let idx = |want: bool| UInt32Array::from((0..late.len() as u32).filter(|i| late[*i as usize] == want).collect::<Vec<_>>());
+            let idx = |want: bool| {
+                UInt32Array::from(
+                    (0..late.len() as u32)
+                        .filter(|i| late[*i as usize] == want)
+                        .collect::<Vec<_>>(),
+                )
+            };
             out.late(take_batch(&batch, &idx(true))?);
             let keep = idx(false);
-            (take_batch(&batch, &keep)?, take(ts_arr.as_ref(), &keep, None)?)
+            (
+                take_batch(&batch, &keep)?,
+                take(ts_arr.as_ref(), &keep, None)?,
+            )
         } else {
             (batch, ts_arr)
         };
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let min_ts = ts_arr.as_primitive::<Int64Type>().values().iter().copied().min().unwrap_or(Timestamp::MAX);
+        let min_ts = ts_arr
+            .as_primitive::<Int64Type>()
+            .values()
+            .iter()
+            .copied()
+            .min()
+            .unwrap_or(Timestamp::MAX);
         self.next_close = self.next_close.min(min_ts.saturating_add(self.gap));
         self.buffered_rows += batch.num_rows();
-        self.buffer.push(Chunk { inputs: Inputs::evaluate(&self.spec, &batch)?, ts: ts_arr });
+        self.buffer.push(Chunk {
+            inputs: Inputs::evaluate(&self.spec, &batch)?,
+            ts: ts_arr,
+        });
         if self.buffered_rows >= COMPACT_ROWS {
             self.compact(out)?;
         }
@@ -321,8 +446,17 @@ impl Operator for SessionAggregate {
             .iter()
             .map(|c| {
                 c.ts.get_array_memory_size()
-                    + c.inputs.keys.iter().map(|k| k.get_array_memory_size()).sum::<usize>()
-                    + c.inputs.args.iter().flatten().map(|a| a.get_array_memory_size()).sum::<usize>()
+                    + c.inputs
+                        .keys
+                        .iter()
+                        .map(|k| k.get_array_memory_size())
+                        .sum::<usize>()
+                    + c.inputs
+                        .args
+                        .iter()
+                        .flatten()
+                        .map(|a| a.get_array_memory_size())
+                        .sum::<usize>()
             })
             .sum();
         raw + self.open.as_ref().map_or(0, Fragments::size)

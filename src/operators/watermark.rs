@@ -32,7 +32,11 @@ pub struct WatermarkGenSpec {
 
 impl fmt::Display for WatermarkGenSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Watermark: {} - {} ms (per shard)", self.time_name, self.delay_ms)
+        write!(
+            f,
+            "Watermark: {} - {} ms (per shard)",
+            self.time_name, self.delay_ms
+        )
     }
 }
 
@@ -46,7 +50,11 @@ pub struct WatermarkGenerator {
 impl WatermarkGenerator {
     /// A generator that has seen nothing.
     pub fn new(spec: WatermarkGenSpec) -> Self {
-        Self { spec, max_ts: Timestamp::MIN, emitted: Timestamp::MIN }
+        Self {
+            spec,
+            max_ts: Timestamp::MIN,
+            emitted: Timestamp::MIN,
+        }
     }
 
     fn watermark(&self) -> Timestamp {
@@ -63,7 +71,12 @@ impl Operator for WatermarkGenerator {
         false
     }
 
-    fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Emitter) -> Result<()> {
+    fn process_batch(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        out: &mut Emitter,
+    ) -> Result<()> {
         let col = batch.column(self.spec.time_col);
         let batch = if col.null_count() > 0 {
             out.malformed += col.null_count() as u64;
@@ -102,7 +115,11 @@ mod tests {
     use crate::operators::test_util::tkv;
 
     fn run(rows: &[(i64, i64, i64)]) -> Vec<String> {
-        let mut op = WatermarkGenerator::new(WatermarkGenSpec { time_col: 0, time_name: "ts".into(), delay_ms: 10 });
+        let mut op = WatermarkGenerator::new(WatermarkGenSpec {
+            time_col: 0,
+            time_name: "ts".into(),
+            delay_ms: 10,
+        });
         let mut out = Emitter::default();
         op.process_batch(0, tkv(rows), &mut out).unwrap();
         out.messages
@@ -117,12 +134,18 @@ mod tests {
 
     #[test]
     fn in_order_input_is_not_split() {
-        assert_eq!(run(&[(100, 0, 0), (105, 0, 0), (120, 0, 0)]), vec!["rows:3", "wm:110"]);
+        assert_eq!(
+            run(&[(100, 0, 0), (105, 0, 0), (120, 0, 0)]),
+            vec!["rows:3", "wm:110"]
+        );
     }
 
     #[test]
     fn out_of_order_within_delay_is_not_split() {
-        assert_eq!(run(&[(100, 0, 0), (95, 0, 0), (120, 0, 0)]), vec!["rows:3", "wm:110"]);
+        assert_eq!(
+            run(&[(100, 0, 0), (95, 0, 0), (120, 0, 0)]),
+            vec!["rows:3", "wm:110"]
+        );
     }
 
     #[test]

@@ -54,13 +54,24 @@ mod groups {
             let values = if spec.keys.is_empty() {
                 None
             } else {
-                Some(new_group_values(spec.key_schema.clone(), &GroupOrdering::None)?)
+                Some(new_group_values(
+                    spec.key_schema.clone(),
+                    &GroupOrdering::None,
+                )?)
             };
-            Ok(Self { values, single: false })
+            Ok(Self {
+                values,
+                single: false,
+            })
         }
 
         /// Group index of each of `rows` rows with key columns `keys`.
-        pub(crate) fn intern(&mut self, keys: &[ArrayRef], rows: usize, out: &mut Vec<usize>) -> Result<()> {
+        pub(crate) fn intern(
+            &mut self,
+            keys: &[ArrayRef],
+            rows: usize,
+            out: &mut Vec<usize>,
+        ) -> Result<()> {
             match &mut self.values {
                 Some(v) => v.intern(keys, out)?,
                 None => {
@@ -92,7 +103,9 @@ mod groups {
     }
 
     /// One accumulator per aggregate, as DataFusion's hash aggregation makes them.
-    pub(crate) fn new_accumulators(spec: &WindowAggSpec) -> Result<Vec<Box<dyn GroupsAccumulator>>> {
+    pub(crate) fn new_accumulators(
+        spec: &WindowAggSpec,
+    ) -> Result<Vec<Box<dyn GroupsAccumulator>>> {
         spec.aggs
             .iter()
             .map(|a| -> Result<Box<dyn GroupsAccumulator>> {
@@ -100,7 +113,9 @@ mod groups {
                     Ok(a.create_groups_accumulator()?)
                 } else {
                     let captured = a.clone();
-                    Ok(Box::new(GroupsAccumulatorAdapter::new(move || captured.create_accumulator())))
+                    Ok(Box::new(GroupsAccumulatorAdapter::new(move || {
+                        captured.create_accumulator()
+                    })))
                 }
             })
             .collect()
@@ -116,26 +131,47 @@ pub(crate) struct Inputs {
 
 impl Inputs {
     pub(crate) fn evaluate(spec: &WindowAggSpec, batch: &RecordBatch) -> Result<Self> {
-        let keys = spec.keys.iter().map(|k| eval(k, batch)).collect::<Result<Vec<_>>>()?;
+        let keys = spec
+            .keys
+            .iter()
+            .map(|k| eval(k, batch))
+            .collect::<Result<Vec<_>>>()?;
         let args = spec
             .aggs
             .iter()
-            .map(|a| a.expressions().iter().map(|e| eval(e, batch)).collect::<Result<Vec<_>>>())
+            .map(|a| {
+                a.expressions()
+                    .iter()
+                    .map(|e| eval(e, batch))
+                    .collect::<Result<Vec<_>>>()
+            })
             .collect::<Result<Vec<_>>>()?;
         let filters = spec
             .agg_filters
             .iter()
             .map(|f| f.as_ref().map(|f| eval(f, batch)).transpose())
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { keys, args, filters })
+        Ok(Self {
+            keys,
+            args,
+            filters,
+        })
     }
 
     pub(crate) fn take(&self, idx: &UInt32Array) -> Result<Self> {
         let t = |a: &ArrayRef| -> Result<ArrayRef> { Ok(take(a.as_ref(), idx, None)?) };
         Ok(Self {
             keys: self.keys.iter().map(t).collect::<Result<_>>()?,
-            args: self.args.iter().map(|v| v.iter().map(t).collect::<Result<_>>()).collect::<Result<_>>()?,
-            filters: self.filters.iter().map(|f| f.as_ref().map(t).transpose()).collect::<Result<_>>()?,
+            args: self
+                .args
+                .iter()
+                .map(|v| v.iter().map(t).collect::<Result<_>>())
+                .collect::<Result<_>>()?,
+            filters: self
+                .filters
+                .iter()
+                .map(|f| f.as_ref().map(t).transpose())
+                .collect::<Result<_>>()?,
         })
     }
 }
@@ -180,12 +216,27 @@ impl SlicedWindowAggregate {
     }
 
     fn feed(&mut self, slice_start: Timestamp, inputs: &Inputs, rows: usize) -> Result<()> {
-        let Self { spec, live, pending, scratch, wm, .. } = self;
+        let Self {
+            spec,
+            live,
+            pending,
+            scratch,
+            wm,
+            ..
+        } = self;
         let slice = match live.entry(slice_start) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::btree_map::Entry::Vacant(e) => {
-                pending.extend(spec.kind.window_ends(slice_start).into_iter().filter(|end| end > wm));
-                e.insert(Slice { groups: Groups::new(spec)?, accs: new_accumulators(spec)? })
+                pending.extend(
+                    spec.kind
+                        .window_ends(slice_start)
+                        .into_iter()
+                        .filter(|end| end > wm),
+                );
+                e.insert(Slice {
+                    groups: Groups::new(spec)?,
+                    accs: new_accumulators(spec)?,
+                })
             }
         };
         slice.groups.intern(&inputs.keys, rows, scratch)?;
@@ -198,11 +249,15 @@ impl SlicedWindowAggregate {
     }
 
     fn evaluate(accs: &mut [Box<dyn GroupsAccumulator>]) -> Result<Vec<ArrayRef>> {
-        accs.iter_mut().map(|a| Ok(a.evaluate(EmitTo::All)?)).collect()
+        accs.iter_mut()
+            .map(|a| Ok(a.evaluate(EmitTo::All)?))
+            .collect()
     }
 
     fn fire_tumble(&mut self, wm: Timestamp, out: &mut Emitter) -> Result<()> {
-        let WindowKind::Tumble { size } = self.spec.kind else { return Ok(()) };
+        let WindowKind::Tumble { size } = self.spec.kind else {
+            return Ok(());
+        };
         while let Some(entry) = self.live.first_entry() {
             let start = *entry.key();
             if start + size > wm {
@@ -212,8 +267,14 @@ impl SlicedWindowAggregate {
             self.pending.remove(&(start + size));
             let keys = slice.groups.emit()?;
             let aggs = Self::evaluate(&mut slice.accs)?;
-            let n = aggs.first().map_or(0, |a| a.len()).max(keys.first().map_or(0, |k| k.len()));
-            out.emit(self.spec.output_batch(vec![start; n], vec![start + size; n], &keys, aggs)?);
+            let n = aggs
+                .first()
+                .map_or(0, |a| a.len())
+                .max(keys.first().map_or(0, |k| k.len()));
+            out.emit(
+                self.spec
+                    .output_batch(vec![start; n], vec![start + size; n], &keys, aggs)?,
+            );
         }
         Ok(())
     }
@@ -228,9 +289,15 @@ impl SlicedWindowAggregate {
             let mut slice = entry.remove();
             let rows = slice.groups.len();
             let keys = slice.groups.emit()?;
-            let states =
-                slice.accs.iter_mut().map(|a| Ok(a.state(EmitTo::All)?)).collect::<Result<Vec<_>>>()?;
-            self.frozen.entry(start).or_default().push(Frozen { keys, states, rows });
+            let states = slice
+                .accs
+                .iter_mut()
+                .map(|a| Ok(a.state(EmitTo::All)?))
+                .collect::<Result<Vec<_>>>()?;
+            self.frozen
+                .entry(start)
+                .or_default()
+                .push(Frozen { keys, states, rows });
         }
         Ok(())
     }
@@ -254,7 +321,10 @@ impl SlicedWindowAggregate {
         }
         let keys = groups.emit()?;
         let aggs = Self::evaluate(&mut accs)?;
-        out.emit(self.spec.output_batch(vec![start; n], vec![end; n], &keys, aggs)?);
+        out.emit(
+            self.spec
+                .output_batch(vec![start; n], vec![end; n], &keys, aggs)?,
+        );
         Ok(())
     }
 }
@@ -264,7 +334,12 @@ impl Operator for SlicedWindowAggregate {
         "WindowAggregate"
     }
 
-    fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Emitter) -> Result<()> {
+    fn process_batch(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        out: &mut Emitter,
+    ) -> Result<()> {
         let rows = batch.num_rows();
         if rows == 0 {
             return Ok(());
@@ -272,7 +347,9 @@ impl Operator for SlicedWindowAggregate {
         let kind = self.spec.kind;
         let ts = time_millis(batch.column(self.spec.time_col))?;
         let first = kind.slice_start(ts[0]);
-        let single = ts.iter().all(|&t| t >= first && t - first < kind.slice_width());
+        let single = ts
+            .iter()
+            .all(|&t| t >= first && t - first < kind.slice_width());
         if single && kind.last_window_end(first) > self.wm {
             let inputs = Inputs::evaluate(&self.spec, &batch)?;
             return self.feed(first, &inputs, rows);
@@ -331,8 +408,15 @@ impl Operator for SlicedWindowAggregate {
             .values()
             .flatten()
             .map(|f| {
-                f.keys.iter().map(|k| k.get_array_memory_size()).sum::<usize>()
-                    + f.states.iter().flatten().map(|s| s.get_array_memory_size()).sum::<usize>()
+                f.keys
+                    .iter()
+                    .map(|k| k.get_array_memory_size())
+                    .sum::<usize>()
+                    + f.states
+                        .iter()
+                        .flatten()
+                        .map(|s| s.get_array_memory_size())
+                        .sum::<usize>()
             })
             .sum();
         live + frozen
@@ -342,4 +426,3 @@ impl Operator for SlicedWindowAggregate {
 pub(crate) fn take_batch(batch: &RecordBatch, idx: &UInt32Array) -> Result<RecordBatch> {
     Ok(datafusion::arrow::compute::take_record_batch(batch, idx)?)
 }
-

@@ -36,7 +36,12 @@ impl Operator for WindowAssignSpec {
         "WindowAssign"
     }
 
-    fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Emitter) -> Result<()> {
+    fn process_batch(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        out: &mut Emitter,
+    ) -> Result<()> {
         let ts = time_millis(batch.column(self.time_col))?;
         let (rows, starts, ends): (Option<UInt32Array>, Vec<i64>, Vec<i64>) = match self.kind {
             WindowKind::Tumble { size } => {
@@ -56,7 +61,9 @@ impl Operator for WindowAssignSpec {
                 }
                 (Some(UInt32Array::from(idx)), starts, ends)
             }
-            WindowKind::Session { .. } => return not_supported!("SESSION windows without aggregation"),
+            WindowKind::Session { .. } => {
+                return not_supported!("SESSION windows without aggregation");
+            }
         };
         drop(ts);
         let batch = match rows {
@@ -71,7 +78,9 @@ impl Operator for WindowAssignSpec {
         let times: Vec<i64> = ends.iter().map(|e| e - 1).collect();
         let mut cols = batch.columns().to_vec();
         for (i, v) in [starts, ends, times].into_iter().enumerate() {
-            cols.push(Arc::new(TimestampMillisecondArray::from(v).with_timezone_opt(tz(i))) as ArrayRef);
+            cols.push(
+                Arc::new(TimestampMillisecondArray::from(v).with_timezone_opt(tz(i))) as ArrayRef,
+            );
         }
         out.emit(RecordBatch::try_new(self.output_schema.clone(), cols)?);
         Ok(())

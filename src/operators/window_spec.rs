@@ -98,7 +98,10 @@ impl WindowKind {
             }
             WindowKind::Cumulate { step, max_size } => {
                 let last = floor_to(s, max_size) + max_size;
-                (1..).map(|k| s + k * step).take_while(|e| *e <= last).collect()
+                (1..)
+                    .map(|k| s + k * step)
+                    .take_while(|e| *e <= last)
+                    .collect()
             }
             WindowKind::Session { gap } => vec![s + gap],
         }
@@ -117,11 +120,17 @@ impl WindowKind {
 impl fmt::Display for WindowKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = |ms: i64| {
-            if ms % 1000 == 0 { format!("{}s", ms / 1000) } else { format!("{ms}ms") }
+            if ms % 1000 == 0 {
+                format!("{}s", ms / 1000)
+            } else {
+                format!("{ms}ms")
+            }
         };
         match *self {
             WindowKind::Tumble { size } => write!(f, "TUMBLE(size={})", d(size)),
-            WindowKind::Hop { slide, size } => write!(f, "HOP(slide={}, size={})", d(slide), d(size)),
+            WindowKind::Hop { slide, size } => {
+                write!(f, "HOP(slide={}, size={})", d(slide), d(size))
+            }
             WindowKind::Cumulate { step, max_size } => {
                 write!(f, "CUMULATE(step={}, max={})", d(step), d(max_size))
             }
@@ -173,7 +182,10 @@ impl fmt::Display for WindowAggSpec {
         write!(f, ", keys=[{}]", keys.join(", "))?;
         let aggs: Vec<&str> = self.aggs.iter().map(|a| a.name()).collect();
         write!(f, ", aggs=[{}]", aggs.join(", "))?;
-        write!(f, ", fires when the watermark passes window_end; state freed then")
+        write!(
+            f,
+            ", fires when the watermark passes window_end; state freed then"
+        )
     }
 }
 
@@ -194,12 +206,12 @@ impl WindowAggSpec {
         let mut cols: Vec<ArrayRef> = Vec::with_capacity(self.output_schema.fields().len());
         for (i, g) in self.group_out.iter().enumerate() {
             let col: ArrayRef = match g {
-                GroupOut::WindowStart => {
-                    Arc::new(TimestampMillisecondArray::from(starts.clone()).with_timezone_opt(tz_of(i)))
-                }
-                GroupOut::WindowEnd => {
-                    Arc::new(TimestampMillisecondArray::from(ends.clone()).with_timezone_opt(tz_of(i)))
-                }
+                GroupOut::WindowStart => Arc::new(
+                    TimestampMillisecondArray::from(starts.clone()).with_timezone_opt(tz_of(i)),
+                ),
+                GroupOut::WindowEnd => Arc::new(
+                    TimestampMillisecondArray::from(ends.clone()).with_timezone_opt(tz_of(i)),
+                ),
                 GroupOut::WindowTime => Arc::new(
                     TimestampMillisecondArray::from(ends.iter().map(|e| e - 1).collect::<Vec<_>>())
                         .with_timezone_opt(tz_of(i)),
@@ -216,7 +228,11 @@ impl WindowAggSpec {
             .map(|(c, f)| crate::format::cast_to(&c, f.data_type()))
             .collect::<Result<Vec<_>>>()?;
         let options = RecordBatchOptions::new().with_row_count(Some(n));
-        Ok(RecordBatch::try_new_with_options(self.output_schema.clone(), cols, &options)?)
+        Ok(RecordBatch::try_new_with_options(
+            self.output_schema.clone(),
+            cols,
+            &options,
+        )?)
     }
 }
 
@@ -240,7 +256,10 @@ mod tests {
 
     #[test]
     fn cumulate_windows() {
-        let c = WindowKind::Cumulate { step: 2, max_size: 6 };
+        let c = WindowKind::Cumulate {
+            step: 2,
+            max_size: 6,
+        };
         assert_eq!(c.window_ends(2), vec![4, 6]);
         assert_eq!(c.window_start(4), 0);
         assert_eq!(c.window_start(8), 6);

@@ -1,48 +1,116 @@
-//! EXPLAIN: the dataflow graph of a pipeline as text.
+//! EXPLAIN: the dataflow graph of a pipeline as text, with each stage's parallelism and the
+//! exchanges between stages.
 
 use std::fmt::Write;
 
-use super::Pipeline;
+use super::{Flow, Pipeline};
 
-/// Render a pipeline: source and shards, per-shard operators, the merge, the rest, the sink.
+/// Render a pipeline, sink first, then its inputs indented below it.
 pub fn render(p: &Pipeline) -> String {
     let mut s = String::new();
-    let t = &p.source;
-    let opts: Vec<String> = t
-        .def
-        .options
-        .iter()
-        .filter(|(k, _)| k.as_str() != "connector")
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    let _ = writeln!(s, "Source: {} (connector={}{}{})", t.def.name, t.connector(), if opts.is_empty() { "" } else { ", " }, opts.join(", "));
-    let _ = writeln!(s, "  shards: {}", shard_note(t.connector()));
-    for op in &p.shard_ops {
-        let _ = writeln!(s, "  ├─ [per shard] {op}");
-    }
-    let _ = writeln!(s, "  ├─ Merge shards: watermark = min over non-idle shards; finished shards count as +∞");
-    for op in &p.merged_ops {
-        let _ = writeln!(s, "  ├─ {op}");
-    }
     match &p.sink {
         Some(sink) => {
-            let _ = writeln!(s, "  └─ Sink: {} (connector={})", sink.def.name, sink.connector());
+            let _ = writeln!(
+                s,
+                "Sink: {} (connector={}){}",
+                sink.def.name,
+                sink.connector(),
+                if p.updating { " [changelog]" } else { "" }
+            );
         }
         None => {
-            let _ = writeln!(s, "  └─ Output: rows to the client");
+            let _ = writeln!(
+                s,
+                "Output: rows to the client{}",
+                if p.updating {
+                    " [changelog: +I/-U/+U/-D]"
+                } else {
+                    ""
+                }
+            );
         }
     }
-    let cols: Vec<String> =
-        p.schema.fields().iter().map(|f| format!("{} {}", f.name(), crate::sql::types::display_type(f.data_type()))).collect();
+    flow(&mut s, &p.root, p.parallelism, 1, "gather");
+    let cols: Vec<String> = p
+        .schema
+        .fields()
+        .iter()
+        .map(|f| {
+            format!(
+                "{} {}",
+                f.name(),
+                crate::sql::types::display_type(f.data_type())
+            )
+        })
+        .collect();
     let _ = writeln!(s, "Output schema: ({})", cols.join(", "));
-    let _ = write!(s, "Parallelism: 1 task per source shard, 1 for the merged operators");
+    let _ = write!(
+        s,
+        "Parallelism: {} (keyed stages run {} instances; a stage with an unkeyed input runs 1)",
+        p.parallelism, p.parallelism
+    );
     s
+}
+
+fn flow(s: &mut String, f: &Flow, p: usize, depth: usize, exchange: &str) {
+    let pad = "  ".repeat(depth);
+    match f {
+        Flow::Source { table, ops } => {
+            let opts: Vec<String> = table
+                .def
+                .options
+                .iter()
+                .filter(|(k, _)| k.as_str() != "connector")
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let _ = writeln!(
+                s,
+                "{pad}└─ [{exchange}] Source: {} (connector={}{}{})",
+                table.def.name,
+                table.connector(),
+                if opts.is_empty() { "" } else { ", " },
+                opts.join(", ")
+            );
+            let _ = writeln!(
+                s,
+                "{pad}     shards: {}; one task per shard, watermark per shard",
+                shard_note(table.connector())
+            );
+            for op in ops {
+                let _ = writeln!(s, "{pad}     ├─ [per shard] {op}");
+            }
+        }
+        Flow::Stage(stage) => {
+            let n = stage.parallelism(p);
+            let _ = writeln!(
+                s,
+                "{pad}└─ [{exchange}] Stage (parallelism {n}; watermark = min over its inputs)"
+            );
+            for op in stage.ops.iter().rev() {
+                let _ = writeln!(s, "{pad}     ├─ {op}");
+            }
+            for (i, input) in stage.inputs.iter().enumerate() {
+                let side = match (stage.inputs.len(), i) {
+                    (1, _) => String::new(),
+                    (_, 0) => "left ".into(),
+                    _ => "right ".into(),
+                };
+                let ex = if input.keys.is_empty() || n == 1 {
+                    format!("{side}gather into 1")
+                } else {
+                    let keys: Vec<String> = input.keys.iter().map(|k| k.to_string()).collect();
+                    format!("{side}hash({}) over {n}", keys.join(", "))
+                };
+                flow(s, &input.flow, p, depth + 2, &ex);
+            }
+        }
+    }
 }
 
 fn shard_note(connector: &str) -> &'static str {
     match connector {
-        "filesystem" => "one per file ('path' a file: one shard)",
-        "nexmark" => "'nexmark.shards' generator shards (default 1)",
+        "filesystem" => "one per file",
+        "nexmark" => "'nexmark.shards' (default 1)",
         "push" => "one (batches pushed by the application)",
         _ => "one",
     }

@@ -9,24 +9,27 @@
 //! fail here with "not supported yet: ...", never at run time with wrong rows.
 
 mod explain;
+mod graph;
 pub mod rewrite;
+mod stateful;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::TableProvider;
 use datafusion::common::{DFSchema, TableReference};
 use datafusion::datasource::empty::EmptyTable;
 use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::context::ExecutionProps;
 use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::{Aggregate, Expr as DfExpr, LogicalPlan};
 use datafusion::physical_expr::expressions::Column as PhysColumn;
 use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
 use datafusion::prelude::SessionConfig;
-use datafusion::execution::context::ExecutionProps;
 use sqlparser::ast::Query;
 
+pub use graph::{Flow, Input, Pipeline, Stage};
 pub use rewrite::WindowTvf;
 
 use crate::error::Context;
@@ -38,34 +41,50 @@ use crate::sql::catalog::Table;
 use crate::sql::{Catalog, Statement};
 use crate::{Error, Result, not_supported, plan_err};
 
-/// A planned continuous query: one sharded source, operators, and where the rows go.
-#[derive(Debug, Clone)]
-pub struct Pipeline {
-    /// The source table (its connector decides the shards).
-    pub source: Table,
-    /// Operators run once per source shard (the watermark generator and stateless ones).
-    pub shard_ops: Vec<OpSpec>,
-    /// Operators run after the shards are merged (stateful ones and what follows them).
-    pub merged_ops: Vec<OpSpec>,
-    /// Schema of the rows the pipeline produces.
-    pub schema: SchemaRef,
-    /// `INSERT INTO` target; `None` for a SELECT whose rows go to the caller.
-    pub sink: Option<Table>,
+/// A stream under construction: the graph so far and what the planner knows of its rows.
+struct Stream {
+    flow: Flow,
+    /// Columns (by name) that carry event time with respect to the watermark.
+    time_attrs: Vec<String>,
+    /// `(window_start, window_end)` column names when every row belongs to one window
+    /// (the output of a window TVF or a windowed aggregate).
+    window: Option<(String, String)>,
+    /// Whether rows form a changelog (carry the op column).
+    updating: bool,
 }
 
-impl Pipeline {
-    /// The dataflow graph as EXPLAIN prints it.
-    pub fn explain(&self) -> String {
-        explain::render(self)
+impl Stream {
+    /// Append a stateless operator where the rows are now.
+    fn push(&mut self, op: OpSpec) {
+        self.flow.ops_mut().push(op);
+    }
+
+    /// Start a new stage fed by this stream, hash-partitioned by `keys` (none: one instance).
+    fn stage(&mut self, op: OpSpec, keys: Vec<Arc<dyn PhysicalExpr>>) {
+        let flow = std::mem::replace(
+            &mut self.flow,
+            Flow::Stage(Box::new(Stage {
+                inputs: vec![],
+                ops: vec![],
+            })),
+        );
+        self.flow = Flow::Stage(Box::new(Stage {
+            inputs: vec![Input { flow, keys }],
+            ops: vec![op],
+        }));
+    }
+
+    /// The first source table under this stream.
+    fn source(&self) -> Option<&Table> {
+        self.flow.sources().into_iter().next()
     }
 }
 
-/// A stream under construction: a source and the operators applied so far.
-struct Stream {
-    source: Table,
-    ops: Vec<OpSpec>,
-    /// Columns (by name) that carry the source's watermark.
-    time_attrs: Vec<String>,
+/// The parallelism a job gets when none is set: the machine's cores.
+pub fn default_parallelism() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// Plans statements against a catalog.
@@ -75,60 +94,98 @@ pub struct Planner<'a> {
     windows: HashMap<String, (WindowTvf, LogicalPlan)>,
     next_id: usize,
     props: ExecutionProps,
+    /// Set by a `WHERE rn <= N` filter for the ROW_NUMBER window below it.
+    topn_bound: std::cell::Cell<Option<usize>>,
 }
 
 fn session() -> SessionContext {
-    let mut config = SessionConfig::new().with_target_partitions(1).with_information_schema(false);
+    let mut config = SessionConfig::new()
+        .with_target_partitions(1)
+        .with_information_schema(false);
     // Flink reads 0.908 as DECIMAL(3, 3), so arithmetic with literals stays exact.
     config.options_mut().sql_parser.parse_float_as_decimal = true;
     config.options_mut().sql_parser.enable_ident_normalization = true;
     // weir's tables hold Utf8; keep CAST(x AS STRING) in the same type.
     config.options_mut().sql_parser.map_string_types_to_utf8view = false;
-    let state = SessionStateBuilder::new().with_config(config).with_default_features().build();
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .build();
     SessionContext::new_with_state(state)
 }
 
 /// Plan the computed columns of a table: for every column (physical or computed, in declared
 /// order) an expression over the physical columns, and the fields of the computed ones.
-pub async fn computed_columns(def: &crate::sql::TableDef) -> Result<(Vec<Arc<dyn PhysicalExpr>>, Vec<Field>)> {
+pub async fn computed_columns(
+    def: &crate::sql::TableDef,
+) -> Result<(Vec<Arc<dyn PhysicalExpr>>, Vec<Field>)> {
     const PHYSICAL: &str = "__weir_physical";
     let ctx = session();
     let physical = Arc::new(Schema::new(
-        def.columns.iter().map(|c| Field::new(&c.name, c.data_type.clone(), c.nullable)).collect::<Vec<_>>(),
+        def.columns
+            .iter()
+            .map(|c| Field::new(&c.name, c.data_type.clone(), c.nullable))
+            .collect::<Vec<_>>(),
     ));
     let provider: Arc<dyn TableProvider> = Arc::new(EmptyTable::new(physical));
     ctx.register_table(TableReference::bare(PHYSICAL), provider)?;
     let quote = |n: &str| format!("\"{}\"", n.replace('"', "\"\""));
-    let mut items: Vec<(usize, String)> = def.columns.iter().enumerate().map(|(i, c)| (i, quote(&c.name))).collect();
+    let mut items: Vec<(usize, String)> = def
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (i, quote(&c.name)))
+        .collect();
     for c in &def.computed {
-        items.insert(c.position.min(items.len()), (usize::MAX, format!("{} AS {}", c.expr, quote(&c.name))));
+        items.insert(
+            c.position.min(items.len()),
+            (usize::MAX, format!("{} AS {}", c.expr, quote(&c.name))),
+        );
     }
     let select: Vec<String> = items.into_iter().map(|(_, s)| s).collect();
     let sql = format!("SELECT {} FROM {PHYSICAL}", select.join(", "));
-    let Some(crate::sql::Located { statement: Statement::Query(mut query), .. }) = crate::sql::parse_sql(&sql)?.pop() else {
+    let Some(crate::sql::Located {
+        statement: Statement::Query(mut query),
+        ..
+    }) = crate::sql::parse_sql(&sql)?.pop()
+    else {
         return plan_err!("internal: computed columns of {}", def.name);
     };
     let mut next_id = 0;
     rewrite::rewrite_query(&Catalog::default(), &mut query, &mut next_id)?;
     let state = ctx.state();
     let plan = state
-        .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(sqlparser::ast::Statement::Query(query))))
+        .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
+            sqlparser::ast::Statement::Query(query),
+        )))
         .await
         .map_err(planning_error)?;
-    let plan = state.analyzer().execute_and_check(plan, state.config_options(), |_, _| {}).map_err(planning_error)?;
-    let LogicalPlan::Projection(p) = &plan else { return plan_err!("internal: computed columns of {}", def.name) };
+    let plan = state
+        .analyzer()
+        .execute_and_check(plan, state.config_options(), |_, _| {})
+        .map_err(planning_error)?;
+    let LogicalPlan::Projection(p) = &plan else {
+        return plan_err!("internal: computed columns of {}", def.name);
+    };
     let in_schema = p.input.schema();
     let props = ExecutionProps::new();
     let exprs = p
         .expr
         .iter()
-        .map(|e| create_physical_expr(e, in_schema, &props, &Default::default()).context(|| format!("computed column {e}")))
+        .map(|e| {
+            create_physical_expr(e, in_schema, &props, &Default::default())
+                .context(|| format!("computed column {e}"))
+        })
         .collect::<Result<Vec<_>>>()?;
     let mut fields = vec![];
     for c in &def.computed {
         let i = c.position.min(exprs.len() - 1);
         let e = &exprs[i];
-        fields.push(Field::new(&c.name, e.data_type(in_schema.as_arrow())?, true));
+        fields.push(Field::new(
+            &c.name,
+            e.data_type(in_schema.as_arrow())?,
+            true,
+        ));
     }
     Ok((exprs, fields))
 }
@@ -141,7 +198,14 @@ impl<'a> Planner<'a> {
             let provider: Arc<dyn TableProvider> = Arc::new(EmptyTable::new(table.schema.clone()));
             ctx.register_table(TableReference::bare(name.as_str()), provider)?;
         }
-        Ok(Self { catalog, ctx, windows: HashMap::new(), next_id: 0, props: ExecutionProps::new() })
+        Ok(Self {
+            catalog,
+            ctx,
+            windows: HashMap::new(),
+            next_id: 0,
+            props: ExecutionProps::new(),
+            topn_bound: Default::default(),
+        })
     }
 
     /// Plan a query or INSERT into a pipeline.
@@ -153,13 +217,18 @@ impl<'a> Planner<'a> {
                 let mut stmt = statement.as_ref().clone();
                 if let sqlparser::ast::Statement::Insert(ins) = &mut stmt {
                     let targets: Vec<String> = if ins.columns.is_empty() {
-                        sink.schema.fields().iter().map(|f| f.name().clone()).collect()
+                        sink.schema
+                            .fields()
+                            .iter()
+                            .map(|f| f.name().clone())
+                            .collect()
                     } else {
                         ins.columns.iter().map(|c| c.to_string()).collect()
                     };
                     if let Some(source) = ins.source.as_mut() {
                         rewrite::alias_insert_columns(source, &targets);
-                        let windows = rewrite::rewrite_query(self.catalog, source, &mut self.next_id)?;
+                        let windows =
+                            rewrite::rewrite_query(self.catalog, source, &mut self.next_id)?;
                         self.register_windows(windows).await?;
                     }
                 }
@@ -172,17 +241,32 @@ impl<'a> Planner<'a> {
             LogicalPlan::Dml(d) => Arc::new(d.input.schema().as_arrow().clone()),
             p => Arc::new(p.schema().as_arrow().clone()),
         };
-        let split = stream.ops.iter().position(OpSpec::is_stateful).unwrap_or(stream.ops.len());
-        let mut shard_ops = stream.ops;
-        let merged_ops = shard_ops.split_off(split);
-        Ok(Pipeline { source: stream.source, shard_ops, merged_ops, schema, sink })
+        let parallelism = match self.catalog.settings.get("parallelism") {
+            None => default_parallelism(),
+            Some(v) => match v.trim().parse::<usize>() {
+                Ok(p) if p > 0 => p,
+                _ => {
+                    return plan_err!(
+                        "'parallelism' = '{v}': expected a positive number of instances"
+                    );
+                }
+            },
+        };
+        Ok(Pipeline {
+            root: stream.flow,
+            schema,
+            updating: stream.updating,
+            sink,
+            parallelism,
+        })
     }
 
     /// Rewrite and plan a query AST into an analyzed DataFusion logical plan.
     async fn logical_query(&mut self, mut query: Query) -> Result<LogicalPlan> {
         let windows = rewrite::rewrite_query(self.catalog, &mut query, &mut self.next_id)?;
         self.register_windows(windows).await?;
-        self.logical_statement(sqlparser::ast::Statement::Query(Box::new(query))).await
+        self.logical_statement(sqlparser::ast::Statement::Query(Box::new(query)))
+            .await
     }
 
     async fn register_windows(&mut self, windows: Vec<WindowTvf>) -> Result<()> {
@@ -190,11 +274,19 @@ impl<'a> Planner<'a> {
             let input = Box::pin(self.logical_query(w.input.as_ref().clone())).await?;
             let in_schema = input.schema().as_arrow().clone();
             let Ok(time_field) = in_schema.field_with_name(&w.time_col) else {
-                return plan_err!("DESCRIPTOR({}): no such column in the windowed table", w.time_col);
+                return plan_err!(
+                    "DESCRIPTOR({}): no such column in the windowed table",
+                    w.time_col
+                );
             };
             let time_tz = match time_field.data_type() {
                 DataType::Timestamp(_, tz) => tz.clone(),
-                other => return plan_err!("DESCRIPTOR({}) must be a TIMESTAMP(3) time attribute, not {other}", w.time_col),
+                other => {
+                    return plan_err!(
+                        "DESCRIPTOR({}) must be a TIMESTAMP(3) time attribute, not {other}",
+                        w.time_col
+                    );
+                }
             };
             for name in ["window_start", "window_end", "window_time"] {
                 if in_schema.field_with_name(name).is_ok() {
@@ -204,13 +296,21 @@ impl<'a> Planner<'a> {
                     );
                 }
             }
-            let mut fields: Vec<Field> = in_schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-            let ts = |tz: Option<Arc<str>>| DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Millisecond, tz);
+            let mut fields: Vec<Field> = in_schema
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone())
+                .collect();
+            let ts = |tz: Option<Arc<str>>| {
+                DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Millisecond, tz)
+            };
             fields.push(Field::new("window_start", ts(None), false));
             fields.push(Field::new("window_end", ts(None), false));
             fields.push(Field::new("window_time", ts(time_tz), false));
-            let provider: Arc<dyn TableProvider> = Arc::new(EmptyTable::new(Arc::new(Schema::new(fields))));
-            self.ctx.register_table(TableReference::bare(w.placeholder.as_str()), provider)?;
+            let provider: Arc<dyn TableProvider> =
+                Arc::new(EmptyTable::new(Arc::new(Schema::new(fields))));
+            self.ctx
+                .register_table(TableReference::bare(w.placeholder.as_str()), provider)?;
             self.windows.insert(w.placeholder.clone(), (w, input));
         }
         Ok(())
@@ -219,18 +319,37 @@ impl<'a> Planner<'a> {
     async fn logical_statement(&self, stmt: sqlparser::ast::Statement) -> Result<LogicalPlan> {
         let state = self.ctx.state();
         let plan = state
-            .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(stmt)))
+            .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
+                stmt,
+            )))
             .await
             .map_err(planning_error)?;
         let plan = state
             .analyzer()
             .execute_and_check(plan, state.config_options(), |_, _| {})
             .map_err(planning_error)?;
-        Ok(plan)
+        if !has_join(&plan) {
+            return Ok(plan);
+        }
+        // Joins: move WHERE conditions into the join (equalities become its keys) and push
+        // one-sided conditions below it, so less is stored. Only these two rules run: the
+        // rest of the plan keeps the shape the planner expects.
+        use datafusion::optimizer::{Optimizer, OptimizerContext, OptimizerRule};
+        let rules: Vec<Arc<dyn OptimizerRule + Send + Sync>> = vec![
+            Arc::new(datafusion::optimizer::push_down_filter::PushDownFilter::new()),
+            Arc::new(
+                datafusion::optimizer::extract_equijoin_predicate::ExtractEquijoinPredicate::new(),
+            ),
+        ];
+        let config = OptimizerContext::new().with_max_passes(3);
+        Optimizer::with_rules(rules)
+            .optimize(plan, &config, |_, _| {})
+            .map_err(planning_error)
     }
 
     fn phys(&self, expr: &DfExpr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
-        create_physical_expr(expr, schema, &self.props, &Default::default()).context(|| format!("planning expression {expr}"))
+        create_physical_expr(expr, schema, &self.props, &Default::default())
+            .context(|| format!("planning expression {expr}"))
     }
 
     /// LogicalPlan → stream of operator specs. The one match to extend with new operators.
@@ -249,7 +368,10 @@ impl<'a> Planner<'a> {
                 let mut time_attrs = vec![];
                 if !table.computed_exprs.is_empty() {
                     let exprs = table.computed_exprs.clone();
-                    ops.push(OpSpec::Project(ProjectSpec { exprs, schema: table.schema.clone() }));
+                    ops.push(OpSpec::Project(ProjectSpec {
+                        exprs,
+                        schema: table.schema.clone(),
+                    }));
                 }
                 if let Some(wm) = &table.def.watermark {
                     let time_col = table.schema.index_of(&wm.column)?;
@@ -260,19 +382,34 @@ impl<'a> Planner<'a> {
                     }));
                     time_attrs.push(wm.column.clone());
                 }
-                Ok(Stream { source: table, ops, time_attrs })
+                Ok(Stream {
+                    flow: Flow::Source { table, ops },
+                    time_attrs,
+                    window: None,
+                    updating: false,
+                })
             }
             LogicalPlan::Projection(p) => {
                 let mut s = self.build(&p.input)?;
                 let in_schema = p.input.schema();
                 let in_arrow = in_schema.as_arrow();
-                let exprs = p.expr.iter().map(|e| self.phys(e, in_schema)).collect::<Result<Vec<_>>>()?;
-                let fields = p
+                let mut exprs = p
+                    .expr
+                    .iter()
+                    .map(|e| self.phys(e, in_schema))
+                    .collect::<Result<Vec<_>>>()?;
+                let mut fields = p
                     .expr
                     .iter()
                     .zip(&exprs)
                     .zip(p.schema.fields())
-                    .map(|((_, pe), f)| Ok(Field::new(f.name(), pe.data_type(in_arrow)?, pe.nullable(in_arrow)?)))
+                    .map(|((_, pe), f)| {
+                        Ok(Field::new(
+                            f.name(),
+                            pe.data_type(in_arrow)?,
+                            pe.nullable(in_arrow)?,
+                        ))
+                    })
                     .collect::<Result<Vec<_>>>()?;
                 // A column passed through (or renamed) keeps its time attribute.
                 let mut attrs = vec![];
@@ -284,44 +421,82 @@ impl<'a> Planner<'a> {
                     }
                 }
                 s.time_attrs = attrs;
+                s.window = s.window.take().and_then(|(ws, we)| {
+                    let renamed = |name: &str| {
+                        p.expr.iter().zip(p.schema.fields()).find_map(|(e, f)| {
+                            match e.clone().unalias() {
+                                DfExpr::Column(c) if c.name == name => Some(f.name().clone()),
+                                _ => None,
+                            }
+                        })
+                    };
+                    Some((renamed(&ws)?, renamed(&we)?))
+                });
                 // `SELECT *` (every column, in order, same names) is a no-op.
                 let identity = exprs.len() == in_arrow.fields().len()
                     && exprs.iter().zip(&fields).enumerate().all(|(i, (e, f))| {
-                        e.downcast_ref::<PhysColumn>().is_some_and(|c| c.index() == i)
+                        e.downcast_ref::<PhysColumn>()
+                            .is_some_and(|c| c.index() == i)
                             && f.name() == in_arrow.field(i).name()
                     });
+                if s.updating {
+                    // The changelog's op column rides along after the selected columns.
+                    exprs.push(Arc::new(PhysColumn::new(
+                        crate::changelog::OP_COLUMN,
+                        in_arrow.fields().len(),
+                    )));
+                    fields.push(crate::changelog::op_field());
+                }
                 if !identity {
-                    s.ops.push(OpSpec::Project(ProjectSpec { exprs, schema: Arc::new(Schema::new(fields)) }));
+                    s.push(OpSpec::Project(ProjectSpec {
+                        exprs,
+                        schema: Arc::new(Schema::new(fields)),
+                    }));
                 }
                 Ok(s)
             }
             LogicalPlan::Filter(f) => {
+                let bound = stateful::row_number_bound(&f.predicate, &f.input);
+                if bound.is_some() && stateful::window_below(&f.input).is_some() {
+                    self.topn_bound.set(bound);
+                }
                 let mut s = self.build(&f.input)?;
                 let predicate = self.phys(&f.predicate, f.input.schema())?;
-                s.ops.push(OpSpec::Filter(FilterSpec { predicate }));
+                s.push(OpSpec::Filter(FilterSpec { predicate }));
                 Ok(s)
             }
             LogicalPlan::SubqueryAlias(a) => self.build(&a.input),
             LogicalPlan::Aggregate(agg) => self.window_aggregate(agg),
             LogicalPlan::Limit(l) => {
                 use datafusion::logical_expr::logical_plan::{FetchType, SkipType};
-                let (Ok(SkipType::Literal(0)), Ok(FetchType::Literal(fetch))) = (l.get_skip_type(), l.get_fetch_type()) else {
+                let (Ok(SkipType::Literal(0)), Ok(FetchType::Literal(fetch))) =
+                    (l.get_skip_type(), l.get_fetch_type())
+                else {
                     return not_supported!("OFFSET, or a LIMIT that is not a constant");
                 };
                 let mut s = self.build(&l.input)?;
+                if s.updating {
+                    return not_supported!("LIMIT over an updating (changelog) result");
+                }
                 match fetch {
-                    Some(fetch) => s.ops.push(OpSpec::Limit(LimitSpec { fetch })),
+                    Some(fetch) => s.stage(OpSpec::Limit(LimitSpec { fetch }), vec![]),
                     None => {}
                 }
                 Ok(s)
             }
             LogicalPlan::Dml(d) => self.build(&d.input),
-            LogicalPlan::Sort(_) => not_supported!("ORDER BY on an unbounded stream (order windowed results by window in the consumer)"),
-            LogicalPlan::Join(_) => not_supported!("joins (window, interval, regular and lookup joins are planned next)"),
+            LogicalPlan::Sort(_) => not_supported!(
+                "ORDER BY on an unbounded stream (order windowed results by window in the consumer)"
+            ),
+            LogicalPlan::Join(j) => self.join(j),
             LogicalPlan::Union(_) => not_supported!("UNION"),
-            LogicalPlan::Distinct(_) => not_supported!("SELECT DISTINCT over a stream (updating results)"),
-            LogicalPlan::Window(_) => not_supported!("OVER windows (ROW_NUMBER, running aggregates)"),
-            LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => not_supported!("queries without a source table"),
+            LogicalPlan::Distinct(_) => {
+                not_supported!("SELECT DISTINCT over a stream (updating results)")
+            }
+            LogicalPlan::Window(w) => self.top_n(w, self.topn_bound.take()),
+            LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => {
+                not_supported!("queries without a source table")
+            }
             LogicalPlan::Unnest(_) => not_supported!("UNNEST"),
             LogicalPlan::RecursiveQuery(_) => not_supported!("recursive queries"),
             other => not_supported!("{}", other.display()),
@@ -330,11 +505,18 @@ impl<'a> Planner<'a> {
 
     fn window_stream(&self, w: &WindowTvf, input: &LogicalPlan) -> Result<(Stream, usize)> {
         let s = self.build(input)?;
-        if s.source.def.watermark.is_none() {
+        if s.time_attrs.is_empty() {
+            let table = s.source().map(|t| t.def.name.clone()).unwrap_or_default();
             return plan_err!(
                 "DESCRIPTOR({}): table {} has no event time; declare WATERMARK FOR {} AS {} - INTERVAL '5' SECOND",
-                w.time_col, s.source.def.name, w.time_col, w.time_col
+                w.time_col,
+                table,
+                w.time_col,
+                w.time_col
             );
+        }
+        if s.updating {
+            return not_supported!("windows over an updating (changelog) input");
         }
         if !s.time_attrs.contains(&w.time_col) {
             return plan_err!(
@@ -353,7 +535,8 @@ impl<'a> Planner<'a> {
         }
         let (mut s, time_col) = self.window_stream(w, input)?;
         s.time_attrs.push("window_time".into());
-        s.ops.push(OpSpec::WindowAssign(WindowAssignSpec {
+        s.window = Some(("window_start".into(), "window_end".into()));
+        s.push(OpSpec::WindowAssign(WindowAssignSpec {
             kind: w.kind,
             time_col,
             output_schema: Arc::new(schema.clone()),
@@ -373,36 +556,39 @@ impl<'a> Planner<'a> {
                     node = &f.input;
                 }
                 LogicalPlan::SubqueryAlias(a) => node = &a.input,
-                LogicalPlan::TableScan(scan) if self.windows.contains_key(scan.table_name.table()) => {
+                LogicalPlan::TableScan(scan)
+                    if self.windows.contains_key(scan.table_name.table()) =>
+                {
                     break &self.windows[scan.table_name.table()];
                 }
                 LogicalPlan::Projection(_) if has_window_scan(node, &self.windows) => {
-                    return not_supported!("a projection between a window TVF and its GROUP BY (aggregate the window TVF directly)");
-                }
-                _ => {
                     return not_supported!(
-                        "GROUP BY without a window: an unbounded aggregation produces updating results; \
-                         group by window_start, window_end of a window TVF such as \
-                         TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE))"
+                        "a projection between a window TVF and its GROUP BY (aggregate the window TVF directly)"
                     );
                 }
+                _ => return self.group_aggregate(agg),
             }
         };
         let (mut s, time_col) = self.window_stream(w, input)?;
         let n_in = input.schema().fields().len();
         let refs_window = |e: &Arc<dyn PhysicalExpr>| {
-            datafusion::physical_expr::utils::collect_columns(e).iter().any(|c| c.index() >= n_in)
+            datafusion::physical_expr::utils::collect_columns(e)
+                .iter()
+                .any(|c| c.index() >= n_in)
         };
         for (pred, schema) in filters.into_iter().rev() {
             let predicate = self.phys(&pred, &schema)?;
             if refs_window(&predicate) {
-                return not_supported!("a WHERE condition on window columns before aggregation (use HAVING)");
+                return not_supported!(
+                    "a WHERE condition on window columns before aggregation (use HAVING)"
+                );
             }
-            s.ops.push(OpSpec::Filter(FilterSpec { predicate }));
+            s.push(OpSpec::Filter(FilterSpec { predicate }));
         }
         let in_schema = agg.input.schema();
         let in_arrow = in_schema.as_arrow();
-        let (mut keys, mut key_fields, mut group_out, mut key_names) = (vec![], vec![], vec![], vec![]);
+        let (mut keys, mut key_fields, mut group_out, mut key_names) =
+            (vec![], vec![], vec![], vec![]);
         for g in &agg.group_expr {
             if matches!(g, DfExpr::GroupingSet(_)) {
                 return not_supported!("GROUPING SETS, ROLLUP and CUBE");
@@ -422,15 +608,23 @@ impl<'a> Planner<'a> {
             if refs_window(&pe) {
                 return not_supported!("GROUP BY an expression of window columns ({g})");
             }
-            key_fields.push(Field::new(format!("key{}", keys.len()), pe.data_type(in_arrow)?, true));
+            key_fields.push(Field::new(
+                format!("key{}", keys.len()),
+                pe.data_type(in_arrow)?,
+                true,
+            ));
             group_out.push(GroupOut::Key(keys.len()));
             keys.push(pe);
         }
         let has = |g: GroupOut| group_out.contains(&g);
         if !(has(GroupOut::WindowStart) || has(GroupOut::WindowEnd) || has(GroupOut::WindowTime)) {
-            return not_supported!("aggregating a window TVF without grouping by window_start and window_end");
+            return not_supported!(
+                "aggregating a window TVF without grouping by window_start and window_end"
+            );
         }
-        if matches!(w.kind, WindowKind::Cumulate { .. }) && !(has(GroupOut::WindowEnd) || has(GroupOut::WindowTime)) {
+        if matches!(w.kind, WindowKind::Cumulate { .. })
+            && !(has(GroupOut::WindowEnd) || has(GroupOut::WindowTime))
+        {
             return not_supported!("CUMULATE windows grouped without window_end");
         }
         if let WindowKind::Session { .. } = w.kind {
@@ -449,8 +643,13 @@ impl<'a> Planner<'a> {
         let (mut aggs, mut agg_filters) = (vec![], vec![]);
         for e in &agg.aggr_expr {
             let (a, filter, order) =
-                datafusion::physical_planner::create_aggregate_expr_and_maybe_filter(e, in_schema, in_arrow, &self.props)
-                    .context(|| format!("planning aggregate {e}"))?;
+                datafusion::physical_planner::create_aggregate_expr_and_maybe_filter(
+                    e,
+                    in_schema,
+                    in_arrow,
+                    &self.props,
+                )
+                .context(|| format!("planning aggregate {e}"))?;
             if !order.is_empty() {
                 return not_supported!("ordered aggregates ({e})");
             }
@@ -460,34 +659,56 @@ impl<'a> Planner<'a> {
             aggs.push(a);
             agg_filters.push(filter);
         }
-        s.time_attrs = agg
-            .schema
-            .fields()
-            .iter()
-            .zip(&group_out)
-            .filter(|(_, g)| **g == GroupOut::WindowTime)
-            .map(|(f, _)| f.name().clone())
+        // window_time is the rows' event time; window_end too: a window's rows are emitted
+        // before the watermark passes its end, so they are never behind the watermark.
+        let named = |g: GroupOut| {
+            agg.schema
+                .fields()
+                .iter()
+                .zip(&group_out)
+                .find(|(_, x)| **x == g)
+                .map(|(f, _)| f.name().clone())
+        };
+        s.time_attrs = [named(GroupOut::WindowTime), named(GroupOut::WindowEnd)]
+            .into_iter()
+            .flatten()
             .collect();
-        s.ops.push(OpSpec::WindowAggregate(WindowAggSpec {
-            kind: w.kind,
-            time_col,
-            time_name: w.time_col.clone(),
-            keys,
-            key_schema: Arc::new(Schema::new(key_fields)),
-            group_out,
-            aggs,
-            agg_filters,
-            output_schema: Arc::new(agg.schema.as_arrow().clone()),
-        }));
+        s.window = named(GroupOut::WindowStart).zip(named(GroupOut::WindowEnd));
+        let partition = keys.clone();
+        s.stage(
+            OpSpec::WindowAggregate(WindowAggSpec {
+                kind: w.kind,
+                time_col,
+                time_name: w.time_col.clone(),
+                keys,
+                key_schema: Arc::new(Schema::new(key_fields)),
+                group_out,
+                aggs,
+                agg_filters,
+                output_schema: Arc::new(agg.schema.as_arrow().clone()),
+            }),
+            partition,
+        );
         Ok(s)
     }
 }
 
-fn has_window_scan(plan: &LogicalPlan, windows: &HashMap<String, (WindowTvf, LogicalPlan)>) -> bool {
+/// Whether a window TVF is read directly below (through projections, filters and aliases).
+fn has_window_scan(
+    plan: &LogicalPlan,
+    windows: &HashMap<String, (WindowTvf, LogicalPlan)>,
+) -> bool {
     match plan {
         LogicalPlan::TableScan(s) => windows.contains_key(s.table_name.table()),
-        p => p.inputs().iter().any(|i| has_window_scan(i, windows)),
+        LogicalPlan::Projection(_) | LogicalPlan::Filter(_) | LogicalPlan::SubqueryAlias(_) => {
+            plan.inputs().iter().any(|i| has_window_scan(i, windows))
+        }
+        _ => false,
     }
+}
+
+fn has_join(plan: &LogicalPlan) -> bool {
+    matches!(plan, LogicalPlan::Join(_)) || plan.inputs().iter().any(|i| has_join(i))
 }
 
 /// A DataFusion planning error, with the source position when DataFusion recorded one.
@@ -498,7 +719,10 @@ fn planning_error(e: datafusion::error::DataFusionError) -> Error {
         .map(|s| format!(" at Line: {}, Column: {}", s.start.line, s.start.column))
         .unwrap_or_default();
     let msg = e.strip_backtrace().to_string();
-    let msg = msg.strip_prefix("Error during planning: ").unwrap_or(&msg).to_string();
+    let msg = msg
+        .strip_prefix("Error during planning: ")
+        .unwrap_or(&msg)
+        .to_string();
     if msg.contains("This feature is not implemented") {
         return Error::NotSupported(format!("{msg}{position}"));
     }

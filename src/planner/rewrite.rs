@@ -11,12 +11,12 @@
 
 use std::ops::ControlFlow;
 
+use sqlparser::ast::Spanned;
 use sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, ObjectName,
     ObjectNamePart, Query, SetExpr, TableAlias, TableFactor, VisitMut, VisitorMut,
     visit_expressions_mut,
 };
-use sqlparser::ast::Spanned;
 use sqlparser::tokenizer::Span;
 
 use super::super::sql::Catalog;
@@ -42,8 +42,18 @@ pub struct WindowTvf {
 }
 
 /// Rewrite `query` in place; returns the window TVFs found, in order.
-pub fn rewrite_query(catalog: &Catalog, query: &mut Query, next_id: &mut usize) -> Result<Vec<WindowTvf>> {
-    let mut r = Rewriter { catalog, windows: vec![], error: None, next_id, depth: 0 };
+pub fn rewrite_query(
+    catalog: &Catalog,
+    query: &mut Query,
+    next_id: &mut usize,
+) -> Result<Vec<WindowTvf>> {
+    let mut r = Rewriter {
+        catalog,
+        windows: vec![],
+        error: None,
+        next_id,
+        depth: 0,
+    };
     r.rewrite(query);
     match r.error {
         Some(e) => Err(e),
@@ -60,7 +70,11 @@ struct Rewriter<'a> {
 }
 
 fn at(span: Span) -> String {
-    if span == Span::empty() { String::new() } else { format!(" at {}", span.start) }
+    if span == Span::empty() {
+        String::new()
+    } else {
+        format!(" at {}", span.start)
+    }
 }
 
 fn table_factor(name: &str, alias: Option<TableAlias>) -> TableFactor {
@@ -92,7 +106,9 @@ impl Rewriter<'_> {
     fn rewrite(&mut self, query: &mut Query) {
         self.depth += 1;
         if self.depth > 32 {
-            self.error.get_or_insert(Error::Plan("views nest more than 32 deep (a cycle?)".into()));
+            self.error.get_or_insert(Error::Plan(
+                "views nest more than 32 deep (a cycle?)".into(),
+            ));
             return;
         }
         if let Err(e) = flink_functions(query) {
@@ -112,7 +128,9 @@ impl Rewriter<'_> {
 
     fn window_tvf(&mut self, expr: &Expr) -> Result<WindowTvf> {
         let Expr::Function(f) = expr else {
-            return not_supported!("TABLE({expr}): only the window functions TUMBLE, HOP, CUMULATE and SESSION");
+            return not_supported!(
+                "TABLE({expr}): only the window functions TUMBLE, HOP, CUMULATE and SESSION"
+            );
         };
         let fname = f.name.to_string().to_ascii_uppercase();
         let FunctionArguments::List(list) = &f.args else {
@@ -130,7 +148,11 @@ impl Rewriter<'_> {
         for (i, a) in list.args.iter().enumerate() {
             let (slot, e) = match a {
                 FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => (i, e),
-                FunctionArg::Named { name, arg: FunctionArgExpr::Expr(e), .. } => {
+                FunctionArg::Named {
+                    name,
+                    arg: FunctionArgExpr::Expr(e),
+                    ..
+                } => {
                     let n = name.value.to_ascii_uppercase();
                     let Some(slot) = names.iter().position(|x| *x == n) else {
                         return plan_err!("{fname} has no argument named {n}");
@@ -140,38 +162,57 @@ impl Rewriter<'_> {
                 other => return plan_err!("unexpected argument {other} of {fname}"),
             };
             if slot >= names.len() {
-                return plan_err!("{fname} takes at most {} arguments{}", names.len(), at(f.name.span()));
+                return plan_err!(
+                    "{fname} takes at most {} arguments{}",
+                    names.len(),
+                    at(f.name.span())
+                );
             }
             args[slot] = Some(e);
         }
         let arg = |i: usize| -> Result<&Expr> {
-            args[i].ok_or_else(|| Error::Plan(format!("{fname} is missing its {} argument", names[i])))
+            args[i]
+                .ok_or_else(|| Error::Plan(format!("{fname} is missing its {} argument", names[i])))
         };
         if names.last() == Some(&"OFFSET") && args[names.len() - 1].is_some() {
             return not_supported!("the OFFSET argument of {fname}");
         }
         // DATA: TABLE t [PARTITION BY ...]
         let (table, partition_by) = match arg(0)? {
-            Expr::CompoundIdentifier(parts) if parts.first().is_some_and(|p| p.value == TABLE_ARG_MARKER) => {
+            Expr::CompoundIdentifier(parts)
+                if parts.first().is_some_and(|p| p.value == TABLE_ARG_MARKER) =>
+            {
                 let table = normalize_ident(&parts[1]);
                 let keys: Vec<String> = parts[2..].iter().map(normalize_ident).collect();
                 (table, (!keys.is_empty()).then_some(keys))
             }
-            other => return plan_err!("the first argument of {fname} must be TABLE <name>, found {other}"),
+            other => {
+                return plan_err!(
+                    "the first argument of {fname} must be TABLE <name>, found {other}"
+                );
+            }
         };
         if partition_by.is_some() && fname != "SESSION" {
             return plan_err!("PARTITION BY is only allowed in SESSION windows");
         }
         // TIMECOL: DESCRIPTOR(col)
         let time_col = match arg(1)? {
-            Expr::Function(d) if d.name.to_string().eq_ignore_ascii_case("DESCRIPTOR") => match &d.args {
+            Expr::Function(d) if d.name.to_string().eq_ignore_ascii_case("DESCRIPTOR") => match &d
+                .args
+            {
                 FunctionArguments::List(l) if l.args.len() == 1 => match &l.args[0] {
-                    FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Identifier(id))) => normalize_ident(id),
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Identifier(id))) => {
+                        normalize_ident(id)
+                    }
                     other => return plan_err!("DESCRIPTOR takes one column name, found {other}"),
                 },
                 _ => return plan_err!("DESCRIPTOR takes one column name"),
             },
-            other => return plan_err!("the second argument of {fname} must be DESCRIPTOR(column), found {other}"),
+            other => {
+                return plan_err!(
+                    "the second argument of {fname} must be DESCRIPTOR(column), found {other}"
+                );
+            }
         };
         let positive = |i: usize| -> Result<i64> {
             let ms = interval_ms(arg(i)?)?;
@@ -182,7 +223,10 @@ impl Rewriter<'_> {
         };
         let kind = match fname.as_str() {
             "TUMBLE" => WindowKind::Tumble { size: positive(2)? },
-            "HOP" => WindowKind::Hop { slide: positive(2)?, size: positive(3)? },
+            "HOP" => WindowKind::Hop {
+                slide: positive(2)?,
+                size: positive(3)?,
+            },
             "CUMULATE" => {
                 let (step, max_size) = (positive(2)?, positive(3)?);
                 if max_size % step != 0 {
@@ -192,7 +236,13 @@ impl Rewriter<'_> {
             }
             _ => WindowKind::Session { gap: positive(2)? },
         };
-        Ok(WindowTvf { placeholder: self.placeholder(), kind, time_col, input: select_all_from(&table)?, partition_by })
+        Ok(WindowTvf {
+            placeholder: self.placeholder(),
+            kind,
+            time_col,
+            input: select_all_from(&table)?,
+            partition_by,
+        })
     }
 }
 
@@ -201,15 +251,37 @@ impl VisitorMut for Rewriter<'_> {
 
     fn post_visit_table_factor(&mut self, tf: &mut TableFactor) -> ControlFlow<()> {
         let replacement = match tf {
-            TableFactor::Table { name, alias, args: None, .. } => {
-                let key = name.0.last().and_then(|p| p.as_ident()).map(normalize_ident).unwrap_or_default();
-                let Some(view) = self.catalog.views.get(&key) else { return ControlFlow::Continue(()) };
+            TableFactor::Table {
+                name,
+                alias,
+                args: None,
+                ..
+            } => {
+                let key = name
+                    .0
+                    .last()
+                    .and_then(|p| p.as_ident())
+                    .map(normalize_ident)
+                    .unwrap_or_default();
+                let Some(view) = self.catalog.views.get(&key) else {
+                    return ControlFlow::Continue(());
+                };
                 let mut subquery = view.query.clone();
                 self.rewrite(&mut subquery);
                 let alias = alias.clone().or_else(|| {
-                    Some(TableAlias { explicit: true, name: Ident::new(key.clone()), columns: vec![], at: None })
+                    Some(TableAlias {
+                        explicit: true,
+                        name: Ident::new(key.clone()),
+                        columns: vec![],
+                        at: None,
+                    })
                 });
-                TableFactor::Derived { lateral: false, subquery, alias, sample: None }
+                TableFactor::Derived {
+                    lateral: false,
+                    subquery,
+                    alias,
+                    sample: None,
+                }
             }
             TableFactor::TableFunction { expr, alias } => match self.window_tvf(expr) {
                 Ok(w) => {
@@ -243,15 +315,26 @@ impl VisitorMut for LegacyWindows<'_, '_> {
     type Break = ();
 
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
-        let SetExpr::Select(select) = query.body.as_mut() else { return ControlFlow::Continue(()) };
-        let GroupByExpr::Expressions(exprs, _) = &mut select.group_by else { return ControlFlow::Continue(()) };
-        let Some(pos) = exprs.iter().position(|e| matches!(e, Expr::Function(f) if legacy_kind(f).is_some())) else {
+        let SetExpr::Select(select) = query.body.as_mut() else {
+            return ControlFlow::Continue(());
+        };
+        let GroupByExpr::Expressions(exprs, _) = &mut select.group_by else {
+            return ControlFlow::Continue(());
+        };
+        let Some(pos) = exprs
+            .iter()
+            .position(|e| matches!(e, Expr::Function(f) if legacy_kind(f).is_some()))
+        else {
             return ControlFlow::Continue(());
         };
         let result = (|| -> Result<()> {
-            let Expr::Function(f) = &exprs[pos] else { return plan_err!("internal: legacy window") };
+            let Expr::Function(f) = &exprs[pos] else {
+                return plan_err!("internal: legacy window");
+            };
             let kind_name = legacy_kind(f).unwrap_or_default();
-            let FunctionArguments::List(list) = &f.args else { return plan_err!("{kind_name} needs arguments") };
+            let FunctionArguments::List(list) = &f.args else {
+                return plan_err!("{kind_name} needs arguments");
+            };
             let args: Vec<&Expr> = list
                 .args
                 .iter()
@@ -262,11 +345,21 @@ impl VisitorMut for LegacyWindows<'_, '_> {
                 .collect();
             let time_col = match args.first() {
                 Some(Expr::Identifier(id)) => normalize_ident(id),
-                Some(Expr::CompoundIdentifier(ids)) => ids.last().map(normalize_ident).unwrap_or_default(),
-                _ => return plan_err!("{kind_name}(...) in GROUP BY needs the event-time column first{}", at(f.name.span())),
+                Some(Expr::CompoundIdentifier(ids)) => {
+                    ids.last().map(normalize_ident).unwrap_or_default()
+                }
+                _ => {
+                    return plan_err!(
+                        "{kind_name}(...) in GROUP BY needs the event-time column first{}",
+                        at(f.name.span())
+                    );
+                }
             };
             let interval = |i: usize| -> Result<i64> {
-                let ms = interval_ms(args.get(i).ok_or_else(|| Error::Plan(format!("{kind_name} is missing an interval")))?)?;
+                let ms =
+                    interval_ms(args.get(i).ok_or_else(|| {
+                        Error::Plan(format!("{kind_name} is missing an interval"))
+                    })?)?;
                 if ms <= 0 {
                     return plan_err!("{kind_name}: intervals must be positive");
                 }
@@ -284,7 +377,10 @@ impl VisitorMut for LegacyWindows<'_, '_> {
                 .collect();
             let kind = match kind_name.as_str() {
                 "TUMBLE" => WindowKind::Tumble { size: interval(1)? },
-                "HOP" => WindowKind::Hop { slide: interval(1)?, size: interval(2)? },
+                "HOP" => WindowKind::Hop {
+                    slide: interval(1)?,
+                    size: interval(2)?,
+                },
                 _ => WindowKind::Session { gap: interval(1)? },
             };
             let partition_by = matches!(kind, WindowKind::Session { .. }).then_some(other_keys);
@@ -293,8 +389,18 @@ impl VisitorMut for LegacyWindows<'_, '_> {
             }
             let relation = &mut select.from[0].relation;
             let (input, alias) = match relation {
-                TableFactor::Table { name, alias, args: None, .. } => {
-                    let table = name.0.last().and_then(|p| p.as_ident()).map(normalize_ident).unwrap_or_default();
+                TableFactor::Table {
+                    name,
+                    alias,
+                    args: None,
+                    ..
+                } => {
+                    let table = name
+                        .0
+                        .last()
+                        .and_then(|p| p.as_ident())
+                        .map(normalize_ident)
+                        .unwrap_or_default();
                     let alias = alias.clone().unwrap_or(TableAlias {
                         explicit: true,
                         name: Ident::new(table.clone()),
@@ -303,13 +409,29 @@ impl VisitorMut for LegacyWindows<'_, '_> {
                     });
                     (select_all_from(&table)?, alias)
                 }
-                TableFactor::Derived { subquery, alias: Some(alias), .. } => (subquery.clone(), alias.clone()),
+                TableFactor::Derived {
+                    subquery,
+                    alias: Some(alias),
+                    ..
+                } => (subquery.clone(), alias.clone()),
                 other => return not_supported!("group window over {other}"),
             };
             let placeholder = self.r.placeholder();
             *relation = table_factor(&placeholder, Some(alias));
-            self.r.windows.push(WindowTvf { placeholder, kind, time_col, input, partition_by });
-            exprs.splice(pos..=pos, [Expr::Identifier(Ident::new("window_start")), Expr::Identifier(Ident::new("window_end"))]);
+            self.r.windows.push(WindowTvf {
+                placeholder,
+                kind,
+                time_col,
+                input,
+                partition_by,
+            });
+            exprs.splice(
+                pos..=pos,
+                [
+                    Expr::Identifier(Ident::new("window_start")),
+                    Expr::Identifier(Ident::new("window_end")),
+                ],
+            );
             Ok(())
         })();
         if let Err(e) = result {
@@ -326,7 +448,9 @@ impl VisitorMut for LegacyWindows<'_, '_> {
                     Some(("TUMBLE" | "HOP" | "SESSION", "END")) => "window_end",
                     Some(("TUMBLE" | "HOP" | "SESSION", "ROWTIME")) => "window_time",
                     Some(("TUMBLE" | "HOP" | "SESSION", "PROCTIME")) => {
-                        error = Some(Error::NotSupported(format!("{n} (processing-time windows)")));
+                        error = Some(Error::NotSupported(format!(
+                            "{n} (processing-time windows)"
+                        )));
                         return ControlFlow::Break(());
                     }
                     _ => return ControlFlow::Continue(()),
@@ -344,7 +468,9 @@ impl VisitorMut for LegacyWindows<'_, '_> {
 }
 
 fn plain_args(f: &sqlparser::ast::Function) -> Option<Vec<Expr>> {
-    let FunctionArguments::List(list) = &f.args else { return None };
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
     list.args
         .iter()
         .map(|a| match a {
@@ -394,7 +520,9 @@ pub fn java_to_chrono(pattern: &str) -> String {
 fn flink_functions(query: &mut Query) -> Result<()> {
     let mut error = None;
     let _ = visit_expressions_mut(query, |e| {
-        let Expr::Function(f) = e else { return ControlFlow::Continue(()) };
+        let Expr::Function(f) = e else {
+            return ControlFlow::Continue(());
+        };
         let name = f.name.to_string().to_ascii_uppercase();
         match name.as_str() {
             "MOD" => match plain_args(f).as_deref() {
@@ -417,7 +545,9 @@ fn flink_functions(query: &mut Query) -> Result<()> {
                         "0" => "to_timestamp_seconds",
                         "3" => "to_timestamp_millis",
                         p => {
-                            error = Some(Error::NotSupported(format!("TO_TIMESTAMP_LTZ with precision {p} (0 or 3 are)")));
+                            error = Some(Error::NotSupported(format!(
+                                "TO_TIMESTAMP_LTZ with precision {p} (0 or 3 are)"
+                            )));
                             return ControlFlow::Break(());
                         }
                     };
@@ -426,24 +556,38 @@ fn flink_functions(query: &mut Query) -> Result<()> {
                         l.args = vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(x.clone()))];
                     }
                 }
-                _ => error = Some(Error::Plan(format!("TO_TIMESTAMP_LTZ takes (epoch, precision): {e}"))),
+                _ => {
+                    error = Some(Error::Plan(format!(
+                        "TO_TIMESTAMP_LTZ takes (epoch, precision): {e}"
+                    )))
+                }
             },
             "DATE_FORMAT" => match plain_args(f).as_deref() {
                 Some([ts, Expr::Value(v)]) => {
                     let sqlparser::ast::Value::SingleQuotedString(p) = &v.value else {
-                        error = Some(Error::Plan(format!("DATE_FORMAT needs a constant pattern: {e}")));
+                        error = Some(Error::Plan(format!(
+                            "DATE_FORMAT needs a constant pattern: {e}"
+                        )));
                         return ControlFlow::Break(());
                     };
                     let pattern = java_to_chrono(p);
                     let text = format!("to_char(x, '{}')", pattern.replace('\'', "''"));
-                    match crate::sql::parse_sql(&format!("SELECT {text}")).ok().and_then(|mut s| s.pop()) {
-                        Some(crate::sql::Located { statement: crate::sql::Statement::Query(q), .. }) => {
+                    match crate::sql::parse_sql(&format!("SELECT {text}"))
+                        .ok()
+                        .and_then(|mut s| s.pop())
+                    {
+                        Some(crate::sql::Located {
+                            statement: crate::sql::Statement::Query(q),
+                            ..
+                        }) => {
                             if let SetExpr::Select(sel) = *q.body {
-                                if let Some(sqlparser::ast::SelectItem::UnnamedExpr(Expr::Function(mut call))) =
-                                    sel.projection.into_iter().next()
+                                if let Some(sqlparser::ast::SelectItem::UnnamedExpr(
+                                    Expr::Function(mut call),
+                                )) = sel.projection.into_iter().next()
                                 {
                                     if let FunctionArguments::List(l) = &mut call.args {
-                                        l.args[0] = FunctionArg::Unnamed(FunctionArgExpr::Expr(ts.clone()));
+                                        l.args[0] =
+                                            FunctionArg::Unnamed(FunctionArgExpr::Expr(ts.clone()));
                                     }
                                     *e = Expr::Function(call);
                                 }
@@ -452,11 +596,19 @@ fn flink_functions(query: &mut Query) -> Result<()> {
                         _ => error = Some(Error::Plan(format!("cannot translate {e}"))),
                     }
                 }
-                _ => error = Some(Error::NotSupported(format!("{e} (DATE_FORMAT with a constant pattern is)"))),
+                _ => {
+                    error = Some(Error::NotSupported(format!(
+                        "{e} (DATE_FORMAT with a constant pattern is)"
+                    )))
+                }
             },
             _ => {}
         }
-        if error.is_some() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        if error.is_some() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
     });
     match error {
         Some(e) => Err(e),
@@ -468,7 +620,9 @@ fn flink_functions(query: &mut Query) -> Result<()> {
 /// target columns' names, so that two items that DataFusion would name alike
 /// (`CAST(ts AS DATE)` and `ts`) do not collide.
 pub fn alias_insert_columns(query: &mut Query, targets: &[String]) {
-    let SetExpr::Select(select) = query.body.as_mut() else { return };
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return;
+    };
     if select.projection.len() != targets.len() {
         return;
     }
@@ -476,7 +630,10 @@ pub fn alias_insert_columns(query: &mut Query, targets: &[String]) {
         if let sqlparser::ast::SelectItem::UnnamedExpr(e) = item {
             let mut alias = Ident::new(target.clone());
             alias.quote_style = Some('"');
-            *item = sqlparser::ast::SelectItem::ExprWithAlias { expr: e.clone(), alias };
+            *item = sqlparser::ast::SelectItem::ExprWithAlias {
+                expr: e.clone(),
+                alias,
+            };
         }
     }
 }

@@ -16,18 +16,34 @@ pub struct Chain {
 impl Chain {
     /// Instantiate the runtime half of each spec.
     pub fn new(specs: &[OpSpec]) -> Result<Self> {
-        Ok(Self { ops: specs.iter().map(OpSpec::instantiate).collect::<Result<_>>()?, late: vec![], malformed: 0 })
+        Ok(Self {
+            ops: specs
+                .iter()
+                .map(OpSpec::instantiate)
+                .collect::<Result<_>>()?,
+            late: vec![],
+            malformed: 0,
+        })
     }
 
-    /// Push one message through every operator; returns what comes out of the last one.
-    pub fn push(&mut self, msg: Message) -> Result<Vec<Message>> {
+    /// Push one message from input `port` (which only the first operator distinguishes)
+    /// through every operator; returns what comes out of the last one.
+    pub fn push(&mut self, port: usize, msg: Message) -> Result<Vec<Message>> {
         let mut out = Vec::new();
-        Self::push_from(&mut self.ops, msg, &mut out, &mut self.late, &mut self.malformed)?;
+        Self::push_from(
+            &mut self.ops,
+            port,
+            msg,
+            &mut out,
+            &mut self.late,
+            &mut self.malformed,
+        )?;
         Ok(out)
     }
 
     fn push_from(
         ops: &mut [Box<dyn Operator>],
+        port: usize,
         msg: Message,
         out: &mut Vec<Message>,
         late: &mut Vec<RecordBatch>,
@@ -39,11 +55,12 @@ impl Chain {
         };
         let mut em = Emitter::default();
         match msg {
-            Message::Batch(b) => op.process_batch(0, b, &mut em)?,
+            Message::Batch(b) => op.process_batch(port, b, &mut em)?,
             Message::Watermark(Watermark::EventTime(t)) => {
                 op.on_watermark(t, &mut em)?;
                 if op.forwards_watermarks() {
-                    em.messages.push(Message::Watermark(Watermark::EventTime(t)));
+                    em.messages
+                        .push(Message::Watermark(Watermark::EventTime(t)));
                 }
             }
             Message::End => {
@@ -55,7 +72,7 @@ impl Chain {
         late.append(&mut em.late);
         *malformed += em.malformed;
         for m in em.messages {
-            Self::push_from(rest, m, out, late, malformed)?;
+            Self::push_from(rest, 0, m, out, late, malformed)?;
         }
         Ok(())
     }

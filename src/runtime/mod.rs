@@ -1,35 +1,41 @@
-//! The runtime: runs a [`Pipeline`].
+//! The runtime: runs a [`Pipeline`]'s dataflow graph.
 //!
 //! ```text
-//!  shard 0 ─► [watermark gen, stateless ops] ─┐
-//!  shard 1 ─► [watermark gen, stateless ops] ─┼─► merge: per-input watermark, min over
-//!  shard n ─► [watermark gen, stateless ops] ─┘   non-idle inputs ─► [stateful ops, ...] ─► sink
+//!  shard 0 ─► [watermark gen, stateless ops] ─┐ exchange         ┌─► stage instance 0 ─┐
+//!  shard 1 ─► [watermark gen, stateless ops] ─┼─ (hash keys, ───►┤                     ├─► sink
+//!  shard n ─► [watermark gen, stateless ops] ─┘  split by take)  └─► stage instance P-1 ┘
 //! ```
 //!
-//! Each source shard is a tokio task feeding one bounded channel (backpressure) that the merge
-//! loop reads. Operators are called through [`chain::Chain`], which forwards watermarks and
-//! routes late rows; operators never see channels. A finished shard counts as watermark +∞;
-//! when all have finished the operators see a final +∞ watermark and `on_end`, then the sink is
-//! finished. On cancellation the shards stop, open windows are *not* fired (their results
-//! would be incomplete), and the sink flushes and closes what it has.
+//! Every source shard and every stage instance is a tokio task. A task reads one bounded
+//! channel (backpressure) of [`Envelope`]s tagged with the input port and the sending task,
+//! keeps a watermark per sender (min over non-idle senders; finished senders count as +∞),
+//! pushes batches and merged watermarks through its operators ([`chain::Chain`]), and hands
+//! what comes out to its [`Router`]: hash-partitioned over the next stage's instances, or all
+//! to one. Watermarks, idleness and `End` are broadcast. Operators never see channels.
 //!
-//! Departure from the architecture note: one merge task runs all stateful operators of a job
-//! (parallelism 1 after the shards); key-partitioned parallel instances come with joins.
+//! The sink task receives the last stage's output, late rows and errors. When every input
+//! has ended, each stage sees a final +∞ watermark and `on_end`, then the sink is finished.
+//! On cancellation the tasks stop, open windows are *not* fired (their results would be
+//! incomplete), and the sink flushes and closes what it has.
 
 mod chain;
+pub mod exchange;
 pub mod metrics;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use datafusion::arrow::record_batch::RecordBatch;
 use tokio::sync::{mpsc, watch};
 
 pub use chain::Chain;
+pub use exchange::Router;
 pub use metrics::JobMetrics;
 
 use crate::connectors::{Sink, SourceShard};
 use crate::message::{Message, Timestamp, Watermark};
-use crate::planner::Pipeline;
+use crate::planner::{Flow, Pipeline, Stage};
 use crate::{Error, Result};
 
 /// Everything a running job needs besides its plan.
@@ -38,10 +44,38 @@ pub struct RunContext {
     pub metrics: Arc<JobMetrics>,
     /// Flips to true to stop the job.
     pub cancel: watch::Receiver<bool>,
-    /// A silent shard becomes idle after this long.
-    pub idle_timeout: Option<Duration>,
     /// Where late rows go (None: counted and dropped).
     pub late_sink: Option<Box<dyn Sink>>,
+}
+
+/// The opened shards of one source of the graph (in [`Flow::sources`] order).
+pub struct OpenSource {
+    /// Table name, for errors.
+    pub name: String,
+    /// Its shards.
+    pub shards: Vec<Box<dyn SourceShard>>,
+    /// A silent shard becomes idle after this long.
+    pub idle_timeout: Option<Duration>,
+}
+
+/// What travels on a channel between tasks.
+pub struct Envelope {
+    /// Input port of the receiving stage (0 or, for joins, 1).
+    pub port: usize,
+    /// Index of the sending task among the producers of that port.
+    pub sender: usize,
+    /// The payload.
+    pub item: Item,
+}
+
+/// The payload of an [`Envelope`].
+pub enum Item {
+    /// Data, watermarks, `End`.
+    Msg(Message),
+    /// Late rows, for the sink task's late-data output.
+    Late(Vec<RecordBatch>),
+    /// A task failed; the job stops with this error.
+    Failed(Error),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -70,17 +104,116 @@ fn merged_watermark(inputs: &[InputState]) -> Option<Timestamp> {
     }
 }
 
-type ShardMessage = (usize, Result<Message>);
+/// Per-sender input states of one task, flattened over its ports.
+struct Inputs {
+    offsets: Vec<usize>,
+    states: Vec<InputState>,
+}
+
+impl Inputs {
+    fn new(senders_per_port: &[usize]) -> Self {
+        let mut offsets = vec![0];
+        for n in senders_per_port {
+            offsets.push(offsets.last().copied().unwrap_or(0) + n);
+        }
+        let total = offsets.last().copied().unwrap_or(0);
+        Self {
+            offsets,
+            states: vec![InputState::Active(Timestamp::MIN); total],
+        }
+    }
+
+    /// Record a control message; returns the message if it is data for the operators.
+    fn observe(&mut self, port: usize, sender: usize, msg: Message) -> Option<Message> {
+        let Some(i) = self
+            .offsets
+            .get(port)
+            .map(|o| o + sender)
+            .filter(|i| *i < self.states.len())
+        else {
+            return None;
+        };
+        match msg {
+            Message::Batch(b) => return Some(Message::Batch(b)),
+            Message::Watermark(Watermark::EventTime(t)) => self.states[i] = InputState::Active(t),
+            Message::Watermark(Watermark::Idle) => {
+                if let InputState::Active(t) = self.states[i] {
+                    self.states[i] = InputState::Idle(t);
+                }
+            }
+            Message::End => self.states[i] = InputState::Ended,
+            Message::Barrier(_) => {}
+        }
+        None
+    }
+
+    fn watermark(&self) -> Option<Timestamp> {
+        merged_watermark(&self.states)
+    }
+
+    fn all_ended(&self) -> bool {
+        self.states.iter().all(|s| *s == InputState::Ended)
+    }
+
+    /// Every live input idle (and at least one of them).
+    fn all_idle(&self) -> bool {
+        self.states.iter().any(|s| matches!(s, InputState::Idle(_)))
+            && self
+                .states
+                .iter()
+                .all(|s| !matches!(s, InputState::Active(_)))
+    }
+}
+
+/// Shared by every task of a job.
+#[derive(Clone)]
+struct TaskEnv {
+    metrics: Arc<JobMetrics>,
+    cancel: watch::Receiver<bool>,
+    /// The sink task's channel: late rows and failures go straight there.
+    control: mpsc::Sender<Envelope>,
+}
+
+impl TaskEnv {
+    async fn fail(&self, e: Error) {
+        let _ = self
+            .control
+            .send(Envelope {
+                port: 0,
+                sender: 0,
+                item: Item::Failed(e),
+            })
+            .await;
+    }
+
+    /// Report what a chain collected besides its output: malformed counts and late rows.
+    async fn drain(&self, chain: &mut Chain) {
+        JobMetrics::add(&self.metrics.malformed, chain.take_malformed());
+        let late = chain.take_late();
+        if !late.is_empty() {
+            let rows: usize = late.iter().map(|b| b.num_rows()).sum();
+            JobMetrics::add(&self.metrics.late_rows, rows as u64);
+            let _ = self
+                .control
+                .send(Envelope {
+                    port: 0,
+                    sender: 0,
+                    item: Item::Late(late),
+                })
+                .await;
+        }
+    }
+}
 
 async fn run_shard(
-    index: usize,
     mut shard: Box<dyn SourceShard>,
     mut chain: Chain,
-    tx: mpsc::Sender<ShardMessage>,
-    mut cancel: watch::Receiver<bool>,
-    metrics: Arc<JobMetrics>,
+    mut router: Router,
+    env: TaskEnv,
+    source: String,
     idle_timeout: Option<Duration>,
 ) {
+    let mut cancel = env.cancel.clone();
     let mut idle = false;
     loop {
         if *cancel.borrow() {
@@ -100,7 +233,11 @@ async fn run_shard(
         let result = match next {
             None => {
                 idle = true;
-                if tx.send((index, Ok(Message::Watermark(Watermark::Idle)))).await.is_err() {
+                if router
+                    .send(Message::Watermark(Watermark::Idle))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 continue;
@@ -111,27 +248,99 @@ async fn run_shard(
         let batch = match result {
             Ok(Some(b)) => b,
             Ok(None) => {
-                let _ = tx.send((index, Ok(Message::End))).await;
+                let _ = router.send(Message::End).await;
                 return;
             }
-            Err(e) => {
-                let _ = tx.send((index, Err(e))).await;
-                return;
-            }
+            Err(e) => return env.fail(with_source(e, &source)).await,
         };
-        JobMetrics::add(&metrics.events_in, batch.num_rows() as u64);
-        let out = match chain.push(Message::Batch(batch)) {
+        JobMetrics::add(&env.metrics.events_in, batch.num_rows() as u64);
+        let out = match chain.push(0, Message::Batch(batch)) {
             Ok(out) => out,
-            Err(e) => {
-                let _ = tx.send((index, Err(e))).await;
-                return;
-            }
+            Err(e) => return env.fail(e).await,
         };
-        JobMetrics::add(&metrics.malformed, chain.take_malformed());
+        env.drain(&mut chain).await;
         for m in out {
-            if tx.send((index, Ok(m))).await.is_err() {
+            if let Err(e) = router.send(m).await {
+                if !matches!(e, Error::Cancelled) {
+                    env.fail(e).await;
+                }
                 return;
             }
+        }
+    }
+}
+
+async fn run_stage(
+    mut rx: mpsc::Receiver<Envelope>,
+    mut inputs: Inputs,
+    mut chain: Chain,
+    mut router: Router,
+    env: TaskEnv,
+) {
+    if let Err(e) = stage_loop(&mut rx, &mut inputs, &mut chain, &mut router, &env).await {
+        if !matches!(e, Error::Cancelled) {
+            env.fail(e).await;
+        }
+    }
+}
+
+async fn stage_loop(
+    rx: &mut mpsc::Receiver<Envelope>,
+    inputs: &mut Inputs,
+    chain: &mut Chain,
+    router: &mut Router,
+    env: &TaskEnv,
+) -> Result<()> {
+    let mut current = Timestamp::MIN;
+    let mut idle = false;
+    let mut reported_state = 0u64;
+    let mut cancel = env.cancel.clone();
+    loop {
+        let envelope = tokio::select! {
+            biased;
+            _ = cancel.changed() => return Err(Error::Cancelled),
+            m = rx.recv() => m,
+        };
+        let Some(Envelope { port, sender, item }) = envelope else {
+            return Err(Error::Cancelled);
+        };
+        let Item::Msg(msg) = item else { continue };
+        let mut out = match inputs.observe(port, sender, msg) {
+            Some(data) => chain.push(port, data)?,
+            None => vec![],
+        };
+        if let Some(wm) = inputs.watermark() {
+            if wm > current {
+                current = wm;
+                out.extend(chain.push(0, Message::Watermark(Watermark::EventTime(wm)))?);
+                let size = chain.state_size() as u64;
+                env.metrics
+                    .state_bytes
+                    .fetch_add(size.wrapping_sub(reported_state), Ordering::Relaxed);
+                reported_state = size;
+            }
+        }
+        env.drain(chain).await;
+        for m in out {
+            if matches!(m, Message::Watermark(Watermark::EventTime(_))) {
+                idle = false;
+            }
+            router.send(m).await?;
+        }
+        if inputs.all_ended() {
+            let out = chain.push(0, Message::End)?;
+            env.drain(chain).await;
+            for m in out {
+                router.send(m).await?;
+            }
+            env.metrics
+                .state_bytes
+                .fetch_sub(reported_state, Ordering::Relaxed);
+            return Ok(());
+        }
+        if !idle && inputs.all_idle() {
+            idle = true;
+            router.send(Message::Watermark(Watermark::Idle)).await?;
         }
     }
 }
@@ -145,92 +354,172 @@ pub enum Outcome {
     Stopped,
 }
 
-/// Run a pipeline to completion (bounded input) or until cancelled.
-pub async fn run(pipeline: &Pipeline, shards: Vec<Box<dyn SourceShard>>, mut sink: Box<dyn Sink>, ctx: RunContext) -> Result<Outcome> {
-    let RunContext { metrics, cancel, idle_timeout, mut late_sink } = ctx;
-    let n = shards.len();
-    let (tx, mut rx) = mpsc::channel::<ShardMessage>(4 + 2 * n);
-    let mut tasks = Vec::with_capacity(n);
-    for (i, shard) in shards.into_iter().enumerate() {
-        let chain = Chain::new(&pipeline.shard_ops)?;
-        tasks.push(tokio::spawn(run_shard(i, shard, chain, tx.clone(), cancel.clone(), metrics.clone(), idle_timeout)));
-    }
-    drop(tx);
-    let _abort_on_exit = AbortOnDrop(tasks);
+/// Spawns the tasks of a graph.
+struct Spawner {
+    sources: std::vec::IntoIter<OpenSource>,
+    parallelism: usize,
+    env: TaskEnv,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
 
-    let mut chain = Chain::new(&pipeline.merged_ops)?;
-    let mut inputs = vec![InputState::Active(Timestamp::MIN); n];
-    let mut current = Timestamp::MIN;
+impl Spawner {
+    /// Spawn `flow` feeding input `port` of `targets`, partitioned by `keys`. Returns how
+    /// many tasks send on that port.
+    fn spawn(
+        &mut self,
+        flow: &Flow,
+        port: usize,
+        targets: &[mpsc::Sender<Envelope>],
+        keys: &[Arc<dyn datafusion::physical_expr::PhysicalExpr>],
+    ) -> Result<usize> {
+        match flow {
+            Flow::Source { table, ops } => {
+                let Some(source) = self.sources.next() else {
+                    return Err(Error::Execution {
+                        operator: "runtime".into(),
+                        message: format!("source {} was not opened", table.def.name),
+                    });
+                };
+                let n = source.shards.len();
+                for (i, shard) in source.shards.into_iter().enumerate() {
+                    let chain = Chain::new(ops)?;
+                    let router = Router::new(port, i, targets.to_vec(), keys.to_vec());
+                    self.tasks.push(tokio::spawn(run_shard(
+                        shard,
+                        chain,
+                        router,
+                        self.env.clone(),
+                        source.name.clone(),
+                        source.idle_timeout,
+                    )));
+                }
+                Ok(n)
+            }
+            Flow::Stage(stage) => self.spawn_stage(stage, port, targets, keys),
+        }
+    }
+
+    fn spawn_stage(
+        &mut self,
+        stage: &Stage,
+        port: usize,
+        targets: &[mpsc::Sender<Envelope>],
+        keys: &[Arc<dyn datafusion::physical_expr::PhysicalExpr>],
+    ) -> Result<usize> {
+        let p = stage.parallelism(self.parallelism);
+        let (senders, receivers): (Vec<_>, Vec<_>) =
+            (0..p).map(|_| mpsc::channel::<Envelope>(16)).unzip();
+        let mut counts = vec![];
+        for (i, input) in stage.inputs.iter().enumerate() {
+            counts.push(self.spawn(&input.flow, i, &senders, &input.keys)?);
+        }
+        drop(senders);
+        for (j, rx) in receivers.into_iter().enumerate() {
+            let chain = Chain::new(&stage.ops)?;
+            let router = Router::new(port, j, targets.to_vec(), keys.to_vec());
+            self.tasks.push(tokio::spawn(run_stage(
+                rx,
+                Inputs::new(&counts),
+                chain,
+                router,
+                self.env.clone(),
+            )));
+        }
+        Ok(p)
+    }
+}
+
+/// Run a pipeline to completion (bounded input) or until cancelled. `sources` are the opened
+/// sources in [`Flow::sources`] order.
+pub async fn run(
+    pipeline: &Pipeline,
+    sources: Vec<OpenSource>,
+    mut sink: Box<dyn Sink>,
+    ctx: RunContext,
+) -> Result<Outcome> {
+    let RunContext {
+        metrics,
+        cancel,
+        mut late_sink,
+    } = ctx;
+    let (tx, mut rx) = mpsc::channel::<Envelope>(16);
+    let env = TaskEnv {
+        metrics: metrics.clone(),
+        cancel: cancel.clone(),
+        control: tx.clone(),
+    };
+    let mut spawner = Spawner {
+        sources: sources.into_iter(),
+        parallelism: pipeline.parallelism,
+        env,
+        tasks: vec![],
+    };
+    let producers = spawner.spawn(&pipeline.root, 0, &[tx], &[]);
+    let _abort_on_exit = AbortOnDrop(std::mem::take(&mut spawner.tasks));
+    drop(spawner);
+    let producers = producers?;
+    let mut inputs = Inputs::new(&[producers]);
     let mut cancel = cancel;
     let mut tick = tokio::time::interval(Duration::from_millis(sink.tick_interval_ms().max(50)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut outcome = Outcome::Finished;
-    if n == 0 {
-        inputs.clear();
-    }
-    loop {
-        let msg = tokio::select! {
+    while !inputs.all_ended() {
+        let envelope = tokio::select! {
             biased;
             _ = cancel.changed() => { outcome = Outcome::Stopped; break }
             m = rx.recv() => m,
             _ = tick.tick() => {
-                metrics.state_bytes.store(chain.state_size() as u64, std::sync::atomic::Ordering::Relaxed);
                 sink.tick().await?;
                 continue
             }
         };
-        let Some((i, msg)) = msg else {
-            // Every shard task is gone: all ended (handled below) or stopped by cancellation.
+        let Some(Envelope { port, sender, item }) = envelope else {
             if *cancel.borrow() {
                 outcome = Outcome::Stopped;
+                break;
             }
-            break;
+            return Err(Error::Execution {
+                operator: "runtime".into(),
+                message: "every task stopped before the end of input".into(),
+            });
         };
-        let msg = match msg {
-            Ok(m) => m,
-            Err(e) => return Err(with_source(e, pipeline)),
-        };
-        let forward = match msg {
-            Message::Batch(b) => Some(Message::Batch(b)),
-            Message::Watermark(Watermark::EventTime(t)) => {
-                inputs[i] = InputState::Active(t);
-                None
-            }
-            Message::Watermark(Watermark::Idle) => {
-                if let InputState::Active(t) = inputs[i] {
-                    inputs[i] = InputState::Idle(t);
+        match item {
+            Item::Failed(e) => return Err(e),
+            Item::Late(batches) => {
+                if let Some(late) = late_sink.as_mut() {
+                    for b in batches {
+                        late.write_batch(b).await?;
+                    }
                 }
-                None
             }
-            Message::End => {
-                inputs[i] = InputState::Ended;
-                None
+            Item::Msg(msg) => {
+                if let Some(Message::Batch(b)) = inputs.observe(port, sender, msg) {
+                    JobMetrics::add(&metrics.rows_out, b.num_rows() as u64);
+                    sink.write_batch(b).await?;
+                }
+                if let Some(wm) = inputs.watermark() {
+                    if wm < Timestamp::MAX {
+                        metrics.watermark.fetch_max(wm, Ordering::Relaxed);
+                    }
+                }
             }
-            Message::Barrier(_) => None,
-        };
-        let mut to_sink = match forward {
-            Some(m) => chain.push(m)?,
-            None => vec![],
-        };
-        if let Some(wm) = merged_watermark(&inputs) {
-            if wm > current {
-                current = wm;
-                metrics.watermark.store(wm, std::sync::atomic::Ordering::Relaxed);
-                to_sink.extend(chain.push(Message::Watermark(Watermark::EventTime(wm)))?);
-            }
-        }
-        deliver(&mut chain, to_sink, sink.as_mut(), late_sink.as_mut(), &metrics).await?;
-        if inputs.iter().all(|s| *s == InputState::Ended) {
-            break;
         }
     }
     if outcome == Outcome::Finished {
-        if current < Timestamp::MAX {
-            let out = chain.push(Message::Watermark(Watermark::EventTime(Timestamp::MAX)))?;
-            deliver(&mut chain, out, sink.as_mut(), late_sink.as_mut(), &metrics).await?;
+        // Late rows or errors reported just before the end.
+        while let Ok(Envelope { item, .. }) = rx.try_recv() {
+            match item {
+                Item::Failed(e) => return Err(e),
+                Item::Late(batches) => {
+                    if let Some(late) = late_sink.as_mut() {
+                        for b in batches {
+                            late.write_batch(b).await?;
+                        }
+                    }
+                }
+                Item::Msg(_) => {}
+            }
         }
-        let out = chain.push(Message::End)?;
-        deliver(&mut chain, out, sink.as_mut(), late_sink.as_mut(), &metrics).await?;
     }
     sink.finish().await?;
     if let Some(late) = late_sink.as_mut() {
@@ -239,36 +528,15 @@ pub async fn run(pipeline: &Pipeline, shards: Vec<Box<dyn SourceShard>>, mut sin
     Ok(outcome)
 }
 
-async fn deliver(
-    chain: &mut Chain,
-    out: Vec<Message>,
-    sink: &mut dyn Sink,
-    late_sink: Option<&mut Box<dyn Sink>>,
-    metrics: &JobMetrics,
-) -> Result<()> {
-    for m in out {
-        if let Message::Batch(b) = m {
-            JobMetrics::add(&metrics.rows_out, b.num_rows() as u64);
-            sink.write_batch(b).await?;
-        }
-    }
-    JobMetrics::add(&metrics.malformed, chain.take_malformed());
-    let late = chain.take_late();
-    if !late.is_empty() {
-        let rows: usize = late.iter().map(|b| b.num_rows()).sum();
-        JobMetrics::add(&metrics.late_rows, rows as u64);
-        if let Some(late_sink) = late_sink {
-            for b in late {
-                late_sink.write_batch(b).await?;
-            }
-        }
-    }
-    Ok(())
-}
-
-fn with_source(e: Error, pipeline: &Pipeline) -> Error {
+fn with_source(e: Error, source: &str) -> Error {
     match e {
-        Error::Io { context, source } => Error::Io { context: format!("source {}: {context}", pipeline.source.def.name), source },
+        Error::Io {
+            context,
+            source: io,
+        } => Error::Io {
+            context: format!("source {source}: {context}"),
+            source: io,
+        },
         other => other,
     }
 }

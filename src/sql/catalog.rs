@@ -26,7 +26,10 @@ impl Table {
     /// Validate a definition without computed columns and build its schema.
     pub fn new(def: TableDef) -> Result<Self> {
         if !def.computed.is_empty() {
-            return plan_err!("internal: table {} has computed columns whose types are not resolved", def.name);
+            return plan_err!(
+                "internal: table {} has computed columns whose types are not resolved",
+                def.name
+            );
         }
         Self::with_computed(def, vec![], vec![])
     }
@@ -39,18 +42,32 @@ impl Table {
         computed_exprs: Vec<Arc<dyn datafusion::physical_expr::PhysicalExpr>>,
     ) -> Result<Self> {
         let physical = Arc::new(Schema::new(
-            def.columns.iter().map(|c| Field::new(&c.name, c.data_type.clone(), c.nullable)).collect::<Vec<_>>(),
+            def.columns
+                .iter()
+                .map(|c| Field::new(&c.name, c.data_type.clone(), c.nullable))
+                .collect::<Vec<_>>(),
         ));
-        let mut fields: Vec<Field> = physical.fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut fields: Vec<Field> = physical
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
         for (c, f) in def.computed.iter().zip(computed) {
             fields.insert(c.position.min(fields.len()), f);
         }
         let schema = Arc::new(Schema::new(fields));
         if let Some(wm) = &def.watermark {
             let Ok(field) = schema.field_with_name(&wm.column) else {
-                return plan_err!("WATERMARK FOR {}: table {} has no such column", wm.column, def.name);
+                return plan_err!(
+                    "WATERMARK FOR {}: table {} has no such column",
+                    wm.column,
+                    def.name
+                );
             };
-            if !matches!(field.data_type(), datafusion::arrow::datatypes::DataType::Timestamp(_, _)) {
+            if !matches!(
+                field.data_type(),
+                datafusion::arrow::datatypes::DataType::Timestamp(_, _)
+            ) {
                 return plan_err!(
                     "WATERMARK FOR {}: the event-time column must be TIMESTAMP(3) or TIMESTAMP_LTZ(3), not {}",
                     wm.column,
@@ -64,9 +81,17 @@ impl Table {
             }
         }
         if !def.options.contains_key("connector") {
-            return plan_err!("table {} needs WITH ('connector' = ...): filesystem, nexmark, print, blackhole or push", def.name);
+            return plan_err!(
+                "table {} needs WITH ('connector' = ...): filesystem, nexmark, print, blackhole or push",
+                def.name
+            );
         }
-        Ok(Self { def, schema, physical, computed_exprs })
+        Ok(Self {
+            def,
+            schema,
+            physical,
+            computed_exprs,
+        })
     }
 
     /// The schema with the column names as declared (for matching fields in data files).
@@ -82,7 +107,11 @@ impl Table {
 
     /// The declared spelling of column `name`.
     pub fn declared_name<'a>(&'a self, name: &'a str) -> &'a str {
-        self.def.columns.iter().find(|c| c.name == name).map_or(name, |c| c.declared.as_str())
+        self.def
+            .columns
+            .iter()
+            .find(|c| c.name == name)
+            .map_or(name, |c| c.declared.as_str())
     }
 
     /// The value of option `key`, if set.
@@ -145,20 +174,32 @@ impl Catalog {
 
     /// Remove a table or view.
     pub fn drop_object(&mut self, name: &str, view: bool, if_exists: bool) -> Result<()> {
-        let removed = if view { self.views.remove(name).is_some() } else { self.tables.remove(name).is_some() };
+        let removed = if view {
+            self.views.remove(name).is_some()
+        } else {
+            self.tables.remove(name).is_some()
+        };
         if !removed && !if_exists {
-            return plan_err!("{} {name} does not exist", if view { "view" } else { "table" });
+            return plan_err!(
+                "{} {name} does not exist",
+                if view { "view" } else { "table" }
+            );
         }
         Ok(())
     }
 
     /// A table by name.
     pub fn table(&self, name: &str) -> Result<&Table> {
-        self.tables.get(name).ok_or_else(|| Error::Plan(format!("table {name} does not exist")))
+        self.tables
+            .get(name)
+            .ok_or_else(|| Error::Plan(format!("table {name} does not exist")))
     }
 
     /// A setting, or the default.
     pub fn setting<'a>(&'a self, key: &str, default: &'a str) -> &'a str {
-        self.settings.get(key).map(String::as_str).unwrap_or(default)
+        self.settings
+            .get(key)
+            .map(String::as_str)
+            .unwrap_or(default)
     }
 }

@@ -59,9 +59,14 @@ impl Dialect for WeirDialect {
 
 fn parse_table_arg(parser: &mut Parser) -> Result<Expr, ParserError> {
     let name = parser.parse_object_name(false)?;
-    let table = name.0.last().and_then(|p| p.as_ident()).cloned().ok_or_else(|| {
-        ParserError::ParserError(format!("Expected: a table name after TABLE, found: {name}"))
-    })?;
+    let table = name
+        .0
+        .last()
+        .and_then(|p| p.as_ident())
+        .cloned()
+        .ok_or_else(|| {
+            ParserError::ParserError(format!("Expected: a table name after TABLE, found: {name}"))
+        })?;
     let mut parts = vec![Ident::new(TABLE_ARG_MARKER), table];
     if parser.parse_keywords(&[Keyword::PARTITION, Keyword::BY]) {
         if parser.consume_token(&Token::LParen) {

@@ -7,7 +7,9 @@ use crate::{Result, not_supported, plan_err};
 /// Milliseconds of a constant `INTERVAL` expression, as used by window sizes and watermark delays.
 pub fn interval_ms(expr: &Expr) -> Result<i64> {
     let Expr::Interval(iv) = expr else {
-        return plan_err!("expected an INTERVAL literal such as INTERVAL '10' SECOND, found {expr}");
+        return plan_err!(
+            "expected an INTERVAL literal such as INTERVAL '10' SECOND, found {expr}"
+        );
     };
     if iv.last_field.is_some() {
         return not_supported!("interval ranges such as {expr}; use a single unit");
@@ -23,13 +25,15 @@ pub fn interval_ms(expr: &Expr) -> Result<i64> {
     let text = text.trim();
     match &iv.leading_field {
         Some(field) => {
-            let n: f64 = text.parse().map_err(|_| {
-                crate::Error::Plan(format!("'{text}' in {expr} is not a number"))
-            })?;
+            let n: f64 = text
+                .parse()
+                .map_err(|_| crate::Error::Plan(format!("'{text}' in {expr} is not a number")))?;
             Ok((n * unit_ms(field, expr)? as f64).round() as i64)
         }
         None => parse_interval_text(text).ok_or_else(|| {
-            crate::Error::Plan(format!("cannot read interval '{text}' (write e.g. INTERVAL '10' SECOND)"))
+            crate::Error::Plan(format!(
+                "cannot read interval '{text}' (write e.g. INTERVAL '10' SECOND)"
+            ))
         }),
     }
 }
@@ -43,7 +47,11 @@ fn unit_ms(field: &DateTimeField, expr: &Expr) -> Result<i64> {
         F::Hour | F::Hours => 3_600_000,
         F::Day | F::Days => 86_400_000,
         F::Week(_) | F::Weeks => 7 * 86_400_000,
-        other => return not_supported!("interval unit {other} in {expr} (months and years have no fixed length)"),
+        other => {
+            return not_supported!(
+                "interval unit {other} in {expr} (months and years have no fixed length)"
+            );
+        }
     })
 }
 
@@ -74,7 +82,9 @@ pub fn parse_interval_text(text: &str) -> Option<i64> {
 /// Parse a duration option value such as `'30 min'`, `'10s'`, `'1 h'`, `'500 ms'`, `'128MB'`-free.
 pub fn parse_duration_option(text: &str) -> Option<i64> {
     let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     if unit.trim().is_empty() {
         return num.parse::<f64>().ok().map(|n| n as i64); // bare number: milliseconds
@@ -85,7 +95,9 @@ pub fn parse_duration_option(text: &str) -> Option<i64> {
 /// Parse a size option value such as `'128MB'`, `'1 kb'`, `'1024'` (bytes).
 pub fn parse_size_option(text: &str) -> Option<u64> {
     let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: f64 = num.parse().ok()?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {

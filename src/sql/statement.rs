@@ -141,13 +141,20 @@ pub struct Located {
 impl Located {
     /// " at Line: N, Column: M" for error messages.
     pub fn position(&self) -> String {
-        format!(" (statement at Line: {}, Column: {})", self.line, self.column)
+        format!(
+            " (statement at Line: {}, Column: {})",
+            self.line, self.column
+        )
     }
 }
 
 /// Normalise an identifier the way Flink does: unquoted ones are case-insensitive.
 pub fn normalize_ident(ident: &Ident) -> String {
-    if ident.quote_style.is_some() { ident.value.clone() } else { ident.value.to_lowercase() }
+    if ident.quote_style.is_some() {
+        ident.value.clone()
+    } else {
+        ident.value.to_lowercase()
+    }
 }
 
 fn err_at(msg: impl std::fmt::Display, loc: Location) -> ParserError {
@@ -166,10 +173,17 @@ pub fn parse_sql(sql: &str) -> Result<Vec<Located>> {
             break;
         }
         let statement = parse_statement(&mut parser)?;
-        out.push(Located { statement, line: start.span.start.line, column: start.span.start.column });
+        out.push(Located {
+            statement,
+            line: start.span.start.line,
+            column: start.span.start.column,
+        });
         let next = parser.peek_token();
         if next.token != Token::EOF && !parser.consume_token(&Token::SemiColon) {
-            return Err(Error::Sql(format!("Expected: ';' or end of input, found: {}{}", next.token, next.span.start)));
+            return Err(Error::Sql(format!(
+                "Expected: ';' or end of input, found: {}{}",
+                next.token, next.span.start
+            )));
         }
     }
     Ok(out)
@@ -184,7 +198,13 @@ pub fn is_complete(text: &str) -> bool {
     }
     let dialect = WeirDialect;
     match sqlparser::tokenizer::Tokenizer::new(&dialect, t).tokenize() {
-        Ok(tokens) => tokens.iter().rev().find(|tok| !matches!(tok, Token::Whitespace(_))) == Some(&Token::SemiColon),
+        Ok(tokens) => {
+            tokens
+                .iter()
+                .rev()
+                .find(|tok| !matches!(tok, Token::Whitespace(_)))
+                == Some(&Token::SemiColon)
+        }
         Err(_) => t.ends_with(';'),
     }
 }
@@ -237,7 +257,11 @@ fn parse_statement(p: &mut Parser) -> Result<Statement, ParserError> {
             return p.expected("TABLE or VIEW after DROP", p.peek_token());
         };
         let if_exists = p.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
-        return Ok(Statement::Drop { name: object_name(p)?, if_exists, view });
+        return Ok(Statement::Drop {
+            name: object_name(p)?,
+            if_exists,
+            view,
+        });
     }
     let start = p.peek_token();
     match p.parse_statement()? {
@@ -245,20 +269,39 @@ fn parse_statement(p: &mut Parser) -> Result<Statement, ParserError> {
         SqlStatement::Insert(ins) => {
             let table = match &ins.table {
                 sqlparser::ast::TableObject::TableName(n) => last_ident(n),
-                other => return Err(err_at(format!("INSERT into {other} is not supported yet"), start.span.start)),
+                other => {
+                    return Err(err_at(
+                        format!("INSERT into {other} is not supported yet"),
+                        start.span.start,
+                    ));
+                }
             };
-            Ok(Statement::Insert { table, statement: Box::new(SqlStatement::Insert(ins)) })
+            Ok(Statement::Insert {
+                table,
+                statement: Box::new(SqlStatement::Insert(ins)),
+            })
         }
         other => {
             let kind = other.to_string();
-            let kind: String = kind.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
-            Err(err_at(format!("not supported yet: {kind} statements"), start.span.start))
+            let kind: String = kind
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ");
+            Err(err_at(
+                format!("not supported yet: {kind} statements"),
+                start.span.start,
+            ))
         }
     }
 }
 
 fn last_ident(name: &sqlparser::ast::ObjectName) -> String {
-    name.0.last().and_then(|p| p.as_ident()).map(normalize_ident).unwrap_or_default()
+    name.0
+        .last()
+        .and_then(|p| p.as_ident())
+        .map(normalize_ident)
+        .unwrap_or_default()
 }
 
 fn object_name(p: &mut Parser) -> Result<String, ParserError> {
@@ -293,24 +336,37 @@ fn parse_option_value(p: &mut Parser) -> Result<String, ParserError> {
 
 fn parse_set(p: &mut Parser) -> Result<Statement, ParserError> {
     if matches!(p.peek_token().token, Token::EOF | Token::SemiColon) {
-        return Ok(Statement::Set { key: None, value: String::new() });
+        return Ok(Statement::Set {
+            key: None,
+            value: String::new(),
+        });
     }
     let key = parse_option_key(p)?;
     if !p.consume_token(&Token::Eq) && !p.parse_keyword(Keyword::TO) {
         return p.expected("'=' after the option key", p.peek_token());
     }
-    Ok(Statement::Set { key: Some(key), value: parse_option_value(p)? })
+    Ok(Statement::Set {
+        key: Some(key),
+        value: parse_option_value(p)?,
+    })
 }
 
 fn parse_create_view(p: &mut Parser) -> Result<ViewDef, ParserError> {
     let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
     let name = object_name(p)?;
     if p.peek_token().token == Token::LParen {
-        return Err(err_at("not supported yet: a column list on CREATE VIEW (alias the columns in the query)", p.peek_token().span.start));
+        return Err(err_at(
+            "not supported yet: a column list on CREATE VIEW (alias the columns in the query)",
+            p.peek_token().span.start,
+        ));
     }
     p.expect_keyword(Keyword::AS)?;
     let query = p.parse_query()?;
-    Ok(ViewDef { name, query, if_not_exists })
+    Ok(ViewDef {
+        name,
+        query,
+        if_not_exists,
+    })
 }
 
 fn parse_create_table(p: &mut Parser) -> Result<TableDef, ParserError> {
@@ -334,9 +390,13 @@ fn parse_create_table(p: &mut Parser) -> Result<TableDef, ParserError> {
             let column = normalize_ident(&p.parse_identifier()?);
             p.expect_keyword(Keyword::AS)?;
             let expr = p.parse_expr()?;
-            let delay_ms = watermark_delay(&column, &expr).map_err(|e| err_at(e, tok.span.start))?;
+            let delay_ms =
+                watermark_delay(&column, &expr).map_err(|e| err_at(e, tok.span.start))?;
             if def.watermark.is_some() {
-                return Err(err_at("a table can declare only one WATERMARK", tok.span.start));
+                return Err(err_at(
+                    "a table can declare only one WATERMARK",
+                    tok.span.start,
+                ));
             }
             def.watermark = Some(WatermarkDef { column, delay_ms });
         } else if p.parse_keyword(Keyword::CONSTRAINT) || p.peek_keyword(Keyword::PRIMARY) {
@@ -345,7 +405,11 @@ fn parse_create_table(p: &mut Parser) -> Result<TableDef, ParserError> {
             }
             p.expect_keywords(&[Keyword::PRIMARY, Keyword::KEY])?;
             p.expect_token(&Token::LParen)?;
-            def.primary_key = p.parse_comma_separated(|p| p.parse_identifier())?.iter().map(normalize_ident).collect();
+            def.primary_key = p
+                .parse_comma_separated(|p| p.parse_identifier())?
+                .iter()
+                .map(normalize_ident)
+                .collect();
             p.expect_token(&Token::RParen)?;
             let _ = p.parse_keywords(&[Keyword::NOT, Keyword::ENFORCED]);
         } else {
@@ -361,7 +425,11 @@ fn parse_create_table(p: &mut Parser) -> Result<TableDef, ParserError> {
     }
     if p.parse_keywords(&[Keyword::PARTITIONED, Keyword::BY]) {
         p.expect_token(&Token::LParen)?;
-        def.partitioned_by = p.parse_comma_separated(|p| p.parse_identifier())?.iter().map(normalize_ident).collect();
+        def.partitioned_by = p
+            .parse_comma_separated(|p| p.parse_identifier())?
+            .iter()
+            .map(normalize_ident)
+            .collect();
         p.expect_token(&Token::RParen)?;
     }
     if p.parse_keyword(Keyword::WITH) {
@@ -380,14 +448,18 @@ fn parse_create_table(p: &mut Parser) -> Result<TableDef, ParserError> {
         }
     }
     if p.peek_keyword(Keyword::LIKE) {
-        return Err(err_at("not supported yet: CREATE TABLE ... LIKE", p.peek_token().span.start));
+        return Err(err_at(
+            "not supported yet: CREATE TABLE ... LIKE",
+            p.peek_token().span.start,
+        ));
     }
     Ok(def)
 }
 
 /// Consume a non-reserved word such as WATERMARK.
 fn parse_word(p: &mut Parser, word: &str) -> bool {
-    if matches!(&p.peek_token().token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word)) {
+    if matches!(&p.peek_token().token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))
+    {
         p.next_token();
         return true;
     }
@@ -403,17 +475,28 @@ fn parse_column(p: &mut Parser, def: &mut TableDef) -> Result<(), ParserError> {
         let expr = p.parse_expr()?;
         if let Expr::Function(f) = &expr {
             if f.name.to_string().eq_ignore_ascii_case("PROCTIME") {
-                return Err(err_at(format!("not supported yet: processing time (`{name} AS PROCTIME()`)"), start.span.start));
+                return Err(err_at(
+                    format!("not supported yet: processing time (`{name} AS PROCTIME()`)"),
+                    start.span.start,
+                ));
             }
         }
         if p.parse_keyword(Keyword::COMMENT) {
             p.parse_literal_string()?;
         }
-        if def.columns.iter().any(|c| c.name == name) || def.computed.iter().any(|c| c.name == name) {
-            return Err(err_at(format!("column `{name}` is declared twice"), start.span.start));
+        if def.columns.iter().any(|c| c.name == name) || def.computed.iter().any(|c| c.name == name)
+        {
+            return Err(err_at(
+                format!("column `{name}` is declared twice"),
+                start.span.start,
+            ));
         }
         let position = def.columns.len() + def.computed.len();
-        def.computed.push(ComputedColumn { name, position, expr });
+        def.computed.push(ComputedColumn {
+            name,
+            position,
+            expr,
+        });
         return Ok(());
     }
     let data_type = parse_column_type(p)?;
@@ -430,15 +513,26 @@ fn parse_column(p: &mut Parser, def: &mut TableDef) -> Result<(), ParserError> {
         } else if p.parse_keyword(Keyword::COMMENT) {
             p.parse_literal_string()?;
         } else if p.parse_keyword(Keyword::METADATA) {
-            return Err(err_at(format!("not supported yet: metadata column `{name}`"), tok.span.start));
+            return Err(err_at(
+                format!("not supported yet: metadata column `{name}`"),
+                tok.span.start,
+            ));
         } else {
             break;
         }
     }
     if def.columns.iter().any(|c| c.name == name) || def.computed.iter().any(|c| c.name == name) {
-        return Err(err_at(format!("column `{name}` is declared twice"), start.span.start));
+        return Err(err_at(
+            format!("column `{name}` is declared twice"),
+            start.span.start,
+        ));
     }
-    def.columns.push(ColumnDef { name, declared, data_type, nullable });
+    def.columns.push(ColumnDef {
+        name,
+        declared,
+        data_type,
+        nullable,
+    });
     Ok(())
 }
 
@@ -480,7 +574,11 @@ fn watermark_delay(column: &str, expr: &Expr) -> Result<i64> {
     let is_col = |e: &Expr| matches!(e, Expr::Identifier(i) if normalize_ident(i) == column);
     match expr {
         e if is_col(e) => Ok(0),
-        Expr::BinaryOp { left, op: BinaryOperator::Minus, right } if is_col(left) => {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Minus,
+            right,
+        } if is_col(left) => {
             let ms = interval_ms(right)?;
             if ms < 0 {
                 return crate::plan_err!("watermark delay must not be negative: {expr}");
@@ -504,12 +602,20 @@ mod tests {
                    date_time TIMESTAMP(3), WATERMARK FOR date_time AS date_time - INTERVAL '4' SECOND)\n\
                    PARTITIONED BY (auction) WITH ('connector' = 'filesystem', 'path' = '/tmp/x');";
         let stmts = parse_sql(sql).unwrap();
-        let Statement::CreateTable(t) = &stmts[0].statement else { panic!("not a table") };
+        let Statement::CreateTable(t) = &stmts[0].statement else {
+            panic!("not a table")
+        };
         assert_eq!(t.name, "bid");
         assert_eq!(t.columns[1].data_type, DataType::Decimal128(10, 2));
         assert!(!t.columns[1].nullable);
         assert_eq!(t.columns[2].name, "Channel");
-        assert_eq!(t.watermark, Some(WatermarkDef { column: "date_time".into(), delay_ms: 4000 }));
+        assert_eq!(
+            t.watermark,
+            Some(WatermarkDef {
+                column: "date_time".into(),
+                delay_ms: 4000
+            })
+        );
         assert_eq!(t.options["connector"], "filesystem");
         assert_eq!(t.partitioned_by, vec!["auction".to_string()]);
     }
@@ -524,10 +630,17 @@ mod tests {
 
     #[test]
     fn errors_name_line_and_column() {
-        let err = parse_sql("SET 'a' = '1';\nSELECT FROM WHERE;").unwrap_err().to_string();
+        let err = parse_sql("SET 'a' = '1';\nSELECT FROM WHERE;")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("Line: 2"), "{err}");
-        let err = parse_sql("CREATE TABLE t (a INT, WATERMARK FOR a AS a * 2)").unwrap_err().to_string();
-        assert!(err.contains("not supported yet") && err.contains("Line: 1"), "{err}");
+        let err = parse_sql("CREATE TABLE t (a INT, WATERMARK FOR a AS a * 2)")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("not supported yet") && err.contains("Line: 1"),
+            "{err}"
+        );
     }
 
     #[test]

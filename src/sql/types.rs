@@ -34,12 +34,19 @@ pub fn sql_to_arrow(t: &SqlType) -> Result<DataType> {
                 ExactNumberInfo::PrecisionAndScale(p, s) => (*p, *s),
             };
             if !(1..=38).contains(&p) || s < 0 || s > p as i64 {
-                return not_supported!("DECIMAL({p}, {s}): precision must be 1..=38 and 0 <= scale <= precision");
+                return not_supported!(
+                    "DECIMAL({p}, {s}): precision must be 1..=38 and 0 <= scale <= precision"
+                );
             }
             DataType::Decimal128(p as u8, s as i8)
         }
-        S::Varchar(_) | S::String(_) | S::Text | S::Char(_) | S::Character(_)
-        | S::CharacterVarying(_) | S::CharVarying(_) => DataType::Utf8,
+        S::Varchar(_)
+        | S::String(_)
+        | S::Text
+        | S::Char(_)
+        | S::Character(_)
+        | S::CharacterVarying(_)
+        | S::CharVarying(_) => DataType::Utf8,
         S::Bytes(_) | S::Binary(_) | S::Varbinary(_) | S::Bytea => DataType::Binary,
         S::Date => DataType::Date32,
         S::Timestamp(p, tz) => {
@@ -83,7 +90,11 @@ pub fn display_type(t: &DataType) -> String {
                 TimeUnit::Microsecond => 6,
                 TimeUnit::Nanosecond => 9,
             };
-            if tz.is_some() { format!("TIMESTAMP_LTZ({p})") } else { format!("TIMESTAMP({p})") }
+            if tz.is_some() {
+                format!("TIMESTAMP_LTZ({p})")
+            } else {
+                format!("TIMESTAMP({p})")
+            }
         }
         other => other.to_string(),
     }

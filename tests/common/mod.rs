@@ -18,7 +18,17 @@ pub const BID_COLUMNS: &str = "auction BIGINT, bidder BIGINT, price BIGINT, chan
 
 /// Nexmark bid rows (about 92% of `events`).
 pub fn bids(events: u64) -> Vec<RecordBatch> {
-    let mut g = Generator::new(Kind::Bid, Config { events: Some(events), rate: 10_000, shards: 1, chunk: 8192, real_time: false }, 0);
+    let mut g = Generator::new(
+        Kind::Bid,
+        Config {
+            events: Some(events),
+            rate: 10_000,
+            shards: 1,
+            chunk: 8192,
+            real_time: false,
+        },
+        0,
+    );
     let mut out = vec![];
     while let Some(b) = g.next_batch().unwrap() {
         out.push(b);
@@ -36,7 +46,12 @@ pub fn json_lines(batches: &[RecordBatch]) -> Vec<String> {
             w.write(b).unwrap();
             w.finish().unwrap();
         }
-        lines.extend(String::from_utf8(buf).unwrap().lines().map(|l| l.to_string()));
+        lines.extend(
+            String::from_utf8(buf)
+                .unwrap()
+                .lines()
+                .map(|l| l.to_string()),
+        );
     }
     lines
 }
@@ -45,7 +60,10 @@ pub fn json_lines(batches: &[RecordBatch]) -> Vec<String> {
 pub fn line_time(line: &str) -> i64 {
     let v: serde_json::Value = serde_json::from_str(line).unwrap();
     let s = v["date_time"].as_str().unwrap();
-    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").unwrap().and_utc().timestamp_millis()
+    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
+        .unwrap()
+        .and_utc()
+        .timestamp_millis()
 }
 
 /// Shuffle lines within consecutive blocks of `block` lines (deterministically): out of order,
@@ -99,9 +117,16 @@ pub async fn stream(ddl: &str, query: &str) -> Vec<RecordBatch> {
 pub async fn batch_ctx(tables: &[(&str, &Path, SchemaRef)]) -> SessionContext {
     let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
     for (name, path, schema) in tables {
-        let ext = path.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
-        let opts = JsonReadOptions::default().schema(schema).file_extension(&ext);
-        ctx.register_json(*name, path.to_str().unwrap(), opts).await.unwrap();
+        let ext = path
+            .extension()
+            .map(|e| format!(".{}", e.to_string_lossy()))
+            .unwrap_or_default();
+        let opts = JsonReadOptions::default()
+            .schema(schema)
+            .file_extension(&ext);
+        ctx.register_json(*name, path.to_str().unwrap(), opts)
+            .await
+            .unwrap();
     }
     ctx
 }
@@ -115,9 +140,18 @@ pub fn rows(batches: &[RecordBatch]) -> Vec<String> {
     let opts = FormatOptions::default().with_null("NULL");
     let mut out = vec![];
     for b in batches {
-        let fmts: Vec<_> = b.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap()).collect();
+        let fmts: Vec<_> = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap())
+            .collect();
         for r in 0..b.num_rows() {
-            out.push(fmts.iter().map(|f| f.value(r).to_string()).collect::<Vec<_>>().join(" | "));
+            out.push(
+                fmts.iter()
+                    .map(|f| f.value(r).to_string())
+                    .collect::<Vec<_>>()
+                    .join(" | "),
+            );
         }
     }
     out.sort();
@@ -130,7 +164,11 @@ pub fn assert_same_rows(streaming: &[RecordBatch], batch: &[RecordBatch], what: 
     if s != b {
         let only_s: Vec<_> = s.iter().filter(|r| !b.contains(r)).take(5).collect();
         let only_b: Vec<_> = b.iter().filter(|r| !s.contains(r)).take(5).collect();
-        panic!("{what}: streaming has {} rows, batch {}\nonly streaming: {only_s:#?}\nonly batch: {only_b:#?}", s.len(), b.len());
+        panic!(
+            "{what}: streaming has {} rows, batch {}\nonly streaming: {only_s:#?}\nonly batch: {only_b:#?}",
+            s.len(),
+            b.len()
+        );
     }
     assert!(!s.is_empty(), "{what}: no rows at all");
 }

@@ -1,0 +1,454 @@
+//! GROUP BY without a window TVF: the updating (changelog) aggregate, and the aggregate over an
+//! already-windowed stream (grouped by its `window_start, window_end`, as Nexmark q5's
+//! "maximum per window" is).
+//!
+//! Keys are interned with DataFusion's `GroupValues`; the batch's rows are bucketed by group
+//! and each touched group's DataFusion `Accumulator` is fed whole slices (`update_batch`, or
+//! `retract_batch` for -U/-D rows of an updating input). Unlike `GroupsAccumulator`, an
+//! `Accumulator` can be evaluated without being consumed, which a result that keeps changing
+//! needs.
+//!
+//! - *Updating*: after each batch, every touched group emits -U (its previous result) and +U
+//!   (the new one), +I when it is new, -D when its last row was retracted; nothing when the
+//!   result did not change (as Flink does). State is one entry per key ever seen.
+//! - *Windowed*: one table per `window_end`; when the watermark reaches it the window's
+//!   groups are emitted once and freed (append-only).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, UInt32Array};
+use datafusion::arrow::compute::take;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::Accumulator;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
+use datafusion::physical_plan::aggregates::order::GroupOrdering;
+
+use super::{Emitter, Operator, eval, time_millis};
+use crate::Result;
+use crate::changelog::{self, RowKind};
+use crate::message::Timestamp;
+
+/// The static description of a non-TVF aggregate.
+#[derive(Debug, Clone)]
+pub struct GroupAggSpec {
+    /// GROUP BY expressions over the input.
+    pub keys: Vec<Arc<dyn PhysicalExpr>>,
+    /// Schema of the key columns (for interning).
+    pub key_schema: SchemaRef,
+    /// Aggregates, DataFusion's.
+    pub aggs: Vec<Arc<AggregateFunctionExpr>>,
+    /// Per aggregate: its FILTER (WHERE ...) predicate.
+    pub agg_filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
+    /// Keys then aggregates (then the op column when the output is updating).
+    pub output_schema: SchemaRef,
+    /// Windowed: the input column holding each row's `window_end`.
+    pub window_end: Option<usize>,
+    /// Whether the input is a changelog (-U/-D rows are retracted).
+    pub input_updating: bool,
+}
+
+impl GroupAggSpec {
+    fn updating_output(&self) -> bool {
+        self.window_end.is_none()
+    }
+}
+
+impl fmt::Display for GroupAggSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keys: Vec<String> = self.keys.iter().map(|k| k.to_string()).collect();
+        let aggs: Vec<String> = self.aggs.iter().map(|a| a.name().to_string()).collect();
+        match self.window_end {
+            Some(c) => write!(
+                f,
+                "GroupAggregate (per window, fires at window_end col {c}): keys [{}] aggs [{}]",
+                keys.join(", "),
+                aggs.join(", ")
+            ),
+            None => write!(
+                f,
+                "GroupAggregate (updating{}): keys [{}] aggs [{}] [changelog]",
+                if self.input_updating {
+                    ", retracting"
+                } else {
+                    ""
+                },
+                keys.join(", "),
+                aggs.join(", ")
+            ),
+        }
+    }
+}
+
+struct Group {
+    key: Vec<ScalarValue>,
+    accs: Vec<Box<dyn Accumulator>>,
+    rows: i64,
+    last: Option<Vec<ScalarValue>>,
+}
+
+/// Groups of one table: interned keys and their accumulators.
+struct GroupTable {
+    values: Option<Box<dyn GroupValues>>,
+    groups: Vec<Group>,
+    ids: Vec<usize>,
+}
+
+impl GroupTable {
+    fn new(spec: &GroupAggSpec) -> Result<Self> {
+        let values = if spec.keys.is_empty() {
+            None
+        } else {
+            Some(new_group_values(
+                spec.key_schema.clone(),
+                &GroupOrdering::None,
+            )?)
+        };
+        Ok(Self {
+            values,
+            groups: vec![],
+            ids: vec![],
+        })
+    }
+
+    fn new_accs(spec: &GroupAggSpec) -> Result<Vec<Box<dyn Accumulator>>> {
+        spec.aggs
+            .iter()
+            .map(|a| {
+                Ok(if spec.input_updating {
+                    a.create_sliding_accumulator()?
+                } else {
+                    a.create_accumulator()?
+                })
+            })
+            .collect()
+    }
+
+    /// Add (and retract) the rows of `batch`; returns the groups touched, in first-seen order.
+    fn update(&mut self, spec: &GroupAggSpec, batch: &RecordBatch) -> Result<Vec<usize>> {
+        let rows = batch.num_rows();
+        let keys = spec
+            .keys
+            .iter()
+            .map(|k| eval(k, batch))
+            .collect::<Result<Vec<ArrayRef>>>()?;
+        match &mut self.values {
+            Some(v) => v.intern(&keys, &mut self.ids)?,
+            None => {
+                self.ids.clear();
+                self.ids.resize(rows, 0);
+            }
+        }
+        // Bucket rows by group (counting sort).
+        let mut touched: Vec<usize> = vec![];
+        let mut start: Vec<u32> = vec![];
+        for (row, id) in self.ids.iter().enumerate() {
+            while self.groups.len() <= *id {
+                let key = keys
+                    .iter()
+                    .map(|k| ScalarValue::try_from_array(k, row))
+                    .collect::<datafusion::error::Result<Vec<_>>>()?;
+                self.groups.push(Group {
+                    key,
+                    accs: Self::new_accs(spec)?,
+                    rows: 0,
+                    last: None,
+                });
+            }
+            if start.len() <= *id {
+                start.resize(*id + 1, u32::MAX);
+            }
+            if start[*id] == u32::MAX {
+                start[*id] = 0;
+                touched.push(*id);
+            }
+            start[*id] += 1;
+        }
+        let mut offset = 0u32;
+        for g in &touched {
+            let n = start[*g];
+            start[*g] = offset;
+            offset += n;
+        }
+        let mut order = vec![0u32; rows];
+        let mut fill = start.clone();
+        for (row, id) in self.ids.iter().enumerate() {
+            order[fill[*id] as usize] = row as u32;
+            fill[*id] += 1;
+        }
+        let ops = if spec.input_updating {
+            changelog::ops_of(batch)
+        } else {
+            None
+        };
+        let args = spec
+            .aggs
+            .iter()
+            .map(|a| {
+                a.expressions()
+                    .iter()
+                    .map(|e| eval(e, batch))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let filters = spec
+            .agg_filters
+            .iter()
+            .map(|f| f.as_ref().map(|f| eval(f, batch)).transpose())
+            .collect::<Result<Vec<Option<ArrayRef>>>>()?;
+        for g in &touched {
+            let (from, to) = (start[*g] as usize, fill[*g] as usize);
+            let mine = &order[from..to];
+            let (add, sub): (Vec<u32>, Vec<u32>) = match ops {
+                Some(ops) => mine
+                    .iter()
+                    .partition(|r| RowKind::from_i8(ops[**r as usize]).is_accumulate()),
+                None => (mine.to_vec(), vec![]),
+            };
+            let group = &mut self.groups[*g];
+            group.rows += add.len() as i64 - sub.len() as i64;
+            for (retract, rows) in [(false, add), (true, sub)] {
+                if rows.is_empty() {
+                    continue;
+                }
+                for (i, acc) in group.accs.iter_mut().enumerate() {
+                    let rows: Vec<u32> = match &filters[i] {
+                        Some(f) => {
+                            let f = f.as_boolean();
+                            rows.iter()
+                                .copied()
+                                .filter(|r| f.is_valid(*r as usize) && f.value(*r as usize))
+                                .collect()
+                        }
+                        None => rows.clone(),
+                    };
+                    if rows.is_empty() {
+                        continue;
+                    }
+                    let idx = UInt32Array::from(rows);
+                    let cols = args[i]
+                        .iter()
+                        .map(|a| Ok(take(a.as_ref(), &idx, None)?))
+                        .collect::<Result<Vec<_>>>()?;
+                    if retract {
+                        acc.retract_batch(&cols)?
+                    } else {
+                        acc.update_batch(&cols)?
+                    }
+                }
+            }
+        }
+        Ok(touched)
+    }
+
+    fn evaluate(&mut self, g: usize) -> Result<Vec<ScalarValue>> {
+        Ok(self.groups[g]
+            .accs
+            .iter_mut()
+            .map(|a| a.evaluate())
+            .collect::<datafusion::error::Result<Vec<_>>>()?)
+    }
+
+    fn size(&self) -> usize {
+        self.values.as_ref().map_or(0, |v| v.size())
+            + self
+                .groups
+                .iter()
+                .map(|g| g.accs.iter().map(|a| a.size()).sum::<usize>() + 64)
+                .sum::<usize>()
+    }
+}
+
+/// Builds output batches from rows of scalars.
+struct RowsOut {
+    schema: SchemaRef,
+    columns: Vec<Vec<ScalarValue>>,
+    ops: Vec<i8>,
+    updating: bool,
+}
+
+impl RowsOut {
+    fn new(schema: SchemaRef, updating: bool) -> Self {
+        let n = schema.fields().len() - usize::from(updating);
+        Self {
+            schema,
+            columns: vec![vec![]; n],
+            ops: vec![],
+            updating,
+        }
+    }
+
+    fn push(&mut self, key: &[ScalarValue], values: &[ScalarValue], kind: RowKind) {
+        for (c, v) in self.columns.iter_mut().zip(key.iter().chain(values)) {
+            c.push(v.clone());
+        }
+        self.ops.push(kind as i8);
+    }
+
+    fn finish(self, out: &mut Emitter) -> Result<()> {
+        if self.ops.is_empty() {
+            return Ok(());
+        }
+        let mut cols = vec![];
+        for (values, field) in self.columns.into_iter().zip(self.schema.fields()) {
+            let array = ScalarValue::iter_to_array(values)?;
+            cols.push(crate::format::cast_to(&array, field.data_type())?);
+        }
+        let batch = if self.updating {
+            changelog::batch_with_ops(self.schema, cols, self.ops)?
+        } else {
+            RecordBatch::try_new(self.schema, cols)?
+        };
+        out.emit(batch);
+        Ok(())
+    }
+}
+
+/// The running aggregate (updating or windowed, per its spec).
+pub struct GroupAggregate {
+    spec: GroupAggSpec,
+    table: Option<GroupTable>,
+    windows: BTreeMap<Timestamp, GroupTable>,
+    watermark: Timestamp,
+}
+
+impl GroupAggregate {
+    /// An empty aggregate.
+    pub fn new(spec: GroupAggSpec) -> Result<Self> {
+        let table = if spec.window_end.is_none() {
+            Some(GroupTable::new(&spec)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            spec,
+            table,
+            windows: BTreeMap::new(),
+            watermark: Timestamp::MIN,
+        })
+    }
+
+    fn emit_changes(
+        spec: &GroupAggSpec,
+        table: &mut GroupTable,
+        touched: &[usize],
+        out: &mut Emitter,
+    ) -> Result<()> {
+        let mut rows = RowsOut::new(spec.output_schema.clone(), true);
+        for g in touched {
+            let now = if table.groups[*g].rows > 0 {
+                Some(table.evaluate(*g)?)
+            } else {
+                None
+            };
+            let group = &mut table.groups[*g];
+            match (group.last.take(), now) {
+                (None, Some(new)) => {
+                    rows.push(&group.key, &new, RowKind::Insert);
+                    group.last = Some(new);
+                }
+                (Some(old), Some(new)) => {
+                    if old != new {
+                        rows.push(&group.key, &old, RowKind::UpdateBefore);
+                        rows.push(&group.key, &new, RowKind::UpdateAfter);
+                    }
+                    group.last = Some(new);
+                }
+                (Some(old), None) => {
+                    rows.push(&group.key, &old, RowKind::Delete);
+                    group.accs = GroupTable::new_accs(spec)?;
+                }
+                (None, None) => {}
+            }
+        }
+        rows.finish(out)
+    }
+}
+
+impl Operator for GroupAggregate {
+    fn name(&self) -> &str {
+        "group aggregate"
+    }
+
+    fn process_batch(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        out: &mut Emitter,
+    ) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let Some(end_col) = self.spec.window_end else {
+            let Some(table) = self.table.as_mut() else {
+                return Ok(());
+            };
+            let touched = table.update(&self.spec, &batch)?;
+            return Self::emit_changes(&self.spec, table, &touched, out);
+        };
+        let col = batch.column(end_col).clone();
+        let ends = time_millis(&col)?;
+        let mut distinct: Vec<Timestamp> = ends.to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        for end in distinct {
+            let part = if ends.iter().all(|e| *e == end) {
+                batch.clone()
+            } else {
+                let idx = UInt32Array::from_iter_values(
+                    ends.iter()
+                        .enumerate()
+                        .filter(|(_, e)| **e == end)
+                        .map(|(i, _)| i as u32),
+                );
+                datafusion::arrow::compute::take_record_batch(&batch, &idx)?
+            };
+            if end <= self.watermark {
+                out.late(part);
+                continue;
+            }
+            let table = match self.windows.entry(end) {
+                std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(GroupTable::new(&self.spec)?)
+                }
+            };
+            table.update(&self.spec, &part)?;
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, wm: Timestamp, out: &mut Emitter) -> Result<()> {
+        self.watermark = wm;
+        while let Some(entry) = self.windows.first_entry() {
+            if *entry.key() > wm {
+                break;
+            }
+            let mut table = entry.remove();
+            let mut rows = RowsOut::new(self.spec.output_schema.clone(), false);
+            for g in 0..table.groups.len() {
+                let values = table.evaluate(g)?;
+                rows.push(&table.groups[g].key, &values, RowKind::Insert);
+            }
+            rows.finish(out)?;
+        }
+        Ok(())
+    }
+
+    fn state_size(&self) -> usize {
+        self.table.as_ref().map_or(0, |t| t.size())
+            + self.windows.values().map(|t| t.size()).sum::<usize>()
+    }
+}
+
+impl GroupAggSpec {
+    /// Whether the operator's output carries the op column.
+    pub fn is_updating(&self) -> bool {
+        self.updating_output()
+    }
+}

@@ -1,0 +1,731 @@
+//! Streaming hash join of two inputs: window, interval and regular joins (INNER, LEFT, RIGHT,
+//! FULL), as one operator with per-side eviction rules.
+//!
+//! Each side keeps the batches it received, a 64-bit hash per row (DataFusion's `create_hashes`
+//! over the key columns), and a chained hash index (hash → entry → next entry, as DataFusion's
+//! `JoinHashMap`): inserting a batch costs one map update per row and no allocation per key.
+//! A batch from one side probes the other side's index; candidate pairs are assembled with
+//! `interleave` (stored side) and `take` (probing side) into whole output columns, and the key
+//! equality plus the join's residual condition are evaluated on them as DataFusion expressions.
+//! Hash collisions are thus filtered by the same vectorized comparison.
+//!
+//! Eviction follows the watermark:
+//! - *window join*: a row is dropped once the watermark reaches its `window_end`;
+//! - *interval join* (`l.ts BETWEEN r.ts - a AND r.ts + b`): a left row once its time + `a`
+//!   is behind the watermark (no right row that could match it can still come), a right row
+//!   once its time + `b` is;
+//! - *regular join*: nothing is evicted by the watermark; `'table.exec.state.ttl'` drops rows
+//!   stored longer ago than the TTL (processing time, as Flink).
+//!
+//! Outer joins: when the outer side's rows are evicted by the watermark, the ones that never
+//! matched are emitted padded with NULLs at that moment, so the output stays append-only. A
+//! regular outer join cannot know that a row will never match: it emits the NULL-padded row
+//! at once (+I) and retracts it (-D) when the first match arrives, so its output is a
+//! changelog. Evicted batches leave dead index entries behind; the index is rebuilt once they
+//! outnumber the live ones.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array, new_null_array,
+};
+use datafusion::arrow::compute::kernels::cmp::eq;
+use datafusion::arrow::compute::{and, filter_record_batch, interleave, take};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::HashMap;
+use datafusion::common::hash_utils::{RandomState, create_hashes};
+use datafusion::physical_expr::PhysicalExpr;
+
+use super::{Emitter, Operator, eval, time_millis};
+use crate::changelog::RowKind;
+use crate::message::Timestamp;
+use crate::{Result, exec_err};
+
+/// INNER, LEFT, RIGHT or FULL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinKind {
+    /// Matches only.
+    Inner,
+    /// Every left row, NULL-padded when unmatched.
+    Left,
+    /// Every right row, NULL-padded when unmatched.
+    Right,
+    /// Both.
+    Full,
+}
+
+impl JoinKind {
+    /// Whether unmatched rows of `side` (0 left, 1 right) are emitted.
+    pub fn outer(self, side: usize) -> bool {
+        matches!(
+            (self, side),
+            (JoinKind::Left, 0) | (JoinKind::Right, 1) | (JoinKind::Full, _)
+        )
+    }
+}
+
+/// When a stored row can no longer match: once `time + after_ms < watermark`.
+#[derive(Debug, Clone, Copy)]
+pub struct Expire {
+    /// Event-time column of that side.
+    pub time_col: usize,
+    /// Added to the row's time before comparing with the watermark.
+    pub after_ms: i64,
+}
+
+/// The static description of a join.
+#[derive(Debug, Clone)]
+pub struct JoinSpec {
+    /// "window join", "interval join" or "regular join" (for EXPLAIN).
+    pub label: &'static str,
+    /// INNER / LEFT / RIGHT / FULL.
+    pub kind: JoinKind,
+    /// Equi-join keys over the left and right rows.
+    pub keys: [Vec<Arc<dyn PhysicalExpr>>; 2],
+    /// Residual condition over the joined row (left columns then right columns).
+    pub filter: Option<Arc<dyn PhysicalExpr>>,
+    /// Input schemas.
+    pub inputs: [SchemaRef; 2],
+    /// Left columns then right columns (then the op column when `updating`).
+    pub output_schema: SchemaRef,
+    /// Per side: when its rows are evicted.
+    pub expire: [Option<Expire>; 2],
+    /// Regular joins: drop rows stored longer than this (processing time).
+    pub ttl: Option<Duration>,
+    /// Whether the output is a changelog (a regular outer join).
+    pub updating: bool,
+}
+
+impl fmt::Display for JoinSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keys = |side: usize| {
+            self.keys[side]
+                .iter()
+                .map(|k| k.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        write!(
+            f,
+            "Join: {} {:?} on [{}] = [{}]",
+            self.label,
+            self.kind,
+            keys(0),
+            keys(1)
+        )?;
+        if let Some(c) = &self.filter {
+            write!(f, " if {c}")?;
+        }
+        for (side, name) in [(0, "left"), (1, "right")] {
+            if let Some(e) = self.expire[side] {
+                let col = self.inputs[side].field(e.time_col).name().clone();
+                write!(
+                    f,
+                    "; {name} rows evicted when {col} + {} ms < watermark",
+                    e.after_ms
+                )?;
+            }
+        }
+        if let Some(ttl) = self.ttl {
+            write!(f, "; state TTL {} s", ttl.as_secs_f64())?;
+        }
+        if self.updating {
+            write!(f, " [changelog]")?;
+        }
+        Ok(())
+    }
+}
+
+const NONE: u32 = u32::MAX;
+
+struct Stored {
+    batch: RecordBatch,
+    /// Times a row has matched (outer sides only need to know "ever").
+    matched: Vec<u32>,
+    max_time: Timestamp,
+    inserted: Instant,
+}
+
+struct Entry {
+    batch: u32,
+    row: u32,
+    next: u32,
+}
+
+/// One side's rows and their hash index.
+#[derive(Default)]
+struct Side {
+    batches: Vec<Option<Stored>>,
+    hashes: Vec<Vec<u64>>,
+    heads: HashMap<u64, u32>,
+    entries: Vec<Entry>,
+    dead_entries: usize,
+    bytes: usize,
+}
+
+impl Side {
+    fn insert(
+        &mut self,
+        batch: RecordBatch,
+        hashes: Vec<u64>,
+        matched: Vec<u32>,
+        max_time: Timestamp,
+    ) {
+        let id = self.batches.len() as u32;
+        self.index(id, &hashes);
+        self.bytes += batch.get_array_memory_size() + hashes.len() * 20;
+        self.batches.push(Some(Stored {
+            batch,
+            matched,
+            max_time,
+            inserted: Instant::now(),
+        }));
+        self.hashes.push(hashes);
+    }
+
+    fn index(&mut self, id: u32, hashes: &[u64]) {
+        self.entries.reserve(hashes.len());
+        for (row, h) in hashes.iter().enumerate() {
+            let slot = self.heads.entry(*h).or_insert(NONE);
+            let next = *slot;
+            *slot = self.entries.len() as u32;
+            self.entries.push(Entry {
+                batch: id,
+                row: row as u32,
+                next,
+            });
+        }
+    }
+
+    /// Stored rows whose hash equals each probe hash: (probe row, stored batch, stored row).
+    fn candidates(&self, hashes: &[u64]) -> (Vec<u32>, Vec<(u32, u32)>) {
+        let (mut probe, mut stored) = (vec![], vec![]);
+        for (r, h) in hashes.iter().enumerate() {
+            let Some(&head) = self.heads.get(h) else {
+                continue;
+            };
+            let mut e = head;
+            while e != NONE {
+                let entry = &self.entries[e as usize];
+                if self.batches[entry.batch as usize].is_some() {
+                    probe.push(r as u32);
+                    stored.push((entry.batch, entry.row));
+                }
+                e = entry.next;
+            }
+        }
+        (probe, stored)
+    }
+
+    /// Drop the batches `evict` selects; returns them.
+    fn evict(&mut self, mut evict: impl FnMut(&Stored) -> bool) -> Vec<Stored> {
+        let mut out = vec![];
+        for (slot, hashes) in self.batches.iter_mut().zip(&mut self.hashes) {
+            if slot.as_ref().is_some_and(&mut evict) {
+                if let Some(s) = slot.take() {
+                    self.dead_entries += hashes.len();
+                    self.bytes = self
+                        .bytes
+                        .saturating_sub(s.batch.get_array_memory_size() + hashes.len() * 20);
+                    *hashes = vec![];
+                    out.push(s);
+                }
+            }
+        }
+        if self.dead_entries > 1024 && self.dead_entries * 2 > self.entries.len() {
+            self.rebuild();
+        }
+        out
+    }
+
+    /// Compact the batches and rebuild the index without dead entries.
+    fn rebuild(&mut self) {
+        let batches = std::mem::take(&mut self.batches);
+        let hashes = std::mem::take(&mut self.hashes);
+        self.heads.clear();
+        self.entries.clear();
+        self.dead_entries = 0;
+        for (b, h) in batches.into_iter().zip(hashes) {
+            if let Some(b) = b {
+                let id = self.batches.len() as u32;
+                self.index(id, &h);
+                self.batches.push(Some(b));
+                self.hashes.push(h);
+            }
+        }
+    }
+}
+
+/// The running join.
+pub struct StreamingJoin {
+    spec: JoinSpec,
+    sides: [Side; 2],
+    watermark: Timestamp,
+    last_ttl_check: Instant,
+}
+
+impl StreamingJoin {
+    /// A join with empty state.
+    pub fn new(spec: JoinSpec) -> Self {
+        Self {
+            spec,
+            sides: [Side::default(), Side::default()],
+            watermark: Timestamp::MIN,
+            last_ttl_check: Instant::now(),
+        }
+    }
+
+    fn hashes(&self, side: usize, batch: &RecordBatch) -> Result<Vec<u64>> {
+        let arrays = self.spec.keys[side]
+            .iter()
+            .map(|k| eval(k, batch))
+            .collect::<Result<Vec<ArrayRef>>>()?;
+        let mut hashes = vec![0; batch.num_rows()];
+        create_hashes(&arrays, &RandomState::with_seed(0x6a6f_696e), &mut hashes)?;
+        Ok(hashes)
+    }
+
+    /// Output columns for pairs of (left rows, right rows); `None` pads a side with NULLs.
+    fn assemble(
+        &self,
+        left: Option<Vec<ArrayRef>>,
+        right: Option<Vec<ArrayRef>>,
+        rows: usize,
+        kind: Option<RowKind>,
+    ) -> Result<RecordBatch> {
+        let mut cols = vec![];
+        for (side, part) in [(0, left), (1, right)] {
+            match part {
+                Some(c) => cols.extend(c),
+                None => cols.extend(
+                    self.spec.inputs[side]
+                        .fields()
+                        .iter()
+                        .map(|f| new_null_array(f.data_type(), rows)),
+                ),
+            }
+        }
+        if self.spec.updating {
+            cols.push(crate::changelog::uniform_ops(
+                kind.unwrap_or(RowKind::Insert),
+                rows,
+            ));
+        }
+        Ok(RecordBatch::try_new(self.spec.output_schema.clone(), cols)?)
+    }
+
+    /// Rows of stored batches, gathered with `interleave`.
+    fn gather(&self, side: usize, refs: &[(u32, u32)]) -> Result<Vec<ArrayRef>> {
+        let store = &self.sides[side];
+        let mut ids: Vec<u32> = refs.iter().map(|(b, _)| *b).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let pos: HashMap<u32, usize> = ids.iter().enumerate().map(|(i, b)| (*b, i)).collect();
+        let indices: Vec<(usize, usize)> =
+            refs.iter().map(|(b, r)| (pos[b], *r as usize)).collect();
+        let batches: Vec<&RecordBatch> = ids
+            .iter()
+            .map(|b| store.batches[*b as usize].as_ref().map(|s| &s.batch))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| crate::Error::Execution {
+                operator: "join".into(),
+                message: "probe hit an evicted batch".into(),
+            })?;
+        (0..self.spec.inputs[side].fields().len())
+            .map(|c| {
+                let arrays: Vec<&dyn Array> =
+                    batches.iter().map(|b| b.column(c).as_ref()).collect();
+                Ok(interleave(&arrays, &indices)?)
+            })
+            .collect()
+    }
+
+    /// Pairs (probe row of `side`, stored row of the other side) that satisfy the condition,
+    /// as an output batch and the pairs kept.
+    fn probe(
+        &self,
+        side: usize,
+        batch: &RecordBatch,
+        hashes: &[u64],
+    ) -> Result<Option<(RecordBatch, Vec<u32>, Vec<(u32, u32)>)>> {
+        let other = 1 - side;
+        let (probe_rows, stored) = self.sides[other].candidates(hashes);
+        if probe_rows.is_empty() {
+            return Ok(None);
+        }
+        let idx = UInt32Array::from(probe_rows.clone());
+        let probe_cols = batch
+            .columns()
+            .iter()
+            .map(|c| Ok(take(c.as_ref(), &idx, None)?))
+            .collect::<Result<Vec<_>>>()?;
+        let stored_cols = self.gather(other, &stored)?;
+        let n = probe_rows.len();
+        let (left, right) = if side == 0 {
+            (probe_cols, stored_cols)
+        } else {
+            (stored_cols, probe_cols)
+        };
+        let left_b = RecordBatch::try_new(self.spec.inputs[0].clone(), left.clone())?;
+        let right_b = RecordBatch::try_new(self.spec.inputs[1].clone(), right.clone())?;
+        let mut keep: Option<BooleanArray> = None;
+        for (lk, rk) in self.spec.keys[0].iter().zip(&self.spec.keys[1]) {
+            let m = eq(&eval(lk, &left_b)?, &eval(rk, &right_b)?)?;
+            keep = Some(match keep {
+                Some(k) => and(&k, &m)?,
+                None => m,
+            });
+        }
+        let joined = self.assemble(Some(left), Some(right), n, Some(RowKind::Insert))?;
+        if let Some(f) = &self.spec.filter {
+            let m = eval(f, &joined)?;
+            let m = m
+                .as_any()
+                .downcast_ref::<BooleanArray>()
+                .cloned()
+                .ok_or_else(|| crate::Error::Execution {
+                    operator: "join".into(),
+                    message: format!("join condition {f} is not boolean"),
+                })?;
+            keep = Some(match keep {
+                Some(k) => and(&k, &m)?,
+                None => m,
+            });
+        }
+        let Some(keep) = keep else {
+            return Ok(Some((joined, probe_rows, stored)));
+        };
+        let out = filter_record_batch(&joined, &keep)?;
+        let mut kept_probe = Vec::with_capacity(out.num_rows());
+        let mut kept_stored = Vec::with_capacity(out.num_rows());
+        for (i, k) in keep.iter().enumerate() {
+            if k == Some(true) {
+                kept_probe.push(probe_rows[i]);
+                kept_stored.push(stored[i]);
+            }
+        }
+        Ok(Some((out, kept_probe, kept_stored)))
+    }
+
+    /// NULL-padded output for `rows` of a batch of `side`.
+    fn unmatched(
+        &self,
+        side: usize,
+        batch: &RecordBatch,
+        rows: Vec<u32>,
+        kind: RowKind,
+    ) -> Result<RecordBatch> {
+        let n = rows.len();
+        let idx = UInt32Array::from(rows);
+        let cols = batch
+            .columns()
+            .iter()
+            .map(|c| Ok(take(c.as_ref(), &idx, None)?))
+            .collect::<Result<Vec<_>>>()?;
+        if side == 0 {
+            self.assemble(Some(cols), None, n, Some(kind))
+        } else {
+            self.assemble(None, Some(cols), n, Some(kind))
+        }
+    }
+
+    fn expire_ttl(&mut self) {
+        let Some(ttl) = self.spec.ttl else { return };
+        if self.last_ttl_check.elapsed() < Duration::from_millis(200).min(ttl) {
+            return;
+        }
+        self.last_ttl_check = Instant::now();
+        for side in &mut self.sides {
+            side.evict(|s| s.inserted.elapsed() >= ttl);
+        }
+    }
+}
+
+impl Operator for StreamingJoin {
+    fn name(&self) -> &str {
+        "join"
+    }
+
+    fn process_batch(&mut self, input: usize, batch: RecordBatch, out: &mut Emitter) -> Result<()> {
+        if input > 1 {
+            return exec_err!("join", "input {input} of a two-input join");
+        }
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let side = input;
+        let other = 1 - side;
+        let hashes = self.hashes(side, &batch)?;
+        let mut matched = vec![0u32; batch.num_rows()];
+        if let Some((joined, probe_rows, stored)) = self.probe(side, &batch, &hashes)? {
+            // A regular outer join retracts the NULL-padded rows of the other side that
+            // match for the first time.
+            if self.spec.updating && self.spec.kind.outer(other) {
+                let mut first: Vec<(u32, u32)> = vec![];
+                for (b, r) in &stored {
+                    if let Some(s) = self.sides[other].batches[*b as usize].as_ref() {
+                        if s.matched[*r as usize] == 0 && !first.contains(&(*b, *r)) {
+                            first.push((*b, *r));
+                        }
+                    }
+                }
+                if !first.is_empty() {
+                    let cols = self.gather(other, &first)?;
+                    let n = first.len();
+                    let b = if other == 0 {
+                        self.assemble(Some(cols), None, n, Some(RowKind::Delete))?
+                    } else {
+                        self.assemble(None, Some(cols), n, Some(RowKind::Delete))?
+                    };
+                    out.emit(b);
+                }
+            }
+            for r in &probe_rows {
+                matched[*r as usize] += 1;
+            }
+            for (b, r) in &stored {
+                if let Some(s) = self.sides[other].batches[*b as usize].as_mut() {
+                    s.matched[*r as usize] += 1;
+                }
+            }
+            out.emit(joined);
+        }
+        // A regular outer join emits unmatched rows now (they may be retracted later).
+        if self.spec.updating && self.spec.kind.outer(side) {
+            let rows: Vec<u32> = (0..batch.num_rows() as u32)
+                .filter(|r| matched[*r as usize] == 0)
+                .collect();
+            if !rows.is_empty() {
+                out.emit(self.unmatched(side, &batch, rows, RowKind::Insert)?);
+            }
+        }
+        let max_time = match self.spec.expire[side] {
+            Some(e) => {
+                let col = batch.column(e.time_col).clone();
+                let times = time_millis(&col)?;
+                times.iter().copied().max().unwrap_or(Timestamp::MIN)
+            }
+            None => Timestamp::MIN,
+        };
+        self.sides[side].insert(batch, hashes, matched, max_time);
+        self.expire_ttl();
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, wm: Timestamp, out: &mut Emitter) -> Result<()> {
+        self.watermark = wm;
+        for side in 0..2 {
+            let Some(e) = self.spec.expire[side] else {
+                continue;
+            };
+            let gone = self.sides[side].evict(|s| s.max_time.saturating_add(e.after_ms) < wm);
+            if self.spec.kind.outer(side) && !self.spec.updating {
+                for s in gone {
+                    let rows: Vec<u32> = (0..s.batch.num_rows() as u32)
+                        .filter(|r| s.matched[*r as usize] == 0)
+                        .collect();
+                    if !rows.is_empty() {
+                        out.emit(self.unmatched(side, &s.batch, rows, RowKind::Insert)?);
+                    }
+                }
+            }
+        }
+        self.expire_ttl();
+        Ok(())
+    }
+
+    fn state_size(&self) -> usize {
+        self.sides
+            .iter()
+            .map(|s| s.bytes + s.entries.len() * 12 + s.heads.len() * 12)
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operators::test_util::rows;
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::physical_expr::expressions::Column;
+
+    fn side_schema(prefix: &str) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new(format!("{prefix}k"), DataType::Int64, true),
+            Field::new(format!("{prefix}t"), DataType::Int64, false),
+        ]))
+    }
+
+    fn batch(schema: &SchemaRef, k: &[i64], t: &[i64]) -> RecordBatch {
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(k.to_vec())),
+                Arc::new(Int64Array::from(t.to_vec())),
+            ],
+        )
+        .expect("batch")
+    }
+
+    fn spec(kind: JoinKind, expire: [Option<Expire>; 2]) -> JoinSpec {
+        let (l, r) = (side_schema("l"), side_schema("r"));
+        let mut fields: Vec<Field> = l
+            .fields()
+            .iter()
+            .chain(r.fields().iter())
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect();
+        let updating = kind != JoinKind::Inner && expire.iter().all(Option::is_none);
+        if updating {
+            fields.push(crate::changelog::op_field());
+        }
+        JoinSpec {
+            label: "test",
+            kind,
+            keys: [
+                vec![Arc::new(Column::new("lk", 0))],
+                vec![Arc::new(Column::new("rk", 0))],
+            ],
+            filter: None,
+            inputs: [l, r],
+            output_schema: Arc::new(Schema::new(fields)),
+            expire,
+            ttl: None,
+            updating,
+        }
+    }
+
+    fn all(em: &mut Emitter) -> Vec<String> {
+        let batches: Vec<RecordBatch> = em
+            .messages
+            .drain(..)
+            .filter_map(|m| match m {
+                crate::message::Message::Batch(b) => Some(b),
+                _ => None,
+            })
+            .collect();
+        rows(&batches)
+    }
+
+    #[test]
+    fn inner_join_matches_whichever_side_comes_first() {
+        let mut j = StreamingJoin::new(spec(JoinKind::Inner, [None, None]));
+        let (l, r) = (side_schema("l"), side_schema("r"));
+        let mut em = Emitter::default();
+        j.process_batch(0, batch(&l, &[1, 2, 3], &[10, 20, 30]), &mut em)
+            .expect("left");
+        assert!(all(&mut em).is_empty());
+        j.process_batch(1, batch(&r, &[2, 3, 3, 4], &[1, 2, 3, 4]), &mut em)
+            .expect("right");
+        assert_eq!(
+            all(&mut em),
+            vec!["2 | 20 | 2 | 1", "3 | 30 | 3 | 2", "3 | 30 | 3 | 3"]
+        );
+        j.process_batch(0, batch(&l, &[4], &[40]), &mut em)
+            .expect("left again");
+        assert_eq!(all(&mut em), vec!["4 | 40 | 4 | 4"]);
+    }
+
+    #[test]
+    fn null_keys_never_match() {
+        let mut j = StreamingJoin::new(spec(JoinKind::Inner, [None, None]));
+        let (l, r) = (side_schema("l"), side_schema("r"));
+        let lb = RecordBatch::try_new(
+            l,
+            vec![
+                Arc::new(Int64Array::from(vec![None, Some(1)])),
+                Arc::new(Int64Array::from(vec![1, 2])),
+            ],
+        )
+        .expect("b");
+        let rb = RecordBatch::try_new(
+            r,
+            vec![
+                Arc::new(Int64Array::from(vec![None, Some(1)])),
+                Arc::new(Int64Array::from(vec![3, 4])),
+            ],
+        )
+        .expect("b");
+        let mut em = Emitter::default();
+        j.process_batch(0, lb, &mut em).expect("left");
+        j.process_batch(1, rb, &mut em).expect("right");
+        assert_eq!(all(&mut em), vec!["1 | 2 | 1 | 4"]);
+    }
+
+    #[test]
+    fn evicted_outer_rows_are_emitted_padded() {
+        let expire = Some(Expire {
+            time_col: 1,
+            after_ms: 0,
+        });
+        let mut j = StreamingJoin::new(spec(JoinKind::Left, [expire, expire]));
+        let (l, r) = (side_schema("l"), side_schema("r"));
+        let mut em = Emitter::default();
+        j.process_batch(0, batch(&l, &[1, 2], &[10, 20]), &mut em)
+            .expect("left");
+        j.process_batch(1, batch(&r, &[1], &[11]), &mut em)
+            .expect("right");
+        assert_eq!(all(&mut em), vec!["1 | 10 | 1 | 11"]);
+        j.on_watermark(15, &mut em).expect("wm");
+        assert!(
+            all(&mut em).is_empty(),
+            "left batch max time 20 not yet expired"
+        );
+        j.on_watermark(21, &mut em).expect("wm");
+        assert_eq!(all(&mut em), vec!["2 | 20 |  | "]);
+        assert_eq!(j.sides[0].batches.iter().flatten().count(), 0);
+        assert_eq!(j.sides[1].batches.iter().flatten().count(), 0);
+    }
+
+    #[test]
+    fn regular_left_join_retracts_padded_rows() {
+        let mut j = StreamingJoin::new(spec(JoinKind::Left, [None, None]));
+        let (l, r) = (side_schema("l"), side_schema("r"));
+        let mut em = Emitter::default();
+        j.process_batch(0, batch(&l, &[1], &[10]), &mut em)
+            .expect("left");
+        assert_eq!(all(&mut em), vec!["1 | 10 |  |  | 0"]);
+        j.process_batch(1, batch(&r, &[1, 1], &[5, 6]), &mut em)
+            .expect("right");
+        assert_eq!(
+            all(&mut em),
+            vec![
+                "1 | 10 |  |  | 3",
+                "1 | 10 | 1 | 5 | 0",
+                "1 | 10 | 1 | 6 | 0"
+            ]
+        );
+    }
+
+    #[test]
+    fn index_is_rebuilt_after_eviction() {
+        let expire = Some(Expire {
+            time_col: 1,
+            after_ms: 0,
+        });
+        let mut j = StreamingJoin::new(spec(JoinKind::Inner, [expire, expire]));
+        let l = side_schema("l");
+        let r = side_schema("r");
+        let mut em = Emitter::default();
+        for t in 0..100 {
+            let keys: Vec<i64> = (0..100).collect();
+            j.process_batch(0, batch(&l, &keys, &vec![t; 100]), &mut em)
+                .expect("left");
+            j.on_watermark(t - 5, &mut em).expect("wm");
+        }
+        assert!(
+            j.sides[0].entries.len() < 3000,
+            "dead entries were dropped: {}",
+            j.sides[0].entries.len()
+        );
+        j.process_batch(1, batch(&r, &[7], &[99]), &mut em)
+            .expect("right");
+        assert_eq!(
+            all(&mut em).len(),
+            j.sides[0].batches.iter().flatten().count()
+        );
+    }
+}

@@ -1,0 +1,486 @@
+//! Top-N and deduplication: `ROW_NUMBER() OVER (PARTITION BY ... ORDER BY ...)` filtered by
+//! `rn <= N`.
+//!
+//! - *Windowed* (partitioned by a window's `window_start, window_end`): a window's rows are
+//!   buffered until the watermark reaches its end, then sorted once (`lexsort_to_indices` over
+//!   the partition and order columns), cut into partitions (`partition`), and the first N of
+//!   each emitted with their row number. Append-only; the buffer is freed.
+//! - *Unwindowed*: each partition keeps its current top N rows in Arrow's row format (sort key
+//!   and whole row, converted per batch by `RowConverter`). After a batch, every partition
+//!   whose ranking changed emits the difference per rank: -U of the row that held the rank,
+//!   +U of the one that holds it now (+I when the rank is new). Ties keep arrival order.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::compute::{
+    SortColumn, concat_batches, lexsort_to_indices, take, take_record_batch,
+};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
+use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
+use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
+use datafusion::physical_plan::aggregates::order::GroupOrdering;
+
+use super::{Emitter, Operator, eval, time_millis};
+use crate::Result;
+use crate::changelog::{self, RowKind};
+use crate::message::Timestamp;
+
+/// The static description of a Top-N.
+#[derive(Debug, Clone)]
+pub struct TopNSpec {
+    /// PARTITION BY expressions.
+    pub partition: Vec<Arc<dyn PhysicalExpr>>,
+    /// Their schema (for interning).
+    pub partition_schema: SchemaRef,
+    /// ORDER BY.
+    pub order: Vec<PhysicalSortExpr>,
+    /// Rows kept per partition.
+    pub n: usize,
+    /// Input schema.
+    pub input_schema: SchemaRef,
+    /// Input columns, then the row number (then the op column when unwindowed).
+    pub output_schema: SchemaRef,
+    /// Windowed: the input column holding `window_end`.
+    pub window_end: Option<usize>,
+}
+
+impl fmt::Display for TopNSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let part: Vec<String> = self.partition.iter().map(|k| k.to_string()).collect();
+        let order: Vec<String> = self.order.iter().map(|k| k.to_string()).collect();
+        write!(
+            f,
+            "TopN: first {} per [{}] by [{}]",
+            self.n,
+            part.join(", "),
+            order.join(", ")
+        )?;
+        if self.window_end.is_some() {
+            write!(f, " per window, at window end")
+        } else {
+            write!(f, " [changelog]")
+        }
+    }
+}
+
+struct Ranked {
+    key: OwnedRow,
+    seq: u64,
+    row: OwnedRow,
+}
+
+/// The running Top-N.
+pub struct TopN {
+    spec: TopNSpec,
+    windows: BTreeMap<Timestamp, Vec<RecordBatch>>,
+    watermark: Timestamp,
+    groups: Option<Box<dyn GroupValues>>,
+    ranked: Vec<Vec<Ranked>>,
+    sort_rows: RowConverter,
+    full_rows: RowConverter,
+    seq: u64,
+    ids: Vec<usize>,
+    bytes: usize,
+    /// Rows pushed out of a ranking during the current batch (sequence number, row).
+    retired: Vec<(u64, OwnedRow)>,
+}
+
+impl TopN {
+    /// An empty Top-N.
+    pub fn new(spec: TopNSpec) -> Result<Self> {
+        let sort_fields = spec
+            .order
+            .iter()
+            .map(|o| {
+                Ok(SortField::new_with_options(
+                    o.expr.data_type(&spec.input_schema)?,
+                    o.options,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let full_fields = spec
+            .input_schema
+            .fields()
+            .iter()
+            .map(|f| SortField::new(f.data_type().clone()))
+            .collect();
+        let groups = if spec.partition.is_empty() {
+            None
+        } else {
+            Some(new_group_values(
+                spec.partition_schema.clone(),
+                &GroupOrdering::None,
+            )?)
+        };
+        Ok(Self {
+            sort_rows: RowConverter::new(sort_fields)?,
+            full_rows: RowConverter::new(full_fields)?,
+            spec,
+            windows: BTreeMap::new(),
+            watermark: Timestamp::MIN,
+            groups,
+            ranked: vec![],
+            seq: 0,
+            ids: vec![],
+            bytes: 0,
+            retired: vec![],
+        })
+    }
+
+    fn fire(&self, batches: Vec<RecordBatch>, out: &mut Emitter) -> Result<()> {
+        let batch = concat_batches(&self.spec.input_schema, &batches)?;
+        let mut sort = vec![];
+        let parts = self
+            .spec
+            .partition
+            .iter()
+            .map(|p| eval(p, &batch))
+            .collect::<Result<Vec<_>>>()?;
+        for p in &parts {
+            sort.push(SortColumn {
+                values: p.clone(),
+                options: None,
+            });
+        }
+        for o in &self.spec.order {
+            sort.push(SortColumn {
+                values: eval(&o.expr, &batch)?,
+                options: Some(o.options),
+            });
+        }
+        let order = lexsort_to_indices(&sort, None)?;
+        let sorted_parts = parts
+            .iter()
+            .map(|p| Ok(take(p.as_ref(), &order, None)?))
+            .collect::<Result<Vec<ArrayRef>>>()?;
+        let ranges = if sorted_parts.is_empty() {
+            vec![0..batch.num_rows()]
+        } else {
+            datafusion::arrow::compute::partition(&sorted_parts)?.ranges()
+        };
+        let (mut keep, mut rn) = (vec![], vec![]);
+        for r in ranges {
+            for (i, pos) in r.clone().take(self.spec.n).enumerate() {
+                keep.push(order.value(pos));
+                rn.push(i as i64 + 1);
+            }
+        }
+        let rows = take_record_batch(&batch, &UInt32Array::from(keep))?;
+        let mut cols = rows.columns().to_vec();
+        cols.push(self.rn_column(rn)?);
+        out.emit(RecordBatch::try_new(self.spec.output_schema.clone(), cols)?);
+        Ok(())
+    }
+
+    fn update(&mut self, batch: &RecordBatch, out: &mut Emitter) -> Result<()> {
+        let rows = batch.num_rows();
+        let keys = self
+            .spec
+            .order
+            .iter()
+            .map(|o| eval(&o.expr, batch))
+            .collect::<Result<Vec<_>>>()?;
+        let keys = self.sort_rows.convert_columns(&keys)?;
+        let full = self.full_rows.convert_columns(batch.columns())?;
+        match &mut self.groups {
+            Some(g) => {
+                let parts = self
+                    .spec
+                    .partition
+                    .iter()
+                    .map(|p| eval(p, batch))
+                    .collect::<Result<Vec<_>>>()?;
+                g.intern(&parts, &mut self.ids)?;
+            }
+            None => {
+                self.ids.clear();
+                self.ids.resize(rows, 0);
+            }
+        }
+        // Partition → its ranking before this batch (by sequence number), first time touched.
+        let mut before: Vec<(usize, Vec<u64>)> = vec![];
+        for r in 0..rows {
+            let g = self.ids[r];
+            if self.ranked.len() <= g {
+                self.ranked.resize_with(g + 1, Vec::new);
+            }
+            let list = &mut self.ranked[g];
+            let key = keys.row(r);
+            let pos = list.partition_point(|x| x.key.row() <= key);
+            if pos >= self.spec.n {
+                continue;
+            }
+            if !before.iter().any(|(x, _)| *x == g) {
+                before.push((g, list.iter().map(|x| x.seq).collect()));
+            }
+            self.seq += 1;
+            let row = full.row(r).owned();
+            self.bytes += row.as_ref().len() + key.as_ref().len() + 16;
+            list.insert(
+                pos,
+                Ranked {
+                    key: key.owned(),
+                    seq: self.seq,
+                    row,
+                },
+            );
+            if list.len() > self.spec.n {
+                if let Some(x) = list.pop() {
+                    self.bytes = self
+                        .bytes
+                        .saturating_sub(x.row.as_ref().len() + x.key.as_ref().len() + 16);
+                    self.retired.push((x.seq, x.row));
+                }
+            }
+        }
+        let mut out_rows: Vec<OwnedRow> = vec![];
+        let (mut rn, mut ops) = (vec![], vec![]);
+        for (g, old) in before {
+            let new = &self.ranked[g];
+            for i in 0..old.len().max(new.len()) {
+                let now = new.get(i);
+                if old.get(i).copied() == now.map(|x| x.seq) {
+                    continue;
+                }
+                if let Some(prev) = old.get(i) {
+                    let Some(prev_row) = self.row_by_seq(g, *prev) else {
+                        continue;
+                    };
+                    out_rows.push(prev_row);
+                    rn.push(i as i64 + 1);
+                    ops.push(if now.is_some() {
+                        RowKind::UpdateBefore
+                    } else {
+                        RowKind::Delete
+                    } as i8);
+                }
+                if let Some(x) = now {
+                    out_rows.push(x.row.clone());
+                    rn.push(i as i64 + 1);
+                    ops.push(if old.get(i).is_some() {
+                        RowKind::UpdateAfter
+                    } else {
+                        RowKind::Insert
+                    } as i8);
+                }
+            }
+        }
+        self.retired.clear();
+        if out_rows.is_empty() {
+            return Ok(());
+        }
+        let mut cols = self
+            .full_rows
+            .convert_rows(out_rows.iter().map(|r| r.row()))?;
+        cols.push(self.rn_column(rn)?);
+        out.emit(changelog::batch_with_ops(
+            self.spec.output_schema.clone(),
+            cols,
+            ops,
+        )?);
+        Ok(())
+    }
+}
+
+impl TopN {
+    /// Row numbers in the output schema's type (DataFusion's ROW_NUMBER is UInt64).
+    fn rn_column(&self, rn: Vec<i64>) -> Result<ArrayRef> {
+        let field = self
+            .spec
+            .output_schema
+            .field(self.spec.input_schema.fields().len());
+        Ok(cast(
+            &(Arc::new(Int64Array::from(rn)) as ArrayRef),
+            field.data_type(),
+        )?)
+    }
+
+    /// A row that was ranked before this batch: still in its partition, or pushed out.
+    fn row_by_seq(&self, g: usize, seq: u64) -> Option<OwnedRow> {
+        self.ranked[g]
+            .iter()
+            .find(|x| x.seq == seq)
+            .map(|x| x.row.clone())
+            .or_else(|| {
+                self.retired
+                    .iter()
+                    .find(|(s, _)| *s == seq)
+                    .map(|(_, r)| r.clone())
+            })
+    }
+}
+
+impl Operator for TopN {
+    fn name(&self) -> &str {
+        "top-n"
+    }
+
+    fn process_batch(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        out: &mut Emitter,
+    ) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let Some(end_col) = self.spec.window_end else {
+            return self.update(&batch, out);
+        };
+        let col = batch.column(end_col).clone();
+        let ends = time_millis(&col)?;
+        let mut distinct: Vec<Timestamp> = ends.to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        for end in distinct {
+            let part = if distinct_is_whole(&ends, end) {
+                batch.clone()
+            } else {
+                let idx = UInt32Array::from_iter_values(
+                    ends.iter()
+                        .enumerate()
+                        .filter(|(_, e)| **e == end)
+                        .map(|(i, _)| i as u32),
+                );
+                take_record_batch(&batch, &idx)?
+            };
+            if end <= self.watermark {
+                out.late(part);
+                continue;
+            }
+            self.bytes += part.get_array_memory_size();
+            self.windows.entry(end).or_default().push(part);
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, wm: Timestamp, out: &mut Emitter) -> Result<()> {
+        self.watermark = wm;
+        while let Some(entry) = self.windows.first_entry() {
+            if *entry.key() > wm {
+                break;
+            }
+            let batches = entry.remove();
+            self.bytes = self
+                .bytes
+                .saturating_sub(batches.iter().map(|b| b.get_array_memory_size()).sum());
+            self.fire(batches, out)?;
+        }
+        Ok(())
+    }
+
+    fn state_size(&self) -> usize {
+        self.bytes
+    }
+}
+
+fn distinct_is_whole(ends: &[Timestamp], end: Timestamp) -> bool {
+    ends.iter().all(|e| *e == end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operators::test_util::rows;
+    use datafusion::arrow::compute::SortOptions;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::physical_expr::expressions::Column;
+
+    fn spec(n: usize, window_end: Option<usize>) -> TopNSpec {
+        let input = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("v", DataType::Int64, false),
+        ]));
+        let mut out: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+        out.push(Field::new("rn", DataType::Int64, false));
+        if window_end.is_none() {
+            out.push(changelog::op_field());
+        }
+        TopNSpec {
+            partition: vec![Arc::new(Column::new("k", 0))],
+            partition_schema: Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)])),
+            order: vec![PhysicalSortExpr {
+                expr: Arc::new(Column::new("v", 1)),
+                options: SortOptions {
+                    descending: true,
+                    nulls_first: false,
+                },
+            }],
+            n,
+            input_schema: input,
+            output_schema: Arc::new(Schema::new(out)),
+            window_end,
+        }
+    }
+
+    fn batch(k: &[i64], v: &[i64]) -> RecordBatch {
+        let s = spec(1, Some(0)).input_schema;
+        RecordBatch::try_new(
+            s,
+            vec![
+                Arc::new(Int64Array::from(k.to_vec())),
+                Arc::new(Int64Array::from(v.to_vec())),
+            ],
+        )
+        .expect("batch")
+    }
+
+    fn drain(em: &mut Emitter) -> Vec<String> {
+        let b: Vec<RecordBatch> = em
+            .messages
+            .drain(..)
+            .filter_map(|m| match m {
+                crate::message::Message::Batch(b) => Some(b),
+                _ => None,
+            })
+            .collect();
+        rows(&b)
+    }
+
+    #[test]
+    fn unwindowed_top2_emits_rank_changes() {
+        let mut t = TopN::new(spec(2, None)).expect("topn");
+        let mut em = Emitter::default();
+        t.process_batch(0, batch(&[1, 1, 2], &[10, 20, 5]), &mut em)
+            .expect("b1");
+        // ops: 0 = +I, 1 = -U, 2 = +U, 3 = -D
+        assert_eq!(
+            drain(&mut em),
+            vec!["1 | 10 | 2 | 0", "1 | 20 | 1 | 0", "2 | 5 | 1 | 0"]
+        );
+        t.process_batch(0, batch(&[1, 1], &[15, 1]), &mut em)
+            .expect("b2");
+        assert_eq!(drain(&mut em), vec!["1 | 10 | 2 | 1", "1 | 15 | 2 | 2"]);
+        t.process_batch(0, batch(&[1], &[30]), &mut em).expect("b3");
+        // rank 1: 20 → 30 (-U 20, +U 30); rank 2: 15 → 20 (-U 15, +U 20)
+        assert_eq!(
+            drain(&mut em),
+            vec![
+                "1 | 15 | 2 | 1",
+                "1 | 20 | 1 | 1",
+                "1 | 20 | 2 | 2",
+                "1 | 30 | 1 | 2"
+            ]
+        );
+    }
+
+    #[test]
+    fn windowed_topn_fires_at_window_end() {
+        let mut t = TopN::new(spec(1, Some(0))).expect("topn");
+        let mut em = Emitter::default();
+        // k doubles as window_end here.
+        t.process_batch(0, batch(&[10, 10, 20], &[3, 7, 1]), &mut em)
+            .expect("b");
+        assert!(drain(&mut em).is_empty());
+        t.on_watermark(10, &mut em).expect("wm");
+        assert_eq!(drain(&mut em), vec!["10 | 7 | 1"]);
+        t.on_watermark(25, &mut em).expect("wm");
+        assert_eq!(drain(&mut em), vec!["20 | 1 | 1"]);
+        assert_eq!(t.state_size(), 0);
+    }
+}

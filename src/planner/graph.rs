@@ -1,0 +1,112 @@
+//! The dataflow graph a query is planned into: sources, stages of operators, the exchanges
+//! between them, and the sink.
+//!
+//! ```text
+//!   Source bid (shards) ──hash(auction)──► Stage [window aggregate] ──┐
+//!                                                                     ├─► Stage [join] ─► sink
+//!   Source bid (shards) ──hash(price)──────────────────────────────────┘
+//! ```
+//!
+//! A [`Flow`] is a tree: a source's shards each run the stateless operators placed on them; a
+//! [`Stage`] runs its operators in `parallelism` instances, each fed by one or two inputs.
+//! An input with key expressions is hash-partitioned over the instances (the exchange); an
+//! input without keys is gathered into a single instance.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::physical_expr::PhysicalExpr;
+
+use crate::operators::OpSpec;
+use crate::sql::catalog::Table;
+
+/// A planned continuous query: the dataflow graph and where its rows go.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// The graph; its output goes to the sink.
+    pub root: Flow,
+    /// Schema of the rows the pipeline produces (without the changelog column).
+    pub schema: SchemaRef,
+    /// Whether the output is a changelog (rows carry an op column, see [`crate::changelog`]).
+    pub updating: bool,
+    /// `INSERT INTO` target; `None` for a SELECT whose rows go to the caller.
+    pub sink: Option<Table>,
+    /// Instances of each keyed stage.
+    pub parallelism: usize,
+}
+
+/// A node of the dataflow graph.
+#[derive(Debug, Clone)]
+pub enum Flow {
+    /// A source table: each shard runs `ops` (computed columns, the watermark generator and
+    /// the stateless operators that follow it).
+    Source {
+        /// The table (its connector decides the shards).
+        table: Table,
+        /// Operators run in every shard's task.
+        ops: Vec<OpSpec>,
+    },
+    /// Stateful operators (and what follows them), fed through exchanges.
+    Stage(Box<Stage>),
+}
+
+/// Operators run in one or more instances; the first one sees which input a batch came from.
+#[derive(Debug, Clone)]
+pub struct Stage {
+    /// One input (most operators) or two (joins: left, right).
+    pub inputs: Vec<Input>,
+    /// The operators, in order.
+    pub ops: Vec<OpSpec>,
+}
+
+/// One input of a stage and how it is partitioned over the stage's instances.
+#[derive(Debug, Clone)]
+pub struct Input {
+    /// What feeds this input.
+    pub flow: Flow,
+    /// Hash keys (over the input's rows). Empty: the stage runs as a single instance.
+    pub keys: Vec<Arc<dyn PhysicalExpr>>,
+}
+
+impl Stage {
+    /// Instances this stage runs with under job parallelism `p`: one unless every input
+    /// is keyed.
+    pub fn parallelism(&self, p: usize) -> usize {
+        if self.inputs.iter().all(|i| !i.keys.is_empty()) {
+            p.max(1)
+        } else {
+            1
+        }
+    }
+}
+
+impl Flow {
+    /// Operators applied last (where a stateless operator can be appended).
+    pub fn ops_mut(&mut self) -> &mut Vec<OpSpec> {
+        match self {
+            Flow::Source { ops, .. } => ops,
+            Flow::Stage(s) => &mut s.ops,
+        }
+    }
+
+    /// The source tables, depth first, left to right: the order the runtime opens them in.
+    pub fn sources(&self) -> Vec<&Table> {
+        let mut out = vec![];
+        self.collect_sources(&mut out);
+        out
+    }
+
+    fn collect_sources<'a>(&'a self, out: &mut Vec<&'a Table>) {
+        match self {
+            Flow::Source { table, .. } => out.push(table),
+            Flow::Stage(s) => s.inputs.iter().for_each(|i| i.flow.collect_sources(out)),
+        }
+    }
+}
+
+impl Pipeline {
+    /// The dataflow graph as EXPLAIN prints it.
+    pub fn explain(&self) -> String {
+        super::explain::render(self)
+    }
+}

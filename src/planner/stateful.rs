@@ -1,0 +1,535 @@
+//! Planning of the stateful nodes beyond window TVFs: joins (window, interval, regular),
+//! aggregates without a window TVF (updating, or per window of a windowed input) and
+//! ROW_NUMBER Top-N. Each becomes a new stage fed through a keyed exchange.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::common::{Column, JoinType, NullEquality, ScalarValue};
+use datafusion::logical_expr::expr::WindowFunction;
+use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::{
+    Aggregate, BinaryExpr, Expr as DfExpr, Join, LogicalPlan, Operator as BinOp, Window,
+};
+use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
+
+use super::{Flow, Input, Planner, Stage, Stream};
+use crate::changelog;
+use crate::error::Context;
+use crate::operators::{Expire, GroupAggSpec, JoinKind, JoinSpec, OpSpec, TopNSpec};
+use crate::sql::interval::parse_duration_option;
+use crate::{Result, not_supported, plan_err};
+
+impl Planner<'_> {
+    /// A two-input stream joined by `op`, each input hash-partitioned by its keys.
+    fn two_input(
+        left: Stream,
+        right: Stream,
+        keys: [Vec<Arc<dyn PhysicalExpr>>; 2],
+        op: OpSpec,
+    ) -> Flow {
+        let [lk, rk] = keys;
+        Flow::Stage(Box::new(Stage {
+            inputs: vec![
+                Input {
+                    flow: left.flow,
+                    keys: lk,
+                },
+                Input {
+                    flow: right.flow,
+                    keys: rk,
+                },
+            ],
+            ops: vec![op],
+        }))
+    }
+
+    pub(super) fn join(&self, j: &Join) -> Result<Stream> {
+        let kind = match j.join_type {
+            JoinType::Inner => JoinKind::Inner,
+            JoinType::Left => JoinKind::Left,
+            JoinType::Right => JoinKind::Right,
+            JoinType::Full => JoinKind::Full,
+            other => {
+                return not_supported!("{other} joins (semi/anti joins, IN / EXISTS subqueries)");
+            }
+        };
+        if j.null_equality != NullEquality::NullEqualsNothing {
+            return not_supported!("joins where NULL keys match each other");
+        }
+        if j.on.is_empty() {
+            return not_supported!(
+                "joins without an equality condition between the two inputs (cross joins)"
+            );
+        }
+        let left = self.build(&j.left)?;
+        let right = self.build(&j.right)?;
+        if left.updating || right.updating {
+            return not_supported!("joins over an updating (changelog) input");
+        }
+        let (ls, rs) = (j.left.schema(), j.right.schema());
+        let mut keys: [Vec<Arc<dyn PhysicalExpr>>; 2] = [vec![], vec![]];
+        for (l, r) in &j.on {
+            keys[0].push(self.phys(l, ls)?);
+            keys[1].push(self.phys(r, rs)?);
+        }
+        let filter = j
+            .filter
+            .as_ref()
+            .map(|f| self.phys(f, &j.schema))
+            .transpose()?;
+        let col_name = |e: &DfExpr| match e {
+            DfExpr::Column(c) => Some(c.name.clone()),
+            _ => None,
+        };
+        // Window join: both inputs windowed, joined on both window bounds.
+        let window_join = match (&left.window, &right.window) {
+            (Some((lws, lwe)), Some((rws, rwe))) => {
+                let has = |a: &str, b: &str| {
+                    j.on.iter().any(|(l, r)| {
+                        col_name(l).as_deref() == Some(a) && col_name(r).as_deref() == Some(b)
+                    })
+                };
+                has(lws, rws) && has(lwe, rwe)
+            }
+            _ => false,
+        };
+        let (label, expire, ttl) = if window_join {
+            let end = |s: &Stream, schema: &datafusion::common::DFSchema| -> Result<usize> {
+                let name = s.window.as_ref().map(|w| w.1.clone()).unwrap_or_default();
+                Ok(schema.as_arrow().index_of(&name)?)
+            };
+            let e = |col| {
+                Some(Expire {
+                    time_col: col,
+                    after_ms: -1,
+                })
+            };
+            (
+                "window join",
+                [e(end(&left, ls)?), e(end(&right, rs)?)],
+                None,
+            )
+        } else if let Some((lt, rt, lo, hi)) = self.interval_bounds(j, &left, &right)? {
+            // Left rows match right rows with r.t in [l.t - hi, l.t - lo]; right rows, left rows
+            // with l.t in [r.t + lo, r.t + hi]. Future rows are at or after the watermark.
+            let l = Expire {
+                time_col: lt,
+                after_ms: -lo,
+            };
+            let r = Expire {
+                time_col: rt,
+                after_ms: hi,
+            };
+            ("interval join", [Some(l), Some(r)], None)
+        } else {
+            let ttl = match self.catalog.settings.get("table.exec.state.ttl") {
+                None => None,
+                Some(v) => match parse_duration_option(v) {
+                    Some(0) => None,
+                    Some(ms) if ms > 0 => Some(Duration::from_millis(ms as u64)),
+                    _ => {
+                        return plan_err!(
+                            "'table.exec.state.ttl' = '{v}': expected a duration such as '1 h'"
+                        );
+                    }
+                },
+            };
+            ("regular join", [None, None], ttl)
+        };
+        let updating = kind != JoinKind::Inner && expire.iter().any(Option::is_none);
+        let mut output = j.schema.as_arrow().clone();
+        if updating {
+            output = changelog::with_op_field(&output).as_ref().clone();
+        }
+        let spec = JoinSpec {
+            label,
+            kind,
+            keys: keys.clone(),
+            filter,
+            inputs: [
+                Arc::new(ls.as_arrow().clone()),
+                Arc::new(rs.as_arrow().clone()),
+            ],
+            output_schema: Arc::new(output),
+            expire,
+            ttl,
+            updating,
+        };
+        let time_attrs = if label == "regular join" {
+            vec![]
+        } else {
+            left.time_attrs
+                .iter()
+                .chain(&right.time_attrs)
+                .cloned()
+                .collect()
+        };
+        let window = if window_join {
+            left.window.clone()
+        } else {
+            None
+        };
+        let flow = Self::two_input(left, right, keys, OpSpec::Join(spec));
+        Ok(Stream {
+            flow,
+            time_attrs,
+            window,
+            updating,
+        })
+    }
+
+    /// `(left time col, right time col, lo, hi)` when the join condition bounds
+    /// `l.t - r.t` between two constants over time attributes of both sides.
+    fn interval_bounds(
+        &self,
+        j: &Join,
+        left: &Stream,
+        right: &Stream,
+    ) -> Result<Option<(usize, usize, i64, i64)>> {
+        let Some(filter) = &j.filter else {
+            return Ok(None);
+        };
+        let (ls, rs) = (j.left.schema(), j.right.schema());
+        // A time attribute of one side, plus a constant offset in ms: (side, column, offset).
+        let term = |e: &DfExpr| -> Option<(usize, Column, i64)> {
+            let (c, off) = match e {
+                DfExpr::Column(c) => (c.clone(), 0),
+                DfExpr::BinaryExpr(BinaryExpr {
+                    left: a,
+                    op,
+                    right: b,
+                }) => {
+                    let DfExpr::Column(c) = a.as_ref() else {
+                        return None;
+                    };
+                    let ms = interval_literal_ms(b)?;
+                    match op {
+                        BinOp::Plus => (c.clone(), ms),
+                        BinOp::Minus => (c.clone(), -ms),
+                        _ => return None,
+                    }
+                }
+                _ => return None,
+            };
+            if ls.has_column(&c) && left.time_attrs.contains(&c.name) {
+                Some((0, c, off))
+            } else if rs.has_column(&c) && right.time_attrs.contains(&c.name) {
+                Some((1, c, off))
+            } else {
+                None
+            }
+        };
+        let (mut lo, mut hi) = (None::<i64>, None::<i64>);
+        let (mut lcol, mut rcol) = (None, None);
+        // a (op) b with a = x + ax, b = y + by: constraint on l.t - r.t.
+        let mut bound = |a: &DfExpr, op: BinOp, b: &DfExpr| {
+            let (Some((sa, ca, oa)), Some((sb, cb, ob))) = (term(a), term(b)) else {
+                return;
+            };
+            if sa == sb {
+                return;
+            }
+            // Normalize to l.t - r.t (op) c.
+            let (op, c, lc, rc) = if sa == 0 {
+                (op, ob - oa, ca, cb)
+            } else {
+                (flip(op), oa - ob, cb, ca)
+            };
+            match op {
+                BinOp::LtEq | BinOp::Lt => hi = Some(hi.map_or(c, |h| h.min(c))),
+                BinOp::GtEq | BinOp::Gt => lo = Some(lo.map_or(c, |l| l.max(c))),
+                _ => return,
+            }
+            lcol = Some(lc);
+            rcol = Some(rc);
+        };
+        for c in split_conjunction(filter) {
+            match c {
+                DfExpr::BinaryExpr(BinaryExpr {
+                    left: a,
+                    op,
+                    right: b,
+                }) => bound(a, *op, b),
+                DfExpr::Between(btw) if !btw.negated => {
+                    bound(&btw.expr, BinOp::GtEq, &btw.low);
+                    bound(&btw.expr, BinOp::LtEq, &btw.high);
+                }
+                _ => {}
+            }
+        }
+        let (Some(lo), Some(hi), Some(lc), Some(rc)) = (lo, hi, lcol, rcol) else {
+            return Ok(None);
+        };
+        let lt = ls
+            .index_of_column(&lc)
+            .context(|| format!("interval join column {lc}"))?;
+        let rt = rs
+            .index_of_column(&rc)
+            .context(|| format!("interval join column {rc}"))?;
+        Ok(Some((lt, rt, lo, hi)))
+    }
+
+    /// GROUP BY over a stream that is not a window TVF.
+    #[allow(deprecated)] // create_aggregate_expr_and_maybe_filter: its replacement is not yet stable API
+    pub(super) fn group_aggregate(&self, agg: &Aggregate) -> Result<Stream> {
+        let mut s = self.build(&agg.input)?;
+        let in_schema = agg.input.schema();
+        let in_arrow = in_schema.as_arrow();
+        let mut keys = vec![];
+        let mut key_fields = vec![];
+        let mut key_names = vec![];
+        for g in &agg.group_expr {
+            if matches!(g, DfExpr::GroupingSet(_)) {
+                return not_supported!("GROUPING SETS, ROLLUP and CUBE");
+            }
+            let pe = self.phys(g, in_schema)?;
+            key_fields.push(Field::new(
+                format!("key{}", keys.len()),
+                pe.data_type(in_arrow)?,
+                true,
+            ));
+            if let DfExpr::Column(c) = g {
+                key_names.push(c.name.clone());
+            }
+            keys.push(pe);
+        }
+        // Grouped by the window bounds of a windowed input: fire per window, append-only.
+        let window_end = match &s.window {
+            Some((ws, we)) if key_names.contains(ws) && key_names.contains(we) && !s.updating => {
+                Some(in_arrow.index_of(we)?)
+            }
+            _ => None,
+        };
+        let (mut aggs, mut agg_filters) = (vec![], vec![]);
+        for e in &agg.aggr_expr {
+            let (a, filter, order) =
+                datafusion::physical_planner::create_aggregate_expr_and_maybe_filter(
+                    e,
+                    in_schema,
+                    in_arrow,
+                    &self.props,
+                )
+                .context(|| format!("planning aggregate {e}"))?;
+            if !order.is_empty() {
+                return not_supported!("ordered aggregates ({e})");
+            }
+            if s.updating {
+                let name = a.fun().name().to_lowercase();
+                let retracts = a
+                    .create_sliding_accumulator()
+                    .map(|acc| acc.supports_retract_batch())
+                    .unwrap_or(false);
+                if name == "min" || name == "max" || !retracts || a.is_distinct() {
+                    return not_supported!("{} over an updating (changelog) input", e);
+                }
+            }
+            aggs.push(a);
+            agg_filters.push(filter);
+        }
+        let mut output = agg.schema.as_arrow().clone();
+        let updating = window_end.is_none();
+        if updating {
+            output = changelog::with_op_field(&output).as_ref().clone();
+        }
+        let spec = GroupAggSpec {
+            keys: keys.clone(),
+            key_schema: Arc::new(Schema::new(key_fields)),
+            aggs,
+            agg_filters,
+            output_schema: Arc::new(output),
+            window_end,
+            input_updating: s.updating,
+        };
+        let named = |name: &str| -> Option<String> {
+            agg.group_expr
+                .iter()
+                .zip(agg.schema.fields())
+                .find_map(|(g, f)| match g {
+                    DfExpr::Column(c) if c.name == name => Some(f.name().clone()),
+                    _ => None,
+                })
+        };
+        if window_end.is_some() {
+            let (ws, we) = s.window.clone().unwrap_or_default();
+            s.window = named(&ws).zip(named(&we));
+            s.time_attrs = s.time_attrs.iter().filter_map(|t| named(t)).collect();
+        } else {
+            s.window = None;
+            s.time_attrs = vec![];
+        }
+        s.updating = updating;
+        s.stage(OpSpec::GroupAggregate(spec), keys);
+        Ok(s)
+    }
+
+    /// ROW_NUMBER() OVER (PARTITION BY ... ORDER BY ...) under a `WHERE rn <= n`.
+    pub(super) fn top_n(&self, w: &Window, n: Option<usize>) -> Result<Stream> {
+        let Some(n) = n else {
+            return not_supported!(
+                "OVER windows other than ROW_NUMBER() filtered by `WHERE rn <= N` in the enclosing query (Top-N, deduplication)"
+            );
+        };
+        let [expr] = w.window_expr.as_slice() else {
+            return not_supported!("several OVER expressions in one SELECT");
+        };
+        let DfExpr::WindowFunction(wf) = expr.clone().unalias() else {
+            return not_supported!("OVER expression {expr}");
+        };
+        let WindowFunction { fun, params } = wf.as_ref();
+        if fun.name().to_lowercase() != "row_number" {
+            return not_supported!("OVER windows other than ROW_NUMBER() ({})", fun.name());
+        }
+        if params.order_by.is_empty() {
+            return plan_err!("ROW_NUMBER() needs ORDER BY");
+        }
+        let mut s = self.build(&w.input)?;
+        if s.updating {
+            return not_supported!("Top-N over an updating (changelog) input");
+        }
+        let in_schema = w.input.schema();
+        let in_arrow = in_schema.as_arrow();
+        let mut partition = vec![];
+        let mut part_fields = vec![];
+        let mut part_names = vec![];
+        for p in &params.partition_by {
+            let pe = self.phys(p, in_schema)?;
+            part_fields.push(Field::new(
+                format!("p{}", partition.len()),
+                pe.data_type(in_arrow)?,
+                true,
+            ));
+            if let DfExpr::Column(c) = p {
+                part_names.push(c.name.clone());
+            }
+            partition.push(pe);
+        }
+        let mut order = vec![];
+        for o in &params.order_by {
+            let expr = self.phys(&o.expr, in_schema)?;
+            let options = datafusion::arrow::compute::SortOptions {
+                descending: !o.asc,
+                nulls_first: o.nulls_first,
+            };
+            order.push(PhysicalSortExpr { expr, options });
+        }
+        let window_end = match &s.window {
+            Some((ws, we)) if part_names.contains(ws) && part_names.contains(we) => {
+                Some(in_arrow.index_of(we)?)
+            }
+            _ => None,
+        };
+        let mut fields: Vec<Field> = in_arrow
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        let rn = w.schema.field(w.schema.fields().len() - 1);
+        fields.push(Field::new(rn.name(), rn.data_type().clone(), false));
+        let updating = window_end.is_none();
+        if updating {
+            fields.push(changelog::op_field());
+        }
+        let spec = TopNSpec {
+            partition: partition.clone(),
+            partition_schema: Arc::new(Schema::new(part_fields)),
+            order,
+            n,
+            input_schema: Arc::new(in_arrow.clone()),
+            output_schema: Arc::new(Schema::new(fields)),
+            window_end,
+        };
+        if updating {
+            s.time_attrs = vec![];
+            s.window = None;
+        }
+        s.updating = updating;
+        s.stage(OpSpec::TopN(spec), partition);
+        Ok(s)
+    }
+}
+
+/// If `predicate` is `rn <= k` / `rn < k` / `rn = 1` over the ROW_NUMBER output of the window
+/// below `input`, the number of rows to keep.
+pub(super) fn row_number_bound(predicate: &DfExpr, input: &LogicalPlan) -> Option<usize> {
+    let DfExpr::BinaryExpr(BinaryExpr { left, op, right }) = predicate else {
+        return None;
+    };
+    // Type coercion may have cast either side (ROW_NUMBER is UInt64; the literal Int64).
+    let uncast = |e: &DfExpr| -> DfExpr {
+        match e {
+            DfExpr::Cast(c) => c.expr.as_ref().clone(),
+            DfExpr::TryCast(c) => c.expr.as_ref().clone(),
+            other => other.clone(),
+        }
+    };
+    let DfExpr::Column(c) = uncast(left) else {
+        return None;
+    };
+    let k = match uncast(right) {
+        DfExpr::Literal(v, _) => match v {
+            ScalarValue::Int64(Some(k)) => k,
+            ScalarValue::Int32(Some(k)) => k as i64,
+            ScalarValue::UInt64(Some(k)) => k as i64,
+            ScalarValue::UInt32(Some(k)) => k as i64,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let n = match op {
+        BinOp::LtEq => k,
+        BinOp::Lt => k - 1,
+        BinOp::Eq if k == 1 => 1,
+        _ => return None,
+    };
+    (n >= 1 && is_row_number(input, &c.name)).then_some(n as usize)
+}
+
+fn is_row_number(plan: &LogicalPlan, name: &str) -> bool {
+    match plan {
+        LogicalPlan::SubqueryAlias(a) => is_row_number(&a.input, name),
+        LogicalPlan::Projection(p) => p.expr.iter().zip(p.schema.fields()).any(|(e, f)| {
+            f.name() == name && matches!(e.clone().unalias(), DfExpr::Column(c) if is_row_number(&p.input, &c.name))
+        }),
+        LogicalPlan::Window(w) => w.schema.fields().last().is_some_and(|f| f.name() == name),
+        _ => false,
+    }
+}
+
+/// The window under a Top-N filter (through aliases and projections).
+pub(super) fn window_below(plan: &LogicalPlan) -> Option<&Window> {
+    match plan {
+        LogicalPlan::SubqueryAlias(a) => window_below(&a.input),
+        LogicalPlan::Projection(p) => window_below(&p.input),
+        LogicalPlan::Window(w) => Some(w),
+        _ => None,
+    }
+}
+
+fn flip(op: BinOp) -> BinOp {
+    match op {
+        BinOp::Lt => BinOp::Gt,
+        BinOp::LtEq => BinOp::GtEq,
+        BinOp::Gt => BinOp::Lt,
+        BinOp::GtEq => BinOp::LtEq,
+        o => o,
+    }
+}
+
+/// Milliseconds of an interval literal.
+fn interval_literal_ms(e: &DfExpr) -> Option<i64> {
+    let DfExpr::Literal(v, _) = e else {
+        return None;
+    };
+    match v {
+        ScalarValue::IntervalDayTime(Some(d)) => {
+            Some(d.days as i64 * 86_400_000 + d.milliseconds as i64)
+        }
+        ScalarValue::IntervalMonthDayNano(Some(m)) if m.months == 0 => {
+            Some(m.days as i64 * 86_400_000 + m.nanoseconds / 1_000_000)
+        }
+        ScalarValue::DurationMillisecond(Some(ms)) => Some(*ms),
+        _ => None,
+    }
+}

@@ -1,0 +1,184 @@
+//! The keyed exchange: where a task's output goes.
+//!
+//! A [`Router`] hashes the key columns of a whole batch (DataFusion's `create_hashes`, the same
+//! seed in every task so equal keys from two join inputs meet in the same instance), groups the
+//! row indices by target, and splits the batch with `take`. Watermarks, idleness and `End` go
+//! to every target. With one target there is nothing to hash.
+//!
+//! The exchange sits behind this one type so that a partitioned log (a Kafka topic) can take
+//! its place between machines without touching the operators.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, UInt32Array};
+use datafusion::arrow::compute::take_record_batch;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::hash_utils::{RandomState, create_hashes};
+use datafusion::physical_expr::PhysicalExpr;
+use tokio::sync::mpsc;
+
+use super::{Envelope, Item};
+use crate::message::Message;
+use crate::operators::eval;
+use crate::{Error, Result};
+
+/// Fixed seed: every router of a job must place a key in the same partition.
+const SEED: u64 = 0x5eed_0f_7e1c;
+
+/// Sends one task's output to the next stage (or the sink).
+pub struct Router {
+    port: usize,
+    sender: usize,
+    targets: Vec<mpsc::Sender<Envelope>>,
+    keys: Vec<Arc<dyn PhysicalExpr>>,
+    hashes: Vec<u64>,
+}
+
+impl Router {
+    /// Output of task `sender` into input `port` of `targets`, partitioned by `keys` when
+    /// there is more than one target.
+    pub fn new(
+        port: usize,
+        sender: usize,
+        targets: Vec<mpsc::Sender<Envelope>>,
+        keys: Vec<Arc<dyn PhysicalExpr>>,
+    ) -> Self {
+        Self {
+            port,
+            sender,
+            targets,
+            keys,
+            hashes: vec![],
+        }
+    }
+
+    /// Send a message; a batch is split by key. `Err(Cancelled)` when the receivers are gone.
+    pub async fn send(&mut self, msg: Message) -> Result<()> {
+        match msg {
+            Message::Batch(batch) if self.targets.len() > 1 => {
+                let parts = self.partition(&batch)?;
+                for (target, part) in parts.into_iter().enumerate() {
+                    if let Some(part) = part {
+                        self.send_to(target, Message::Batch(part)).await?;
+                    }
+                }
+                Ok(())
+            }
+            Message::Batch(batch) => self.send_to(0, Message::Batch(batch)).await,
+            other => {
+                for target in 0..self.targets.len() {
+                    self.send_to(target, other.clone()).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn send_to(&self, target: usize, msg: Message) -> Result<()> {
+        let envelope = Envelope {
+            port: self.port,
+            sender: self.sender,
+            item: Item::Msg(msg),
+        };
+        self.targets[target]
+            .send(envelope)
+            .await
+            .map_err(|_| Error::Cancelled)
+    }
+
+    /// Split a batch into one (possibly absent) batch per target.
+    pub fn partition(&mut self, batch: &RecordBatch) -> Result<Vec<Option<RecordBatch>>> {
+        partition_batch(batch, &self.keys, self.targets.len(), &mut self.hashes)
+    }
+}
+
+/// Hash `keys` over `batch` and split its rows over `n` partitions with `take`.
+pub fn partition_batch(
+    batch: &RecordBatch,
+    keys: &[Arc<dyn PhysicalExpr>],
+    n: usize,
+    hashes: &mut Vec<u64>,
+) -> Result<Vec<Option<RecordBatch>>> {
+    let rows = batch.num_rows();
+    let arrays = keys
+        .iter()
+        .map(|k| eval(k, batch))
+        .collect::<Result<Vec<ArrayRef>>>()?;
+    hashes.clear();
+    hashes.resize(rows, 0);
+    create_hashes(
+        &arrays,
+        &RandomState::with_seed(SEED),
+        hashes.as_mut_slice(),
+    )?;
+    let mut counts = vec![0usize; n];
+    let targets: Vec<u32> = hashes
+        .iter()
+        .map(|h| {
+            let t = (*h % n as u64) as usize;
+            counts[t] += 1;
+            t as u32
+        })
+        .collect();
+    if let Some(only) = counts.iter().position(|c| *c == rows) {
+        let mut out = vec![None; n];
+        out[only] = Some(batch.clone());
+        return Ok(out);
+    }
+    let mut indices: Vec<Vec<u32>> = counts.iter().map(|c| Vec::with_capacity(*c)).collect();
+    for (row, t) in targets.iter().enumerate() {
+        indices[*t as usize].push(row as u32);
+    }
+    indices
+        .into_iter()
+        .map(|idx| {
+            if idx.is_empty() {
+                Ok(None)
+            } else {
+                Ok(Some(take_record_batch(batch, &UInt32Array::from(idx))?))
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Array, Int64Array};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::physical_expr::expressions::Column;
+
+    #[test]
+    fn equal_keys_land_in_the_same_partition() {
+        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
+        let keys: Vec<Arc<dyn PhysicalExpr>> = vec![Arc::new(Column::new("k", 0))];
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(Int64Array::from_iter_values(
+                (0..1000).map(|i| i % 37),
+            ))],
+        )
+        .expect("batch");
+        let parts = partition_batch(&batch, &keys, 4, &mut vec![]).expect("partition");
+        let mut seen = std::collections::HashMap::new();
+        let mut total = 0;
+        for (p, part) in parts.iter().enumerate() {
+            let Some(part) = part else { continue };
+            total += part.num_rows();
+            let col = part
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("int64");
+            for v in col.values() {
+                assert_eq!(
+                    *seen.entry(*v).or_insert(p),
+                    p,
+                    "key {v} split over partitions"
+                );
+            }
+        }
+        assert_eq!(total, 1000);
+        assert!(parts.iter().filter(|p| p.is_some()).count() > 1);
+    }
+}
