@@ -570,10 +570,18 @@ impl Engine {
                     }
                 },
             };
+            let max_drift_ms = match table.option("scan.watermark.alignment.max-drift") {
+                None => None,
+                Some(v) => match parse_duration_option(v) {
+                    Some(ms) if ms > 0 => Some(ms),
+                    _ => return plan_err!("'scan.watermark.alignment.max-drift' = '{v}' is not a duration such as '30 s'"),
+                },
+            };
             sources.push(OpenSource {
                 name: table.def.name.clone(),
                 shards: open_source(table, &env)?,
                 idle_timeout,
+                max_drift_ms,
             });
             if let (None, Some(t)) = (&late_sink, table.option("late-data.table")) {
                 let target = catalog.table(&t.to_lowercase())?.clone();

@@ -89,6 +89,7 @@ async fn first_window(idle: Option<Duration>) -> Option<RecordBatch> {
         name: "t".into(),
         shards: vec![busy, silent],
         idle_timeout: idle,
+        max_drift_ms: None,
     };
     let job = tokio::spawn(async move {
         weir::runtime::run(&pipeline, vec![source], Box::new(ChannelSink { tx }), ctx).await

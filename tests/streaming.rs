@@ -253,7 +253,7 @@ async fn sql_errors_name_line_and_column() {
         .to_string();
     assert!(err.contains("nope") && err.contains("Line: 1"), "{err}");
     let err = engine
-        .execute("\n\nSELECT a, COUNT(*) FROM t GROUP BY a;")
+        .execute("\n\nSELECT a, SUM(a) OVER (PARTITION BY a ORDER BY a) FROM t;")
         .await
         .unwrap_err()
         .to_string();
@@ -264,12 +264,12 @@ async fn sql_errors_name_line_and_column() {
     let err = engine
         .execute(
             "CREATE TABLE s (a INT, ts TIMESTAMP(3)) WITH ('connector' = 'blackhole');\n\
-                  SELECT * FROM s x JOIN s y ON x.a = y.a;",
+                  SELECT * FROM s x JOIN s y ON x.a < y.a;",
         )
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.starts_with("not supported yet: joins"), "{err}");
+    assert!(err.starts_with("not supported yet: joins without an equality"), "{err}");
     let err = engine
         .execute("SELECT window_start, COUNT(*) FROM TABLE(TUMBLE(TABLE s, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end;")
         .await
@@ -364,12 +364,16 @@ async fn embedded_push_and_subscribe_emits_while_input_arrives() {
         .unwrap();
     // The watermark passes 10 s + 1 s: the first window must come out while the stream is open.
     push.push(batch(vec![3], vec![11_500])).await.unwrap();
-    let first = tokio::time::timeout(std::time::Duration::from_secs(30), sub.next())
-        .await
-        .expect("window emitted before input ended");
-    let first = first.unwrap().unwrap();
+    // The window's rows may come from several instances (one batch each).
+    let mut first = vec![];
+    while first.iter().map(|b: &RecordBatch| b.num_rows()).sum::<usize>() < 2 {
+        let b = tokio::time::timeout(std::time::Duration::from_secs(30), sub.next())
+            .await
+            .expect("window emitted before input ended");
+        first.push(b.unwrap().unwrap());
+    }
     assert_eq!(
-        rows(&[first]),
+        rows(&first),
         vec!["1970-01-01T00:00:00 | 1 | 2", "1970-01-01T00:00:00 | 2 | 1"]
     );
     push.close().unwrap();

@@ -29,6 +29,10 @@ enum Command {
         /// Do not print the status line or the job summaries.
         #[arg(long, short)]
         quiet: bool,
+        /// Instances of each keyed operator (default: the number of cores; the file's
+        /// `SET 'parallelism'` overrides it).
+        #[arg(long, short)]
+        parallelism: Option<usize>,
     },
     /// Measure throughput.
     Bench {
@@ -64,7 +68,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         None => weir::repl::run(Engine::new(), &runtime),
-        Some(Command::Run { file, quiet }) => runtime.block_on(run_file(&file, quiet)),
+        Some(Command::Run { file, quiet, parallelism }) => runtime.block_on(run_file(&file, quiet, parallelism)),
         Some(Command::Bench {
             what: Bench::Generator { events, table },
         }) => bench_generator(events, &table),
@@ -78,12 +82,15 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run_file(path: &std::path::Path, quiet: bool) -> Result<()> {
+async fn run_file(path: &std::path::Path, quiet: bool, parallelism: Option<usize>) -> Result<()> {
     let sql = std::fs::read_to_string(path).map_err(|source| weir::Error::Io {
         context: format!("reading {}", path.display()),
         source,
     })?;
     let engine = Engine::new();
+    if let Some(p) = parallelism {
+        engine.execute(&format!("SET 'parallelism' = '{p}';")).await?;
+    }
     let mut jobs = Vec::new();
     for stmt in weir::sql::parse_sql(&sql)? {
         match engine.run_located(&stmt, SelectOutput::Print).await? {

@@ -156,7 +156,7 @@ struct Entry {
 
 /// One side's rows and their hash index.
 #[derive(Default)]
-struct Side {
+pub(crate) struct Side {
     batches: Vec<Option<Stored>>,
     hashes: Vec<Vec<u64>>,
     heads: HashMap<u64, u32>,
@@ -258,6 +258,32 @@ impl Side {
     }
 }
 
+impl Side {
+    /// A store of `batches` of input `side` of `join`, indexed by the join's keys.
+    pub(crate) fn build(join: &StreamingJoin, side: usize, batches: Vec<RecordBatch>) -> Result<Self> {
+        let mut store = Side::default();
+        for b in batches {
+            if b.num_rows() == 0 {
+                continue;
+            }
+            let hashes = join.hashes(side, &b)?;
+            let n = b.num_rows();
+            store.insert(b, hashes, vec![0; n], Timestamp::MIN);
+        }
+        Ok(store)
+    }
+
+    /// Rows held.
+    pub(crate) fn rows(&self) -> usize {
+        self.batches.iter().flatten().map(|s| s.batch.num_rows()).sum()
+    }
+
+    /// Bytes held.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes + self.entries.len() * 12 + self.heads.len() * 12
+    }
+}
+
 /// The running join.
 pub struct StreamingJoin {
     spec: JoinSpec,
@@ -318,7 +344,11 @@ impl StreamingJoin {
 
     /// Rows of stored batches, gathered with `interleave`.
     fn gather(&self, side: usize, refs: &[(u32, u32)]) -> Result<Vec<ArrayRef>> {
-        let store = &self.sides[side];
+        self.gather_from(&self.sides[side], side, refs)
+    }
+
+    /// Rows of `store` (holding rows of input `side`), gathered with `interleave`.
+    fn gather_from(&self, store: &Side, side: usize, refs: &[(u32, u32)]) -> Result<Vec<ArrayRef>> {
         let mut ids: Vec<u32> = refs.iter().map(|(b, _)| *b).collect();
         ids.sort_unstable();
         ids.dedup();
@@ -350,8 +380,19 @@ impl StreamingJoin {
         batch: &RecordBatch,
         hashes: &[u64],
     ) -> Result<Option<(RecordBatch, Vec<u32>, Vec<(u32, u32)>)>> {
+        self.probe_store(&self.sides[1 - side], side, batch, hashes)
+    }
+
+    /// [`Self::probe`] against an explicit store of the other side's rows.
+    fn probe_store(
+        &self,
+        store: &Side,
+        side: usize,
+        batch: &RecordBatch,
+        hashes: &[u64],
+    ) -> Result<Option<(RecordBatch, Vec<u32>, Vec<(u32, u32)>)>> {
         let other = 1 - side;
-        let (probe_rows, stored) = self.sides[other].candidates(hashes);
+        let (probe_rows, stored) = store.candidates(hashes);
         if probe_rows.is_empty() {
             return Ok(None);
         }
@@ -361,7 +402,7 @@ impl StreamingJoin {
             .iter()
             .map(|c| Ok(take(c.as_ref(), &idx, None)?))
             .collect::<Result<Vec<_>>>()?;
-        let stored_cols = self.gather(other, &stored)?;
+        let stored_cols = self.gather_from(store, other, &stored)?;
         let n = probe_rows.len();
         let (left, right) = if side == 0 {
             (probe_cols, stored_cols)
@@ -429,6 +470,31 @@ impl StreamingJoin {
         } else {
             self.assemble(None, Some(cols), n, Some(kind))
         }
+    }
+
+    /// Lookup join: join `batch` (left rows) with `table` (right rows) without storing it;
+    /// with `outer`, unmatched left rows are emitted padded with NULLs.
+    pub(crate) fn lookup(&self, table: &Side, batch: &RecordBatch, outer: bool, out: &mut Emitter) -> Result<()> {
+        let hashes = self.hashes(0, batch)?;
+        let mut matched = vec![false; batch.num_rows()];
+        if let Some((joined, probe_rows, _)) = self.probe_store(table, 0, batch, &hashes)? {
+            for r in probe_rows {
+                matched[r as usize] = true;
+            }
+            out.emit(joined);
+        }
+        if outer {
+            let rows: Vec<u32> = (0..batch.num_rows() as u32).filter(|r| !matched[*r as usize]).collect();
+            if !rows.is_empty() {
+                out.emit(self.unmatched(0, batch, rows, RowKind::Insert)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// The spec this join runs.
+    pub(crate) fn spec(&self) -> &JoinSpec {
+        &self.spec
     }
 
     fn expire_ttl(&mut self) {

@@ -11,6 +11,7 @@ mod filter;
 mod group_agg;
 mod join;
 mod limit;
+mod lookup;
 mod project;
 mod session;
 mod topn;
@@ -23,6 +24,7 @@ pub use filter::FilterSpec;
 pub use group_agg::{GroupAggSpec, GroupAggregate};
 pub use join::{Expire, JoinKind, JoinSpec, StreamingJoin};
 pub use limit::LimitSpec;
+pub use lookup::{Loaded, LookupJoin, LookupSpec};
 pub use project::ProjectSpec;
 pub use session::SessionAggregate;
 pub use topn::{TopN, TopNSpec};
@@ -141,6 +143,8 @@ pub enum OpSpec {
     GroupAggregate(GroupAggSpec),
     /// ROW_NUMBER() ... WHERE rn <= N.
     TopN(TopNSpec),
+    /// Stream ⋈ reference table FOR SYSTEM_TIME AS OF a processing time.
+    Lookup(LookupSpec),
 }
 
 impl OpSpec {
@@ -171,6 +175,7 @@ impl OpSpec {
             OpSpec::Join(s) => Box::new(StreamingJoin::new(s.clone())),
             OpSpec::GroupAggregate(s) => Box::new(GroupAggregate::new(s.clone())?),
             OpSpec::TopN(s) => Box::new(TopN::new(s.clone())?),
+            OpSpec::Lookup(s) => Box::new(LookupJoin::new(s.clone())),
         })
     }
 }
@@ -187,6 +192,7 @@ impl fmt::Display for OpSpec {
             OpSpec::Join(s) => write!(f, "{s}"),
             OpSpec::GroupAggregate(s) => write!(f, "{s}"),
             OpSpec::TopN(s) => write!(f, "{s}"),
+            OpSpec::Lookup(s) => write!(f, "{s}"),
         }
     }
 }

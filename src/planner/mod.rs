@@ -111,7 +111,45 @@ fn session() -> SessionContext {
         .with_config(config)
         .with_default_features()
         .build();
-    SessionContext::new_with_state(state)
+    let ctx = SessionContext::new_with_state(state);
+    ctx.register_udf(datafusion::logical_expr::ScalarUDF::from(ProcTime::default()));
+    ctx
+}
+
+/// `PROCTIME()`: the wall clock when a batch is processed (TIMESTAMP(3)), for lookup joins.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ProcTime {
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl Default for ProcTime {
+    fn default() -> Self {
+        let v = datafusion::logical_expr::Volatility::Volatile;
+        Self { signature: datafusion::logical_expr::Signature::nullary(v) }
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for ProcTime {
+    fn name(&self) -> &str {
+        "proctime"
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Millisecond, None))
+    }
+
+    fn invoke_with_args(
+        &self,
+        _args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::error::Result<datafusion::logical_expr::ColumnarValue> {
+        let now = chrono::Utc::now().timestamp_millis();
+        let v = datafusion::common::ScalarValue::TimestampMillisecond(Some(now), None);
+        Ok(datafusion::logical_expr::ColumnarValue::Scalar(v))
+    }
 }
 
 /// Plan the computed columns of a table: for every column (physical or computed, in declared
@@ -196,7 +234,9 @@ impl<'a> Planner<'a> {
         let ctx = session();
         for (name, table) in &catalog.tables {
             let provider: Arc<dyn TableProvider> = Arc::new(EmptyTable::new(table.schema.clone()));
-            ctx.register_table(TableReference::bare(name.as_str()), provider)?;
+            ctx.register_table(TableReference::bare(name.as_str()), provider.clone())?;
+            // The same table read by a lookup join (`FOR SYSTEM_TIME AS OF`).
+            ctx.register_table(TableReference::bare(rewrite::lookup_placeholder(name)), provider)?;
         }
         Ok(Self {
             catalog,
@@ -241,17 +281,7 @@ impl<'a> Planner<'a> {
             LogicalPlan::Dml(d) => Arc::new(d.input.schema().as_arrow().clone()),
             p => Arc::new(p.schema().as_arrow().clone()),
         };
-        let parallelism = match self.catalog.settings.get("parallelism") {
-            None => default_parallelism(),
-            Some(v) => match v.trim().parse::<usize>() {
-                Ok(p) if p > 0 => p,
-                _ => {
-                    return plan_err!(
-                        "'parallelism' = '{v}': expected a positive number of instances"
-                    );
-                }
-            },
-        };
+        let parallelism = self.parallelism()?;
         Ok(Pipeline {
             root: stream.flow,
             schema,
@@ -259,6 +289,47 @@ impl<'a> Planner<'a> {
             sink,
             parallelism,
         })
+    }
+
+    /// Instances per keyed stage: `SET 'parallelism'`, else the machine's cores.
+    fn parallelism(&self) -> Result<usize> {
+        match self.catalog.settings.get("parallelism") {
+            None => Ok(default_parallelism()),
+            Some(v) => match v.trim().parse::<usize>() {
+                Ok(p) if p > 0 => Ok(p),
+                _ => plan_err!("'parallelism' = '{v}': expected a positive number of instances"),
+            },
+        }
+    }
+
+    /// Before a hash exchange, replace the columns a stage does not read with NULLs of their
+    /// type, so the exchange does not copy them (the schema, and so every column index, stays).
+    fn prune_for_exchange(&self, s: &mut Stream, schema: &Schema, used: &[Arc<dyn PhysicalExpr>], keep: &[usize]) -> Result<()> {
+        if self.parallelism()? < 2 {
+            return Ok(());
+        }
+        let mut needed: std::collections::HashSet<usize> = keep.iter().copied().collect();
+        for e in used {
+            needed.extend(datafusion::physical_expr::utils::collect_columns(e).iter().map(|c| c.index()));
+        }
+        let n = schema.fields().len();
+        if (0..n).all(|i| needed.contains(&i)) {
+            return Ok(());
+        }
+        let mut exprs: Vec<Arc<dyn PhysicalExpr>> = vec![];
+        let mut fields = vec![];
+        for (i, f) in schema.fields().iter().enumerate() {
+            if needed.contains(&i) {
+                exprs.push(Arc::new(PhysColumn::new(f.name(), i)));
+                fields.push(f.as_ref().clone());
+            } else {
+                let null = datafusion::common::ScalarValue::try_from(f.data_type())?;
+                exprs.push(Arc::new(datafusion::physical_expr::expressions::Literal::new(null)));
+                fields.push(f.as_ref().clone().with_nullable(true));
+            }
+        }
+        s.push(OpSpec::Project(ProjectSpec { exprs, schema: Arc::new(Schema::new(fields)) }));
+        Ok(())
     }
 
     /// Rewrite and plan a query AST into an analyzed DataFusion logical plan.
@@ -362,6 +433,9 @@ impl<'a> Planner<'a> {
                 }
                 if let Some((w, input)) = self.windows.get(name) {
                     return self.window_assign(w, input, scan.projected_schema.as_arrow());
+                }
+                if name.starts_with(rewrite::LOOKUP_PREFIX) {
+                    return not_supported!("a lookup table (FOR SYSTEM_TIME AS OF) other than as the right side of a JOIN");
                 }
                 let table = self.catalog.table(name)?.clone();
                 let mut ops = vec![];
@@ -505,6 +579,14 @@ impl<'a> Planner<'a> {
 
     fn window_stream(&self, w: &WindowTvf, input: &LogicalPlan) -> Result<(Stream, usize)> {
         let s = self.build(input)?;
+        let proctime = s.flow.sources().iter().any(|t| {
+            t.def.computed.iter().any(|c| {
+                c.name == w.time_col && c.expr.to_string().eq_ignore_ascii_case("PROCTIME()")
+            })
+        });
+        if proctime {
+            return not_supported!("processing-time windows (DESCRIPTOR({}) is PROCTIME())", w.time_col);
+        }
         if s.time_attrs.is_empty() {
             let table = s.source().map(|t| t.def.name.clone()).unwrap_or_default();
             return plan_err!(
@@ -675,6 +757,13 @@ impl<'a> Planner<'a> {
             .collect();
         s.window = named(GroupOut::WindowStart).zip(named(GroupOut::WindowEnd));
         let partition = keys.clone();
+        if !keys.is_empty() {
+            let mut used: Vec<Arc<dyn PhysicalExpr>> = keys.clone();
+            used.extend(aggs.iter().flat_map(|a| a.expressions()));
+            used.extend(agg_filters.iter().flatten().cloned());
+            let in_schema = input.schema().as_arrow().clone();
+            self.prune_for_exchange(&mut s, &in_schema, &used, &[time_col])?;
+        }
         s.stage(
             OpSpec::WindowAggregate(WindowAggSpec {
                 kind: w.kind,

@@ -14,7 +14,7 @@ use std::ops::ControlFlow;
 use sqlparser::ast::Spanned;
 use sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, ObjectName,
-    ObjectNamePart, Query, SetExpr, TableAlias, TableFactor, VisitMut, VisitorMut,
+    ObjectNamePart, Query, SetExpr, TableAlias, TableFactor, TableVersion, VisitMut, VisitorMut,
     visit_expressions_mut,
 };
 use sqlparser::tokenizer::Span;
@@ -102,7 +102,41 @@ pub fn select_all_from(name: &str) -> Result<Box<Query>> {
     }
 }
 
+/// The name a lookup of table `t` is planned under.
+pub fn lookup_placeholder(table: &str) -> String {
+    format!("{LOOKUP_PREFIX}{table}")
+}
+
+/// Prefix of [`lookup_placeholder`] names.
+pub const LOOKUP_PREFIX: &str = "__weir_lookup__";
+
 impl Rewriter<'_> {
+    /// Check a `FOR SYSTEM_TIME AS OF` and name the lookup.
+    fn lookup_table(&self, name: &ObjectName, at: &Expr) -> Result<String> {
+        let table = name.0.last().and_then(|p| p.as_ident()).map(normalize_ident).unwrap_or_default();
+        let Some(t) = self.catalog.tables.get(&table) else {
+            return plan_err!("FOR SYSTEM_TIME AS OF: table {table} does not exist");
+        };
+        let column = match at {
+            Expr::Identifier(i) => normalize_ident(i),
+            Expr::CompoundIdentifier(parts) => parts.last().map(normalize_ident).unwrap_or_default(),
+            other => return not_supported!("FOR SYSTEM_TIME AS OF {other}: use a PROCTIME() column of the stream"),
+        };
+        let is_proctime = self.catalog.tables.values().any(|t| {
+            t.def.computed.iter().any(|c| c.name == column && c.expr.to_string().eq_ignore_ascii_case("PROCTIME()"))
+        });
+        if !is_proctime {
+            return not_supported!(
+                "FOR SYSTEM_TIME AS OF {column}: event-time temporal joins against versioned tables; \
+                 declare `proc_time AS PROCTIME()` on the stream and join AS OF it (a lookup join)"
+            );
+        }
+        if t.connector() != "filesystem" {
+            return not_supported!("lookup joins against a '{}' table (a filesystem table: file or directory)", t.connector());
+        }
+        Ok(lookup_placeholder(&table))
+    }
+
     fn rewrite(&mut self, query: &mut Query) {
         self.depth += 1;
         if self.depth > 32 {
@@ -250,6 +284,22 @@ impl VisitorMut for Rewriter<'_> {
     type Break = ();
 
     fn post_visit_table_factor(&mut self, tf: &mut TableFactor) -> ControlFlow<()> {
+        // `t FOR SYSTEM_TIME AS OF o.proc_time`: a lookup of reference table t.
+        if let TableFactor::Table { name, version, .. } = tf {
+            if let Some(TableVersion::ForSystemTimeAsOf(at)) = version.as_ref() {
+                match self.lookup_table(name, at) {
+                    Ok(placeholder) => {
+                        *name = ObjectName(vec![ObjectNamePart::Identifier(Ident::new(placeholder))]);
+                        *version = None;
+                        return ControlFlow::Continue(());
+                    }
+                    Err(e) => {
+                        self.error.get_or_insert(e);
+                        return ControlFlow::Break(());
+                    }
+                }
+            }
+        }
         let replacement = match tf {
             TableFactor::Table {
                 name,

@@ -63,6 +63,9 @@ impl Planner<'_> {
                 "joins without an equality condition between the two inputs (cross joins)"
             );
         }
+        if let Some(table) = lookup_table(&j.right) {
+            return self.lookup_join(j, kind, table);
+        }
         let left = self.build(&j.left)?;
         let right = self.build(&j.right)?;
         if left.updating || right.updating {
@@ -178,6 +181,48 @@ impl Planner<'_> {
             window,
             updating,
         })
+    }
+
+    /// Stream ⋈ reference table: the table is not a stream, the join is a stateless step on
+    /// the stream's rows.
+    fn lookup_join(&self, j: &Join, kind: JoinKind, table: &str) -> Result<Stream> {
+        let outer = match kind {
+            JoinKind::Inner => false,
+            JoinKind::Left => true,
+            _ => return not_supported!("{kind:?} lookup joins (INNER and LEFT are)"),
+        };
+        let table = self.catalog.table(table)?.clone();
+        let mut s = self.build(&j.left)?;
+        if s.updating {
+            return not_supported!("lookup joins over an updating (changelog) input");
+        }
+        let (ls, rs) = (j.left.schema(), j.right.schema());
+        let mut keys: [Vec<Arc<dyn PhysicalExpr>>; 2] = [vec![], vec![]];
+        for (l, r) in &j.on {
+            keys[0].push(self.phys(l, ls)?);
+            keys[1].push(self.phys(r, rs)?);
+        }
+        let filter = j.filter.as_ref().map(|f| self.phys(f, &j.schema)).transpose()?;
+        let reload = match table.option("lookup.join.cache.ttl") {
+            None => None,
+            Some(v) => match parse_duration_option(v) {
+                Some(ms) if ms > 0 => Some(Duration::from_millis(ms as u64)),
+                _ => return plan_err!("table {}: 'lookup.join.cache.ttl' = '{v}' is not a duration such as '1 min'", table.def.name),
+            },
+        };
+        let join = JoinSpec {
+            label: "lookup join",
+            kind,
+            keys,
+            filter,
+            inputs: [Arc::new(ls.as_arrow().clone()), Arc::new(rs.as_arrow().clone())],
+            output_schema: Arc::new(j.schema.as_arrow().clone()),
+            expire: [None, None],
+            ttl: None,
+            updating: false,
+        };
+        s.push(OpSpec::Lookup(crate::operators::LookupSpec { join, table, outer, reload, shared: Default::default() }));
+        Ok(s)
     }
 
     /// `(left time col, right time col, lo, hi)` when the join condition bounds
@@ -360,6 +405,13 @@ impl Planner<'_> {
             s.time_attrs = vec![];
         }
         s.updating = updating;
+        let mut used: Vec<Arc<dyn PhysicalExpr>> = spec.keys.clone();
+        used.extend(spec.aggs.iter().flat_map(|a| a.expressions()));
+        used.extend(spec.agg_filters.iter().flatten().cloned());
+        let keep: Vec<usize> = (in_arrow.fields().len()..in_arrow.fields().len() + usize::from(spec.input_updating)).collect();
+        if !keys.is_empty() && !spec.input_updating {
+            self.prune_for_exchange(&mut s, in_arrow, &used, &keep)?;
+        }
         s.stage(OpSpec::GroupAggregate(spec), keys);
         Ok(s)
     }
@@ -503,6 +555,15 @@ pub(super) fn window_below(plan: &LogicalPlan) -> Option<&Window> {
         LogicalPlan::SubqueryAlias(a) => window_below(&a.input),
         LogicalPlan::Projection(p) => window_below(&p.input),
         LogicalPlan::Window(w) => Some(w),
+        _ => None,
+    }
+}
+
+/// The reference table read under a `FOR SYSTEM_TIME AS OF` (through aliases).
+fn lookup_table(plan: &LogicalPlan) -> Option<&str> {
+    match plan {
+        LogicalPlan::SubqueryAlias(a) => lookup_table(&a.input),
+        LogicalPlan::TableScan(s) => s.table_name.table().strip_prefix(super::rewrite::LOOKUP_PREFIX),
         _ => None,
     }
 }

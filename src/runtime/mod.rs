@@ -56,7 +56,13 @@ pub struct OpenSource {
     pub shards: Vec<Box<dyn SourceShard>>,
     /// A silent shard becomes idle after this long.
     pub idle_timeout: Option<Duration>,
+    /// `'scan.watermark.alignment.max-drift'` (ms): how far ahead of the job's slowest shard
+    /// a shard may read. The job uses the smallest given, else [`DEFAULT_MAX_DRIFT_MS`].
+    pub max_drift_ms: Option<i64>,
 }
+
+/// Default bound on how far (event time) a shard may run ahead of the slowest one.
+pub const DEFAULT_MAX_DRIFT_MS: i64 = 30_000;
 
 /// What travels on a channel between tasks.
 pub struct Envelope {
@@ -165,6 +171,53 @@ impl Inputs {
     }
 }
 
+/// Watermark alignment of a job's source shards (Flink's `scan.watermark.alignment`): a shard
+/// whose watermark is more than `max_drift` ahead of the slowest active shard waits. Without
+/// it, a join of two sources (or a window over shards read at different speeds) would buffer
+/// the faster input without bound while the watermark waits for the slower one.
+pub struct Alignment {
+    /// Per shard: its watermark; `i64::MAX` when it has none yet, is idle or has ended.
+    watermarks: Vec<std::sync::atomic::AtomicI64>,
+    max_drift: i64,
+    moved: tokio::sync::Notify,
+}
+
+impl Alignment {
+    fn new(shards: usize, max_drift: i64) -> Self {
+        Self {
+            watermarks: (0..shards).map(|_| std::sync::atomic::AtomicI64::new(Timestamp::MAX)).collect(),
+            max_drift,
+            moved: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn set(&self, shard: usize, wm: Timestamp) {
+        if let Some(w) = self.watermarks.get(shard) {
+            let old = w.swap(wm, Ordering::Relaxed);
+            if old != wm {
+                self.moved.notify_waiters();
+            }
+        }
+    }
+
+    /// Wait while `shard` is too far ahead of the slowest shard.
+    async fn wait_turn(&self, shard: usize, cancel: &mut watch::Receiver<bool>) {
+        loop {
+            let Some(mine) = self.watermarks.get(shard).map(|w| w.load(Ordering::Relaxed)) else { return };
+            let slowest = self.watermarks.iter().map(|w| w.load(Ordering::Relaxed)).min().unwrap_or(Timestamp::MAX);
+            if mine == Timestamp::MAX || mine <= slowest.saturating_add(self.max_drift) {
+                return;
+            }
+            // Re-check on any move, and now and then in case a notification was missed.
+            tokio::select! {
+                _ = self.moved.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                _ = cancel.changed() => return,
+            }
+        }
+    }
+}
+
 /// Shared by every task of a job.
 #[derive(Clone)]
 struct TaskEnv {
@@ -205,6 +258,7 @@ impl TaskEnv {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_shard(
     mut shard: Box<dyn SourceShard>,
     mut chain: Chain,
@@ -212,13 +266,17 @@ async fn run_shard(
     env: TaskEnv,
     source: String,
     idle_timeout: Option<Duration>,
+    align: Arc<Alignment>,
+    slot: usize,
 ) {
     let mut cancel = env.cancel.clone();
     let mut idle = false;
+    let mut watermark = Timestamp::MAX;
     loop {
         if *cancel.borrow() {
             return;
         }
+        align.wait_turn(slot, &mut cancel).await;
         let next = tokio::select! {
             biased;
             _ = cancel.changed() => return,
@@ -233,6 +291,7 @@ async fn run_shard(
         let result = match next {
             None => {
                 idle = true;
+                align.set(slot, Timestamp::MAX);
                 if router
                     .send(Message::Watermark(Watermark::Idle))
                     .await
@@ -244,10 +303,14 @@ async fn run_shard(
             }
             Some(r) => r,
         };
+        if idle && watermark != Timestamp::MAX {
+            align.set(slot, watermark);
+        }
         idle = false;
         let batch = match result {
             Ok(Some(b)) => b,
             Ok(None) => {
+                align.set(slot, Timestamp::MAX);
                 let _ = router.send(Message::End).await;
                 return;
             }
@@ -259,6 +322,13 @@ async fn run_shard(
             Err(e) => return env.fail(e).await,
         };
         env.drain(&mut chain).await;
+        if let Some(wm) = out.iter().rev().find_map(|m| match m {
+            Message::Watermark(Watermark::EventTime(t)) => Some(*t),
+            _ => None,
+        }) {
+            watermark = wm;
+            align.set(slot, wm);
+        }
         for m in out {
             if let Err(e) = router.send(m).await {
                 if !matches!(e, Error::Cancelled) {
@@ -357,6 +427,8 @@ pub enum Outcome {
 /// Spawns the tasks of a graph.
 struct Spawner {
     sources: std::vec::IntoIter<OpenSource>,
+    align: Arc<Alignment>,
+    next_slot: usize,
     parallelism: usize,
     env: TaskEnv,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -384,6 +456,8 @@ impl Spawner {
                 for (i, shard) in source.shards.into_iter().enumerate() {
                     let chain = Chain::new(ops)?;
                     let router = Router::new(port, i, targets.to_vec(), keys.to_vec());
+                    let slot = self.next_slot;
+                    self.next_slot += 1;
                     self.tasks.push(tokio::spawn(run_shard(
                         shard,
                         chain,
@@ -391,6 +465,8 @@ impl Spawner {
                         self.env.clone(),
                         source.name.clone(),
                         source.idle_timeout,
+                        self.align.clone(),
+                        slot,
                     )));
                 }
                 Ok(n)
@@ -448,7 +524,11 @@ pub async fn run(
         cancel: cancel.clone(),
         control: tx.clone(),
     };
+    let shards = sources.iter().map(|s| s.shards.len()).sum();
+    let drift = sources.iter().filter_map(|s| s.max_drift_ms).min().unwrap_or(DEFAULT_MAX_DRIFT_MS);
     let mut spawner = Spawner {
+        align: Arc::new(Alignment::new(shards, drift)),
+        next_slot: 0,
         sources: sources.into_iter(),
         parallelism: pipeline.parallelism,
         env,

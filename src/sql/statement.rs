@@ -473,14 +473,6 @@ fn parse_column(p: &mut Parser, def: &mut TableDef) -> Result<(), ParserError> {
     let declared = ident.value.clone();
     if p.parse_keyword(Keyword::AS) {
         let expr = p.parse_expr()?;
-        if let Expr::Function(f) = &expr {
-            if f.name.to_string().eq_ignore_ascii_case("PROCTIME") {
-                return Err(err_at(
-                    format!("not supported yet: processing time (`{name} AS PROCTIME()`)"),
-                    start.span.start,
-                ));
-            }
-        }
         if p.parse_keyword(Keyword::COMMENT) {
             p.parse_literal_string()?;
         }
