@@ -794,4 +794,18 @@ mod tests {
             j.sides[0].batches.iter().flatten().count()
         );
     }
+
+    #[test]
+    fn state_ttl_drops_old_rows() {
+        let mut spec = spec(JoinKind::Inner, [None, None]);
+        spec.ttl = Some(Duration::from_millis(1));
+        let mut j = StreamingJoin::new(spec);
+        let (l, r) = (side_schema("l"), side_schema("r"));
+        let mut em = Emitter::default();
+        j.process_batch(0, batch(&l, &[1], &[10]), &mut em).expect("left");
+        std::thread::sleep(Duration::from_millis(10));
+        j.on_watermark(0, &mut em).expect("wm");
+        j.process_batch(1, batch(&r, &[1], &[11]), &mut em).expect("right");
+        assert!(all(&mut em).is_empty(), "the left row outlived its TTL");
+    }
 }
