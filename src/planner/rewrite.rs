@@ -652,6 +652,28 @@ fn flink_functions(query: &mut Query) -> Result<()> {
                     )))
                 }
             },
+            // Flink functions DataFusion spells differently, as templates over the arguments.
+            "SPLIT_INDEX" | "REGEXP_EXTRACT" | "HOUR" | "MINUTE" | "SECOND" => {
+                let args: Vec<String> = plain_args(f).unwrap_or_default().iter().map(|a| format!("({a})")).collect();
+                let text = match (name.as_str(), args.as_slice()) {
+                    // Flink's index is 0-based and a missing part is NULL.
+                    ("SPLIT_INDEX", [s, d, i]) => format!("NULLIF(split_part({s}, {d}, {i} + 1), '')"),
+                    // Group 0 is the whole match: wrap the pattern in one more group.
+                    ("REGEXP_EXTRACT", [s, p]) => format!("array_element(regexp_match({s}, concat('(', {p}, ')')), 1)"),
+                    ("REGEXP_EXTRACT", [s, p, g]) => {
+                        format!("array_element(regexp_match({s}, concat('(', {p}, ')')), {g} + 1)")
+                    }
+                    ("HOUR" | "MINUTE" | "SECOND", [x]) => format!("CAST(date_part('{}', {x}) AS BIGINT)", name.to_lowercase()),
+                    _ => {
+                        error = Some(Error::Plan(format!("wrong arguments for {name}: {e}")));
+                        return ControlFlow::Break(());
+                    }
+                };
+                match expr_of(&text) {
+                    Some(x) => *e = Expr::Nested(Box::new(x)),
+                    None => error = Some(Error::Plan(format!("cannot translate {e}"))),
+                }
+            }
             _ => {}
         }
         if error.is_some() {
@@ -664,6 +686,12 @@ fn flink_functions(query: &mut Query) -> Result<()> {
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// An expression from SQL text.
+fn expr_of(text: &str) -> Option<Expr> {
+    let dialect = crate::sql::dialect::WeirDialect;
+    sqlparser::parser::Parser::new(&dialect).try_with_sql(text).ok()?.parse_expr().ok()
 }
 
 /// Flink maps INSERT columns by position: alias the outer SELECT's unnamed items with the
