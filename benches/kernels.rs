@@ -1,7 +1,10 @@
 //! Criterion benchmarks of weir's operator kernels and of whole pipelines on the Nexmark
-//! generator. Figures are per single core (one thread drives each benchmark).
+//! generator. Kernels run on one thread; pipelines on a current-thread runtime, so every
+//! figure is per single core.
 //!
-//! `cargo bench` runs them all; `cargo bench -- generator` one group.
+//! `cargo bench` runs them all; `cargo bench -- kernels/` or `cargo bench -- nexmark/q7` a part.
+//! Groups: `generator`, `kernels` (exchange, interval join, JSON decode, Parquet encode),
+//! `nexmark` (window aggregates, q5 window aggregate join, q7 interval join, q8 window join).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use weir::connectors::nexmark::{Config, Generator, Kind};
@@ -91,5 +94,137 @@ fn windows(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, generator, windows);
+fn bids(events: u64) -> Vec<datafusion::arrow::record_batch::RecordBatch> {
+    let cfg = Config { events: Some(events), rate: 10_000, shards: 1, chunk: 8192, real_time: false };
+    let mut g = Generator::new(Kind::Bid, cfg, 0);
+    let mut out = vec![];
+    while let Some(b) = g.next_batch().expect("generates") {
+        out.push(b);
+    }
+    out
+}
+
+fn col(name: &str, schema: &datafusion::arrow::datatypes::Schema) -> std::sync::Arc<dyn datafusion::physical_expr::PhysicalExpr> {
+    let i = schema.index_of(name).expect("column");
+    std::sync::Arc::new(datafusion::physical_expr::expressions::Column::new(name, i))
+}
+
+fn kernels(c: &mut Criterion) {
+    use std::sync::Arc;
+    use weir::operators::{Emitter, Expire, JoinKind, JoinSpec, OpSpec, Operator};
+    let input = bids(EVENTS);
+    let rows: usize = input.iter().map(|b| b.num_rows()).sum();
+    let schema = Kind::Bid.schema();
+    let mut g = c.benchmark_group("kernels");
+    g.throughput(Throughput::Elements(rows as u64));
+    g.sample_size(10);
+
+    // Hash the key of whole batches and split them over 4 partitions with `take`.
+    let keys = vec![col("auction", &schema)];
+    g.bench_function("exchange_4_partitions", |b| {
+        b.iter(|| {
+            let mut hashes = vec![];
+            let mut n = 0;
+            for batch in &input {
+                let parts = weir::runtime::exchange::partition_batch(batch, &keys, 4, &mut hashes).expect("splits");
+                n += parts.iter().flatten().count();
+            }
+            n
+        })
+    });
+
+    // Interval join of bids with bids on price, |t1 - t2| <= 1 s: every batch is inserted on
+    // one side, probes the other, and the watermark evicts both.
+    let mut fields: Vec<_> = schema.fields().iter().chain(schema.fields().iter()).map(|f| f.as_ref().clone().with_nullable(true)).collect();
+    for (i, f) in fields.iter_mut().enumerate() {
+        *f = f.clone().with_name(format!("{}{}", f.name(), if i < schema.fields().len() { "_l" } else { "_r" }));
+    }
+    let time = schema.index_of("date_time").expect("date_time");
+    let spec = JoinSpec {
+        label: "interval join",
+        kind: JoinKind::Inner,
+        keys: [vec![col("price", &schema)], vec![col("price", &schema)]],
+        filter: None,
+        inputs: [schema.clone(), schema.clone()],
+        output_schema: Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
+        expire: [Some(Expire { time_col: time, after_ms: 1000 }), Some(Expire { time_col: time, after_ms: 1000 })],
+        ttl: None,
+        updating: false,
+    };
+    g.bench_function("interval_join", |b| {
+        b.iter(|| {
+            let mut op = OpSpec::Join(spec.clone()).instantiate().expect("join");
+            let mut out = Emitter::default();
+            for (i, batch) in input.iter().enumerate() {
+                op.process_batch(i % 2, batch.clone(), &mut out).expect("joins");
+                let col = batch.column(time).as_any().downcast_ref::<datafusion::arrow::array::TimestampMillisecondArray>().expect("ts");
+                op.on_watermark(col.value(0) - 4000, &mut out).expect("evicts");
+                out.messages.clear();
+            }
+        })
+    });
+
+    // JSON lines → Arrow, and Arrow → Parquet (Snappy).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("bids.json");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&json).expect("create"));
+        let mut w = datafusion::arrow::json::LineDelimitedWriter::new(&mut f);
+        for b in &input {
+            w.write(b).expect("write");
+        }
+        w.finish().expect("finish");
+    }
+    let metrics = Arc::new(weir::runtime::JobMetrics::default());
+    g.bench_function("json_decode", |b| {
+        b.iter(|| {
+            let policy = weir::format::ErrorPolicy::lenient(metrics.clone());
+            let mut r = weir::format::json::JsonLinesReader::new(json.clone(), schema.clone(), schema.clone(), policy).expect("reader");
+            let mut n = 0;
+            while let Some(batch) = r.next_batch().expect("decodes") {
+                n += batch.num_rows();
+            }
+            assert_eq!(n, rows);
+        })
+    });
+    let parquet = dir.path().join("bids.parquet");
+    g.bench_function("parquet_encode", |b| {
+        b.iter(|| {
+            let mut w = weir::format::writer::FormatWriter::create(&parquet, weir::format::writer::FileFormat::Parquet, schema.clone())
+                .expect("create");
+            for batch in &input {
+                w.write(batch).expect("write");
+            }
+            w.close().expect("close");
+        })
+    });
+    g.finish();
+}
+
+fn joins(c: &mut Criterion) {
+    for q in ["q5", "q7", "q8"] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("sql/nexmark/{q}.sql"));
+        let sql = weir::bench::with_events(&std::fs::read_to_string(path).expect("query file"), EVENTS);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let mut g = c.benchmark_group("nexmark");
+        g.throughput(Throughput::Elements(EVENTS));
+        g.sample_size(10);
+        g.bench_function(q, |b| {
+            b.iter(|| {
+                rt.block_on(async {
+                    let engine = weir::Engine::new();
+                    engine.execute("SET 'parallelism' = '1';").await.expect("set");
+                    for out in engine.execute_with(&sql, SelectOutput::Discard).await.expect("plans") {
+                        if let StatementOutput::Job(job) = out {
+                            job.wait().await.expect("runs");
+                        }
+                    }
+                })
+            })
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, generator, kernels, windows, joins);
 criterion_main!(benches);

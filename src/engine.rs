@@ -543,7 +543,12 @@ impl Engine {
         name: String,
     ) -> Result<Job> {
         let catalog = self.catalog()?;
-        let metrics = Arc::new(JobMetrics::default());
+        let mut metrics = JobMetrics::default();
+        // `weir bench` asks for watermark traces (for latency figures).
+        if catalog.settings.get("weir.trace-latency").is_some_and(|v| v == "true") {
+            metrics.trace = Some(Default::default());
+        }
+        let metrics = Arc::new(metrics);
         let (cancel_tx, cancel_rx) = watch::channel(false);
         let env = SourceEnv {
             metrics: metrics.clone(),
@@ -555,7 +560,11 @@ impl Engine {
             .cloned();
         let mut sources = vec![];
         let mut late_sink = None;
-        for table in pipeline.root.sources() {
+        let mut tables = pipeline.root.sources();
+        // A table scanned by several branches (a self-join) is read once.
+        let mut seen = std::collections::HashSet::new();
+        tables.retain(|t| seen.insert(t.def.name.clone()));
+        for table in tables {
             let idle = table
                 .option("scan.watermark.idle-timeout")
                 .map(str::to_string)

@@ -18,6 +18,7 @@
 //! - [`engine`]: [`Engine`], the embedding API; the CLI and REPL are built on it.
 //! - [`repl`]: the interactive shell behind `weir` with no arguments.
 
+pub mod bench;
 pub mod changelog;
 pub mod connectors;
 pub mod engine;

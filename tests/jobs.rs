@@ -211,17 +211,20 @@ async fn computed_event_time_column() {
             "2026-01-01T00:01:00 | 1 | 27.240"
         ]
     );
-    // PROCTIME() columns exist (for lookup joins); windows over them do not yet.
-    let engine = weir::Engine::new();
-    engine
-        .execute("CREATE TABLE p (a INT, proc AS PROCTIME()) WITH ('connector' = 'push');")
-        .await
-        .unwrap();
-    let err = engine
-        .subscribe("SELECT COUNT(*) FROM TABLE(TUMBLE(TABLE p, DESCRIPTOR(proc), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end")
-        .await
-        .err()
-        .expect("refused")
-        .to_string();
-    assert!(err.contains("not supported yet: processing-time windows"), "{err}");
+    // A processing-time window: every row lands in some wall-clock minute, all fire at the end.
+    let proc_ddl = format!(
+        "CREATE TABLE p (id BIGINT, amount BIGINT, epoch_ms BIGINT, proc AS PROCTIME()) \
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');",
+        input.display()
+    );
+    let counts = stream(
+        &proc_ddl,
+        "SELECT window_start, COUNT(*) AS n FROM TABLE(TUMBLE(TABLE p, DESCRIPTOR(proc), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end",
+    )
+    .await;
+    let total: i64 = counts
+        .iter()
+        .map(|b| b.column(1).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().unwrap().iter().flatten().sum::<i64>())
+        .sum();
+    assert_eq!(total, 3);
 }

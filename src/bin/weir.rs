@@ -52,6 +52,41 @@ enum Bench {
         #[arg(long, default_value = "bid")]
         table: String,
     },
+    /// The Nexmark suite: each query of sql/nexmark/ on the generator, into a blackhole.
+    Nexmark {
+        /// Events of the Nexmark sequence per query.
+        #[arg(long, default_value_t = 10_000_000)]
+        events: u64,
+        /// Queries to run, e.g. q0,q5,q7 (default: q0,q1,q2,q3,q5,q7,q8,q11,q12).
+        #[arg(long, value_delimiter = ',')]
+        queries: Vec<String>,
+        /// Instances of each keyed operator (default: the number of cores).
+        #[arg(long, short)]
+        parallelism: Option<usize>,
+        /// Also run each query as a DataFusion batch query over the same generated data.
+        #[arg(long)]
+        batch_baseline: bool,
+        /// `table` (default) or `json`.
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// Where the query files are.
+        #[arg(long, default_value = "sql/nexmark")]
+        dir: std::path::PathBuf,
+    },
+    /// One query of the suite, measured in this process (used by `bench nexmark`).
+    #[command(hide = true)]
+    NexmarkOne {
+        #[arg(long)]
+        query: String,
+        #[arg(long)]
+        events: u64,
+        #[arg(long)]
+        parallelism: Option<usize>,
+        #[arg(long)]
+        batch: bool,
+        #[arg(long)]
+        dir: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -72,6 +107,12 @@ fn main() -> ExitCode {
         Some(Command::Bench {
             what: Bench::Generator { events, table },
         }) => bench_generator(events, &table),
+        Some(Command::Bench {
+            what: Bench::Nexmark { events, queries, parallelism, batch_baseline, format, dir },
+        }) => bench_nexmark(events, queries, parallelism, batch_baseline, &format, &dir),
+        Some(Command::Bench {
+            what: Bench::NexmarkOne { query, events, parallelism, batch, dir },
+        }) => runtime.block_on(bench_nexmark_one(&query, events, parallelism, batch, &dir)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -201,5 +242,69 @@ fn bench_generator(events: u64, table: &str) -> Result<()> {
         events as f64 / secs / 1e6,
         bytes as f64 / 1e6
     );
+    Ok(())
+}
+
+fn bench_nexmark(
+    events: u64,
+    queries: Vec<String>,
+    parallelism: Option<usize>,
+    batch_baseline: bool,
+    format: &str,
+    dir: &std::path::Path,
+) -> Result<()> {
+    use weir::bench::{DEFAULT_QUERIES, Measurement, render};
+    let queries: Vec<String> =
+        if queries.is_empty() { DEFAULT_QUERIES.iter().map(|q| q.to_string()).collect() } else { queries };
+    let exe = std::env::current_exe().map_err(|source| weir::Error::Io { context: "finding the weir executable".into(), source })?;
+    let mut rows = vec![];
+    for q in &queries {
+        let modes: &[bool] = if batch_baseline { &[false, true] } else { &[false] };
+        for &batch in modes {
+            let mut cmd = std::process::Command::new(&exe);
+            cmd.args(["bench", "nexmark-one", "--query", q, "--events", &events.to_string()]);
+            cmd.arg("--dir").arg(dir);
+            if let Some(p) = parallelism {
+                cmd.args(["--parallelism", &p.to_string()]);
+            }
+            if batch {
+                cmd.arg("--batch");
+            }
+            let mode = if batch { "batch" } else { "stream" };
+            if format != "json" {
+                eprintln!("running {q} ({mode}, {events} events)...");
+            }
+            let out = cmd.output().map_err(|source| weir::Error::Io { context: format!("running {q}"), source })?;
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let parsed = stdout.lines().rev().find_map(|l| serde_json::from_str::<Measurement>(l).ok());
+            rows.push(match parsed {
+                Some(m) if out.status.success() => m,
+                _ => {
+                    let err = String::from_utf8_lossy(&out.stderr);
+                    let why = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("failed").trim();
+                    Measurement::failed(q, mode, events, why.trim_start_matches("weir: error: ").to_string())
+                }
+            });
+        }
+    }
+    if format == "json" {
+        println!("{}", serde_json::to_string_pretty(&rows).map_err(|e| weir::Error::Plan(e.to_string()))?);
+    } else {
+        print!("{}", render(&rows));
+        println!(
+            "events/s/core = events / (wall x {} cores), the generator included; events/cpu-s = events / process CPU time",
+            weir::planner::default_parallelism()
+        );
+    }
+    Ok(())
+}
+
+async fn bench_nexmark_one(query: &str, events: u64, parallelism: Option<usize>, batch: bool, dir: &std::path::Path) -> Result<()> {
+    let m = if batch {
+        weir::bench::run_batch(query, events).await?
+    } else {
+        weir::bench::run_stream(query, &dir.join(format!("{query}.sql")), events, parallelism).await?
+    };
+    println!("{}", serde_json::to_string(&m).map_err(|e| weir::Error::Plan(e.to_string()))?);
     Ok(())
 }

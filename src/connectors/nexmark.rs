@@ -245,7 +245,9 @@ fn recent_person(rng: &mut Rng, n: u64) -> i64 {
 }
 
 fn price(rng: &mut Rng) -> i64 {
-    (10f64.powf(rng.unit() * 6.0) * 100.0).round() as i64
+    // 10^(6u) × 100, as exp(6u·ln 10): `exp` costs about half of `powf` (the generator's
+    // hottest call in a profile of q5).
+    ((rng.unit() * 6.0 * std::f64::consts::LN_10).exp() * 100.0).round() as i64
 }
 
 impl Generator {

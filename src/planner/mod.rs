@@ -585,7 +585,18 @@ impl<'a> Planner<'a> {
             })
         });
         if proctime {
-            return not_supported!("processing-time windows (DESCRIPTOR({}) is PROCTIME())", w.time_col);
+            // Processing-time window: its clock is the PROCTIME column (the wall clock when a
+            // batch was read). A watermark generator on it, with no delay, replaces the event-time
+            // watermark for this window: windows close as later batches arrive, and all close at
+            // the end of bounded input. (With no input at all, nothing closes until some arrives.)
+            let mut s = s;
+            if s.updating {
+                return not_supported!("windows over an updating (changelog) input");
+            }
+            let time_col = input.schema().as_arrow().index_of(&w.time_col)?;
+            s.push(OpSpec::Watermark(WatermarkGenSpec { time_col, time_name: w.time_col.clone(), delay_ms: 0 }));
+            s.time_attrs = vec![w.time_col.clone()];
+            return Ok((s, time_col));
         }
         if s.time_attrs.is_empty() {
             let table = s.source().map(|t| t.def.name.clone()).unwrap_or_default();

@@ -22,6 +22,55 @@ pub struct JobMetrics {
     pub state_bytes: AtomicU64,
     /// When the job started.
     pub started: Instant,
+    /// Watermark progress at the sources and at the sink, for latency figures (`weir bench`).
+    pub trace: Option<LatencyTrace>,
+}
+
+/// When watermarks were seen: at the sources (after each batch, with its row count) and at
+/// the sink. An event's latency is the time from its batch's ingestion to the moment the sink's
+/// watermark passed the end of the first window holding it.
+#[derive(Debug, Default)]
+pub struct LatencyTrace {
+    /// (when, source watermark, rows of the batch).
+    pub sources: std::sync::Mutex<Vec<(Instant, Timestamp, usize)>>,
+    /// (when, sink watermark).
+    pub sink: std::sync::Mutex<Vec<(Instant, Timestamp)>>,
+}
+
+impl LatencyTrace {
+    /// Weighted p50 and p99 (ms) of the latency of events whose window of width `window_ms`
+    /// (aligned to the epoch) closes when the watermark reaches its end; `delay_ms` is the
+    /// sources' watermark delay. None when no window was seen closing.
+    pub fn percentiles(&self, window_ms: i64, delay_ms: i64) -> Option<(f64, f64)> {
+        let sources = self.sources.lock().ok()?;
+        let sink = self.sink.lock().ok()?;
+        let mut samples: Vec<(f64, usize)> = vec![];
+        for (at, wm, rows) in sources.iter() {
+            let t = wm.saturating_add(delay_ms);
+            let end = t.div_euclid(window_ms) * window_ms + window_ms;
+            let i = sink.partition_point(|(_, w)| *w < end);
+            if let Some((closed, _)) = sink.get(i) {
+                samples.push((closed.saturating_duration_since(*at).as_secs_f64() * 1000.0, *rows));
+            }
+        }
+        if samples.is_empty() {
+            return None;
+        }
+        samples.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let total: usize = samples.iter().map(|s| s.1).sum();
+        let at = |q: f64| {
+            let want = (total as f64 * q).ceil() as usize;
+            let mut seen = 0;
+            for (v, n) in &samples {
+                seen += n;
+                if seen >= want {
+                    return *v;
+                }
+            }
+            samples.last().map_or(0.0, |s| s.0)
+        };
+        Some((at(0.5), at(0.99)))
+    }
 }
 
 impl Default for JobMetrics {
@@ -34,6 +83,7 @@ impl Default for JobMetrics {
             watermark: AtomicI64::new(Timestamp::MIN),
             state_bytes: AtomicU64::new(0),
             started: Instant::now(),
+            trace: None,
         }
     }
 }

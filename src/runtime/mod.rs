@@ -258,11 +258,17 @@ impl TaskEnv {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// One branch of the plan reading a shard: its per-shard operators and where their output goes.
+struct Consumer {
+    chain: Chain,
+    router: Router,
+}
+
+/// A source shard's task. A table scanned by several branches of a plan (a self-join, as in
+/// Nexmark q5 and q7) is read once: each batch goes through every branch's operators.
 async fn run_shard(
     mut shard: Box<dyn SourceShard>,
-    mut chain: Chain,
-    mut router: Router,
+    mut consumers: Vec<Consumer>,
     env: TaskEnv,
     source: String,
     idle_timeout: Option<Duration>,
@@ -292,12 +298,10 @@ async fn run_shard(
             None => {
                 idle = true;
                 align.set(slot, Timestamp::MAX);
-                if router
-                    .send(Message::Watermark(Watermark::Idle))
-                    .await
-                    .is_err()
-                {
-                    return;
+                for c in &mut consumers {
+                    if c.router.send(Message::Watermark(Watermark::Idle)).await.is_err() {
+                        return;
+                    }
                 }
                 continue;
             }
@@ -311,30 +315,42 @@ async fn run_shard(
             Ok(Some(b)) => b,
             Ok(None) => {
                 align.set(slot, Timestamp::MAX);
-                let _ = router.send(Message::End).await;
+                for c in &mut consumers {
+                    let _ = c.router.send(Message::End).await;
+                }
                 return;
             }
             Err(e) => return env.fail(with_source(e, &source)).await,
         };
-        JobMetrics::add(&env.metrics.events_in, batch.num_rows() as u64);
-        let out = match chain.push(0, Message::Batch(batch)) {
-            Ok(out) => out,
-            Err(e) => return env.fail(e).await,
-        };
-        env.drain(&mut chain).await;
-        if let Some(wm) = out.iter().rev().find_map(|m| match m {
-            Message::Watermark(Watermark::EventTime(t)) => Some(*t),
-            _ => None,
-        }) {
-            watermark = wm;
-            align.set(slot, wm);
-        }
-        for m in out {
-            if let Err(e) = router.send(m).await {
-                if !matches!(e, Error::Cancelled) {
-                    env.fail(e).await;
+        let rows = batch.num_rows();
+        JobMetrics::add(&env.metrics.events_in, rows as u64);
+        for (i, c) in consumers.iter_mut().enumerate() {
+            let out = match c.chain.push(0, Message::Batch(batch.clone())) {
+                Ok(out) => out,
+                Err(e) => return env.fail(e).await,
+            };
+            env.drain(&mut c.chain).await;
+            if i == 0 {
+                if let Some(wm) = out.iter().rev().find_map(|m| match m {
+                    Message::Watermark(Watermark::EventTime(t)) => Some(*t),
+                    _ => None,
+                }) {
+                    watermark = wm;
+                    align.set(slot, wm);
+                    if let Some(trace) = &env.metrics.trace {
+                        if let Ok(mut t) = trace.sources.lock() {
+                            t.push((std::time::Instant::now(), wm, rows));
+                        }
+                    }
                 }
-                return;
+            }
+            for m in out {
+                if let Err(e) = c.router.send(m).await {
+                    if !matches!(e, Error::Cancelled) {
+                        env.fail(e).await;
+                    }
+                    return;
+                }
             }
         }
     }
@@ -426,7 +442,9 @@ pub enum Outcome {
 
 /// Spawns the tasks of a graph.
 struct Spawner {
-    sources: std::vec::IntoIter<OpenSource>,
+    sources: Vec<OpenSource>,
+    /// Per scan of a table in the plan: one consumer per shard.
+    readers: Vec<(String, Vec<Consumer>)>,
     align: Arc<Alignment>,
     next_slot: usize,
     parallelism: usize,
@@ -446,33 +464,54 @@ impl Spawner {
     ) -> Result<usize> {
         match flow {
             Flow::Source { table, ops } => {
-                let Some(source) = self.sources.next() else {
+                let name = &table.def.name;
+                let Some(shards) = self.sources.iter().find(|s| &s.name == name).map(|s| s.shards.len()) else {
                     return Err(Error::Execution {
                         operator: "runtime".into(),
-                        message: format!("source {} was not opened", table.def.name),
+                        message: format!("source {name} was not opened"),
                     });
                 };
-                let n = source.shards.len();
-                for (i, shard) in source.shards.into_iter().enumerate() {
-                    let chain = Chain::new(ops)?;
-                    let router = Router::new(port, i, targets.to_vec(), keys.to_vec());
-                    let slot = self.next_slot;
-                    self.next_slot += 1;
-                    self.tasks.push(tokio::spawn(run_shard(
-                        shard,
-                        chain,
-                        router,
-                        self.env.clone(),
-                        source.name.clone(),
-                        source.idle_timeout,
-                        self.align.clone(),
-                        slot,
-                    )));
-                }
-                Ok(n)
+                let consumers = (0..shards)
+                    .map(|i| Ok(Consumer { chain: Chain::new(ops)?, router: Router::new(port, i, targets.to_vec(), keys.to_vec()) }))
+                    .collect::<Result<Vec<_>>>()?;
+                self.readers.push((name.clone(), consumers));
+                Ok(shards)
             }
             Flow::Stage(stage) => self.spawn_stage(stage, port, targets, keys),
         }
+    }
+
+    /// One task per shard of each opened table, feeding every scan of that table.
+    fn spawn_readers(&mut self) -> Result<()> {
+        let mut readers = std::mem::take(&mut self.readers);
+        for source in std::mem::take(&mut self.sources) {
+            let mut per_shard: Vec<Vec<Consumer>> = (0..source.shards.len()).map(|_| vec![]).collect();
+            for (name, consumers) in readers.iter_mut().filter(|(n, _)| *n == source.name) {
+                let _ = name;
+                for (i, c) in std::mem::take(consumers).into_iter().enumerate() {
+                    if let Some(slot) = per_shard.get_mut(i) {
+                        slot.push(c);
+                    }
+                }
+            }
+            for (shard, consumers) in source.shards.into_iter().zip(per_shard) {
+                if consumers.is_empty() {
+                    continue;
+                }
+                let slot = self.next_slot;
+                self.next_slot += 1;
+                self.tasks.push(tokio::spawn(run_shard(
+                    shard,
+                    consumers,
+                    self.env.clone(),
+                    source.name.clone(),
+                    source.idle_timeout,
+                    self.align.clone(),
+                    slot,
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn spawn_stage(
@@ -506,7 +545,7 @@ impl Spawner {
 }
 
 /// Run a pipeline to completion (bounded input) or until cancelled. `sources` are the opened
-/// sources in [`Flow::sources`] order.
+/// tables of [`Flow::sources`], each once: a table scanned twice is read once.
 pub async fn run(
     pipeline: &Pipeline,
     sources: Vec<OpenSource>,
@@ -529,12 +568,13 @@ pub async fn run(
     let mut spawner = Spawner {
         align: Arc::new(Alignment::new(shards, drift)),
         next_slot: 0,
-        sources: sources.into_iter(),
+        sources,
+        readers: vec![],
         parallelism: pipeline.parallelism,
         env,
         tasks: vec![],
     };
-    let producers = spawner.spawn(&pipeline.root, 0, &[tx], &[]);
+    let producers = spawner.spawn(&pipeline.root, 0, &[tx], &[]).and_then(|p| spawner.spawn_readers().map(|_| p));
     let _abort_on_exit = AbortOnDrop(std::mem::take(&mut spawner.tasks));
     drop(spawner);
     let producers = producers?;
@@ -543,6 +583,7 @@ pub async fn run(
     let mut tick = tokio::time::interval(Duration::from_millis(sink.tick_interval_ms().max(50)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut outcome = Outcome::Finished;
+    let mut sink_watermark = Timestamp::MIN;
     while !inputs.all_ended() {
         let envelope = tokio::select! {
             biased;
@@ -578,8 +619,16 @@ pub async fn run(
                     sink.write_batch(b).await?;
                 }
                 if let Some(wm) = inputs.watermark() {
-                    if wm < Timestamp::MAX {
-                        metrics.watermark.fetch_max(wm, Ordering::Relaxed);
+                    if wm > sink_watermark {
+                        sink_watermark = wm;
+                        if wm < Timestamp::MAX {
+                            metrics.watermark.fetch_max(wm, Ordering::Relaxed);
+                        }
+                        if let Some(trace) = &metrics.trace {
+                            if let Ok(mut t) = trace.sink.lock() {
+                                t.push((std::time::Instant::now(), wm));
+                            }
+                        }
                     }
                 }
             }
