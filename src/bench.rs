@@ -50,6 +50,9 @@ pub struct Measurement {
     pub latency_p50_ms: Option<f64>,
     /// The 99th percentile of the same.
     pub latency_p99_ms: Option<f64>,
+    /// Batch: seconds spent generating the input tables into memory (not in `wall_s`).
+    #[serde(default)]
+    pub input_s: Option<f64>,
     /// Why the query did not run (e.g. "not supported yet: ...").
     pub error: Option<String>,
 }
@@ -84,6 +87,7 @@ impl Measurement {
             peak_rss_mib: 0.0,
             latency_p50_ms: None,
             latency_p99_ms: None,
+            input_s: None,
             error: Some(error),
         }
     }
@@ -185,6 +189,7 @@ pub async fn run_stream(query: &str, file: &Path, events: u64, parallelism: Opti
         peak_rss_mib: peak_rss_mib(),
         latency_p50_ms: latency.map(|l| l.0),
         latency_p99_ms: latency.map(|l| l.1),
+        input_s: None,
         error: None,
     })
 }
@@ -240,6 +245,7 @@ pub async fn run_batch(query: &str, events: u64) -> Result<Measurement> {
     };
     let cores = crate::planner::default_parallelism();
     let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(cores));
+    let generating = Instant::now();
     for kind in [Kind::Person, Kind::Auction, Kind::Bid] {
         if !sql.contains(kind.name()) {
             continue;
@@ -255,6 +261,7 @@ pub async fn run_batch(query: &str, events: u64) -> Result<Measurement> {
         let table = MemTable::try_new(kind.schema(), parts)?;
         ctx.register_table(kind.name(), Arc::new(table))?;
     }
+    let input_s = generating.elapsed().as_secs_f64();
     let cpu0 = process_cpu_seconds();
     let start = Instant::now();
     let mut stream = ctx.sql(&sql).await?.execute_stream().await?;
@@ -274,6 +281,7 @@ pub async fn run_batch(query: &str, events: u64) -> Result<Measurement> {
         peak_rss_mib: peak_rss_mib(),
         latency_p50_ms: None,
         latency_p99_ms: None,
+        input_s: Some(input_s),
         error: None,
     })
 }
@@ -281,8 +289,8 @@ pub async fn run_batch(query: &str, events: u64) -> Result<Measurement> {
 /// The measurements as an aligned text table.
 pub fn render(rows: &[Measurement]) -> String {
     let mut out = format!(
-        "{:<5} {:<6} {:>11} {:>9} {:>8} {:>8} {:>12} {:>14} {:>13} {:>9} {:>9} {:>9}\n",
-        "query", "mode", "events", "rows out", "wall s", "cpu s", "events/s", "events/s/core", "events/cpu-s", "peak MiB", "p50 ms", "p99 ms"
+        "{:<5} {:<6} {:>11} {:>9} {:>8} {:>8} {:>12} {:>14} {:>13} {:>9} {:>9} {:>9} {:>8}\n",
+        "query", "mode", "events", "rows out", "wall s", "cpu s", "events/s", "events/s/core", "events/cpu-s", "peak MiB", "p50 ms", "p99 ms", "input s"
     );
     let m = |v: f64| format!("{:.2}M", v / 1e6);
     let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
@@ -292,7 +300,7 @@ pub fn render(rows: &[Measurement]) -> String {
             continue;
         }
         out.push_str(&format!(
-            "{:<5} {:<6} {:>11} {:>9} {:>8.3} {:>8.3} {:>12} {:>14} {:>13} {:>9.1} {:>9} {:>9}\n",
+            "{:<5} {:<6} {:>11} {:>9} {:>8.3} {:>8.3} {:>12} {:>14} {:>13} {:>9.1} {:>9} {:>9} {:>8}\n",
             r.query,
             r.mode,
             r.events,
@@ -304,7 +312,8 @@ pub fn render(rows: &[Measurement]) -> String {
             if r.cpu_s >= 0.05 { m(r.events_per_cpu_s()) } else { "-".into() },
             r.peak_rss_mib,
             ms(r.latency_p50_ms),
-            ms(r.latency_p99_ms)
+            ms(r.latency_p99_ms),
+            r.input_s.map_or("-".to_string(), |s| format!("{s:.3}"))
         ));
     }
     out

@@ -553,6 +553,7 @@ impl Engine {
         let env = SourceEnv {
             metrics: metrics.clone(),
             push: self.push.clone(),
+            parallelism: pipeline.parallelism,
         };
         let default_idle = catalog
             .settings

@@ -292,7 +292,8 @@ fn bench_nexmark(
     } else {
         print!("{}", render(&rows));
         println!(
-            "events/s/core = events / (wall x {} cores), the generator included; events/cpu-s = events / process CPU time",
+            "events/s/core = events / (wall x {} cores); stream rows include generating the events, batch rows do not \
+             (their input s column is that time); events/cpu-s = events / process CPU time",
             weir::planner::default_parallelism()
         );
     }

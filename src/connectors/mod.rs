@@ -60,13 +60,15 @@ pub struct SourceEnv {
     pub metrics: Arc<JobMetrics>,
     /// Tables fed by the application.
     pub push: push::PushRegistry,
+    /// The job's parallelism (splittable sources default to this many shards).
+    pub parallelism: usize,
 }
 
 /// Open the shards of a source table.
 pub fn open_source(table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceShard>>> {
     match table.connector() {
         "filesystem" => filesystem::open(table, env),
-        "nexmark" => nexmark::open(table),
+        "nexmark" => nexmark::open(table, env.parallelism),
         "push" => env.push.subscribe(table),
         other @ ("print" | "blackhole") => plan_err!(
             "table {} uses connector '{other}', which can only be written to",

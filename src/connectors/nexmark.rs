@@ -514,8 +514,9 @@ fn u64_option(table: &Table, keys: &[&str], default: u64) -> Result<u64> {
     Ok(default)
 }
 
-/// Generator settings from a table's options.
-pub fn config(table: &Table) -> Result<(Kind, Config)> {
+/// Generator settings from a table's options; `default_shards` when `'nexmark.shards'` is
+/// not given (the job's parallelism: the generator splits its sequence over that many tasks).
+pub fn config(table: &Table, default_shards: usize) -> Result<(Kind, Config)> {
     let kind_name = table.option("nexmark.table").unwrap_or(&table.def.name);
     let Some(kind) = Kind::parse(kind_name) else {
         return plan_err!(
@@ -525,7 +526,7 @@ pub fn config(table: &Table) -> Result<(Kind, Config)> {
     };
     let events = u64_option(table, &["nexmark.events", "nexmark.event.num"], 0)?;
     let rate = u64_option(table, &["nexmark.rate", "nexmark.event.rate"], 10_000)?;
-    let shards = u64_option(table, &["nexmark.shards", "nexmark.split.num"], 1)?;
+    let shards = u64_option(table, &["nexmark.shards", "nexmark.split.num"], default_shards.max(1) as u64)?;
     let chunk = u64_option(table, &["nexmark.chunk"], 8192)?;
     if rate == 0 || shards == 0 || chunk == 0 {
         return plan_err!(
@@ -547,8 +548,8 @@ pub fn config(table: &Table) -> Result<(Kind, Config)> {
 }
 
 /// Open the generator shards of a nexmark table.
-pub fn open(table: &Table) -> Result<Vec<Box<dyn SourceShard>>> {
-    let (kind, config) = config(table)?;
+pub fn open(table: &Table, default_shards: usize) -> Result<Vec<Box<dyn SourceShard>>> {
+    let (kind, config) = config(table, default_shards)?;
     let full = kind.schema();
     let mut projection = vec![];
     // snake_case (date_time) or Flink's camelCase (dateTime) both match.

@@ -163,7 +163,12 @@ pub(crate) struct Side {
     entries: Vec<Entry>,
     dead_entries: usize,
     bytes: usize,
+    /// Batches before this one are in the index.
+    indexed: usize,
 }
+
+/// Probes of at most this many rows scan the stored hashes instead of using the index.
+const SCAN_PROBE_ROWS: usize = 8;
 
 impl Side {
     fn insert(
@@ -173,8 +178,6 @@ impl Side {
         matched: Vec<u32>,
         max_time: Timestamp,
     ) {
-        let id = self.batches.len() as u32;
-        self.index(id, &hashes);
         self.bytes += batch.get_array_memory_size() + hashes.len() * 20;
         self.batches.push(Some(Stored {
             batch,
@@ -183,6 +186,20 @@ impl Side {
             inserted: Instant::now(),
         }));
         self.hashes.push(hashes);
+    }
+
+    /// Add the batches stored since the last call to the index. Indexing waits for a probe
+    /// that needs it: a side probed only by a few rows at a time (q7's per-window maximum
+    /// probing the bids) is scanned instead, and never pays for an index.
+    pub(crate) fn index_pending(&mut self) {
+        for id in self.indexed..self.batches.len() {
+            if self.batches[id].is_some() {
+                let h = std::mem::take(&mut self.hashes[id]);
+                self.index(id as u32, &h);
+                self.hashes[id] = h;
+            }
+        }
+        self.indexed = self.batches.len();
     }
 
     fn index(&mut self, id: u32, hashes: &[u64]) {
@@ -202,6 +219,25 @@ impl Side {
     /// Stored rows whose hash equals each probe hash: (probe row, stored batch, stored row).
     fn candidates(&self, hashes: &[u64]) -> (Vec<u32>, Vec<(u32, u32)>) {
         let (mut probe, mut stored) = (vec![], vec![]);
+        // Batches not indexed yet (a side only ever probed by a few rows at a time) are
+        // scanned: each stored hash compared with the few probe hashes.
+        let scan_from = self.indexed;
+        for (b, slot) in self.batches.iter().enumerate().skip(scan_from) {
+            if slot.is_none() {
+                continue;
+            }
+            for (row, h) in self.hashes[b].iter().enumerate() {
+                for (r, p) in hashes.iter().enumerate() {
+                    if h == p {
+                        probe.push(r as u32);
+                        stored.push((b as u32, row as u32));
+                    }
+                }
+            }
+        }
+        if self.indexed == 0 {
+            return (probe, stored);
+        }
         for (r, h) in hashes.iter().enumerate() {
             let Some(&head) = self.heads.get(h) else {
                 continue;
@@ -222,10 +258,12 @@ impl Side {
     /// Drop the batches `evict` selects; returns them.
     fn evict(&mut self, mut evict: impl FnMut(&Stored) -> bool) -> Vec<Stored> {
         let mut out = vec![];
-        for (slot, hashes) in self.batches.iter_mut().zip(&mut self.hashes) {
+        for (id, (slot, hashes)) in self.batches.iter_mut().zip(&mut self.hashes).enumerate() {
             if slot.as_ref().is_some_and(&mut evict) {
                 if let Some(s) = slot.take() {
-                    self.dead_entries += hashes.len();
+                    if id < self.indexed {
+                        self.dead_entries += hashes.len();
+                    }
                     self.bytes = self
                         .bytes
                         .saturating_sub(s.batch.get_array_memory_size() + hashes.len() * 20);
@@ -255,6 +293,7 @@ impl Side {
                 self.hashes.push(h);
             }
         }
+        self.indexed = self.batches.len();
     }
 }
 
@@ -270,6 +309,7 @@ impl Side {
             let n = b.num_rows();
             store.insert(b, hashes, vec![0; n], Timestamp::MIN);
         }
+        store.index_pending();
         Ok(store)
     }
 
@@ -524,6 +564,9 @@ impl Operator for StreamingJoin {
         let side = input;
         let other = 1 - side;
         let hashes = self.hashes(side, &batch)?;
+        if hashes.len() > SCAN_PROBE_ROWS {
+            self.sides[other].index_pending();
+        }
         let mut matched = vec![0u32; batch.num_rows()];
         if let Some((joined, probe_rows, stored)) = self.probe(side, &batch, &hashes)? {
             // A regular outer join retracts the NULL-padded rows of the other side that

@@ -139,7 +139,7 @@ fn load(spec: &LookupSpec, join: &StreamingJoin) -> Result<Loaded> {
                 .build()
                 .map_err(|e| Error::Io { context: "starting the lookup loader".into(), source: e })?;
             rt.block_on(async move {
-                let env = SourceEnv { metrics: Default::default(), push: Default::default() };
+                let env = SourceEnv { metrics: Default::default(), push: Default::default(), parallelism: 1 };
                 let mut out = vec![];
                 for mut shard in open_source(&table, &env)? {
                     while let Some(b) = shard.next_batch().await? {

@@ -110,7 +110,7 @@ fn flow(s: &mut String, f: &Flow, p: usize, depth: usize, exchange: &str) {
 fn shard_note(connector: &str) -> &'static str {
     match connector {
         "filesystem" => "one per file",
-        "nexmark" => "'nexmark.shards' (default 1)",
+        "nexmark" => "'nexmark.shards' (default: the job's parallelism)",
         "push" => "one (batches pushed by the application)",
         _ => "one",
     }
