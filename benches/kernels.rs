@@ -111,7 +111,7 @@ fn col(name: &str, schema: &datafusion::arrow::datatypes::Schema) -> std::sync::
 
 fn kernels(c: &mut Criterion) {
     use std::sync::Arc;
-    use weir::operators::{Emitter, Expire, JoinKind, JoinSpec, OpSpec, Operator};
+    use weir::operators::{Emitter, Expire, JoinKind, JoinSpec, OpSpec};
     let input = bids(EVENTS);
     let rows: usize = input.iter().map(|b| b.num_rows()).sum();
     let schema = Kind::Bid.schema();

@@ -245,6 +245,21 @@ async fn outer_and_windowed_topn_shapes_match_batch() {
             &format!("interval left join at {p}"),
         );
     }
+    // A LEFT interval join whose right side is one row per window (broadcast to every
+    // instance; the bids stay where they are read).
+    let stream_sql = "SELECT B.auction, B.price, B1.maxprice FROM bid B LEFT JOIN (
+            SELECT MAX(price) AS maxprice, window_end AS date_time
+            FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '10' SECOND)) GROUP BY window_start, window_end) B1
+        ON B.price = B1.maxprice AND B.date_time BETWEEN B1.date_time - INTERVAL '10' SECOND AND B1.date_time";
+    let batch_sql = format!(
+        "SELECT B.auction, B.price, B1.maxprice FROM bid B LEFT JOIN (
+            SELECT MAX(price) AS maxprice, {BIN10} + INTERVAL '10 seconds' AS date_time FROM bid GROUP BY {BIN10}) B1
+        ON B.price = B1.maxprice AND B.date_time BETWEEN B1.date_time - INTERVAL '10' SECOND AND B1.date_time"
+    );
+    let expected = d.batch(&batch_sql).await;
+    for p in [1, 2, 4] {
+        assert_same_rows(&stream_at(&d, p, stream_sql).await, &expected, &format!("broadcast left join at {p}"));
+    }
     // Windowed Top-3 bids per auction... per 10 s window, over the TUMBLE TVF.
     let stream_sql = "SELECT auction, price, window_start, rn FROM (
             SELECT auction, price, window_start, ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY price DESC, auction, bidder, date_time) AS rn

@@ -95,11 +95,14 @@ fn flow(s: &mut String, f: &Flow, p: usize, depth: usize, exchange: &str) {
                     (_, 0) => "left ".into(),
                     _ => "right ".into(),
                 };
-                let ex = if input.keys.is_empty() || n == 1 {
-                    format!("{side}gather into 1")
-                } else {
-                    let keys: Vec<String> = input.keys.iter().map(|k| k.to_string()).collect();
-                    format!("{side}hash({}) over {n}", keys.join(", "))
+                let ex = match input.exchange {
+                    _ if n == 1 => format!("{side}gather into 1"),
+                    super::Exchange::Broadcast => format!("{side}broadcast to {n}"),
+                    super::Exchange::Forward => format!("{side}forward (producer i to instance i mod {n})"),
+                    super::Exchange::Hash => {
+                        let keys: Vec<String> = input.keys.iter().map(|k| k.to_string()).collect();
+                        format!("{side}hash({}) over {n}", keys.join(", "))
+                    }
                 };
                 flow(s, &input.flow, p, depth + 2, &ex);
             }

@@ -64,15 +64,31 @@ pub struct Stage {
 pub struct Input {
     /// What feeds this input.
     pub flow: Flow,
-    /// Hash keys (over the input's rows). Empty: the stage runs as a single instance.
+    /// Hash keys (over the input's rows). Empty with [`Exchange::Hash`]: the stage runs as a
+    /// single instance.
     pub keys: Vec<Arc<dyn PhysicalExpr>>,
+    /// How rows are spread over the stage's instances.
+    pub exchange: Exchange,
+}
+
+/// How an input's rows reach a stage's instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Exchange {
+    /// By a hash of the keys (all rows to one instance when there are no keys).
+    #[default]
+    Hash,
+    /// Every row to every instance: the small side of a join (one row per window).
+    Broadcast,
+    /// Rows stay with the instance their producer feeds (producer i → instance i mod P): the
+    /// large side of a join whose other side is broadcast.
+    Forward,
 }
 
 impl Stage {
     /// Instances this stage runs with under job parallelism `p`: one unless every input
     /// is keyed.
     pub fn parallelism(&self, p: usize) -> usize {
-        if self.inputs.iter().all(|i| !i.keys.is_empty()) {
+        if self.inputs.iter().all(|i| i.exchange != Exchange::Hash || !i.keys.is_empty()) {
             p.max(1)
         } else {
             1

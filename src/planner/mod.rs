@@ -29,7 +29,7 @@ use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
 use datafusion::prelude::SessionConfig;
 use sqlparser::ast::Query;
 
-pub use graph::{Flow, Input, Pipeline, Stage};
+pub use graph::{Exchange, Flow, Input, Pipeline, Stage};
 pub use rewrite::WindowTvf;
 
 use crate::error::Context;
@@ -69,7 +69,7 @@ impl Stream {
             })),
         );
         self.flow = Flow::Stage(Box::new(Stage {
-            inputs: vec![Input { flow, keys }],
+            inputs: vec![Input { flow, keys, exchange: Exchange::Hash }],
             ops: vec![op],
         }));
     }

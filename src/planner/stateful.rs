@@ -14,7 +14,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
 
-use super::{Flow, Input, Planner, Stage, Stream};
+use super::{Exchange, Flow, Input, Planner, Stage, Stream};
 use crate::changelog;
 use crate::error::Context;
 use crate::operators::{Expire, GroupAggSpec, JoinKind, JoinSpec, OpSpec, TopNSpec};
@@ -27,19 +27,24 @@ impl Planner<'_> {
         left: Stream,
         right: Stream,
         keys: [Vec<Arc<dyn PhysicalExpr>>; 2],
+        kind: JoinKind,
         op: OpSpec,
     ) -> Flow {
         let [lk, rk] = keys;
+        // A side made by a single instance (e.g. one maximum per window, as in q7) is small:
+        // broadcast it, and leave the other side where it is instead of hashing and copying it.
+        // Only when the broadcast side's unmatched rows are not emitted (they would be, once
+        // per instance).
+        let single = |s: &Stream| matches!(&s.flow, Flow::Stage(st) if st.parallelism(usize::MAX) == 1);
+        let (lx, rx) = match kind {
+            JoinKind::Inner | JoinKind::Left if single(&right) && !single(&left) => (Exchange::Forward, Exchange::Broadcast),
+            JoinKind::Inner | JoinKind::Right if single(&left) && !single(&right) => (Exchange::Broadcast, Exchange::Forward),
+            _ => (Exchange::Hash, Exchange::Hash),
+        };
         Flow::Stage(Box::new(Stage {
             inputs: vec![
-                Input {
-                    flow: left.flow,
-                    keys: lk,
-                },
-                Input {
-                    flow: right.flow,
-                    keys: rk,
-                },
+                Input { flow: left.flow, keys: lk, exchange: lx },
+                Input { flow: right.flow, keys: rk, exchange: rx },
             ],
             ops: vec![op],
         }))
@@ -174,7 +179,7 @@ impl Planner<'_> {
         } else {
             None
         };
-        let flow = Self::two_input(left, right, keys, OpSpec::Join(spec));
+        let flow = Self::two_input(left, right, keys, kind, OpSpec::Join(spec));
         Ok(Stream {
             flow,
             time_attrs,

@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 
 use super::{Envelope, Item};
 use crate::message::Message;
+use crate::planner::Exchange;
 use crate::operators::eval;
 use crate::{Error, Result};
 
@@ -31,6 +32,7 @@ pub struct Router {
     sender: usize,
     targets: Vec<mpsc::Sender<Envelope>>,
     keys: Vec<Arc<dyn PhysicalExpr>>,
+    exchange: Exchange,
     hashes: Vec<u64>,
 }
 
@@ -42,31 +44,43 @@ impl Router {
         sender: usize,
         targets: Vec<mpsc::Sender<Envelope>>,
         keys: Vec<Arc<dyn PhysicalExpr>>,
+        exchange: Exchange,
     ) -> Self {
         Self {
             port,
             sender,
             targets,
             keys,
+            exchange,
             hashes: vec![],
         }
     }
 
     /// Send a message; a batch is split by key. `Err(Cancelled)` when the receivers are gone.
     pub async fn send(&mut self, msg: Message) -> Result<()> {
+        let n = self.targets.len();
         match msg {
-            Message::Batch(batch) if self.targets.len() > 1 => {
-                let parts = self.partition(&batch)?;
-                for (target, part) in parts.into_iter().enumerate() {
-                    if let Some(part) = part {
-                        self.send_to(target, Message::Batch(part)).await?;
+            Message::Batch(batch) if n > 1 => match self.exchange {
+                Exchange::Hash => {
+                    let parts = self.partition(&batch)?;
+                    for (target, part) in parts.into_iter().enumerate() {
+                        if let Some(part) = part {
+                            self.send_to(target, Message::Batch(part)).await?;
+                        }
                     }
+                    Ok(())
                 }
-                Ok(())
-            }
+                Exchange::Forward => self.send_to(self.sender % n, Message::Batch(batch)).await,
+                Exchange::Broadcast => {
+                    for target in 0..n {
+                        self.send_to(target, Message::Batch(batch.clone())).await?;
+                    }
+                    Ok(())
+                }
+            },
             Message::Batch(batch) => self.send_to(0, Message::Batch(batch)).await,
             other => {
-                for target in 0..self.targets.len() {
+                for target in 0..n {
                     self.send_to(target, other.clone()).await?;
                 }
                 Ok(())

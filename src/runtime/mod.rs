@@ -35,7 +35,7 @@ pub use metrics::JobMetrics;
 
 use crate::connectors::{Sink, SourceShard};
 use crate::message::{Message, Timestamp, Watermark};
-use crate::planner::{Flow, Pipeline, Stage};
+use crate::planner::{Exchange, Flow, Pipeline, Stage};
 use crate::{Error, Result};
 
 /// Everything a running job needs besides its plan.
@@ -461,6 +461,7 @@ impl Spawner {
         port: usize,
         targets: &[mpsc::Sender<Envelope>],
         keys: &[Arc<dyn datafusion::physical_expr::PhysicalExpr>],
+        exchange: Exchange,
     ) -> Result<usize> {
         match flow {
             Flow::Source { table, ops } => {
@@ -472,12 +473,12 @@ impl Spawner {
                     });
                 };
                 let consumers = (0..shards)
-                    .map(|i| Ok(Consumer { chain: Chain::new(ops)?, router: Router::new(port, i, targets.to_vec(), keys.to_vec()) }))
+                    .map(|i| Ok(Consumer { chain: Chain::new(ops)?, router: Router::new(port, i, targets.to_vec(), keys.to_vec(), exchange) }))
                     .collect::<Result<Vec<_>>>()?;
                 self.readers.push((name.clone(), consumers));
                 Ok(shards)
             }
-            Flow::Stage(stage) => self.spawn_stage(stage, port, targets, keys),
+            Flow::Stage(stage) => self.spawn_stage(stage, port, targets, keys, exchange),
         }
     }
 
@@ -520,18 +521,19 @@ impl Spawner {
         port: usize,
         targets: &[mpsc::Sender<Envelope>],
         keys: &[Arc<dyn datafusion::physical_expr::PhysicalExpr>],
+        exchange: Exchange,
     ) -> Result<usize> {
         let p = stage.parallelism(self.parallelism);
         let (senders, receivers): (Vec<_>, Vec<_>) =
             (0..p).map(|_| mpsc::channel::<Envelope>(16)).unzip();
         let mut counts = vec![];
         for (i, input) in stage.inputs.iter().enumerate() {
-            counts.push(self.spawn(&input.flow, i, &senders, &input.keys)?);
+            counts.push(self.spawn(&input.flow, i, &senders, &input.keys, input.exchange)?);
         }
         drop(senders);
         for (j, rx) in receivers.into_iter().enumerate() {
             let chain = Chain::new(&stage.ops)?;
-            let router = Router::new(port, j, targets.to_vec(), keys.to_vec());
+            let router = Router::new(port, j, targets.to_vec(), keys.to_vec(), exchange);
             self.tasks.push(tokio::spawn(run_stage(
                 rx,
                 Inputs::new(&counts),
@@ -574,7 +576,7 @@ pub async fn run(
         env,
         tasks: vec![],
     };
-    let producers = spawner.spawn(&pipeline.root, 0, &[tx], &[]).and_then(|p| spawner.spawn_readers().map(|_| p));
+    let producers = spawner.spawn(&pipeline.root, 0, &[tx], &[], Exchange::Hash).and_then(|p| spawner.spawn_readers().map(|_| p));
     let _abort_on_exit = AbortOnDrop(std::mem::take(&mut spawner.tasks));
     drop(spawner);
     let producers = producers?;
