@@ -53,6 +53,8 @@ fn pipeline(c: &mut Criterion, name: &str, query: &str) {
         b.iter(|| {
             rt.block_on(async {
                 let engine = weir::Engine::new();
+                // One instance per operator: these figures are per single core.
+                engine.execute("SET 'parallelism' = '1';").await.expect("set");
                 for out in engine
                     .execute_with(&sql, SelectOutput::Discard)
                     .await

@@ -155,31 +155,13 @@ const BIN10: &str = "date_bin(INTERVAL '10 seconds', date_time, TIMESTAMP '1970-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn q3_q5_q7_q8_match_batch_at_every_parallelism() {
     let d = data();
-    let q5_batch = "WITH hop AS (
-            SELECT auction, date_bin(INTERVAL '2 seconds', date_time, TIMESTAMP '1970-01-01 00:00:00') - k AS ws
-            FROM bid CROSS JOIN (VALUES (INTERVAL '0 seconds'), (INTERVAL '2 seconds'), (INTERVAL '4 seconds'),
-                                        (INTERVAL '6 seconds'), (INTERVAL '8 seconds')) AS t(k)),
-        counts AS (SELECT auction, ws, count(*) AS num FROM hop GROUP BY auction, ws),
-        maxes AS (SELECT ws, max(num) AS maxn FROM counts GROUP BY ws)
-        SELECT c.auction, c.num FROM counts c JOIN maxes m ON c.ws = m.ws AND c.num >= m.maxn"
-        .to_string();
-    let q7_batch = format!(
-        "SELECT B.auction, B.price, B.bidder, B.date_time, B.extra FROM bid B
-         JOIN (SELECT MAX(price) AS maxprice, {BIN10} + INTERVAL '10 seconds' AS date_time FROM bid GROUP BY {BIN10}) B1
-         ON B.price = B1.maxprice
-         WHERE B.date_time BETWEEN B1.date_time - INTERVAL '10' SECOND AND B1.date_time"
-    );
-    let q8_batch = format!(
-        "SELECT P.id, P.name, P.starttime FROM
-         (SELECT id, name, {BIN10} AS starttime FROM person GROUP BY id, name, {BIN10}) P
-         JOIN (SELECT seller, {BIN10} AS starttime FROM auction GROUP BY seller, {BIN10}) A
-         ON P.id = A.seller AND P.starttime = A.starttime"
-    );
+    // The batch forms are the ones `weir bench nexmark --batch-baseline` runs.
+    let batch_form = |q: &str| weir::bench::batch_sql(q).expect("a batch form");
     let cases = [
         ("q3", query("q3")),
-        ("q5", q5_batch),
-        ("q7", q7_batch),
-        ("q8", q8_batch),
+        ("q5", batch_form("q5")),
+        ("q7", batch_form("q7")),
+        ("q8", batch_form("q8")),
     ];
     for (q, batch_sql) in cases {
         let expected = d.batch(&batch_sql).await;

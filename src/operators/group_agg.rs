@@ -29,7 +29,7 @@ use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
-use super::{Emitter, Operator, eval, time_millis};
+use super::{Emitter, Operator, eval, split_by_time};
 use crate::Result;
 use crate::changelog::{self, RowKind};
 use crate::message::Timestamp;
@@ -391,23 +391,7 @@ impl Operator for GroupAggregate {
             let touched = table.update(&self.spec, &batch)?;
             return Self::emit_changes(&self.spec, table, &touched, out);
         };
-        let col = batch.column(end_col).clone();
-        let ends = time_millis(&col)?;
-        let mut distinct: Vec<Timestamp> = ends.to_vec();
-        distinct.sort_unstable();
-        distinct.dedup();
-        for end in distinct {
-            let part = if ends.iter().all(|e| *e == end) {
-                batch.clone()
-            } else {
-                let idx = UInt32Array::from_iter_values(
-                    ends.iter()
-                        .enumerate()
-                        .filter(|(_, e)| **e == end)
-                        .map(|(i, _)| i as u32),
-                );
-                datafusion::arrow::compute::take_record_batch(&batch, &idx)?
-            };
+        for (end, part) in split_by_time(&batch, end_col)? {
             if end <= self.watermark {
                 out.late(part);
                 continue;

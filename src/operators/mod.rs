@@ -205,6 +205,31 @@ pub(crate) fn eval(
     Ok(expr.evaluate(batch)?.into_array(batch.num_rows())?)
 }
 
+/// Split a batch by the distinct values of an event-time column (a `window_end`), in time
+/// order; a batch with a single value is not copied.
+pub(crate) fn split_by_time(
+    batch: &RecordBatch,
+    col: usize,
+) -> Result<Vec<(Timestamp, RecordBatch)>> {
+    let column = batch.column(col).clone();
+    let times = time_millis(&column)?;
+    let mut distinct: Vec<Timestamp> = times.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if let [only] = distinct.as_slice() {
+        return Ok(vec![(*only, batch.clone())]);
+    }
+    distinct
+        .into_iter()
+        .map(|t| {
+            let idx = datafusion::arrow::array::UInt32Array::from_iter_values(
+                times.iter().enumerate().filter(|(_, x)| **x == t).map(|(i, _)| i as u32),
+            );
+            Ok((t, datafusion::arrow::compute::take_record_batch(batch, &idx)?))
+        })
+        .collect()
+}
+
 /// Event times of a timestamp (or BIGINT epoch-ms) column as milliseconds.
 pub(crate) fn time_millis(
     col: &datafusion::arrow::array::ArrayRef,

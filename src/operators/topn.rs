@@ -25,7 +25,7 @@ use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
-use super::{Emitter, Operator, eval, time_millis};
+use super::{Emitter, Operator, eval, split_by_time};
 use crate::Result;
 use crate::changelog::{self, RowKind};
 use crate::message::Timestamp;
@@ -332,23 +332,7 @@ impl Operator for TopN {
         let Some(end_col) = self.spec.window_end else {
             return self.update(&batch, out);
         };
-        let col = batch.column(end_col).clone();
-        let ends = time_millis(&col)?;
-        let mut distinct: Vec<Timestamp> = ends.to_vec();
-        distinct.sort_unstable();
-        distinct.dedup();
-        for end in distinct {
-            let part = if distinct_is_whole(&ends, end) {
-                batch.clone()
-            } else {
-                let idx = UInt32Array::from_iter_values(
-                    ends.iter()
-                        .enumerate()
-                        .filter(|(_, e)| **e == end)
-                        .map(|(i, _)| i as u32),
-                );
-                take_record_batch(&batch, &idx)?
-            };
+        for (end, part) in split_by_time(&batch, end_col)? {
             if end <= self.watermark {
                 out.late(part);
                 continue;
@@ -379,9 +363,6 @@ impl Operator for TopN {
     }
 }
 
-fn distinct_is_whole(ends: &[Timestamp], end: Timestamp) -> bool {
-    ends.iter().all(|e| *e == end)
-}
 
 #[cfg(test)]
 mod tests {

@@ -80,6 +80,12 @@ impl Stream {
     }
 }
 
+/// Physical aggregates and their FILTER predicates.
+type AggregatesOf = (
+    Vec<Arc<datafusion::physical_expr::aggregate::AggregateFunctionExpr>>,
+    Vec<Option<Arc<dyn PhysicalExpr>>>,
+);
+
 /// The parallelism a job gets when none is set: the machine's cores.
 pub fn default_parallelism() -> usize {
     std::thread::available_parallelism()
@@ -289,6 +295,34 @@ impl<'a> Planner<'a> {
             sink,
             parallelism,
         })
+    }
+
+    /// The aggregates of `agg` as DataFusion physical aggregates with their FILTER clauses;
+    /// `check` may refuse one.
+    #[allow(deprecated)] // create_aggregate_expr_and_maybe_filter: its replacement is not yet stable API
+    fn aggregates(
+        &self,
+        agg: &Aggregate,
+        check: impl Fn(&DfExpr, &datafusion::physical_expr::aggregate::AggregateFunctionExpr, Option<&Arc<dyn PhysicalExpr>>) -> Result<()>,
+    ) -> Result<AggregatesOf> {
+        let in_schema = agg.input.schema();
+        let (mut aggs, mut filters) = (vec![], vec![]);
+        for e in &agg.aggr_expr {
+            let (a, filter, order) = datafusion::physical_planner::create_aggregate_expr_and_maybe_filter(
+                e,
+                in_schema,
+                in_schema.as_arrow(),
+                &self.props,
+            )
+            .context(|| format!("planning aggregate {e}"))?;
+            if !order.is_empty() {
+                return not_supported!("ordered aggregates ({e})");
+            }
+            check(e, &a, filter.as_ref())?;
+            aggs.push(a);
+            filters.push(filter);
+        }
+        Ok((aggs, filters))
     }
 
     /// Instances per keyed stage: `SET 'parallelism'`, else the machine's cores.
@@ -733,25 +767,12 @@ impl<'a> Planner<'a> {
                 );
             }
         }
-        let (mut aggs, mut agg_filters) = (vec![], vec![]);
-        for e in &agg.aggr_expr {
-            let (a, filter, order) =
-                datafusion::physical_planner::create_aggregate_expr_and_maybe_filter(
-                    e,
-                    in_schema,
-                    in_arrow,
-                    &self.props,
-                )
-                .context(|| format!("planning aggregate {e}"))?;
-            if !order.is_empty() {
-                return not_supported!("ordered aggregates ({e})");
-            }
-            if a.expressions().iter().any(refs_window) || filter.as_ref().is_some_and(refs_window) {
+        let (aggs, agg_filters) = self.aggregates(agg, |e, a, filter| {
+            if a.expressions().iter().any(refs_window) || filter.is_some_and(refs_window) {
                 return not_supported!("aggregating window columns ({e})");
             }
-            aggs.push(a);
-            agg_filters.push(filter);
-        }
+            Ok(())
+        })?;
         // window_time is the rows' event time; window_end too: a window's rows are emitted
         // before the watermark passes its end, so they are never behind the watermark.
         let named = |g: GroupOut| {

@@ -352,32 +352,17 @@ impl Planner<'_> {
             }
             _ => None,
         };
-        let (mut aggs, mut agg_filters) = (vec![], vec![]);
-        for e in &agg.aggr_expr {
-            let (a, filter, order) =
-                datafusion::physical_planner::create_aggregate_expr_and_maybe_filter(
-                    e,
-                    in_schema,
-                    in_arrow,
-                    &self.props,
-                )
-                .context(|| format!("planning aggregate {e}"))?;
-            if !order.is_empty() {
-                return not_supported!("ordered aggregates ({e})");
-            }
-            if s.updating {
+        let updating_input = s.updating;
+        let (aggs, agg_filters) = self.aggregates(agg, |e, a, _| {
+            if updating_input {
                 let name = a.fun().name().to_lowercase();
-                let retracts = a
-                    .create_sliding_accumulator()
-                    .map(|acc| acc.supports_retract_batch())
-                    .unwrap_or(false);
+                let retracts = a.create_sliding_accumulator().map(|acc| acc.supports_retract_batch()).unwrap_or(false);
                 if name == "min" || name == "max" || !retracts || a.is_distinct() {
                     return not_supported!("{} over an updating (changelog) input", e);
                 }
             }
-            aggs.push(a);
-            agg_filters.push(filter);
-        }
+            Ok(())
+        })?;
         let mut output = agg.schema.as_arrow().clone();
         let updating = window_end.is_none();
         if updating {
