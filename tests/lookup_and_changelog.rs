@@ -103,7 +103,8 @@ async fn lookup_table_is_reloaded_when_its_files_change() {
         .unwrap();
     publish(&orders, "a.json", &["{\"order_id\": 1, \"product_id\": 1, \"qty\": 1}".into()]);
     assert_eq!(next(&mut sub).await, vec!["1 | old"]);
-    publish(&products, "p.csv", &["id,name,price".into(), "1,new,10".into()]);
+    // A different size as well as a new modification time.
+    publish(&products, "p.csv", &["id,name,price".into(), "1,new,1000".into()]);
     // The loader checks every 100 ms; give it time to see the change and read the file.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     publish(&orders, "b.json", &["{\"order_id\": 2, \"product_id\": 1, \"qty\": 1}".into()]);
