@@ -120,15 +120,3 @@ pub fn count_kinds(batch: &RecordBatch) -> [usize; 4] {
 pub fn uniform_ops(kind: RowKind, rows: usize) -> ArrayRef {
     Arc::new(Int8Array::from(vec![kind as i8; rows]))
 }
-
-/// Validity check used by sinks: the op column's array, if the batch is a changelog.
-pub fn op_array(batch: &RecordBatch) -> Option<&Int8Array> {
-    if !is_changelog(batch.schema_ref()) {
-        return None;
-    }
-    let col = batch.column(batch.num_columns() - 1);
-    if col.null_count() > 0 {
-        return None;
-    }
-    col.as_primitive_opt::<Int8Type>()
-}

@@ -7,13 +7,16 @@
 //! ## Layout, in the order data flows
 //!
 //! - [`sql`]: parsing (sqlparser with weir's dialect), the catalog of tables and views.
-//! - [`planner`]: SQL → DataFusion logical plan → a dataflow [`planner::Pipeline`] of
-//!   operator specs; EXPLAIN.
+//! - [`planner`]: SQL → DataFusion logical plan → a dataflow graph ([`planner::Pipeline`]:
+//!   sources, stages of operator specs, the exchanges between them); EXPLAIN.
 //! - [`connectors`]: sources (sharded) and sinks, chosen by `WITH ('connector' = ...)`.
 //! - [`format`]: JSON / CSV / Parquet decoding into Arrow and encoding back.
 //! - [`operators`]: the push-based operators (watermark generator, filter, projection,
-//!   windowed aggregation).
-//! - [`runtime`]: runs a pipeline: a task per source shard, watermark merging, the sink.
+//!   windowed aggregation, joins, updating aggregates, Top-N).
+//! - [`runtime`]: runs a pipeline: a task per source shard and per stage instance, the keyed
+//!   exchange, watermark merging and alignment, the sink.
+//! - [`changelog`]: the op column of updating results (+I, -U, +U, -D).
+//! - [`bench`]: the Nexmark benchmark behind `weir bench nexmark`.
 //! - [`message`]: what flows on an edge (batches, watermarks, barriers, end).
 //! - [`engine`]: [`Engine`], the embedding API; the CLI and REPL are built on it.
 //! - [`repl`]: the interactive shell behind `weir` with no arguments.

@@ -17,6 +17,15 @@
 //! has ended, each stage sees a final +∞ watermark and `on_end`, then the sink is finished.
 //! On cancellation the tasks stop, open windows are *not* fired (their results would be
 //! incomplete), and the sink flushes and closes what it has.
+//!
+//! Where this departs from ARCHITECTURE.md, and why:
+//! - Each source shard is a task of its own rather than shards grouped into P source
+//!   instances: tokio spreads the tasks over the cores, and a shard never waits for another
+//!   shard's I/O. Splittable sources (Nexmark) default to P shards.
+//! - Source watermark alignment ([`Alignment`]): a shard more than a max drift ahead of the
+//!   slowest waits. Without it a join of two sources buffers the faster one without bound.
+//! - A table scanned by several branches of one plan (a self-join) is read once; each batch
+//!   goes through every branch's per-shard operators.
 
 mod chain;
 pub mod exchange;
