@@ -162,6 +162,8 @@ pub(crate) struct Side {
     heads: HashMap<u64, u32>,
     entries: Vec<Entry>,
     dead_entries: usize,
+    /// Evicted batches whose slots are still in `batches`.
+    dead_slots: usize,
     bytes: usize,
     /// Batches before this one are in the index.
     indexed: usize,
@@ -261,6 +263,7 @@ impl Side {
         for (id, (slot, hashes)) in self.batches.iter_mut().zip(&mut self.hashes).enumerate() {
             if slot.as_ref().is_some_and(&mut evict) {
                 if let Some(s) = slot.take() {
+                    self.dead_slots += 1;
                     if id < self.indexed {
                         self.dead_entries += hashes.len();
                     }
@@ -272,7 +275,11 @@ impl Side {
                 }
             }
         }
-        if self.dead_entries > 1024 && self.dead_entries * 2 > self.entries.len() {
+        // Compact once the dead index entries, or the empty slots of a side that is only
+        // scanned, outnumber the live ones.
+        if (self.dead_entries > 1024 && self.dead_entries * 2 > self.entries.len())
+            || (self.dead_slots > 64 && self.dead_slots * 2 > self.batches.len())
+        {
             self.rebuild();
         }
         out
@@ -282,18 +289,29 @@ impl Side {
     fn rebuild(&mut self) {
         let batches = std::mem::take(&mut self.batches);
         let hashes = std::mem::take(&mut self.hashes);
+        let was_indexed = self.indexed;
         self.heads.clear();
         self.entries.clear();
         self.dead_entries = 0;
-        for (b, h) in batches.into_iter().zip(hashes) {
-            if let Some(b) = b {
-                let id = self.batches.len() as u32;
-                self.index(id, &h);
+        self.dead_slots = 0;
+        // Batches that were indexed stay indexed; the others stay waiting for a large probe.
+        let mut pending = vec![];
+        for (id, (b, h)) in batches.into_iter().zip(hashes).enumerate() {
+            let Some(b) = b else { continue };
+            if id < was_indexed {
+                let new_id = self.batches.len() as u32;
+                self.index(new_id, &h);
                 self.batches.push(Some(b));
                 self.hashes.push(h);
+            } else {
+                pending.push((b, h));
             }
         }
         self.indexed = self.batches.len();
+        for (b, h) in pending {
+            self.batches.push(Some(b));
+            self.hashes.push(h);
+        }
     }
 }
 
@@ -836,6 +854,24 @@ mod tests {
             all(&mut em).len(),
             j.sides[0].batches.iter().flatten().count()
         );
+    }
+
+    #[test]
+    fn a_scanned_side_does_not_keep_evicted_slots() {
+        let expire = Some(Expire { time_col: 1, after_ms: 0 });
+        let mut j = StreamingJoin::new(spec(JoinKind::Inner, [expire, expire]));
+        let (l, r) = (side_schema("l"), side_schema("r"));
+        let mut em = Emitter::default();
+        for t in 0..1000 {
+            j.process_batch(0, batch(&l, &[t, t + 1], &[t, t]), &mut em).expect("left");
+            // One-row probes: the left side is scanned, never indexed.
+            j.process_batch(1, batch(&r, &[t], &[t]), &mut em).expect("right");
+            j.on_watermark(t - 5, &mut em).expect("wm");
+        }
+        assert_eq!(j.sides[0].indexed, 0, "the left side was never indexed");
+        assert!(j.sides[0].batches.len() < 200, "slots were compacted: {}", j.sides[0].batches.len());
+        // Each right row t matched left rows (t, t) and (t - 1, t - 1 + 1).
+        assert_eq!(all(&mut em).len(), 1999);
     }
 
     #[test]
