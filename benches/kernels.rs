@@ -54,7 +54,10 @@ fn pipeline(c: &mut Criterion, name: &str, query: &str) {
             rt.block_on(async {
                 let engine = weir::Engine::new();
                 // One instance per operator: these figures are per single core.
-                engine.execute("SET 'parallelism' = '1';").await.expect("set");
+                engine
+                    .execute("SET 'parallelism' = '1';")
+                    .await
+                    .expect("set");
                 for out in engine
                     .execute_with(&sql, SelectOutput::Discard)
                     .await
@@ -97,7 +100,13 @@ fn windows(c: &mut Criterion) {
 }
 
 fn bids(events: u64) -> Vec<datafusion::arrow::record_batch::RecordBatch> {
-    let cfg = Config { events: Some(events), rate: 10_000, shards: 1, chunk: 8192, real_time: false };
+    let cfg = Config {
+        events: Some(events),
+        rate: 10_000,
+        shards: 1,
+        chunk: 8192,
+        real_time: false,
+    };
     let mut g = Generator::new(Kind::Bid, cfg, 0);
     let mut out = vec![];
     while let Some(b) = g.next_batch().expect("generates") {
@@ -106,7 +115,10 @@ fn bids(events: u64) -> Vec<datafusion::arrow::record_batch::RecordBatch> {
     out
 }
 
-fn col(name: &str, schema: &datafusion::arrow::datatypes::Schema) -> std::sync::Arc<dyn datafusion::physical_expr::PhysicalExpr> {
+fn col(
+    name: &str,
+    schema: &datafusion::arrow::datatypes::Schema,
+) -> std::sync::Arc<dyn datafusion::physical_expr::PhysicalExpr> {
     let i = schema.index_of(name).expect("column");
     std::sync::Arc::new(datafusion::physical_expr::expressions::Column::new(name, i))
 }
@@ -128,7 +140,8 @@ fn kernels(c: &mut Criterion) {
             let mut hashes = vec![];
             let mut n = 0;
             for batch in &input {
-                let parts = weir::runtime::exchange::partition_batch(batch, &keys, 4, &mut hashes).expect("splits");
+                let parts = weir::runtime::exchange::partition_batch(batch, &keys, 4, &mut hashes)
+                    .expect("splits");
                 n += parts.iter().flatten().count();
             }
             n
@@ -137,9 +150,22 @@ fn kernels(c: &mut Criterion) {
 
     // Interval join of bids with bids on price, |t1 - t2| <= 1 s: every batch is inserted on
     // one side, probes the other, and the watermark evicts both.
-    let mut fields: Vec<_> = schema.fields().iter().chain(schema.fields().iter()).map(|f| f.as_ref().clone().with_nullable(true)).collect();
+    let mut fields: Vec<_> = schema
+        .fields()
+        .iter()
+        .chain(schema.fields().iter())
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
     for (i, f) in fields.iter_mut().enumerate() {
-        *f = f.clone().with_name(format!("{}{}", f.name(), if i < schema.fields().len() { "_l" } else { "_r" }));
+        *f = f.clone().with_name(format!(
+            "{}{}",
+            f.name(),
+            if i < schema.fields().len() {
+                "_l"
+            } else {
+                "_r"
+            }
+        ));
     }
     let time = schema.index_of("date_time").expect("date_time");
     let spec = JoinSpec {
@@ -149,7 +175,16 @@ fn kernels(c: &mut Criterion) {
         filter: None,
         inputs: [schema.clone(), schema.clone()],
         output_schema: Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
-        expire: [Some(Expire { time_col: time, after_ms: 1000 }), Some(Expire { time_col: time, after_ms: 1000 })],
+        expire: [
+            Some(Expire {
+                time_col: time,
+                after_ms: 1000,
+            }),
+            Some(Expire {
+                time_col: time,
+                after_ms: 1000,
+            }),
+        ],
         ttl: None,
         updating: false,
     };
@@ -158,9 +193,15 @@ fn kernels(c: &mut Criterion) {
             let mut op = OpSpec::Join(spec.clone()).instantiate().expect("join");
             let mut out = Emitter::default();
             for (i, batch) in input.iter().enumerate() {
-                op.process_batch(i % 2, batch.clone(), &mut out).expect("joins");
-                let col = batch.column(time).as_any().downcast_ref::<datafusion::arrow::array::TimestampMillisecondArray>().expect("ts");
-                op.on_watermark(col.value(0) - 4000, &mut out).expect("evicts");
+                op.process_batch(i % 2, batch.clone(), &mut out)
+                    .expect("joins");
+                let col = batch
+                    .column(time)
+                    .as_any()
+                    .downcast_ref::<datafusion::arrow::array::TimestampMillisecondArray>()
+                    .expect("ts");
+                op.on_watermark(col.value(0) - 4000, &mut out)
+                    .expect("evicts");
                 out.messages.clear();
             }
         })
@@ -181,7 +222,13 @@ fn kernels(c: &mut Criterion) {
     g.bench_function("json_decode", |b| {
         b.iter(|| {
             let policy = weir::format::ErrorPolicy::lenient(metrics.clone());
-            let mut r = weir::format::json::JsonLinesReader::new(json.clone(), schema.clone(), schema.clone(), policy).expect("reader");
+            let mut r = weir::format::json::JsonLinesReader::new(
+                json.clone(),
+                schema.clone(),
+                schema.clone(),
+                policy,
+            )
+            .expect("reader");
             let mut n = 0;
             while let Some(batch) = r.next_batch().expect("decodes") {
                 n += batch.num_rows();
@@ -192,8 +239,12 @@ fn kernels(c: &mut Criterion) {
     let parquet = dir.path().join("bids.parquet");
     g.bench_function("parquet_encode", |b| {
         b.iter(|| {
-            let mut w = weir::format::writer::FormatWriter::create(&parquet, weir::format::writer::FileFormat::Parquet, schema.clone())
-                .expect("create");
+            let mut w = weir::format::writer::FormatWriter::create(
+                &parquet,
+                weir::format::writer::FileFormat::Parquet,
+                schema.clone(),
+            )
+            .expect("create");
             for batch in &input {
                 w.write(batch).expect("write");
             }
@@ -205,9 +256,14 @@ fn kernels(c: &mut Criterion) {
 
 fn joins(c: &mut Criterion) {
     for q in ["q5", "q7", "q8"] {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("sql/nexmark/{q}.sql"));
-        let sql = weir::bench::with_events(&std::fs::read_to_string(path).expect("query file"), EVENTS);
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("sql/nexmark/{q}.sql"));
+        let sql =
+            weir::bench::with_events(&std::fs::read_to_string(path).expect("query file"), EVENTS);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
         let mut g = c.benchmark_group("nexmark");
         g.throughput(Throughput::Elements(EVENTS));
         g.sample_size(10);
@@ -215,8 +271,15 @@ fn joins(c: &mut Criterion) {
             b.iter(|| {
                 rt.block_on(async {
                     let engine = weir::Engine::new();
-                    engine.execute("SET 'parallelism' = '1';").await.expect("set");
-                    for out in engine.execute_with(&sql, SelectOutput::Discard).await.expect("plans") {
+                    engine
+                        .execute("SET 'parallelism' = '1';")
+                        .await
+                        .expect("set");
+                    for out in engine
+                        .execute_with(&sql, SelectOutput::Discard)
+                        .await
+                        .expect("plans")
+                    {
                         if let StatementOutput::Job(job) = out {
                             job.wait().await.expect("runs");
                         }

@@ -104,18 +104,29 @@ pub fn window_ms(query: &str) -> Option<i64> {
 
 /// CPU seconds (user + system) used by this process so far.
 pub fn process_cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
     // Fields after the command name (which may hold spaces) start after the last ')'.
-    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return 0.0 };
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (ticks(11) + ticks(12)) / 100.0
 }
 
 /// Peak resident memory of this process (VmHWM), MiB.
 pub fn peak_rss_mib() -> f64 {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return 0.0 };
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return 0.0;
+    };
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -149,13 +160,23 @@ pub fn with_events(sql: &str, events: u64) -> String {
 }
 
 /// Run one query file as a streaming job and measure it.
-pub async fn run_stream(query: &str, file: &Path, events: u64, parallelism: Option<usize>) -> Result<Measurement> {
-    let sql = std::fs::read_to_string(file).map_err(|source| Error::Io { context: format!("reading {}", file.display()), source })?;
+pub async fn run_stream(
+    query: &str,
+    file: &Path,
+    events: u64,
+    parallelism: Option<usize>,
+) -> Result<Measurement> {
+    let sql = std::fs::read_to_string(file).map_err(|source| Error::Io {
+        context: format!("reading {}", file.display()),
+        source,
+    })?;
     let sql = with_events(&sql, events);
     let engine = Engine::new();
     engine.execute("SET 'weir.trace-latency' = 'true';").await?;
     if let Some(p) = parallelism {
-        engine.execute(&format!("SET 'parallelism' = '{p}';")).await?;
+        engine
+            .execute(&format!("SET 'parallelism' = '{p}';"))
+            .await?;
     }
     let cpu0 = process_cpu_seconds();
     let start = Instant::now();
@@ -173,9 +194,18 @@ pub async fn run_stream(query: &str, file: &Path, events: u64, parallelism: Opti
     let wall_s = start.elapsed().as_secs_f64();
     let cpu_s = process_cpu_seconds() - cpu0;
     let catalog = engine.catalog()?;
-    let delay = catalog.tables.values().filter_map(|t| t.def.watermark.as_ref().map(|w| w.delay_ms)).max().unwrap_or(0);
-    let latency = window_ms(query)
-        .and_then(|w| metrics.first().and_then(|m| m.trace.as_ref()).and_then(|t| t.percentiles(w, delay)));
+    let delay = catalog
+        .tables
+        .values()
+        .filter_map(|t| t.def.watermark.as_ref().map(|w| w.delay_ms))
+        .max()
+        .unwrap_or(0);
+    let latency = window_ms(query).and_then(|w| {
+        metrics
+            .first()
+            .and_then(|m| m.trace.as_ref())
+            .and_then(|t| t.percentiles(w, delay))
+    });
     let parallelism = parallelism.unwrap_or_else(crate::planner::default_parallelism);
     Ok(Measurement {
         query: query.into(),
@@ -241,7 +271,12 @@ pub fn batch_sql(query: &str) -> Option<String> {
 /// Run the batch form of `query` over `events` generated events, in memory, on all cores.
 pub async fn run_batch(query: &str, events: u64) -> Result<Measurement> {
     let Some(sql) = batch_sql(query) else {
-        return Ok(Measurement::failed(query, "batch", events, "no batch form written for this query".into()));
+        return Ok(Measurement::failed(
+            query,
+            "batch",
+            events,
+            "no batch form written for this query".into(),
+        ));
     };
     let cores = crate::planner::default_parallelism();
     let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(cores));
@@ -250,7 +285,13 @@ pub async fn run_batch(query: &str, events: u64) -> Result<Measurement> {
         if !sql.contains(kind.name()) {
             continue;
         }
-        let config = Config { events: Some(events), rate: 10_000, shards: 1, chunk: 8192, real_time: false };
+        let config = Config {
+            events: Some(events),
+            rate: 10_000,
+            shards: 1,
+            chunk: 8192,
+            real_time: false,
+        };
         let mut g = Generator::new(kind, config, 0);
         let mut parts: Vec<Vec<RecordBatch>> = vec![vec![]; cores];
         let mut i = 0;
@@ -290,7 +331,19 @@ pub async fn run_batch(query: &str, events: u64) -> Result<Measurement> {
 pub fn render(rows: &[Measurement]) -> String {
     let mut out = format!(
         "{:<5} {:<6} {:>11} {:>9} {:>8} {:>8} {:>12} {:>14} {:>13} {:>9} {:>9} {:>9} {:>8}\n",
-        "query", "mode", "events", "rows out", "wall s", "cpu s", "events/s", "events/s/core", "events/cpu-s", "peak MiB", "p50 ms", "p99 ms", "input s"
+        "query",
+        "mode",
+        "events",
+        "rows out",
+        "wall s",
+        "cpu s",
+        "events/s",
+        "events/s/core",
+        "events/cpu-s",
+        "peak MiB",
+        "p50 ms",
+        "p99 ms",
+        "input s"
     );
     let m = |v: f64| format!("{:.2}M", v / 1e6);
     let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));

@@ -545,7 +545,11 @@ impl Engine {
         let catalog = self.catalog()?;
         let mut metrics = JobMetrics::default();
         // `weir bench` asks for watermark traces (for latency figures).
-        if catalog.settings.get("weir.trace-latency").is_some_and(|v| v == "true") {
+        if catalog
+            .settings
+            .get("weir.trace-latency")
+            .is_some_and(|v| v == "true")
+        {
             metrics.trace = Some(Default::default());
         }
         let metrics = Arc::new(metrics);
@@ -584,7 +588,11 @@ impl Engine {
                 None => None,
                 Some(v) => match parse_duration_option(v) {
                     Some(ms) if ms > 0 => Some(ms),
-                    _ => return plan_err!("'scan.watermark.alignment.max-drift' = '{v}' is not a duration such as '30 s'"),
+                    _ => {
+                        return plan_err!(
+                            "'scan.watermark.alignment.max-drift' = '{v}' is not a duration such as '30 s'"
+                        );
+                    }
                 },
             };
             sources.push(OpenSource {

@@ -13,25 +13,50 @@ fn bench(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn nexmark_suite_runs_the_default_queries() {
-    let out = bench(&["--batch-baseline", "--queries", "q0,q1,q2,q3,q5,q7,q8,q11,q12"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let json = bench(&["--format", "json", "--queries", "q0,q1,q2,q3,q5,q7,q8,q11,q12,q6"]);
+    let out = bench(&[
+        "--batch-baseline",
+        "--queries",
+        "q0,q1,q2,q3,q5,q7,q8,q11,q12",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = bench(&[
+        "--format",
+        "json",
+        "--queries",
+        "q0,q1,q2,q3,q5,q7,q8,q11,q12,q6",
+    ]);
     assert!(json.status.success());
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&json.stdout).expect("json");
     for q in ["q0", "q1", "q2", "q3", "q5", "q7", "q8", "q11", "q12"] {
-        let r = rows.iter().find(|r| r["query"] == q && r["mode"] == "stream").expect("a row per query");
+        let r = rows
+            .iter()
+            .find(|r| r["query"] == q && r["mode"] == "stream")
+            .expect("a row per query");
         assert!(r["error"].is_null(), "{q}: {}", r["error"]);
-        assert!(r["wall_s"].as_f64().unwrap() > 0.0 && r["peak_rss_mib"].as_f64().unwrap() > 0.0, "{q}");
+        assert!(
+            r["wall_s"].as_f64().unwrap() > 0.0 && r["peak_rss_mib"].as_f64().unwrap() > 0.0,
+            "{q}"
+        );
     }
     // Windowed queries report latency.
     let q7 = rows.iter().find(|r| r["query"] == "q7").unwrap();
     assert!(q7["latency_p99_ms"].as_f64().is_some(), "{q7}");
     // A query weir cannot run says so.
     let q6 = rows.iter().find(|r| r["query"] == "q6").unwrap();
-    assert!(q6["error"].as_str().unwrap().contains("not supported yet"), "{q6}");
+    assert!(
+        q6["error"].as_str().unwrap().contains("not supported yet"),
+        "{q6}"
+    );
     // The table: a header and one line per query and mode, stream and batch row counts equal.
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("events/s/core") && text.contains("p99 ms"), "{text}");
+    assert!(
+        text.contains("events/s/core") && text.contains("p99 ms"),
+        "{text}"
+    );
     for q in ["q0", "q3", "q5", "q7", "q8", "q11"] {
         let counts: Vec<&str> = text
             .lines()
@@ -39,6 +64,9 @@ fn nexmark_suite_runs_the_default_queries() {
             .map(|l| l.split_whitespace().nth(3).unwrap_or(""))
             .collect();
         assert_eq!(counts.len(), 2, "{q}: stream and batch rows in\n{text}");
-        assert_eq!(counts[0], counts[1], "{q}: streaming and batch rows out differ\n{text}");
+        assert_eq!(
+            counts[0], counts[1],
+            "{q}: streaming and batch rows out differ\n{text}"
+        );
     }
 }

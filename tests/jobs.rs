@@ -224,7 +224,15 @@ async fn computed_event_time_column() {
     .await;
     let total: i64 = counts
         .iter()
-        .map(|b| b.column(1).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().unwrap().iter().flatten().sum::<i64>())
+        .map(|b| {
+            b.column(1)
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::Int64Array>()
+                .unwrap()
+                .iter()
+                .flatten()
+                .sum::<i64>()
+        })
         .sum();
     assert_eq!(total, 3);
 }

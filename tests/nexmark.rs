@@ -240,7 +240,11 @@ async fn outer_and_windowed_topn_shapes_match_batch() {
     );
     let expected = d.batch(&batch_sql).await;
     for p in [1, 2, 4] {
-        assert_same_rows(&stream_at(&d, p, stream_sql).await, &expected, &format!("broadcast left join at {p}"));
+        assert_same_rows(
+            &stream_at(&d, p, stream_sql).await,
+            &expected,
+            &format!("broadcast left join at {p}"),
+        );
     }
     // Windowed Top-3 bids per auction... per 10 s window, over the TUMBLE TVF.
     let stream_sql = "SELECT auction, price, window_start, rn FROM (

@@ -269,7 +269,10 @@ async fn sql_errors_name_line_and_column() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.starts_with("not supported yet: joins without an equality"), "{err}");
+    assert!(
+        err.starts_with("not supported yet: joins without an equality"),
+        "{err}"
+    );
     let err = engine
         .execute("SELECT window_start, COUNT(*) FROM TABLE(TUMBLE(TABLE s, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end;")
         .await
@@ -366,7 +369,12 @@ async fn embedded_push_and_subscribe_emits_while_input_arrives() {
     push.push(batch(vec![3], vec![11_500])).await.unwrap();
     // The window's rows may come from several instances (one batch each).
     let mut first = vec![];
-    while first.iter().map(|b: &RecordBatch| b.num_rows()).sum::<usize>() < 2 {
+    while first
+        .iter()
+        .map(|b: &RecordBatch| b.num_rows())
+        .sum::<usize>()
+        < 2
+    {
         let b = tokio::time::timeout(std::time::Duration::from_secs(30), sub.next())
             .await
             .expect("window emitted before input ended");

@@ -103,15 +103,34 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         None => weir::repl::run(Engine::new(), &runtime),
-        Some(Command::Run { file, quiet, parallelism }) => runtime.block_on(run_file(&file, quiet, parallelism)),
+        Some(Command::Run {
+            file,
+            quiet,
+            parallelism,
+        }) => runtime.block_on(run_file(&file, quiet, parallelism)),
         Some(Command::Bench {
             what: Bench::Generator { events, table },
         }) => bench_generator(events, &table),
         Some(Command::Bench {
-            what: Bench::Nexmark { events, queries, parallelism, batch_baseline, format, dir },
+            what:
+                Bench::Nexmark {
+                    events,
+                    queries,
+                    parallelism,
+                    batch_baseline,
+                    format,
+                    dir,
+                },
         }) => bench_nexmark(events, queries, parallelism, batch_baseline, &format, &dir),
         Some(Command::Bench {
-            what: Bench::NexmarkOne { query, events, parallelism, batch, dir },
+            what:
+                Bench::NexmarkOne {
+                    query,
+                    events,
+                    parallelism,
+                    batch,
+                    dir,
+                },
         }) => runtime.block_on(bench_nexmark_one(&query, events, parallelism, batch, &dir)),
     };
     match result {
@@ -130,7 +149,9 @@ async fn run_file(path: &std::path::Path, quiet: bool, parallelism: Option<usize
     })?;
     let engine = Engine::new();
     if let Some(p) = parallelism {
-        engine.execute(&format!("SET 'parallelism' = '{p}';")).await?;
+        engine
+            .execute(&format!("SET 'parallelism' = '{p}';"))
+            .await?;
     }
     let mut jobs = Vec::new();
     for stmt in weir::sql::parse_sql(&sql)? {
@@ -254,15 +275,32 @@ fn bench_nexmark(
     dir: &std::path::Path,
 ) -> Result<()> {
     use weir::bench::{DEFAULT_QUERIES, Measurement, render};
-    let queries: Vec<String> =
-        if queries.is_empty() { DEFAULT_QUERIES.iter().map(|q| q.to_string()).collect() } else { queries };
-    let exe = std::env::current_exe().map_err(|source| weir::Error::Io { context: "finding the weir executable".into(), source })?;
+    let queries: Vec<String> = if queries.is_empty() {
+        DEFAULT_QUERIES.iter().map(|q| q.to_string()).collect()
+    } else {
+        queries
+    };
+    let exe = std::env::current_exe().map_err(|source| weir::Error::Io {
+        context: "finding the weir executable".into(),
+        source,
+    })?;
     let mut rows = vec![];
     for q in &queries {
-        let modes: &[bool] = if batch_baseline { &[false, true] } else { &[false] };
+        let modes: &[bool] = if batch_baseline {
+            &[false, true]
+        } else {
+            &[false]
+        };
         for &batch in modes {
             let mut cmd = std::process::Command::new(&exe);
-            cmd.args(["bench", "nexmark-one", "--query", q, "--events", &events.to_string()]);
+            cmd.args([
+                "bench",
+                "nexmark-one",
+                "--query",
+                q,
+                "--events",
+                &events.to_string(),
+            ]);
             cmd.arg("--dir").arg(dir);
             if let Some(p) = parallelism {
                 cmd.args(["--parallelism", &p.to_string()]);
@@ -274,21 +312,40 @@ fn bench_nexmark(
             if format != "json" {
                 eprintln!("running {q} ({mode}, {events} events)...");
             }
-            let out = cmd.output().map_err(|source| weir::Error::Io { context: format!("running {q}"), source })?;
+            let out = cmd.output().map_err(|source| weir::Error::Io {
+                context: format!("running {q}"),
+                source,
+            })?;
             let stdout = String::from_utf8_lossy(&out.stdout);
-            let parsed = stdout.lines().rev().find_map(|l| serde_json::from_str::<Measurement>(l).ok());
+            let parsed = stdout
+                .lines()
+                .rev()
+                .find_map(|l| serde_json::from_str::<Measurement>(l).ok());
             rows.push(match parsed {
                 Some(m) if out.status.success() => m,
                 _ => {
                     let err = String::from_utf8_lossy(&out.stderr);
-                    let why = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("failed").trim();
-                    Measurement::failed(q, mode, events, why.trim_start_matches("weir: error: ").to_string())
+                    let why = err
+                        .lines()
+                        .rev()
+                        .find(|l| !l.trim().is_empty())
+                        .unwrap_or("failed")
+                        .trim();
+                    Measurement::failed(
+                        q,
+                        mode,
+                        events,
+                        why.trim_start_matches("weir: error: ").to_string(),
+                    )
                 }
             });
         }
     }
     if format == "json" {
-        println!("{}", serde_json::to_string_pretty(&rows).map_err(|e| weir::Error::Plan(e.to_string()))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).map_err(|e| weir::Error::Plan(e.to_string()))?
+        );
     } else {
         print!("{}", render(&rows));
         println!(
@@ -300,12 +357,27 @@ fn bench_nexmark(
     Ok(())
 }
 
-async fn bench_nexmark_one(query: &str, events: u64, parallelism: Option<usize>, batch: bool, dir: &std::path::Path) -> Result<()> {
+async fn bench_nexmark_one(
+    query: &str,
+    events: u64,
+    parallelism: Option<usize>,
+    batch: bool,
+    dir: &std::path::Path,
+) -> Result<()> {
     let m = if batch {
         weir::bench::run_batch(query, events).await?
     } else {
-        weir::bench::run_stream(query, &dir.join(format!("{query}.sql")), events, parallelism).await?
+        weir::bench::run_stream(
+            query,
+            &dir.join(format!("{query}.sql")),
+            events,
+            parallelism,
+        )
+        .await?
     };
-    println!("{}", serde_json::to_string(&m).map_err(|e| weir::Error::Plan(e.to_string()))?);
+    println!(
+        "{}",
+        serde_json::to_string(&m).map_err(|e| weir::Error::Plan(e.to_string()))?
+    );
     Ok(())
 }

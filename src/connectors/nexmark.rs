@@ -526,7 +526,11 @@ pub fn config(table: &Table, default_shards: usize) -> Result<(Kind, Config)> {
     };
     let events = u64_option(table, &["nexmark.events", "nexmark.event.num"], 0)?;
     let rate = u64_option(table, &["nexmark.rate", "nexmark.event.rate"], 10_000)?;
-    let shards = u64_option(table, &["nexmark.shards", "nexmark.split.num"], default_shards.max(1) as u64)?;
+    let shards = u64_option(
+        table,
+        &["nexmark.shards", "nexmark.split.num"],
+        default_shards.max(1) as u64,
+    )?;
     let chunk = u64_option(table, &["nexmark.chunk"], 8192)?;
     if rate == 0 || shards == 0 || chunk == 0 {
         return plan_err!(

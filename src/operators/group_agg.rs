@@ -29,7 +29,7 @@ use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
-use super::{Emitter, Operator, eval, split_by_time};
+use super::{Emitter, Operator, aggregate_inputs, eval, split_by_time};
 use crate::Result;
 use crate::changelog::{self, RowKind};
 use crate::message::Timestamp;
@@ -186,21 +186,7 @@ impl GroupTable {
         } else {
             None
         };
-        let args = spec
-            .aggs
-            .iter()
-            .map(|a| {
-                a.expressions()
-                    .iter()
-                    .map(|e| eval(e, batch))
-                    .collect::<Result<Vec<_>>>()
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let filters = spec
-            .agg_filters
-            .iter()
-            .map(|f| f.as_ref().map(|f| eval(f, batch)).transpose())
-            .collect::<Result<Vec<Option<ArrayRef>>>>()?;
+        let (args, filters) = aggregate_inputs(&spec.aggs, &spec.agg_filters, batch)?;
         for g in &touched {
             let (from, to) = (start[*g] as usize, fill[*g] as usize);
             let mine = &order[from..to];

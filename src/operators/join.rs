@@ -317,7 +317,11 @@ impl Side {
 
 impl Side {
     /// A store of `batches` of input `side` of `join`, indexed by the join's keys.
-    pub(crate) fn build(join: &StreamingJoin, side: usize, batches: Vec<RecordBatch>) -> Result<Self> {
+    pub(crate) fn build(
+        join: &StreamingJoin,
+        side: usize,
+        batches: Vec<RecordBatch>,
+    ) -> Result<Self> {
         let mut store = Side::default();
         for b in batches {
             if b.num_rows() == 0 {
@@ -333,7 +337,11 @@ impl Side {
 
     /// Rows held.
     pub(crate) fn rows(&self) -> usize {
-        self.batches.iter().flatten().map(|s| s.batch.num_rows()).sum()
+        self.batches
+            .iter()
+            .flatten()
+            .map(|s| s.batch.num_rows())
+            .sum()
     }
 
     /// Bytes held.
@@ -532,7 +540,13 @@ impl StreamingJoin {
 
     /// Lookup join: join `batch` (left rows) with `table` (right rows) without storing it;
     /// with `outer`, unmatched left rows are emitted padded with NULLs.
-    pub(crate) fn lookup(&self, table: &Side, batch: &RecordBatch, outer: bool, out: &mut Emitter) -> Result<()> {
+    pub(crate) fn lookup(
+        &self,
+        table: &Side,
+        batch: &RecordBatch,
+        outer: bool,
+        out: &mut Emitter,
+    ) -> Result<()> {
         let hashes = self.hashes(0, batch)?;
         let mut matched = vec![false; batch.num_rows()];
         if let Some((joined, probe_rows, _)) = self.probe_store(table, 0, batch, &hashes)? {
@@ -542,7 +556,9 @@ impl StreamingJoin {
             out.emit(joined);
         }
         if outer {
-            let rows: Vec<u32> = (0..batch.num_rows() as u32).filter(|r| !matched[*r as usize]).collect();
+            let rows: Vec<u32> = (0..batch.num_rows() as u32)
+                .filter(|r| !matched[*r as usize])
+                .collect();
             if !rows.is_empty() {
                 out.emit(self.unmatched(0, batch, rows, RowKind::Insert)?);
             }
@@ -858,18 +874,27 @@ mod tests {
 
     #[test]
     fn a_scanned_side_does_not_keep_evicted_slots() {
-        let expire = Some(Expire { time_col: 1, after_ms: 0 });
+        let expire = Some(Expire {
+            time_col: 1,
+            after_ms: 0,
+        });
         let mut j = StreamingJoin::new(spec(JoinKind::Inner, [expire, expire]));
         let (l, r) = (side_schema("l"), side_schema("r"));
         let mut em = Emitter::default();
         for t in 0..1000 {
-            j.process_batch(0, batch(&l, &[t, t + 1], &[t, t]), &mut em).expect("left");
+            j.process_batch(0, batch(&l, &[t, t + 1], &[t, t]), &mut em)
+                .expect("left");
             // One-row probes: the left side is scanned, never indexed.
-            j.process_batch(1, batch(&r, &[t], &[t]), &mut em).expect("right");
+            j.process_batch(1, batch(&r, &[t], &[t]), &mut em)
+                .expect("right");
             j.on_watermark(t - 5, &mut em).expect("wm");
         }
         assert_eq!(j.sides[0].indexed, 0, "the left side was never indexed");
-        assert!(j.sides[0].batches.len() < 200, "slots were compacted: {}", j.sides[0].batches.len());
+        assert!(
+            j.sides[0].batches.len() < 200,
+            "slots were compacted: {}",
+            j.sides[0].batches.len()
+        );
         // Each right row t matched left rows (t, t) and (t - 1, t - 1 + 1).
         assert_eq!(all(&mut em).len(), 1999);
     }
@@ -881,10 +906,12 @@ mod tests {
         let mut j = StreamingJoin::new(spec);
         let (l, r) = (side_schema("l"), side_schema("r"));
         let mut em = Emitter::default();
-        j.process_batch(0, batch(&l, &[1], &[10]), &mut em).expect("left");
+        j.process_batch(0, batch(&l, &[1], &[10]), &mut em)
+            .expect("left");
         std::thread::sleep(Duration::from_millis(10));
         j.on_watermark(0, &mut em).expect("wm");
-        j.process_batch(1, batch(&r, &[1], &[11]), &mut em).expect("right");
+        j.process_batch(1, batch(&r, &[1], &[11]), &mut em)
+            .expect("right");
         assert!(all(&mut em).is_empty(), "the left row outlived its TTL");
     }
 }

@@ -39,7 +39,13 @@ pub struct LookupSpec {
 
 impl fmt::Display for LookupSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let keys = |side: usize| self.join.keys[side].iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", ");
+        let keys = |side: usize| {
+            self.join.keys[side]
+                .iter()
+                .map(|k| k.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         write!(
             f,
             "LookupJoin: {} {} on [{}] = [{}]",
@@ -52,7 +58,11 @@ impl fmt::Display for LookupSpec {
             write!(f, " if {c}")?;
         }
         match self.reload {
-            Some(d) => write!(f, "; files checked every {} s and reloaded when changed", d.as_secs_f64()),
+            Some(d) => write!(
+                f,
+                "; files checked every {} s and reloaded when changed",
+                d.as_secs_f64()
+            ),
             None => write!(f, "; read once"),
         }
     }
@@ -82,12 +92,20 @@ impl LookupJoin {
     /// Instance of a lookup join (the table is read on the first batch).
     pub fn new(spec: LookupSpec) -> Self {
         let join = StreamingJoin::new(spec.join.clone());
-        Self { spec, join, current: None }
+        Self {
+            spec,
+            join,
+            current: None,
+        }
     }
 
     /// The current version, reading the table if nobody has yet.
     fn table(&mut self) -> Result<Arc<Loaded>> {
-        let mut shared = self.spec.shared.lock().map_err(|_| exec("the lookup table lock is poisoned"))?;
+        let mut shared = self
+            .spec
+            .shared
+            .lock()
+            .map_err(|_| exec("the lookup table lock is poisoned"))?;
         if let Some(t) = shared.as_ref() {
             return Ok(t.clone());
         }
@@ -101,12 +119,17 @@ impl LookupJoin {
 }
 
 fn exec(msg: &str) -> Error {
-    Error::Execution { operator: "lookup join".into(), message: msg.into() }
+    Error::Execution {
+        operator: "lookup join".into(),
+        message: msg.into(),
+    }
 }
 
 /// The files of a filesystem table, with size and modification time.
 fn fingerprint(table: &Table) -> Vec<(String, u64, Option<SystemTime>)> {
-    let Some(path) = table.option("path") else { return vec![] };
+    let Some(path) = table.option("path") else {
+        return vec![];
+    };
     let path = std::path::PathBuf::from(path.strip_prefix("file://").unwrap_or(path));
     let files = if path.is_dir() {
         let mut v: Vec<_> = std::fs::read_dir(&path)
@@ -119,10 +142,18 @@ fn fingerprint(table: &Table) -> Vec<(String, u64, Option<SystemTime>)> {
     };
     files
         .into_iter()
-        .filter(|p| !p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.') || n.starts_with('_')))
+        .filter(|p| {
+            !p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.') || n.starts_with('_'))
+        })
         .map(|p| {
             let meta = std::fs::metadata(&p).ok();
-            (p.display().to_string(), meta.as_ref().map_or(0, |m| m.len()), meta.and_then(|m| m.modified().ok()))
+            (
+                p.display().to_string(),
+                meta.as_ref().map_or(0, |m| m.len()),
+                meta.and_then(|m| m.modified().ok()),
+            )
         })
         .collect()
 }
@@ -137,9 +168,16 @@ fn load(spec: &LookupSpec, join: &StreamingJoin) -> Result<Loaded> {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|e| Error::Io { context: "starting the lookup loader".into(), source: e })?;
+                .map_err(|e| Error::Io {
+                    context: "starting the lookup loader".into(),
+                    source: e,
+                })?;
             rt.block_on(async move {
-                let env = SourceEnv { metrics: Default::default(), push: Default::default(), parallelism: 1 };
+                let env = SourceEnv {
+                    metrics: Default::default(),
+                    push: Default::default(),
+                    parallelism: 1,
+                };
                 let mut out = vec![];
                 for mut shard in open_source(&table, &env)? {
                     while let Some(b) = shard.next_batch().await? {
@@ -152,16 +190,27 @@ fn load(spec: &LookupSpec, join: &StreamingJoin) -> Result<Loaded> {
         .join()
         .map_err(|_| exec("the lookup loader panicked"))?
     })?;
-    let batches = batches.into_iter().map(|b| project_to(&b, &spec.join.inputs[1])).collect::<Result<Vec<_>>>()?;
-    Ok(Loaded { store: Side::build(join, 1, batches)?, fingerprint })
+    let batches = batches
+        .into_iter()
+        .map(|b| project_to(&b, &spec.join.inputs[1]))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Loaded {
+        store: Side::build(join, 1, batches)?,
+        fingerprint,
+    })
 }
 
 /// The table's rows in the join's right-hand schema (the table's full schema, same order).
-fn project_to(b: &RecordBatch, schema: &datafusion::arrow::datatypes::SchemaRef) -> Result<RecordBatch> {
+fn project_to(
+    b: &RecordBatch,
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+) -> Result<RecordBatch> {
     if b.schema().fields().len() == schema.fields().len() {
         return Ok(RecordBatch::try_new(schema.clone(), b.columns().to_vec())?);
     }
-    Err(exec("the lookup table's rows do not have the table's columns"))
+    Err(exec(
+        "the lookup table's rows do not have the table's columns",
+    ))
 }
 
 fn spawn_reloader(spec: LookupSpec, join: JoinSpec, every: Duration) {
@@ -195,7 +244,12 @@ impl Operator for LookupJoin {
         "lookup join"
     }
 
-    fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Emitter) -> Result<()> {
+    fn process_batch(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        out: &mut Emitter,
+    ) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }

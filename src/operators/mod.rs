@@ -205,6 +205,32 @@ pub(crate) fn eval(
     Ok(expr.evaluate(batch)?.into_array(batch.num_rows())?)
 }
 
+/// The argument columns of each aggregate and its FILTER mask, evaluated over a batch once.
+#[allow(clippy::type_complexity)]
+pub(crate) fn aggregate_inputs(
+    aggs: &[std::sync::Arc<datafusion::physical_expr::aggregate::AggregateFunctionExpr>],
+    filters: &[Option<std::sync::Arc<dyn datafusion::physical_expr::PhysicalExpr>>],
+    batch: &RecordBatch,
+) -> Result<(
+    Vec<Vec<datafusion::arrow::array::ArrayRef>>,
+    Vec<Option<datafusion::arrow::array::ArrayRef>>,
+)> {
+    let args = aggs
+        .iter()
+        .map(|a| {
+            a.expressions()
+                .iter()
+                .map(|e| eval(e, batch))
+                .collect::<Result<Vec<_>>>()
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let filters = filters
+        .iter()
+        .map(|f| f.as_ref().map(|f| eval(f, batch)).transpose())
+        .collect::<Result<Vec<_>>>()?;
+    Ok((args, filters))
+}
+
 /// Split a batch by the distinct values of an event-time column (a `window_end`), in time
 /// order; a batch with a single value is not copied.
 pub(crate) fn split_by_time(
@@ -223,9 +249,16 @@ pub(crate) fn split_by_time(
         .into_iter()
         .map(|t| {
             let idx = datafusion::arrow::array::UInt32Array::from_iter_values(
-                times.iter().enumerate().filter(|(_, x)| **x == t).map(|(i, _)| i as u32),
+                times
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, x)| **x == t)
+                    .map(|(i, _)| i as u32),
             );
-            Ok((t, datafusion::arrow::compute::take_record_batch(batch, &idx)?))
+            Ok((
+                t,
+                datafusion::arrow::compute::take_record_batch(batch, &idx)?,
+            ))
         })
         .collect()
 }

@@ -363,7 +363,6 @@ impl Operator for TopN {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

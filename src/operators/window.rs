@@ -136,21 +136,7 @@ impl Inputs {
             .iter()
             .map(|k| eval(k, batch))
             .collect::<Result<Vec<_>>>()?;
-        let args = spec
-            .aggs
-            .iter()
-            .map(|a| {
-                a.expressions()
-                    .iter()
-                    .map(|e| eval(e, batch))
-                    .collect::<Result<Vec<_>>>()
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let filters = spec
-            .agg_filters
-            .iter()
-            .map(|f| f.as_ref().map(|f| eval(f, batch)).transpose())
-            .collect::<Result<Vec<_>>>()?;
+        let (args, filters) = super::aggregate_inputs(&spec.aggs, &spec.agg_filters, batch)?;
         Ok(Self {
             keys,
             args,

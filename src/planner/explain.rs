@@ -98,7 +98,9 @@ fn flow(s: &mut String, f: &Flow, p: usize, depth: usize, exchange: &str) {
                 let ex = match input.exchange {
                     _ if n == 1 => format!("{side}gather into 1"),
                     super::Exchange::Broadcast => format!("{side}broadcast to {n}"),
-                    super::Exchange::Forward => format!("{side}forward (producer i to instance i mod {n})"),
+                    super::Exchange::Forward => {
+                        format!("{side}forward (producer i to instance i mod {n})")
+                    }
                     super::Exchange::Hash => {
                         let keys: Vec<String> = input.keys.iter().map(|k| k.to_string()).collect();
                         format!("{side}hash({}) over {n}", keys.join(", "))

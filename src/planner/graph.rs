@@ -88,7 +88,11 @@ impl Stage {
     /// Instances this stage runs with under job parallelism `p`: one unless every input
     /// is keyed.
     pub fn parallelism(&self, p: usize) -> usize {
-        if self.inputs.iter().all(|i| i.exchange != Exchange::Hash || !i.keys.is_empty()) {
+        if self
+            .inputs
+            .iter()
+            .all(|i| i.exchange != Exchange::Hash || !i.keys.is_empty())
+        {
             p.max(1)
         } else {
             1

@@ -69,7 +69,11 @@ impl Stream {
             })),
         );
         self.flow = Flow::Stage(Box::new(Stage {
-            inputs: vec![Input { flow, keys, exchange: Exchange::Hash }],
+            inputs: vec![Input {
+                flow,
+                keys,
+                exchange: Exchange::Hash,
+            }],
             ops: vec![op],
         }));
     }
@@ -118,7 +122,9 @@ fn session() -> SessionContext {
         .with_default_features()
         .build();
     let ctx = SessionContext::new_with_state(state);
-    ctx.register_udf(datafusion::logical_expr::ScalarUDF::from(ProcTime::default()));
+    ctx.register_udf(datafusion::logical_expr::ScalarUDF::from(
+        ProcTime::default(),
+    ));
     ctx
 }
 
@@ -131,7 +137,9 @@ struct ProcTime {
 impl Default for ProcTime {
     fn default() -> Self {
         let v = datafusion::logical_expr::Volatility::Volatile;
-        Self { signature: datafusion::logical_expr::Signature::nullary(v) }
+        Self {
+            signature: datafusion::logical_expr::Signature::nullary(v),
+        }
     }
 }
 
@@ -145,7 +153,10 @@ impl datafusion::logical_expr::ScalarUDFImpl for ProcTime {
     }
 
     fn return_type(&self, _args: &[DataType]) -> datafusion::error::Result<DataType> {
-        Ok(DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Millisecond, None))
+        Ok(DataType::Timestamp(
+            datafusion::arrow::datatypes::TimeUnit::Millisecond,
+            None,
+        ))
     }
 
     fn invoke_with_args(
@@ -242,7 +253,10 @@ impl<'a> Planner<'a> {
             let provider: Arc<dyn TableProvider> = Arc::new(EmptyTable::new(table.schema.clone()));
             ctx.register_table(TableReference::bare(name.as_str()), provider.clone())?;
             // The same table read by a lookup join (`FOR SYSTEM_TIME AS OF`).
-            ctx.register_table(TableReference::bare(rewrite::lookup_placeholder(name)), provider)?;
+            ctx.register_table(
+                TableReference::bare(rewrite::lookup_placeholder(name)),
+                provider,
+            )?;
         }
         Ok(Self {
             catalog,
@@ -303,18 +317,23 @@ impl<'a> Planner<'a> {
     fn aggregates(
         &self,
         agg: &Aggregate,
-        check: impl Fn(&DfExpr, &datafusion::physical_expr::aggregate::AggregateFunctionExpr, Option<&Arc<dyn PhysicalExpr>>) -> Result<()>,
+        check: impl Fn(
+            &DfExpr,
+            &datafusion::physical_expr::aggregate::AggregateFunctionExpr,
+            Option<&Arc<dyn PhysicalExpr>>,
+        ) -> Result<()>,
     ) -> Result<AggregatesOf> {
         let in_schema = agg.input.schema();
         let (mut aggs, mut filters) = (vec![], vec![]);
         for e in &agg.aggr_expr {
-            let (a, filter, order) = datafusion::physical_planner::create_aggregate_expr_and_maybe_filter(
-                e,
-                in_schema,
-                in_schema.as_arrow(),
-                &self.props,
-            )
-            .context(|| format!("planning aggregate {e}"))?;
+            let (a, filter, order) =
+                datafusion::physical_planner::create_aggregate_expr_and_maybe_filter(
+                    e,
+                    in_schema,
+                    in_schema.as_arrow(),
+                    &self.props,
+                )
+                .context(|| format!("planning aggregate {e}"))?;
             if !order.is_empty() {
                 return not_supported!("ordered aggregates ({e})");
             }
@@ -338,13 +357,23 @@ impl<'a> Planner<'a> {
 
     /// Before a hash exchange, replace the columns a stage does not read with NULLs of their
     /// type, so the exchange does not copy them (the schema, and so every column index, stays).
-    fn prune_for_exchange(&self, s: &mut Stream, schema: &Schema, used: &[Arc<dyn PhysicalExpr>], keep: &[usize]) -> Result<()> {
+    fn prune_for_exchange(
+        &self,
+        s: &mut Stream,
+        schema: &Schema,
+        used: &[Arc<dyn PhysicalExpr>],
+        keep: &[usize],
+    ) -> Result<()> {
         if self.parallelism()? < 2 {
             return Ok(());
         }
         let mut needed: std::collections::HashSet<usize> = keep.iter().copied().collect();
         for e in used {
-            needed.extend(datafusion::physical_expr::utils::collect_columns(e).iter().map(|c| c.index()));
+            needed.extend(
+                datafusion::physical_expr::utils::collect_columns(e)
+                    .iter()
+                    .map(|c| c.index()),
+            );
         }
         let n = schema.fields().len();
         if (0..n).all(|i| needed.contains(&i)) {
@@ -358,11 +387,16 @@ impl<'a> Planner<'a> {
                 fields.push(f.as_ref().clone());
             } else {
                 let null = datafusion::common::ScalarValue::try_from(f.data_type())?;
-                exprs.push(Arc::new(datafusion::physical_expr::expressions::Literal::new(null)));
+                exprs.push(Arc::new(
+                    datafusion::physical_expr::expressions::Literal::new(null),
+                ));
                 fields.push(f.as_ref().clone().with_nullable(true));
             }
         }
-        s.push(OpSpec::Project(ProjectSpec { exprs, schema: Arc::new(Schema::new(fields)) }));
+        s.push(OpSpec::Project(ProjectSpec {
+            exprs,
+            schema: Arc::new(Schema::new(fields)),
+        }));
         Ok(())
     }
 
@@ -469,7 +503,9 @@ impl<'a> Planner<'a> {
                     return self.window_assign(w, input, scan.projected_schema.as_arrow());
                 }
                 if name.starts_with(rewrite::LOOKUP_PREFIX) {
-                    return not_supported!("a lookup table (FOR SYSTEM_TIME AS OF) other than as the right side of a JOIN");
+                    return not_supported!(
+                        "a lookup table (FOR SYSTEM_TIME AS OF) other than as the right side of a JOIN"
+                    );
                 }
                 let table = self.catalog.table(name)?.clone();
                 let mut ops = vec![];
@@ -628,7 +664,11 @@ impl<'a> Planner<'a> {
                 return not_supported!("windows over an updating (changelog) input");
             }
             let time_col = input.schema().as_arrow().index_of(&w.time_col)?;
-            s.push(OpSpec::Watermark(WatermarkGenSpec { time_col, time_name: w.time_col.clone(), delay_ms: 0 }));
+            s.push(OpSpec::Watermark(WatermarkGenSpec {
+                time_col,
+                time_name: w.time_col.clone(),
+                delay_ms: 0,
+            }));
             s.time_attrs = vec![w.time_col.clone()];
             return Ok((s, time_col));
         }

@@ -113,17 +113,31 @@ pub const LOOKUP_PREFIX: &str = "__weir_lookup__";
 impl Rewriter<'_> {
     /// Check a `FOR SYSTEM_TIME AS OF` and name the lookup.
     fn lookup_table(&self, name: &ObjectName, at: &Expr) -> Result<String> {
-        let table = name.0.last().and_then(|p| p.as_ident()).map(normalize_ident).unwrap_or_default();
+        let table = name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .map(normalize_ident)
+            .unwrap_or_default();
         let Some(t) = self.catalog.tables.get(&table) else {
             return plan_err!("FOR SYSTEM_TIME AS OF: table {table} does not exist");
         };
         let column = match at {
             Expr::Identifier(i) => normalize_ident(i),
-            Expr::CompoundIdentifier(parts) => parts.last().map(normalize_ident).unwrap_or_default(),
-            other => return not_supported!("FOR SYSTEM_TIME AS OF {other}: use a PROCTIME() column of the stream"),
+            Expr::CompoundIdentifier(parts) => {
+                parts.last().map(normalize_ident).unwrap_or_default()
+            }
+            other => {
+                return not_supported!(
+                    "FOR SYSTEM_TIME AS OF {other}: use a PROCTIME() column of the stream"
+                );
+            }
         };
         let is_proctime = self.catalog.tables.values().any(|t| {
-            t.def.computed.iter().any(|c| c.name == column && c.expr.to_string().eq_ignore_ascii_case("PROCTIME()"))
+            t.def
+                .computed
+                .iter()
+                .any(|c| c.name == column && c.expr.to_string().eq_ignore_ascii_case("PROCTIME()"))
         });
         if !is_proctime {
             return not_supported!(
@@ -132,7 +146,10 @@ impl Rewriter<'_> {
             );
         }
         if t.connector() != "filesystem" {
-            return not_supported!("lookup joins against a '{}' table (a filesystem table: file or directory)", t.connector());
+            return not_supported!(
+                "lookup joins against a '{}' table (a filesystem table: file or directory)",
+                t.connector()
+            );
         }
         Ok(lookup_placeholder(&table))
     }
@@ -289,7 +306,8 @@ impl VisitorMut for Rewriter<'_> {
             if let Some(TableVersion::ForSystemTimeAsOf(at)) = version.as_ref() {
                 match self.lookup_table(name, at) {
                     Ok(placeholder) => {
-                        *name = ObjectName(vec![ObjectNamePart::Identifier(Ident::new(placeholder))]);
+                        *name =
+                            ObjectName(vec![ObjectNamePart::Identifier(Ident::new(placeholder))]);
                         *version = None;
                         return ControlFlow::Continue(());
                     }
@@ -654,16 +672,26 @@ fn flink_functions(query: &mut Query) -> Result<()> {
             },
             // Flink functions DataFusion spells differently, as templates over the arguments.
             "SPLIT_INDEX" | "REGEXP_EXTRACT" | "HOUR" | "MINUTE" | "SECOND" => {
-                let args: Vec<String> = plain_args(f).unwrap_or_default().iter().map(|a| format!("({a})")).collect();
+                let args: Vec<String> = plain_args(f)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|a| format!("({a})"))
+                    .collect();
                 let text = match (name.as_str(), args.as_slice()) {
                     // Flink's index is 0-based and a missing part is NULL.
-                    ("SPLIT_INDEX", [s, d, i]) => format!("NULLIF(split_part({s}, {d}, {i} + 1), '')"),
+                    ("SPLIT_INDEX", [s, d, i]) => {
+                        format!("NULLIF(split_part({s}, {d}, {i} + 1), '')")
+                    }
                     // Group 0 is the whole match: wrap the pattern in one more group.
-                    ("REGEXP_EXTRACT", [s, p]) => format!("array_element(regexp_match({s}, concat('(', {p}, ')')), 1)"),
+                    ("REGEXP_EXTRACT", [s, p]) => {
+                        format!("array_element(regexp_match({s}, concat('(', {p}, ')')), 1)")
+                    }
                     ("REGEXP_EXTRACT", [s, p, g]) => {
                         format!("array_element(regexp_match({s}, concat('(', {p}, ')')), {g} + 1)")
                     }
-                    ("HOUR" | "MINUTE" | "SECOND", [x]) => format!("CAST(date_part('{}', {x}) AS BIGINT)", name.to_lowercase()),
+                    ("HOUR" | "MINUTE" | "SECOND", [x]) => {
+                        format!("CAST(date_part('{}', {x}) AS BIGINT)", name.to_lowercase())
+                    }
                     _ => {
                         error = Some(Error::Plan(format!("wrong arguments for {name}: {e}")));
                         return ControlFlow::Break(());
@@ -691,7 +719,11 @@ fn flink_functions(query: &mut Query) -> Result<()> {
 /// An expression from SQL text.
 fn expr_of(text: &str) -> Option<Expr> {
     let dialect = crate::sql::dialect::WeirDialect;
-    sqlparser::parser::Parser::new(&dialect).try_with_sql(text).ok()?.parse_expr().ok()
+    sqlparser::parser::Parser::new(&dialect)
+        .try_with_sql(text)
+        .ok()?
+        .parse_expr()
+        .ok()
 }
 
 /// Flink maps INSERT columns by position: alias the outer SELECT's unnamed items with the

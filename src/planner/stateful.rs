@@ -35,16 +35,29 @@ impl Planner<'_> {
         // broadcast it, and leave the other side where it is instead of hashing and copying it.
         // Only when the broadcast side's unmatched rows are not emitted (they would be, once
         // per instance).
-        let single = |s: &Stream| matches!(&s.flow, Flow::Stage(st) if st.parallelism(usize::MAX) == 1);
+        let single =
+            |s: &Stream| matches!(&s.flow, Flow::Stage(st) if st.parallelism(usize::MAX) == 1);
         let (lx, rx) = match kind {
-            JoinKind::Inner | JoinKind::Left if single(&right) && !single(&left) => (Exchange::Forward, Exchange::Broadcast),
-            JoinKind::Inner | JoinKind::Right if single(&left) && !single(&right) => (Exchange::Broadcast, Exchange::Forward),
+            JoinKind::Inner | JoinKind::Left if single(&right) && !single(&left) => {
+                (Exchange::Forward, Exchange::Broadcast)
+            }
+            JoinKind::Inner | JoinKind::Right if single(&left) && !single(&right) => {
+                (Exchange::Broadcast, Exchange::Forward)
+            }
             _ => (Exchange::Hash, Exchange::Hash),
         };
         Flow::Stage(Box::new(Stage {
             inputs: vec![
-                Input { flow: left.flow, keys: lk, exchange: lx },
-                Input { flow: right.flow, keys: rk, exchange: rx },
+                Input {
+                    flow: left.flow,
+                    keys: lk,
+                    exchange: lx,
+                },
+                Input {
+                    flow: right.flow,
+                    keys: rk,
+                    exchange: rx,
+                },
             ],
             ops: vec![op],
         }))
@@ -207,12 +220,21 @@ impl Planner<'_> {
             keys[0].push(self.phys(l, ls)?);
             keys[1].push(self.phys(r, rs)?);
         }
-        let filter = j.filter.as_ref().map(|f| self.phys(f, &j.schema)).transpose()?;
+        let filter = j
+            .filter
+            .as_ref()
+            .map(|f| self.phys(f, &j.schema))
+            .transpose()?;
         let reload = match table.option("lookup.join.cache.ttl") {
             None => None,
             Some(v) => match parse_duration_option(v) {
                 Some(ms) if ms > 0 => Some(Duration::from_millis(ms as u64)),
-                _ => return plan_err!("table {}: 'lookup.join.cache.ttl' = '{v}' is not a duration such as '1 min'", table.def.name),
+                _ => {
+                    return plan_err!(
+                        "table {}: 'lookup.join.cache.ttl' = '{v}' is not a duration such as '1 min'",
+                        table.def.name
+                    );
+                }
             },
         };
         let join = JoinSpec {
@@ -220,13 +242,22 @@ impl Planner<'_> {
             kind,
             keys,
             filter,
-            inputs: [Arc::new(ls.as_arrow().clone()), Arc::new(rs.as_arrow().clone())],
+            inputs: [
+                Arc::new(ls.as_arrow().clone()),
+                Arc::new(rs.as_arrow().clone()),
+            ],
             output_schema: Arc::new(j.schema.as_arrow().clone()),
             expire: [None, None],
             ttl: None,
             updating: false,
         };
-        s.push(OpSpec::Lookup(crate::operators::LookupSpec { join, table, outer, reload, shared: Default::default() }));
+        s.push(OpSpec::Lookup(crate::operators::LookupSpec {
+            join,
+            table,
+            outer,
+            reload,
+            shared: Default::default(),
+        }));
         Ok(s)
     }
 
@@ -356,7 +387,10 @@ impl Planner<'_> {
         let (aggs, agg_filters) = self.aggregates(agg, |e, a, _| {
             if updating_input {
                 let name = a.fun().name().to_lowercase();
-                let retracts = a.create_sliding_accumulator().map(|acc| acc.supports_retract_batch()).unwrap_or(false);
+                let retracts = a
+                    .create_sliding_accumulator()
+                    .map(|acc| acc.supports_retract_batch())
+                    .unwrap_or(false);
                 if name == "min" || name == "max" || !retracts || a.is_distinct() {
                     return not_supported!("{} over an updating (changelog) input", e);
                 }
@@ -398,7 +432,9 @@ impl Planner<'_> {
         let mut used: Vec<Arc<dyn PhysicalExpr>> = spec.keys.clone();
         used.extend(spec.aggs.iter().flat_map(|a| a.expressions()));
         used.extend(spec.agg_filters.iter().flatten().cloned());
-        let keep: Vec<usize> = (in_arrow.fields().len()..in_arrow.fields().len() + usize::from(spec.input_updating)).collect();
+        let keep: Vec<usize> = (in_arrow.fields().len()
+            ..in_arrow.fields().len() + usize::from(spec.input_updating))
+            .collect();
         if !keys.is_empty() && !spec.input_updating {
             self.prune_for_exchange(&mut s, in_arrow, &used, &keep)?;
         }
@@ -553,7 +589,10 @@ pub(super) fn window_below(plan: &LogicalPlan) -> Option<&Window> {
 fn lookup_table(plan: &LogicalPlan) -> Option<&str> {
     match plan {
         LogicalPlan::SubqueryAlias(a) => lookup_table(&a.input),
-        LogicalPlan::TableScan(s) => s.table_name.table().strip_prefix(super::rewrite::LOOKUP_PREFIX),
+        LogicalPlan::TableScan(s) => s
+            .table_name
+            .table()
+            .strip_prefix(super::rewrite::LOOKUP_PREFIX),
         _ => None,
     }
 }

@@ -19,8 +19,8 @@ use tokio::sync::mpsc;
 
 use super::{Envelope, Item};
 use crate::message::Message;
-use crate::planner::Exchange;
 use crate::operators::eval;
+use crate::planner::Exchange;
 use crate::{Error, Result};
 
 /// Fixed seed: every router of a job must place a key in the same partition.

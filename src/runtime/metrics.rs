@@ -50,7 +50,10 @@ impl LatencyTrace {
             let end = t.div_euclid(window_ms) * window_ms + window_ms;
             let i = sink.partition_point(|(_, w)| *w < end);
             if let Some((closed, _)) = sink.get(i) {
-                samples.push((closed.saturating_duration_since(*at).as_secs_f64() * 1000.0, *rows));
+                samples.push((
+                    closed.saturating_duration_since(*at).as_secs_f64() * 1000.0,
+                    *rows,
+                ));
             }
         }
         if samples.is_empty() {

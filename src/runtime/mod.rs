@@ -194,7 +194,9 @@ pub struct Alignment {
 impl Alignment {
     fn new(shards: usize, max_drift: i64) -> Self {
         Self {
-            watermarks: (0..shards).map(|_| std::sync::atomic::AtomicI64::new(Timestamp::MAX)).collect(),
+            watermarks: (0..shards)
+                .map(|_| std::sync::atomic::AtomicI64::new(Timestamp::MAX))
+                .collect(),
             max_drift,
             moved: tokio::sync::Notify::new(),
         }
@@ -212,8 +214,19 @@ impl Alignment {
     /// Wait while `shard` is too far ahead of the slowest shard.
     async fn wait_turn(&self, shard: usize, cancel: &mut watch::Receiver<bool>) {
         loop {
-            let Some(mine) = self.watermarks.get(shard).map(|w| w.load(Ordering::Relaxed)) else { return };
-            let slowest = self.watermarks.iter().map(|w| w.load(Ordering::Relaxed)).min().unwrap_or(Timestamp::MAX);
+            let Some(mine) = self
+                .watermarks
+                .get(shard)
+                .map(|w| w.load(Ordering::Relaxed))
+            else {
+                return;
+            };
+            let slowest = self
+                .watermarks
+                .iter()
+                .map(|w| w.load(Ordering::Relaxed))
+                .min()
+                .unwrap_or(Timestamp::MAX);
             if mine == Timestamp::MAX || mine <= slowest.saturating_add(self.max_drift) {
                 return;
             }
@@ -308,7 +321,11 @@ async fn run_shard(
                 idle = true;
                 align.set(slot, Timestamp::MAX);
                 for c in &mut consumers {
-                    if c.router.send(Message::Watermark(Watermark::Idle)).await.is_err() {
+                    if c.router
+                        .send(Message::Watermark(Watermark::Idle))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -475,14 +492,24 @@ impl Spawner {
         match flow {
             Flow::Source { table, ops } => {
                 let name = &table.def.name;
-                let Some(shards) = self.sources.iter().find(|s| &s.name == name).map(|s| s.shards.len()) else {
+                let Some(shards) = self
+                    .sources
+                    .iter()
+                    .find(|s| &s.name == name)
+                    .map(|s| s.shards.len())
+                else {
                     return Err(Error::Execution {
                         operator: "runtime".into(),
                         message: format!("source {name} was not opened"),
                     });
                 };
                 let consumers = (0..shards)
-                    .map(|i| Ok(Consumer { chain: Chain::new(ops)?, router: Router::new(port, i, targets.to_vec(), keys.to_vec(), exchange) }))
+                    .map(|i| {
+                        Ok(Consumer {
+                            chain: Chain::new(ops)?,
+                            router: Router::new(port, i, targets.to_vec(), keys.to_vec(), exchange),
+                        })
+                    })
                     .collect::<Result<Vec<_>>>()?;
                 self.readers.push((name.clone(), consumers));
                 Ok(shards)
@@ -495,7 +522,8 @@ impl Spawner {
     fn spawn_readers(&mut self) -> Result<()> {
         let mut readers = std::mem::take(&mut self.readers);
         for source in std::mem::take(&mut self.sources) {
-            let mut per_shard: Vec<Vec<Consumer>> = (0..source.shards.len()).map(|_| vec![]).collect();
+            let mut per_shard: Vec<Vec<Consumer>> =
+                (0..source.shards.len()).map(|_| vec![]).collect();
             for (name, consumers) in readers.iter_mut().filter(|(n, _)| *n == source.name) {
                 let _ = name;
                 for (i, c) in std::mem::take(consumers).into_iter().enumerate() {
@@ -575,7 +603,11 @@ pub async fn run(
         control: tx.clone(),
     };
     let shards = sources.iter().map(|s| s.shards.len()).sum();
-    let drift = sources.iter().filter_map(|s| s.max_drift_ms).min().unwrap_or(DEFAULT_MAX_DRIFT_MS);
+    let drift = sources
+        .iter()
+        .filter_map(|s| s.max_drift_ms)
+        .min()
+        .unwrap_or(DEFAULT_MAX_DRIFT_MS);
     let mut spawner = Spawner {
         align: Arc::new(Alignment::new(shards, drift)),
         next_slot: 0,
@@ -585,7 +617,9 @@ pub async fn run(
         env,
         tasks: vec![],
     };
-    let producers = spawner.spawn(&pipeline.root, 0, &[tx], &[], Exchange::Hash).and_then(|p| spawner.spawn_readers().map(|_| p));
+    let producers = spawner
+        .spawn(&pipeline.root, 0, &[tx], &[], Exchange::Hash)
+        .and_then(|p| spawner.spawn_readers().map(|_| p));
     let _abort_on_exit = AbortOnDrop(std::mem::take(&mut spawner.tasks));
     drop(spawner);
     let producers = producers?;
