@@ -246,6 +246,25 @@ async fn outer_and_windowed_topn_shapes_match_batch() {
             &format!("broadcast left join at {p}"),
         );
     }
+    // Flink's window join example: two window TVFs, FULL JOIN on the key and both bounds.
+    // Unmatched rows of either side come out (padded) when their window closes.
+    let stream_sql = "SELECT L.auction, L.price, R.id, COALESCE(L.window_start, R.window_start) AS ws
+        FROM (SELECT * FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '10' SECOND)) WHERE price > 5000000) L
+        FULL JOIN (SELECT * FROM TABLE(TUMBLE(TABLE auction, DESCRIPTOR(date_time), INTERVAL '10' SECOND))) R
+        ON L.auction = R.id AND L.window_start = R.window_start AND L.window_end = R.window_end";
+    let batch_sql = format!(
+        "SELECT L.auction, L.price, R.id, COALESCE(L.ws, R.ws) AS ws
+         FROM (SELECT auction, price, {BIN10} AS ws FROM bid WHERE price > 5000000) L
+         FULL JOIN (SELECT id, {BIN10} AS ws FROM auction) R ON L.auction = R.id AND L.ws = R.ws"
+    );
+    let expected = d.batch(&batch_sql).await;
+    for p in [1, 2, 4] {
+        assert_same_rows(
+            &stream_at(&d, p, stream_sql).await,
+            &expected,
+            &format!("window full join at {p}"),
+        );
+    }
     // Windowed Top-3 bids per auction... per 10 s window, over the TUMBLE TVF.
     let stream_sql = "SELECT auction, price, window_start, rn FROM (
             SELECT auction, price, window_start, ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY price DESC, auction, bidder, date_time) AS rn

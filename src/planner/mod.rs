@@ -467,19 +467,23 @@ impl<'a> Planner<'a> {
             .analyzer()
             .execute_and_check(plan, state.config_options(), |_, _| {})
             .map_err(planning_error)?;
-        if !has_join(&plan) {
-            return Ok(plan);
-        }
-        // Joins: move WHERE conditions into the join (equalities become its keys) and push
-        // one-sided conditions below it, so less is stored. Only these two rules run: the
-        // rest of the plan keeps the shape the planner expects.
+        // Expressions are simplified as DataFusion's executor expects (COALESCE, for one, has
+        // no kernel of its own and must become CASE). Joins also get their WHERE conditions
+        // moved into the join (equalities become its keys) and one-sided conditions pushed
+        // below it, so less is stored. Only these rules run: the rest of the plan keeps the
+        // shape the planner expects.
         use datafusion::optimizer::{Optimizer, OptimizerContext, OptimizerRule};
-        let rules: Vec<Arc<dyn OptimizerRule + Send + Sync>> = vec![
-            Arc::new(datafusion::optimizer::push_down_filter::PushDownFilter::new()),
-            Arc::new(
+        let mut rules: Vec<Arc<dyn OptimizerRule + Send + Sync>> = vec![Arc::new(
+            datafusion::optimizer::simplify_expressions::SimplifyExpressions::new(),
+        )];
+        if has_join(&plan) {
+            rules.push(Arc::new(
+                datafusion::optimizer::push_down_filter::PushDownFilter::new(),
+            ));
+            rules.push(Arc::new(
                 datafusion::optimizer::extract_equijoin_predicate::ExtractEquijoinPredicate::new(),
-            ),
-        ];
+            ));
+        }
         let config = OptimizerContext::new().with_max_passes(3);
         Optimizer::with_rules(rules)
             .optimize(plan, &config, |_, _| {})
