@@ -290,6 +290,14 @@ async fn outer_and_windowed_topn_shapes_match_batch() {
         state.sort();
         assert_eq!(state, expected, "updating count at {p}");
     }
+    // SELECT DISTINCT (a GROUP BY every column), applied.
+    let sql = "SELECT DISTINCT channel, auction % 7 AS m FROM bid WHERE price > 1000000";
+    let expected = rows(&d.batch(sql).await);
+    for p in [1, 2, 4] {
+        let mut state = apply(&stream_at(&d, p, sql).await);
+        state.sort();
+        assert_eq!(state, expected, "select distinct at {p}");
+    }
     // Regular FULL join (a changelog): people and the auctions they sell, applied.
     let sql = "SELECT P.id, A.id FROM (SELECT id FROM person WHERE id % 7 = 0) P \
                FULL JOIN (SELECT id, seller FROM auction WHERE id % 5 = 0) A ON P.id = A.seller";

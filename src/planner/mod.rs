@@ -638,9 +638,19 @@ impl<'a> Planner<'a> {
             ),
             LogicalPlan::Join(j) => self.join(j),
             LogicalPlan::Union(_) => not_supported!("UNION"),
-            LogicalPlan::Distinct(_) => {
-                not_supported!("SELECT DISTINCT over a stream (updating results)")
+            LogicalPlan::Distinct(datafusion::logical_expr::Distinct::All(input)) => {
+                // SELECT DISTINCT: a GROUP BY every column with no aggregates; each new row is
+                // emitted once (+I).
+                let group: Vec<DfExpr> = input
+                    .schema()
+                    .columns()
+                    .into_iter()
+                    .map(DfExpr::Column)
+                    .collect();
+                let agg = Aggregate::try_new(input.clone(), group, vec![])?;
+                self.group_aggregate(&agg)
             }
+            LogicalPlan::Distinct(_) => not_supported!("SELECT DISTINCT ON"),
             LogicalPlan::Window(w) => self.top_n(w, self.topn_bound.take()),
             LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => {
                 not_supported!("queries without a source table")
