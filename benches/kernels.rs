@@ -36,6 +36,24 @@ fn generator(c: &mut Criterion) {
     g.finish();
 }
 
+/// Run every job of `sql` to the end, one instance per operator (figures per single core).
+async fn run_jobs(sql: &str) {
+    let engine = weir::Engine::new();
+    engine
+        .execute("SET 'parallelism' = '1';")
+        .await
+        .expect("set");
+    for out in engine
+        .execute_with(sql, SelectOutput::Discard)
+        .await
+        .expect("plans")
+    {
+        if let StatementOutput::Job(job) = out {
+            job.wait().await.expect("runs");
+        }
+    }
+}
+
 fn pipeline(c: &mut Criterion, name: &str, query: &str) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -49,27 +67,7 @@ fn pipeline(c: &mut Criterion, name: &str, query: &str) {
          date_time TIMESTAMP(3), extra STRING, WATERMARK FOR date_time AS date_time - INTERVAL '4' SECOND) \
          WITH ('connector' = 'nexmark', 'nexmark.events' = '{EVENTS}'); {query}"
     );
-    g.bench_function(name, |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                let engine = weir::Engine::new();
-                // One instance per operator: these figures are per single core.
-                engine
-                    .execute("SET 'parallelism' = '1';")
-                    .await
-                    .expect("set");
-                for out in engine
-                    .execute_with(&sql, SelectOutput::Discard)
-                    .await
-                    .expect("plans")
-                {
-                    if let StatementOutput::Job(job) = out {
-                        job.wait().await.expect("runs");
-                    }
-                }
-            })
-        })
-    });
+    g.bench_function(name, |b| b.iter(|| rt.block_on(run_jobs(&sql))));
     g.finish();
 }
 
@@ -267,26 +265,7 @@ fn joins(c: &mut Criterion) {
         let mut g = c.benchmark_group("nexmark");
         g.throughput(Throughput::Elements(EVENTS));
         g.sample_size(10);
-        g.bench_function(q, |b| {
-            b.iter(|| {
-                rt.block_on(async {
-                    let engine = weir::Engine::new();
-                    engine
-                        .execute("SET 'parallelism' = '1';")
-                        .await
-                        .expect("set");
-                    for out in engine
-                        .execute_with(&sql, SelectOutput::Discard)
-                        .await
-                        .expect("plans")
-                    {
-                        if let StatementOutput::Job(job) = out {
-                            job.wait().await.expect("runs");
-                        }
-                    }
-                })
-            })
-        });
+        g.bench_function(q, |b| b.iter(|| rt.block_on(run_jobs(&sql))));
         g.finish();
     }
 }

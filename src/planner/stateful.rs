@@ -63,6 +63,28 @@ impl Planner<'_> {
         }))
     }
 
+    /// The equi-join keys of each side and the residual condition (over the joined row).
+    #[allow(clippy::type_complexity)]
+    fn join_condition(
+        &self,
+        j: &Join,
+    ) -> Result<(
+        [Vec<Arc<dyn PhysicalExpr>>; 2],
+        Option<Arc<dyn PhysicalExpr>>,
+    )> {
+        let mut keys: [Vec<Arc<dyn PhysicalExpr>>; 2] = [vec![], vec![]];
+        for (l, r) in &j.on {
+            keys[0].push(self.phys(l, j.left.schema())?);
+            keys[1].push(self.phys(r, j.right.schema())?);
+        }
+        let filter = j
+            .filter
+            .as_ref()
+            .map(|f| self.phys(f, &j.schema))
+            .transpose()?;
+        Ok((keys, filter))
+    }
+
     pub(super) fn join(&self, j: &Join) -> Result<Stream> {
         let kind = match j.join_type {
             JoinType::Inner => JoinKind::Inner,
@@ -90,16 +112,7 @@ impl Planner<'_> {
             return not_supported!("joins over an updating (changelog) input");
         }
         let (ls, rs) = (j.left.schema(), j.right.schema());
-        let mut keys: [Vec<Arc<dyn PhysicalExpr>>; 2] = [vec![], vec![]];
-        for (l, r) in &j.on {
-            keys[0].push(self.phys(l, ls)?);
-            keys[1].push(self.phys(r, rs)?);
-        }
-        let filter = j
-            .filter
-            .as_ref()
-            .map(|f| self.phys(f, &j.schema))
-            .transpose()?;
+        let (keys, filter) = self.join_condition(j)?;
         let col_name = |e: &DfExpr| match e {
             DfExpr::Column(c) => Some(c.name.clone()),
             _ => None,
@@ -215,16 +228,7 @@ impl Planner<'_> {
             return not_supported!("lookup joins over an updating (changelog) input");
         }
         let (ls, rs) = (j.left.schema(), j.right.schema());
-        let mut keys: [Vec<Arc<dyn PhysicalExpr>>; 2] = [vec![], vec![]];
-        for (l, r) in &j.on {
-            keys[0].push(self.phys(l, ls)?);
-            keys[1].push(self.phys(r, rs)?);
-        }
-        let filter = j
-            .filter
-            .as_ref()
-            .map(|f| self.phys(f, &j.schema))
-            .transpose()?;
+        let (keys, filter) = self.join_condition(j)?;
         let reload = match table.option("lookup.join.cache.ttl") {
             None => None,
             Some(v) => match parse_duration_option(v) {
