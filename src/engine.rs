@@ -118,6 +118,7 @@ pub struct Job {
     pub name: String,
     metrics: Arc<JobMetrics>,
     cancel: watch::Sender<bool>,
+    drain: watch::Sender<bool>,
     handle: tokio::task::JoinHandle<Result<Outcome>>,
 }
 
@@ -130,6 +131,13 @@ impl Job {
     /// Ask the job to stop (sinks are flushed; open windows are not fired).
     pub fn cancel(&self) {
         let _ = self.cancel.send(true);
+    }
+
+    /// Stop *with drain* (Flink's `stop --drain`): the sources stop reading and end as if
+    /// their input had ended, so every open window fires and the sinks get complete results;
+    /// [`Job::wait`] then reports the job finished. For unbounded sources (Kinesis, Kafka).
+    pub fn drain(&self) {
+        let _ = self.drain.send(true);
     }
 
     /// A handle that can stop the job from elsewhere.
@@ -554,6 +562,7 @@ impl Engine {
         }
         let metrics = Arc::new(metrics);
         let (cancel_tx, cancel_rx) = watch::channel(false);
+        let (drain_tx, drain_rx) = watch::channel(false);
         let env = SourceEnv {
             metrics: metrics.clone(),
             push: self.push.clone(),
@@ -614,6 +623,7 @@ impl Engine {
             metrics: metrics.clone(),
             cancel: cancel_rx,
             late_sink,
+            drain: Some(drain_rx),
         };
         let handle = tokio::spawn(async move {
             let result = crate::runtime::run(&pipeline, sources, sink, ctx).await;
@@ -631,6 +641,7 @@ impl Engine {
             name,
             metrics,
             cancel: cancel_tx,
+            drain: drain_tx,
             handle,
         })
     }

@@ -77,6 +77,22 @@ pub enum Error {
     /// The job was cancelled (Ctrl-C, SIGTERM, or `Job::cancel`).
     #[error("job cancelled")]
     Cancelled,
+    /// An external system (Kinesis, Kafka, S3, PostgreSQL) failed or refused a request.
+    #[error("{context}: {message}")]
+    Connector {
+        /// What was being done: `kinesis stream clicks, shard shardId-000000000001: GetRecords`.
+        context: String,
+        /// The service's error, with its code where it has one.
+        message: String,
+    },
+}
+
+/// `Err(Error::Connector { context, message })`
+#[macro_export]
+macro_rules! connector_err {
+    ($ctx:expr, $($arg:tt)*) => {
+        Err($crate::Error::Connector { context: $ctx.to_string(), message: format!($($arg)*) })
+    };
 }
 
 impl From<ArrowError> for Error {

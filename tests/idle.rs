@@ -84,6 +84,7 @@ async fn first_window(idle: Option<Duration>) -> Option<RecordBatch> {
         metrics: Arc::new(JobMetrics::default()),
         cancel,
         late_sink: None,
+        drain: None,
     };
     let source = OpenSource {
         name: "t".into(),

@@ -4,6 +4,10 @@
 //! `'format'`: `json` (JSON lines), `csv`, `parquet`.
 //! With `'source.monitor-interval'` the source is unbounded: new files are picked up and growing
 //! files are followed (the whole path is then one shard).
+//!
+//! `s3://bucket/prefix` paths ([`ObjectReader`]): the objects under the prefix (listed once,
+//! when the job starts) are dealt over the job's parallelism in key order; each object is
+//! fetched whole and is a split with its own watermark.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,6 +15,9 @@ use std::time::Duration;
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::future::BoxFuture;
 
+use std::sync::Arc;
+
+use super::object_store::{S3Url, get_object, is_object_url, list_objects, s3_store};
 use super::{SourceEnv, SourceShard};
 use crate::format::ErrorPolicy;
 use crate::format::csv::CsvReader;
@@ -99,17 +106,119 @@ fn make_reader(
         }
         "csv" => {
             let policy = ErrorPolicy::from_table(table, "csv", env.metrics.clone())?;
-            let delim = match table.option("csv.field-delimiter").unwrap_or(",") {
-                "\\t" => b'\t',
-                d if d.len() == 1 => d.as_bytes()[0],
-                d => return plan_err!("'csv.field-delimiter' must be one character, not '{d}'"),
-            };
+            let delim = csv_delimiter(table)?;
             let r = CsvReader::new(f.to_path_buf(), table.physical.clone(), delim, policy)?;
             Reader::Csv(if follow { r.following() } else { r })
         }
         "parquet" => Reader::Parquet(ParquetReader::new(f.to_path_buf(), table.physical.clone())),
         other => return not_supported!("format '{other}' (json, csv, parquet)"),
     })
+}
+
+/// A reader of one object's bytes (`name` names it in messages).
+fn make_object_reader(
+    table: &Table,
+    env: &SourceEnv,
+    format: &str,
+    name: PathBuf,
+    bytes: bytes::Bytes,
+) -> Result<Reader> {
+    Ok(match format {
+        "json" => {
+            let policy = ErrorPolicy::from_table(table, "json", env.metrics.clone())?;
+            Reader::Json(
+                JsonLinesReader::new(name, table.physical.clone(), table.declared_schema(), policy)?
+                    .over_bytes(bytes),
+            )
+        }
+        "csv" => {
+            let policy = ErrorPolicy::from_table(table, "csv", env.metrics.clone())?;
+            let delim = csv_delimiter(table)?;
+            Reader::Csv(CsvReader::over_bytes(name, bytes, table.physical.clone(), delim, policy))
+        }
+        "parquet" => Reader::Parquet(ParquetReader::over_bytes(name, bytes, table.physical.clone())),
+        other => return not_supported!("format '{other}' (json, csv, parquet)"),
+    })
+}
+
+fn csv_delimiter(table: &Table) -> Result<u8> {
+    match table.option("csv.field-delimiter").unwrap_or(",") {
+        "\\t" => Ok(b'\t'),
+        d if d.len() == 1 => Ok(d.as_bytes()[0]),
+        d => plan_err!("'csv.field-delimiter' must be one character, not '{d}'"),
+    }
+}
+
+/// One reader of an `s3://` path: see the module doc.
+pub struct ObjectReader {
+    table: Table,
+    env: SourceEnv,
+    format: String,
+    url: S3Url,
+    store: Arc<dyn ::object_store::ObjectStore>,
+    listing: Arc<tokio::sync::OnceCell<Vec<::object_store::path::Path>>>,
+    index: usize,
+    readers: usize,
+    next: usize,
+    current: Option<(u64, Reader)>,
+    last_split: Option<u64>,
+    finished: Vec<u64>,
+}
+
+impl ObjectReader {
+    async fn next(&mut self) -> Result<Option<RecordBatch>> {
+        loop {
+            if let Some((split, reader)) = &mut self.current {
+                if let Some(b) = next_of(reader)? {
+                    self.last_split = Some(*split);
+                    return Ok(Some(b));
+                }
+                self.finished.push(*split);
+                self.current = None;
+            }
+            let (store, url) = (&self.store, &self.url);
+            let objects = self
+                .listing
+                .get_or_try_init(|| list_objects(store, url))
+                .await?;
+            let Some(key) = objects
+                .iter()
+                .skip(self.index)
+                .step_by(self.readers)
+                .nth(self.next)
+                .cloned()
+            else {
+                return Ok(None);
+            };
+            let split = self.next as u64;
+            self.next += 1;
+            let bytes = get_object(&self.store, &key).await?;
+            let name = PathBuf::from(format!("s3://{}/{key}", self.url.bucket));
+            let reader = make_object_reader(&self.table, &self.env, &self.format, name, bytes)?;
+            self.current = Some((split, reader));
+        }
+    }
+}
+
+impl SourceShard for ObjectReader {
+    fn name(&self) -> String {
+        format!(
+            "s3://{}/{} (reader {}/{})",
+            self.url.bucket, self.url.prefix, self.index, self.readers
+        )
+    }
+
+    fn next_batch(&mut self) -> BoxFuture<'_, Result<Option<RecordBatch>>> {
+        Box::pin(self.next())
+    }
+
+    fn split(&self) -> Option<u64> {
+        self.last_split
+    }
+
+    fn finished_splits(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.finished)
+    }
 }
 
 fn next_of(reader: &mut Reader) -> Result<Option<RecordBatch>> {
@@ -128,9 +237,7 @@ pub fn open(table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceShard>>>
             table.def.name
         );
     };
-    if path.starts_with("s3://") {
-        return not_supported!("s3:// paths (object storage comes with the Kinesis/S3 connectors)");
-    }
+    table.reject_metadata("filesystem")?;
     let path = path.strip_prefix("file://").unwrap_or(path);
     if !table.def.partitioned_by.is_empty() {
         return not_supported!(
@@ -141,6 +248,33 @@ pub fn open(table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceShard>>>
         .option("format")
         .unwrap_or("json")
         .to_ascii_lowercase();
+    if is_object_url(path) {
+        if table.option("source.monitor-interval").is_some() {
+            return not_supported!("'source.monitor-interval' on s3:// paths");
+        }
+        let url = S3Url::parse(path)?;
+        let store = s3_store(table, &url)?;
+        let listing = Arc::new(tokio::sync::OnceCell::new());
+        let readers = env.parallelism.max(1);
+        return Ok((0..readers)
+            .map(|index| {
+                Box::new(ObjectReader {
+                    table: table.clone(),
+                    env: env.clone(),
+                    format: format.clone(),
+                    url: url.clone(),
+                    store: store.clone(),
+                    listing: listing.clone(),
+                    index,
+                    readers,
+                    next: 0,
+                    current: None,
+                    last_split: None,
+                    finished: vec![],
+                }) as Box<dyn SourceShard>
+            })
+            .collect());
+    }
     if let Some(interval) = table.option("source.monitor-interval") {
         let Some(ms) = crate::sql::interval::parse_duration_option(interval).filter(|ms| *ms > 0)
         else {

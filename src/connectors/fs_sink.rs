@@ -9,6 +9,10 @@
 //! - `PARTITIONED BY (a, b)` or `'sink.partition-by' = 'a,b'`: rows go to `a=<v>/b=<v>/`
 //!   directories; the partition columns are not repeated inside the files (Hive / Flink).
 //!
+//! - `'path'` = `s3://bucket/prefix`: the same files, as objects (see
+//!   [`super::object_store`]): each file is streamed with multipart upload while it is
+//!   written, and becomes visible only when it is rolled and the upload completed.
+//!
 //! Exactly-once (files made visible at checkpoint completion) comes with checkpoints.
 
 use std::collections::HashMap;
@@ -23,22 +27,40 @@ use datafusion::arrow::record_batch::RecordBatch;
 use futures::future::BoxFuture;
 
 use super::Sink;
+use super::object_store::{S3Url, Upload, is_object_url, s3_store};
 use crate::error::Context;
 use crate::format::writer::{FileFormat, FormatWriter};
 use crate::sql::catalog::Table;
 use crate::sql::interval::{parse_duration_option, parse_size_option};
 use crate::{Result, plan_err};
 
+/// Where finished files go.
+enum Target {
+    Local(PathBuf),
+    S3 {
+        store: Arc<dyn ::object_store::ObjectStore>,
+        url: S3Url,
+        part_size: usize,
+    },
+}
+
+/// How an open file becomes visible.
+enum Dest {
+    /// Renamed from the hidden in-progress name.
+    Local { tmp: PathBuf, done: PathBuf },
+    /// Its multipart upload is completed.
+    S3(Upload),
+}
+
 struct OpenFile {
     writer: FormatWriter,
-    tmp: PathBuf,
-    done: PathBuf,
+    dest: Dest,
     opened: Instant,
 }
 
 /// See the module doc.
 pub struct FileSink {
-    dir: PathBuf,
+    target: Target,
     format: FileFormat,
     partition_cols: Vec<usize>,
     partition_names: Vec<String>,
@@ -61,11 +83,7 @@ impl FileSink {
                 table.def.name
             );
         };
-        if path.starts_with("s3://") {
-            return crate::not_supported!(
-                "s3:// sink paths (object storage comes with the S3 connector)"
-            );
-        }
+        table.reject_metadata("filesystem")?;
         let format = FileFormat::parse(table.option("format").unwrap_or("json"))?;
         let mut partition_names = table.def.partitioned_by.clone();
         if let Some(p) = table.option("sink.partition-by") {
@@ -130,16 +148,37 @@ impl FileSink {
         };
         let rollover = opt_ms("sink.rolling-policy.rollover-interval", 30 * 60_000)?;
         let check_interval = opt_ms("sink.rolling-policy.check-interval", 60_000)?.min(rollover);
-        let dir = PathBuf::from(path.strip_prefix("file://").unwrap_or(path));
-        std::fs::create_dir_all(&dir)
-            .context(|| format!("creating sink directory {}", dir.display()))?;
+        let target = if is_object_url(path) {
+            let url = S3Url::parse(path)?;
+            let part_size = match table.option("sink.s3.part-size") {
+                None => 8 << 20,
+                Some(v) => match parse_size_option(v) {
+                    Some(s) if s >= 5 << 20 => s as usize,
+                    _ => {
+                        return plan_err!(
+                            "option 'sink.s3.part-size' = '{v}' must be a size of at least 5MB (S3's minimum part)"
+                        );
+                    }
+                },
+            };
+            Target::S3 {
+                store: s3_store(table, &url)?,
+                url,
+                part_size,
+            }
+        } else {
+            let dir = PathBuf::from(path.strip_prefix("file://").unwrap_or(path));
+            std::fs::create_dir_all(&dir)
+                .context(|| format!("creating sink directory {}", dir.display()))?;
+            Target::Local(dir)
+        };
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
         let job = format!("{:x}-{}", nanos, std::process::id());
         Ok(Self {
-            dir,
+            target,
             format,
             partition_cols,
             partition_names,
@@ -154,44 +193,82 @@ impl FileSink {
         })
     }
 
-    fn roll(&mut self, key: &str) -> Result<()> {
+    async fn roll(&mut self, key: &str) -> Result<()> {
         if let Some(f) = self.open.remove(key) {
-            f.writer.close()?;
-            std::fs::rename(&f.tmp, &f.done)
-                .context(|| format!("publishing {}", f.done.display()))?;
+            let closed = f.writer.close();
+            match f.dest {
+                Dest::Local { tmp, done } => {
+                    closed?;
+                    std::fs::rename(&tmp, &done)
+                        .context(|| format!("publishing {}", done.display()))?;
+                }
+                Dest::S3(upload) => match closed {
+                    Ok(()) => upload.complete().await?,
+                    Err(e) => {
+                        let _ = upload.abort().await;
+                        return Err(e);
+                    }
+                },
+            }
         }
         Ok(())
     }
 
-    fn write_part(&mut self, key: String, batch: RecordBatch) -> Result<()> {
+    async fn open_file(&mut self, key: &str) -> Result<OpenFile> {
+        self.counter += 1;
+        let name = format!(
+            "part-{}-{}.{}",
+            self.job,
+            self.counter,
+            self.format.extension()
+        );
+        let (writer, dest) = match &self.target {
+            Target::Local(root) => {
+                let dir = root.join(key);
+                std::fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
+                let tmp = dir.join(format!(".{name}.inprogress"));
+                let writer = FormatWriter::create(&tmp, self.format, self.data_schema.clone())?;
+                let done = dir.join(name);
+                (writer, Dest::Local { tmp, done })
+            }
+            Target::S3 {
+                store,
+                url,
+                part_size,
+            } => {
+                let object = if key.is_empty() {
+                    url.key(&name)
+                } else {
+                    url.key(&format!("{key}/{name}"))
+                };
+                let shown = format!("s3://{}/{object}", url.bucket);
+                let (upload, out) = Upload::start(store, object, *part_size).await?;
+                let writer =
+                    FormatWriter::new(out, shown, self.format, self.data_schema.clone())?;
+                (writer, Dest::S3(upload))
+            }
+        };
+        Ok(OpenFile {
+            writer,
+            dest,
+            opened: Instant::now(),
+        })
+    }
+
+    async fn write_part(&mut self, key: String, batch: RecordBatch) -> Result<()> {
         if !self.open.contains_key(&key) {
-            let dir = self.dir.join(&key);
-            std::fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
-            self.counter += 1;
-            let name = format!(
-                "part-{}-{}.{}",
-                self.job,
-                self.counter,
-                self.format.extension()
-            );
-            let tmp = dir.join(format!(".{name}.inprogress"));
-            let writer = FormatWriter::create(&tmp, self.format, self.data_schema.clone())?;
-            self.open.insert(
-                key.clone(),
-                OpenFile {
-                    writer,
-                    tmp,
-                    done: dir.join(name),
-                    opened: Instant::now(),
-                },
-            );
+            let f = self.open_file(&key).await?;
+            self.open.insert(key.clone(), f);
         }
         let Some(f) = self.open.get_mut(&key) else {
             return Ok(());
         };
         f.writer.write(&batch)?;
+        if let Dest::S3(upload) = &mut f.dest {
+            upload.pump().await?;
+        }
         if f.writer.size() >= self.file_size {
-            self.roll(&key)?;
+            self.roll(&key).await?;
         }
         Ok(())
     }
@@ -218,11 +295,11 @@ impl FileSink {
         key
     }
 
-    fn write(&mut self, batch: RecordBatch) -> Result<()> {
+    async fn write(&mut self, batch: RecordBatch) -> Result<()> {
         let data = batch.project(&self.data_cols)?;
         let data = RecordBatch::try_new(self.data_schema.clone(), data.columns().to_vec())?;
         if self.partition_cols.is_empty() {
-            return self.write_part(String::new(), data);
+            return self.write_part(String::new(), data).await;
         }
         let cols: Vec<ArrayRef> = self
             .partition_cols
@@ -261,7 +338,7 @@ impl FileSink {
         for key in order {
             let idx = UInt32Array::from(rows.remove(&key).unwrap_or_default());
             let part = take_record_batch(&data, &idx)?;
-            self.write_part(key, part)?;
+            self.write_part(key, part).await?;
         }
         Ok(())
     }
@@ -283,7 +360,7 @@ fn escape_into(v: &str, out: &mut String) {
 
 impl Sink for FileSink {
     fn write_batch(&mut self, batch: RecordBatch) -> BoxFuture<'_, Result<()>> {
-        Box::pin(async move { self.write(batch) })
+        Box::pin(self.write(batch))
     }
 
     fn tick(&mut self) -> BoxFuture<'_, Result<()>> {
@@ -295,7 +372,7 @@ impl Sink for FileSink {
                 .map(|(k, _)| k.clone())
                 .collect();
             for k in due {
-                self.roll(&k)?;
+                self.roll(&k).await?;
             }
             Ok(())
         })
@@ -309,7 +386,7 @@ impl Sink for FileSink {
         Box::pin(async move {
             let keys: Vec<String> = self.open.keys().cloned().collect();
             for k in keys {
-                self.roll(&k)?;
+                self.roll(&k).await?;
             }
             Ok(())
         })

@@ -6,16 +6,24 @@
 //!
 //! | connector | source | sink |
 //! |---|---|---|
-//! | `filesystem` | file or directory (one shard per file), json / csv / parquet | rolled, partitioned files |
+//! | `filesystem` | file or directory (one shard per file), json / csv / parquet | rolled, partitioned files, local or `s3://` (multipart upload) |
+//! | `kinesis` | a Kinesis stream: one split per shard, reshards followed | PutRecords |
+//! | `kafka` | a Kafka topic: one split per partition | produce, keyed |
+//! | `jdbc` | | PostgreSQL: COPY for appends, upserts on the primary key for updates |
 //! | `nexmark` | built-in deterministic Nexmark generator (person, auction, bid) | |
 //! | `push` | batches pushed through [`crate::PushHandle`] | |
 //! | `print` | | `+I[...]` lines on stdout |
 //! | `blackhole` | | discards (for benchmarks) |
 
+pub mod aws;
 pub mod blackhole;
 pub mod filesystem;
 pub mod fs_sink;
+pub mod jdbc;
+pub mod kafka;
+pub mod kinesis;
 pub mod nexmark;
+pub mod object_store;
 pub mod print;
 pub mod push;
 
@@ -35,6 +43,16 @@ pub trait SourceShard: Send {
     fn name(&self) -> String;
     /// The next batch, or `None` at the end of a bounded shard.
     fn next_batch(&mut self) -> BoxFuture<'_, Result<Option<RecordBatch>>>;
+    /// For a shard that reads several *splits* (Kinesis shards, Kafka partitions): the split
+    /// the last batch came from. Each split gets its own watermark, and the shard's is the
+    /// minimum over its live splits. `None` (the default): the shard is a single split.
+    fn split(&self) -> Option<u64> {
+        None
+    }
+    /// Splits that have ended since the last call: they stop holding the watermark back.
+    fn finished_splits(&mut self) -> Vec<u64> {
+        Vec::new()
+    }
 }
 
 /// Where a job's rows go.
@@ -68,14 +86,16 @@ pub struct SourceEnv {
 pub fn open_source(table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceShard>>> {
     match table.connector() {
         "filesystem" => filesystem::open(table, env),
+        "kinesis" => kinesis::open(table, env),
+        "kafka" => kafka::open(table, env),
         "nexmark" => nexmark::open(table, env.parallelism),
         "push" => env.push.subscribe(table),
-        other @ ("print" | "blackhole") => plan_err!(
+        other @ ("print" | "blackhole" | "jdbc") => plan_err!(
             "table {} uses connector '{other}', which can only be written to",
             table.def.name
         ),
         other => plan_err!(
-            "table {}: unknown connector '{other}' (filesystem, nexmark, push, print, blackhole; kinesis and kafka are planned)",
+            "table {}: unknown connector '{other}' (filesystem, kinesis, kafka, nexmark, push, print, blackhole, jdbc)",
             table.def.name
         ),
     }
@@ -95,6 +115,9 @@ pub fn open_sink(table: &Table, schema: SchemaRef) -> Result<Box<dyn Sink>> {
         ))),
         "blackhole" => Ok(Box::new(blackhole::BlackholeSink)),
         "filesystem" => Ok(Box::new(fs_sink::FileSink::new(table, schema)?)),
+        "kinesis" => Ok(Box::new(kinesis::KinesisSink::new(table, schema)?)),
+        "kafka" => Ok(Box::new(kafka::KafkaSink::new(table, schema)?)),
+        "jdbc" => Ok(Box::new(jdbc::JdbcSink::new(table, schema)?)),
         other @ ("nexmark" | "push") => plan_err!(
             "table {} uses connector '{other}', which can only be read",
             table.def.name
@@ -107,6 +130,30 @@ pub fn open_sink(table: &Table, schema: SchemaRef) -> Result<Box<dyn Sink>> {
 pub fn check_accepts_changelog(table: &Table) -> Result<()> {
     match table.connector() {
         "print" | "blackhole" => Ok(()),
+        "jdbc" => {
+            if table.def.primary_key.is_empty() {
+                plan_err!(
+                    "table {} (jdbc) cannot take an updating query without a PRIMARY KEY: \
+                     declare `PRIMARY KEY (...) NOT ENFORCED` (the query's grouping columns) so its \
+                     rows can be upserted and deleted",
+                    table.def.name
+                )
+            } else {
+                Ok(())
+            }
+        }
+        "kafka" => {
+            let format = table.option("format").unwrap_or("json");
+            if format.eq_ignore_ascii_case("debezium-json") {
+                Ok(())
+            } else {
+                plan_err!(
+                    "table {} (kafka, format '{format}') cannot take an updating query: use \
+                     'format' = 'debezium-json', or a windowed query, whose results are final",
+                    table.def.name
+                )
+            }
+        }
         "filesystem" => {
             let format = table.option("format").unwrap_or("json");
             if crate::format::writer::FileFormat::parse(format)?.takes_changelog() {

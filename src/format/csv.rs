@@ -69,6 +69,10 @@ fn first_line_is_header(path: &Path, schema: &SchemaRef, delimiter: u8) -> Resul
     BufReader::new(f)
         .read_line(&mut line)
         .context(|| format!("reading {}", path.display()))?;
+    Ok(is_header(&line, schema, delimiter))
+}
+
+fn is_header(line: &str, schema: &SchemaRef, delimiter: u8) -> bool {
     let names: Vec<String> = line
         .trim_end_matches(['\n', '\r'])
         .split(delimiter as char)
@@ -79,7 +83,7 @@ fn first_line_is_header(path: &Path, schema: &SchemaRef, delimiter: u8) -> Resul
         .iter()
         .map(|f| f.name().to_ascii_lowercase())
         .collect();
-    Ok(names == expected)
+    names == expected
 }
 
 impl CsvReader {
@@ -99,6 +103,28 @@ impl CsvReader {
         Ok(Self(
             LineReader::new(path, decoder, policy).with_header_check(header),
         ))
+    }
+
+    /// Read `bytes` (an object, named `name` in messages) as rows of `schema`.
+    pub fn over_bytes(
+        name: PathBuf,
+        bytes: bytes::Bytes,
+        schema: SchemaRef,
+        delimiter: u8,
+        policy: ErrorPolicy,
+    ) -> Self {
+        let end = bytes.iter().position(|b| *b == b'\n').unwrap_or(bytes.len());
+        let header = is_header(&String::from_utf8_lossy(&bytes[..end]), &schema, delimiter);
+        let decoder = CsvDecoder {
+            decoder: CsvDecoder::build(&schema, delimiter),
+            schema,
+            delimiter,
+        };
+        Self(
+            LineReader::new(name, decoder, policy)
+                .over(Box::new(std::io::Cursor::new(bytes)))
+                .with_header_check(header),
+        )
     }
 
     /// Keep reading the file as it grows.

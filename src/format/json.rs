@@ -114,6 +114,12 @@ impl JsonLinesReader {
         })
     }
 
+    /// Read `bytes` (an object named `name`) instead of a file.
+    pub fn over_bytes(mut self, bytes: bytes::Bytes) -> Self {
+        self.lines = self.lines.over(Box::new(std::io::Cursor::new(bytes)));
+        self
+    }
+
     /// Keep reading the file as it grows.
     pub fn following(mut self) -> Self {
         self.lines = self.lines.following();

@@ -34,7 +34,7 @@ pub(crate) trait BlockDecoder: Send {
 /// Reads one file of lines into batches.
 pub(crate) struct LineReader<D: BlockDecoder> {
     path: PathBuf,
-    file: Option<File>,
+    file: Option<Box<dyn Read + Send>>,
     decoder: D,
     policy: ErrorPolicy,
     carry: Vec<u8>,
@@ -68,6 +68,12 @@ impl<D: BlockDecoder> LineReader<D> {
             skip_first_line: false,
             follow: false,
         }
+    }
+
+    /// Read `reader` (an object's bytes) instead of opening `path`, which names it in messages.
+    pub(crate) fn over(mut self, reader: Box<dyn Read + Send>) -> Self {
+        self.file = Some(reader);
+        self
     }
 
     /// Follow the file as it grows: at its current end, `next` returns None without finishing,
@@ -107,7 +113,7 @@ impl<D: BlockDecoder> LineReader<D> {
         if self.file.is_none() {
             let f =
                 File::open(&self.path).context(|| format!("opening {}", self.path.display()))?;
-            self.file = Some(f);
+            self.file = Some(Box::new(f));
         }
         let mut buf = std::mem::take(&mut self.carry);
         let start = buf.len();

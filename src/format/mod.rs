@@ -9,6 +9,7 @@
 pub mod csv;
 pub mod json;
 mod lines;
+pub mod messages;
 pub mod parquet;
 pub mod writer;
 

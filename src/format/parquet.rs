@@ -17,6 +17,8 @@ pub struct ParquetReader {
     path: PathBuf,
     schema: SchemaRef,
     reader: Option<(ParquetRecordBatchReader, Vec<usize>)>,
+    /// An object's bytes, read instead of the file at `path` (which names it).
+    bytes: Option<bytes::Bytes>,
 }
 
 impl ParquetReader {
@@ -26,13 +28,36 @@ impl ParquetReader {
             path,
             schema,
             reader: None,
+            bytes: None,
+        }
+    }
+
+    /// Read `bytes` (an object named `name`) as rows of `schema`.
+    pub fn over_bytes(name: PathBuf, bytes: bytes::Bytes, schema: SchemaRef) -> Self {
+        Self {
+            path: name,
+            schema,
+            reader: None,
+            bytes: Some(bytes),
         }
     }
 
     fn open(&self) -> Result<(ParquetRecordBatchReader, Vec<usize>)> {
         let ctx = || format!("reading Parquet file {}", self.path.display());
-        let file = File::open(&self.path).context(ctx)?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file).context(ctx)?;
+        match &self.bytes {
+            Some(b) => self.build(ParquetRecordBatchReaderBuilder::try_new(b.clone()).context(ctx)?),
+            None => {
+                let file = File::open(&self.path).context(ctx)?;
+                self.build(ParquetRecordBatchReaderBuilder::try_new(file).context(ctx)?)
+            }
+        }
+    }
+
+    fn build<T: parquet::file::reader::ChunkReader + 'static>(
+        &self,
+        builder: ParquetRecordBatchReaderBuilder<T>,
+    ) -> Result<(ParquetRecordBatchReader, Vec<usize>)> {
+        let ctx = || format!("reading Parquet file {}", self.path.display());
         let file_schema = builder.schema().clone();
         // Leaf indices of the wanted columns, and where each lands in the projected output.
         let mut wanted = Vec::new();

@@ -74,11 +74,14 @@ impl<W: Write> Write for Counting<W> {
     }
 }
 
+/// Where an encoder writes: a local file, or an upload (see `connectors::object_store`).
+pub type Output = Box<dyn Write + Send>;
+
 enum Inner {
-    Json(datafusion::arrow::json::LineDelimitedWriter<Counting<BufWriter<File>>>),
-    Csv(datafusion::arrow::csv::Writer<Counting<BufWriter<File>>>),
-    Parquet(ArrowWriter<File>),
-    Debezium(Counting<BufWriter<File>>),
+    Json(datafusion::arrow::json::LineDelimitedWriter<Counting<BufWriter<Output>>>),
+    Csv(datafusion::arrow::csv::Writer<Counting<BufWriter<Output>>>),
+    Parquet(ArrowWriter<Output>),
+    Debezium(Counting<BufWriter<Output>>),
 }
 
 /// An open output file.
@@ -93,6 +96,12 @@ impl FormatWriter {
     pub fn create(path: &Path, format: FileFormat, schema: SchemaRef) -> Result<Self> {
         let name = path.display().to_string();
         let file = File::create(path).context(|| format!("creating {name}"))?;
+        Self::new(Box::new(file), name, format, schema)
+    }
+
+    /// Encode into `out` (named `name` in messages) rows of `schema`.
+    pub fn new(out: Output, name: String, format: FileFormat, schema: SchemaRef) -> Result<Self> {
+        let file = out;
         let bytes = Arc::new(AtomicU64::new(0));
         let counting = Counting {
             inner: BufWriter::new(file),

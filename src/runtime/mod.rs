@@ -55,6 +55,9 @@ pub struct RunContext {
     pub cancel: watch::Receiver<bool>,
     /// Where late rows go (None: counted and dropped).
     pub late_sink: Option<Box<dyn Sink>>,
+    /// Flips to true to stop *with drain*: the sources end as if their input had ended, so
+    /// every window fires and the sink gets complete results (Flink's `stop --drain`).
+    pub drain: Option<watch::Receiver<bool>>,
 }
 
 /// The opened shards of one source of the graph (in [`Flow::sources`] order).
@@ -245,6 +248,7 @@ impl Alignment {
 struct TaskEnv {
     metrics: Arc<JobMetrics>,
     cancel: watch::Receiver<bool>,
+    drain: Option<watch::Receiver<bool>>,
     /// The sink task's channel: late rows and failures go straight there.
     control: mpsc::Sender<Envelope>,
 }
@@ -284,6 +288,34 @@ impl TaskEnv {
 struct Consumer {
     chain: Chain,
     router: Router,
+    /// The per-shard operators, for shards that read several splits.
+    specs: Vec<crate::operators::OpSpec>,
+    /// Per split (Kinesis shard, Kafka partition): its own operators (so its own watermark
+    /// generator) and its watermark.
+    splits: std::collections::HashMap<u64, (Chain, Timestamp)>,
+    /// The watermark sent on for a multi-split shard: the minimum over its live splits.
+    emitted: Timestamp,
+}
+
+impl Consumer {
+    fn new(specs: &[crate::operators::OpSpec], router: Router) -> Result<Self> {
+        Ok(Self {
+            chain: Chain::new(specs)?,
+            router,
+            specs: specs.to_vec(),
+            splits: Default::default(),
+            emitted: Timestamp::MIN,
+        })
+    }
+
+    /// The minimum watermark over live splits, if it moved past what was sent.
+    fn split_watermark(&mut self) -> Option<Timestamp> {
+        let min = self.splits.values().map(|(_, w)| *w).min()?;
+        (min > self.emitted).then(|| {
+            self.emitted = min;
+            min
+        })
+    }
 }
 
 /// A source shard's task. A table scanned by several branches of a plan (a self-join, as in
@@ -298,17 +330,33 @@ async fn run_shard(
     slot: usize,
 ) {
     let mut cancel = env.cancel.clone();
+    let mut drain = env.drain.clone();
     let mut idle = false;
     let mut watermark = Timestamp::MAX;
     loop {
         if *cancel.borrow() {
             return;
         }
-        align.wait_turn(slot, &mut cancel).await;
+        let draining = drain.as_mut().is_some_and(|d| *d.borrow());
+        if !draining {
+            align.wait_turn(slot, &mut cancel).await;
+        }
         let next = tokio::select! {
             biased;
             _ = cancel.changed() => return,
-            r = shard.next_batch() => Some(r),
+            _ = async {
+                match drain.as_mut() {
+                    Some(d) if !draining => {
+                        if d.wait_for(|v| *v).await.is_err() {
+                            std::future::pending::<()>().await
+                        }
+                    }
+                    _ => std::future::pending::<()>().await,
+                }
+            } => Some(Ok(None)),
+            r = async {
+                if draining { Ok(None) } else { shard.next_batch().await }
+            } => Some(r),
             _ = async {
                 match idle_timeout {
                     Some(d) if !idle => tokio::time::sleep(d).await,
@@ -337,7 +385,30 @@ async fn run_shard(
             align.set(slot, watermark);
         }
         idle = false;
+        // Splits that ended no longer hold the watermark back.
+        let finished = shard.finished_splits();
+        if !finished.is_empty() {
+            for (i, c) in consumers.iter_mut().enumerate() {
+                for f in &finished {
+                    c.splits.remove(f);
+                }
+                if let Some(wm) = c.split_watermark() {
+                    if i == 0 {
+                        watermark = wm;
+                        align.set(slot, wm);
+                    }
+                    if c.router
+                        .send(Message::Watermark(Watermark::EventTime(wm)))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
         let batch = match result {
+            Ok(Some(b)) if b.num_rows() == 0 => continue,
             Ok(Some(b)) => b,
             Ok(None) => {
                 align.set(slot, Timestamp::MAX);
@@ -350,12 +421,46 @@ async fn run_shard(
         };
         let rows = batch.num_rows();
         JobMetrics::add(&env.metrics.events_in, rows as u64);
+        let split = shard.split();
         for (i, c) in consumers.iter_mut().enumerate() {
-            let out = match c.chain.push(0, Message::Batch(batch.clone())) {
-                Ok(out) => out,
-                Err(e) => return env.fail(e).await,
+            let out = match split {
+                None => {
+                    let out = match c.chain.push(0, Message::Batch(batch.clone())) {
+                        Ok(out) => out,
+                        Err(e) => return env.fail(e).await,
+                    };
+                    env.drain(&mut c.chain).await;
+                    out
+                }
+                Some(s) => {
+                    if !c.splits.contains_key(&s) {
+                        match Chain::new(&c.specs) {
+                            Ok(chain) => c.splits.insert(s, (chain, Timestamp::MIN)),
+                            Err(e) => return env.fail(e).await,
+                        };
+                    }
+                    let Some((chain, split_wm)) = c.splits.get_mut(&s) else {
+                        return;
+                    };
+                    let mut out = match chain.push(0, Message::Batch(batch.clone())) {
+                        Ok(out) => out,
+                        Err(e) => return env.fail(e).await,
+                    };
+                    env.drain(chain).await;
+                    // The split's watermark is kept; the shard's is the minimum over splits.
+                    out.retain(|m| match m {
+                        Message::Watermark(Watermark::EventTime(t)) => {
+                            *split_wm = (*split_wm).max(*t);
+                            false
+                        }
+                        _ => true,
+                    });
+                    if let Some(wm) = c.split_watermark() {
+                        out.push(Message::Watermark(Watermark::EventTime(wm)));
+                    }
+                    out
+                }
             };
-            env.drain(&mut c.chain).await;
             if i == 0 {
                 if let Some(wm) = out.iter().rev().find_map(|m| match m {
                     Message::Watermark(Watermark::EventTime(t)) => Some(*t),
@@ -505,10 +610,10 @@ impl Spawner {
                 };
                 let consumers = (0..shards)
                     .map(|i| {
-                        Ok(Consumer {
-                            chain: Chain::new(ops)?,
-                            router: Router::new(port, i, targets.to_vec(), keys.to_vec(), exchange),
-                        })
+                        Consumer::new(
+                            ops,
+                            Router::new(port, i, targets.to_vec(), keys.to_vec(), exchange),
+                        )
                     })
                     .collect::<Result<Vec<_>>>()?;
                 self.readers.push((name.clone(), consumers));
@@ -595,11 +700,13 @@ pub async fn run(
         metrics,
         cancel,
         mut late_sink,
+        drain,
     } = ctx;
     let (tx, mut rx) = mpsc::channel::<Envelope>(16);
     let env = TaskEnv {
         metrics: metrics.clone(),
         cancel: cancel.clone(),
+        drain,
         control: tx.clone(),
     };
     let shards = sources.iter().map(|s| s.shards.len()).sum();

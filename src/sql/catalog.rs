@@ -105,6 +105,42 @@ impl Table {
         ))
     }
 
+    /// The payload's columns (all physical columns but metadata ones) under their declared
+    /// names, and their positions among the physical columns.
+    pub fn payload_schema(&self) -> (SchemaRef, Vec<usize>) {
+        let (idx, fields): (Vec<usize>, Vec<Field>) = self
+            .def
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.metadata.is_none())
+            .map(|(i, c)| (i, Field::new(&c.declared, c.data_type.clone(), c.nullable)))
+            .unzip();
+        (Arc::new(Schema::new(fields)), idx)
+    }
+
+    /// Metadata columns: (position among the physical columns, metadata key).
+    pub fn metadata_columns(&self) -> Vec<(usize, &str)> {
+        self.def
+            .columns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.metadata.as_ref().map(|m| (i, m.key.as_str())))
+            .collect()
+    }
+
+    /// Fail if the table declares metadata columns: `connector` has none.
+    pub fn reject_metadata(&self, connector: &str) -> Result<()> {
+        match self.def.columns.iter().find(|c| c.metadata.is_some()) {
+            None => Ok(()),
+            Some(c) => plan_err!(
+                "table {}: column {} is a METADATA column, which the {connector} connector does not provide",
+                self.def.name,
+                c.declared
+            ),
+        }
+    }
+
     /// The declared spelling of column `name`.
     pub fn declared_name<'a>(&'a self, name: &'a str) -> &'a str {
         self.def

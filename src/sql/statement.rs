@@ -29,6 +29,18 @@ pub struct ColumnDef {
     pub data_type: DataType,
     /// False for `NOT NULL` columns.
     pub nullable: bool,
+    /// `METADATA [FROM 'key'] [VIRTUAL]`: filled from the record's metadata (a Kinesis
+    /// record's shard id, a Kafka message's offset), not from its payload.
+    pub metadata: Option<MetadataColumn>,
+}
+
+/// A metadata column's key and whether it is read-only (`VIRTUAL`, never written by a sink).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetadataColumn {
+    /// The connector's metadata key (the column name when `FROM` is omitted).
+    pub key: String,
+    /// `VIRTUAL`: read only.
+    pub is_virtual: bool,
 }
 
 /// `WATERMARK FOR column AS column - INTERVAL ...`
@@ -493,6 +505,7 @@ fn parse_column(p: &mut Parser, def: &mut TableDef) -> Result<(), ParserError> {
     }
     let data_type = parse_column_type(p)?;
     let mut nullable = true;
+    let mut metadata = None;
     loop {
         let tok = p.peek_token();
         if p.parse_keywords(&[Keyword::NOT, Keyword::NULL]) {
@@ -505,10 +518,14 @@ fn parse_column(p: &mut Parser, def: &mut TableDef) -> Result<(), ParserError> {
         } else if p.parse_keyword(Keyword::COMMENT) {
             p.parse_literal_string()?;
         } else if p.parse_keyword(Keyword::METADATA) {
-            return Err(err_at(
-                format!("not supported yet: metadata column `{name}`"),
-                tok.span.start,
-            ));
+            let _ = tok;
+            let key = if p.parse_keyword(Keyword::FROM) {
+                p.parse_literal_string()?
+            } else {
+                declared.clone()
+            };
+            let is_virtual = parse_word(p, "VIRTUAL");
+            metadata = Some(MetadataColumn { key, is_virtual });
         } else {
             break;
         }
@@ -524,6 +541,7 @@ fn parse_column(p: &mut Parser, def: &mut TableDef) -> Result<(), ParserError> {
         declared,
         data_type,
         nullable,
+        metadata,
     });
     Ok(())
 }

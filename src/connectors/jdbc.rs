@@ -1,0 +1,404 @@
+//! The PostgreSQL sink (`'connector' = 'jdbc'`, Flink's option names): the warehouse end of
+//! a pipeline.
+//!
+//! Options: `'url'` (`jdbc:postgresql://host:port/db`, or a `postgresql://` URL),
+//! `'table-name'` (may be `schema.table`), `'username'`, `'password'`,
+//! `'sink.buffer-flush.max-rows'` (default 10000), `'sink.buffer-flush.interval'`
+//! (default 1 s), `'sink.max-retries'` (default 3). The target table must exist.
+//!
+//! - **Append** (the sink table declares no primary key): rows are buffered and loaded with
+//!   `COPY ... FROM STDIN` (text format), one transaction per flush.
+//! - **Upsert** (`PRIMARY KEY (...) NOT ENFORCED` declared, as Flink requires for updating
+//!   queries): a flush keeps the last change per key (`-U` rows are dropped: the `+U` that
+//!   follows replaces the row), COPYs them into a temporary staging table, then in one
+//!   transaction deletes the keys whose last change is `-D` and inserts the rest with
+//!   `INSERT ... ON CONFLICT (key) DO UPDATE`. The target table needs a primary key or unique
+//!   index on those columns.
+//!
+//! A failed flush is retried on a new connection (a flush is one transaction, and upserts
+//! are idempotent, so a retry neither loses nor duplicates rows).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use datafusion::arrow::array::{Array, UInt32Array};
+use datafusion::arrow::compute::{concat_batches, take_record_batch};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use futures::SinkExt;
+use futures::future::BoxFuture;
+use tokio_postgres::{Client, NoTls};
+
+use super::Sink;
+use crate::changelog::{self, RowKind};
+use crate::sql::catalog::Table;
+use crate::sql::interval::parse_duration_option;
+use crate::{Error, Result, connector_err, plan_err};
+
+fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+fn pg_err(context: impl Into<String>, e: tokio_postgres::Error) -> Error {
+    let message = match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    };
+    Error::Connector {
+        context: context.into(),
+        message,
+    }
+}
+
+/// See the module doc.
+pub struct JdbcSink {
+    config: tokio_postgres::Config,
+    target: String,
+    shown: String,
+    /// Quoted column names, in the schema's order.
+    columns: Vec<String>,
+    /// Positions of the primary key columns (empty: append).
+    key: Vec<usize>,
+    client: Option<Client>,
+    buffer: Vec<RecordBatch>,
+    buffered: usize,
+    max_rows: usize,
+    interval: Duration,
+    max_retries: u32,
+}
+
+impl JdbcSink {
+    /// A sink into `table` for rows of `schema`.
+    pub fn new(table: &Table, schema: SchemaRef) -> Result<Self> {
+        table.reject_metadata("jdbc")?;
+        let Some(url) = table.option("url") else {
+            return plan_err!("table {}: the jdbc connector needs a 'url'", table.def.name);
+        };
+        let url = url.strip_prefix("jdbc:").unwrap_or(url);
+        if !(url.starts_with("postgresql://") || url.starts_with("postgres://")) {
+            return crate::not_supported!(
+                "jdbc url '{url}': only PostgreSQL (jdbc:postgresql://host:port/db)"
+            );
+        }
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| Error::Plan(format!("table {}: 'url': {e}", table.def.name)))?;
+        if let Some(u) = table.option("username") {
+            config.user(u);
+        }
+        if let Some(p) = table.option("password") {
+            config.password(p);
+        }
+        let Some(name) = table.option("table-name") else {
+            return plan_err!(
+                "table {}: the jdbc connector needs a 'table-name'",
+                table.def.name
+            );
+        };
+        let target = name.split('.').map(quote_ident).collect::<Vec<_>>().join(".");
+        let data_fields: Vec<_> = schema
+            .fields()
+            .iter()
+            .filter(|f| f.name() != changelog::OP_COLUMN)
+            .collect();
+        let columns = data_fields
+            .iter()
+            .map(|f| quote_ident(table.declared_name(f.name())))
+            .collect();
+        let mut key = vec![];
+        for k in &table.def.primary_key {
+            match schema.index_of(k) {
+                Ok(i) => key.push(i),
+                Err(_) => {
+                    return plan_err!(
+                        "table {}: primary key column {k} is not among the columns written",
+                        table.def.name
+                    );
+                }
+            }
+        }
+        let max_rows = match table.option("sink.buffer-flush.max-rows") {
+            None => 10_000,
+            Some(v) => v.trim().parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                Error::Plan(format!("'sink.buffer-flush.max-rows' = '{v}' is not a positive number"))
+            })?,
+        };
+        let interval = match table.option("sink.buffer-flush.interval") {
+            None => Duration::from_secs(1),
+            Some(v) => match parse_duration_option(v) {
+                Some(ms) if ms > 0 => Duration::from_millis(ms as u64),
+                _ => {
+                    return plan_err!(
+                        "'sink.buffer-flush.interval' = '{v}' is not a duration such as '1 s'"
+                    );
+                }
+            },
+        };
+        let max_retries = match table.option("sink.max-retries") {
+            None => 3,
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| Error::Plan(format!("'sink.max-retries' = '{v}' is not a number")))?,
+        };
+        Ok(Self {
+            config,
+            shown: format!("postgresql table {name}"),
+            target,
+            columns,
+            key,
+            client: None,
+            buffer: vec![],
+            buffered: 0,
+            max_rows,
+            interval,
+            max_retries,
+        })
+    }
+
+    async fn connect(&mut self) -> Result<&Client> {
+        if !self.client.as_ref().is_some_and(|c| !c.is_closed()) {
+            self.client = Some(self.open().await?);
+        }
+        match &self.client {
+            Some(c) => Ok(c),
+            None => connector_err!(&self.shown, "not connected"),
+        }
+    }
+
+    async fn open(&self) -> Result<Client> {
+        let (client, connection) = self
+            .config
+            .connect(NoTls)
+            .await
+            .map_err(|e| pg_err(format!("{}: connecting", self.shown), e))?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let mut setup = String::from("SET TIME ZONE 'UTC';");
+        if !self.key.is_empty() {
+            setup.push_str(&format!(
+                "CREATE TEMP TABLE weir_stage (LIKE {} EXCLUDING ALL, weir_delete boolean) ON COMMIT DELETE ROWS;",
+                self.target
+            ));
+        }
+        client
+            .batch_execute(&setup)
+            .await
+            .map_err(|e| pg_err(format!("{}: preparing", self.shown), e))?;
+        Ok(client)
+    }
+
+    /// COPY text of `batch`'s data columns, plus a `weir_delete` column when `deletes` is given.
+    fn copy_text(&self, batch: &RecordBatch, deletes: Option<&[bool]>) -> Result<Vec<u8>> {
+        let options = FormatOptions::default()
+            .with_null("\\N")
+            .with_timestamp_format(Some("%Y-%m-%d %H:%M:%S%.f"))
+            .with_timestamp_tz_format(Some("%Y-%m-%d %H:%M:%S%.f+00"));
+        let data: Vec<&Arc<dyn Array>> = batch
+            .schema()
+            .fields()
+            .iter()
+            .zip(batch.columns())
+            .filter(|(f, _)| f.name() != changelog::OP_COLUMN)
+            .map(|(_, c)| c)
+            .collect();
+        for c in &data {
+            if matches!(
+                c.data_type(),
+                DataType::List(_) | DataType::Struct(_) | DataType::Map(..) | DataType::LargeList(_)
+            ) {
+                return crate::not_supported!(
+                    "writing a {} column to PostgreSQL",
+                    crate::sql::types::display_type(c.data_type())
+                );
+            }
+        }
+        let formatters: Vec<ArrayFormatter> = data
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<std::result::Result<_, _>>()?;
+        let mut out = Vec::with_capacity(batch.num_rows() * 16 * data.len().max(1));
+        let mut value = String::new();
+        for r in 0..batch.num_rows() {
+            for (i, (c, f)) in data.iter().zip(&formatters).enumerate() {
+                if i > 0 {
+                    out.push(b'\t');
+                }
+                if c.is_null(r) {
+                    out.extend_from_slice(b"\\N");
+                    continue;
+                }
+                value.clear();
+                use std::fmt::Write;
+                let _ = write!(value, "{}", f.value(r));
+                for b in value.bytes() {
+                    match b {
+                        b'\\' => out.extend_from_slice(b"\\\\"),
+                        b'\n' => out.extend_from_slice(b"\\n"),
+                        b'\r' => out.extend_from_slice(b"\\r"),
+                        b'\t' => out.extend_from_slice(b"\\t"),
+                        _ => out.push(b),
+                    }
+                }
+            }
+            if let Some(d) = deletes {
+                out.extend_from_slice(if d[r] { b"\tt" } else { b"\tf" });
+            }
+            out.push(b'\n');
+        }
+        Ok(out)
+    }
+
+    /// The last change per key of `batch` (a changelog), `-U` rows dropped; and which are deletes.
+    fn reduce(&self, batch: &RecordBatch) -> Result<(RecordBatch, Vec<bool>)> {
+        let ops: Vec<i8> = changelog::ops_of(batch)
+            .map(<[i8]>::to_vec)
+            .unwrap_or_else(|| vec![0; batch.num_rows()]);
+        let fields: Vec<SortField> = self
+            .key
+            .iter()
+            .map(|i| SortField::new(batch.column(*i).data_type().clone()))
+            .collect();
+        let converter = RowConverter::new(fields)?;
+        let cols: Vec<_> = self.key.iter().map(|i| batch.column(*i).clone()).collect();
+        let rows = converter.convert_columns(&cols)?;
+        let mut last: HashMap<&[u8], usize> = HashMap::with_capacity(batch.num_rows());
+        for (r, op) in ops.iter().enumerate() {
+            if RowKind::from_i8(*op) == RowKind::UpdateBefore {
+                continue;
+            }
+            last.insert(rows.row(r).data(), r);
+        }
+        let mut keep: Vec<u32> = last.values().map(|r| *r as u32).collect();
+        keep.sort_unstable();
+        let deletes = keep
+            .iter()
+            .map(|r| RowKind::from_i8(ops[*r as usize]) == RowKind::Delete)
+            .collect();
+        let reduced = take_record_batch(batch, &UInt32Array::from(keep))?;
+        Ok((reduced, deletes))
+    }
+
+    async fn flush_once(&mut self, batch: &RecordBatch) -> Result<()> {
+        let columns = self.columns.join(", ");
+        let (text, statements) = if self.key.is_empty() {
+            let text = self.copy_text(batch, None)?;
+            (text, None)
+        } else {
+            let (reduced, deletes) = self.reduce(batch)?;
+            let text = self.copy_text(&reduced, Some(&deletes))?;
+            let key: Vec<String> = self.key.iter().map(|i| self.columns[*i].clone()).collect();
+            let on = key
+                .iter()
+                .map(|k| format!("t.{k} = s.{k}"))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            let updates: Vec<String> = self
+                .columns
+                .iter()
+                .filter(|c| !key.contains(c))
+                .map(|c| format!("{c} = EXCLUDED.{c}"))
+                .collect();
+            let action = if updates.is_empty() {
+                "DO NOTHING".to_string()
+            } else {
+                format!("DO UPDATE SET {}", updates.join(", "))
+            };
+            let sql = format!(
+                "DELETE FROM {t} t USING weir_stage s WHERE s.weir_delete AND {on};
+                 INSERT INTO {t} ({columns}) SELECT {columns} FROM weir_stage WHERE NOT weir_delete
+                 ON CONFLICT ({keys}) {action};",
+                t = self.target,
+                keys = key.join(", "),
+            );
+            (text, Some(sql))
+        };
+        let shown = self.shown.clone();
+        let target = self.target.clone();
+        let client = self.connect().await?;
+        client
+            .batch_execute("BEGIN")
+            .await
+            .map_err(|e| pg_err(&shown, e))?;
+        let copy = match &statements {
+            None => format!("COPY {target} ({columns}) FROM STDIN"),
+            Some(_) => format!("COPY weir_stage ({columns}, weir_delete) FROM STDIN"),
+        };
+        let sink = client
+            .copy_in::<_, Bytes>(&copy)
+            .await
+            .map_err(|e| pg_err(format!("{shown}: COPY"), e))?;
+        futures::pin_mut!(sink);
+        sink.send(Bytes::from(text))
+            .await
+            .map_err(|e| pg_err(format!("{shown}: COPY"), e))?;
+        sink.finish()
+            .await
+            .map_err(|e| pg_err(format!("{shown}: COPY"), e))?;
+        if let Some(sql) = &statements {
+            client
+                .batch_execute(sql)
+                .await
+                .map_err(|e| pg_err(format!("{shown}: upsert"), e))?;
+        }
+        client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(|e| pg_err(format!("{shown}: COMMIT"), e))
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let batch = concat_batches(&self.buffer[0].schema(), &self.buffer)?;
+        let mut attempt = 0;
+        loop {
+            match self.flush_once(&batch).await {
+                Ok(()) => break,
+                Err(e) if attempt < self.max_retries => {
+                    attempt += 1;
+                    eprintln!("weir: {e}; retrying ({attempt}/{})", self.max_retries);
+                    if let Some(c) = self.client.take() {
+                        let _ = c.batch_execute("ROLLBACK").await;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200 << attempt.min(5))).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.buffer.clear();
+        self.buffered = 0;
+        Ok(())
+    }
+}
+
+impl Sink for JdbcSink {
+    fn write_batch(&mut self, batch: RecordBatch) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            self.buffered += batch.num_rows();
+            self.buffer.push(batch);
+            if self.buffered >= self.max_rows {
+                self.flush().await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn tick(&mut self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.flush())
+    }
+
+    fn tick_interval_ms(&self) -> u64 {
+        self.interval.as_millis() as u64
+    }
+
+    fn finish(&mut self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.flush())
+    }
+}

@@ -1,0 +1,576 @@
+//! Kafka: a partitioned source and a sink (`'connector' = 'kafka'`), through librdkafka
+//! (rdkafka, which builds its own copy).
+//!
+//! Options (Flink's names): `'topic'`, `'properties.bootstrap.servers'`,
+//! `'properties.group.id'`, any other `'properties.*'` (passed to librdkafka as is),
+//! `'format'` (`json`; `debezium-json` for a sink taking an updating query).
+//!
+//! ## Source
+//! - `'scan.startup.mode'`: `earliest-offset` (default), `latest-offset`, `group-offsets`
+//!   (the group's committed offsets, else `'properties.auto.offset.reset'`), `timestamp`
+//!   (`'scan.startup.timestamp-millis'`), `specific-offsets`
+//!   (`'scan.startup.specific-offsets'` = `'partition:0,offset:42;partition:1,offset:300'`).
+//! - `'scan.bounded.mode'`: `unbounded` (default) or `latest-offset`: each partition ends when
+//!   the reader reaches its end (the high watermark of its fetches), and the job ends when
+//!   every partition has — a backfill of what a topic holds.
+//! - The job's parallelism gives the number of readers; partition `p` is read by reader
+//!   `p % readers`, each partition a split with its own watermark. With a group id, offsets
+//!   are committed to the group as they are consumed (librdkafka's auto-commit).
+//! - Metadata columns: `topic`, `partition`, `offset`, `timestamp`, `timestamp-type`.
+//!
+//! ## Sink
+//! Rows are JSON messages. `'key.fields'` (`a;b`) makes the key: with `'key.format'` =
+//! `raw` (one field) its text, with `json` an object of the fields; messages with the same
+//! key go to the same partition. Every batch's deliveries are awaited before the next batch
+//! (a failed delivery fails the job); the producer is flushed at the end.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, Int32Array, Int64Array, StringArray, TimestampMillisecondArray,
+};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Message, OwnedMessage, Timestamp as KafkaTimestamp};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::{Sink, SourceEnv, SourceShard};
+use crate::format::ErrorPolicy;
+use crate::format::messages::{MAX_POLL, MessageDecoder, MessageMeta};
+use crate::sql::catalog::Table;
+use crate::{Error, Result, connector_err, plan_err};
+
+/// The metadata keys a Kafka table can declare.
+pub const METADATA_KEYS: &[&str] = &["topic", "partition", "offset", "timestamp", "timestamp-type"];
+
+fn topic(table: &Table) -> Result<String> {
+    match table.option("topic") {
+        Some(t) if !t.contains(';') => Ok(t.to_string()),
+        Some(t) => crate::not_supported!("reading several topics ('topic' = '{t}')"),
+        None => plan_err!("table {}: the kafka connector needs a 'topic'", table.def.name),
+    }
+}
+
+/// librdkafka settings from the `'properties.*'` options.
+fn client_config(table: &Table) -> Result<ClientConfig> {
+    let mut c = ClientConfig::new();
+    for (k, v) in &table.def.options {
+        if let Some(key) = k.strip_prefix("properties.") {
+            c.set(key, v);
+        }
+    }
+    if c.get("bootstrap.servers").is_none() {
+        return plan_err!(
+            "table {}: the kafka connector needs 'properties.bootstrap.servers'",
+            table.def.name
+        );
+    }
+    Ok(c)
+}
+
+fn kafka_err(context: impl Into<String>, e: KafkaError) -> Error {
+    Error::Connector {
+        context: context.into(),
+        message: e.to_string(),
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Startup {
+    Earliest,
+    Latest,
+    Group,
+    Timestamp(i64),
+    Specific(BTreeMap<i32, i64>),
+}
+
+fn startup(table: &Table) -> Result<Startup> {
+    let mode = table
+        .option("scan.startup.mode")
+        .unwrap_or("earliest-offset")
+        .to_ascii_lowercase();
+    Ok(match mode.as_str() {
+        "earliest-offset" => Startup::Earliest,
+        "latest-offset" => Startup::Latest,
+        "group-offsets" => Startup::Group,
+        "timestamp" => {
+            let v = table.option("scan.startup.timestamp-millis").unwrap_or("");
+            match v.trim().parse() {
+                Ok(ms) => Startup::Timestamp(ms),
+                Err(_) => {
+                    return plan_err!(
+                        "'scan.startup.mode' = 'timestamp' needs 'scan.startup.timestamp-millis' (epoch milliseconds), not '{v}'"
+                    );
+                }
+            }
+        }
+        "specific-offsets" => {
+            let spec = table.option("scan.startup.specific-offsets").unwrap_or("");
+            let mut offsets = BTreeMap::new();
+            for part in spec.split(';').filter(|p| !p.trim().is_empty()) {
+                let mut partition = None;
+                let mut offset = None;
+                for kv in part.split(',') {
+                    match kv.split_once(':') {
+                        Some(("partition", v)) => partition = v.trim().parse::<i32>().ok(),
+                        Some(("offset", v)) => offset = v.trim().parse::<i64>().ok(),
+                        _ => {}
+                    }
+                }
+                match (partition, offset) {
+                    (Some(p), Some(o)) => {
+                        offsets.insert(p, o);
+                    }
+                    _ => {
+                        return plan_err!(
+                            "'scan.startup.specific-offsets': '{part}' is not 'partition:N,offset:M'"
+                        );
+                    }
+                }
+            }
+            Startup::Specific(offsets)
+        }
+        other => {
+            return plan_err!(
+                "'scan.startup.mode' = '{other}': expected earliest-offset, latest-offset, group-offsets, timestamp or specific-offsets"
+            );
+        }
+    })
+}
+
+/// One reader of a topic: see the module doc.
+pub struct KafkaReader {
+    table: String,
+    topic: String,
+    index: usize,
+    readers: usize,
+    config: ClientConfig,
+    startup: Startup,
+    bounded: bool,
+    consumer: Option<Arc<StreamConsumer>>,
+    /// Assigned partitions not yet at their end (bounded mode).
+    open: std::collections::BTreeSet<i32>,
+    decoder: MessageDecoder,
+    ready: VecDeque<(u64, RecordBatch)>,
+    last_split: Option<u64>,
+    finished: Vec<u64>,
+}
+
+/// Open the readers of a Kafka table.
+pub fn open(table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceShard>>> {
+    let topic = topic(table)?;
+    let mut config = client_config(table)?;
+    if config.get("group.id").is_none() {
+        config.set("group.id", format!("weir-{}", table.def.name));
+        // Without a group of the user's, nothing is committed.
+        config.set("enable.auto.commit", "false");
+    }
+    let bounded = match table
+        .option("scan.bounded.mode")
+        .unwrap_or("unbounded")
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "unbounded" => false,
+        "latest-offset" => true,
+        other => {
+            return crate::not_supported!(
+                "'scan.bounded.mode' = '{other}' (unbounded, latest-offset)"
+            );
+        }
+    };
+    if bounded {
+        config.set("enable.partition.eof", "true");
+    }
+    let startup = startup(table)?;
+    if matches!(startup, Startup::Group) && config.get("auto.offset.reset").is_none() {
+        config.set("auto.offset.reset", "earliest");
+    }
+    let readers = env.parallelism.max(1);
+    let mut out: Vec<Box<dyn SourceShard>> = vec![];
+    for index in 0..readers {
+        let policy = ErrorPolicy::from_table(table, "json", env.metrics.clone())?;
+        out.push(Box::new(KafkaReader {
+            table: table.def.name.clone(),
+            topic: topic.clone(),
+            index,
+            readers,
+            config: config.clone(),
+            startup: startup.clone(),
+            bounded,
+            consumer: None,
+            open: Default::default(),
+            decoder: MessageDecoder::new(table, policy, METADATA_KEYS)?,
+            ready: VecDeque::new(),
+            last_split: None,
+            finished: vec![],
+        }));
+    }
+    Ok(out)
+}
+
+struct MessagesMeta<'a> {
+    messages: &'a [OwnedMessage],
+}
+
+impl MessageMeta for MessagesMeta<'_> {
+    fn column(&self, key: &str) -> Result<ArrayRef> {
+        let m = self.messages;
+        Ok(match key {
+            "topic" => Arc::new(StringArray::from_iter_values(m.iter().map(|x| x.topic()))),
+            "partition" => Arc::new(Int32Array::from_iter_values(m.iter().map(|x| x.partition()))),
+            "offset" => Arc::new(Int64Array::from_iter_values(m.iter().map(|x| x.offset()))),
+            "timestamp" => Arc::new(
+                TimestampMillisecondArray::from_iter(m.iter().map(|x| x.timestamp().to_millis()))
+                    .with_timezone("UTC"),
+            ),
+            "timestamp-type" => Arc::new(StringArray::from_iter_values(m.iter().map(|x| {
+                match x.timestamp() {
+                    KafkaTimestamp::NotAvailable => "NoTimestampType",
+                    KafkaTimestamp::CreateTime(_) => "CreateTime",
+                    KafkaTimestamp::LogAppendTime(_) => "LogAppendTime",
+                }
+            }))),
+            other => return plan_err!("kafka has no metadata '{other}'"),
+        })
+    }
+
+    fn location(&self, i: usize) -> String {
+        let m = &self.messages[i];
+        format!(
+            "kafka topic {}, partition {}, offset {}",
+            m.topic(),
+            m.partition(),
+            m.offset()
+        )
+    }
+}
+
+impl KafkaReader {
+    fn context(&self) -> String {
+        format!("kafka topic {} (table {})", self.topic, self.table)
+    }
+
+    /// Create the consumer and assign this reader's partitions.
+    async fn connect(&mut self) -> Result<Arc<StreamConsumer>> {
+        let consumer: StreamConsumer = self
+            .config
+            .create()
+            .map_err(|e| kafka_err(self.context(), e))?;
+        let consumer = Arc::new(consumer);
+        let c = consumer.clone();
+        let topic = self.topic.clone();
+        let partitions = tokio::task::spawn_blocking(move || {
+            c.fetch_metadata(Some(&topic), Duration::from_secs(30))
+                .map(|m| {
+                    m.topics()
+                        .iter()
+                        .filter(|t| t.name() == topic && t.error().is_none())
+                        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                        .collect::<Vec<i32>>()
+                })
+        })
+        .await
+        .map_err(|e| Error::Connector {
+            context: self.context(),
+            message: e.to_string(),
+        })?
+        .map_err(|e| kafka_err(format!("{}: metadata", self.context()), e))?;
+        if partitions.is_empty() {
+            return connector_err!(self.context(), "the topic does not exist or has no partitions");
+        }
+        let mut tpl = TopicPartitionList::new();
+        for p in partitions
+            .into_iter()
+            .filter(|p| (*p as usize) % self.readers == self.index)
+        {
+            let offset = match &self.startup {
+                Startup::Earliest => Offset::Beginning,
+                Startup::Latest => Offset::End,
+                Startup::Group => Offset::Stored,
+                Startup::Timestamp(_) => Offset::Beginning,
+                Startup::Specific(m) => m.get(&p).map_or(Offset::Beginning, |o| Offset::Offset(*o)),
+            };
+            tpl.add_partition_offset(&self.topic, p, offset)
+                .map_err(|e| kafka_err(self.context(), e))?;
+            self.open.insert(p);
+        }
+        if let Startup::Timestamp(ms) = self.startup {
+            let c = consumer.clone();
+            let wanted = tpl.clone();
+            tpl = tokio::task::spawn_blocking(move || {
+                let mut t = wanted;
+                t.set_all_offsets(Offset::Offset(ms))?;
+                c.offsets_for_times(t, Duration::from_secs(30))
+            })
+            .await
+            .map_err(|e| Error::Connector {
+                context: self.context(),
+                message: e.to_string(),
+            })?
+            .map_err(|e| kafka_err(format!("{}: offsets for timestamp", self.context()), e))?;
+        }
+        consumer
+            .assign(&tpl)
+            .map_err(|e| kafka_err(self.context(), e))?;
+        Ok(consumer)
+    }
+
+    async fn next(&mut self) -> Result<Option<RecordBatch>> {
+        loop {
+            if let Some((split, b)) = self.ready.pop_front() {
+                self.last_split = Some(split);
+                return Ok(Some(b));
+            }
+            let consumer = match &self.consumer {
+                Some(c) => c.clone(),
+                None => {
+                    let c = self.connect().await?;
+                    self.consumer = Some(c.clone());
+                    c
+                }
+            };
+            if self.open.is_empty() {
+                if self.bounded {
+                    return Ok(None);
+                }
+                // No partition for this reader: nothing will come.
+                return Ok(None);
+            }
+            let mut messages: Vec<OwnedMessage> = vec![];
+            let mut ended = vec![];
+            let mut next = Some(consumer.recv().await);
+            while let Some(r) = next.take() {
+                match r {
+                    Ok(m) => messages.push(m.detach()),
+                    Err(KafkaError::PartitionEOF(p)) => ended.push(p),
+                    Err(e) => return Err(kafka_err(self.context(), e)),
+                }
+                if messages.len() < MAX_POLL {
+                    next = consumer.recv().now_or_never();
+                }
+            }
+            // One batch per partition, in arrival order of partitions.
+            let mut by_partition: BTreeMap<i32, Vec<OwnedMessage>> = BTreeMap::new();
+            for m in messages {
+                by_partition.entry(m.partition()).or_default().push(m);
+            }
+            for (p, msgs) in by_partition {
+                let payloads: Vec<&[u8]> = msgs.iter().map(|m| m.payload().unwrap_or(b"")).collect();
+                if let Some(b) = self.decoder.decode(&payloads, &MessagesMeta { messages: &msgs })? {
+                    self.ready.push_back((p as u64, b));
+                }
+            }
+            if self.bounded {
+                for p in ended {
+                    if self.open.remove(&p) {
+                        self.finished.push(p as u64);
+                    }
+                }
+                if self.open.is_empty() {
+                    // The finished partitions are handed over with the last batches.
+                    if self.ready.is_empty() {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl SourceShard for KafkaReader {
+    fn name(&self) -> String {
+        format!(
+            "kafka topic {} (table {}, reader {}/{})",
+            self.topic, self.table, self.index, self.readers
+        )
+    }
+
+    fn next_batch(&mut self) -> BoxFuture<'_, Result<Option<RecordBatch>>> {
+        Box::pin(self.next())
+    }
+
+    fn split(&self) -> Option<u64> {
+        self.last_split
+    }
+
+    fn finished_splits(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.finished)
+    }
+}
+
+/// How a sink makes message keys.
+enum KeyFormat {
+    None,
+    Raw(usize),
+    Json(Vec<usize>, SchemaRef),
+}
+
+/// The Kafka sink: see the module doc.
+pub struct KafkaSink {
+    topic: String,
+    producer: FutureProducer,
+    key: KeyFormat,
+    debezium: bool,
+}
+
+impl KafkaSink {
+    /// A sink into `table`'s topic for rows of `schema`.
+    pub fn new(table: &Table, schema: SchemaRef) -> Result<Self> {
+        let topic = topic(table)?;
+        table.reject_metadata("kafka sink")?;
+        let format = table.option("format").unwrap_or("json").to_ascii_lowercase();
+        let debezium = match format.as_str() {
+            "json" => false,
+            "debezium-json" => true,
+            other => return crate::not_supported!("kafka sink format '{other}' (json, debezium-json)"),
+        };
+        let fields: Vec<usize> = match table.option("key.fields") {
+            None => vec![],
+            Some(f) => f
+                .split(';')
+                .map(|c| c.trim().to_lowercase())
+                .filter(|c| !c.is_empty())
+                .map(|c| {
+                    schema.index_of(&c).map_err(|_| {
+                        Error::Plan(format!("'key.fields': sink {} has no column {c}", table.def.name))
+                    })
+                })
+                .collect::<Result<_>>()?,
+        };
+        let key = match (table.option("key.format").map(str::to_ascii_lowercase), fields.len()) {
+            (_, 0) => KeyFormat::None,
+            (Some(f), 1) if f == "raw" => KeyFormat::Raw(fields[0]),
+            (Some(f), _) if f == "raw" => {
+                return plan_err!("'key.format' = 'raw' takes one key field");
+            }
+            (None, _) => KeyFormat::Json(fields.clone(), Arc::new(schema.project(&fields)?)),
+            (Some(f), _) if f == "json" => KeyFormat::Json(fields.clone(), Arc::new(schema.project(&fields)?)),
+            (Some(f), _) => return crate::not_supported!("'key.format' = '{f}' (raw, json)"),
+        };
+        let mut config = client_config(table)?;
+        if config.get("linger.ms").is_none() {
+            config.set("linger.ms", "5");
+        }
+        let producer: FutureProducer = config
+            .create()
+            .map_err(|e| kafka_err(format!("kafka topic {topic}: producer"), e))?;
+        Ok(Self {
+            topic,
+            producer,
+            key,
+            debezium,
+        })
+    }
+
+    fn keys(&self, batch: &RecordBatch) -> Result<Option<Vec<Vec<u8>>>> {
+        Ok(match &self.key {
+            KeyFormat::None => None,
+            KeyFormat::Raw(i) => {
+                let c = datafusion::arrow::compute::cast(
+                    batch.column(*i),
+                    &datafusion::arrow::datatypes::DataType::Utf8,
+                )?;
+                let s = c
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .ok_or_else(|| Error::Plan("key column is not text".into()))?;
+                Some(
+                    (0..s.len())
+                        .map(|r| if s.is_valid(r) { s.value(r).as_bytes().to_vec() } else { vec![] })
+                        .collect(),
+                )
+            }
+            KeyFormat::Json(cols, schema) => {
+                let cols: Vec<ArrayRef> = cols.iter().map(|i| batch.column(*i).clone()).collect();
+                let keys = RecordBatch::try_new(schema.clone(), cols)?;
+                Some(json_lines(&keys)?)
+            }
+        })
+    }
+
+    async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        let values = if self.debezium {
+            crate::format::writer::debezium_lines(&batch)?
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(<[u8]>::to_vec)
+                .collect()
+        } else {
+            json_lines(&crate::changelog::strip_ops(&batch))?
+        };
+        let keys = self.keys(&batch)?;
+        let ctx = || format!("kafka topic {}: produce", self.topic);
+        let mut deliveries = Vec::with_capacity(values.len());
+        for (i, v) in values.iter().enumerate() {
+            let mut record = FutureRecord::to(&self.topic).payload(v.as_slice());
+            if let Some(k) = &keys {
+                record = record.key(k[i].as_slice());
+            }
+            loop {
+                match self.producer.send_result(record) {
+                    Ok(d) => {
+                        deliveries.push(d);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+                        record = r;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err((e, _)) => return Err(kafka_err(ctx(), e)),
+                }
+            }
+        }
+        for d in deliveries {
+            match d.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(kafka_err(ctx(), e)),
+                Err(_) => return connector_err!(ctx(), "the producer went away"),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One JSON object per row.
+fn json_lines(batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
+    let mut buf = Vec::new();
+    {
+        let mut w = datafusion::arrow::json::LineDelimitedWriter::new(&mut buf);
+        w.write(batch)?;
+        w.finish()?;
+    }
+    Ok(buf
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect())
+}
+
+impl Sink for KafkaSink {
+    fn write_batch(&mut self, batch: RecordBatch) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.write(batch))
+    }
+
+    fn finish(&mut self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let p = self.producer.clone();
+            let topic = self.topic.clone();
+            tokio::task::spawn_blocking(move || p.flush(Duration::from_secs(60)))
+                .await
+                .map_err(|e| Error::Connector {
+                    context: format!("kafka topic {topic}: flush"),
+                    message: e.to_string(),
+                })?
+                .map_err(|e| kafka_err(format!("kafka topic {}: flush", self.topic), e))
+        })
+    }
+}

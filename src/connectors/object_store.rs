@@ -1,0 +1,246 @@
+//! Object storage for the filesystem connector: `s3://bucket/prefix` paths, through the
+//! `object_store` crate (the one DataFusion uses).
+//!
+//! Settings come from the table's options (`'aws.region'`, `'aws.endpoint'`,
+//! `'aws.credentials.basic.accesskeyid'`, `'aws.credentials.basic.secretkey'`,
+//! `'aws.credentials.basic.sessiontoken'`), else from the environment (`AWS_REGION`,
+//! `AWS_ENDPOINT`, `AWS_ACCESS_KEY_ID`, ... and instance credentials). An `http://` endpoint
+//! (a local S3-compatible server) is allowed, with path-style requests.
+//!
+//! [`Upload`] streams one object with S3 multipart upload: the encoder writes into a pipe,
+//! full parts (`'sink.s3.part-size'`, default 8 MiB; at least S3's 5 MiB) are uploaded while
+//! the file is still being written, and the object appears only when the upload is completed
+//! (when the file is rolled), so readers never see a partial file. Memory is bounded by a few
+//! parts per open file, whatever the file's size.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+
+use super::aws::AwsOptions;
+use crate::sql::catalog::Table;
+use crate::{Error, Result, plan_err};
+
+/// A parsed `s3://bucket/prefix`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct S3Url {
+    /// The bucket.
+    pub bucket: String,
+    /// The key prefix, without leading or trailing `/`.
+    pub prefix: String,
+}
+
+impl S3Url {
+    /// Parse `s3://bucket[/prefix]` (also `s3a://`).
+    pub fn parse(url: &str) -> Result<Self> {
+        let rest = url
+            .strip_prefix("s3://")
+            .or_else(|| url.strip_prefix("s3a://"))
+            .ok_or_else(|| Error::Plan(format!("'{url}' is not an s3:// path")))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return plan_err!("'{url}' names no bucket (s3://bucket/prefix)");
+        }
+        Ok(Self {
+            bucket: bucket.to_string(),
+            prefix: prefix.trim_matches('/').to_string(),
+        })
+    }
+
+    /// The object path of `name` under the prefix.
+    pub fn key(&self, name: &str) -> ObjectPath {
+        if self.prefix.is_empty() {
+            ObjectPath::from(name)
+        } else {
+            ObjectPath::from(format!("{}/{name}", self.prefix))
+        }
+    }
+}
+
+/// Whether a path option names object storage.
+pub fn is_object_url(path: &str) -> bool {
+    path.starts_with("s3://") || path.starts_with("s3a://")
+}
+
+/// A store for `url`'s bucket, configured from `table`'s options and the environment.
+pub fn s3_store(table: &Table, url: &S3Url) -> Result<Arc<dyn ObjectStore>> {
+    let o = AwsOptions::from_table(table);
+    let mut b = AmazonS3Builder::from_env().with_bucket_name(&url.bucket);
+    if let Some(r) = &o.region {
+        b = b.with_region(r);
+    }
+    if let Some(e) = &o.endpoint {
+        b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
+    }
+    if let Some(k) = &o.access_key {
+        b = b.with_access_key_id(k);
+    }
+    if let Some(s) = &o.secret_key {
+        b = b.with_secret_access_key(s);
+    }
+    if let Some(t) = &o.session_token {
+        b = b.with_token(t);
+    }
+    let store = b.build().map_err(|e| Error::Connector {
+        context: format!("table {}: s3://{}", table.def.name, url.bucket),
+        message: e.to_string(),
+    })?;
+    Ok(Arc::new(store))
+}
+
+fn store_err(context: impl Into<String>, e: object_store::Error) -> Error {
+    Error::Connector {
+        context: context.into(),
+        message: e.to_string(),
+    }
+}
+
+/// The bytes an encoder has written and the upload has not taken yet.
+#[derive(Clone, Default)]
+struct Pipe(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Pipe {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("upload buffer poisoned"))?
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One object being uploaded: see the module doc.
+pub struct Upload {
+    key: ObjectPath,
+    pipe: Pipe,
+    upload: WriteMultipart,
+    part_size: usize,
+}
+
+/// Parts uploaded at once per object.
+const CONCURRENT_PARTS: usize = 4;
+
+impl Upload {
+    /// Start a multipart upload of `key`; returns it and the writer to encode into.
+    pub async fn start(
+        store: &Arc<dyn ObjectStore>,
+        key: ObjectPath,
+        part_size: usize,
+    ) -> Result<(Self, Box<dyn Write + Send>)> {
+        let upload = store
+            .put_multipart(&key)
+            .await
+            .map_err(|e| store_err(format!("starting upload of {key}"), e))?;
+        let pipe = Pipe::default();
+        Ok((
+            Self {
+                key,
+                pipe: pipe.clone(),
+                upload: WriteMultipart::new_with_chunk_size(upload, part_size),
+                part_size,
+            },
+            Box::new(pipe),
+        ))
+    }
+
+    /// Hand what was written to the upload; waits while too many parts are in flight.
+    pub async fn pump(&mut self) -> Result<()> {
+        let data = {
+            let mut buf = self
+                .pipe
+                .0
+                .lock()
+                .map_err(|_| Error::Plan("upload buffer poisoned".into()))?;
+            if buf.len() < self.part_size {
+                return Ok(());
+            }
+            std::mem::take(&mut *buf)
+        };
+        self.upload.write(&data);
+        let key = &self.key;
+        self.upload
+            .wait_for_capacity(CONCURRENT_PARTS)
+            .await
+            .map_err(|e| store_err(format!("uploading {key}"), e))
+    }
+
+    /// Upload the rest and complete: the object becomes visible.
+    pub async fn complete(mut self) -> Result<()> {
+        let rest = std::mem::take(
+            &mut *self
+                .pipe
+                .0
+                .lock()
+                .map_err(|_| Error::Plan("upload buffer poisoned".into()))?,
+        );
+        self.upload.write(&rest);
+        let key = self.key;
+        self.upload
+            .finish()
+            .await
+            .map(|_| ())
+            .map_err(|e| store_err(format!("completing upload of {key}"), e))
+    }
+
+    /// Abandon the upload (its parts are deleted; nothing becomes visible).
+    pub async fn abort(self) -> Result<()> {
+        let key = self.key;
+        self.upload
+            .abort()
+            .await
+            .map_err(|e| store_err(format!("aborting upload of {key}"), e))
+    }
+}
+
+/// The data objects under `url` (names starting with `.` or `_` skipped), in key order.
+pub async fn list_objects(store: &Arc<dyn ObjectStore>, url: &S3Url) -> Result<Vec<ObjectPath>> {
+    use futures::TryStreamExt;
+    let prefix = (!url.prefix.is_empty()).then(|| ObjectPath::from(url.prefix.as_str()));
+    let metas: Vec<object_store::ObjectMeta> = store
+        .list(prefix.as_ref())
+        .try_collect()
+        .await
+        .map_err(|e| store_err(format!("listing s3://{}/{}", url.bucket, url.prefix), e))?;
+    let mut keys: Vec<ObjectPath> = metas
+        .into_iter()
+        .map(|m| m.location)
+        .filter(|p| {
+            p.parts()
+                .all(|part| !part.as_ref().starts_with('.') && !part.as_ref().starts_with('_'))
+        })
+        .collect();
+    keys.sort();
+    Ok(keys)
+}
+
+/// The whole object at `key`.
+pub async fn get_object(store: &Arc<dyn ObjectStore>, key: &ObjectPath) -> Result<bytes::Bytes> {
+    let r = store
+        .get(key)
+        .await
+        .map_err(|e| store_err(format!("reading {key}"), e))?;
+    r.bytes()
+        .await
+        .map_err(|e| store_err(format!("reading {key}"), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_s3_urls() {
+        let u = S3Url::parse("s3://bucket/a/b/").unwrap();
+        assert_eq!((u.bucket.as_str(), u.prefix.as_str()), ("bucket", "a/b"));
+        assert_eq!(u.key("x=1/part-0.parquet").as_ref(), "a/b/x=1/part-0.parquet");
+        assert_eq!(S3Url::parse("s3://b").unwrap().prefix, "");
+        assert!(S3Url::parse("s3:///x").is_err());
+    }
+}

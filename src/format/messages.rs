@@ -1,0 +1,276 @@
+//! Decoding messages (a Kinesis record's data, a Kafka message's value): one JSON record per
+//! message, into batches of a table's physical columns, with its `METADATA` columns filled from
+//! each message's metadata (shard, sequence number, offset, arrival time...).
+//!
+//! A poll's messages are decoded in one go by arrow-json's vectorized decoder, each message
+//! fed separately so that one can never run into the next. When a message is not exactly one
+//! JSON object, the poll is decoded again message by message to isolate it; bad messages are
+//! counted, reported with their location (stream/shard/sequence number, topic/partition/offset)
+//! and skipped or dead-lettered, per the table's error policy.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, BooleanArray, UInt32Array, new_null_array};
+use datafusion::arrow::compute::{concat_batches, filter_record_batch, take};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::json::ReaderBuilder;
+use datafusion::arrow::json::reader::Decoder;
+use datafusion::arrow::record_batch::RecordBatch;
+
+use super::ErrorPolicy;
+use super::cast_to;
+use super::json::JsonDecoder;
+use super::lines::BlockDecoder;
+use crate::Result;
+use crate::sql::catalog::Table;
+
+/// The most messages one `decode` call takes (sources poll at most this many at a time).
+pub const MAX_POLL: usize = 16384;
+
+/// The metadata of a poll's messages, as columns.
+pub trait MessageMeta {
+    /// The column for metadata `key`, one value per message (before any are dropped).
+    fn column(&self, key: &str) -> Result<ArrayRef>;
+    /// Where message `i` came from, for error messages.
+    fn location(&self, i: usize) -> String;
+}
+
+/// See the module doc.
+pub struct MessageDecoder {
+    physical: SchemaRef,
+    payload_schema: SchemaRef,
+    payload_cols: Vec<usize>,
+    meta_cols: Vec<(usize, String)>,
+    decoder: Decoder,
+    checker: JsonDecoder,
+    policy: ErrorPolicy,
+}
+
+fn decoder(schema: &SchemaRef) -> Result<Decoder> {
+    Ok(ReaderBuilder::new(schema.clone())
+        .with_batch_size(MAX_POLL)
+        .build_decoder()?)
+}
+
+impl MessageDecoder {
+    /// A decoder for `table`'s messages (format `json`). `known_meta` lists the metadata keys
+    /// the connector provides.
+    pub fn new(table: &Table, policy: ErrorPolicy, known_meta: &[&str]) -> Result<Self> {
+        let format = table.option("format").unwrap_or("json");
+        if !format.eq_ignore_ascii_case("json") {
+            return crate::not_supported!(
+                "message format '{format}' (json; avro is not supported yet)"
+            );
+        }
+        let (payload_schema, payload_cols) = table.payload_schema();
+        let mut meta_cols = vec![];
+        for (i, key) in table.metadata_columns() {
+            if !known_meta.contains(&key) {
+                return crate::plan_err!(
+                    "table {}: unknown metadata key '{key}' for connector '{}' (one of: {})",
+                    table.def.name,
+                    table.connector(),
+                    known_meta.join(", ")
+                );
+            }
+            meta_cols.push((i, key.to_string()));
+        }
+        Ok(Self {
+            physical: table.physical.clone(),
+            decoder: decoder(&payload_schema)?,
+            checker: JsonDecoder::new(payload_schema.clone())?,
+            payload_schema,
+            payload_cols,
+            meta_cols,
+            policy,
+        })
+    }
+
+    /// Decode one poll's messages. Returns `None` when every message was malformed.
+    pub fn decode(
+        &mut self,
+        payloads: &[&[u8]],
+        meta: &dyn MessageMeta,
+    ) -> Result<Option<RecordBatch>> {
+        if payloads.is_empty() {
+            return Ok(None);
+        }
+        let (payload, kept) = match self.decode_all(payloads) {
+            Ok(Some(b)) => (b, None),
+            Ok(None) | Err(_) => {
+                self.decoder = decoder(&self.payload_schema)?;
+                self.decode_each(payloads, meta)?
+            }
+        };
+        // Rows that decoded but lack a declared field.
+        let (payload, kept) = if self.checker.needs_check(&payload) {
+            let raw: Vec<&[u8]> = match &kept {
+                None => payloads.to_vec(),
+                Some(k) => k.iter().map(|i| payloads[*i as usize]).collect(),
+            };
+            let bad = self.checker.check(&payload, &raw);
+            if bad.is_empty() {
+                (payload, kept)
+            } else {
+                let mut keep = vec![true; payload.num_rows()];
+                for (row, msg) in &bad {
+                    let original = kept.as_ref().map_or(*row, |k| k[*row] as usize);
+                    self.policy
+                        .malformed(&meta.location(original), msg, raw[*row], true)?;
+                    keep[*row] = false;
+                }
+                let mask = BooleanArray::from(keep.clone());
+                let payload = filter_record_batch(&payload, &mask)?;
+                let indices: Vec<u32> = keep
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, k)| **k)
+                    .map(|(r, _)| kept.as_ref().map_or(r as u32, |k| k[r]))
+                    .collect();
+                (payload, Some(indices))
+            }
+        } else {
+            (payload, kept)
+        };
+        if payload.num_rows() == 0 {
+            return Ok(None);
+        }
+        let mut columns: Vec<ArrayRef> = (0..self.physical.fields().len())
+            .map(|i| new_null_array(self.physical.field(i).data_type(), 0))
+            .collect();
+        for (c, i) in self.payload_cols.iter().enumerate() {
+            columns[*i] = payload.column(c).clone();
+        }
+        for (i, key) in &self.meta_cols {
+            let col = meta.column(key)?;
+            let col = match &kept {
+                None => col,
+                Some(k) => take(&col, &UInt32Array::from(k.clone()), None)?,
+            };
+            columns[*i] = cast_to(&col, self.physical.field(*i).data_type())?;
+        }
+        Ok(Some(RecordBatch::try_new(self.physical.clone(), columns)?))
+    }
+
+    /// Every message, in one decoder: `None` if any message is not exactly one record.
+    fn decode_all(&mut self, payloads: &[&[u8]]) -> Result<Option<RecordBatch>> {
+        for (i, p) in payloads.iter().enumerate() {
+            if !self.feed(p)? || self.decoder.len() != i + 1 {
+                return Ok(None);
+            }
+        }
+        Ok(self.decoder.flush()?)
+    }
+
+    /// Feed one whole message; false if it left a partial record.
+    fn feed(&mut self, payload: &[u8]) -> Result<bool> {
+        let mut off = 0;
+        while off < payload.len() {
+            let n = self.decoder.decode(&payload[off..])?;
+            if n == 0 {
+                return Ok(false);
+            }
+            off += n;
+        }
+        Ok(!self.decoder.has_partial_record())
+    }
+
+    /// Message by message: the good ones, and their indices.
+    fn decode_each(
+        &mut self,
+        payloads: &[&[u8]],
+        meta: &dyn MessageMeta,
+    ) -> Result<(RecordBatch, Option<Vec<u32>>)> {
+        let mut good = vec![];
+        let mut kept = vec![];
+        for (i, p) in payloads.iter().enumerate() {
+            let result = match self.feed(p) {
+                Ok(true) if self.decoder.len() == 1 => self.decoder.flush().map_err(Into::into),
+                Ok(true) if self.decoder.is_empty() => Err(crate::Error::Plan("empty message".into())),
+                Ok(true) => Err(crate::Error::Plan("more than one JSON value in one message".into())),
+                Ok(false) => Err(crate::Error::Plan("incomplete JSON value".into())),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(Some(b)) => {
+                    good.push(b);
+                    kept.push(i as u32);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.decoder = decoder(&self.payload_schema)?;
+                    let message = match e {
+                        crate::Error::Plan(m) => m,
+                        other => other.to_string(),
+                    };
+                    self.policy.malformed(&meta.location(i), &message, p, false)?;
+                }
+            }
+        }
+        let batch = concat_batches(&self.payload_schema, &good)?;
+        Ok((batch, Some(kept)))
+    }
+}
+
+/// A constant column of `n` rows (for metadata that is the same for a whole poll).
+pub fn repeat_str(value: &str, n: usize) -> ArrayRef {
+    Arc::new(datafusion::arrow::array::StringArray::from(vec![value; n]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::JobMetrics;
+    use crate::sql::statement::{Statement, parse_sql};
+    use datafusion::arrow::array::{Int64Array, StringArray};
+
+    struct Meta(Vec<&'static str>);
+    impl MessageMeta for Meta {
+        fn column(&self, key: &str) -> Result<ArrayRef> {
+            assert_eq!(key, "shard-id");
+            Ok(Arc::new(StringArray::from(self.0.clone())))
+        }
+        fn location(&self, i: usize) -> String {
+            format!("message {i}")
+        }
+    }
+
+    fn table() -> Table {
+        let stmts = parse_sql(
+            "CREATE TABLE t (a BIGINT, s STRING METADATA FROM 'shard-id' VIRTUAL, b STRING) \
+             WITH ('connector' = 'kinesis')",
+        )
+        .unwrap();
+        let Statement::CreateTable(def) = stmts[0].statement.clone() else {
+            panic!()
+        };
+        Table::new(def).unwrap()
+    }
+
+    #[test]
+    fn decodes_messages_and_isolates_bad_ones() {
+        let t = table();
+        let metrics = Arc::new(JobMetrics::default());
+        let mut d =
+            MessageDecoder::new(&t, ErrorPolicy::lenient(metrics.clone()), &["shard-id"]).unwrap();
+        let meta = Meta(vec!["s0", "s1", "s2", "s3", "s4"]);
+        // A truncated record must not swallow the next one.
+        let payloads: Vec<&[u8]> = vec![
+            br#"{"a": 1, "b": "x"}"#,
+            br#"{"a": 2, "b":"#,
+            br#""y"}"#,
+            br#"{"b": "no a"}"#,
+            b"{\"a\": 5,\n \"b\": \"z\", \"extra\": 1}",
+        ];
+        let b = d.decode(&payloads, &meta).unwrap().unwrap();
+        let a: &Int64Array = b.column(0).as_any().downcast_ref().unwrap();
+        assert_eq!(a.values(), &[1, 5]);
+        let s: &StringArray = b.column(1).as_any().downcast_ref().unwrap();
+        assert_eq!((s.value(0), s.value(1)), ("s0", "s4"));
+        assert_eq!(JobMetrics::get(&metrics.malformed), 3);
+        // The fast path afterwards.
+        let good: Vec<&[u8]> = vec![br#"{"a": 7, "b": "q"}"#, br#"{"a": 8, "b": null}"#];
+        let b = d.decode(&good, &Meta(vec!["x", "y"])).unwrap().unwrap();
+        assert_eq!(b.num_rows(), 2);
+    }
+}

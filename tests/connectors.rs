@@ -1,0 +1,874 @@
+//! Connectors against real servers: kinesalite (Kinesis), moto (S3), tansu (Kafka) and
+//! PostgreSQL, started on loopback by `scripts/connector-tests.sh`, which passes their
+//! addresses in `WEIR_TEST_KINESIS`, `WEIR_TEST_S3`, `WEIR_TEST_KAFKA` and
+//! `WEIR_TEST_POSTGRES` and runs these tests with `--ignored`.
+//!
+//! Every job's result is compared with the same query run as a batch query by DataFusion
+//! over the same records. Each test prints the records/s it saw through its connectors.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use common::*;
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use futures::StreamExt;
+use weir::{Engine, StatementOutput};
+
+const NEEDS: &str = "needs the servers scripts/connector-tests.sh starts";
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run these tests through scripts/connector-tests.sh")
+    })
+}
+
+/// A name unique to this run (the servers may be shared by several tests).
+fn unique(prefix: &str) -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{:x}", n & 0xffff_ffff)
+}
+
+// ---- the data ---------------------------------------------------------------------------
+
+/// Events: 40 users over 3 tenants, event times 5 ms apart with up to ±400 ms of jitter (less
+/// than the 2 s watermark delay, so nothing is late), over about two days of windows' dates.
+struct Event {
+    tenant: String,
+    user: String,
+    amount: i64,
+    ts: i64,
+}
+
+const BASE_MS: i64 = 1_767_225_000_000; // 2025-12-31 23:50:00 UTC: the windows cross midnight.
+
+fn events(n: usize) -> Vec<Event> {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    (0..n)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let user = (x % 40) as usize;
+            let jitter = ((x >> 20) % 800) as i64 - 400;
+            Event {
+                tenant: format!("t{}", user % 3),
+                user: format!("u{user}"),
+                amount: ((x >> 32) % 1000) as i64,
+                ts: BASE_MS + i as i64 * 60 + jitter,
+            }
+        })
+        .collect()
+}
+
+fn ts_text(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap()
+        .format("%Y-%m-%d %H:%M:%S%.3f")
+        .to_string()
+}
+
+fn json(e: &Event) -> String {
+    format!(
+        r#"{{"tenant":"{}","user_id":"{}","amount":{},"ts":"{}"}}"#,
+        e.tenant,
+        e.user,
+        e.amount,
+        ts_text(e.ts)
+    )
+}
+
+fn event_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("tenant", DataType::Utf8, true),
+        Field::new("user_id", DataType::Utf8, true),
+        Field::new("amount", DataType::Int64, true),
+        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+    ]))
+}
+
+const EVENT_COLUMNS: &str = "tenant STRING, user_id STRING, amount BIGINT, ts TIMESTAMP(3)";
+
+/// The batch answer of `sql` over `events` (table `events`).
+async fn batch_answer(events: &[Event], sql: &str) -> Vec<RecordBatch> {
+    let dir = tempdir();
+    let path = dir.path().join("events.json");
+    let lines: Vec<String> = events.iter().map(json).collect();
+    write_lines(&path, &lines);
+    let ctx = batch_ctx(&[("events", &path, event_schema())]).await;
+    batch(&ctx, sql).await
+}
+
+const BIN: &str = "date_bin(INTERVAL '10 seconds', ts, TIMESTAMP '1970-01-01 00:00:00')";
+
+fn window_batch_sql() -> String {
+    format!(
+        "SELECT tenant, to_char({BIN}, '%Y-%m-%d') AS dt, {BIN} AS window_start, \
+                {BIN} + INTERVAL '10 seconds' AS window_end, COUNT(*) AS n, SUM(amount) AS total \
+         FROM events GROUP BY 1, 2, 3, 4"
+    )
+}
+
+const WINDOW_SQL: &str = "SELECT tenant, DATE_FORMAT(window_start, 'yyyy-MM-dd') AS dt, window_start, window_end, \
+        COUNT(*) AS n, SUM(amount) AS total \
+     FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '10' SECOND)) \
+     GROUP BY tenant, window_start, window_end";
+
+async fn start_job(engine: &Engine, sql: &str) -> weir::Job {
+    let mut job = None;
+    for out in engine.execute(sql).await.unwrap() {
+        if let StatementOutput::Job(j) = out {
+            job = Some(j);
+        }
+    }
+    job.expect("the script starts a job")
+}
+
+/// Wait until `job` has read `n` records (at most 5 minutes), then stop it with drain.
+async fn drain_after(job: weir::Job, n: u64) -> weir::JobSummary {
+    let start = Instant::now();
+    loop {
+        let seen = weir::runtime::JobMetrics::get(&job.metrics().events_in);
+        if seen >= n {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "the job read {seen} of {n} records in 5 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    job.drain();
+    job.wait().await.unwrap()
+}
+
+// ---- Kinesis and S3 ------------------------------------------------------------------------
+
+async fn kinesis() -> aws_sdk_kinesis::Client {
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(env("WEIR_TEST_KINESIS"))
+        .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .load()
+        .await;
+    aws_sdk_kinesis::Client::new(&conf)
+}
+
+async fn create_stream(k: &aws_sdk_kinesis::Client, name: &str, shards: i32) {
+    k.create_stream()
+        .stream_name(name)
+        .shard_count(shards)
+        .send()
+        .await
+        .unwrap();
+    wait_active(k, name).await;
+}
+
+async fn wait_active(k: &aws_sdk_kinesis::Client, name: &str) {
+    for _ in 0..200 {
+        let s = k
+            .describe_stream_summary()
+            .stream_name(name)
+            .send()
+            .await
+            .unwrap();
+        if s.stream_description_summary()
+            .is_some_and(|d| d.stream_status().as_str() == "ACTIVE")
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("stream {name} did not become active");
+}
+
+async fn put_events(k: &aws_sdk_kinesis::Client, stream: &str, events: &[Event]) {
+    for chunk in events.chunks(500) {
+        let entries: Vec<PutRecordsRequestEntry> = chunk
+            .iter()
+            .map(|e| {
+                PutRecordsRequestEntry::builder()
+                    .data(Blob::new(json(e).into_bytes()))
+                    .partition_key(&e.user)
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        let r = k
+            .put_records()
+            .stream_name(stream)
+            .set_records(Some(entries))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.failed_record_count().unwrap_or(0), 0);
+    }
+}
+
+/// Split the first open shard at the middle of its hash key range.
+async fn split_a_shard(k: &aws_sdk_kinesis::Client, stream: &str) -> String {
+    let shards = k.list_shards().stream_name(stream).send().await.unwrap();
+    let s = shards
+        .shards()
+        .iter()
+        .find(|s| {
+            s.sequence_number_range()
+                .is_some_and(|r| r.ending_sequence_number().is_none())
+        })
+        .unwrap();
+    let range = s.hash_key_range().unwrap();
+    let lo: u128 = range.starting_hash_key().parse().unwrap();
+    let hi: u128 = range.ending_hash_key().parse().unwrap();
+    k.split_shard()
+        .stream_name(stream)
+        .shard_to_split(s.shard_id())
+        .new_starting_hash_key(((lo + hi) / 2).to_string())
+        .send()
+        .await
+        .unwrap();
+    wait_active(k, stream).await;
+    s.shard_id().to_string()
+}
+
+/// An S3 bucket on the test server (an unsigned PUT, as moto takes).
+fn create_bucket(bucket: &str) {
+    let endpoint = env("WEIR_TEST_S3");
+    let addr = endpoint.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "PUT /{bucket} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "creating bucket {bucket}: {resp}");
+}
+
+fn s3_store(bucket: &str) -> Arc<dyn object_store::ObjectStore> {
+    Arc::new(
+        object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(bucket)
+            .with_region("us-east-1")
+            .with_endpoint(env("WEIR_TEST_S3"))
+            .with_allow_http(true)
+            .with_access_key_id("test")
+            .with_secret_access_key("test")
+            .build()
+            .unwrap(),
+    )
+}
+
+fn aws_options(endpoint_var: &str) -> String {
+    format!(
+        "'aws.region' = 'us-east-1', 'aws.endpoint' = '{}', \
+         'aws.credentials.basic.accesskeyid' = 'test', 'aws.credentials.basic.secretkey' = 'test'",
+        env(endpoint_var)
+    )
+}
+
+/// The Parquet objects under `prefix`, with the `tenant=`/`dt=` partition values of their
+/// keys put back as the first two columns.
+async fn read_partitioned_parquet(
+    store: &Arc<dyn object_store::ObjectStore>,
+    prefix: &str,
+) -> (Vec<RecordBatch>, usize) {
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    let objects: Vec<_> = store
+        .list(Some(&object_store::path::Path::from(prefix)))
+        .try_collect()
+        .await
+        .unwrap();
+    let mut out = vec![];
+    for o in &objects {
+        let key = o.location.to_string();
+        let name = key.rsplit('/').next().unwrap();
+        assert!(
+            name.starts_with("part-") && name.ends_with(".parquet"),
+            "unexpected object {key}"
+        );
+        let value = |k: &str| -> String {
+            let part = key
+                .split('/')
+                .find_map(|p| p.strip_prefix(&format!("{k}=")))
+                .unwrap_or_else(|| panic!("{key} has no {k}= part"));
+            part.to_string()
+        };
+        let bytes = store.get(&o.location).await.unwrap().bytes().await.unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap()
+            .build()
+            .unwrap();
+        for b in reader {
+            let b = b.unwrap();
+            let n = b.num_rows();
+            let mut cols: Vec<ArrayRef> = vec![
+                Arc::new(StringArray::from(vec![value("tenant"); n])),
+                Arc::new(StringArray::from(vec![value("dt"); n])),
+            ];
+            cols.extend(b.columns().iter().cloned());
+            let mut fields = vec![
+                Field::new("tenant", DataType::Utf8, true),
+                Field::new("dt", DataType::Utf8, true),
+            ];
+            fields.extend(b.schema().fields().iter().map(|f| f.as_ref().clone()));
+            out.push(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap());
+        }
+    }
+    (out, objects.len())
+}
+
+/// A 4-shard stream → TUMBLE → Parquet on S3, partitioned by tenant and date; with `reshard`,
+/// a shard is split while records are flowing and the job is reading.
+async fn kinesis_to_s3(reshard: bool) {
+    const N: usize = 20_000;
+    let k = kinesis().await;
+    let stream = unique("events");
+    create_stream(&k, &stream, 4).await;
+    let bucket = unique("lake");
+    create_bucket(&bucket);
+    let data = events(N);
+
+    let engine = Engine::new();
+    engine
+        .execute(&format!(
+            "CREATE TABLE events ({EVENT_COLUMNS}, shard STRING METADATA FROM 'shard-id' VIRTUAL, \
+               seq STRING METADATA FROM 'sequence-number' VIRTUAL, \
+               WATERMARK FOR ts AS ts - INTERVAL '2' SECOND) \
+             WITH ('connector' = 'kinesis', 'stream' = '{stream}', 'scan.stream.initpos' = 'TRIM_HORIZON', \
+                   'scan.shard.getrecords.intervalmillis' = '50', {});
+             CREATE TABLE lake (tenant STRING, dt STRING, window_start TIMESTAMP(3), window_end TIMESTAMP(3), \
+               n BIGINT, total BIGINT) PARTITIONED BY (tenant, dt) \
+             WITH ('connector' = 'filesystem', 'path' = 's3://{bucket}/windows', 'format' = 'parquet', {});",
+            aws_options("WEIR_TEST_KINESIS"),
+            aws_options("WEIR_TEST_S3"),
+        ))
+        .await
+        .unwrap();
+    let job = start_job(&engine, &format!("INSERT INTO lake {WINDOW_SQL}")).await;
+    let started = Instant::now();
+    if reshard {
+        let (first, rest) = data.split_at(N / 2);
+        put_events(&k, &stream, first).await;
+        // The split happens while a producer keeps putting records.
+        let producer = {
+            let k = k.clone();
+            let stream = stream.clone();
+            let rest: Vec<String> = rest.iter().map(json).collect();
+            let keys: Vec<String> = data[N / 2..].iter().map(|e| e.user.clone()).collect();
+            tokio::spawn(async move {
+                for (chunk, ks) in rest.chunks(250).zip(keys.chunks(250)) {
+                    let entries = chunk
+                        .iter()
+                        .zip(ks)
+                        .map(|(j, key)| {
+                            PutRecordsRequestEntry::builder()
+                                .data(Blob::new(j.clone().into_bytes()))
+                                .partition_key(key)
+                                .build()
+                                .unwrap()
+                        })
+                        .collect();
+                    k.put_records()
+                        .stream_name(&stream)
+                        .set_records(Some(entries))
+                        .send()
+                        .await
+                        .unwrap();
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let parent = split_a_shard(&k, &stream).await;
+        producer.await.unwrap();
+        let shards = k.list_shards().stream_name(&stream).send().await.unwrap();
+        let children = shards
+            .shards()
+            .iter()
+            .filter(|s| s.parent_shard_id() == Some(parent.as_str()))
+            .count();
+        assert_eq!(children, 2, "the split made two child shards");
+    } else {
+        put_events(&k, &stream, &data).await;
+    }
+    let summary = drain_after(job, N as u64).await;
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(summary.events_in, N as u64, "every record read exactly once");
+    assert_eq!(summary.malformed, 0);
+    assert_eq!(summary.late_rows, 0);
+    eprintln!(
+        "kinesis source → S3 parquet{}: {N} records in {secs:.2} s ({:.0} records/s, puts included)",
+        if reshard { " (with a shard split)" } else { "" },
+        N as f64 / secs
+    );
+
+    let store = s3_store(&bucket);
+    let (got, objects) = read_partitioned_parquet(&store, "windows").await;
+    assert!(objects >= 3, "one object per tenant and date at least, got {objects}");
+    let want = batch_answer(&data, &window_batch_sql()).await;
+    assert_same_rows(&got, &want, "kinesis → tumble → s3 parquet");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the servers scripts/connector-tests.sh starts"]
+async fn kinesis_tumble_to_s3_parquet_matches_batch() {
+    let _ = NEEDS;
+    kinesis_to_s3(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the servers scripts/connector-tests.sh starts"]
+async fn kinesis_reshard_mid_stream_gives_the_same_answer() {
+    kinesis_to_s3(true).await;
+}
+
+/// The Kinesis sink: a job writes a stream, which is read back and compared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the servers scripts/connector-tests.sh starts"]
+async fn kinesis_sink_puts_every_row() {
+    const N: usize = 12_000;
+    let k = kinesis().await;
+    let stream = unique("copy");
+    create_stream(&k, &stream, 2).await;
+    let dir = tempdir();
+    let path = dir.path().join("events.json");
+    let data = events(N);
+    write_lines(&path, &data.iter().map(json).collect::<Vec<_>>());
+    let engine = Engine::new();
+    engine
+        .execute(&format!(
+            "CREATE TABLE src ({EVENT_COLUMNS}) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             CREATE TABLE out ({EVENT_COLUMNS}) PARTITIONED BY (user_id) \
+             WITH ('connector' = 'kinesis', 'stream' = '{stream}', {});",
+            path.display(),
+            aws_options("WEIR_TEST_KINESIS")
+        ))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let job = start_job(&engine, "INSERT INTO out SELECT * FROM src").await;
+    let summary = job.wait().await.unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(summary.rows_out, N as u64);
+    eprintln!(
+        "kinesis sink: {N} records in {secs:.2} s ({:.0} records/s)",
+        N as f64 / secs
+    );
+    // Read it back with a bounded job over the stream.
+    engine
+        .execute(&format!(
+            "CREATE TABLE back ({EVENT_COLUMNS}, pk STRING METADATA FROM 'partition-key' VIRTUAL) \
+             WITH ('connector' = 'kinesis', 'stream' = '{stream}', {});",
+            aws_options("WEIR_TEST_KINESIS")
+        ))
+        .await
+        .unwrap();
+    let mut sub = engine
+        .subscribe("SELECT tenant, user_id, amount, ts FROM back WHERE pk = user_id")
+        .await
+        .unwrap();
+    let mut got = vec![];
+    let mut rows = 0;
+    while rows < N {
+        let b = tokio::time::timeout(Duration::from_secs(120), sub.next())
+            .await
+            .expect("rows arrive")
+            .unwrap()
+            .unwrap();
+        rows += b.num_rows();
+        got.push(b);
+    }
+    if let Some(j) = sub.job() {
+        j.cancel();
+    }
+    let want = batch_answer(&data, "SELECT tenant, user_id, amount, ts FROM events").await;
+    assert_same_rows(&got, &want, "kinesis sink round trip (keyed by user_id)");
+}
+
+/// A multipart upload is invisible until completed, and a large file goes up in parts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the servers scripts/connector-tests.sh starts"]
+async fn s3_multipart_upload_is_visible_only_when_complete() {
+    use object_store::ObjectStoreExt;
+    let bucket = unique("parts");
+    create_bucket(&bucket);
+    let store = s3_store(&bucket);
+    let key = object_store::path::Path::from("a/big.bin");
+    let (mut upload, mut out) =
+        weir::connectors::object_store::Upload::start(&store, key.clone(), 5 << 20)
+            .await
+            .unwrap();
+    let chunk: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+    for _ in 0..12 {
+        out.write_all(&chunk).unwrap();
+        upload.pump().await.unwrap();
+    }
+    assert!(
+        store.head(&key).await.is_err(),
+        "an object being uploaded must not be visible"
+    );
+    upload.complete().await.unwrap();
+    let got = store.get(&key).await.unwrap().bytes().await.unwrap();
+    assert_eq!(got.len(), 12 << 20);
+    assert_eq!(&got[(5 << 20)..(5 << 20) + 1000], &chunk[..1000]);
+}
+
+// ---- Kafka and PostgreSQL ----------------------------------------------------------------
+
+async fn create_topic(name: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<_> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", env("WEIR_TEST_KAFKA"))
+        .create()
+        .unwrap();
+    let r = admin
+        .create_topics(
+            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    for t in r {
+        t.unwrap();
+    }
+}
+
+async fn produce(topic: &str, events: &[Event]) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let p: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", env("WEIR_TEST_KAFKA"))
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    let mut pending = vec![];
+    for e in events {
+        let payload = json(e);
+        let d = p
+            .send_result(FutureRecord::to(topic).payload(&payload).key(&e.user))
+            .map_err(|(e, _)| e)
+            .unwrap();
+        pending.push(d);
+    }
+    for d in pending {
+        d.await.unwrap().map_err(|(e, _)| e).unwrap();
+    }
+}
+
+/// Every message of `topic` (all partitions, from the start to the end).
+fn consume_all(topic: &str, partitions: i32) -> Vec<Vec<u8>> {
+    use rdkafka::Message;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", env("WEIR_TEST_KAFKA"))
+        .set("group.id", unique("check"))
+        .set("enable.partition.eof", "true")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let mut out = vec![];
+    let mut ended = std::collections::HashSet::new();
+    let start = Instant::now();
+    while ended.len() < partitions as usize {
+        assert!(start.elapsed() < Duration::from_secs(120), "reading {topic} back");
+        match c.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => out.push(m.payload().unwrap_or_default().to_vec()),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                ended.insert(p);
+            }
+            Some(Err(e)) => panic!("{e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+async fn postgres() -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(&env("WEIR_TEST_POSTGRES"), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+/// Rows of a PostgreSQL query as text columns.
+async fn pg_rows(client: &tokio_postgres::Client, sql: &str, names: &[&str]) -> RecordBatch {
+    let rows = client.query(sql, &[]).await.unwrap();
+    let cols: Vec<ArrayRef> = (0..names.len())
+        .map(|i| {
+            Arc::new(StringArray::from(
+                rows.iter()
+                    .map(|r| r.get::<_, Option<String>>(i))
+                    .collect::<Vec<_>>(),
+            )) as ArrayRef
+        })
+        .collect();
+    let fields: Vec<Field> = names
+        .iter()
+        .map(|n| Field::new(*n, DataType::Utf8, true))
+        .collect();
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap()
+}
+
+/// All columns as text (to compare PostgreSQL's and Kafka's rows with DataFusion's).
+fn as_text(batches: &[RecordBatch]) -> Vec<RecordBatch> {
+    batches
+        .iter()
+        .map(|b| {
+            let cols: Vec<ArrayRef> = b
+                .columns()
+                .iter()
+                .map(|c| match c.data_type() {
+                    DataType::Timestamp(..) => {
+                        let f = datafusion::arrow::util::display::ArrayFormatter::try_new(
+                            c.as_ref(),
+                            &datafusion::arrow::util::display::FormatOptions::default()
+                                .with_timestamp_format(Some("%Y-%m-%d %H:%M:%S")),
+                        )
+                        .unwrap();
+                        Arc::new(StringArray::from(
+                            (0..c.len())
+                                .map(|r| c.is_valid(r).then(|| f.value(r).to_string()))
+                                .collect::<Vec<_>>(),
+                        )) as ArrayRef
+                    }
+                    _ => datafusion::arrow::compute::cast(c, &DataType::Utf8).unwrap(),
+                })
+                .collect();
+            let fields: Vec<Field> = b
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| Field::new(f.name(), DataType::Utf8, true))
+                .collect();
+            RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the servers scripts/connector-tests.sh starts"]
+async fn kafka_to_topic_and_postgres_matches_batch() {
+    const N: usize = 20_000;
+    let topic = unique("events");
+    let out_topic = unique("windows");
+    create_topic(&topic, 4).await;
+    create_topic(&out_topic, 4).await;
+    let data = events(N);
+    let started = Instant::now();
+    produce(&topic, &data).await;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!("kafka produce (test producer): {N} records in {secs:.2} s ({:.0} records/s)", N as f64 / secs);
+
+    let pg = postgres().await;
+    let win_table = unique("win").replace('-', "_");
+    let totals_table = unique("totals").replace('-', "_");
+    pg.batch_execute(&format!(
+        "CREATE TABLE {win_table} (tenant text, dt text, window_start timestamp, window_end timestamp, n bigint, total bigint);
+         CREATE TABLE {totals_table} (user_id text PRIMARY KEY, n bigint, total bigint, biggest bigint);"
+    ))
+    .await
+    .unwrap();
+
+    let kafka = env("WEIR_TEST_KAFKA");
+    let pg_url = format!("jdbc:{}", env("WEIR_TEST_POSTGRES"));
+    let engine = Engine::new();
+    engine
+        .execute(&format!(
+            "CREATE TABLE events ({EVENT_COLUMNS}, part INT METADATA FROM 'partition' VIRTUAL, \
+               off BIGINT METADATA FROM 'offset' VIRTUAL, \
+               WATERMARK FOR ts AS ts - INTERVAL '2' SECOND) \
+             WITH ('connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{kafka}', \
+                   'properties.group.id' = 'weir-test', 'scan.startup.mode' = 'earliest-offset', \
+                   'scan.bounded.mode' = 'latest-offset', 'format' = 'json');
+             CREATE TABLE win_topic (tenant STRING, dt STRING, window_start TIMESTAMP(3), window_end TIMESTAMP(3), \
+               n BIGINT, total BIGINT) \
+             WITH ('connector' = 'kafka', 'topic' = '{out_topic}', 'properties.bootstrap.servers' = '{kafka}', \
+                   'key.fields' = 'tenant', 'key.format' = 'raw', 'format' = 'json');
+             CREATE TABLE win_pg (tenant STRING, dt STRING, window_start TIMESTAMP(3), window_end TIMESTAMP(3), \
+               n BIGINT, total BIGINT) \
+             WITH ('connector' = 'jdbc', 'url' = '{pg_url}', 'table-name' = '{win_table}');
+             CREATE TABLE totals_pg (user_id STRING, n BIGINT, total BIGINT, biggest BIGINT, \
+               PRIMARY KEY (user_id) NOT ENFORCED) \
+             WITH ('connector' = 'jdbc', 'url' = '{pg_url}', 'table-name' = '{totals_table}', \
+                   'sink.buffer-flush.max-rows' = '500');"
+        ))
+        .await
+        .unwrap();
+
+    let want_windows = as_text(&batch_answer(&data, &window_batch_sql()).await);
+
+    // Kafka → TUMBLE → Kafka.
+    let t = Instant::now();
+    let s = start_job(&engine, &format!("INSERT INTO win_topic {WINDOW_SQL}"))
+        .await
+        .wait()
+        .await
+        .unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    assert_eq!(s.events_in, N as u64);
+    eprintln!(
+        "kafka source → tumble → kafka sink: {N} records in {secs:.2} s ({:.0} records/s), {} rows out",
+        N as f64 / secs,
+        s.rows_out
+    );
+    let messages = consume_all(&out_topic, 4);
+    assert_eq!(messages.len() as u64, s.rows_out);
+    let decoded = {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("tenant", DataType::Utf8, true),
+            Field::new("dt", DataType::Utf8, true),
+            Field::new("window_start", DataType::Utf8, true),
+            Field::new("window_end", DataType::Utf8, true),
+            Field::new("n", DataType::Int64, true),
+            Field::new("total", DataType::Int64, true),
+        ]));
+        let mut d = datafusion::arrow::json::ReaderBuilder::new(schema)
+            .build_decoder()
+            .unwrap();
+        for m in &messages {
+            d.decode(m).unwrap();
+        }
+        d.flush().unwrap().unwrap()
+    };
+    // The JSON encoder writes timestamps as ISO-8601 text: compare as PostgreSQL-style text.
+    let decoded = {
+        let fix = |c: &ArrayRef| -> ArrayRef {
+            let s = c.as_any().downcast_ref::<StringArray>().unwrap();
+            Arc::new(StringArray::from_iter(
+                s.iter().map(|v| v.map(|v| v.replace('T', " ").trim_end_matches(".000").to_string())),
+            ))
+        };
+        let mut cols = decoded.columns().to_vec();
+        cols[2] = fix(&cols[2]);
+        cols[3] = fix(&cols[3]);
+        as_text(&[RecordBatch::try_new(decoded.schema(), cols).unwrap()])
+    };
+    assert_same_rows(&decoded, &want_windows, "kafka → tumble → kafka topic");
+
+    // Kafka → TUMBLE → PostgreSQL (COPY).
+    let t = Instant::now();
+    let s = start_job(&engine, &format!("INSERT INTO win_pg {WINDOW_SQL}"))
+        .await
+        .wait()
+        .await
+        .unwrap();
+    eprintln!(
+        "kafka source → tumble → postgres COPY: {N} records in {:.2} s, {} rows out",
+        t.elapsed().as_secs_f64(),
+        s.rows_out
+    );
+    let got = pg_rows(
+        &pg,
+        &format!(
+            "SELECT tenant, dt, to_char(window_start, 'YYYY-MM-DD HH24:MI:SS'), \
+                    to_char(window_end, 'YYYY-MM-DD HH24:MI:SS'), n::text, total::text FROM {win_table}"
+        ),
+        &["tenant", "dt", "window_start", "window_end", "n", "total"],
+    )
+    .await;
+    assert_same_rows(&[got], &want_windows, "kafka → tumble → postgres");
+
+    // Kafka → updating aggregate → PostgreSQL upserts.
+    let t = Instant::now();
+    let s = start_job(
+        &engine,
+        "INSERT INTO totals_pg SELECT user_id, COUNT(*), SUM(amount), MAX(amount) FROM events GROUP BY user_id",
+    )
+    .await
+    .wait()
+    .await
+    .unwrap();
+    eprintln!(
+        "kafka source → updating aggregate → postgres upserts: {N} records in {:.2} s, {} changes out",
+        t.elapsed().as_secs_f64(),
+        s.rows_out
+    );
+    assert!(
+        s.rows_out > 40 * 2,
+        "the aggregate updated its rows many times ({} changes)",
+        s.rows_out
+    );
+    let got = pg_rows(
+        &pg,
+        &format!("SELECT user_id, n::text, total::text, biggest::text FROM {totals_table}"),
+        &["user_id", "n", "total", "biggest"],
+    )
+    .await;
+    let want = as_text(
+        &batch_answer(
+            &data,
+            "SELECT user_id, COUNT(*) AS n, SUM(amount) AS total, MAX(amount) AS biggest FROM events GROUP BY user_id",
+        )
+        .await,
+    );
+    assert_same_rows(&[got], &want, "kafka → updating aggregate → postgres upserts");
+}
+
+/// Malformed messages are counted and skipped (or dead-lettered), never fatal by default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the servers scripts/connector-tests.sh starts"]
+async fn kafka_malformed_messages_are_counted_and_dead_lettered() {
+    let topic = unique("dirty");
+    create_topic(&topic, 2).await;
+    let data = events(1000);
+    produce(&topic, &data).await;
+    {
+        use rdkafka::producer::{FutureProducer, FutureRecord};
+        let p: FutureProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", env("WEIR_TEST_KAFKA"))
+            .create()
+            .unwrap();
+        for bad in ["not json", r#"{"tenant": "t1", "user_id": "u1", "amount": "#, ""] {
+            p.send(
+                FutureRecord::to(&topic).payload(bad).key("x"),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+        }
+    }
+    let dir = tempdir();
+    let dead = dir.path().join("dead.jsonl");
+    let engine = Engine::new();
+    engine
+        .execute(&format!(
+            "CREATE TABLE events ({EVENT_COLUMNS}) WITH ('connector' = 'kafka', 'topic' = '{topic}', \
+               'properties.bootstrap.servers' = '{}', 'scan.bounded.mode' = 'latest-offset', \
+               'dead-letter.path' = '{}');",
+            env("WEIR_TEST_KAFKA"),
+            dead.display()
+        ))
+        .await
+        .unwrap();
+    let got = {
+        let mut sub = engine.subscribe("SELECT * FROM events").await.unwrap();
+        let mut out = vec![];
+        while let Some(b) = sub.next().await {
+            out.push(b.unwrap());
+        }
+        out
+    };
+    let want = batch_answer(&data, "SELECT * FROM events").await;
+    assert_same_rows(&got, &want, "the good messages");
+    let dead = std::fs::read_to_string(&dead).unwrap();
+    assert_eq!(dead.lines().count(), 3, "{dead}");
+    assert!(dead.contains(&format!("kafka topic {topic}, partition")), "{dead}");
+}
