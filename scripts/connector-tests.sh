@@ -90,7 +90,7 @@ fi
 # ---- start the servers -------------------------------------------------------------------
 KINESIS_PORT=$(free_port)
 NODE_PATH="$KINESALITE_DIR/node_modules" node -e "
-  require('kinesalite')({createStreamMs: 0, deleteStreamMs: 0, updateStreamMs: 0})
+  require('kinesalite')({createStreamMs: 0, deleteStreamMs: 0, updateStreamMs: 0, shardLimit: 1000})
     .listen($KINESIS_PORT, '127.0.0.1')" >"$RUN/kinesalite.log" 2>&1 &
 PIDS+=($!)
 wait_port "$KINESIS_PORT" $! || { cat "$RUN/kinesalite.log" >&2; log "kinesalite did not start"; exit 1; }

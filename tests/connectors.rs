@@ -252,7 +252,10 @@ fn create_bucket(bucket: &str) {
     .unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
-    assert!(resp.starts_with("HTTP/1.1 200"), "creating bucket {bucket}: {resp}");
+    assert!(
+        resp.starts_with("HTTP/1.1 200"),
+        "creating bucket {bucket}: {resp}"
+    );
 }
 
 fn s3_store(bucket: &str) -> Arc<dyn object_store::ObjectStore> {
@@ -404,7 +407,10 @@ async fn kinesis_to_s3(reshard: bool) {
     }
     let summary = drain_after(job, N as u64).await;
     let secs = started.elapsed().as_secs_f64();
-    assert_eq!(summary.events_in, N as u64, "every record read exactly once");
+    assert_eq!(
+        summary.events_in, N as u64,
+        "every record read exactly once"
+    );
     assert_eq!(summary.malformed, 0);
     assert_eq!(summary.late_rows, 0);
     eprintln!(
@@ -415,7 +421,10 @@ async fn kinesis_to_s3(reshard: bool) {
 
     let store = s3_store(&bucket);
     let (got, objects) = read_partitioned_parquet(&store, "windows").await;
-    assert!(objects >= 3, "one object per tenant and date at least, got {objects}");
+    assert!(
+        objects >= 3,
+        "one object per tenant and date at least, got {objects}"
+    );
     let want = batch_answer(&data, &window_batch_sql()).await;
     assert_same_rows(&got, &want, "kinesis → tumble → s3 parquet");
 }
@@ -586,7 +595,10 @@ fn consume_all(topic: &str, partitions: i32) -> Vec<Vec<u8>> {
     let mut ended = std::collections::HashSet::new();
     let start = Instant::now();
     while ended.len() < partitions as usize {
-        assert!(start.elapsed() < Duration::from_secs(120), "reading {topic} back");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "reading {topic} back"
+        );
         match c.poll(Duration::from_millis(500)) {
             Some(Ok(m)) => out.push(m.payload().unwrap_or_default().to_vec()),
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
@@ -674,7 +686,10 @@ async fn kafka_to_topic_and_postgres_matches_batch() {
     let started = Instant::now();
     produce(&topic, &data).await;
     let secs = started.elapsed().as_secs_f64();
-    eprintln!("kafka produce (test producer): {N} records in {secs:.2} s ({:.0} records/s)", N as f64 / secs);
+    eprintln!(
+        "kafka produce (test producer): {N} records in {secs:.2} s ({:.0} records/s)",
+        N as f64 / secs
+    );
 
     let pg = postgres().await;
     let win_table = unique("win").replace('-', "_");
@@ -696,7 +711,8 @@ async fn kafka_to_topic_and_postgres_matches_batch() {
                WATERMARK FOR ts AS ts - INTERVAL '2' SECOND) \
              WITH ('connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{kafka}', \
                    'properties.group.id' = 'weir-test', 'scan.startup.mode' = 'earliest-offset', \
-                   'scan.bounded.mode' = 'latest-offset', 'format' = 'json');
+                   'scan.bounded.mode' = 'latest-offset', 'format' = 'json', \
+                   'properties.max.poll.records' = '500');
              CREATE TABLE win_topic (tenant STRING, dt STRING, window_start TIMESTAMP(3), window_end TIMESTAMP(3), \
                n BIGINT, total BIGINT) \
              WITH ('connector' = 'kafka', 'topic' = '{out_topic}', 'properties.bootstrap.servers' = '{kafka}', \
@@ -723,6 +739,10 @@ async fn kafka_to_topic_and_postgres_matches_batch() {
         .unwrap();
     let secs = t.elapsed().as_secs_f64();
     assert_eq!(s.events_in, N as u64);
+    assert_eq!(
+        s.late_rows, 0,
+        "no record is late: each partition has its own watermark"
+    );
     eprintln!(
         "kafka source → tumble → kafka sink: {N} records in {secs:.2} s ({:.0} records/s), {} rows out",
         N as f64 / secs,
@@ -751,9 +771,9 @@ async fn kafka_to_topic_and_postgres_matches_batch() {
     let decoded = {
         let fix = |c: &ArrayRef| -> ArrayRef {
             let s = c.as_any().downcast_ref::<StringArray>().unwrap();
-            Arc::new(StringArray::from_iter(
-                s.iter().map(|v| v.map(|v| v.replace('T', " ").trim_end_matches(".000").to_string())),
-            ))
+            Arc::new(StringArray::from_iter(s.iter().map(|v| {
+                v.map(|v| v.replace('T', " ").trim_end_matches(".000").to_string())
+            })))
         };
         let mut cols = decoded.columns().to_vec();
         cols[2] = fix(&cols[2]);
@@ -818,7 +838,11 @@ async fn kafka_to_topic_and_postgres_matches_batch() {
         )
         .await,
     );
-    assert_same_rows(&[got], &want, "kafka → updating aggregate → postgres upserts");
+    assert_same_rows(
+        &[got],
+        &want,
+        "kafka → updating aggregate → postgres upserts",
+    );
 }
 
 /// Malformed messages are counted and skipped (or dead-lettered), never fatal by default.
@@ -835,7 +859,11 @@ async fn kafka_malformed_messages_are_counted_and_dead_lettered() {
             .set("bootstrap.servers", env("WEIR_TEST_KAFKA"))
             .create()
             .unwrap();
-        for bad in ["not json", r#"{"tenant": "t1", "user_id": "u1", "amount": "#, ""] {
+        for bad in [
+            "not json",
+            r#"{"tenant": "t1", "user_id": "u1", "amount": "#,
+            "",
+        ] {
             p.send(
                 FutureRecord::to(&topic).payload(bad).key("x"),
                 Duration::from_secs(10),
@@ -870,5 +898,8 @@ async fn kafka_malformed_messages_are_counted_and_dead_lettered() {
     assert_same_rows(&got, &want, "the good messages");
     let dead = std::fs::read_to_string(&dead).unwrap();
     assert_eq!(dead.lines().count(), 3, "{dead}");
-    assert!(dead.contains(&format!("kafka topic {topic}, partition")), "{dead}");
+    assert!(
+        dead.contains(&format!("kafka topic {topic}, partition")),
+        "{dead}"
+    );
 }

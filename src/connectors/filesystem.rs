@@ -18,7 +18,7 @@ use futures::future::BoxFuture;
 use std::sync::Arc;
 
 use super::object_store::{S3Url, get_object, is_object_url, list_objects, s3_store};
-use super::{SourceEnv, SourceShard};
+use super::{SourceEnv, SourceShard, SplitQueue};
 use crate::format::ErrorPolicy;
 use crate::format::csv::CsvReader;
 use crate::format::json::JsonLinesReader;
@@ -127,16 +127,31 @@ fn make_object_reader(
         "json" => {
             let policy = ErrorPolicy::from_table(table, "json", env.metrics.clone())?;
             Reader::Json(
-                JsonLinesReader::new(name, table.physical.clone(), table.declared_schema(), policy)?
-                    .over_bytes(bytes),
+                JsonLinesReader::new(
+                    name,
+                    table.physical.clone(),
+                    table.declared_schema(),
+                    policy,
+                )?
+                .over_bytes(bytes),
             )
         }
         "csv" => {
             let policy = ErrorPolicy::from_table(table, "csv", env.metrics.clone())?;
             let delim = csv_delimiter(table)?;
-            Reader::Csv(CsvReader::over_bytes(name, bytes, table.physical.clone(), delim, policy))
+            Reader::Csv(CsvReader::over_bytes(
+                name,
+                bytes,
+                table.physical.clone(),
+                delim,
+                policy,
+            ))
         }
-        "parquet" => Reader::Parquet(ParquetReader::over_bytes(name, bytes, table.physical.clone())),
+        "parquet" => Reader::Parquet(ParquetReader::over_bytes(
+            name,
+            bytes,
+            table.physical.clone(),
+        )),
         other => return not_supported!("format '{other}' (json, csv, parquet)"),
     })
 }
@@ -161,26 +176,41 @@ pub struct ObjectReader {
     readers: usize,
     next: usize,
     current: Option<(u64, Reader)>,
-    last_split: Option<u64>,
-    finished: Vec<u64>,
+    queue: SplitQueue,
+    announced: bool,
 }
 
 impl ObjectReader {
     async fn next(&mut self) -> Result<Option<RecordBatch>> {
         loop {
+            if let Some(b) = self.queue.pop(&self.table.physical) {
+                return Ok(Some(b));
+            }
             if let Some((split, reader)) = &mut self.current {
-                if let Some(b) = next_of(reader)? {
-                    self.last_split = Some(*split);
-                    return Ok(Some(b));
+                match next_of(reader)? {
+                    Some(b) => self.queue.rows(*split, b),
+                    None => {
+                        self.queue.finish(*split);
+                        self.current = None;
+                    }
                 }
-                self.finished.push(*split);
-                self.current = None;
+                continue;
             }
             let (store, url) = (&self.store, &self.url);
             let objects = self
                 .listing
                 .get_or_try_init(|| list_objects(store, url))
                 .await?;
+            let mine = objects.iter().skip(self.index).step_by(self.readers);
+            if !self.announced {
+                // Every object of this reader holds the watermark back until it is read:
+                // see `SourceShard::split`.
+                self.announced = true;
+                for split in 0..mine.count() as u64 {
+                    self.queue.announce(split);
+                }
+                continue;
+            }
             let Some(key) = objects
                 .iter()
                 .skip(self.index)
@@ -213,11 +243,11 @@ impl SourceShard for ObjectReader {
     }
 
     fn split(&self) -> Option<u64> {
-        self.last_split
+        self.queue.split()
     }
 
     fn finished_splits(&mut self) -> Vec<u64> {
-        std::mem::take(&mut self.finished)
+        self.queue.take_finished()
     }
 }
 
@@ -269,8 +299,8 @@ pub fn open(table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceShard>>>
                     readers,
                     next: 0,
                     current: None,
-                    last_split: None,
-                    finished: vec![],
+                    queue: SplitQueue::default(),
+                    announced: false,
                 }) as Box<dyn SourceShard>
             })
             .collect());

@@ -243,8 +243,7 @@ impl FileSink {
                 };
                 let shown = format!("s3://{}/{object}", url.bucket);
                 let (upload, out) = Upload::start(store, object, *part_size).await?;
-                let writer =
-                    FormatWriter::new(out, shown, self.format, self.data_schema.clone())?;
+                let writer = FormatWriter::new(out, shown, self.format, self.data_schema.clone())?;
                 (writer, Dest::S3(upload))
             }
         };

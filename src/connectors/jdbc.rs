@@ -99,7 +99,11 @@ impl JdbcSink {
                 table.def.name
             );
         };
-        let target = name.split('.').map(quote_ident).collect::<Vec<_>>().join(".");
+        let target = name
+            .split('.')
+            .map(quote_ident)
+            .collect::<Vec<_>>()
+            .join(".");
         let data_fields: Vec<_> = schema
             .fields()
             .iter()
@@ -123,9 +127,16 @@ impl JdbcSink {
         }
         let max_rows = match table.option("sink.buffer-flush.max-rows") {
             None => 10_000,
-            Some(v) => v.trim().parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                Error::Plan(format!("'sink.buffer-flush.max-rows' = '{v}' is not a positive number"))
-            })?,
+            Some(v) => v
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    Error::Plan(format!(
+                        "'sink.buffer-flush.max-rows' = '{v}' is not a positive number"
+                    ))
+                })?,
         };
         let interval = match table.option("sink.buffer-flush.interval") {
             None => Duration::from_secs(1),
@@ -210,7 +221,10 @@ impl JdbcSink {
         for c in &data {
             if matches!(
                 c.data_type(),
-                DataType::List(_) | DataType::Struct(_) | DataType::Map(..) | DataType::LargeList(_)
+                DataType::List(_)
+                    | DataType::Struct(_)
+                    | DataType::Map(..)
+                    | DataType::LargeList(_)
             ) {
                 return crate::not_supported!(
                     "writing a {} column to PostgreSQL",

@@ -24,7 +24,7 @@
 //! key go to the same partition. Every batch's deliveries are awaited before the next batch
 //! (a failed delivery fails the job); the producer is flushed at the end.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,20 +42,29 @@ use rdkafka::message::{Message, OwnedMessage, Timestamp as KafkaTimestamp};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{Sink, SourceEnv, SourceShard};
+use super::{Sink, SourceEnv, SourceShard, SplitQueue};
 use crate::format::ErrorPolicy;
 use crate::format::messages::{MAX_POLL, MessageDecoder, MessageMeta};
 use crate::sql::catalog::Table;
 use crate::{Error, Result, connector_err, plan_err};
 
 /// The metadata keys a Kafka table can declare.
-pub const METADATA_KEYS: &[&str] = &["topic", "partition", "offset", "timestamp", "timestamp-type"];
+pub const METADATA_KEYS: &[&str] = &[
+    "topic",
+    "partition",
+    "offset",
+    "timestamp",
+    "timestamp-type",
+];
 
 fn topic(table: &Table) -> Result<String> {
     match table.option("topic") {
         Some(t) if !t.contains(';') => Ok(t.to_string()),
         Some(t) => crate::not_supported!("reading several topics ('topic' = '{t}')"),
-        None => plan_err!("table {}: the kafka connector needs a 'topic'", table.def.name),
+        None => plan_err!(
+            "table {}: the kafka connector needs a 'topic'",
+            table.def.name
+        ),
     }
 }
 
@@ -155,19 +164,32 @@ pub struct KafkaReader {
     config: ClientConfig,
     startup: Startup,
     bounded: bool,
+    max_poll: usize,
     consumer: Option<Arc<StreamConsumer>>,
     /// Assigned partitions not yet at their end (bounded mode).
     open: std::collections::BTreeSet<i32>,
     decoder: MessageDecoder,
-    ready: VecDeque<(u64, RecordBatch)>,
-    last_split: Option<u64>,
-    finished: Vec<u64>,
+    queue: SplitQueue,
+    schema: SchemaRef,
 }
 
 /// Open the readers of a Kafka table.
 pub fn open(table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceShard>>> {
     let topic = topic(table)?;
     let mut config = client_config(table)?;
+    // The Java consumer's `max.poll.records` (which librdkafka does not know): the most
+    // records one poll hands on.
+    let max_poll = config.get("max.poll.records").map(str::to_string);
+    config.remove("max.poll.records");
+    let max_poll = match max_poll {
+        None => MAX_POLL,
+        Some(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n > 0 => n.min(MAX_POLL),
+            _ => {
+                return plan_err!("'properties.max.poll.records' = '{v}' is not a positive number");
+            }
+        },
+    };
     if config.get("group.id").is_none() {
         config.set("group.id", format!("weir-{}", table.def.name));
         // Without a group of the user's, nothing is committed.
@@ -206,12 +228,12 @@ pub fn open(table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceShard>>>
             config: config.clone(),
             startup: startup.clone(),
             bounded,
+            max_poll,
             consumer: None,
             open: Default::default(),
             decoder: MessageDecoder::new(table, policy, METADATA_KEYS)?,
-            ready: VecDeque::new(),
-            last_split: None,
-            finished: vec![],
+            queue: SplitQueue::default(),
+            schema: table.physical.clone(),
         }));
     }
     Ok(out)
@@ -226,19 +248,23 @@ impl MessageMeta for MessagesMeta<'_> {
         let m = self.messages;
         Ok(match key {
             "topic" => Arc::new(StringArray::from_iter_values(m.iter().map(|x| x.topic()))),
-            "partition" => Arc::new(Int32Array::from_iter_values(m.iter().map(|x| x.partition()))),
+            "partition" => Arc::new(Int32Array::from_iter_values(
+                m.iter().map(|x| x.partition()),
+            )),
             "offset" => Arc::new(Int64Array::from_iter_values(m.iter().map(|x| x.offset()))),
             "timestamp" => Arc::new(
                 TimestampMillisecondArray::from_iter(m.iter().map(|x| x.timestamp().to_millis()))
                     .with_timezone("UTC"),
             ),
-            "timestamp-type" => Arc::new(StringArray::from_iter_values(m.iter().map(|x| {
-                match x.timestamp() {
-                    KafkaTimestamp::NotAvailable => "NoTimestampType",
-                    KafkaTimestamp::CreateTime(_) => "CreateTime",
-                    KafkaTimestamp::LogAppendTime(_) => "LogAppendTime",
-                }
-            }))),
+            "timestamp-type" => {
+                Arc::new(StringArray::from_iter_values(m.iter().map(
+                    |x| match x.timestamp() {
+                        KafkaTimestamp::NotAvailable => "NoTimestampType",
+                        KafkaTimestamp::CreateTime(_) => "CreateTime",
+                        KafkaTimestamp::LogAppendTime(_) => "LogAppendTime",
+                    },
+                )))
+            }
             other => return plan_err!("kafka has no metadata '{other}'"),
         })
     }
@@ -285,7 +311,10 @@ impl KafkaReader {
         })?
         .map_err(|e| kafka_err(format!("{}: metadata", self.context()), e))?;
         if partitions.is_empty() {
-            return connector_err!(self.context(), "the topic does not exist or has no partitions");
+            return connector_err!(
+                self.context(),
+                "the topic does not exist or has no partitions"
+            );
         }
         let mut tpl = TopicPartitionList::new();
         for p in partitions
@@ -326,8 +355,7 @@ impl KafkaReader {
 
     async fn next(&mut self) -> Result<Option<RecordBatch>> {
         loop {
-            if let Some((split, b)) = self.ready.pop_front() {
-                self.last_split = Some(split);
+            if let Some(b) = self.queue.pop(&self.schema) {
                 return Ok(Some(b));
             }
             let consumer = match &self.consumer {
@@ -335,14 +363,15 @@ impl KafkaReader {
                 None => {
                     let c = self.connect().await?;
                     self.consumer = Some(c.clone());
-                    c
+                    // Announce every partition before reading: see `SourceShard::split`.
+                    for p in &self.open {
+                        self.queue.announce(*p as u64);
+                    }
+                    continue;
                 }
             };
             if self.open.is_empty() {
-                if self.bounded {
-                    return Ok(None);
-                }
-                // No partition for this reader: nothing will come.
+                // Every partition ended (bounded), or none is this reader's.
                 return Ok(None);
             }
             let mut messages: Vec<OwnedMessage> = vec![];
@@ -354,7 +383,7 @@ impl KafkaReader {
                     Err(KafkaError::PartitionEOF(p)) => ended.push(p),
                     Err(e) => return Err(kafka_err(self.context(), e)),
                 }
-                if messages.len() < MAX_POLL {
+                if messages.len() < self.max_poll {
                     next = consumer.recv().now_or_never();
                 }
             }
@@ -364,21 +393,19 @@ impl KafkaReader {
                 by_partition.entry(m.partition()).or_default().push(m);
             }
             for (p, msgs) in by_partition {
-                let payloads: Vec<&[u8]> = msgs.iter().map(|m| m.payload().unwrap_or(b"")).collect();
-                if let Some(b) = self.decoder.decode(&payloads, &MessagesMeta { messages: &msgs })? {
-                    self.ready.push_back((p as u64, b));
+                let payloads: Vec<&[u8]> =
+                    msgs.iter().map(|m| m.payload().unwrap_or(b"")).collect();
+                if let Some(b) = self
+                    .decoder
+                    .decode(&payloads, &MessagesMeta { messages: &msgs })?
+                {
+                    self.queue.rows(p as u64, b);
                 }
             }
             if self.bounded {
                 for p in ended {
                     if self.open.remove(&p) {
-                        self.finished.push(p as u64);
-                    }
-                }
-                if self.open.is_empty() {
-                    // The finished partitions are handed over with the last batches.
-                    if self.ready.is_empty() {
-                        return Ok(None);
+                        self.queue.finish(p as u64);
                     }
                 }
             }
@@ -399,11 +426,11 @@ impl SourceShard for KafkaReader {
     }
 
     fn split(&self) -> Option<u64> {
-        self.last_split
+        self.queue.split()
     }
 
     fn finished_splits(&mut self) -> Vec<u64> {
-        std::mem::take(&mut self.finished)
+        self.queue.take_finished()
     }
 }
 
@@ -427,11 +454,16 @@ impl KafkaSink {
     pub fn new(table: &Table, schema: SchemaRef) -> Result<Self> {
         let topic = topic(table)?;
         table.reject_metadata("kafka sink")?;
-        let format = table.option("format").unwrap_or("json").to_ascii_lowercase();
+        let format = table
+            .option("format")
+            .unwrap_or("json")
+            .to_ascii_lowercase();
         let debezium = match format.as_str() {
             "json" => false,
             "debezium-json" => true,
-            other => return crate::not_supported!("kafka sink format '{other}' (json, debezium-json)"),
+            other => {
+                return crate::not_supported!("kafka sink format '{other}' (json, debezium-json)");
+            }
         };
         let fields: Vec<usize> = match table.option("key.fields") {
             None => vec![],
@@ -441,19 +473,27 @@ impl KafkaSink {
                 .filter(|c| !c.is_empty())
                 .map(|c| {
                     schema.index_of(&c).map_err(|_| {
-                        Error::Plan(format!("'key.fields': sink {} has no column {c}", table.def.name))
+                        Error::Plan(format!(
+                            "'key.fields': sink {} has no column {c}",
+                            table.def.name
+                        ))
                     })
                 })
                 .collect::<Result<_>>()?,
         };
-        let key = match (table.option("key.format").map(str::to_ascii_lowercase), fields.len()) {
+        let key = match (
+            table.option("key.format").map(str::to_ascii_lowercase),
+            fields.len(),
+        ) {
             (_, 0) => KeyFormat::None,
             (Some(f), 1) if f == "raw" => KeyFormat::Raw(fields[0]),
             (Some(f), _) if f == "raw" => {
                 return plan_err!("'key.format' = 'raw' takes one key field");
             }
             (None, _) => KeyFormat::Json(fields.clone(), Arc::new(schema.project(&fields)?)),
-            (Some(f), _) if f == "json" => KeyFormat::Json(fields.clone(), Arc::new(schema.project(&fields)?)),
+            (Some(f), _) if f == "json" => {
+                KeyFormat::Json(fields.clone(), Arc::new(schema.project(&fields)?))
+            }
             (Some(f), _) => return crate::not_supported!("'key.format' = '{f}' (raw, json)"),
         };
         let mut config = client_config(table)?;
@@ -485,7 +525,13 @@ impl KafkaSink {
                     .ok_or_else(|| Error::Plan("key column is not text".into()))?;
                 Some(
                     (0..s.len())
-                        .map(|r| if s.is_valid(r) { s.value(r).as_bytes().to_vec() } else { vec![] })
+                        .map(|r| {
+                            if s.is_valid(r) {
+                                s.value(r).as_bytes().to_vec()
+                            } else {
+                                vec![]
+                            }
+                        })
                         .collect(),
                 )
             }
@@ -521,7 +567,10 @@ impl KafkaSink {
                         deliveries.push(d);
                         break;
                     }
-                    Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+                    Err((
+                        KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                        r,
+                    )) => {
                         record = r;
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }

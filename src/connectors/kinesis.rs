@@ -33,7 +33,7 @@
 //! request only the failed records are sent again, with backoff
 //! (`'sink.max-retries'`, default 10).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,7 +48,7 @@ use futures::future::BoxFuture;
 use tokio::sync::{Mutex, OnceCell};
 
 use super::aws::AwsOptions;
-use super::{Sink, SourceEnv, SourceShard};
+use super::{Sink, SourceEnv, SourceShard, SplitQueue};
 use crate::format::ErrorPolicy;
 use crate::format::messages::{MessageDecoder, MessageMeta};
 use crate::sql::catalog::Table;
@@ -106,7 +106,10 @@ fn init_pos(table: &Table) -> Result<InitPos> {
 }
 
 fn stream_name(table: &Table) -> Result<String> {
-    match table.option("stream").or_else(|| table.option("stream.name")) {
+    match table
+        .option("stream")
+        .or_else(|| table.option("stream.name"))
+    {
         Some(s) => Ok(s.to_string()),
         None => plan_err!(
             "table {}: the kinesis connector needs a 'stream'",
@@ -182,7 +185,8 @@ impl Coordinator {
     fn update(&mut self, listed: Vec<(String, Vec<String>, bool)>, readers: usize, init: InitPos) {
         let first = !self.listed;
         self.listed = true;
-        let ids: std::collections::HashSet<&str> = listed.iter().map(|(id, ..)| id.as_str()).collect();
+        let ids: std::collections::HashSet<&str> =
+            listed.iter().map(|(id, ..)| id.as_str()).collect();
         // A listing is in creation order: parents come before their children.
         let mut fresh = vec![];
         for (id, parents, closed) in &listed {
@@ -264,6 +268,15 @@ impl Coordinator {
                 })
     }
 
+    /// The shards of `reader` that are not finished, in id order.
+    fn unfinished(&self, reader: usize) -> Vec<String> {
+        self.shards
+            .iter()
+            .filter(|(_, s)| s.owner == reader && s.state != ShardState::Finished)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     fn finish(&mut self, id: &str) {
         if let Some(s) = self.shards.get_mut(id) {
             s.state = ShardState::Finished;
@@ -297,10 +310,17 @@ impl Shared {
                 Some(t) => req.next_token(t),
                 None => req.stream_name(&self.stream),
             };
-            let resp = retry(&format!("kinesis stream {}: ListShards", self.stream), || {
-                let req = req.clone();
-                async move { req.send().await.map_err(|e| (is_retryable(e.code()), describe(&e))) }
-            })
+            let resp = retry(
+                &format!("kinesis stream {}: ListShards", self.stream),
+                || {
+                    let req = req.clone();
+                    async move {
+                        req.send()
+                            .await
+                            .map_err(|e| (is_retryable(e.code()), describe(&e)))
+                    }
+                },
+            )
             .await?;
             for s in resp.shards() {
                 let mut parents = vec![];
@@ -379,11 +399,9 @@ pub struct KinesisReader {
     next: usize,
     splits: HashMap<String, u64>,
     decoder: MessageDecoder,
-    last_split: Option<u64>,
-    finished: Vec<u64>,
     must_list: bool,
     last_list: Instant,
-    ready: VecDeque<(u64, RecordBatch)>,
+    queue: SplitQueue,
     schema: SchemaRef,
 }
 
@@ -422,11 +440,9 @@ pub fn open(table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceShard>>>
             next: 0,
             splits: HashMap::new(),
             decoder: MessageDecoder::new(table, policy, METADATA_KEYS)?,
-            last_split: None,
-            finished: vec![],
             must_list: true,
             last_list: Instant::now(),
-            ready: VecDeque::new(),
+            queue: SplitQueue::default(),
             schema: table.physical.clone(),
         }));
     }
@@ -480,6 +496,16 @@ impl KinesisReader {
         let listed = self.shared.list_shards().await?;
         let mut coord = self.shared.coordinator.lock().await;
         coord.update(listed, self.shared.readers, self.shared.init);
+        // Every shard of this reader that is not finished is announced as soon as it is known,
+        // before it can be read (a child waits for its parents): until it has rows it holds
+        // the watermark back, so the rows it holds are not late. See `SourceShard::split`.
+        for id in coord.unfinished(self.index) {
+            if !self.splits.contains_key(&id) {
+                let split = self.splits.len() as u64;
+                self.splits.insert(id, split);
+                self.queue.announce(split);
+            }
+        }
         for (id, start) in coord.claim(self.index) {
             let n = self.splits.len() as u64;
             let split = *self.splits.entry(id.clone()).or_insert(n);
@@ -525,7 +551,11 @@ impl KinesisReader {
         );
         let resp = retry(&ctx, || {
             let req = req.clone();
-            async move { req.send().await.map_err(|e| (is_retryable(e.code()), describe(&e))) }
+            async move {
+                req.send()
+                    .await
+                    .map_err(|e| (is_retryable(e.code()), describe(&e)))
+            }
         })
         .await?;
         Ok(resp.shard_iterator().map(str::to_string))
@@ -535,9 +565,13 @@ impl KinesisReader {
     async fn poll(&mut self, i: usize) -> Result<(Option<RecordBatch>, bool)> {
         if self.active[i].iterator.is_none() {
             let a = &self.active[i];
-            let it =
-                Self::iterator(self.shared.clone(), a.id.clone(), a.last_seq.clone(), a.start)
-                    .await?;
+            let it = Self::iterator(
+                self.shared.clone(),
+                a.id.clone(),
+                a.last_seq.clone(),
+                a.start,
+            )
+            .await?;
             match it {
                 Some(it) => self.active[i].iterator = Some(it),
                 None => return Ok((None, true)),
@@ -617,14 +651,15 @@ impl KinesisReader {
 
     async fn next(&mut self) -> Result<Option<RecordBatch>> {
         loop {
-            if let Some((split, b)) = self.ready.pop_front() {
-                self.last_split = Some(split);
+            if let Some(b) = self.queue.pop(&self.schema) {
                 return Ok(Some(b));
             }
             if self.must_list
                 || (self.active.is_empty() && self.last_list.elapsed() >= LIST_INTERVAL)
             {
                 self.discover().await?;
+                // New shards are announced before any is polled.
+                continue;
             }
             if self.active.is_empty() {
                 if self.shared.coordinator.lock().await.done(self.index) {
@@ -641,29 +676,23 @@ impl KinesisReader {
                 .map(|k| (self.next + k) % n)
                 .find(|i| self.active[*i].next_poll <= now);
             let Some(i) = due else {
-                let wake = self
-                    .active
-                    .iter()
-                    .map(|a| a.next_poll)
-                    .min()
-                    .unwrap_or(now);
+                let wake = self.active.iter().map(|a| a.next_poll).min().unwrap_or(now);
                 tokio::time::sleep_until(wake.into()).await;
                 continue;
             };
             self.next = i + 1;
             let split = self.active[i].split;
             let (batch, ended) = self.poll(i).await?;
+            if let Some(b) = batch {
+                self.queue.rows(split, b);
+            }
             if ended {
                 let a = self.active.remove(i);
                 self.shared.coordinator.lock().await.finish(&a.id);
-                self.finished.push(a.split);
-                self.must_list = true;
-                // An empty batch hands the finished split to the runtime at once.
-                self.ready
-                    .push_back((split, RecordBatch::new_empty(self.schema.clone())));
-            }
-            if let Some(b) = batch {
-                self.ready.push_front((split, b));
+                // The children are announced before the parent's end is reported, so the
+                // watermark never runs ahead of their rows.
+                self.discover().await?;
+                self.queue.finish(a.split);
             }
         }
     }
@@ -682,11 +711,11 @@ impl SourceShard for KinesisReader {
     }
 
     fn split(&self) -> Option<u64> {
-        self.last_split
+        self.queue.split()
     }
 
     fn finished_splits(&mut self) -> Vec<u64> {
-        std::mem::take(&mut self.finished)
+        self.queue.take_finished()
     }
 }
 
@@ -719,15 +748,19 @@ impl KinesisSink {
             match schema.index_of(c) {
                 Ok(i) => key_cols.push(i),
                 Err(_) => {
-                    return plan_err!("sink {}: PARTITIONED BY {c}: no such column", table.def.name);
+                    return plan_err!(
+                        "sink {}: PARTITIONED BY {c}: no such column",
+                        table.def.name
+                    );
                 }
             }
         }
         let max_retries = match table.option("sink.max-retries") {
             None => 10,
-            Some(v) => v.trim().parse().map_err(|_| {
-                Error::Plan(format!("'sink.max-retries' = '{v}' is not a number"))
-            })?,
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| Error::Plan(format!("'sink.max-retries' = '{v}' is not a number")))?,
         };
         Ok(Self {
             stream,
@@ -832,7 +865,11 @@ impl KinesisSink {
         let keys = self.partition_keys(&batch)?;
         let mut request = vec![];
         let mut bytes = 0;
-        for (line, key) in buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()).zip(keys) {
+        for (line, key) in buf
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .zip(keys)
+        {
             let size = line.len() + key.len();
             if size > MAX_RECORD_BYTES {
                 return connector_err!(
@@ -890,14 +927,26 @@ mod tests {
     fn children_wait_for_all_parents_and_follow_the_first_parent() {
         let mut c = Coordinator::default();
         let s = |id: &str, p: &[&str], closed| {
-            (id.to_string(), p.iter().map(|x| x.to_string()).collect(), closed)
+            (
+                id.to_string(),
+                p.iter().map(|x| x.to_string()).collect(),
+                closed,
+            )
         };
-        c.update(vec![s("a", &[], false), s("b", &[], false)], 2, InitPos::TrimHorizon);
+        c.update(
+            vec![s("a", &[], false), s("b", &[], false)],
+            2,
+            InitPos::TrimHorizon,
+        );
         assert_eq!(c.claim(0).len(), 1);
         assert_eq!(c.claim(1).len(), 1);
         // a and b merge into m.
         c.update(
-            vec![s("a", &[], true), s("b", &[], true), s("m", &["a", "b"], false)],
+            vec![
+                s("a", &[], true),
+                s("b", &[], true),
+                s("m", &["a", "b"], false),
+            ],
             2,
             InitPos::TrimHorizon,
         );
@@ -906,7 +955,10 @@ mod tests {
         assert!(c.claim(0).is_empty(), "m waits for b too");
         assert!(!c.done(1));
         c.finish("b");
-        assert!(c.done(1), "reader 1 has nothing left: m belongs to reader 0");
+        assert!(
+            c.done(1),
+            "reader 1 has nothing left: m belongs to reader 0"
+        );
         let m = c.claim(0);
         assert_eq!(m.len(), 1);
         assert!(matches!(m[0].1, InitPos::TrimHorizon));

@@ -46,12 +46,82 @@ pub trait SourceShard: Send {
     /// For a shard that reads several *splits* (Kinesis shards, Kafka partitions): the split
     /// the last batch came from. Each split gets its own watermark, and the shard's is the
     /// minimum over its live splits. `None` (the default): the shard is a single split.
+    /// An empty batch with a split *announces* it: until it has rows it holds the watermark
+    /// back (a reader announces all the splits it is about to read, so that the first one
+    /// read cannot push the watermark past the others' rows).
     fn split(&self) -> Option<u64> {
         None
     }
     /// Splits that have ended since the last call: they stop holding the watermark back.
     fn finished_splits(&mut self) -> Vec<u64> {
         Vec::new()
+    }
+}
+
+/// What a multi-split reader hands the runtime, in order: announcements of new splits, rows,
+/// and ends of splits (see [`SourceShard::split`]). An end is reported only after the split's
+/// last rows.
+#[derive(Default)]
+pub struct SplitQueue {
+    items: std::collections::VecDeque<SplitItem>,
+    last_split: Option<u64>,
+    finished: Vec<u64>,
+}
+
+enum SplitItem {
+    Announce(u64),
+    Rows(u64, RecordBatch),
+    Finished(u64),
+}
+
+impl SplitQueue {
+    /// A new split: it holds the watermark back until it has rows.
+    pub fn announce(&mut self, split: u64) {
+        self.items.push_back(SplitItem::Announce(split));
+    }
+
+    /// Rows of `split`.
+    pub fn rows(&mut self, split: u64, batch: RecordBatch) {
+        self.items.push_back(SplitItem::Rows(split, batch));
+    }
+
+    /// `split` has ended.
+    pub fn finish(&mut self, split: u64) {
+        self.items.push_back(SplitItem::Finished(split));
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The next batch to hand out (empty for announcements and ends).
+    pub fn pop(&mut self, schema: &SchemaRef) -> Option<RecordBatch> {
+        Some(match self.items.pop_front()? {
+            SplitItem::Announce(s) => {
+                self.last_split = Some(s);
+                RecordBatch::new_empty(schema.clone())
+            }
+            SplitItem::Rows(s, b) => {
+                self.last_split = Some(s);
+                b
+            }
+            SplitItem::Finished(s) => {
+                self.last_split = None;
+                self.finished.push(s);
+                RecordBatch::new_empty(schema.clone())
+            }
+        })
+    }
+
+    /// For [`SourceShard::split`].
+    pub fn split(&self) -> Option<u64> {
+        self.last_split
+    }
+
+    /// For [`SourceShard::finished_splits`].
+    pub fn take_finished(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.finished)
     }
 }
 

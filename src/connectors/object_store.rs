@@ -239,7 +239,10 @@ mod tests {
     fn parses_s3_urls() {
         let u = S3Url::parse("s3://bucket/a/b/").unwrap();
         assert_eq!((u.bucket.as_str(), u.prefix.as_str()), ("bucket", "a/b"));
-        assert_eq!(u.key("x=1/part-0.parquet").as_ref(), "a/b/x=1/part-0.parquet");
+        assert_eq!(
+            u.key("x=1/part-0.parquet").as_ref(),
+            "a/b/x=1/part-0.parquet"
+        );
         assert_eq!(S3Url::parse("s3://b").unwrap().prefix, "");
         assert!(S3Url::parse("s3:///x").is_err());
     }

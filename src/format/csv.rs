@@ -113,7 +113,10 @@ impl CsvReader {
         delimiter: u8,
         policy: ErrorPolicy,
     ) -> Self {
-        let end = bytes.iter().position(|b| *b == b'\n').unwrap_or(bytes.len());
+        let end = bytes
+            .iter()
+            .position(|b| *b == b'\n')
+            .unwrap_or(bytes.len());
         let header = is_header(&String::from_utf8_lossy(&bytes[..end]), &schema, delimiter);
         let decoder = CsvDecoder {
             decoder: CsvDecoder::build(&schema, delimiter),

@@ -186,8 +186,12 @@ impl MessageDecoder {
         for (i, p) in payloads.iter().enumerate() {
             let result = match self.feed(p) {
                 Ok(true) if self.decoder.len() == 1 => self.decoder.flush().map_err(Into::into),
-                Ok(true) if self.decoder.is_empty() => Err(crate::Error::Plan("empty message".into())),
-                Ok(true) => Err(crate::Error::Plan("more than one JSON value in one message".into())),
+                Ok(true) if self.decoder.is_empty() => {
+                    Err(crate::Error::Plan("empty message".into()))
+                }
+                Ok(true) => Err(crate::Error::Plan(
+                    "more than one JSON value in one message".into(),
+                )),
                 Ok(false) => Err(crate::Error::Plan("incomplete JSON value".into())),
                 Err(e) => Err(e),
             };
@@ -203,7 +207,8 @@ impl MessageDecoder {
                         crate::Error::Plan(m) => m,
                         other => other.to_string(),
                     };
-                    self.policy.malformed(&meta.location(i), &message, p, false)?;
+                    self.policy
+                        .malformed(&meta.location(i), &message, p, false)?;
                 }
             }
         }

@@ -45,7 +45,9 @@ impl ParquetReader {
     fn open(&self) -> Result<(ParquetRecordBatchReader, Vec<usize>)> {
         let ctx = || format!("reading Parquet file {}", self.path.display());
         match &self.bytes {
-            Some(b) => self.build(ParquetRecordBatchReaderBuilder::try_new(b.clone()).context(ctx)?),
+            Some(b) => {
+                self.build(ParquetRecordBatchReaderBuilder::try_new(b.clone()).context(ctx)?)
+            }
             None => {
                 let file = File::open(&self.path).context(ctx)?;
                 self.build(ParquetRecordBatchReaderBuilder::try_new(file).context(ctx)?)

@@ -71,11 +71,7 @@ fn flow(s: &mut String, f: &Flow, p: usize, depth: usize, exchange: &str) {
                 if opts.is_empty() { "" } else { ", " },
                 opts.join(", ")
             );
-            let _ = writeln!(
-                s,
-                "{pad}     shards: {}; one task per shard, watermark per shard",
-                shard_note(table.connector())
-            );
+            let _ = writeln!(s, "{pad}     shards: {}", shard_note(table));
             for op in ops {
                 let _ = writeln!(s, "{pad}     ├─ [per shard] {op}");
             }
@@ -112,11 +108,25 @@ fn flow(s: &mut String, f: &Flow, p: usize, depth: usize, exchange: &str) {
     }
 }
 
-fn shard_note(connector: &str) -> &'static str {
-    match connector {
-        "filesystem" => "one per file",
-        "nexmark" => "'nexmark.shards' (default: the job's parallelism)",
+fn shard_note(table: &crate::sql::catalog::Table) -> &'static str {
+    let s3 = table
+        .option("path")
+        .is_some_and(crate::connectors::object_store::is_object_url);
+    match table.connector() {
+        "filesystem" if s3 => {
+            "one reader per parallel instance; each object a split with its own watermark"
+        }
+        "filesystem" => "one per file; one task per shard, watermark per shard",
+        "nexmark" => {
+            "'nexmark.shards' (default: the job's parallelism); one task per shard, watermark per shard"
+        }
         "push" => "one (batches pushed by the application)",
+        "kinesis" => {
+            "one reader per parallel instance; each Kinesis shard a split with its own watermark"
+        }
+        "kafka" => {
+            "one reader per parallel instance; each partition a split with its own watermark"
+        }
         _ => "one",
     }
 }

@@ -291,10 +291,17 @@ struct Consumer {
     /// The per-shard operators, for shards that read several splits.
     specs: Vec<crate::operators::OpSpec>,
     /// Per split (Kinesis shard, Kafka partition): its own operators (so its own watermark
-    /// generator) and its watermark.
-    splits: std::collections::HashMap<u64, (Chain, Timestamp)>,
+    /// generator), its watermark, and when it last had rows (for idleness).
+    splits: std::collections::HashMap<u64, SplitState>,
     /// The watermark sent on for a multi-split shard: the minimum over its live splits.
     emitted: Timestamp,
+}
+
+/// One split of a multi-split shard (see [`Consumer`]).
+struct SplitState {
+    chain: Chain,
+    watermark: Timestamp,
+    last_rows: std::time::Instant,
 }
 
 impl Consumer {
@@ -308,9 +315,37 @@ impl Consumer {
         })
     }
 
-    /// The minimum watermark over live splits, if it moved past what was sent.
-    fn split_watermark(&mut self) -> Option<Timestamp> {
-        let min = self.splits.values().map(|(_, w)| *w).min()?;
+    /// Make sure split `s` is known: a split announced before its first rows holds the
+    /// watermark back until it has rows (or goes idle).
+    fn register(&mut self, s: u64) -> Result<()> {
+        if !self.splits.contains_key(&s) {
+            self.splits.insert(
+                s,
+                SplitState {
+                    chain: Chain::new(&self.specs)?,
+                    watermark: Timestamp::MIN,
+                    last_rows: std::time::Instant::now(),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// The minimum watermark over live splits, if it moved past what was sent. With an idle
+    /// timeout, splits without rows for that long do not count (unless all are idle: then the
+    /// largest of theirs, as for whole shards).
+    fn split_watermark(&mut self, idle: Option<Duration>) -> Option<Timestamp> {
+        let active = |st: &&SplitState| idle.is_none_or(|d| st.last_rows.elapsed() < d);
+        let min = match self
+            .splits
+            .values()
+            .filter(active)
+            .map(|st| st.watermark)
+            .min()
+        {
+            Some(m) => m,
+            None => self.splits.values().map(|st| st.watermark).max()?,
+        };
         (min > self.emitted).then(|| {
             self.emitted = min;
             min
@@ -392,7 +427,7 @@ async fn run_shard(
                 for f in &finished {
                     c.splits.remove(f);
                 }
-                if let Some(wm) = c.split_watermark() {
+                if let Some(wm) = c.split_watermark(idle_timeout) {
                     if i == 0 {
                         watermark = wm;
                         align.set(slot, wm);
@@ -408,7 +443,17 @@ async fn run_shard(
             }
         }
         let batch = match result {
-            Ok(Some(b)) if b.num_rows() == 0 => continue,
+            Ok(Some(b)) if b.num_rows() == 0 => {
+                // An empty batch of a split announces it.
+                if let Some(s) = shard.split() {
+                    for c in &mut consumers {
+                        if let Err(e) = c.register(s) {
+                            return env.fail(e).await;
+                        }
+                    }
+                }
+                continue;
+            }
             Ok(Some(b)) => b,
             Ok(None) => {
                 align.set(slot, Timestamp::MAX);
@@ -433,29 +478,27 @@ async fn run_shard(
                     out
                 }
                 Some(s) => {
-                    if !c.splits.contains_key(&s) {
-                        match Chain::new(&c.specs) {
-                            Ok(chain) => c.splits.insert(s, (chain, Timestamp::MIN)),
-                            Err(e) => return env.fail(e).await,
-                        };
+                    if let Err(e) = c.register(s) {
+                        return env.fail(e).await;
                     }
-                    let Some((chain, split_wm)) = c.splits.get_mut(&s) else {
+                    let Some(st) = c.splits.get_mut(&s) else {
                         return;
                     };
-                    let mut out = match chain.push(0, Message::Batch(batch.clone())) {
+                    st.last_rows = std::time::Instant::now();
+                    let mut out = match st.chain.push(0, Message::Batch(batch.clone())) {
                         Ok(out) => out,
                         Err(e) => return env.fail(e).await,
                     };
-                    env.drain(chain).await;
+                    env.drain(&mut st.chain).await;
                     // The split's watermark is kept; the shard's is the minimum over splits.
                     out.retain(|m| match m {
                         Message::Watermark(Watermark::EventTime(t)) => {
-                            *split_wm = (*split_wm).max(*t);
+                            st.watermark = st.watermark.max(*t);
                             false
                         }
                         _ => true,
                     });
-                    if let Some(wm) = c.split_watermark() {
+                    if let Some(wm) = c.split_watermark(idle_timeout) {
                         out.push(Message::Watermark(Watermark::EventTime(wm)));
                     }
                     out
