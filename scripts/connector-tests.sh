@@ -5,7 +5,8 @@
 # Installs what is missing (into $WEIR_CACHE_DIR, default ~/.cache/weir, reused across
 # clones and runs), starts the four servers on free loopback ports, runs
 # `cargo test --test connectors -- --ignored` against them, and stops them.
-# Extra arguments go to the test binary (e.g. a test name).
+# Extra arguments go to the test binary (e.g. a test name); WEIR_CARGO_FLAGS to cargo
+# (e.g. --release), WEIR_CONNECTOR_RECORDS sets how many records each test sends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${WEIR_CACHE_DIR:-$HOME/.cache/weir}"
@@ -129,4 +130,4 @@ export WEIR_TEST_POSTGRES="postgresql://postgres@127.0.0.1:$PG_PORT/postgres"
 log "kinesis $WEIR_TEST_KINESIS, s3 $WEIR_TEST_S3, kafka $WEIR_TEST_KAFKA, postgres $WEIR_TEST_POSTGRES"
 
 # ---- the tests ---------------------------------------------------------------------------
-cargo test --test connectors -- --ignored "$@"
+cargo test ${WEIR_CARGO_FLAGS:-} --test connectors -- --ignored "$@"

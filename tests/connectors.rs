@@ -28,6 +28,15 @@ fn env(name: &str) -> String {
     })
 }
 
+/// How many records a test sends: `WEIR_CONNECTOR_RECORDS`, else `default` (raise it to
+/// measure throughput: the tests print records/s).
+fn records(default: usize) -> usize {
+    std::env::var("WEIR_CONNECTOR_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A name unique to this run (the servers may be shared by several tests).
 fn unique(prefix: &str) -> String {
     let n = std::time::SystemTime::now()
@@ -335,13 +344,13 @@ async fn read_partitioned_parquet(
 /// A 4-shard stream → TUMBLE → Parquet on S3, partitioned by tenant and date; with `reshard`,
 /// a shard is split while records are flowing and the job is reading.
 async fn kinesis_to_s3(reshard: bool) {
-    const N: usize = 20_000;
+    let n = records(20_000);
     let k = kinesis().await;
     let stream = unique("events");
     create_stream(&k, &stream, 4).await;
     let bucket = unique("lake");
     create_bucket(&bucket);
-    let data = events(N);
+    let data = events(n);
 
     let engine = Engine::new();
     engine
@@ -359,17 +368,21 @@ async fn kinesis_to_s3(reshard: bool) {
         ))
         .await
         .unwrap();
+    if !reshard {
+        // All records are in the stream before the job starts: the time is the job's.
+        put_events(&k, &stream, &data).await;
+    }
     let job = start_job(&engine, &format!("INSERT INTO lake {WINDOW_SQL}")).await;
     let started = Instant::now();
     if reshard {
-        let (first, rest) = data.split_at(N / 2);
+        let (first, rest) = data.split_at(n / 2);
         put_events(&k, &stream, first).await;
         // The split happens while a producer keeps putting records.
         let producer = {
             let k = k.clone();
             let stream = stream.clone();
             let rest: Vec<String> = rest.iter().map(json).collect();
-            let keys: Vec<String> = data[N / 2..].iter().map(|e| e.user.clone()).collect();
+            let keys: Vec<String> = data[n / 2..].iter().map(|e| e.user.clone()).collect();
             tokio::spawn(async move {
                 for (chunk, ks) in rest.chunks(250).zip(keys.chunks(250)) {
                     let entries = chunk
@@ -402,21 +415,20 @@ async fn kinesis_to_s3(reshard: bool) {
             .filter(|s| s.parent_shard_id() == Some(parent.as_str()))
             .count();
         assert_eq!(children, 2, "the split made two child shards");
-    } else {
-        put_events(&k, &stream, &data).await;
     }
-    let summary = drain_after(job, N as u64).await;
+    let summary = drain_after(job, n as u64).await;
     let secs = started.elapsed().as_secs_f64();
     assert_eq!(
-        summary.events_in, N as u64,
+        summary.events_in, n as u64,
         "every record read exactly once"
     );
     assert_eq!(summary.malformed, 0);
     assert_eq!(summary.late_rows, 0);
     eprintln!(
-        "kinesis source → S3 parquet{}: {N} records in {secs:.2} s ({:.0} records/s, puts included)",
+        "kinesis source → tumble → S3 parquet{}: {n} records in {secs:.2} s ({:.0} records/s{})",
         if reshard { " (with a shard split)" } else { "" },
-        N as f64 / secs
+        n as f64 / secs,
+        if reshard { ", puts included" } else { "" }
     );
 
     let store = s3_store(&bucket);
@@ -446,13 +458,13 @@ async fn kinesis_reshard_mid_stream_gives_the_same_answer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the servers scripts/connector-tests.sh starts"]
 async fn kinesis_sink_puts_every_row() {
-    const N: usize = 12_000;
+    let n = records(12_000);
     let k = kinesis().await;
     let stream = unique("copy");
     create_stream(&k, &stream, 2).await;
     let dir = tempdir();
     let path = dir.path().join("events.json");
-    let data = events(N);
+    let data = events(n);
     write_lines(&path, &data.iter().map(json).collect::<Vec<_>>());
     let engine = Engine::new();
     engine
@@ -469,10 +481,10 @@ async fn kinesis_sink_puts_every_row() {
     let job = start_job(&engine, "INSERT INTO out SELECT * FROM src").await;
     let summary = job.wait().await.unwrap();
     let secs = started.elapsed().as_secs_f64();
-    assert_eq!(summary.rows_out, N as u64);
+    assert_eq!(summary.rows_out, n as u64);
     eprintln!(
-        "kinesis sink: {N} records in {secs:.2} s ({:.0} records/s)",
-        N as f64 / secs
+        "kinesis sink: {n} records in {secs:.2} s ({:.0} records/s)",
+        n as f64 / secs
     );
     // Read it back with a bounded job over the stream.
     engine
@@ -489,7 +501,7 @@ async fn kinesis_sink_puts_every_row() {
         .unwrap();
     let mut got = vec![];
     let mut rows = 0;
-    while rows < N {
+    while rows < n {
         let b = tokio::time::timeout(Duration::from_secs(120), sub.next())
             .await
             .expect("rows arrive")
@@ -677,18 +689,18 @@ fn as_text(batches: &[RecordBatch]) -> Vec<RecordBatch> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the servers scripts/connector-tests.sh starts"]
 async fn kafka_to_topic_and_postgres_matches_batch() {
-    const N: usize = 20_000;
+    let n = records(20_000);
     let topic = unique("events");
     let out_topic = unique("windows");
     create_topic(&topic, 4).await;
     create_topic(&out_topic, 4).await;
-    let data = events(N);
+    let data = events(n);
     let started = Instant::now();
     produce(&topic, &data).await;
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "kafka produce (test producer): {N} records in {secs:.2} s ({:.0} records/s)",
-        N as f64 / secs
+        "kafka produce (test producer): {n} records in {secs:.2} s ({:.0} records/s)",
+        n as f64 / secs
     );
 
     let pg = postgres().await;
@@ -738,14 +750,14 @@ async fn kafka_to_topic_and_postgres_matches_batch() {
         .await
         .unwrap();
     let secs = t.elapsed().as_secs_f64();
-    assert_eq!(s.events_in, N as u64);
+    assert_eq!(s.events_in, n as u64);
     assert_eq!(
         s.late_rows, 0,
         "no record is late: each partition has its own watermark"
     );
     eprintln!(
-        "kafka source → tumble → kafka sink: {N} records in {secs:.2} s ({:.0} records/s), {} rows out",
-        N as f64 / secs,
+        "kafka source → tumble → kafka sink: {n} records in {secs:.2} s ({:.0} records/s), {} rows out",
+        n as f64 / secs,
         s.rows_out
     );
     let messages = consume_all(&out_topic, 4);
@@ -790,7 +802,7 @@ async fn kafka_to_topic_and_postgres_matches_batch() {
         .await
         .unwrap();
     eprintln!(
-        "kafka source → tumble → postgres COPY: {N} records in {:.2} s, {} rows out",
+        "kafka source → tumble → postgres COPY: {n} records in {:.2} s, {} rows out",
         t.elapsed().as_secs_f64(),
         s.rows_out
     );
@@ -816,7 +828,7 @@ async fn kafka_to_topic_and_postgres_matches_batch() {
     .await
     .unwrap();
     eprintln!(
-        "kafka source → updating aggregate → postgres upserts: {N} records in {:.2} s, {} changes out",
+        "kafka source → updating aggregate → postgres upserts: {n} records in {:.2} s, {} changes out",
         t.elapsed().as_secs_f64(),
         s.rows_out
     );
@@ -902,4 +914,50 @@ async fn kafka_malformed_messages_are_counted_and_dead_lettered() {
         dead.contains(&format!("kafka topic {topic}, partition")),
         "{dead}"
     );
+}
+
+/// Avro in Confluent's wire format, both ways: a job writes a topic, another reads it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the servers scripts/connector-tests.sh starts"]
+async fn kafka_avro_confluent_round_trip() {
+    let n = records(5_000);
+    let topic = unique("avro");
+    create_topic(&topic, 2).await;
+    let dir = tempdir();
+    let path = dir.path().join("events.json");
+    let data = events(n);
+    write_lines(&path, &data.iter().map(json).collect::<Vec<_>>());
+    let kafka = env("WEIR_TEST_KAFKA");
+    let avro = "'format' = 'avro-confluent', 'avro-confluent.schema-id' = '7'";
+    let engine = Engine::new();
+    engine
+        .execute(&format!(
+            "CREATE TABLE src ({EVENT_COLUMNS}) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             CREATE TABLE out ({EVENT_COLUMNS}) WITH ('connector' = 'kafka', 'topic' = '{topic}', \
+               'properties.bootstrap.servers' = '{kafka}', 'key.fields' = 'user_id', 'key.format' = 'raw', {avro});
+             CREATE TABLE back ({EVENT_COLUMNS}) WITH ('connector' = 'kafka', 'topic' = '{topic}', \
+               'properties.bootstrap.servers' = '{kafka}', 'scan.bounded.mode' = 'latest-offset', {avro});",
+            path.display()
+        ))
+        .await
+        .unwrap();
+    let s = start_job(&engine, "INSERT INTO out SELECT * FROM src")
+        .await
+        .wait()
+        .await
+        .unwrap();
+    assert_eq!(s.rows_out, n as u64);
+    let raw = consume_all(&topic, 2);
+    assert_eq!(raw.len(), n);
+    assert!(
+        raw.iter().all(|m| m.starts_with(&[0, 0, 0, 0, 7])),
+        "every message starts with Confluent's magic byte and schema id 7"
+    );
+    let mut sub = engine.subscribe("SELECT * FROM back").await.unwrap();
+    let mut got = vec![];
+    while let Some(b) = sub.next().await {
+        got.push(b.unwrap());
+    }
+    let want = batch_answer(&data, "SELECT * FROM events").await;
+    assert_same_rows(&got, &want, "avro-confluent round trip through kafka");
 }

@@ -446,7 +446,14 @@ pub struct KafkaSink {
     topic: String,
     producer: FutureProducer,
     key: KeyFormat,
-    debezium: bool,
+    value: Encoding,
+}
+
+/// How a sink encodes message values.
+enum Encoding {
+    Json,
+    Debezium,
+    Avro(crate::format::avro::AvroEncoder),
 }
 
 impl KafkaSink {
@@ -458,11 +465,17 @@ impl KafkaSink {
             .option("format")
             .unwrap_or("json")
             .to_ascii_lowercase();
-        let debezium = match format.as_str() {
-            "json" => false,
-            "debezium-json" => true,
+        let value = match format.as_str() {
+            "json" => Encoding::Json,
+            "debezium-json" => Encoding::Debezium,
+            "avro" | "avro-confluent" => Encoding::Avro(crate::format::avro::AvroEncoder::new(
+                table,
+                declared_data_schema(table, &schema),
+            )?),
             other => {
-                return crate::not_supported!("kafka sink format '{other}' (json, debezium-json)");
+                return crate::not_supported!(
+                    "kafka sink format '{other}' (json, debezium-json, avro, avro-confluent)"
+                );
             }
         };
         let fields: Vec<usize> = match table.option("key.fields") {
@@ -507,7 +520,7 @@ impl KafkaSink {
             topic,
             producer,
             key,
-            debezium,
+            value,
         })
     }
 
@@ -544,14 +557,14 @@ impl KafkaSink {
     }
 
     async fn write(&mut self, batch: RecordBatch) -> Result<()> {
-        let values = if self.debezium {
-            crate::format::writer::debezium_lines(&batch)?
+        let values = match &mut self.value {
+            Encoding::Debezium => crate::format::writer::debezium_lines(&batch)?
                 .split(|b| *b == b'\n')
                 .filter(|l| !l.is_empty())
                 .map(<[u8]>::to_vec)
-                .collect()
-        } else {
-            json_lines(&crate::changelog::strip_ops(&batch))?
+                .collect(),
+            Encoding::Json => json_lines(&crate::changelog::strip_ops(&batch))?,
+            Encoding::Avro(e) => e.encode(&crate::changelog::strip_ops(&batch))?,
         };
         let keys = self.keys(&batch)?;
         let ctx = || format!("kafka topic {}: produce", self.topic);
@@ -587,6 +600,18 @@ impl KafkaSink {
         }
         Ok(())
     }
+}
+
+/// The data columns of `schema` (no changelog op) under the sink table's declared names.
+pub(crate) fn declared_data_schema(table: &Table, schema: &SchemaRef) -> SchemaRef {
+    Arc::new(datafusion::arrow::datatypes::Schema::new(
+        schema
+            .fields()
+            .iter()
+            .filter(|f| f.name() != crate::changelog::OP_COLUMN)
+            .map(|f| f.as_ref().clone().with_name(table.declared_name(f.name())))
+            .collect::<Vec<_>>(),
+    ))
 }
 
 /// One JSON object per row.

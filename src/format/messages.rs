@@ -1,5 +1,5 @@
 //! Decoding messages (a Kinesis record's data, a Kafka message's value): one JSON record per
-//! message, into batches of a table's physical columns, with its `METADATA` columns filled from
+//! message (or one Avro record: [`super::avro`]), into batches of a table's physical columns, with its `METADATA` columns filled from
 //! each message's metadata (shard, sequence number, offset, arrival time...).
 //!
 //! A poll's messages are decoded in one go by arrow-json's vectorized decoder, each message
@@ -20,6 +20,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use super::ErrorPolicy;
 use super::cast_to;
 use super::json::JsonDecoder;
+use super::avro::AvroDecoder;
 use super::lines::BlockDecoder;
 use crate::Result;
 use crate::sql::catalog::Table;
@@ -43,6 +44,7 @@ pub struct MessageDecoder {
     meta_cols: Vec<(usize, String)>,
     decoder: Decoder,
     checker: JsonDecoder,
+    avro: Option<AvroDecoder>,
     policy: ErrorPolicy,
 }
 
@@ -57,12 +59,14 @@ impl MessageDecoder {
     /// the connector provides.
     pub fn new(table: &Table, policy: ErrorPolicy, known_meta: &[&str]) -> Result<Self> {
         let format = table.option("format").unwrap_or("json");
-        if !format.eq_ignore_ascii_case("json") {
-            return crate::not_supported!(
-                "message format '{format}' (json; avro is not supported yet)"
-            );
-        }
         let (payload_schema, payload_cols) = table.payload_schema();
+        let avro = if super::avro::is_avro(format) {
+            Some(AvroDecoder::new(table, payload_schema.clone())?)
+        } else if format.eq_ignore_ascii_case("json") {
+            None
+        } else {
+            return crate::not_supported!("message format '{format}' (json, avro, avro-confluent)");
+        };
         let mut meta_cols = vec![];
         for (i, key) in table.metadata_columns() {
             if !known_meta.contains(&key) {
@@ -79,6 +83,7 @@ impl MessageDecoder {
             physical: table.physical.clone(),
             decoder: decoder(&payload_schema)?,
             checker: JsonDecoder::new(payload_schema.clone())?,
+            avro,
             payload_schema,
             payload_cols,
             meta_cols,
@@ -94,6 +99,17 @@ impl MessageDecoder {
     ) -> Result<Option<RecordBatch>> {
         if payloads.is_empty() {
             return Ok(None);
+        }
+        if let Some(avro) = &mut self.avro {
+            let (batch, kept, bad) = avro.decode(payloads)?;
+            for (i, message) in bad {
+                self.policy
+                    .malformed(&meta.location(i), &message, payloads[i], false)?;
+            }
+            return match batch {
+                Some(b) => self.with_metadata(b, kept, meta),
+                None => Ok(None),
+            };
         }
         let (payload, kept) = match self.decode_all(payloads) {
             Ok(Some(b)) => (b, None),
@@ -132,6 +148,16 @@ impl MessageDecoder {
         } else {
             (payload, kept)
         };
+        self.with_metadata(payload, kept, meta)
+    }
+
+    /// The table's physical columns: the payload's, and the metadata of the kept messages.
+    fn with_metadata(
+        &self,
+        payload: RecordBatch,
+        kept: Option<Vec<u32>>,
+        meta: &dyn MessageMeta,
+    ) -> Result<Option<RecordBatch>> {
         if payload.num_rows() == 0 {
             return Ok(None);
         }

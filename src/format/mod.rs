@@ -6,6 +6,7 @@
 //! file and line), optionally written to a dead-letter file, and skipped — or, when the table's
 //! options say so, fails the job with a clear message.
 
+pub mod avro;
 pub mod csv;
 pub mod json;
 mod lines;
