@@ -14,7 +14,9 @@
 use std::sync::Arc;
 
 use arrow_avro::reader::{Decoder, ReaderBuilder};
-use arrow_avro::schema::{AvroSchema, Fingerprint, FingerprintAlgorithm, FingerprintStrategy, SchemaStore};
+use arrow_avro::schema::{
+    AvroSchema, Fingerprint, FingerprintAlgorithm, FingerprintStrategy, SchemaStore,
+};
 use arrow_avro::writer::WriterBuilder;
 use arrow_avro::writer::format::{AvroBinaryFormat, AvroSoeFormat};
 use datafusion::arrow::array::ArrayRef;
@@ -36,12 +38,18 @@ pub enum Framing {
 
 /// Whether `format` is one of the Avro formats.
 pub fn is_avro(format: &str) -> bool {
-    matches!(format.to_ascii_lowercase().as_str(), "avro" | "avro-confluent")
+    matches!(
+        format.to_ascii_lowercase().as_str(),
+        "avro" | "avro-confluent"
+    )
 }
 
 /// The framing and writer schema of an Avro table (`schema`: its columns, declared names).
 fn settings(table: &Table, schema: &Schema) -> Result<(Framing, AvroSchema)> {
-    let format = table.option("format").unwrap_or("json").to_ascii_lowercase();
+    let format = table
+        .option("format")
+        .unwrap_or("json")
+        .to_ascii_lowercase();
     let (framing, key) = match format.as_str() {
         "avro" => (Framing::Raw, "avro.schema"),
         "avro-confluent" => {
@@ -54,7 +62,9 @@ fn settings(table: &Table, schema: &Schema) -> Result<(Framing, AvroSchema)> {
             let id = match table.option("avro-confluent.schema-id") {
                 None => None,
                 Some(v) => Some(v.trim().parse::<u32>().map_err(|_| {
-                    Error::Plan(format!("'avro-confluent.schema-id' = '{v}' is not a number"))
+                    Error::Plan(format!(
+                        "'avro-confluent.schema-id' = '{v}' is not a number"
+                    ))
                 })?),
             };
             (Framing::Confluent(id), "avro-confluent.schema")
@@ -65,12 +75,19 @@ fn settings(table: &Table, schema: &Schema) -> Result<(Framing, AvroSchema)> {
         Some(json) => {
             let s = AvroSchema::new(json.to_string());
             if let Err(e) = s.fingerprint(FingerprintAlgorithm::Rabin) {
-                return plan_err!("table {}: '{key}' is not an Avro schema: {e}", table.def.name);
+                return plan_err!(
+                    "table {}: '{key}' is not an Avro schema: {e}",
+                    table.def.name
+                );
             }
             s
         }
-        None => AvroSchema::try_from(schema)
-            .map_err(|e| Error::Plan(format!("table {}: no Avro schema for its columns: {e}", table.def.name)))?,
+        None => AvroSchema::try_from(schema).map_err(|e| {
+            Error::Plan(format!(
+                "table {}: no Avro schema for its columns: {e}",
+                table.def.name
+            ))
+        })?,
     };
     Ok((framing, schema))
 }
@@ -123,7 +140,10 @@ impl AvroDecoder {
                 }
                 let id = u32::from_be_bytes([payload[1], payload[2], payload[3], payload[4]]);
                 if want.is_some_and(|w| w != id) {
-                    return Err(format!("schema id {id}, not the table's {}", want.unwrap_or(0)));
+                    return Err(format!(
+                        "schema id {id}, not the table's {}",
+                        want.unwrap_or(0)
+                    ));
                 }
                 Ok(&payload[5..])
             }
@@ -228,7 +248,10 @@ impl AvroEncoder {
     pub fn new(table: &Table, schema: SchemaRef) -> Result<Self> {
         let (framing, writer) = settings(table, &schema)?;
         let mut metadata = schema.metadata().clone();
-        metadata.insert(arrow_avro::schema::SCHEMA_METADATA_KEY.to_string(), writer.json_string.clone());
+        metadata.insert(
+            arrow_avro::schema::SCHEMA_METADATA_KEY.to_string(),
+            writer.json_string.clone(),
+        );
         let with_schema = Schema::new_with_metadata(schema.fields().clone(), metadata);
         let builder = WriterBuilder::new(with_schema);
         let encoder = match framing {

@@ -18,9 +18,9 @@ use datafusion::arrow::json::reader::Decoder;
 use datafusion::arrow::record_batch::RecordBatch;
 
 use super::ErrorPolicy;
+use super::avro::AvroDecoder;
 use super::cast_to;
 use super::json::JsonDecoder;
-use super::avro::AvroDecoder;
 use super::lines::BlockDecoder;
 use crate::Result;
 use crate::sql::catalog::Table;
