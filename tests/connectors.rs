@@ -458,6 +458,17 @@ async fn kinesis_reshard_mid_stream_gives_the_same_answer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the servers scripts/connector-tests.sh starts"]
 async fn kinesis_sink_puts_every_row() {
+    kinesis_sink_round_trip("json").await;
+}
+
+/// The same in Avro (records without a header, the schema derived from the columns).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the servers scripts/connector-tests.sh starts"]
+async fn kinesis_sink_and_source_in_avro() {
+    kinesis_sink_round_trip("avro").await;
+}
+
+async fn kinesis_sink_round_trip(format: &str) {
     let n = records(12_000);
     let k = kinesis().await;
     let stream = unique("copy");
@@ -471,7 +482,7 @@ async fn kinesis_sink_puts_every_row() {
         .execute(&format!(
             "CREATE TABLE src ({EVENT_COLUMNS}) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
              CREATE TABLE out ({EVENT_COLUMNS}) PARTITIONED BY (user_id) \
-             WITH ('connector' = 'kinesis', 'stream' = '{stream}', {});",
+             WITH ('connector' = 'kinesis', 'stream' = '{stream}', 'format' = '{format}', {});",
             path.display(),
             aws_options("WEIR_TEST_KINESIS")
         ))
@@ -483,14 +494,14 @@ async fn kinesis_sink_puts_every_row() {
     let secs = started.elapsed().as_secs_f64();
     assert_eq!(summary.rows_out, n as u64);
     eprintln!(
-        "kinesis sink: {n} records in {secs:.2} s ({:.0} records/s)",
+        "kinesis sink ({format}): {n} records in {secs:.2} s ({:.0} records/s)",
         n as f64 / secs
     );
     // Read it back with a bounded job over the stream.
     engine
         .execute(&format!(
             "CREATE TABLE back ({EVENT_COLUMNS}, pk STRING METADATA FROM 'partition-key' VIRTUAL) \
-             WITH ('connector' = 'kinesis', 'stream' = '{stream}', {});",
+             WITH ('connector' = 'kinesis', 'stream' = '{stream}', 'format' = '{format}', {});",
             aws_options("WEIR_TEST_KINESIS")
         ))
         .await

@@ -113,18 +113,7 @@ impl JdbcSink {
             .iter()
             .map(|f| quote_ident(table.declared_name(f.name())))
             .collect();
-        let mut key = vec![];
-        for k in &table.def.primary_key {
-            match schema.index_of(k) {
-                Ok(i) => key.push(i),
-                Err(_) => {
-                    return plan_err!(
-                        "table {}: primary key column {k} is not among the columns written",
-                        table.def.name
-                    );
-                }
-            }
-        }
+        let key = super::column_indices(table, &schema, &table.def.primary_key, "primary key")?;
         let max_rows = match table.option("sink.buffer-flush.max-rows") {
             None => 10_000,
             Some(v) => v
@@ -149,13 +138,7 @@ impl JdbcSink {
                 }
             },
         };
-        let max_retries = match table.option("sink.max-retries") {
-            None => 3,
-            Some(v) => v
-                .trim()
-                .parse()
-                .map_err(|_| Error::Plan(format!("'sink.max-retries' = '{v}' is not a number")))?,
-        };
+        let max_retries = super::number_option(table, "sink.max-retries", 3)?;
         Ok(Self {
             config,
             shown: format!("postgresql table {name}"),

@@ -615,7 +615,7 @@ pub(crate) fn declared_data_schema(table: &Table, schema: &SchemaRef) -> SchemaR
 }
 
 /// One JSON object per row.
-fn json_lines(batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
+pub(crate) fn json_lines(batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
     let mut buf = Vec::new();
     {
         let mut w = datafusion::arrow::json::LineDelimitedWriter::new(&mut buf);

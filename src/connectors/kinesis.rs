@@ -2,7 +2,7 @@
 //!
 //! Options (Flink's names): `'stream'`, `'aws.region'`, `'aws.endpoint'`,
 //! `'aws.credentials.basic.accesskeyid'` / `secretkey` (else the SDK's default chain),
-//! `'format'` (`json`), and for the source `'scan.stream.initpos'` (`TRIM_HORIZON`,
+//! `'format'` (`json`, `avro`, `avro-confluent`), and for the source `'scan.stream.initpos'` (`TRIM_HORIZON`,
 //! `LATEST`, `AT_TIMESTAMP` with `'scan.stream.initpos-timestamp'`, epoch millis or ISO-8601)
 //! and `'scan.shard.getrecords.intervalmillis'` (how long a caught-up shard waits before its
 //! next GetRecords, default 200).
@@ -27,7 +27,7 @@
 //! `partition-key`.
 //!
 //! ## Sink
-//! Rows are encoded as JSON and sent with PutRecords in requests within the API's limits
+//! Rows are encoded as JSON (or Avro: [`crate::format::avro`]) and sent with PutRecords in requests within the API's limits
 //! (500 records, 5 MiB). The partition key is the `PARTITIONED BY` column(s) (joined by
 //! `'sink.partitioner-field-delimiter'`, default `|`), else random. Of a partially failed
 //! request only the failed records are sent again, with backoff
@@ -289,6 +289,21 @@ impl Coordinator {
     }
 }
 
+/// Send a request (a fluent builder of the SDK), retrying it as [`retry`] does.
+macro_rules! send_retrying {
+    ($ctx:expr, $req:expr) => {
+        retry(&$ctx, || {
+            let req = $req.clone();
+            async move {
+                req.send()
+                    .await
+                    .map_err(|e| (is_retryable(e.code()), describe(&e)))
+            }
+        })
+        .await?
+    };
+}
+
 struct Shared {
     name: String,
     stream: String,
@@ -310,18 +325,7 @@ impl Shared {
                 Some(t) => req.next_token(t),
                 None => req.stream_name(&self.stream),
             };
-            let resp = retry(
-                &format!("kinesis stream {}: ListShards", self.stream),
-                || {
-                    let req = req.clone();
-                    async move {
-                        req.send()
-                            .await
-                            .map_err(|e| (is_retryable(e.code()), describe(&e)))
-                    }
-                },
-            )
-            .await?;
+            let resp = send_retrying!(format!("kinesis stream {}: ListShards", self.stream), req);
             for s in resp.shards() {
                 let mut parents = vec![];
                 if let Some(p) = s.parent_shard_id() {
@@ -549,15 +553,7 @@ impl KinesisReader {
             "kinesis stream {}, shard {id}: GetShardIterator",
             shared.stream
         );
-        let resp = retry(&ctx, || {
-            let req = req.clone();
-            async move {
-                req.send()
-                    .await
-                    .map_err(|e| (is_retryable(e.code()), describe(&e)))
-            }
-        })
-        .await?;
+        let resp = send_retrying!(ctx, req);
         Ok(resp.shard_iterator().map(str::to_string))
     }
 
@@ -732,6 +728,8 @@ pub struct KinesisSink {
     delimiter: String,
     max_retries: u32,
     counter: u64,
+    /// Avro records (`'format'` = `avro` / `avro-confluent`); else JSON.
+    avro: Option<crate::format::avro::AvroEncoder>,
 }
 
 impl KinesisSink {
@@ -739,29 +737,22 @@ impl KinesisSink {
     pub fn new(table: &Table, schema: SchemaRef) -> Result<Self> {
         let stream = stream_name(table)?;
         let format = table.option("format").unwrap_or("json");
-        if !format.eq_ignore_ascii_case("json") {
-            return crate::not_supported!("kinesis sink format '{format}' (json)");
-        }
-        table.reject_metadata("kinesis sink")?;
-        let mut key_cols = vec![];
-        for c in &table.def.partitioned_by {
-            match schema.index_of(c) {
-                Ok(i) => key_cols.push(i),
-                Err(_) => {
-                    return plan_err!(
-                        "sink {}: PARTITIONED BY {c}: no such column",
-                        table.def.name
-                    );
-                }
-            }
-        }
-        let max_retries = match table.option("sink.max-retries") {
-            None => 10,
-            Some(v) => v
-                .trim()
-                .parse()
-                .map_err(|_| Error::Plan(format!("'sink.max-retries' = '{v}' is not a number")))?,
+        let avro = if crate::format::avro::is_avro(format) {
+            Some(crate::format::avro::AvroEncoder::new(
+                table,
+                super::kafka::declared_data_schema(table, &schema),
+            )?)
+        } else if format.eq_ignore_ascii_case("json") {
+            None
+        } else {
+            return crate::not_supported!(
+                "kinesis sink format '{format}' (json, avro, avro-confluent)"
+            );
         };
+        table.reject_metadata("kinesis sink")?;
+        let key_cols =
+            super::column_indices(table, &schema, &table.def.partitioned_by, "PARTITIONED BY")?;
+        let max_retries = super::number_option(table, "sink.max-retries", 10)?;
         Ok(Self {
             stream,
             client: LazyClient::new(table),
@@ -772,6 +763,7 @@ impl KinesisSink {
                 .to_string(),
             max_retries,
             counter: 0,
+            avro,
         })
     }
 
@@ -856,20 +848,14 @@ impl KinesisSink {
 
     async fn write(&mut self, batch: RecordBatch) -> Result<()> {
         let data = crate::changelog::strip_ops(&batch);
-        let mut buf = Vec::new();
-        {
-            let mut w = datafusion::arrow::json::LineDelimitedWriter::new(&mut buf);
-            w.write(&data)?;
-            w.finish()?;
-        }
+        let records = match &mut self.avro {
+            Some(e) => e.encode(&data)?,
+            None => super::kafka::json_lines(&data)?,
+        };
         let keys = self.partition_keys(&batch)?;
         let mut request = vec![];
         let mut bytes = 0;
-        for (line, key) in buf
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .zip(keys)
-        {
+        for (line, key) in records.iter().zip(keys) {
             let size = line.len() + key.len();
             if size > MAX_RECORD_BYTES {
                 return connector_err!(

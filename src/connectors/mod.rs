@@ -244,6 +244,39 @@ pub fn check_accepts_changelog(table: &Table) -> Result<()> {
     }
 }
 
+/// Parse a numeric option; `default` when it is not set.
+pub fn number_option<T: std::str::FromStr>(table: &Table, key: &str, default: T) -> Result<T> {
+    match table.option(key) {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|_| {
+            crate::Error::Plan(format!(
+                "option '{key}' of table {} must be a number, not '{v}'",
+                table.def.name
+            ))
+        }),
+    }
+}
+
+/// The positions in `schema` of the columns `names` (for `what`: "PARTITIONED BY", ...).
+pub fn column_indices(
+    table: &Table,
+    schema: &SchemaRef,
+    names: &[String],
+    what: &str,
+) -> Result<Vec<usize>> {
+    names
+        .iter()
+        .map(|n| {
+            schema.index_of(n).map_err(|_| {
+                crate::Error::Plan(format!(
+                    "table {}: {what} column {n} is not among the columns written",
+                    table.def.name
+                ))
+            })
+        })
+        .collect()
+}
+
 /// Parse a boolean option (`'true'` / `'false'`).
 pub fn bool_option(table: &Table, key: &str, default: bool) -> Result<bool> {
     match table.option(key) {
