@@ -26,6 +26,15 @@
 //!   slowest waits. Without it a join of two sources buffers the faster one without bound.
 //! - A table scanned by several branches of one plan (a self-join) is read once; each batch
 //!   goes through every branch's per-shard operators.
+//! - *Splits*: a source shard may read several splits (a Kinesis reader its Kinesis shards, a
+//!   Kafka reader its partitions, an `s3://` reader its objects), whose number changes while
+//!   the job runs (reshards). The task keeps one chain of per-shard operators per split, so each
+//!   split has its own watermark generator, and sends on the minimum over its live splits.
+//!   A split is announced (an empty batch) before its rows, so it holds the watermark back
+//!   from the start; an ended split stops counting. The architecture's one-watermark-per-shard
+//!   would let a fast Kinesis shard make a slow one's rows late.
+//! - Stop *with drain* ([`RunContext::drain`]): sources end as if their input had ended, so
+//!   windows fire; cancellation does not fire them.
 
 mod chain;
 pub mod exchange;
