@@ -3,7 +3,8 @@
 //! figure is per single core.
 //!
 //! `cargo bench` runs them all; `cargo bench -- kernels/` or `cargo bench -- nexmark/q7` a part.
-//! Groups: `generator`, `kernels` (exchange, interval join, JSON decode, Parquet encode),
+//! Groups: `generator`, `kernels` (exchange, interval join, JSON decode, message decode in
+//! JSON and Avro, Parquet encode),
 //! `nexmark` (window aggregates, q5 window aggregate join, q7 interval join, q8 window join).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -234,6 +235,64 @@ fn kernels(c: &mut Criterion) {
             assert_eq!(n, rows);
         })
     });
+    // Messages (Kafka values, Kinesis records): one record each, decoded a poll at a time.
+    for format in ["json", "avro"] {
+        let ddl = format!(
+            "CREATE TABLE m (auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, url STRING, \
+               date_time TIMESTAMP(3), extra STRING) WITH ('connector' = 'kafka', 'format' = '{format}')"
+        );
+        let located = weir::sql::statement::parse_sql(&ddl).expect("parses");
+        let weir::sql::statement::Statement::CreateTable(def) = located[0].statement.clone() else {
+            panic!("not a CREATE TABLE")
+        };
+        let table = weir::sql::catalog::Table::new(def).expect("table");
+        let messages: Vec<Vec<u8>> = if format == "json" {
+            let mut buf = Vec::new();
+            {
+                let mut w = datafusion::arrow::json::LineDelimitedWriter::new(&mut buf);
+                for b in &input {
+                    w.write(b).expect("write");
+                }
+                w.finish().expect("finish");
+            }
+            buf.split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(<[u8]>::to_vec)
+                .collect()
+        } else {
+            let mut e = weir::format::avro::AvroEncoder::new(&table, table.physical.clone())
+                .expect("encoder");
+            input
+                .iter()
+                .flat_map(|b| e.encode(b).expect("encodes"))
+                .collect()
+        };
+        struct NoMeta;
+        impl weir::format::messages::MessageMeta for NoMeta {
+            fn column(&self, key: &str) -> weir::Result<datafusion::arrow::array::ArrayRef> {
+                Err(weir::Error::Plan(format!("no metadata {key}")))
+            }
+            fn location(&self, i: usize) -> String {
+                format!("message {i}")
+            }
+        }
+        let policy = weir::format::ErrorPolicy::lenient(metrics.clone());
+        let mut d =
+            weir::format::messages::MessageDecoder::new(&table, policy, &[]).expect("decoder");
+        g.bench_function(format!("message_decode_{format}"), |b| {
+            b.iter(|| {
+                let mut n = 0;
+                for poll in messages.chunks(8192) {
+                    let payloads: Vec<&[u8]> = poll.iter().map(Vec::as_slice).collect();
+                    n += d
+                        .decode(&payloads, &NoMeta)
+                        .expect("decodes")
+                        .map_or(0, |b| b.num_rows());
+                }
+                assert_eq!(n, rows);
+            })
+        });
+    }
     let parquet = dir.path().join("bids.parquet");
     g.bench_function("parquet_encode", |b| {
         b.iter(|| {

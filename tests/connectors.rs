@@ -542,6 +542,7 @@ async fn s3_multipart_upload_is_visible_only_when_complete() {
             .await
             .unwrap();
     let chunk: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+    let t = Instant::now();
     for _ in 0..12 {
         out.write_all(&chunk).unwrap();
         upload.pump().await.unwrap();
@@ -551,6 +552,10 @@ async fn s3_multipart_upload_is_visible_only_when_complete() {
         "an object being uploaded must not be visible"
     );
     upload.complete().await.unwrap();
+    eprintln!(
+        "s3 multipart upload: 12 MiB in {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
     let got = store.get(&key).await.unwrap().bytes().await.unwrap();
     assert_eq!(got.len(), 12 << 20);
     assert_eq!(&got[(5 << 20)..(5 << 20) + 1000], &chunk[..1000]);
@@ -783,6 +788,7 @@ async fn kafka_to_topic_and_postgres_matches_batch() {
             Field::new("total", DataType::Int64, true),
         ]));
         let mut d = datafusion::arrow::json::ReaderBuilder::new(schema)
+            .with_batch_size(messages.len().max(1))
             .build_decoder()
             .unwrap();
         for m in &messages {
@@ -952,23 +958,35 @@ async fn kafka_avro_confluent_round_trip() {
         ))
         .await
         .unwrap();
+    let t = Instant::now();
     let s = start_job(&engine, "INSERT INTO out SELECT * FROM src")
         .await
         .wait()
         .await
         .unwrap();
     assert_eq!(s.rows_out, n as u64);
+    let secs = t.elapsed().as_secs_f64();
+    eprintln!(
+        "kafka sink (avro-confluent, keyed): {n} records in {secs:.2} s ({:.0} records/s)",
+        n as f64 / secs
+    );
     let raw = consume_all(&topic, 2);
     assert_eq!(raw.len(), n);
     assert!(
         raw.iter().all(|m| m.starts_with(&[0, 0, 0, 0, 7])),
         "every message starts with Confluent's magic byte and schema id 7"
     );
+    let t = Instant::now();
     let mut sub = engine.subscribe("SELECT * FROM back").await.unwrap();
     let mut got = vec![];
     while let Some(b) = sub.next().await {
         got.push(b.unwrap());
     }
+    let secs = t.elapsed().as_secs_f64();
+    eprintln!(
+        "kafka source (avro-confluent, bounded): {n} records in {secs:.2} s ({:.0} records/s)",
+        n as f64 / secs
+    );
     let want = batch_answer(&data, "SELECT * FROM events").await;
     assert_same_rows(&got, &want, "avro-confluent round trip through kafka");
 }
@@ -1017,11 +1035,17 @@ async fn s3_source_objects_tumble_matches_batch() {
         ))
         .await
         .unwrap();
+    let t = Instant::now();
     let mut sub = engine.subscribe(WINDOW_SQL).await.unwrap();
     let mut got = vec![];
     while let Some(b) = sub.next().await {
         got.push(b.unwrap());
     }
+    let secs = t.elapsed().as_secs_f64();
+    eprintln!(
+        "s3 source (3 JSON objects) → tumble: {n} records in {secs:.2} s ({:.0} records/s)",
+        n as f64 / secs
+    );
     let want = batch_answer(&data, &window_batch_sql()).await;
     assert_same_rows(&got, &want, "s3 source → tumble");
 }

@@ -21,10 +21,11 @@
 //! ## Sink
 //! Rows are JSON messages. `'key.fields'` (`a;b`) makes the key: with `'key.format'` =
 //! `raw` (one field) its text, with `json` an object of the fields; messages with the same
-//! key go to the same partition. Every batch's deliveries are awaited before the next batch
-//! (a failed delivery fails the job); the producer is flushed at the end.
+//! key go to the same partition. Deliveries are confirmed as they complete (checked with
+//! every batch and every second; at most 100k outstanding): a failed delivery fails the job.
+//! At the end every delivery is awaited and the producer flushed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -447,7 +448,12 @@ pub struct KafkaSink {
     producer: FutureProducer,
     key: KeyFormat,
     value: Encoding,
+    /// Deliveries not yet confirmed, oldest first.
+    pending: VecDeque<rdkafka::producer::DeliveryFuture>,
 }
+
+/// Deliveries a sink leaves outstanding before it waits for the oldest.
+const MAX_IN_FLIGHT: usize = 100_000;
 
 /// How a sink encodes message values.
 enum Encoding {
@@ -521,6 +527,7 @@ impl KafkaSink {
             producer,
             key,
             value,
+            pending: VecDeque::new(),
         })
     }
 
@@ -568,7 +575,7 @@ impl KafkaSink {
         };
         let keys = self.keys(&batch)?;
         let ctx = || format!("kafka topic {}: produce", self.topic);
-        let mut deliveries = Vec::with_capacity(values.len());
+        let deliveries = &mut self.pending;
         for (i, v) in values.iter().enumerate() {
             let mut record = FutureRecord::to(&self.topic).payload(v.as_slice());
             if let Some(k) = &keys {
@@ -577,7 +584,7 @@ impl KafkaSink {
             loop {
                 match self.producer.send_result(record) {
                     Ok(d) => {
-                        deliveries.push(d);
+                        deliveries.push_back(d);
                         break;
                     }
                     Err((
@@ -591,8 +598,28 @@ impl KafkaSink {
                 }
             }
         }
-        for d in deliveries {
-            match d.await {
+        self.settle(false).await
+    }
+
+    /// Check the deliveries that completed (all of them with `all`, and the oldest while more
+    /// than [`MAX_IN_FLIGHT`] are outstanding): a failed delivery fails the job.
+    async fn settle(&mut self, all: bool) -> Result<()> {
+        let ctx = || format!("kafka topic {}: produce", self.topic);
+        loop {
+            let wait = all || self.pending.len() > MAX_IN_FLIGHT;
+            let Some(front) = self.pending.front_mut() else {
+                break;
+            };
+            let outcome = if wait {
+                Some(front.await)
+            } else {
+                front.now_or_never()
+            };
+            let Some(outcome) = outcome else {
+                break;
+            };
+            self.pending.pop_front();
+            match outcome {
                 Ok(Ok(_)) => {}
                 Ok(Err((e, _))) => return Err(kafka_err(ctx(), e)),
                 Err(_) => return connector_err!(ctx(), "the producer went away"),
@@ -634,8 +661,13 @@ impl Sink for KafkaSink {
         Box::pin(self.write(batch))
     }
 
+    fn tick(&mut self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.settle(false))
+    }
+
     fn finish(&mut self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
+            self.settle(true).await?;
             let p = self.producer.clone();
             let topic = self.topic.clone();
             tokio::task::spawn_blocking(move || p.flush(Duration::from_secs(60)))
