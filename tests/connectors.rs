@@ -1049,3 +1049,68 @@ async fn s3_source_objects_tumble_matches_batch() {
     let want = batch_answer(&data, &window_batch_sql()).await;
     assert_same_rows(&got, &want, "s3 source → tumble");
 }
+
+/// An unbounded Kafka source where only one of four partitions gets records: with
+/// `'scan.watermark.idle-timeout'`, the silent partitions stop holding the watermark back, so
+/// windows are emitted while the job is still running; after a drain the whole output equals
+/// the batch answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the servers scripts/connector-tests.sh starts"]
+async fn kafka_idle_partitions_do_not_stall_windows() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let n = 3_000;
+    let topic = unique("skewed");
+    create_topic(&topic, 4).await;
+    let data = events(n);
+    let p: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", env("WEIR_TEST_KAFKA"))
+        .create()
+        .unwrap();
+    let payloads: Vec<String> = data.iter().map(json).collect();
+    let mut pending = vec![];
+    for (e, payload) in data.iter().zip(&payloads) {
+        let record = FutureRecord::to(&topic)
+            .payload(payload)
+            .key(&e.user)
+            .partition(0);
+        pending.push(p.send_result(record).map_err(|(e, _)| e).unwrap());
+    }
+    for d in pending {
+        d.await.unwrap().map_err(|(e, _)| e).unwrap();
+    }
+    let engine = Engine::new();
+    engine
+        .execute(&format!(
+            "CREATE TABLE events ({EVENT_COLUMNS}, WATERMARK FOR ts AS ts - INTERVAL '2' SECOND) \
+             WITH ('connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{}', \
+                   'scan.watermark.idle-timeout' = '1 s');",
+            env("WEIR_TEST_KAFKA")
+        ))
+        .await
+        .unwrap();
+    let want = batch_answer(&data, &window_batch_sql()).await;
+    let windows: usize = want.iter().map(|b| b.num_rows()).sum();
+    let mut sub = engine.subscribe(WINDOW_SQL).await.unwrap();
+    let mut got = vec![];
+    let mut rows = 0;
+    // All but the last windows (the watermark trails the newest record by 2 s) come out while
+    // the job runs.
+    while rows + 6 < windows {
+        let b = tokio::time::timeout(Duration::from_secs(60), sub.next())
+            .await
+            .expect("windows are emitted while the source is still open")
+            .unwrap()
+            .unwrap();
+        rows += b.num_rows();
+        got.push(b);
+    }
+    sub.job().expect("a job").drain();
+    while let Some(b) = sub.next().await {
+        got.push(b.unwrap());
+    }
+    assert_same_rows(
+        &got,
+        &want,
+        "windows over one busy and three silent partitions",
+    );
+}

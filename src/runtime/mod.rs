@@ -412,7 +412,21 @@ async fn run_shard(
             None => {
                 idle = true;
                 align.set(slot, Timestamp::MAX);
-                for c in &mut consumers {
+                for (i, c) in consumers.iter_mut().enumerate() {
+                    // Splits silent for the idle timeout stop holding the shard back: its
+                    // watermark moves to what its splits with rows have reached.
+                    if let Some(wm) = c.split_watermark(idle_timeout) {
+                        if i == 0 {
+                            watermark = wm;
+                        }
+                        if c.router
+                            .send(Message::Watermark(Watermark::EventTime(wm)))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
                     if c.router
                         .send(Message::Watermark(Watermark::Idle))
                         .await
