@@ -179,6 +179,24 @@ pub fn open_sink(table: &Table, schema: SchemaRef) -> Result<Box<dyn Sink>> {
             table.def.name
         );
     }
+    // VIRTUAL metadata columns are read-only: the sink gets the other columns.
+    let is_virtual = |name: &str| {
+        table
+            .def
+            .columns
+            .iter()
+            .any(|c| c.name == name && c.metadata.as_ref().is_some_and(|m| m.is_virtual))
+    };
+    if table.def.columns.iter().any(|c| is_virtual(&c.name)) {
+        let keep: Vec<usize> = (0..schema.fields().len())
+            .filter(|i| !is_virtual(schema.field(*i).name()))
+            .collect();
+        let mut def = table.def.clone();
+        def.columns.retain(|c| !is_virtual(&c.name));
+        let writable = Table::new(def)?;
+        let inner = open_sink(&writable, Arc::new(schema.project(&keep)?))?;
+        return Ok(Box::new(ProjectingSink { keep, inner }));
+    }
     match table.connector() {
         "print" => Ok(Box::new(print::PrintSink::new(
             table.option("print-identifier").map(str::to_string),
@@ -193,6 +211,33 @@ pub fn open_sink(table: &Table, schema: SchemaRef) -> Result<Box<dyn Sink>> {
             table.def.name
         ),
         other => plan_err!("table {}: unknown connector '{other}'", table.def.name),
+    }
+}
+
+/// Drops columns (VIRTUAL metadata) before the sink it wraps.
+struct ProjectingSink {
+    keep: Vec<usize>,
+    inner: Box<dyn Sink>,
+}
+
+impl Sink for ProjectingSink {
+    fn write_batch(&mut self, batch: RecordBatch) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let b = batch.project(&self.keep)?;
+            self.inner.write_batch(b).await
+        })
+    }
+
+    fn tick(&mut self) -> BoxFuture<'_, Result<()>> {
+        self.inner.tick()
+    }
+
+    fn tick_interval_ms(&self) -> u64 {
+        self.inner.tick_interval_ms()
+    }
+
+    fn finish(&mut self) -> BoxFuture<'_, Result<()>> {
+        self.inner.finish()
     }
 }
 

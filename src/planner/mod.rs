@@ -276,15 +276,33 @@ impl<'a> Planner<'a> {
                 let sink = self.catalog.table(table)?.clone();
                 let mut stmt = statement.as_ref().clone();
                 if let sqlparser::ast::Statement::Insert(ins) = &mut stmt {
+                    // VIRTUAL metadata columns are read-only: an INSERT without a column list
+                    // writes the others (as Flink does).
+                    let is_virtual = |name: &str| {
+                        sink.def.columns.iter().any(|c| {
+                            c.name == name && c.metadata.as_ref().is_some_and(|m| m.is_virtual)
+                        })
+                    };
                     let targets: Vec<String> = if ins.columns.is_empty() {
                         sink.schema
                             .fields()
                             .iter()
                             .map(|f| f.name().clone())
+                            .filter(|n| !is_virtual(n))
                             .collect()
                     } else {
                         ins.columns.iter().map(|c| c.to_string()).collect()
                     };
+                    if ins.columns.is_empty() && targets.len() < sink.schema.fields().len() {
+                        ins.columns = targets
+                            .iter()
+                            .map(|t| {
+                                sqlparser::ast::ObjectName::from(vec![
+                                    sqlparser::ast::Ident::with_quote('"', t.clone()),
+                                ])
+                            })
+                            .collect();
+                    }
                     if let Some(source) = ins.source.as_mut() {
                         rewrite::alias_insert_columns(source, &targets);
                         let windows =
