@@ -155,7 +155,7 @@ impl JdbcSink {
     }
 
     async fn connect(&mut self) -> Result<&Client> {
-        if !self.client.as_ref().is_some_and(|c| !c.is_closed()) {
+        if self.client.as_ref().is_none_or(|c| c.is_closed()) {
             self.client = Some(self.open().await?);
         }
         match &self.client {

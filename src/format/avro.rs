@@ -92,6 +92,10 @@ fn settings(table: &Table, schema: &Schema) -> Result<(Framing, AvroSchema)> {
     Ok((framing, schema))
 }
 
+/// What [`AvroDecoder::decode`] returns: the good rows, the indices of the good messages when
+/// some were bad, and the bad ones (index, error).
+pub type Decoded = (Option<RecordBatch>, Option<Vec<u32>>, Vec<(usize, String)>);
+
 /// Decodes Avro messages (see the module doc).
 pub struct AvroDecoder {
     framing: Framing,
@@ -177,7 +181,7 @@ impl AvroDecoder {
     pub fn decode(
         &mut self,
         payloads: &[&[u8]],
-    ) -> Result<(Option<RecordBatch>, Option<Vec<u32>>, Vec<(usize, String)>)> {
+    ) -> Result<Decoded> {
         let mut clean = true;
         for p in payloads {
             if self.feed(p).is_err() {
