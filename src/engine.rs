@@ -715,6 +715,10 @@ impl Sink for ConformingSink {
     fn finish(&mut self) -> BoxFuture<'_, Result<()>> {
         self.inner.finish()
     }
+
+    fn abort(&mut self) -> BoxFuture<'_, ()> {
+        self.inner.abort()
+    }
 }
 
 /// The figures shown on a status line.

@@ -236,3 +236,48 @@ async fn computed_event_time_column() {
         .sum();
     assert_eq!(total, 3);
 }
+
+/// A job that fails part-way publishes no half-written file: what the sink had open is
+/// removed, and nothing in progress is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_job_leaves_no_partial_files() {
+    let dir = tempdir();
+    let input = dir.path().join("in.json");
+    // More than one 4 MiB read block of good records, then one that fails the job.
+    let mut lines: Vec<String> = (0..60_000)
+        .map(|i| format!(r#"{{"id": {i}, "name": "user-{i:0>60}"}}"#))
+        .collect();
+    lines.push("this is not JSON".to_string());
+    write_lines(&input, &lines);
+    let out = dir.path().join("out");
+    let engine = weir::Engine::new();
+    engine
+        .execute(&format!(
+            "CREATE TABLE src (id BIGINT, name STRING) WITH ('connector' = 'filesystem', 'path' = '{}', \
+               'format' = 'json', 'json.ignore-parse-errors' = 'false');
+             CREATE TABLE dst (id BIGINT, name STRING) WITH ('connector' = 'filesystem', 'path' = '{}', \
+               'format' = 'json');",
+            input.display(),
+            out.display()
+        ))
+        .await
+        .unwrap();
+    let mut job = None;
+    for o in engine
+        .execute("INSERT INTO dst SELECT * FROM src")
+        .await
+        .unwrap()
+    {
+        if let StatementOutput::Job(j) = o {
+            job = Some(j);
+        }
+    }
+    let job = job.unwrap();
+    let err = job.wait().await.unwrap_err().to_string();
+    assert!(err.contains("malformed"), "{err}");
+    let left: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(left.is_empty(), "files left behind: {left:?}");
+}

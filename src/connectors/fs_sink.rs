@@ -12,6 +12,7 @@
 //! - `'path'` = `s3://bucket/prefix`: the same files, as objects (see
 //!   [`super::object_store`]): each file is streamed with multipart upload while it is
 //!   written, and becomes visible only when it is rolled and the upload completed.
+//! - When the job fails, open files are dropped: in-progress files removed, uploads aborted.
 //!
 //! Exactly-once (files made visible at checkpoint completion) comes with checkpoints.
 
@@ -388,6 +389,24 @@ impl Sink for FileSink {
                 self.roll(&k).await?;
             }
             Ok(())
+        })
+    }
+
+    /// Open files are not published: local in-progress files are removed, uploads aborted
+    /// (their parts deleted).
+    fn abort(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            for (_, f) in self.open.drain() {
+                drop(f.writer);
+                match f.dest {
+                    Dest::Local { tmp, .. } => {
+                        let _ = std::fs::remove_file(tmp);
+                    }
+                    Dest::S3(upload) => {
+                        let _ = upload.abort().await;
+                    }
+                }
+            }
         })
     }
 }

@@ -139,6 +139,10 @@ pub trait Sink: Send {
     }
     /// Flush and close: called once, at the end of the job or when it is stopped.
     fn finish(&mut self) -> BoxFuture<'_, Result<()>>;
+    /// The job failed: drop what is in progress without publishing it (best effort).
+    fn abort(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// What opening a source may need from the engine.
@@ -238,6 +242,10 @@ impl Sink for ProjectingSink {
 
     fn finish(&mut self) -> BoxFuture<'_, Result<()>> {
         self.inner.finish()
+    }
+
+    fn abort(&mut self) -> BoxFuture<'_, ()> {
+        self.inner.abort()
     }
 }
 

@@ -178,10 +178,7 @@ impl AvroDecoder {
 
     /// Decode a poll's messages: the good ones as rows of the target schema (`None` if none),
     /// the indices of the good ones when some were bad, and the bad ones with their errors.
-    pub fn decode(
-        &mut self,
-        payloads: &[&[u8]],
-    ) -> Result<Decoded> {
+    pub fn decode(&mut self, payloads: &[&[u8]]) -> Result<Decoded> {
         let mut clean = true;
         for p in payloads {
             if self.feed(p).is_err() {

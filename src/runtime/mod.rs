@@ -796,65 +796,34 @@ pub async fn run(
     let _abort_on_exit = AbortOnDrop(std::mem::take(&mut spawner.tasks));
     drop(spawner);
     let producers = producers?;
-    let mut inputs = Inputs::new(&[producers]);
-    let mut cancel = cancel;
-    let mut tick = tokio::time::interval(Duration::from_millis(sink.tick_interval_ms().max(50)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut outcome = Outcome::Finished;
-    let mut sink_watermark = Timestamp::MIN;
-    while !inputs.all_ended() {
-        let envelope = tokio::select! {
-            biased;
-            _ = cancel.changed() => { outcome = Outcome::Stopped; break }
-            m = rx.recv() => m,
-            _ = tick.tick() => {
-                sink.tick().await?;
-                continue
-            }
-        };
-        let Some(Envelope { port, sender, item }) = envelope else {
-            if *cancel.borrow() {
-                outcome = Outcome::Stopped;
-                break;
-            }
-            return Err(Error::Execution {
-                operator: "runtime".into(),
-                message: "every task stopped before the end of input".into(),
-            });
-        };
-        match item {
-            Item::Failed(e) => return Err(e),
-            Item::Late(batches) => {
-                if let Some(late) = late_sink.as_mut() {
-                    for b in batches {
-                        late.write_batch(b).await?;
-                    }
+    let result: Result<Outcome> = async {
+        let mut inputs = Inputs::new(&[producers]);
+        let mut cancel = cancel;
+        let mut tick =
+            tokio::time::interval(Duration::from_millis(sink.tick_interval_ms().max(50)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut outcome = Outcome::Finished;
+        let mut sink_watermark = Timestamp::MIN;
+        while !inputs.all_ended() {
+            let envelope = tokio::select! {
+                biased;
+                _ = cancel.changed() => { outcome = Outcome::Stopped; break }
+                m = rx.recv() => m,
+                _ = tick.tick() => {
+                    sink.tick().await?;
+                    continue
                 }
-            }
-            Item::Msg(msg) => {
-                if let Some(Message::Batch(b)) = inputs.observe(port, sender, msg) {
-                    JobMetrics::add(&metrics.rows_out, b.num_rows() as u64);
-                    sink.write_batch(b).await?;
+            };
+            let Some(Envelope { port, sender, item }) = envelope else {
+                if *cancel.borrow() {
+                    outcome = Outcome::Stopped;
+                    break;
                 }
-                if let Some(wm) = inputs.watermark() {
-                    if wm > sink_watermark {
-                        sink_watermark = wm;
-                        if wm < Timestamp::MAX {
-                            metrics.watermark.fetch_max(wm, Ordering::Relaxed);
-                        }
-                        if let Some(trace) = &metrics.trace {
-                            if let Ok(mut t) = trace.sink.lock() {
-                                t.push((std::time::Instant::now(), wm));
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-    if outcome == Outcome::Finished {
-        // Late rows or errors reported just before the end.
-        while let Ok(Envelope { item, .. }) = rx.try_recv() {
+                return Err(Error::Execution {
+                    operator: "runtime".into(),
+                    message: "every task stopped before the end of input".into(),
+                });
+            };
             match item {
                 Item::Failed(e) => return Err(e),
                 Item::Late(batches) => {
@@ -864,15 +833,58 @@ pub async fn run(
                         }
                     }
                 }
-                Item::Msg(_) => {}
+                Item::Msg(msg) => {
+                    if let Some(Message::Batch(b)) = inputs.observe(port, sender, msg) {
+                        JobMetrics::add(&metrics.rows_out, b.num_rows() as u64);
+                        sink.write_batch(b).await?;
+                    }
+                    if let Some(wm) = inputs.watermark() {
+                        if wm > sink_watermark {
+                            sink_watermark = wm;
+                            if wm < Timestamp::MAX {
+                                metrics.watermark.fetch_max(wm, Ordering::Relaxed);
+                            }
+                            if let Some(trace) = &metrics.trace {
+                                if let Ok(mut t) = trace.sink.lock() {
+                                    t.push((std::time::Instant::now(), wm));
+                                }
+                            }
+                        }
+                    }
+                }
             }
         }
+        if outcome == Outcome::Finished {
+            // Late rows or errors reported just before the end.
+            while let Ok(Envelope { item, .. }) = rx.try_recv() {
+                match item {
+                    Item::Failed(e) => return Err(e),
+                    Item::Late(batches) => {
+                        if let Some(late) = late_sink.as_mut() {
+                            for b in batches {
+                                late.write_batch(b).await?;
+                            }
+                        }
+                    }
+                    Item::Msg(_) => {}
+                }
+            }
+        }
+        sink.finish().await?;
+        if let Some(late) = late_sink.as_mut() {
+            late.finish().await?;
+        }
+        Ok(outcome)
     }
-    sink.finish().await?;
-    if let Some(late) = late_sink.as_mut() {
-        late.finish().await?;
+    .await;
+    if result.is_err() {
+        // A failed job publishes nothing half-written (in-progress files and uploads).
+        sink.abort().await;
+        if let Some(late) = late_sink.as_mut() {
+            late.abort().await;
+        }
     }
-    Ok(outcome)
+    result
 }
 
 fn with_source(e: Error, source: &str) -> Error {
