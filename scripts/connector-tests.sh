@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Connector tests against real servers of each protocol, on loopback only:
 #   Kinesis: kinesalite 3.3.3 (npm)      S3: moto 5.2.5 server (PyPI, in a venv)
-#   Kafka:   tansu 0.6.0 (crates.io)     PostgreSQL: Debian's postgresql
+#   Kafka:   tansu 0.6.0 (cargo install)  PostgreSQL: Debian's postgresql
 # Installs what is missing (into $WEIR_CACHE_DIR, default ~/.cache/weir, reused across
 # clones and runs), starts the four servers on free loopback ports, runs
 # `cargo test --test connectors -- --ignored` against them, and stops them.
