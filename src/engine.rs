@@ -140,6 +140,11 @@ impl Job {
         let _ = self.drain.send(true);
     }
 
+    /// Whether the job has ended (finished, stopped or failed); [`Job::wait`] tells which.
+    pub fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+
     /// A handle that can stop the job from elsewhere.
     pub fn canceller(&self) -> watch::Sender<bool> {
         self.cancel.clone()

@@ -46,6 +46,33 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{:x}", n & 0xffff_ffff)
 }
 
+/// CPU seconds this process has used (the job runs in it, with the test's own work).
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name: utime and stime are the 12th and 13th.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// Records per CPU-second of this process since `cpu0`, and its peak RSS.
+fn proc_stats(cpu0: f64, n: usize) -> String {
+    let cpu = (cpu_secs() - cpu0).max(0.01);
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let hwm_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    format!(
+        "weir process: {cpu:.2} CPU-s, {:.0} records per CPU-second, peak RSS {} MB",
+        n as f64 / cpu,
+        hwm_kb / 1024
+    )
+}
+
 // ---- the data ---------------------------------------------------------------------------
 
 /// Events: 40 users over 3 tenants, event times 5 ms apart with up to ±400 ms of jitter (less
@@ -141,18 +168,10 @@ async fn start_job(engine: &Engine, sql: &str) -> weir::Job {
     job.expect("the script starts a job")
 }
 
-/// Wait until `job` has read `n` records (at most 5 minutes), then stop it with drain.
+/// Wait until `job` has read `n` records, then stop it with drain. A job that ends before
+/// (it failed) is reported with its error.
 async fn drain_after(job: weir::Job, n: u64) -> weir::JobSummary {
-    let start = Instant::now();
-    loop {
-        let seen = weir::runtime::JobMetrics::get(&job.metrics().events_in);
-        if seen >= n {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(300),
-            "the job read {seen} of {n} records in 5 minutes"
-        );
+    while weir::runtime::JobMetrics::get(&job.metrics().events_in) < n && !job.is_finished() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     job.drain();
@@ -374,6 +393,7 @@ async fn kinesis_to_s3(reshard: bool) {
     }
     let job = start_job(&engine, &format!("INSERT INTO lake {WINDOW_SQL}")).await;
     let started = Instant::now();
+    let cpu0 = cpu_secs();
     if reshard {
         let (first, rest) = data.split_at(n / 2);
         put_events(&k, &stream, first).await;
@@ -425,10 +445,11 @@ async fn kinesis_to_s3(reshard: bool) {
     assert_eq!(summary.malformed, 0);
     assert_eq!(summary.late_rows, 0);
     eprintln!(
-        "kinesis source → tumble → S3 parquet{}: {n} records in {secs:.2} s ({:.0} records/s{})",
+        "kinesis source → tumble → S3 parquet{}: {n} records in {secs:.2} s ({:.0} records/s{}) | {}",
         if reshard { " (with a shard split)" } else { "" },
         n as f64 / secs,
-        if reshard { ", puts included" } else { "" }
+        if reshard { ", puts included" } else { "" },
+        proc_stats(cpu0, n),
     );
 
     let store = s3_store(&bucket);
@@ -489,13 +510,15 @@ async fn kinesis_sink_round_trip(format: &str) {
         .await
         .unwrap();
     let started = Instant::now();
+    let cpu0 = cpu_secs();
     let job = start_job(&engine, "INSERT INTO out SELECT * FROM src").await;
     let summary = job.wait().await.unwrap();
     let secs = started.elapsed().as_secs_f64();
     assert_eq!(summary.rows_out, n as u64);
     eprintln!(
-        "kinesis sink ({format}): {n} records in {secs:.2} s ({:.0} records/s)",
-        n as f64 / secs
+        "kinesis sink ({format}): {n} records in {secs:.2} s ({:.0} records/s) | {}",
+        n as f64 / secs,
+        proc_stats(cpu0, n),
     );
     // Read it back with a bounded job over the stream.
     engine
@@ -513,11 +536,7 @@ async fn kinesis_sink_round_trip(format: &str) {
     let mut got = vec![];
     let mut rows = 0;
     while rows < n {
-        let b = tokio::time::timeout(Duration::from_secs(120), sub.next())
-            .await
-            .expect("rows arrive")
-            .unwrap()
-            .unwrap();
+        let b = sub.next().await.expect("rows arrive").unwrap();
         rows += b.num_rows();
         got.push(b);
     }
@@ -621,12 +640,7 @@ fn consume_all(topic: &str, partitions: i32) -> Vec<Vec<u8>> {
     c.assign(&tpl).unwrap();
     let mut out = vec![];
     let mut ended = std::collections::HashSet::new();
-    let start = Instant::now();
     while ended.len() < partitions as usize {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "reading {topic} back"
-        );
         match c.poll(Duration::from_millis(500)) {
             Some(Ok(m)) => out.push(m.payload().unwrap_or_default().to_vec()),
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
@@ -760,6 +774,7 @@ async fn kafka_to_topic_and_postgres_matches_batch() {
 
     // Kafka → TUMBLE → Kafka.
     let t = Instant::now();
+    let cpu0 = cpu_secs();
     let s = start_job(&engine, &format!("INSERT INTO win_topic {WINDOW_SQL}"))
         .await
         .wait()
@@ -772,9 +787,10 @@ async fn kafka_to_topic_and_postgres_matches_batch() {
         "no record is late: each partition has its own watermark"
     );
     eprintln!(
-        "kafka source → tumble → kafka sink: {n} records in {secs:.2} s ({:.0} records/s), {} rows out",
+        "kafka source → tumble → kafka sink: {n} records in {secs:.2} s ({:.0} records/s), {} rows out | {}",
         n as f64 / secs,
-        s.rows_out
+        s.rows_out,
+        proc_stats(cpu0, n),
     );
     let messages = consume_all(&out_topic, 4);
     assert_eq!(messages.len() as u64, s.rows_out);
@@ -813,15 +829,17 @@ async fn kafka_to_topic_and_postgres_matches_batch() {
 
     // Kafka → TUMBLE → PostgreSQL (COPY).
     let t = Instant::now();
+    let cpu0 = cpu_secs();
     let s = start_job(&engine, &format!("INSERT INTO win_pg {WINDOW_SQL}"))
         .await
         .wait()
         .await
         .unwrap();
     eprintln!(
-        "kafka source → tumble → postgres COPY: {n} records in {:.2} s, {} rows out",
+        "kafka source → tumble → postgres COPY: {n} records in {:.2} s, {} rows out | {}",
         t.elapsed().as_secs_f64(),
-        s.rows_out
+        s.rows_out,
+        proc_stats(cpu0, n),
     );
     let got = pg_rows(
         &pg,
@@ -836,6 +854,7 @@ async fn kafka_to_topic_and_postgres_matches_batch() {
 
     // Kafka → updating aggregate → PostgreSQL upserts.
     let t = Instant::now();
+    let cpu0 = cpu_secs();
     let s = start_job(
         &engine,
         "INSERT INTO totals_pg SELECT user_id, COUNT(*), SUM(amount), MAX(amount) FROM events GROUP BY user_id",
@@ -845,9 +864,10 @@ async fn kafka_to_topic_and_postgres_matches_batch() {
     .await
     .unwrap();
     eprintln!(
-        "kafka source → updating aggregate → postgres upserts: {n} records in {:.2} s, {} changes out",
+        "kafka source → updating aggregate → postgres upserts: {n} records in {:.2} s, {} changes out | {}",
         t.elapsed().as_secs_f64(),
-        s.rows_out
+        s.rows_out,
+        proc_stats(cpu0, n),
     );
     assert!(
         s.rows_out > 40 * 2,
@@ -961,6 +981,7 @@ async fn kafka_avro_confluent_round_trip() {
         .await
         .unwrap();
     let t = Instant::now();
+    let cpu0 = cpu_secs();
     let s = start_job(&engine, "INSERT INTO out SELECT * FROM src")
         .await
         .wait()
@@ -969,8 +990,9 @@ async fn kafka_avro_confluent_round_trip() {
     assert_eq!(s.rows_out, n as u64);
     let secs = t.elapsed().as_secs_f64();
     eprintln!(
-        "kafka sink (avro-confluent, keyed): {n} records in {secs:.2} s ({:.0} records/s)",
-        n as f64 / secs
+        "kafka sink (avro-confluent, keyed): {n} records in {secs:.2} s ({:.0} records/s) | {}",
+        n as f64 / secs,
+        proc_stats(cpu0, n),
     );
     let raw = consume_all(&topic, 2);
     assert_eq!(raw.len(), n);
@@ -979,6 +1001,7 @@ async fn kafka_avro_confluent_round_trip() {
         "every message starts with Confluent's magic byte and schema id 7"
     );
     let t = Instant::now();
+    let cpu0 = cpu_secs();
     let mut sub = engine.subscribe("SELECT * FROM back").await.unwrap();
     let mut got = vec![];
     while let Some(b) = sub.next().await {
@@ -986,8 +1009,9 @@ async fn kafka_avro_confluent_round_trip() {
     }
     let secs = t.elapsed().as_secs_f64();
     eprintln!(
-        "kafka source (avro-confluent, bounded): {n} records in {secs:.2} s ({:.0} records/s)",
-        n as f64 / secs
+        "kafka source (avro-confluent, bounded): {n} records in {secs:.2} s ({:.0} records/s) | {}",
+        n as f64 / secs,
+        proc_stats(cpu0, n),
     );
     let want = batch_answer(&data, "SELECT * FROM events").await;
     assert_same_rows(&got, &want, "avro-confluent round trip through kafka");
@@ -1038,6 +1062,7 @@ async fn s3_source_objects_tumble_matches_batch() {
         .await
         .unwrap();
     let t = Instant::now();
+    let cpu0 = cpu_secs();
     let mut sub = engine.subscribe(WINDOW_SQL).await.unwrap();
     let mut got = vec![];
     while let Some(b) = sub.next().await {
@@ -1045,8 +1070,9 @@ async fn s3_source_objects_tumble_matches_batch() {
     }
     let secs = t.elapsed().as_secs_f64();
     eprintln!(
-        "s3 source (3 JSON objects) → tumble: {n} records in {secs:.2} s ({:.0} records/s)",
-        n as f64 / secs
+        "s3 source (3 JSON objects) → tumble: {n} records in {secs:.2} s ({:.0} records/s) | {}",
+        n as f64 / secs,
+        proc_stats(cpu0, n),
     );
     let want = batch_answer(&data, &window_batch_sql()).await;
     assert_same_rows(&got, &want, "s3 source → tumble");
@@ -1098,10 +1124,12 @@ async fn kafka_idle_partitions_do_not_stall_windows() {
     // All but the last windows (the watermark trails the newest record by 2 s) come out while
     // the job runs.
     while rows + 6 < windows {
-        let b = tokio::time::timeout(Duration::from_secs(60), sub.next())
+        // Without per-partition idleness no window comes out until the drain below: this
+        // waits (the silent partitions hold the watermark back).
+        let b = sub
+            .next()
             .await
             .expect("windows are emitted while the source is still open")
-            .unwrap()
             .unwrap();
         rows += b.num_rows();
         got.push(b);
