@@ -174,10 +174,10 @@ pub struct ObjectReader {
     listing: Arc<tokio::sync::OnceCell<Vec<::object_store::path::Path>>>,
     index: usize,
     readers: usize,
-    next: usize,
+    /// This reader's objects not yet opened, with their split numbers (listed on first use).
+    mine: Option<std::collections::VecDeque<(u64, ::object_store::path::Path)>>,
     current: Option<(u64, Reader)>,
     queue: SplitQueue,
-    announced: bool,
 }
 
 impl ObjectReader {
@@ -196,32 +196,31 @@ impl ObjectReader {
                 }
                 continue;
             }
-            let (store, url) = (&self.store, &self.url);
-            let objects = self
-                .listing
-                .get_or_try_init(|| list_objects(store, url))
-                .await?;
-            let mine = objects.iter().skip(self.index).step_by(self.readers);
-            if !self.announced {
+            let Some(mine) = &mut self.mine else {
+                let (store, url) = (&self.store, &self.url);
+                let objects = self
+                    .listing
+                    .get_or_try_init(|| list_objects(store, url))
+                    .await?;
+                let mine: std::collections::VecDeque<_> = objects
+                    .iter()
+                    .skip(self.index)
+                    .step_by(self.readers)
+                    .cloned()
+                    .enumerate()
+                    .map(|(i, key)| (i as u64, key))
+                    .collect();
                 // Every object of this reader holds the watermark back until it is read:
                 // see `SourceShard::split`.
-                self.announced = true;
-                for split in 0..mine.count() as u64 {
-                    self.queue.announce(split);
+                for (split, _) in &mine {
+                    self.queue.announce(*split);
                 }
+                self.mine = Some(mine);
                 continue;
-            }
-            let Some(key) = objects
-                .iter()
-                .skip(self.index)
-                .step_by(self.readers)
-                .nth(self.next)
-                .cloned()
-            else {
+            };
+            let Some((split, key)) = mine.pop_front() else {
                 return Ok(None);
             };
-            let split = self.next as u64;
-            self.next += 1;
             let bytes = get_object(&self.store, &key).await?;
             let name = PathBuf::from(format!("s3://{}/{key}", self.url.bucket));
             let reader = make_object_reader(&self.table, &self.env, &self.format, name, bytes)?;
@@ -297,10 +296,9 @@ pub fn open(table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceShard>>>
                     listing: listing.clone(),
                     index,
                     readers,
-                    next: 0,
+                    mine: None,
                     current: None,
                     queue: SplitQueue::default(),
-                    announced: false,
                 }) as Box<dyn SourceShard>
             })
             .collect());

@@ -86,6 +86,17 @@ fn client_config(table: &Table) -> Result<ClientConfig> {
     Ok(c)
 }
 
+/// Run a blocking librdkafka call off the runtime's worker threads.
+async fn blocking<T: Send + 'static>(
+    context: String,
+    f: impl FnOnce() -> rdkafka::error::KafkaResult<T> + Send + 'static,
+) -> Result<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(|e| kafka_err(context, e)),
+        Err(e) => connector_err!(context, "{e}"),
+    }
+}
+
 fn kafka_err(context: impl Into<String>, e: KafkaError) -> Error {
     Error::Connector {
         context: context.into(),
@@ -295,7 +306,7 @@ impl KafkaReader {
         let consumer = Arc::new(consumer);
         let c = consumer.clone();
         let topic = self.topic.clone();
-        let partitions = tokio::task::spawn_blocking(move || {
+        let partitions = blocking(format!("{}: metadata", self.context()), move || {
             c.fetch_metadata(Some(&topic), Duration::from_secs(30))
                 .map(|m| {
                     m.topics()
@@ -305,12 +316,7 @@ impl KafkaReader {
                         .collect::<Vec<i32>>()
                 })
         })
-        .await
-        .map_err(|e| Error::Connector {
-            context: self.context(),
-            message: e.to_string(),
-        })?
-        .map_err(|e| kafka_err(format!("{}: metadata", self.context()), e))?;
+        .await?;
         if partitions.is_empty() {
             return connector_err!(
                 self.context(),
@@ -336,17 +342,15 @@ impl KafkaReader {
         if let Startup::Timestamp(ms) = self.startup {
             let c = consumer.clone();
             let wanted = tpl.clone();
-            tpl = tokio::task::spawn_blocking(move || {
-                let mut t = wanted;
-                t.set_all_offsets(Offset::Offset(ms))?;
-                c.offsets_for_times(t, Duration::from_secs(30))
-            })
-            .await
-            .map_err(|e| Error::Connector {
-                context: self.context(),
-                message: e.to_string(),
-            })?
-            .map_err(|e| kafka_err(format!("{}: offsets for timestamp", self.context()), e))?;
+            tpl = blocking(
+                format!("{}: offsets for timestamp", self.context()),
+                move || {
+                    let mut t = wanted;
+                    t.set_all_offsets(Offset::Offset(ms))?;
+                    c.offsets_for_times(t, Duration::from_secs(30))
+                },
+            )
+            .await?;
         }
         consumer
             .assign(&tpl)
@@ -435,6 +439,18 @@ impl SourceShard for KafkaReader {
     }
 }
 
+/// The key columns' schema, under their declared names.
+fn key_schema(table: &Table, schema: &SchemaRef, fields: &[usize]) -> Result<SchemaRef> {
+    let projected = schema.project(fields)?;
+    Ok(Arc::new(datafusion::arrow::datatypes::Schema::new(
+        projected
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_name(table.declared_name(f.name())))
+            .collect::<Vec<_>>(),
+    )))
+}
+
 /// How a sink makes message keys.
 enum KeyFormat {
     None,
@@ -447,7 +463,7 @@ pub struct KafkaSink {
     topic: String,
     producer: FutureProducer,
     key: KeyFormat,
-    value: Encoding,
+    value: crate::format::messages::MessageEncoder,
     /// Deliveries not yet confirmed, oldest first.
     pending: VecDeque<rdkafka::producer::DeliveryFuture>,
 }
@@ -455,35 +471,12 @@ pub struct KafkaSink {
 /// Deliveries a sink leaves outstanding before it waits for the oldest.
 const MAX_IN_FLIGHT: usize = 100_000;
 
-/// How a sink encodes message values.
-enum Encoding {
-    Json,
-    Debezium,
-    Avro(crate::format::avro::AvroEncoder),
-}
-
 impl KafkaSink {
     /// A sink into `table`'s topic for rows of `schema`.
     pub fn new(table: &Table, schema: SchemaRef) -> Result<Self> {
         let topic = topic(table)?;
         table.reject_metadata("kafka sink")?;
-        let format = table
-            .option("format")
-            .unwrap_or("json")
-            .to_ascii_lowercase();
-        let value = match format.as_str() {
-            "json" => Encoding::Json,
-            "debezium-json" => Encoding::Debezium,
-            "avro" | "avro-confluent" => Encoding::Avro(crate::format::avro::AvroEncoder::new(
-                table,
-                declared_data_schema(table, &schema),
-            )?),
-            other => {
-                return crate::not_supported!(
-                    "kafka sink format '{other}' (json, debezium-json, avro, avro-confluent)"
-                );
-            }
-        };
+        let value = crate::format::messages::MessageEncoder::new(table, &schema)?;
         let fields: Vec<usize> = match table.option("key.fields") {
             None => vec![],
             Some(f) => f
@@ -509,9 +502,9 @@ impl KafkaSink {
             (Some(f), _) if f == "raw" => {
                 return plan_err!("'key.format' = 'raw' takes one key field");
             }
-            (None, _) => KeyFormat::Json(fields.clone(), Arc::new(schema.project(&fields)?)),
+            (None, _) => KeyFormat::Json(fields.clone(), key_schema(table, &schema, &fields)?),
             (Some(f), _) if f == "json" => {
-                KeyFormat::Json(fields.clone(), Arc::new(schema.project(&fields)?))
+                KeyFormat::Json(fields.clone(), key_schema(table, &schema, &fields)?)
             }
             (Some(f), _) => return crate::not_supported!("'key.format' = '{f}' (raw, json)"),
         };
@@ -558,21 +551,13 @@ impl KafkaSink {
             KeyFormat::Json(cols, schema) => {
                 let cols: Vec<ArrayRef> = cols.iter().map(|i| batch.column(*i).clone()).collect();
                 let keys = RecordBatch::try_new(schema.clone(), cols)?;
-                Some(json_lines(&keys)?)
+                Some(crate::format::writer::json_rows(&keys)?)
             }
         })
     }
 
     async fn write(&mut self, batch: RecordBatch) -> Result<()> {
-        let values = match &mut self.value {
-            Encoding::Debezium => crate::format::writer::debezium_lines(&batch)?
-                .split(|b| *b == b'\n')
-                .filter(|l| !l.is_empty())
-                .map(<[u8]>::to_vec)
-                .collect(),
-            Encoding::Json => json_lines(&crate::changelog::strip_ops(&batch))?,
-            Encoding::Avro(e) => e.encode(&crate::changelog::strip_ops(&batch))?,
-        };
+        let values = self.value.encode(&batch)?;
         let keys = self.keys(&batch)?;
         let ctx = || format!("kafka topic {}: produce", self.topic);
         let deliveries = &mut self.pending;
@@ -629,33 +614,6 @@ impl KafkaSink {
     }
 }
 
-/// The data columns of `schema` (no changelog op) under the sink table's declared names.
-pub(crate) fn declared_data_schema(table: &Table, schema: &SchemaRef) -> SchemaRef {
-    Arc::new(datafusion::arrow::datatypes::Schema::new(
-        schema
-            .fields()
-            .iter()
-            .filter(|f| f.name() != crate::changelog::OP_COLUMN)
-            .map(|f| f.as_ref().clone().with_name(table.declared_name(f.name())))
-            .collect::<Vec<_>>(),
-    ))
-}
-
-/// One JSON object per row.
-pub(crate) fn json_lines(batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
-    let mut buf = Vec::new();
-    {
-        let mut w = datafusion::arrow::json::LineDelimitedWriter::new(&mut buf);
-        w.write(batch)?;
-        w.finish()?;
-    }
-    Ok(buf
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(<[u8]>::to_vec)
-        .collect())
-}
-
 impl Sink for KafkaSink {
     fn write_batch(&mut self, batch: RecordBatch) -> BoxFuture<'_, Result<()>> {
         Box::pin(self.write(batch))
@@ -669,14 +627,10 @@ impl Sink for KafkaSink {
         Box::pin(async move {
             self.settle(true).await?;
             let p = self.producer.clone();
-            let topic = self.topic.clone();
-            tokio::task::spawn_blocking(move || p.flush(Duration::from_secs(60)))
-                .await
-                .map_err(|e| Error::Connector {
-                    context: format!("kafka topic {topic}: flush"),
-                    message: e.to_string(),
-                })?
-                .map_err(|e| kafka_err(format!("kafka topic {}: flush", self.topic), e))
+            blocking(format!("kafka topic {}: flush", self.topic), move || {
+                p.flush(Duration::from_secs(60))
+            })
+            .await
         })
     }
 }

@@ -27,7 +27,8 @@
 //! `partition-key`.
 //!
 //! ## Sink
-//! Rows are encoded as JSON (or Avro: [`crate::format::avro`]) and sent with PutRecords in requests within the API's limits
+//! Rows are encoded per `'format'` ([`MessageEncoder`]: JSON, Avro, or Debezium JSON for an
+//! updating query) and sent with PutRecords in requests within the API's limits
 //! (500 records, 5 MiB). The partition key is the `PARTITIONED BY` column(s) (joined by
 //! `'sink.partitioner-field-delimiter'`, default `|`), else random. Of a partially failed
 //! request only the failed records are sent again, with backoff
@@ -50,7 +51,7 @@ use tokio::sync::{Mutex, OnceCell};
 use super::aws::AwsOptions;
 use super::{Sink, SourceEnv, SourceShard, SplitQueue};
 use crate::format::ErrorPolicy;
-use crate::format::messages::{MessageDecoder, MessageMeta};
+use crate::format::messages::{MessageDecoder, MessageEncoder, MessageMeta};
 use crate::sql::catalog::Table;
 use crate::{Error, Result, connector_err, plan_err};
 
@@ -728,27 +729,14 @@ pub struct KinesisSink {
     delimiter: String,
     max_retries: u32,
     counter: u64,
-    /// Avro records (`'format'` = `avro` / `avro-confluent`); else JSON.
-    avro: Option<crate::format::avro::AvroEncoder>,
+    encoder: MessageEncoder,
 }
 
 impl KinesisSink {
     /// A sink into `table`'s stream for rows of `schema`.
     pub fn new(table: &Table, schema: SchemaRef) -> Result<Self> {
         let stream = stream_name(table)?;
-        let format = table.option("format").unwrap_or("json");
-        let avro = if crate::format::avro::is_avro(format) {
-            Some(crate::format::avro::AvroEncoder::new(
-                table,
-                super::kafka::declared_data_schema(table, &schema),
-            )?)
-        } else if format.eq_ignore_ascii_case("json") {
-            None
-        } else {
-            return crate::not_supported!(
-                "kinesis sink format '{format}' (json, avro, avro-confluent)"
-            );
-        };
+        let encoder = MessageEncoder::new(table, &schema)?;
         table.reject_metadata("kinesis sink")?;
         let key_cols =
             super::column_indices(table, &schema, &table.def.partitioned_by, "PARTITIONED BY")?;
@@ -763,7 +751,7 @@ impl KinesisSink {
                 .to_string(),
             max_retries,
             counter: 0,
-            avro,
+            encoder,
         })
     }
 
@@ -847,11 +835,7 @@ impl KinesisSink {
     }
 
     async fn write(&mut self, batch: RecordBatch) -> Result<()> {
-        let data = crate::changelog::strip_ops(&batch);
-        let records = match &mut self.avro {
-            Some(e) => e.encode(&data)?,
-            None => super::kafka::json_lines(&data)?,
-        };
+        let records = self.encoder.encode(&batch)?;
         let keys = self.partition_keys(&batch)?;
         let mut request = vec![];
         let mut bytes = 0;

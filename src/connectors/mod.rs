@@ -265,13 +265,13 @@ pub fn check_accepts_changelog(table: &Table) -> Result<()> {
                 Ok(())
             }
         }
-        "kafka" => {
+        connector @ ("kafka" | "kinesis") => {
             let format = table.option("format").unwrap_or("json");
-            if format.eq_ignore_ascii_case("debezium-json") {
+            if crate::format::messages::MessageEncoder::takes_changelog(format) {
                 Ok(())
             } else {
                 plan_err!(
-                    "table {} (kafka, format '{format}') cannot take an updating query: use \
+                    "table {} ({connector}, format '{format}') cannot take an updating query: use \
                      'format' = 'debezium-json', or a windowed query, whose results are final",
                     table.def.name
                 )

@@ -243,6 +243,81 @@ impl MessageDecoder {
     }
 }
 
+/// Encodes rows as messages, one per row, in a sink table's `'format'`: `json`,
+/// `debezium-json` (changelogs), `avro` or `avro-confluent`. Fields carry the columns' names
+/// as declared (`userId`, not the normalised `userid`), as the filesystem sink writes them.
+pub struct MessageEncoder {
+    /// The data columns under their declared names.
+    schema: SchemaRef,
+    kind: EncoderKind,
+}
+
+enum EncoderKind {
+    Json,
+    Debezium,
+    Avro(super::avro::AvroEncoder),
+}
+
+impl MessageEncoder {
+    /// An encoder for rows of `schema` (a changelog's op column included) into `table`.
+    pub fn new(table: &Table, schema: &SchemaRef) -> Result<Self> {
+        let data = Arc::new(datafusion::arrow::datatypes::Schema::new(
+            schema
+                .fields()
+                .iter()
+                .filter(|f| f.name() != crate::changelog::OP_COLUMN)
+                .map(|f| f.as_ref().clone().with_name(table.declared_name(f.name())))
+                .collect::<Vec<_>>(),
+        ));
+        let format = table
+            .option("format")
+            .unwrap_or("json")
+            .to_ascii_lowercase();
+        let kind = match format.as_str() {
+            "json" => EncoderKind::Json,
+            "debezium-json" => EncoderKind::Debezium,
+            "avro" | "avro-confluent" => {
+                EncoderKind::Avro(super::avro::AvroEncoder::new(table, data.clone())?)
+            }
+            other => {
+                return crate::not_supported!(
+                    "{} sink format '{other}' (json, debezium-json, avro, avro-confluent)",
+                    table.connector()
+                );
+            }
+        };
+        Ok(Self { schema: data, kind })
+    }
+
+    /// Whether the format can carry an updating query's retractions.
+    pub fn takes_changelog(format: &str) -> bool {
+        format.eq_ignore_ascii_case("debezium-json")
+    }
+
+    /// One message per row of `batch`.
+    pub fn encode(&mut self, batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
+        let data = crate::changelog::strip_ops(batch);
+        let data = RecordBatch::try_new(self.schema.clone(), data.columns().to_vec())?;
+        match &mut self.kind {
+            EncoderKind::Json => super::writer::json_rows(&data),
+            EncoderKind::Avro(e) => e.encode(&data),
+            EncoderKind::Debezium => {
+                let mut cols = data.columns().to_vec();
+                let mut fields: Vec<_> = self.schema.fields().iter().cloned().collect();
+                if let Ok(i) = batch.schema().index_of(crate::changelog::OP_COLUMN) {
+                    cols.push(batch.column(i).clone());
+                    fields.push(Arc::new(crate::changelog::op_field()));
+                }
+                let with_ops = RecordBatch::try_new(
+                    Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
+                    cols,
+                )?;
+                super::writer::debezium_rows(&with_ops)
+            }
+        }
+    }
+}
+
 /// A constant column of `n` rows (for metadata that is the same for a whole poll).
 pub fn repeat_str(value: &str, n: usize) -> ArrayRef {
     Arc::new(datafusion::arrow::array::StringArray::from(vec![value; n]))

@@ -185,36 +185,73 @@ impl FormatWriter {
     }
 }
 
-/// Debezium envelopes for the rows of a changelog batch (its last column is the op):
-/// +I and +U become `"op":"c"` with `after`, -U and -D `"op":"d"` with `before`, as Flink's
-/// debezium-json encoder writes them.
-pub fn debezium_lines(batch: &RecordBatch) -> Result<Vec<u8>> {
-    use crate::changelog::{self, RowKind};
-    let ops: Vec<i8> = changelog::ops_of(batch)
+/// The rows of `batch` as JSON objects, one buffer per row (for messages).
+pub fn json_rows(batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
+    let buf = json_buffer(batch)?;
+    Ok(buf
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect())
+}
+
+fn json_buffer(batch: &RecordBatch) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut w = datafusion::arrow::json::LineDelimitedWriter::new(&mut buf);
+    w.write(batch)?;
+    w.finish()?;
+    Ok(buf)
+}
+
+/// The ops of a changelog batch (all +I for an append-only one) and its data rows as JSON.
+fn changelog_json(batch: &RecordBatch) -> Result<(Vec<i8>, Vec<u8>)> {
+    let ops: Vec<i8> = crate::changelog::ops_of(batch)
         .map(<[i8]>::to_vec)
         .unwrap_or_else(|| vec![0; batch.num_rows()]);
-    let data = changelog::strip_ops(batch);
-    let mut rows = Vec::new();
-    {
-        let mut w = datafusion::arrow::json::LineDelimitedWriter::new(&mut rows);
-        w.write(&data)?;
-        w.finish()?;
+    Ok((ops, json_buffer(&crate::changelog::strip_ops(batch))?))
+}
+
+/// Append the Debezium envelope of one row (`line`, a JSON object) with changelog op `op`.
+fn debezium_envelope(line: &[u8], op: i8, out: &mut Vec<u8>) {
+    if crate::changelog::RowKind::from_i8(op).is_accumulate() {
+        out.extend_from_slice(b"{\"before\":null,\"after\":");
+        out.extend_from_slice(line);
+        out.extend_from_slice(b",\"op\":\"c\"}");
+    } else {
+        out.extend_from_slice(b"{\"before\":");
+        out.extend_from_slice(line);
+        out.extend_from_slice(b",\"after\":null,\"op\":\"d\"}");
     }
+}
+
+/// Debezium envelopes for the rows of a changelog batch (its last column is the op):
+/// +I and +U become `"op":"c"` with `after`, -U and -D `"op":"d"` with `before`, as Flink's
+/// debezium-json encoder writes them. One line per row.
+pub fn debezium_lines(batch: &RecordBatch) -> Result<Vec<u8>> {
+    let (ops, rows) = changelog_json(batch)?;
     let mut out = Vec::with_capacity(rows.len() + batch.num_rows() * 40);
     for (line, op) in rows
         .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())
         .zip(ops)
     {
-        if RowKind::from_i8(op).is_accumulate() {
-            out.extend_from_slice(b"{\"before\":null,\"after\":");
-            out.extend_from_slice(line);
-            out.extend_from_slice(b",\"op\":\"c\"}\n");
-        } else {
-            out.extend_from_slice(b"{\"before\":");
-            out.extend_from_slice(line);
-            out.extend_from_slice(b",\"after\":null,\"op\":\"d\"}\n");
-        }
+        debezium_envelope(line, op, &mut out);
+        out.push(b'\n');
     }
     Ok(out)
+}
+
+/// The same envelopes, one buffer per row (for messages).
+pub fn debezium_rows(batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
+    let (ops, rows) = changelog_json(batch)?;
+    Ok(rows
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .zip(ops)
+        .map(|(line, op)| {
+            let mut out = Vec::with_capacity(line.len() + 40);
+            debezium_envelope(line, op, &mut out);
+            out
+        })
+        .collect())
 }

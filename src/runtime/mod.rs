@@ -826,13 +826,7 @@ pub async fn run(
             };
             match item {
                 Item::Failed(e) => return Err(e),
-                Item::Late(batches) => {
-                    if let Some(late) = late_sink.as_mut() {
-                        for b in batches {
-                            late.write_batch(b).await?;
-                        }
-                    }
-                }
+                Item::Late(batches) => write_late(&mut late_sink, batches).await?,
                 Item::Msg(msg) => {
                     if let Some(Message::Batch(b)) = inputs.observe(port, sender, msg) {
                         JobMetrics::add(&metrics.rows_out, b.num_rows() as u64);
@@ -859,13 +853,7 @@ pub async fn run(
             while let Ok(Envelope { item, .. }) = rx.try_recv() {
                 match item {
                     Item::Failed(e) => return Err(e),
-                    Item::Late(batches) => {
-                        if let Some(late) = late_sink.as_mut() {
-                            for b in batches {
-                                late.write_batch(b).await?;
-                            }
-                        }
-                    }
+                    Item::Late(batches) => write_late(&mut late_sink, batches).await?,
                     Item::Msg(_) => {}
                 }
             }
@@ -885,6 +873,19 @@ pub async fn run(
         }
     }
     result
+}
+
+/// Late rows go to the late-data table, if the job has one.
+async fn write_late(
+    late_sink: &mut Option<Box<dyn Sink>>,
+    batches: Vec<RecordBatch>,
+) -> Result<()> {
+    if let Some(late) = late_sink.as_mut() {
+        for b in batches {
+            late.write_batch(b).await?;
+        }
+    }
+    Ok(())
 }
 
 fn with_source(e: Error, source: &str) -> Error {
