@@ -139,8 +139,9 @@ fn kernels(c: &mut Criterion) {
             let mut hashes = vec![];
             let mut n = 0;
             for batch in &input {
-                let parts = weir::runtime::exchange::partition_batch(batch, &keys, 4, &mut hashes)
-                    .expect("splits");
+                let parts =
+                    weir::runtime::exchange::partition_batch(batch, &keys, 4, 128, &mut hashes)
+                        .expect("splits");
                 n += parts.iter().flatten().count();
             }
             n

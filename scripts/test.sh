@@ -1,14 +1,29 @@
 #!/usr/bin/env bash
 # The project's test command (README.md; CI runs it through .ci/run):
-#   1. cargo test: unit, end-to-end and differential tests;
-#   2. scripts/connector-tests.sh: the Kinesis, S3, Kafka and PostgreSQL connectors against
+#   1. cargo fmt --check and cargo clippy --all-targets -- -D warnings;
+#   2. cargo test (with the `failpoints` feature, so the crash tests can abort the job at each
+#      step of a checkpoint): unit, end-to-end, differential and fault-tolerance tests;
+#   3. scripts/crash-test.sh, short: a file job killed with kill -9 at random moments and
+#      checked against DuckDB;
+#   4. scripts/connector-tests.sh: the Kinesis, S3, Kafka and PostgreSQL connectors against
 #      real servers on loopback, which it installs (once, cached) and starts.
-# WEIR_SKIP_CONNECTOR_TESTS=1 runs only the first part.
+# WEIR_SKIP_CONNECTOR_TESTS=1 skips the last part. Each stage prints how long it took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo test
+stage() {
+    local name="$1"
+    shift
+    local t0=$SECONDS
+    "$@"
+    echo "test.sh: $name took $(( SECONDS - t0 )) s" >&2
+}
+stage "cargo fmt --check" cargo fmt --check
+stage "cargo clippy" cargo clippy --all-targets --features failpoints -- -D warnings
+stage "cargo test" cargo test --features failpoints
+stage "crash test (short)" scripts/crash-test.sh --kills 4 --rows 400000 --files 4 --bin target/debug/weir
 if [[ "${WEIR_SKIP_CONNECTOR_TESTS:-}" == "1" ]]; then
     echo "test.sh: connector tests skipped (WEIR_SKIP_CONNECTOR_TESTS=1)" >&2
     exit 0
 fi
-scripts/connector-tests.sh
+# The same features as above, so nothing is compiled again.
+stage "connector tests" env WEIR_CARGO_FLAGS="--features failpoints ${WEIR_CARGO_FLAGS:-}" scripts/connector-tests.sh

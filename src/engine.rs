@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+use std::collections::HashMap;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -51,6 +52,9 @@ pub enum StatementOutput {
     Explain(String),
     /// A continuous query or INSERT that is now running.
     Job(Job),
+    /// Something the user must see although no job started (a job whose checkpoints say it
+    /// had already finished).
+    Notice(String),
 }
 
 impl fmt::Debug for StatementOutput {
@@ -60,6 +64,7 @@ impl fmt::Debug for StatementOutput {
             Self::Rows(b) => write!(f, "Rows({} rows)", b.num_rows()),
             Self::Explain(s) => write!(f, "Explain({s})"),
             Self::Job(j) => write!(f, "Job({})", j.name),
+            Self::Notice(s) => write!(f, "Notice({s})"),
         }
     }
 }
@@ -90,6 +95,10 @@ pub struct JobSummary {
     pub late_rows: u64,
     /// Malformed records skipped.
     pub malformed: u64,
+    /// Events read before the checkpoint this run was restored from (0 for a fresh run).
+    pub events_before: u64,
+    /// The last completed checkpoint (0: none), its duration, size and alignment time.
+    pub checkpoint: (u64, Duration, u64, Duration),
 }
 
 impl fmt::Display for JobSummary {
@@ -108,7 +117,25 @@ impl fmt::Display for JobSummary {
             self.rows_out,
             self.late_rows,
             self.malformed
-        )
+        )?;
+        if self.events_before > 0 {
+            write!(
+                f,
+                " ({} more were read before the checkpoint it resumed from)",
+                self.events_before
+            )?;
+        }
+        let (epoch, took, bytes, aligned) = self.checkpoint;
+        if epoch > 0 {
+            write!(
+                f,
+                "; last checkpoint {epoch}: {} ms, {} KiB, alignment {} ms",
+                took.as_millis(),
+                bytes / 1024,
+                aligned.as_millis()
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -116,9 +143,15 @@ impl fmt::Display for JobSummary {
 pub struct Job {
     /// The statement, shortened.
     pub name: String,
+    /// The job's identity: `'pipeline.name'`, else its sink table (`#2`, `#3` for further
+    /// INSERTs into it), else `select-<n>`. Checkpoints are kept under it.
+    pub identity: String,
     metrics: Arc<JobMetrics>,
     cancel: watch::Sender<bool>,
     drain: watch::Sender<bool>,
+    stop: watch::Sender<bool>,
+    checkpoint_now: mpsc::Sender<tokio::sync::oneshot::Sender<Result<u64>>>,
+    checkpointing: bool,
     handle: tokio::task::JoinHandle<Result<Outcome>>,
 }
 
@@ -128,9 +161,44 @@ impl Job {
         &self.metrics
     }
 
-    /// Ask the job to stop (sinks are flushed; open windows are not fired).
+    /// Stop at once: open windows are not fired. Without checkpoints the sinks flush what
+    /// they have; with checkpoints, output no checkpoint covers is discarded and a restart
+    /// resumes from the last checkpoint.
     pub fn cancel(&self) {
         let _ = self.cancel.send(true);
+    }
+
+    /// Stop with a final checkpoint (with checkpointing on; else the same as
+    /// [`Job::cancel`]): the sources stop after a last barrier, its checkpoint is committed
+    /// and published, so a restart continues exactly where this run stopped.
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// A handle that can stop the job with a final checkpoint from elsewhere.
+    pub fn stopper(&self) -> watch::Sender<bool> {
+        self.stop.clone()
+    }
+
+    /// Whether the job checkpoints.
+    pub fn is_checkpointing(&self) -> bool {
+        self.checkpointing
+    }
+
+    /// Take a checkpoint now and wait until it is committed; returns its epoch.
+    pub async fn checkpoint(&self) -> Result<u64> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.checkpoint_now
+            .send(tx)
+            .await
+            .map_err(|_| Error::Execution {
+                operator: "job".into(),
+                message: "the job has ended".into(),
+            })?;
+        rx.await.map_err(|_| Error::Execution {
+            operator: "job".into(),
+            message: "the job ended before the checkpoint completed".into(),
+        })?
     }
 
     /// Stop *with drain* (Flink's `stop --drain`): the sources stop reading and end as if
@@ -168,6 +236,13 @@ fn summary(m: &JobMetrics, outcome: Outcome) -> JobSummary {
         rows_out: JobMetrics::get(&m.rows_out),
         late_rows: JobMetrics::get(&m.late_rows),
         malformed: JobMetrics::get(&m.malformed),
+        events_before: JobMetrics::get(&m.events_before),
+        checkpoint: (
+            JobMetrics::get(&m.checkpoint_epoch),
+            Duration::from_millis(JobMetrics::get(&m.checkpoint_ms)),
+            JobMetrics::get(&m.checkpoint_bytes),
+            Duration::from_millis(JobMetrics::get(&m.alignment_ms)),
+        ),
     }
 }
 
@@ -239,6 +314,26 @@ impl PushHandle {
 pub struct Engine {
     catalog: Arc<Mutex<Catalog>>,
     push: PushRegistry,
+    names: Arc<Mutex<JobNames>>,
+}
+
+/// How the jobs of an engine are named (see [`Job::identity`]).
+#[derive(Default)]
+struct JobNames {
+    /// INSERTs started per sink (for `#2`, `#3`).
+    per_sink: HashMap<String, usize>,
+    /// Bare SELECTs started.
+    selects: usize,
+    /// Identities in use.
+    used: std::collections::HashSet<String>,
+}
+
+/// What a job had already done, found in its checkpoints.
+enum Prior {
+    /// Nothing to resume, or a checkpoint to resume from.
+    Run(Option<crate::runtime::checkpoint::Checkpointing>),
+    /// Its bounded input had ended at checkpoint n.
+    Finished(u64),
 }
 
 fn located(e: Error, stmt: &Located) -> Error {
@@ -321,9 +416,20 @@ impl Engine {
         let pipeline = self.plan(stmt).await.map_err(|e| located(e, stmt))?;
         let schema = pipeline.schema.clone();
         let sink = Box::new(ChannelSink { tx: tx.clone() });
-        let job = self
-            .start(pipeline, sink, Some(tx), short_name(stmt))
-            .map_err(|e| located(e, stmt))?;
+        let identity = self.identity(None)?;
+        let job = match self
+            .start(pipeline, sink, Some(tx), short_name(stmt), identity)
+            .await
+            .map_err(|e| located(e, stmt))?
+        {
+            StatementOutput::Job(j) => j,
+            _ => {
+                return plan_err!(
+                    "this query had already finished (its checkpoints say so): nothing to \
+                     subscribe to"
+                );
+            }
+        };
         Ok(Subscription {
             rx,
             schema,
@@ -419,6 +525,7 @@ impl Engine {
                 key: Some(k),
                 value,
             } => {
+                crate::settings::validate(k, value)?;
                 self.lock()?.settings.insert(k.clone(), value.clone());
                 Ok(StatementOutput::Done(format!("Set {k} = {value}.")))
             }
@@ -465,12 +572,9 @@ impl Engine {
                         (Box::new(ChannelSink { tx: tx.clone() }), Some(tx))
                     }
                 };
-                Ok(StatementOutput::Job(self.start(
-                    pipeline,
-                    sink,
-                    tx,
-                    short_name(stmt),
-                )?))
+                let identity = self.identity(None)?;
+                self.start(pipeline, sink, tx, short_name(stmt), identity)
+                    .await
             }
             Statement::Insert { .. } => {
                 let pipeline = self.plan(stmt).await?;
@@ -481,12 +585,9 @@ impl Engine {
                     crate::connectors::check_accepts_changelog(&table)?;
                 }
                 let sink = open_sink(&table, pipeline.schema.clone())?;
-                Ok(StatementOutput::Job(self.start(
-                    pipeline,
-                    sink,
-                    None,
-                    short_name(stmt),
-                )?))
+                let identity = self.identity(Some(&table.def.name))?;
+                self.start(pipeline, sink, None, short_name(stmt), identity)
+                    .await
             }
         }
     }
@@ -548,14 +649,62 @@ impl Engine {
         )?))
     }
 
-    fn start(
+    /// The identity of the next job: `'pipeline.name'` (which applies to this job only),
+    /// else its sink table with `#2`, `#3` for further INSERTs into it, else `select-<n>`.
+    fn identity(&self, sink: Option<&str>) -> Result<String> {
+        let given = self.lock()?.settings.remove("pipeline.name");
+        let mut names = self.names.lock().map_err(|_| Error::Execution {
+            operator: "engine".into(),
+            message: "job names lock poisoned".into(),
+        })?;
+        let identity = match (given, sink) {
+            (Some(n), _) => {
+                if names.used.contains(&n) {
+                    return plan_err!(
+                        "two jobs are named '{n}' ('pipeline.name'): a job's name decides which \
+                         checkpoints are its own, so each job needs its own"
+                    );
+                }
+                n
+            }
+            (None, Some(t)) => {
+                let n = names.per_sink.entry(t.to_string()).or_insert(0);
+                *n += 1;
+                if *n == 1 {
+                    t.to_string()
+                } else {
+                    format!("{t}#{n}")
+                }
+            }
+            (None, None) => {
+                names.selects += 1;
+                format!("select-{}", names.selects)
+            }
+        };
+        names.used.insert(identity.clone());
+        Ok(identity)
+    }
+
+    async fn start(
         &self,
         pipeline: Pipeline,
-        sink: Box<dyn Sink>,
+        mut sink: Box<dyn Sink>,
         errors: Option<mpsc::Sender<Result<RecordBatch>>>,
         name: String,
-    ) -> Result<Job> {
+        identity: String,
+    ) -> Result<StatementOutput> {
         let catalog = self.catalog()?;
+        let checkpointing = match self
+            .prior_run(&catalog, &pipeline, &mut sink, &identity)
+            .await?
+        {
+            Prior::Run(c) => c,
+            Prior::Finished(n) => {
+                let msg = format!("{identity} already finished (checkpoint {n}): nothing to do");
+                eprintln!("{msg}");
+                return Ok(StatementOutput::Notice(msg));
+            }
+        };
         let mut metrics = JobMetrics::default();
         // `weir bench` asks for watermark traces (for latency figures).
         if catalog
@@ -568,6 +717,8 @@ impl Engine {
         let metrics = Arc::new(metrics);
         let (cancel_tx, cancel_rx) = watch::channel(false);
         let (drain_tx, drain_rx) = watch::channel(false);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (now_tx, now_rx) = mpsc::channel(4);
         let env = SourceEnv {
             metrics: metrics.clone(),
             push: self.push.clone(),
@@ -609,13 +760,40 @@ impl Engine {
                     }
                 },
             };
+            let mut env = env.clone();
+            if let Some(n) = checkpointing
+                .as_ref()
+                .and_then(|c| c.restored_shards(&table.def.name, "nexmark:"))
+            {
+                // A restored generator keeps the shard count its positions were taken with.
+                if table.option("nexmark.shards").is_none() {
+                    env.parallelism = n;
+                }
+            }
+            let shards = open_source(table, &env)?;
+            if checkpointing.is_some() {
+                for shard in &shards {
+                    shard.check_replayable().map_err(|e| match e {
+                        Error::NotSupported(m) => {
+                            Error::NotSupported(format!("{m} (table {})", table.def.name))
+                        }
+                        other => other,
+                    })?;
+                }
+            }
             sources.push(OpenSource {
                 name: table.def.name.clone(),
-                shards: open_source(table, &env)?,
+                shards,
                 idle_timeout,
                 max_drift_ms,
             });
             if let (None, Some(t)) = (&late_sink, table.option("late-data.table")) {
+                if checkpointing.is_some() {
+                    return crate::not_supported!(
+                        "'late-data.table' in a checkpointed job (table {})",
+                        table.def.name
+                    );
+                }
                 let target = catalog.table(&t.to_lowercase())?.clone();
                 let inner = open_sink(&target, target.schema.clone())?;
                 late_sink = Some(Box::new(ConformingSink {
@@ -624,14 +802,21 @@ impl Engine {
                 }) as Box<dyn Sink>);
             }
         }
+        let is_checkpointing = checkpointing.is_some();
         let ctx = RunContext {
             metrics: metrics.clone(),
             cancel: cancel_rx,
             late_sink,
             drain: Some(drain_rx),
         };
+        let durability = crate::runtime::Durability {
+            stop: Some(stop_rx),
+            checkpoint: checkpointing,
+            checkpoint_now: Some(now_rx),
+        };
         let handle = tokio::spawn(async move {
-            let result = crate::runtime::run(&pipeline, sources, sink, ctx).await;
+            let result =
+                crate::runtime::run_checkpointed(&pipeline, sources, sink, ctx, durability).await;
             if let (Err(e), Some(tx)) = (&result, errors) {
                 let _ = tx
                     .send(Err(Error::Execution {
@@ -642,14 +827,147 @@ impl Engine {
             }
             result
         });
-        Ok(Job {
+        Ok(StatementOutput::Job(Job {
             name,
+            identity,
             metrics,
             cancel: cancel_tx,
             drain: drain_tx,
+            stop: stop_tx,
+            checkpoint_now: now_tx,
+            checkpointing: is_checkpointing,
             handle,
-        })
+        }))
     }
+
+    /// With a checkpoint directory: check the job can be checkpointed, find its checkpoints
+    /// and what it restores from (printing what), and get the sink ready for two-phase
+    /// commits. `Prior::Finished` when its last checkpoint says it had finished.
+    async fn prior_run(
+        &self,
+        catalog: &Catalog,
+        pipeline: &Pipeline,
+        sink: &mut Box<dyn Sink>,
+        identity: &str,
+    ) -> Result<Prior> {
+        use crate::runtime::checkpoint::{self, Checkpointing};
+        use crate::state::store::{CheckpointStore, JobRecord};
+        let Some((dir, config)) = crate::settings::checkpoint_config(&catalog.settings)? else {
+            return Ok(Prior::Run(None));
+        };
+        pipeline.root.check_checkpointable()?;
+        sink.delivery()?;
+        if pipeline.parallelism > config.key_groups {
+            return plan_err!(
+                "parallelism {} is more than 'pipeline.max-parallelism' = {}: there would be \
+                 instances without key groups",
+                pipeline.parallelism,
+                config.key_groups
+            );
+        }
+        let store = CheckpointStore::open(&dir, identity)?;
+        let fresh = catalog
+            .settings
+            .get("weir.restore")
+            .is_some_and(|v| v.eq_ignore_ascii_case("false"));
+        let record: Option<JobRecord> = store.get_json("job.json").await?;
+        let record = match record {
+            Some(r) if !fresh => {
+                if r.max_parallelism != config.key_groups {
+                    return plan_err!(
+                        "'pipeline.max-parallelism' is {} but the job's checkpoints in {} were \
+                         taken with {}: it cannot change once a job has checkpoints (run with \
+                         --no-restore to start a new lineage)",
+                        config.key_groups,
+                        store.shown(),
+                        r.max_parallelism
+                    );
+                }
+                r
+            }
+            _ => {
+                let r = JobRecord {
+                    job: identity.to_string(),
+                    lineage: new_lineage(),
+                    max_parallelism: config.key_groups,
+                    weir_version: env!("CARGO_PKG_VERSION").to_string(),
+                };
+                store.put_json("job.json", &r).await?;
+                r
+            }
+        };
+        let chosen = match catalog.settings.get("execution.savepoint.path") {
+            None => None,
+            Some(p) => Some(chosen_epoch(p)?),
+        };
+        let restored = checkpoint::load(&store, &record.lineage, chosen).await?;
+        let tag = format!(
+            "{}-{:08x}",
+            record.lineage.get(..8).unwrap_or(&record.lineage),
+            crate::state::stable_hash(identity.as_bytes()) as u32
+        );
+        sink.begin_checkpointing(
+            &tag,
+            restored
+                .as_ref()
+                .map(|r| (r.epoch, r.sink.clone(), r.committed)),
+        )
+        .await?;
+        if let Some(r) = &restored {
+            if r.finished {
+                return Ok(Prior::Finished(r.epoch));
+            }
+            let age = chrono::Utc::now().timestamp_millis() - r.time_ms;
+            eprintln!(
+                "restored {identity} from checkpoint {} ({} old): {}",
+                r.epoch,
+                checkpoint::age(age),
+                checkpoint::describe_sources(&r.sources)
+            );
+        }
+        let allow_unclaimed = catalog
+            .settings
+            .get("execution.savepoint.ignore-unclaimed-state")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        Ok(Prior::Run(Some(Checkpointing {
+            store,
+            config,
+            lineage: record.lineage,
+            restored,
+            allow_unclaimed,
+        })))
+    }
+}
+
+/// A new lineage id: time and process, in hex.
+fn new_lineage() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{:016x}",
+        crate::state::stable_hash(format!("{nanos}-{}", std::process::id()).as_bytes())
+    )
+}
+
+/// The epoch of `'execution.savepoint.path'`: a checkpoint folder (`…/chk-0000000042`) or
+/// its number.
+fn chosen_epoch(path: &str) -> Result<u64> {
+    let last = path
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or(path);
+    last.strip_prefix("chk-")
+        .unwrap_or(last)
+        .parse()
+        .map_err(|_| {
+            Error::Plan(format!(
+                "'execution.savepoint.path' = '{path}' is not a checkpoint folder (…/chk-N) or \
+                 a checkpoint number"
+            ))
+        })
 }
 
 fn short_name(stmt: &Located) -> String {
@@ -724,11 +1042,15 @@ impl Sink for ConformingSink {
     fn abort(&mut self) -> BoxFuture<'_, ()> {
         self.inner.abort()
     }
+
+    fn delivery(&self) -> Result<crate::connectors::Delivery> {
+        self.inner.delivery()
+    }
 }
 
 /// The figures shown on a status line.
 pub fn status_line(m: &JobMetrics, rate: f64) -> String {
-    format!(
+    let mut line = format!(
         "{:>10.0} events/s | watermark {} | {} rows out | {} late | {} malformed | state {} KiB",
         rate,
         m.watermark().map(format_time).unwrap_or_else(|| "-".into()),
@@ -736,5 +1058,19 @@ pub fn status_line(m: &JobMetrics, rate: f64) -> String {
         JobMetrics::get(&m.late_rows),
         JobMetrics::get(&m.malformed),
         JobMetrics::get(&m.state_bytes) / 1024
-    )
+    );
+    let epoch = JobMetrics::get(&m.checkpoint_epoch);
+    if epoch > 0 {
+        line.push_str(&format!(
+            " | checkpoint {epoch}: {} ms, {} KiB, aligned in {} ms",
+            JobMetrics::get(&m.checkpoint_ms),
+            JobMetrics::get(&m.checkpoint_bytes) / 1024,
+            JobMetrics::get(&m.alignment_ms)
+        ));
+    }
+    let failed = JobMetrics::get(&m.checkpoint_failures);
+    if failed > 0 {
+        line.push_str(&format!(" | {failed} checkpoints failed"));
+    }
+    line
 }

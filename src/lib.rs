@@ -14,7 +14,11 @@
 //! - [`operators`]: the push-based operators (watermark generator, filter, projection,
 //!   windowed aggregation, joins, updating aggregates, Top-N).
 //! - [`runtime`]: runs a pipeline: a task per source shard and per stage instance, the keyed
-//!   exchange, watermark merging and alignment, the sink.
+//!   exchange, input gates (watermark merging, barrier alignment), the sink and the
+//!   checkpoint coordinator.
+//! - [`state`]: operator snapshots (named Arrow batches by key group), key groups, and the
+//!   checkpoint directory (local or object store).
+//! - [`settings`]: the keys `SET` accepts and the checkpoint settings.
 //! - [`changelog`]: the op column of updating results (+I, -U, +U, -D).
 //! - [`bench`]: the Nexmark benchmark behind `weir bench nexmark`.
 //! - [`message`]: what flows on an edge (batches, watermarks, barriers, end).
@@ -26,13 +30,17 @@ pub mod changelog;
 pub mod connectors;
 pub mod engine;
 pub mod error;
+#[doc(hidden)]
+pub mod failpoint;
 pub mod format;
 pub mod message;
 pub mod operators;
 pub mod planner;
 pub mod repl;
 pub mod runtime;
+pub mod settings;
 pub mod sql;
+pub mod state;
 
 pub use engine::{Engine, Job, JobSummary, PushHandle, StatementOutput, Subscription};
 pub use error::{Error, Result};

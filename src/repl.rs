@@ -293,7 +293,7 @@ async fn run_input(engine: &Engine, sql: &str) -> Result<()> {
 /// Print a statement's result; for a running query, wait for it (Ctrl-C stops it).
 pub async fn print_output(out: StatementOutput) -> Result<()> {
     match out {
-        StatementOutput::Done(msg) => println!("{msg}"),
+        StatementOutput::Done(msg) | StatementOutput::Notice(msg) => println!("{msg}"),
         StatementOutput::Explain(text) => println!("{text}"),
         StatementOutput::Rows(batch) => {
             let table = datafusion::arrow::util::pretty::pretty_format_batches(&[batch])?;

@@ -33,6 +33,21 @@ enum Command {
         /// `SET 'parallelism'` overrides it).
         #[arg(long, short)]
         parallelism: Option<usize>,
+        /// With a checkpoint directory: ignore the jobs' checkpoints and start a new lineage
+        /// (new file names, nothing of the old lineage taken as done).
+        #[arg(long)]
+        no_restore: bool,
+        /// Restore checkpoint N (a completed one) instead of the latest.
+        #[arg(long, value_name = "N")]
+        from_checkpoint: Option<u64>,
+        /// Drop checkpointed state that no operator of the (changed) job claims.
+        #[arg(long)]
+        allow_non_restored_state: bool,
+    },
+    /// List the jobs, checkpoints and state sizes of a checkpoint directory.
+    Checkpoints {
+        /// The directory (`state.checkpoints.dir`): a path or `s3://bucket/prefix`.
+        dir: String,
     },
     /// Measure throughput.
     Bench {
@@ -107,7 +122,20 @@ fn main() -> ExitCode {
             file,
             quiet,
             parallelism,
-        }) => runtime.block_on(run_file(&file, quiet, parallelism)),
+            no_restore,
+            from_checkpoint,
+            allow_non_restored_state,
+        }) => runtime.block_on(run_file(
+            &file,
+            quiet,
+            parallelism,
+            RestoreFlags {
+                no_restore,
+                from_checkpoint,
+                allow_non_restored_state,
+            },
+        )),
+        Some(Command::Checkpoints { dir }) => runtime.block_on(list_checkpoints(&dir)),
         Some(Command::Bench {
             what: Bench::Generator { events, table },
         }) => bench_generator(events, &table),
@@ -142,7 +170,19 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run_file(path: &std::path::Path, quiet: bool, parallelism: Option<usize>) -> Result<()> {
+/// `weir run` flags about restoring from checkpoints.
+struct RestoreFlags {
+    no_restore: bool,
+    from_checkpoint: Option<u64>,
+    allow_non_restored_state: bool,
+}
+
+async fn run_file(
+    path: &std::path::Path,
+    quiet: bool,
+    parallelism: Option<usize>,
+    restore: RestoreFlags,
+) -> Result<()> {
     let sql = std::fs::read_to_string(path).map_err(|source| weir::Error::Io {
         context: format!("reading {}", path.display()),
         source,
@@ -151,6 +191,19 @@ async fn run_file(path: &std::path::Path, quiet: bool, parallelism: Option<usize
     if let Some(p) = parallelism {
         engine
             .execute(&format!("SET 'parallelism' = '{p}';"))
+            .await?;
+    }
+    if restore.no_restore {
+        engine.execute("SET 'weir.restore' = 'false';").await?;
+    }
+    if let Some(n) = restore.from_checkpoint {
+        engine
+            .execute(&format!("SET 'execution.savepoint.path' = '{n}';"))
+            .await?;
+    }
+    if restore.allow_non_restored_state {
+        engine
+            .execute("SET 'execution.savepoint.ignore-unclaimed-state' = 'true';")
             .await?;
     }
     let mut jobs = Vec::new();
@@ -167,6 +220,8 @@ async fn run_file(path: &std::path::Path, quiet: bool, parallelism: Option<usize
                     eprintln!("{msg}");
                 }
             }
+            // Already printed by the engine.
+            StatementOutput::Notice(_) => {}
         }
     }
     if jobs.is_empty() {
@@ -174,6 +229,8 @@ async fn run_file(path: &std::path::Path, quiet: bool, parallelism: Option<usize
     }
     let metrics: Vec<_> = jobs.iter().map(|j| j.metrics().clone()).collect();
     let cancels: Vec<_> = jobs.iter().map(|j| j.canceller()).collect();
+    let stops: Vec<_> = jobs.iter().map(|j| j.stopper()).collect();
+    let checkpointing = jobs.iter().any(|j| j.is_checkpointing());
     let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
     let status = !quiet && std::io::stderr().is_terminal();
     let status_task = status.then(|| tokio::spawn(status_loop(metrics.clone())));
@@ -184,10 +241,29 @@ async fn run_file(path: &std::path::Path, quiet: bool, parallelism: Option<usize
             context: "installing the SIGTERM handler".into(),
             source,
         })?;
-    let results = tokio::select! {
-        r = &mut waiting => r,
-        _ = tokio::signal::ctrl_c() => { stop(&cancels); waiting.await }
-        _ = sigterm.recv() => { stop(&cancels); waiting.await }
+    let stopped = tokio::select! {
+        r = &mut waiting => Some(r),
+        _ = tokio::signal::ctrl_c() => None,
+        _ = sigterm.recv() => None,
+    };
+    let results = match stopped {
+        Some(r) => r,
+        None if checkpointing => {
+            // Stop with a final checkpoint; a second Ctrl-C (or SIGTERM) stops at once.
+            eprintln!("\nstopping: taking a final checkpoint (Ctrl-C again to stop at once)...");
+            for s in &stops {
+                let _ = s.send(true);
+            }
+            tokio::select! {
+                r = &mut waiting => r,
+                _ = tokio::signal::ctrl_c() => { stop(&cancels); waiting.await }
+                _ = sigterm.recv() => { stop(&cancels); waiting.await }
+            }
+        }
+        None => {
+            stop(&cancels);
+            waiting.await
+        }
     };
     if let Some(t) = status_task {
         t.abort();
@@ -211,6 +287,12 @@ async fn run_file(path: &std::path::Path, quiet: bool, parallelism: Option<usize
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// `weir checkpoints DIR`: every job's checkpoints with their age, size and operators.
+async fn list_checkpoints(dir: &str) -> Result<()> {
+    print!("{}", weir::state::describe_checkpoints(dir).await?);
+    Ok(())
 }
 
 fn stop(cancels: &[tokio::sync::watch::Sender<bool>]) {

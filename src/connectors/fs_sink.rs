@@ -27,13 +27,13 @@ use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::future::BoxFuture;
 
-use super::Sink;
 use super::object_store::{S3Url, Upload, is_object_url, s3_store};
+use super::{Delivery, Sink};
 use crate::error::Context;
 use crate::format::writer::{FileFormat, FormatWriter};
 use crate::sql::catalog::Table;
 use crate::sql::interval::{parse_duration_option, parse_size_option};
-use crate::{Result, plan_err};
+use crate::{Result, not_supported, plan_err};
 
 /// Where finished files go.
 enum Target {
@@ -73,6 +73,19 @@ pub struct FileSink {
     open: HashMap<String, OpenFile>,
     job: String,
     counter: u64,
+    /// With checkpoints: files closed but not yet covered by a completed checkpoint.
+    exactly_once: Option<ExactlyOnce>,
+}
+
+/// Two-phase commit state of a checkpointed file sink.
+struct ExactlyOnce {
+    /// The job's lineage tag: in every file name, so names are deterministic and leftovers
+    /// of this job can be found.
+    tag: String,
+    /// The epoch the files being written will be published with.
+    epoch: u64,
+    /// Closed hidden files of this epoch: (hidden, published) paths.
+    closed: Vec<(PathBuf, PathBuf)>,
 }
 
 impl FileSink {
@@ -191,6 +204,7 @@ impl FileSink {
             open: HashMap::new(),
             job,
             counter: 0,
+            exactly_once: None,
         })
     }
 
@@ -198,6 +212,13 @@ impl FileSink {
         if let Some(f) = self.open.remove(key) {
             let closed = f.writer.close();
             match f.dest {
+                Dest::Local { tmp, done } if self.exactly_once.is_some() => {
+                    // Published when the checkpoint that covers it completes.
+                    closed?;
+                    if let Some(eo) = self.exactly_once.as_mut() {
+                        eo.closed.push((tmp, done));
+                    }
+                }
                 Dest::Local { tmp, done } => {
                     closed?;
                     std::fs::rename(&tmp, &done)
@@ -217,12 +238,22 @@ impl FileSink {
 
     async fn open_file(&mut self, key: &str) -> Result<OpenFile> {
         self.counter += 1;
-        let name = format!(
-            "part-{}-{}.{}",
-            self.job,
-            self.counter,
-            self.format.extension()
-        );
+        let name = match &self.exactly_once {
+            // Deterministic: a replayed epoch writes the same names again.
+            Some(eo) => format!(
+                "part-{}-{:06}-{}.{}",
+                eo.tag,
+                eo.epoch,
+                self.counter,
+                self.format.extension()
+            ),
+            None => format!(
+                "part-{}-{}.{}",
+                self.job,
+                self.counter,
+                self.format.extension()
+            ),
+        };
         let (writer, dest) = match &self.target {
             Target::Local(root) => {
                 let dir = root.join(key);
@@ -384,6 +415,11 @@ impl Sink for FileSink {
 
     fn finish(&mut self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
+            if self.exactly_once.is_some() {
+                // Everything covered was published by the final checkpoint's commit; what
+                // is still open is not covered by any checkpoint.
+                return Ok(());
+            }
             let keys: Vec<String> = self.open.keys().cloned().collect();
             for k in keys {
                 self.roll(&k).await?;
@@ -396,6 +432,11 @@ impl Sink for FileSink {
     /// (their parts deleted).
     fn abort(&mut self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
+            if let Some(eo) = self.exactly_once.as_mut() {
+                for (tmp, _) in eo.closed.drain(..) {
+                    let _ = std::fs::remove_file(tmp);
+                }
+            }
             for (_, f) in self.open.drain() {
                 drop(f.writer);
                 match f.dest {
@@ -409,6 +450,118 @@ impl Sink for FileSink {
             }
         })
     }
+
+    fn delivery(&self) -> Result<Delivery> {
+        match self.target {
+            Target::Local(_) => Ok(Delivery::ExactlyOnce),
+            Target::S3 { .. } => not_supported!(
+                "checkpointing a job writing to s3:// (its multipart uploads are not yet part of \
+                 the checkpoint, so a restart could publish rows twice); write to a local \
+                 directory, or run without 'state.checkpoints.dir'"
+            ),
+        }
+    }
+
+    fn begin_checkpointing(
+        &mut self,
+        tag: &str,
+        restored: Option<(u64, serde_json::Value, bool)>,
+    ) -> BoxFuture<'_, Result<()>> {
+        let tag = tag.to_string();
+        Box::pin(async move {
+            let mut epoch = 1;
+            if let Some((e, info, committed)) = restored {
+                if !committed {
+                    publish(e, &info)?;
+                }
+                epoch = e + 1;
+            }
+            // Hidden files of this lineage that no completed checkpoint covers.
+            if let Target::Local(root) = &self.target {
+                remove_leftovers(root, &format!(".part-{tag}-"))?;
+            }
+            self.exactly_once = Some(ExactlyOnce {
+                tag,
+                epoch,
+                closed: vec![],
+            });
+            Ok(())
+        })
+    }
+
+    fn pre_commit(&mut self, epoch: u64) -> BoxFuture<'_, Result<serde_json::Value>> {
+        Box::pin(async move {
+            let keys: Vec<String> = self.open.keys().cloned().collect();
+            for k in keys {
+                self.roll(&k).await?;
+            }
+            let Some(eo) = self.exactly_once.as_mut() else {
+                return Ok(serde_json::Value::Null);
+            };
+            let files: Vec<(String, String)> = eo
+                .closed
+                .drain(..)
+                .map(|(t, d)| (t.display().to_string(), d.display().to_string()))
+                .collect();
+            eo.epoch = epoch + 1;
+            self.counter = 0;
+            Ok(serde_json::json!({ "files": files }))
+        })
+    }
+
+    fn commit(&mut self, epoch: u64, info: serde_json::Value) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move { publish(epoch, &info) })
+    }
+}
+
+/// Rename the hidden files of checkpoint `epoch` to their published names; a file already
+/// published is left as it is (a replayed commit).
+fn publish(epoch: u64, info: &serde_json::Value) -> Result<()> {
+    let files: Vec<(String, String)> = match info.get("files") {
+        Some(f) => serde_json::from_value(f.clone()).map_err(|e| crate::Error::Execution {
+            operator: "filesystem sink".into(),
+            message: format!("checkpoint {epoch}: unreadable list of files to publish: {e}"),
+        })?,
+        None => vec![],
+    };
+    for (i, (tmp, done)) in files.iter().enumerate() {
+        if i == 1 {
+            crate::failpoint!("sink-mid-commit");
+        }
+        let (tmp, done) = (std::path::Path::new(tmp), std::path::Path::new(done));
+        if tmp.exists() {
+            std::fs::rename(tmp, done).context(|| format!("publishing {}", done.display()))?;
+        } else if !done.exists() {
+            return Err(crate::Error::Execution {
+                operator: "filesystem sink".into(),
+                message: format!(
+                    "checkpoint {epoch} covers {}, but neither it nor its hidden file {} exists",
+                    done.display(),
+                    tmp.display()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Remove hidden files whose names start with `prefix` under `root` (recursively).
+fn remove_leftovers(root: &std::path::Path, prefix: &str) -> Result<()> {
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if e.file_name().to_string_lossy().starts_with(prefix) {
+                std::fs::remove_file(&p).context(|| format!("removing {}", p.display()))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

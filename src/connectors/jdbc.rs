@@ -376,6 +376,13 @@ impl JdbcSink {
 }
 
 impl Sink for JdbcSink {
+    fn delivery(&self) -> Result<super::Delivery> {
+        crate::not_supported!(
+            "checkpointing a job writing to jdbc (its buffered output is not yet flushed at \
+             checkpoints); run it without 'state.checkpoints.dir'"
+        )
+    }
+
     fn write_batch(&mut self, batch: RecordBatch) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             self.buffered += batch.num_rows();

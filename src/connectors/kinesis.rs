@@ -871,6 +871,13 @@ impl KinesisSink {
 }
 
 impl Sink for KinesisSink {
+    fn delivery(&self) -> Result<super::Delivery> {
+        crate::not_supported!(
+            "checkpointing a job writing to kinesis (its buffered output is not yet flushed at \
+             checkpoints); run it without 'state.checkpoints.dir'"
+        )
+    }
+
     fn write_batch(&mut self, batch: RecordBatch) -> BoxFuture<'_, Result<()>> {
         Box::pin(self.write(batch))
     }

@@ -56,6 +56,20 @@ pub trait SourceShard: Send {
     fn finished_splits(&mut self) -> Vec<u64> {
         Vec::new()
     }
+    /// Whether a checkpoint can record and replay this shard's position; an error says why
+    /// not (a pipe cannot be read again; a connector without positions yet).
+    fn check_replayable(&self) -> Result<()> {
+        crate::not_supported!("checkpointing a source of this connector ({})", self.name())
+    }
+    /// The position of the next batch, if the shard is at a point it can resume from (a
+    /// line file between blocks of whole lines); `None` makes the runtime read on to one.
+    fn position(&self) -> Option<serde_json::Value> {
+        None
+    }
+    /// Resume from a position [`SourceShard::position`] returned.
+    fn restore(&mut self, _position: &serde_json::Value) -> Result<()> {
+        crate::not_supported!("restoring a source of this connector ({})", self.name())
+    }
 }
 
 /// What a multi-split reader hands the runtime, in order: announcements of new splits, rows,
@@ -143,6 +157,40 @@ pub trait Sink: Send {
     fn abort(&mut self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
     }
+    /// How the sink delivers under checkpoints; an error refuses checkpointing the job.
+    fn delivery(&self) -> Result<Delivery> {
+        Ok(Delivery::AtLeastOnce)
+    }
+    /// Checkpointing starts (before any batch): `tag` names this job's lineage in the sink's
+    /// outputs; `restored` is the checkpoint the job resumes from (its epoch, what the sink
+    /// pre-committed then, and whether that was published). An exactly-once sink publishes
+    /// it now if it was not (idempotently) and drops leftovers of uncommitted epochs.
+    fn begin_checkpointing(
+        &mut self,
+        _tag: &str,
+        _restored: Option<(u64, serde_json::Value, bool)>,
+    ) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+    /// Barrier `epoch` reached the sink: close what epoch `epoch` wrote and say what to
+    /// publish once the checkpoint completes (written into the checkpoint).
+    fn pre_commit(&mut self, _epoch: u64) -> BoxFuture<'_, Result<serde_json::Value>> {
+        Box::pin(async { Ok(serde_json::Value::Null) })
+    }
+    /// Checkpoint `epoch` completed: publish what [`Sink::pre_commit`] said. Must tolerate
+    /// "already done" (a restore replays it).
+    fn commit(&mut self, _epoch: u64, _info: serde_json::Value) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// What a sink guarantees with checkpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Output appears once per checkpointed row, even across crashes.
+    ExactlyOnce,
+    /// Output may repeat rows written after the last checkpoint when the job is restored.
+    AtLeastOnce,
 }
 
 /// What opening a source may need from the engine.
@@ -246,6 +294,26 @@ impl Sink for ProjectingSink {
 
     fn abort(&mut self) -> BoxFuture<'_, ()> {
         self.inner.abort()
+    }
+
+    fn delivery(&self) -> Result<Delivery> {
+        self.inner.delivery()
+    }
+
+    fn begin_checkpointing(
+        &mut self,
+        tag: &str,
+        restored: Option<(u64, serde_json::Value, bool)>,
+    ) -> BoxFuture<'_, Result<()>> {
+        self.inner.begin_checkpointing(tag, restored)
+    }
+
+    fn pre_commit(&mut self, epoch: u64) -> BoxFuture<'_, Result<serde_json::Value>> {
+        self.inner.pre_commit(epoch)
+    }
+
+    fn commit(&mut self, epoch: u64, info: serde_json::Value) -> BoxFuture<'_, Result<()>> {
+        self.inner.commit(epoch, info)
     }
 }
 

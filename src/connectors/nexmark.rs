@@ -498,6 +498,46 @@ impl SourceShard for NexmarkShard {
             Ok(Some(RecordBatch::try_new(self.schema.clone(), cols)?))
         })
     }
+
+    fn check_replayable(&self) -> Result<()> {
+        if self.generator.config.real_time {
+            return crate::not_supported!(
+                "checkpointing a 'nexmark.real-time' source (its event times follow the wall clock)"
+            );
+        }
+        Ok(())
+    }
+
+    /// The next chunk of the sequence this shard generates (and the shard count, which
+    /// decides which chunks are this shard's).
+    fn position(&self) -> Option<serde_json::Value> {
+        Some(serde_json::json!({
+            "next_chunk": self.generator.next_chunk,
+            "shards": self.generator.config.shards,
+        }))
+    }
+
+    fn restore(&mut self, position: &serde_json::Value) -> Result<()> {
+        let shards = position.get("shards").and_then(|v| v.as_u64());
+        if shards != Some(self.generator.config.shards as u64) {
+            return plan_err!(
+                "the checkpoint's nexmark source had {} shards, this run has {}: keep \
+                 'nexmark.shards' as it was",
+                shards.unwrap_or(0),
+                self.generator.config.shards
+            );
+        }
+        match position.get("next_chunk").and_then(|v| v.as_u64()) {
+            Some(c) if c % self.generator.config.shards as u64 == self.generator.shard => {
+                self.generator.next_chunk = c;
+                Ok(())
+            }
+            _ => plan_err!(
+                "checkpointed nexmark position {position} does not fit {}",
+                self.name()
+            ),
+        }
+    }
 }
 
 fn u64_option(table: &Table, keys: &[&str], default: u64) -> Result<u64> {

@@ -135,6 +135,16 @@ impl CsvReader {
         Self(self.0.following())
     }
 
+    /// The position of the next batch, at a line boundary (see [`super::lines::LinePosition`]).
+    pub fn position(&self) -> Option<super::lines::LinePosition> {
+        self.0.position()
+    }
+
+    /// Continue from a position.
+    pub fn seek(&mut self, pos: super::lines::LinePosition) -> Result<()> {
+        self.0.seek(pos)
+    }
+
     /// The next batch, or None at the end.
     pub fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         self.0.next()

@@ -109,7 +109,7 @@ impl JsonLinesReader {
         policy: ErrorPolicy,
     ) -> Result<Self> {
         Ok(Self {
-            lines: LineReader::new(path, JsonDecoder::new(keys)?, policy),
+            lines: LineReader::new(path, JsonDecoder::new(keys)?, policy).one_record_per_line(),
             schema,
         })
     }
@@ -124,6 +124,16 @@ impl JsonLinesReader {
     pub fn following(mut self) -> Self {
         self.lines = self.lines.following();
         self
+    }
+
+    /// The position of the next batch, at a line boundary (see [`super::lines::LinePosition`]).
+    pub fn position(&self) -> Option<super::lines::LinePosition> {
+        self.lines.position()
+    }
+
+    /// Continue from a position.
+    pub fn seek(&mut self, pos: super::lines::LinePosition) -> Result<()> {
+        self.lines.seek(pos)
     }
 
     /// The next batch, or None at the end.

@@ -39,10 +39,28 @@ pub(crate) struct LineReader<D: BlockDecoder> {
     policy: ErrorPolicy,
     carry: Vec<u8>,
     next_line: u64,
-    pending: std::collections::VecDeque<RecordBatch>,
+    /// Decoded batches not handed out yet, each with the position just after its last line
+    /// when that is known (one row per line: JSON).
+    pending: std::collections::VecDeque<(RecordBatch, Option<LinePosition>)>,
+    /// The position after the batch handed out last, if known.
+    last: Option<LinePosition>,
+    /// Whether every record is one line (JSON lines; not CSV, whose quoted fields may span
+    /// lines), so positions can be named between the batches of a block.
+    row_per_line: bool,
     eof: bool,
     skip_first_line: bool,
     follow: bool,
+    /// Byte offset (in the file) just past the last block decoded: the next complete line.
+    offset: u64,
+}
+
+/// Where a line reader is: the byte offset of the next complete line and its line number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LinePosition {
+    /// Byte offset of the next line not yet read.
+    pub offset: u64,
+    /// Its line number (1-based), for messages.
+    pub line: u64,
 }
 
 fn non_blank_lines(block: &[u8], first_line: u64) -> Vec<(u64, &[u8])> {
@@ -67,7 +85,62 @@ impl<D: BlockDecoder> LineReader<D> {
             eof: false,
             skip_first_line: false,
             follow: false,
+            offset: 0,
+            last: None,
+            row_per_line: false,
         }
+    }
+
+    /// Every record is one line: checkpoints may fall between the batches of a block.
+    pub(crate) fn one_record_per_line(mut self) -> Self {
+        self.row_per_line = true;
+        self
+    }
+
+    /// The position of the next batch, when every decoded batch has been handed out (a
+    /// checkpoint can only name a line boundary).
+    pub(crate) fn position(&self) -> Option<LinePosition> {
+        if self.pending.is_empty() {
+            return Some(LinePosition {
+                offset: self.offset,
+                line: self.next_line,
+            });
+        }
+        self.last
+    }
+
+    /// Continue from `pos` (a file opened by path).
+    pub(crate) fn seek(&mut self, pos: LinePosition) -> Result<()> {
+        use std::io::{Seek, SeekFrom};
+        let mut f =
+            File::open(&self.path).context(|| format!("opening {}", self.path.display()))?;
+        let len = f
+            .metadata()
+            .context(|| format!("reading {}", self.path.display()))?
+            .len();
+        if pos.offset > len {
+            return Err(crate::Error::Execution {
+                operator: "restore".into(),
+                message: format!(
+                    "{} is shorter ({len} bytes) than the checkpointed position {}: the file                      changed since the checkpoint",
+                    self.path.display(),
+                    pos.offset
+                ),
+            });
+        }
+        f.seek(SeekFrom::Start(pos.offset))
+            .context(|| format!("seeking in {}", self.path.display()))?;
+        self.file = Some(Box::new(f));
+        self.offset = pos.offset;
+        self.next_line = pos.line;
+        self.carry.clear();
+        self.pending.clear();
+        self.last = None;
+        self.eof = false;
+        if pos.offset > 0 {
+            self.skip_first_line = false;
+        }
+        Ok(())
     }
 
     /// Read `reader` (an object's bytes) instead of opening `path`, which names it in messages.
@@ -96,7 +169,8 @@ impl<D: BlockDecoder> LineReader<D> {
     /// The next batch, or None at the end of the file (when following: at its current end).
     pub(crate) fn next(&mut self) -> Result<Option<RecordBatch>> {
         loop {
-            if let Some(b) = self.pending.pop_front() {
+            if let Some((b, pos)) = self.pending.pop_front() {
+                self.last = pos;
                 return Ok(Some(b));
             }
             if self.eof {
@@ -151,6 +225,9 @@ impl<D: BlockDecoder> LineReader<D> {
             }
         };
         self.carry = buf[complete..].to_vec();
+        // The block decoded now starts where the last one ended (the carry's first byte).
+        let mut block_offset = self.offset;
+        self.offset += complete as u64;
         buf.truncate(complete);
         let mut block: &[u8] = &buf;
         let mut first_line = self.next_line;
@@ -161,20 +238,53 @@ impl<D: BlockDecoder> LineReader<D> {
                 .position(|b| *b == b'\n')
                 .map_or(block.len(), |p| p + 1);
             block = &block[end..];
+            block_offset += end as u64;
             first_line += 1;
         }
         let newlines = bytecount(block);
-        self.decode(block, first_line)?;
+        self.decode(block, first_line, block_offset)?;
         self.next_line = first_line + newlines;
         Ok(read_any)
     }
 
-    fn decode(&mut self, block: &[u8], first_line: u64) -> Result<()> {
+    fn decode(&mut self, block: &[u8], first_line: u64, block_offset: u64) -> Result<()> {
         match self.decoder.decode_block(block) {
             Ok(batches) => {
                 let mut row_offset = 0;
                 let mut lines = None;
-                for batch in batches {
+                let ends = if self.row_per_line {
+                    let counts: Vec<usize> = batches
+                        .iter()
+                        .scan(0, |acc, b| {
+                            *acc += b.num_rows();
+                            Some(*acc)
+                        })
+                        .collect();
+                    // Only when the records are exactly the non-blank lines (a JSON value
+                    // spread over several lines would shift every position after it).
+                    let records = counts.last().copied().unwrap_or(0);
+                    let lines = block
+                        .split(|b| *b == b'\n')
+                        .filter(|l| l.iter().any(|b| !b.is_ascii_whitespace()))
+                        .count();
+                    let ends = if records == lines {
+                        line_ends(block, &counts)
+                    } else {
+                        vec![None; counts.len()]
+                    };
+                    ends.into_iter()
+                        .map(|e| {
+                            e.map(|(end, newlines)| LinePosition {
+                                offset: block_offset + end as u64,
+                                line: first_line + newlines,
+                            })
+                        })
+                        .collect()
+                } else {
+                    vec![]
+                };
+                for (j, batch) in batches.into_iter().enumerate() {
+                    let pos = ends.get(j).copied().flatten();
                     let n = batch.num_rows();
                     let batch = if self.decoder.needs_check(&batch) {
                         let lines = lines.get_or_insert_with(|| non_blank_lines(block, first_line));
@@ -189,7 +299,10 @@ impl<D: BlockDecoder> LineReader<D> {
                     };
                     row_offset += n;
                     if batch.num_rows() > 0 {
-                        self.pending.push_back(batch);
+                        self.pending.push_back((batch, pos));
+                    } else if let (Some(p), Some(last)) = (pos, self.pending.back_mut()) {
+                        // Every row of this batch was malformed: the batch before ends here.
+                        last.1 = Some(p);
                     }
                 }
                 Ok(())
@@ -252,12 +365,56 @@ impl<D: BlockDecoder> LineReader<D> {
         if let Some(first) = good.first() {
             let schema = first.schema();
             let merged = datafusion::arrow::compute::concat_batches(&schema, &good)?;
-            self.pending.push_back(merged);
+            self.pending.push_back((merged, None));
         }
         Ok(())
     }
 }
 
+/// For each cumulative count of records (one per non-blank line), the byte offset just past
+/// that record's line and the newlines before that offset; None past the block's records.
+fn line_ends(block: &[u8], counts: &[usize]) -> Vec<Option<(usize, u64)>> {
+    let mut out = Vec::with_capacity(counts.len());
+    let mut want = counts.iter().peekable();
+    let mut seen = 0usize;
+    let mut newlines = 0u64;
+    let mut start = 0usize;
+    while start < block.len() {
+        let Some(&&target) = want.peek() else { break };
+        let end = block[start..]
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(block.len(), |p| start + p + 1);
+        let line = &block[start..end];
+        newlines += u64::from(line.last() == Some(&b'\n'));
+        if line.iter().any(|b| !b.is_ascii_whitespace()) {
+            seen += 1;
+        }
+        start = end;
+        while want.peek().is_some_and(|t| **t == seen) {
+            want.next();
+            out.push(Some((end, newlines)));
+        }
+        if seen > target {
+            break;
+        }
+    }
+    out.resize(counts.len(), None);
+    out
+}
+
 fn bytecount(b: &[u8]) -> u64 {
     b.iter().filter(|c| **c == b'\n').count() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::line_ends;
+
+    #[test]
+    fn line_ends_skip_blank_lines() {
+        let block = b"{\"a\":1}\n\n{\"a\":2}\n{\"a\":3}\n";
+        let ends = line_ends(block, &[1, 3]);
+        assert_eq!(ends, vec![Some((8, 1)), Some((block.len(), 4))]);
+    }
 }

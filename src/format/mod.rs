@@ -9,7 +9,7 @@
 pub mod avro;
 pub mod csv;
 pub mod json;
-mod lines;
+pub mod lines;
 pub mod messages;
 pub mod parquet;
 pub mod writer;

@@ -19,6 +19,9 @@ pub struct ParquetReader {
     reader: Option<(ParquetRecordBatchReader, Vec<usize>)>,
     /// An object's bytes, read instead of the file at `path` (which names it).
     bytes: Option<bytes::Bytes>,
+    /// Rows handed out so far (the checkpoint position), and rows to skip when opening.
+    rows: u64,
+    skip: u64,
 }
 
 impl ParquetReader {
@@ -29,6 +32,8 @@ impl ParquetReader {
             schema,
             reader: None,
             bytes: None,
+            rows: 0,
+            skip: 0,
         }
     }
 
@@ -39,6 +44,8 @@ impl ParquetReader {
             schema,
             reader: None,
             bytes: Some(bytes),
+            rows: 0,
+            skip: 0,
         }
     }
 
@@ -81,11 +88,11 @@ impl ParquetReader {
         let mut sorted = wanted.clone();
         sorted.sort_unstable();
         let mask = ProjectionMask::roots(builder.parquet_schema(), sorted.iter().copied());
-        let reader = builder
-            .with_projection(mask)
-            .with_batch_size(8192)
-            .build()
-            .context(ctx)?;
+        let mut builder = builder.with_projection(mask).with_batch_size(8192);
+        if self.skip > 0 {
+            builder = builder.with_offset(self.skip as usize);
+        }
+        let reader = builder.build().context(ctx)?;
         let order = wanted
             .iter()
             .map(|w| sorted.iter().position(|s| s == w).unwrap_or(0))
@@ -94,6 +101,18 @@ impl ParquetReader {
     }
 
     /// The next batch, or None at the end.
+    /// Rows read so far: where a checkpoint resumes.
+    pub fn position(&self) -> u64 {
+        self.rows
+    }
+
+    /// Resume after `rows` rows (before the first batch is read).
+    pub fn seek(&mut self, rows: u64) {
+        self.reader = None;
+        self.skip = rows;
+        self.rows = rows;
+    }
+
     pub fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         if self.reader.is_none() {
             self.reader = Some(self.open()?);
@@ -105,6 +124,7 @@ impl ParquetReader {
             return Ok(None);
         };
         let batch = batch.context(|| format!("reading Parquet file {}", self.path.display()))?;
+        self.rows += batch.num_rows() as u64;
         let cols = order
             .iter()
             .zip(self.schema.fields())

@@ -52,6 +52,19 @@ impl Operator for Limit {
         }
         Ok(())
     }
+
+    fn snapshot(&mut self, _key_groups: usize) -> Result<Option<crate::state::StateSnapshot>> {
+        Ok(Some(crate::state::StateSnapshot {
+            tables: vec![],
+            meta: serde_json::json!({ "passed": self.passed }),
+        }))
+    }
+
+    fn restore(&mut self, snapshot: crate::state::StateSnapshot) -> Result<()> {
+        self.passed =
+            (snapshot.meta_i64("passed").unwrap_or(0).max(0) as usize).min(self.spec.fetch);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -75,5 +88,22 @@ mod tests {
             })
             .sum();
         assert_eq!(rows, 3);
+    }
+
+    #[test]
+    fn snapshot_restore_keeps_the_count() {
+        let mut op = Limit::new(LimitSpec { fetch: 3 });
+        let mut out = Emitter::default();
+        op.process_batch(0, int_batch(&[1, 2]), &mut out).unwrap();
+        let snap = op.snapshot(128).unwrap().unwrap();
+        let mut restored = Limit::new(LimitSpec { fetch: 3 });
+        restored.restore(snap).unwrap();
+        let mut out = Emitter::default();
+        restored
+            .process_batch(0, int_batch(&[3, 4]), &mut out)
+            .unwrap();
+        assert!(
+            matches!(&out.messages[..], [crate::message::Message::Batch(b)] if b.num_rows() == 1)
+        );
     }
 }

@@ -74,12 +74,7 @@ impl Emitter {
     }
 }
 
-/// A checkpointed operator state (not implemented yet: see [`Operator::snapshot`]).
-#[derive(Debug, Default)]
-pub struct StateSnapshot {
-    /// Arrow IPC bytes of the operator's state tables.
-    pub tables: Vec<Vec<u8>>,
-}
+pub use crate::state::StateSnapshot;
 
 /// The operator contract. Only `process_batch` is required.
 pub trait Operator: Send {
@@ -106,14 +101,18 @@ pub trait Operator: Send {
         Ok(())
     }
 
-    /// Snapshot state on a checkpoint barrier.
-    fn snapshot(&mut self, _epoch: u64) -> Result<StateSnapshot> {
-        not_supported!("checkpoints")
+    /// Snapshot state on an aligned checkpoint barrier; `None` for a stateless operator.
+    /// Keyed tables carry the key group of each row (see [`crate::state`]), hashed into
+    /// `key_groups` groups, so the state can be restored at another parallelism. The
+    /// operator keeps running afterwards with the same state.
+    fn snapshot(&mut self, _key_groups: usize) -> Result<Option<StateSnapshot>> {
+        Ok(None)
     }
 
-    /// Restore state from a checkpoint.
+    /// Restore the state of a checkpoint: the rows of this instance's key groups, gathered
+    /// from every instance that held them.
     fn restore(&mut self, _snapshot: StateSnapshot) -> Result<()> {
-        not_supported!("restoring from checkpoints")
+        Ok(())
     }
 
     /// Bytes of state held (for status and memory reports).
@@ -158,6 +157,36 @@ impl OpSpec {
                 | OpSpec::GroupAggregate(_)
                 | OpSpec::TopN(_)
         )
+    }
+
+    /// Whether the operator's state can be checkpointed yet (an error names what cannot).
+    pub fn check_checkpointable(&self) -> Result<()> {
+        match self {
+            OpSpec::Watermark(_)
+            | OpSpec::Filter(_)
+            | OpSpec::Project(_)
+            | OpSpec::Limit(_)
+            | OpSpec::WindowAssign(_)
+            | OpSpec::Lookup(_) => Ok(()),
+            OpSpec::WindowAggregate(s) => match s.kind {
+                WindowKind::Session { .. } => {
+                    not_supported!("checkpointing a SESSION window aggregate")
+                }
+                _ => Ok(()),
+            },
+            OpSpec::GroupAggregate(_) => {
+                not_supported!("checkpointing an updating GROUP BY aggregate")
+            }
+            OpSpec::Join(_) => not_supported!("checkpointing a streaming join"),
+            OpSpec::TopN(_) => not_supported!("checkpointing Top-N or deduplication"),
+        }
+    }
+
+    /// A stable identity for the operator's state: its kind and printed definition (keys,
+    /// window, aggregates, output), so an unchanged operator keeps its id when the query
+    /// around it changes.
+    pub fn state_identity(&self) -> String {
+        self.to_string()
     }
 
     /// Build the runtime half.
@@ -350,6 +379,152 @@ pub(crate) mod test_util {
             Field::new("k", DataType::Int64, true),
             Field::new("v", DataType::Int64, true),
         ]))
+    }
+
+    /// The first operator spec of the stateful stage of `query` over table `t (ts, k, v)` with
+    /// a 1 s watermark delay, and the stage's exchange keys.
+    pub async fn stage_spec(
+        query: &str,
+    ) -> (
+        crate::operators::OpSpec,
+        Vec<Arc<dyn datafusion::physical_expr::PhysicalExpr>>,
+        Vec<crate::operators::OpSpec>,
+    ) {
+        let engine = crate::Engine::new();
+        engine
+            .execute(
+                "CREATE TABLE t (ts TIMESTAMP(3), k BIGINT, v BIGINT, \
+                 WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) WITH ('connector' = 'push')",
+            )
+            .await
+            .unwrap();
+        let stmts = crate::sql::parse_sql(query).unwrap();
+        let pipeline = engine.plan(&stmts[0]).await.unwrap();
+        let mut flow = &pipeline.root;
+        loop {
+            match flow {
+                crate::planner::Flow::Stage(s) => {
+                    if let Some(op) = s.ops.iter().find(|o| o.is_stateful()) {
+                        let crate::planner::Flow::Source { ops, .. } = &s.inputs[0].flow else {
+                            panic!("the stateful stage of {query} does not read the source");
+                        };
+                        return (op.clone(), s.inputs[0].keys.clone(), ops.clone());
+                    }
+                    flow = &s.inputs[0].flow;
+                }
+                crate::planner::Flow::Source { .. } => panic!("no stateful stage in {query}"),
+            }
+        }
+    }
+
+    /// Run `spec` over `before`, snapshot at parallelism `p1`, restore at `p2`, run `after`,
+    /// then the end of input: the output rows (sorted), before and after the restore together.
+    pub fn rescaled_run(
+        spec: &crate::operators::OpSpec,
+        keys: &[Arc<dyn datafusion::physical_expr::PhysicalExpr>],
+        before: &[(RecordBatch, i64)],
+        after: &[(RecordBatch, i64)],
+        p1: usize,
+        p2: usize,
+    ) -> Vec<String> {
+        use crate::operators::Emitter;
+        use crate::state::{KeyGroupRange, merge_pieces};
+        let kg = 128;
+        let mut out = Emitter::default();
+        let feed = |ops: &mut Vec<Box<dyn crate::operators::Operator>>,
+                    input: &[(RecordBatch, i64)],
+                    out: &mut Emitter| {
+            let p = ops.len();
+            for (b, wm) in input {
+                let parts =
+                    crate::runtime::exchange::partition_batch(b, keys, p, kg, &mut vec![]).unwrap();
+                for (op, part) in ops.iter_mut().zip(parts) {
+                    if let Some(part) = part {
+                        op.process_batch(0, part, out).unwrap();
+                    }
+                    op.on_watermark(*wm, out).unwrap();
+                }
+            }
+        };
+        let mut first: Vec<_> = (0..p1).map(|_| spec.instantiate().unwrap()).collect();
+        feed(&mut first, before, &mut out);
+        let pieces: Vec<(KeyGroupRange, crate::state::StateSnapshot)> = first
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, op)| {
+                let snap = op.snapshot(kg).unwrap()?;
+                let range = if p1 == 1 {
+                    KeyGroupRange::all(kg)
+                } else {
+                    KeyGroupRange::of(i, p1, kg)
+                };
+                // Through the IPC encoding, as a checkpoint stores it.
+                let tables = snap
+                    .tables
+                    .iter()
+                    .map(|(n, b)| {
+                        let bytes = crate::state::to_ipc(std::slice::from_ref(b)).unwrap();
+                        (
+                            n.clone(),
+                            crate::state::from_ipc(&bytes, n).unwrap().unwrap(),
+                        )
+                    })
+                    .collect();
+                Some((
+                    range,
+                    crate::state::StateSnapshot {
+                        tables,
+                        meta: snap.meta,
+                    },
+                ))
+            })
+            .collect();
+        drop(first);
+        let mut second: Vec<_> = (0..p2).map(|_| spec.instantiate().unwrap()).collect();
+        for (i, op) in second.iter_mut().enumerate() {
+            let range = if p2 == 1 {
+                KeyGroupRange::all(kg)
+            } else {
+                KeyGroupRange::of(i, p2, kg)
+            };
+            if let Some(s) = merge_pieces(&pieces, range).unwrap() {
+                op.restore(s).unwrap();
+            }
+        }
+        feed(&mut second, after, &mut out);
+        for op in &mut second {
+            op.on_watermark(i64::MAX, &mut out).unwrap();
+            op.on_end(&mut out).unwrap();
+        }
+        let batches: Vec<RecordBatch> = out
+            .messages
+            .into_iter()
+            .filter_map(|m| match m {
+                crate::message::Message::Batch(b) => Some(b),
+                _ => None,
+            })
+            .collect();
+        rows(&batches)
+    }
+
+    /// `tkv` rows through a source's per-shard operators (computed columns, watermark
+    /// generator), as the stage would receive them.
+    pub fn through(
+        source_ops: &[crate::operators::OpSpec],
+        rows: &[(i64, i64, i64)],
+    ) -> RecordBatch {
+        let mut chain = crate::runtime::Chain::new(source_ops).unwrap();
+        let out = chain
+            .push(0, crate::message::Message::Batch(tkv(rows)))
+            .unwrap();
+        let batches: Vec<RecordBatch> = out
+            .into_iter()
+            .filter_map(|m| match m {
+                crate::message::Message::Batch(b) => Some(b),
+                _ => None,
+            })
+            .collect();
+        datafusion::arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
     }
 
     /// Rows of `(ts ms, k, v)`.

@@ -106,6 +106,21 @@ impl Operator for WatermarkGenerator {
         }
         Ok(())
     }
+
+    /// The shard's progress: the largest event time seen and the watermark sent.
+    fn snapshot(&mut self, _key_groups: usize) -> Result<Option<crate::state::StateSnapshot>> {
+        Ok(Some(crate::state::StateSnapshot {
+            tables: vec![],
+            meta: serde_json::json!({ "max_ts": self.max_ts }),
+        }))
+    }
+
+    fn restore(&mut self, snapshot: crate::state::StateSnapshot) -> Result<()> {
+        // The restored watermark is sent again with the first batch of the new run.
+        self.max_ts = snapshot.meta_i64("max_ts").unwrap_or(Timestamp::MIN);
+        self.emitted = Timestamp::MIN;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -109,6 +109,20 @@ impl Flow {
         }
     }
 
+    /// Whether every operator's state can be checkpointed (an error names the first that
+    /// cannot).
+    pub fn check_checkpointable(&self) -> crate::Result<()> {
+        match self {
+            Flow::Source { ops, .. } => ops.iter().try_for_each(OpSpec::check_checkpointable),
+            Flow::Stage(s) => {
+                s.ops.iter().try_for_each(OpSpec::check_checkpointable)?;
+                s.inputs
+                    .iter()
+                    .try_for_each(|i| i.flow.check_checkpointable())
+            }
+        }
+    }
+
     /// The source tables, depth first, left to right: the order the runtime opens them in.
     pub fn sources(&self) -> Vec<&Table> {
         let mut out = vec![];

@@ -5,6 +5,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use crate::Result;
 use crate::message::{Message, Watermark};
 use crate::operators::{Emitter, OpSpec, Operator};
+use crate::state::StateSnapshot;
 
 /// Instantiated operators, called in sequence.
 pub struct Chain {
@@ -85,6 +86,39 @@ impl Chain {
     /// Malformed rows counted since the last call.
     pub fn take_malformed(&mut self) -> u64 {
         std::mem::take(&mut self.malformed)
+    }
+
+    /// Snapshot every operator (None for stateless ones), in chain order.
+    pub fn snapshot(&mut self, key_groups: usize) -> Result<Vec<Option<StateSnapshot>>> {
+        self.ops
+            .iter_mut()
+            .map(|o| o.snapshot(key_groups))
+            .collect()
+    }
+
+    /// Restore operator `i` of the chain.
+    pub fn restore(&mut self, i: usize, snapshot: StateSnapshot) -> Result<()> {
+        match self.ops.get_mut(i) {
+            Some(op) => op.restore(snapshot),
+            None => Ok(()),
+        }
+    }
+
+    /// Restore the scalar state of each operator from JSON (per-shard operators: the
+    /// watermark generator), as written from [`Chain::snapshot`]'s metas.
+    pub(crate) fn restore_metas(&mut self, metas: &serde_json::Value) -> Result<()> {
+        let serde_json::Value::Array(metas) = metas else {
+            return Ok(());
+        };
+        for (op, meta) in self.ops.iter_mut().zip(metas) {
+            if !meta.is_null() {
+                op.restore(StateSnapshot {
+                    tables: vec![],
+                    meta: meta.clone(),
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// Bytes of state held by the operators.

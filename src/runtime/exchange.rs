@@ -1,9 +1,11 @@
 //! The keyed exchange: where a task's output goes.
 //!
 //! A [`Router`] hashes the key columns of a whole batch (DataFusion's `create_hashes`, the same
-//! seed in every task so equal keys from two join inputs meet in the same instance), groups the
-//! row indices by target, and splits the batch with `take`. Watermarks, idleness and `End` go
-//! to every target. With one target there is nothing to hash.
+//! seed in every task so equal keys from two join inputs meet in the same instance), maps each
+//! hash to its key group and each key group to the instance owning it ([`crate::state`]), and
+//! splits the batch with `take`. Watermarks, idleness, barriers and `End` go to every target.
+//! With one target there is nothing to hash. Each router has its own channel to each target,
+//! so the target's input gate can hold one producer back while others flow.
 //!
 //! The exchange sits behind this one type so that a partitioned log (a Kafka topic) can take
 //! its place between machines without touching the operators.
@@ -13,45 +15,41 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, UInt32Array};
 use datafusion::arrow::compute::take_record_batch;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::common::hash_utils::{RandomState, create_hashes};
 use datafusion::physical_expr::PhysicalExpr;
 use tokio::sync::mpsc;
 
-use super::{Envelope, Item};
 use crate::message::Message;
 use crate::operators::eval;
 use crate::planner::Exchange;
+use crate::state::{instance_of, key_group};
 use crate::{Error, Result};
-
-/// Fixed seed: every router of a job must place a key in the same partition.
-const SEED: u64 = 0x5eed_0f_7e1c;
 
 /// Sends one task's output to the next stage (or the sink).
 pub struct Router {
-    port: usize,
     sender: usize,
-    targets: Vec<mpsc::Sender<Envelope>>,
+    targets: Vec<mpsc::Sender<Message>>,
     keys: Vec<Arc<dyn PhysicalExpr>>,
     exchange: Exchange,
+    key_groups: usize,
     hashes: Vec<u64>,
 }
 
 impl Router {
-    /// Output of task `sender` into input `port` of `targets`, partitioned by `keys` when
-    /// there is more than one target.
+    /// Output of producer `sender` into `targets` (one channel per instance), partitioned by
+    /// the key groups of `keys` when there is more than one target.
     pub fn new(
-        port: usize,
         sender: usize,
-        targets: Vec<mpsc::Sender<Envelope>>,
+        targets: Vec<mpsc::Sender<Message>>,
         keys: Vec<Arc<dyn PhysicalExpr>>,
         exchange: Exchange,
+        key_groups: usize,
     ) -> Self {
         Self {
-            port,
             sender,
             targets,
             keys,
             exchange,
+            key_groups,
             hashes: vec![],
         }
     }
@@ -89,28 +87,31 @@ impl Router {
     }
 
     async fn send_to(&self, target: usize, msg: Message) -> Result<()> {
-        let envelope = Envelope {
-            port: self.port,
-            sender: self.sender,
-            item: Item::Msg(msg),
-        };
         self.targets[target]
-            .send(envelope)
+            .send(msg)
             .await
             .map_err(|_| Error::Cancelled)
     }
 
     /// Split a batch into one (possibly absent) batch per target.
     pub fn partition(&mut self, batch: &RecordBatch) -> Result<Vec<Option<RecordBatch>>> {
-        partition_batch(batch, &self.keys, self.targets.len(), &mut self.hashes)
+        partition_batch(
+            batch,
+            &self.keys,
+            self.targets.len(),
+            self.key_groups,
+            &mut self.hashes,
+        )
     }
 }
 
-/// Hash `keys` over `batch` and split its rows over `n` partitions with `take`.
+/// Hash `keys` over `batch` and split its rows over `n` partitions (by key group, each
+/// partition owning a contiguous range of the `key_groups`) with `take`.
 pub fn partition_batch(
     batch: &RecordBatch,
     keys: &[Arc<dyn PhysicalExpr>],
     n: usize,
+    key_groups: usize,
     hashes: &mut Vec<u64>,
 ) -> Result<Vec<Option<RecordBatch>>> {
     let rows = batch.num_rows();
@@ -118,18 +119,12 @@ pub fn partition_batch(
         .iter()
         .map(|k| eval(k, batch))
         .collect::<Result<Vec<ArrayRef>>>()?;
-    hashes.clear();
-    hashes.resize(rows, 0);
-    create_hashes(
-        &arrays,
-        &RandomState::with_seed(SEED),
-        hashes.as_mut_slice(),
-    )?;
+    crate::state::hash_keys(&arrays, rows, hashes)?;
     let mut counts = vec![0usize; n];
     let targets: Vec<u32> = hashes
         .iter()
         .map(|h| {
-            let t = (*h % n as u64) as usize;
+            let t = instance_of(key_group(*h, key_groups), key_groups, n);
             counts[t] += 1;
             t as u32
         })
@@ -173,7 +168,7 @@ mod tests {
             ))],
         )
         .expect("batch");
-        let parts = partition_batch(&batch, &keys, 4, &mut vec![]).expect("partition");
+        let parts = partition_batch(&batch, &keys, 4, 128, &mut vec![]).expect("partition");
         let mut seen = std::collections::HashMap::new();
         let mut total = 0;
         for (p, part) in parts.iter().enumerate() {

@@ -24,6 +24,18 @@ pub struct JobMetrics {
     pub started: Instant,
     /// Watermark progress at the sources and at the sink, for latency figures (`weir bench`).
     pub trace: Option<LatencyTrace>,
+    /// Epoch of the last completed checkpoint (0: none yet).
+    pub checkpoint_epoch: AtomicU64,
+    /// Its duration, trigger to commit (ms).
+    pub checkpoint_ms: AtomicU64,
+    /// Its size (bytes of state files).
+    pub checkpoint_bytes: AtomicU64,
+    /// Its alignment time: trigger to the barrier reaching the sink (ms).
+    pub alignment_ms: AtomicU64,
+    /// Checkpoints that failed (unwritable directory, timeout).
+    pub checkpoint_failures: AtomicU64,
+    /// Events read before the checkpoint this run was restored from.
+    pub events_before: AtomicU64,
 }
 
 /// When watermarks were seen: at the sources (after each batch, with its row count) and at
@@ -87,6 +99,12 @@ impl Default for JobMetrics {
             state_bytes: AtomicU64::new(0),
             started: Instant::now(),
             trace: None,
+            checkpoint_epoch: AtomicU64::new(0),
+            checkpoint_ms: AtomicU64::new(0),
+            checkpoint_bytes: AtomicU64::new(0),
+            alignment_ms: AtomicU64::new(0),
+            checkpoint_failures: AtomicU64::new(0),
+            events_before: AtomicU64::new(0),
         }
     }
 }

@@ -1,0 +1,376 @@
+//! Fault tolerance, proven by killing the job: `weir run` killed with SIGKILL at random
+//! moments (and, with the `failpoints` feature, aborted at each step of the checkpoint
+//! protocol), restarted until it finishes, with the parallelism changing between restarts.
+//! The published output must then be exactly the answer of an uninterrupted run: every id
+//! once, and the windows equal to the reference computed here.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{Int64Type, TimestampMillisecondType};
+
+const WINDOW_MS: i64 = 10_000;
+
+/// The tests here time kills against running processes: one at a time, so they do not slow
+/// each other down.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Input: `files` JSON-lines files of `rows` rows each; ids unique, times increasing with a
+/// little disorder (less than the watermark delay, so nothing is late).
+fn write_input(dir: &Path, files: usize, rows: usize) -> Vec<(i64, i64, i64)> {
+    std::fs::create_dir_all(dir.join("in")).unwrap();
+    let base = 1_767_225_600_000i64; // 2026-01-01
+    let mut all = vec![];
+    for f in 0..files {
+        let mut out = std::io::BufWriter::new(
+            std::fs::File::create(dir.join("in").join(format!("part-{f}.json"))).unwrap(),
+        );
+        for i in 0..rows {
+            let id = (f * rows + i) as i64;
+            let jitter = (id * 7919) % 400;
+            let ts = base + i as i64 * 5 + jitter;
+            let k = id % 7;
+            let t = chrono::DateTime::from_timestamp_millis(ts)
+                .unwrap()
+                .format("%Y-%m-%d %H:%M:%S%.3f");
+            writeln!(out, r#"{{"id": {id}, "k": {k}, "ts": "{t}"}}"#).unwrap();
+            all.push((id, k, ts));
+        }
+    }
+    all
+}
+
+fn job_sql(dir: &Path, interval: &str) -> String {
+    let d = dir.display();
+    format!(
+        "SET 'state.checkpoints.dir' = '{d}/chk';
+SET 'execution.checkpointing.interval' = '{interval}';
+CREATE TABLE events (id BIGINT, k BIGINT, ts TIMESTAMP(3),
+  WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+  WITH ('connector' = 'filesystem', 'path' = '{d}/in', 'format' = 'json');
+CREATE TABLE raw_out (id BIGINT, k BIGINT, ts TIMESTAMP(3)) PARTITIONED BY (k) WITH ('connector' = 'filesystem',
+  'path' = '{d}/out/raw', 'format' = 'parquet', 'sink.rolling-policy.file-size' = '64KB');
+CREATE TABLE win_out (window_start TIMESTAMP(3), k BIGINT, n BIGINT, s BIGINT)
+  WITH ('connector' = 'filesystem', 'path' = '{d}/out/win', 'format' = 'parquet');
+INSERT INTO raw_out SELECT id, k, ts FROM events WHERE id >= 0;
+INSERT INTO win_out SELECT window_start, k, COUNT(*) AS n, SUM(id) AS s
+  FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '10' SECOND))
+  GROUP BY window_start, window_end, k;
+"
+    )
+}
+
+fn weir() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+}
+
+/// Every published (not hidden) Parquet file under `dir`, read.
+fn read_parquet(dir: &Path) -> Vec<RecordBatch> {
+    let mut out = vec![];
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().to_string();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if !name.starts_with('.') {
+                let f = std::fs::File::open(&p).unwrap();
+                let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+                    .unwrap()
+                    .build()
+                    .unwrap();
+                out.extend(r.map(|b| b.unwrap()));
+            }
+        }
+    }
+    out
+}
+
+/// Hidden (in-progress or not yet published) files left under `dir`.
+fn hidden_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if e.path().is_dir() {
+                dirs.push(e.path());
+            } else if e.file_name().to_string_lossy().starts_with('.') {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// Check the published output against the input: every id exactly once, windows exact.
+fn check_output(dir: &Path, input: &[(i64, i64, i64)]) {
+    let leftovers = hidden_files(&dir.join("out"));
+    assert!(leftovers.is_empty(), "hidden files left: {leftovers:?}");
+    let mut ids: Vec<i64> = read_parquet(&dir.join("out/raw"))
+        .iter()
+        .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+        .collect();
+    ids.sort_unstable();
+    let n = ids.len();
+    ids.dedup();
+    assert_eq!(n, ids.len(), "{} ids written twice", n - ids.len());
+    assert_eq!(ids.len(), input.len(), "ids lost");
+    let mut want: BTreeMap<(i64, i64), (i64, i64)> = BTreeMap::new();
+    for (id, k, ts) in input {
+        let e = want
+            .entry((ts.div_euclid(WINDOW_MS) * WINDOW_MS, *k))
+            .or_default();
+        e.0 += 1;
+        e.1 += id;
+    }
+    let mut got: BTreeMap<(i64, i64), (i64, i64)> = BTreeMap::new();
+    for b in read_parquet(&dir.join("out/win")) {
+        let ws = b.column(0).as_primitive::<TimestampMillisecondType>();
+        let k = b.column(1).as_primitive::<Int64Type>();
+        let cnt = b.column(2).as_primitive::<Int64Type>();
+        let sum = b.column(3).as_primitive::<Int64Type>();
+        for r in 0..b.num_rows() {
+            let prev = got.insert((ws.value(r), k.value(r)), (cnt.value(r), sum.value(r)));
+            assert!(
+                prev.is_none(),
+                "window {} key {} written twice",
+                ws.value(r),
+                k.value(r)
+            );
+        }
+    }
+    assert_eq!(got.len(), want.len(), "number of window rows");
+    assert_eq!(got, want, "window results");
+}
+
+/// A small random source without a dependency.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n.max(1)
+    }
+}
+
+/// Run the job until it finishes, killing it `kills` times at random moments (SIGKILL), with
+/// parallelism 1, 2 or 3 on each start. Returns the stderr of every run.
+fn run_with_kills(dir: &Path, kills: usize, seed: u64) -> Vec<String> {
+    let job = dir.join("job.sql");
+    let mut rng = Lcg(seed);
+    let mut logs = vec![];
+    let mut killed = 0;
+    for attempt in 0..kills + 20 {
+        let p = 1 + (attempt % 3);
+        let mut child = weir()
+            .args(["run", "--quiet", "--parallelism", &p.to_string()])
+            .arg(&job)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut finished = None;
+        if killed < kills {
+            // Kill at a random moment, 0.3 to 2 s in: poll the child in small steps.
+            let steps = 12 + rng.below(68);
+            for _ in 0..steps {
+                std::thread::sleep(Duration::from_millis(25));
+                if let Some(status) = child.try_wait().unwrap() {
+                    finished = Some(status);
+                    break;
+                }
+            }
+            if finished.is_none() {
+                child.kill().unwrap();
+                killed += 1;
+            }
+        }
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        logs.push(err.clone());
+        if finished.is_some() || (killed >= kills && out.status.success()) {
+            assert!(out.status.success(), "run {attempt} failed: {err}");
+            return logs;
+        }
+        if out.status.success() {
+            return logs;
+        }
+    }
+    panic!("the job did not finish: {logs:?}");
+}
+
+#[test]
+fn killed_file_job_resumes_exactly_once() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let input = write_input(dir, 4, 200_000);
+    std::fs::write(dir.join("job.sql"), job_sql(dir, "100 ms")).unwrap();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let logs = run_with_kills(dir, 5, seed);
+    check_output(dir, &input);
+    // A restarted run resumed from a checkpoint instead of reading everything again.
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("restored raw_out from checkpoint")),
+        "no run restored (seed {seed}): {logs:?}"
+    );
+    // Running the finished job again publishes nothing twice.
+    let out = weir()
+        .args(["run"])
+        .arg(dir.join("job.sql"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("raw_out already finished (checkpoint"),
+        "{err}"
+    );
+    check_output(dir, &input);
+}
+
+#[test]
+fn stop_takes_a_final_checkpoint_and_a_restart_continues() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let input = write_input(dir, 2, 40_000);
+    std::fs::write(dir.join("job.sql"), job_sql(dir, "1 h")).unwrap();
+    let child = weir()
+        .args(["run", "--parallelism", "2"])
+        .arg(dir.join("job.sql"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // SIGINT: stop with a final checkpoint.
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{err}");
+    let out = weir()
+        .args(["run", "--parallelism", "1"])
+        .arg(dir.join("job.sql"))
+        .output()
+        .unwrap();
+    let err2 = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{err2}");
+    check_output(dir, &input);
+    if err.contains("stopped") {
+        assert!(err2.contains("restored raw_out"), "{err}\n{err2}");
+    }
+}
+
+#[test]
+fn unknown_settings_and_pipes_are_refused() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("a.sql"), "SET 'state.checkpoint.dir' = '/tmp/x';").unwrap();
+    let out = weir().arg("run").arg(dir.join("a.sql")).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("did you mean 'state.checkpoints.dir'"),
+        "{err}"
+    );
+    std::fs::write(
+        dir.join("b.sql"),
+        "SET 'execution.checkpointing.interval' = '1 s';
+         CREATE TABLE t (auction BIGINT) WITH ('connector' = 'nexmark', 'nexmark.table' = 'bid', 'nexmark.events' = '10');
+         CREATE TABLE o (a BIGINT) WITH ('connector' = 'blackhole');
+         INSERT INTO o SELECT auction FROM t;",
+    )
+    .unwrap();
+    let out = weir().arg("run").arg(dir.join("b.sql")).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("no checkpoint directory"), "{err}");
+    std::fs::write(
+        dir.join("c.sql"),
+        format!(
+            "SET 'state.checkpoints.dir' = '{}/chk';
+             CREATE TABLE t (a BIGINT) WITH ('connector' = 'filesystem', 'path' = '/dev/stdin', 'format' = 'json');
+             CREATE TABLE o (a BIGINT) WITH ('connector' = 'blackhole');
+             INSERT INTO o SELECT a FROM t;",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let out = weir()
+        .arg("run")
+        .arg(dir.join("c.sql"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("is a pipe"), "{err}");
+}
+
+/// Each step of the protocol crashed once (abort, as `kill -9`): a restart finishes with
+/// exactly the right output and no hidden files left.
+#[cfg(feature = "failpoints")]
+#[test]
+fn failpoints_at_every_step_of_a_checkpoint() {
+    let _serial = serial();
+    for point in [
+        "after-snapshot",
+        "checkpoint-after-manifest",
+        "checkpoint-after-epoch-record",
+        "sink-mid-commit",
+        "before-committed-marker",
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let input = write_input(dir, 3, 150_000);
+        std::fs::write(dir.join("job.sql"), job_sql(dir, "50 ms")).unwrap();
+        let out = weir()
+            .args(["run", "--quiet", "--parallelism", "2"])
+            .arg(dir.join("job.sql"))
+            .env("WEIR_FAILPOINT", format!("{point}:2"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(&format!("failpoint {point} hit")),
+            "{point} was not hit: {err}"
+        );
+        let out = weir()
+            .args(["run", "--quiet", "--parallelism", "3"])
+            .arg(dir.join("job.sql"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{point}: restart failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        check_output(dir, &input);
+    }
+}

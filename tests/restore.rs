@@ -1,0 +1,220 @@
+//! Golden restore: every job file of `sql/` and `tests/sql/` with bounded input is run three
+//! ways — straight to the end (the golden output); at parallelism 2, checkpointed part-way and
+//! cancelled (what no checkpoint covers is discarded); then restored at parallelism 3 and run
+//! to the end. The published output of the last two together must equal the golden output.
+//! Sinks are rewritten to filesystem sinks and `'nexmark.events'` is capped. Files that cannot
+//! take part are listed with the reason (unbounded input, bare SELECTs printing to the
+//! terminal, processing time, and what checkpoints do not support yet).
+
+use std::path::{Path, PathBuf};
+
+use weir::{Engine, StatementOutput};
+
+const EVENTS: u64 = 300_000;
+
+/// The job file rewritten for the test: nexmark capped, sinks into `out/<table>/`.
+fn rewrite(sql: &str, out: &Path) -> String {
+    let mut s = String::new();
+    for line in sql.lines() {
+        let mut l = line.to_string();
+        if let Some(i) = l.find("'nexmark.events' = '") {
+            let rest = &l[i + 20..];
+            if let Some(j) = rest.find('\'') {
+                let n: u64 = rest[..j].parse().unwrap_or(EVENTS);
+                l = format!(
+                    "{}'nexmark.events' = '{}'{}",
+                    &l[..i],
+                    n.min(EVENTS),
+                    &rest[j + 1..]
+                );
+            }
+        }
+        s.push_str(&l);
+        s.push('\n');
+    }
+    // Sink tables: every CREATE TABLE whose connector only writes.
+    let mut result = String::new();
+    for stmt in s.split_inclusive(';') {
+        let lower = stmt.to_lowercase();
+        let is_sink = ["'blackhole'", "'print'"]
+            .iter()
+            .any(|c| lower.contains(&format!("'connector' = {c}")));
+        if lower.contains("create table") && is_sink {
+            let name = lower
+                .split("create table")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .unwrap_or("t")
+                .trim_matches('(')
+                .to_string();
+            let start = lower.find("with (").unwrap_or(stmt.len());
+            let end = stmt[start..]
+                .find(')')
+                .map_or(stmt.len(), |e| start + e + 1);
+            result.push_str(&stmt[..start]);
+            result.push_str(&format!(
+                "WITH ('connector' = 'filesystem', 'path' = '{}/{name}', 'format' = 'json')",
+                out.display()
+            ));
+            result.push_str(&stmt[end..]);
+        } else {
+            result.push_str(stmt);
+        }
+    }
+    result
+}
+
+/// Published lines under `dir`, sorted.
+fn output(dir: &Path) -> Vec<String> {
+    let mut lines = vec![];
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if !e.file_name().to_string_lossy().starts_with('.') {
+                lines.extend(
+                    std::fs::read_to_string(&p)
+                        .unwrap()
+                        .lines()
+                        .map(str::to_string),
+                );
+            }
+        }
+    }
+    lines.sort();
+    lines
+}
+
+enum Run {
+    Done,
+    Excluded(String),
+}
+
+/// Run `sql` with `settings`; `checkpoint_then_cancel`: take one checkpoint part-way, then
+/// cancel every job.
+async fn run(sql: &str, settings: &str, checkpoint_then_cancel: bool) -> Run {
+    let engine = Engine::new();
+    engine.execute(settings).await.unwrap();
+    let mut jobs = vec![];
+    for stmt in weir::sql::parse_sql(sql).unwrap() {
+        match engine
+            .run_located(&stmt, weir::engine::SelectOutput::Discard)
+            .await
+        {
+            Ok(StatementOutput::Job(j)) => {
+                if j.identity.starts_with("select-") {
+                    j.cancel();
+                    return Run::Excluded("a bare SELECT prints to the terminal".into());
+                }
+                jobs.push(j)
+            }
+            Ok(_) => {}
+            Err(e) => return Run::Excluded(e.to_string()),
+        }
+    }
+    if checkpoint_then_cancel {
+        for j in &jobs {
+            // A checkpoint a few batches in (or the final one, when the job is that fast).
+            let _ = j.checkpoint().await;
+        }
+        for j in &jobs {
+            j.cancel();
+        }
+    }
+    for j in jobs {
+        let r = j.wait().await;
+        if !checkpoint_then_cancel {
+            r.unwrap();
+        }
+    }
+    Run::Done
+}
+
+fn job_files() -> Vec<PathBuf> {
+    let mut files = vec![];
+    for dir in ["sql", "sql/nexmark", "sql/bench", "tests/sql"] {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "sql") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bounded_job_restores_to_its_golden_output() {
+    let mut checked = vec![];
+    let mut excluded = vec![];
+    for file in job_files() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let lower = text.to_lowercase();
+        let why = if lower.contains("'connector' = 'nexmark'") && !lower.contains("nexmark.events")
+        {
+            Some("unbounded input".to_string())
+        } else if lower.contains("proctime()") {
+            Some("processing time (PROCTIME): the answer depends on the wall clock".into())
+        } else if lower.contains("'connector' = 'jdbc'")
+            || lower.contains("'connector' = 'kafka'")
+            || lower.contains("'connector' = 'kinesis'")
+        {
+            Some("needs an external server".into())
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            excluded.push(format!("{}: {why}", file.display()));
+            continue;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let golden_dir = tmp.path().join("golden");
+        let restored_dir = tmp.path().join("restored");
+        let chk = tmp.path().join("chk");
+        let golden_sql = rewrite(&text, &golden_dir);
+        if let Run::Excluded(why) = run(&golden_sql, "SET 'parallelism' = '1';", false).await {
+            excluded.push(format!("{}: {why}", file.display()));
+            continue;
+        }
+        let sql = rewrite(&text, &restored_dir);
+        let settings = |p: usize| {
+            format!(
+                "SET 'parallelism' = '{p}'; SET 'state.checkpoints.dir' = '{}'; \
+                 SET 'execution.checkpointing.interval' = '1 h';",
+                chk.display()
+            )
+        };
+        if let Run::Excluded(why) = run(&sql, &settings(2), true).await {
+            excluded.push(format!("{}: {why}", file.display()));
+            continue;
+        }
+        let _ = run(&sql, &settings(3), false).await;
+        let golden = output(&golden_dir);
+        let got = output(&restored_dir);
+        assert_eq!(
+            got.len(),
+            golden.len(),
+            "{}: {} rows after the restore, {} golden",
+            file.display(),
+            got.len(),
+            golden.len()
+        );
+        assert_eq!(got, golden, "{}", file.display());
+        checked.push(format!("{} ({} rows)", file.display(), golden.len()));
+    }
+    eprintln!("golden restore: checked\n  {}", checked.join("\n  "));
+    eprintln!("excluded\n  {}", excluded.join("\n  "));
+    assert!(
+        checked.len() >= 5,
+        "too few job files checked: {checked:?}; excluded: {excluded:?}"
+    );
+}
