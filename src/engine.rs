@@ -329,6 +329,8 @@ struct JobNames {
 }
 
 /// What a job had already done, found in its checkpoints.
+// Made once per job start.
+#[allow(clippy::large_enum_variant)]
 enum Prior {
     /// Nothing to resume, or a checkpoint to resume from.
     Run(Option<crate::runtime::checkpoint::Checkpointing>),

@@ -129,11 +129,9 @@ async fn hop_tvf_count_per_key() {
         "SELECT window_start, window_end, COUNT(*) AS n, AVG(price) AS mean \
          FROM TABLE(HOP(TABLE bid, DESCRIPTOR(date_time), INTERVAL '4' SECOND, INTERVAL '10' SECOND)) \
          GROUP BY window_start, window_end",
-        &format!(
-            "SELECT to_timestamp_millis(ws) AS window_start, to_timestamp_millis(ws + 10000) AS window_end, COUNT(*) AS n, AVG(price) AS mean \
+        "SELECT to_timestamp_millis(ws) AS window_start, to_timestamp_millis(ws + 10000) AS window_end, COUNT(*) AS n, AVG(price) AS mean \
              FROM (SELECT *, (CAST(date_time AS BIGINT) / 4000) * 4000 - k * 4000 AS ws FROM bid CROSS JOIN (VALUES (0), (1), (2)) AS ks(k)) w \
-             WHERE ws + 10000 > CAST(date_time AS BIGINT) GROUP BY ws"
-        ),
+             WHERE ws + 10000 > CAST(date_time AS BIGINT) GROUP BY ws",
         "HOP with size not a multiple of slide",
     )
     .await;

@@ -186,8 +186,7 @@ async fn updating_results_go_to_debezium_json_not_to_plain_files() {
     let err = engine
         .execute("INSERT INTO plain SELECT k, COUNT(*) FROM t GROUP BY k;")
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(
         err.to_string().contains("cannot take an updating query")
             && err.to_string().contains("debezium-json"),

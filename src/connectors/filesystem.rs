@@ -26,6 +26,8 @@ use crate::format::parquet::ParquetReader;
 use crate::sql::catalog::Table;
 use crate::{Error, Result, not_supported, plan_err};
 
+// One per file: variant sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 enum Reader {
     Json(JsonLinesReader),
     Csv(CsvReader),

@@ -67,7 +67,7 @@ impl BlockDecoder for JsonDecoder {
 
     fn check(&self, batch: &RecordBatch, lines: &[&[u8]]) -> Vec<(usize, String)> {
         let mut bad = Vec::new();
-        for row in 0..batch.num_rows() {
+        for (row, line) in lines.iter().enumerate().take(batch.num_rows()) {
             let null_cols: Vec<usize> = (0..batch.num_columns())
                 .filter(|c| batch.column(*c).is_null(row))
                 .collect();
@@ -75,7 +75,7 @@ impl BlockDecoder for JsonDecoder {
                 continue;
             }
             let Ok(obj) =
-                serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(lines[row])
+                serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(line)
             else {
                 bad.push((row, "not a JSON object".to_string()));
                 continue;

@@ -77,6 +77,8 @@ impl<W: Write> Write for Counting<W> {
 /// Where an encoder writes: a local file, or an upload (see `connectors::object_store`).
 pub type Output = Box<dyn Write + Send>;
 
+// One per open file: variant sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 enum Inner {
     Json(datafusion::arrow::json::LineDelimitedWriter<Counting<BufWriter<Output>>>),
     Csv(datafusion::arrow::csv::Writer<Counting<BufWriter<Output>>>),

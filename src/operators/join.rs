@@ -43,6 +43,8 @@ use crate::changelog::RowKind;
 use crate::message::Timestamp;
 use crate::{Result, exec_err};
 
+/// A probe's output batch, the probe rows that matched, and the (probe, stored) pairs.
+type Matches = (RecordBatch, Vec<u32>, Vec<(u32, u32)>);
 /// INNER, LEFT, RIGHT or FULL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JoinKind {
@@ -261,18 +263,18 @@ impl Side {
     fn evict(&mut self, mut evict: impl FnMut(&Stored) -> bool) -> Vec<Stored> {
         let mut out = vec![];
         for (id, (slot, hashes)) in self.batches.iter_mut().zip(&mut self.hashes).enumerate() {
-            if slot.as_ref().is_some_and(&mut evict) {
-                if let Some(s) = slot.take() {
-                    self.dead_slots += 1;
-                    if id < self.indexed {
-                        self.dead_entries += hashes.len();
-                    }
-                    self.bytes = self
-                        .bytes
-                        .saturating_sub(s.batch.get_array_memory_size() + hashes.len() * 20);
-                    *hashes = vec![];
-                    out.push(s);
+            if slot.as_ref().is_some_and(&mut evict)
+                && let Some(s) = slot.take()
+            {
+                self.dead_slots += 1;
+                if id < self.indexed {
+                    self.dead_entries += hashes.len();
                 }
+                self.bytes = self
+                    .bytes
+                    .saturating_sub(s.batch.get_array_memory_size() + hashes.len() * 20);
+                *hashes = vec![];
+                out.push(s);
             }
         }
         // Compact once the dead index entries, or the empty slots of a side that is only
@@ -440,12 +442,7 @@ impl StreamingJoin {
 
     /// Pairs (probe row of `side`, stored row of the other side) that satisfy the condition,
     /// as an output batch and the pairs kept.
-    fn probe(
-        &self,
-        side: usize,
-        batch: &RecordBatch,
-        hashes: &[u64],
-    ) -> Result<Option<(RecordBatch, Vec<u32>, Vec<(u32, u32)>)>> {
+    fn probe(&self, side: usize, batch: &RecordBatch, hashes: &[u64]) -> Result<Option<Matches>> {
         self.probe_store(&self.sides[1 - side], side, batch, hashes)
     }
 
@@ -456,7 +453,7 @@ impl StreamingJoin {
         side: usize,
         batch: &RecordBatch,
         hashes: &[u64],
-    ) -> Result<Option<(RecordBatch, Vec<u32>, Vec<(u32, u32)>)>> {
+    ) -> Result<Option<Matches>> {
         let other = 1 - side;
         let (probe_rows, stored) = store.candidates(hashes);
         if probe_rows.is_empty() {
@@ -608,10 +605,11 @@ impl Operator for StreamingJoin {
             if self.spec.updating && self.spec.kind.outer(other) {
                 let mut first: Vec<(u32, u32)> = vec![];
                 for (b, r) in &stored {
-                    if let Some(s) = self.sides[other].batches[*b as usize].as_ref() {
-                        if s.matched[*r as usize] == 0 && !first.contains(&(*b, *r)) {
-                            first.push((*b, *r));
-                        }
+                    if let Some(s) = self.sides[other].batches[*b as usize].as_ref()
+                        && s.matched[*r as usize] == 0
+                        && !first.contains(&(*b, *r))
+                    {
+                        first.push((*b, *r));
                     }
                 }
                 if !first.is_empty() {

@@ -135,7 +135,7 @@ fn sort_by_keys(
         .map(|k| Ok(take(k.as_ref(), &order, None)?))
         .collect::<Result<Vec<_>>>()?;
     let ranges = if sorted_keys.is_empty() {
-        vec![0..order.len()]
+        std::iter::once(0..order.len()).collect()
     } else {
         datafusion::arrow::compute::partition(&sorted_keys)?.ranges()
     };

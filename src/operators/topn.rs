@@ -159,7 +159,7 @@ impl TopN {
             .map(|p| Ok(take(p.as_ref(), &order, None)?))
             .collect::<Result<Vec<ArrayRef>>>()?;
         let ranges = if sorted_parts.is_empty() {
-            vec![0..batch.num_rows()]
+            std::iter::once(0..batch.num_rows()).collect()
         } else {
             datafusion::arrow::compute::partition(&sorted_parts)?.ranges()
         };
@@ -229,13 +229,13 @@ impl TopN {
                     row,
                 },
             );
-            if list.len() > self.spec.n {
-                if let Some(x) = list.pop() {
-                    self.bytes = self
-                        .bytes
-                        .saturating_sub(x.row.as_ref().len() + x.key.as_ref().len() + 16);
-                    self.retired.push((x.seq, x.row));
-                }
+            if list.len() > self.spec.n
+                && let Some(x) = list.pop()
+            {
+                self.bytes = self
+                    .bytes
+                    .saturating_sub(x.row.as_ref().len() + x.key.as_ref().len() + 16);
+                self.retired.push((x.seq, x.row));
             }
         }
         let mut out_rows: Vec<OwnedRow> = vec![];

@@ -406,7 +406,7 @@ impl Operator for SlicedWindowAggregate {
     /// accumulators' `state()`, merged back right after, so the operator runs on), frozen
     /// ones as they are.
     fn snapshot(&mut self, key_groups: usize) -> Result<Option<StateSnapshot>> {
-        let mut parts: Vec<(Timestamp, bool, Vec<ArrayRef>, Vec<ArrayRef>, usize)> = vec![];
+        let mut parts: Vec<SlicePart> = vec![];
         let starts: Vec<Timestamp> = self.live.keys().copied().collect();
         for start in starts {
             let Some(mut slice) = self.live.remove(&start) else {
@@ -421,11 +421,23 @@ impl Operator for SlicedWindowAggregate {
                 .collect::<Result<Vec<_>>>()?;
             let rebuilt = self.rebuild(&keys, &states, rows)?;
             self.live.insert(start, rebuilt);
-            parts.push((start, false, keys, states.concat(), rows));
+            parts.push(SlicePart {
+                start,
+                frozen: false,
+                keys,
+                states: states.concat(),
+                rows,
+            });
         }
         for (start, frozen) in &self.frozen {
             for f in frozen {
-                parts.push((*start, true, f.keys.clone(), f.states.concat(), f.rows));
+                parts.push(SlicePart {
+                    start: *start,
+                    frozen: true,
+                    keys: f.keys.clone(),
+                    states: f.states.concat(),
+                    rows: f.rows,
+                });
             }
         }
         let mut tables = vec![];
@@ -530,22 +542,32 @@ impl Operator for SlicedWindowAggregate {
     }
 }
 
+/// One slice's groups in a snapshot.
+struct SlicePart {
+    start: Timestamp,
+    frozen: bool,
+    keys: Vec<ArrayRef>,
+    /// Every aggregate's state columns, in order.
+    states: Vec<ArrayRef>,
+    rows: usize,
+}
+
 /// The `slices` table of a snapshot: slice start, frozen or live, keys, every state column,
 /// and the key group.
-fn slices_table(
-    parts: &[(Timestamp, bool, Vec<ArrayRef>, Vec<ArrayRef>, usize)],
-    key_groups: usize,
-) -> Result<RecordBatch> {
+fn slices_table(parts: &[SlicePart], key_groups: usize) -> Result<RecordBatch> {
     use datafusion::arrow::array::{BooleanArray, Int64Array};
-    let ncols = parts[0].2.len() + parts[0].3.len();
+    let nkeys = parts[0].keys.len();
+    let ncols = nkeys + parts[0].states.len();
     let mut columns: Vec<ArrayRef> = vec![
         std::sync::Arc::new(Int64Array::from_iter_values(
-            parts.iter().flat_map(|p| std::iter::repeat_n(p.0, p.4)),
+            parts
+                .iter()
+                .flat_map(|p| std::iter::repeat_n(p.start, p.rows)),
         )),
         std::sync::Arc::new(BooleanArray::from_iter(
             parts
                 .iter()
-                .flat_map(|p| std::iter::repeat_n(Some(p.1), p.4)),
+                .flat_map(|p| std::iter::repeat_n(Some(p.frozen), p.rows)),
         )),
     ];
     let mut keys = vec![];
@@ -553,19 +575,22 @@ fn slices_table(
         let arrays: Vec<&dyn datafusion::arrow::array::Array> = parts
             .iter()
             .map(|p| {
-                let all: Vec<&ArrayRef> = p.2.iter().chain(&p.3).collect();
-                all[c].as_ref()
+                if c < nkeys {
+                    p.keys[c].as_ref()
+                } else {
+                    p.states[c - nkeys].as_ref()
+                }
             })
             .collect();
         let col = datafusion::arrow::compute::concat(&arrays)?;
-        if c < parts[0].2.len() {
+        if c < nkeys {
             keys.push(col.clone());
         }
         columns.push(col);
     }
     let mut names = vec!["__slice".to_string(), "__frozen".to_string()];
     names.extend((0..ncols).map(|c| format!("c{c}")));
-    let rows = parts.iter().map(|p| p.4).sum();
+    let rows = parts.iter().map(|p| p.rows).sum();
     crate::state::keyed_batch(&names, columns, &keys, rows, key_groups)
 }
 
@@ -577,13 +602,11 @@ pub(crate) fn take_batch(batch: &RecordBatch, idx: &UInt32Array) -> Result<Recor
 mod tests {
     use crate::operators::test_util::{rescaled_run, stage_spec, through};
 
+    /// Batches, each with the watermark that follows it.
+    type Timed = Vec<(datafusion::arrow::record_batch::RecordBatch, i64)>;
+
     /// Rows: 40 keys over 60 s, with windows open at the snapshot.
-    fn input(
-        ops: &[crate::operators::OpSpec],
-    ) -> (
-        Vec<(datafusion::arrow::record_batch::RecordBatch, i64)>,
-        Vec<(datafusion::arrow::record_batch::RecordBatch, i64)>,
-    ) {
+    fn input(ops: &[crate::operators::OpSpec]) -> (Timed, Timed) {
         let batch = |from: i64| {
             let rows: Vec<(i64, i64, i64)> =
                 (0..500).map(|i| (from + i * 20, (i * 7) % 40, i)).collect();

@@ -580,10 +580,10 @@ impl<'a> Planner<'a> {
                 // A column passed through (or renamed) keeps its time attribute.
                 let mut attrs = vec![];
                 for (e, f) in p.expr.iter().zip(p.schema.fields()) {
-                    if let DfExpr::Column(c) = e.clone().unalias() {
-                        if s.time_attrs.contains(&c.name) {
-                            attrs.push(f.name().clone());
-                        }
+                    if let DfExpr::Column(c) = e.clone().unalias()
+                        && s.time_attrs.contains(&c.name)
+                    {
+                        attrs.push(f.name().clone());
                     }
                 }
                 s.time_attrs = attrs;
@@ -644,9 +644,8 @@ impl<'a> Planner<'a> {
                 if s.updating {
                     return not_supported!("LIMIT over an updating (changelog) result");
                 }
-                match fetch {
-                    Some(fetch) => s.stage(OpSpec::Limit(LimitSpec { fetch }), vec![]),
-                    None => {}
+                if let Some(fetch) = fetch {
+                    s.stage(OpSpec::Limit(LimitSpec { fetch }), vec![])
                 }
                 Ok(s)
             }

@@ -302,19 +302,18 @@ impl VisitorMut for Rewriter<'_> {
 
     fn post_visit_table_factor(&mut self, tf: &mut TableFactor) -> ControlFlow<()> {
         // `t FOR SYSTEM_TIME AS OF o.proc_time`: a lookup of reference table t.
-        if let TableFactor::Table { name, version, .. } = tf {
-            if let Some(TableVersion::ForSystemTimeAsOf(at)) = version.as_ref() {
-                match self.lookup_table(name, at) {
-                    Ok(placeholder) => {
-                        *name =
-                            ObjectName(vec![ObjectNamePart::Identifier(Ident::new(placeholder))]);
-                        *version = None;
-                        return ControlFlow::Continue(());
-                    }
-                    Err(e) => {
-                        self.error.get_or_insert(e);
-                        return ControlFlow::Break(());
-                    }
+        if let TableFactor::Table { name, version, .. } = tf
+            && let Some(TableVersion::ForSystemTimeAsOf(at)) = version.as_ref()
+        {
+            match self.lookup_table(name, at) {
+                Ok(placeholder) => {
+                    *name = ObjectName(vec![ObjectNamePart::Identifier(Ident::new(placeholder))]);
+                    *version = None;
+                    return ControlFlow::Continue(());
+                }
+                Err(e) => {
+                    self.error.get_or_insert(e);
+                    return ControlFlow::Break(());
                 }
             }
         }
@@ -648,17 +647,16 @@ fn flink_functions(query: &mut Query) -> Result<()> {
                             statement: crate::sql::Statement::Query(q),
                             ..
                         }) => {
-                            if let SetExpr::Select(sel) = *q.body {
-                                if let Some(sqlparser::ast::SelectItem::UnnamedExpr(
+                            if let SetExpr::Select(sel) = *q.body
+                                && let Some(sqlparser::ast::SelectItem::UnnamedExpr(
                                     Expr::Function(mut call),
                                 )) = sel.projection.into_iter().next()
-                                {
-                                    if let FunctionArguments::List(l) = &mut call.args {
-                                        l.args[0] =
-                                            FunctionArg::Unnamed(FunctionArgExpr::Expr(ts.clone()));
-                                    }
-                                    *e = Expr::Function(call);
+                            {
+                                if let FunctionArguments::List(l) = &mut call.args {
+                                    l.args[0] =
+                                        FunctionArg::Unnamed(FunctionArgExpr::Expr(ts.clone()));
                                 }
+                                *e = Expr::Function(call);
                             }
                         }
                         _ => error = Some(Error::Plan(format!("cannot translate {e}"))),

@@ -451,10 +451,10 @@ async fn write_checkpoint(
 async fn retain(store: &CheckpointStore, lineage: &str, retained: usize) -> Result<()> {
     let mut mine = vec![];
     for e in store.epochs().await? {
-        if let Some(r) = store.get_json::<EpochRecord>(&epoch_file(e)).await? {
-            if r.lineage == lineage {
-                mine.push(e);
-            }
+        if let Some(r) = store.get_json::<EpochRecord>(&epoch_file(e)).await?
+            && r.lineage == lineage
+        {
+            mine.push(e);
         }
     }
     if mine.len() <= retained.max(1) {
@@ -490,13 +490,13 @@ pub(crate) async fn load(
             break;
         }
     }
-    if let Some(c) = chosen {
-        if found.is_none() {
-            return Err(Error::Plan(format!(
-                "checkpoint {c} of {} has no epoch record: it never completed",
-                store.shown()
-            )));
-        }
+    if let Some(c) = chosen
+        && found.is_none()
+    {
+        return Err(Error::Plan(format!(
+            "checkpoint {c} of {} has no epoch record: it never completed",
+            store.shown()
+        )));
     }
     // Leftovers of checkpoints that never reached their commit point.
     let committed_max = found.as_ref().map_or(0, |r| r.epoch);

@@ -407,11 +407,11 @@ async fn run_shard(mut t: ShardTask, restored: Option<Value>) {
             Err(e) => return t.env.fail(with_source(e, &t.source)).await,
         }
     }
-    if let Err(e) = shard_loop(&mut t).await {
-        if !matches!(e, Error::Cancelled) {
-            let source = t.source.clone();
-            t.env.fail(with_source(e, &source)).await;
-        }
+    if let Err(e) = shard_loop(&mut t).await
+        && !matches!(e, Error::Cancelled)
+    {
+        let source = t.source.clone();
+        t.env.fail(with_source(e, &source)).await;
     }
 }
 
@@ -428,16 +428,16 @@ async fn shard_loop(t: &mut ShardTask) -> Result<()> {
         if *cancel.borrow() {
             return Err(Error::Cancelled);
         }
-        if let Some(req) = pending {
-            if let Some(state) = t.checkpoint_state()? {
-                pending = None;
-                injected = req.epoch;
-                t.inject(req.epoch, state).await?;
-                if req.stop {
-                    // Stop with a final checkpoint: nothing after the barrier.
-                    let _ = cancel.wait_for(|c| *c).await;
-                    return Err(Error::Cancelled);
-                }
+        if let Some(req) = pending
+            && let Some(state) = t.checkpoint_state()?
+        {
+            pending = None;
+            injected = req.epoch;
+            t.inject(req.epoch, state).await?;
+            if req.stop {
+                // Stop with a final checkpoint: nothing after the barrier.
+                let _ = cancel.wait_for(|c| *c).await;
+                return Err(Error::Cancelled);
             }
         }
         let draining = drain.as_mut().is_some_and(|d| *d.borrow());
@@ -585,18 +585,18 @@ async fn shard_loop(t: &mut ShardTask) -> Result<()> {
                     out
                 }
             };
-            if i == 0 {
-                if let Some(wm) = out.iter().rev().find_map(|m| match m {
+            if i == 0
+                && let Some(wm) = out.iter().rev().find_map(|m| match m {
                     Message::Watermark(Watermark::EventTime(t)) => Some(*t),
                     _ => None,
-                }) {
-                    watermark = wm;
-                    t.align.set(t.slot, wm);
-                    if let Some(trace) = &t.env.metrics.trace {
-                        if let Ok(mut tr) = trace.sources.lock() {
-                            tr.push((std::time::Instant::now(), wm, rows));
-                        }
-                    }
+                })
+            {
+                watermark = wm;
+                t.align.set(t.slot, wm);
+                if let Some(trace) = &t.env.metrics.trace
+                    && let Ok(mut tr) = trace.sources.lock()
+                {
+                    tr.push((std::time::Instant::now(), wm, rows));
                 }
             }
             for m in out {
@@ -624,10 +624,10 @@ struct StageTask {
 }
 
 async fn run_stage(mut t: StageTask) {
-    if let Err(e) = stage_loop(&mut t).await {
-        if !matches!(e, Error::Cancelled) {
-            t.env.fail(e).await;
-        }
+    if let Err(e) = stage_loop(&mut t).await
+        && !matches!(e, Error::Cancelled)
+    {
+        t.env.fail(e).await;
     }
 }
 
@@ -1127,12 +1127,11 @@ impl SinkDriver<'_> {
         let checkpointing = self.coordinator.is_some();
         loop {
             // Start writing a checkpoint every task acknowledged.
-            if writing.is_none() {
-                if let Some(c) = self.coordinator.as_deref_mut() {
-                    if let Some((w, job)) = c.take_complete() {
-                        writing = Some((w, Box::pin(job)));
-                    }
-                }
+            if writing.is_none()
+                && let Some(c) = self.coordinator.as_deref_mut()
+                && let Some((w, job)) = c.take_complete()
+            {
+                writing = Some((w, Box::pin(job)));
             }
             tokio::select! {
                 biased;
@@ -1171,14 +1170,12 @@ impl SinkDriver<'_> {
                 _ = tick.tick() => self.sink.tick().await?,
                 _ = timer.tick(), if checkpointing => {
                     let (due, timed_out) = self.coordinator.as_deref().map_or((false, false), |c| (c.due(), c.timed_out()));
-                    if timed_out && writing.is_none() {
-                        if let Some(c) = self.coordinator.as_deref_mut() {
-                            if let Some(epoch) = c.abandon() {
+                    if timed_out && writing.is_none()
+                        && let Some(c) = self.coordinator.as_deref_mut()
+                            && let Some(epoch) = c.abandon() {
                                 c.failed(epoch, &Error::Execution { operator: "checkpoint".into(), message: "timed out ('execution.checkpointing.timeout')".into() })?;
                                 JobMetrics::add(&self.metrics.checkpoint_failures, 1);
                             }
-                        }
-                    }
                     if due && writing.is_none() {
                         self.trigger(false);
                     }
@@ -1299,10 +1296,10 @@ impl SinkDriver<'_> {
             if wm < Timestamp::MAX {
                 self.metrics.watermark.fetch_max(wm, Ordering::Relaxed);
             }
-            if let Some(trace) = &self.metrics.trace {
-                if let Ok(mut t) = trace.sink.lock() {
-                    t.push((std::time::Instant::now(), wm));
-                }
+            if let Some(trace) = &self.metrics.trace
+                && let Ok(mut t) = trace.sink.lock()
+            {
+                t.push((std::time::Instant::now(), wm));
             }
         }
     }

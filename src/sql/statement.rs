@@ -561,10 +561,10 @@ fn parse_column_type(p: &mut Parser) -> Result<DataType, ParserError> {
         }
     }
     let sql_type = p.parse_data_type()?;
-    if let sqlparser::ast::DataType::Timestamp(precision, _) = &sql_type {
-        if p.parse_keywords(&[Keyword::WITH, Keyword::LOCAL, Keyword::TIME, Keyword::ZONE]) {
-            return timestamp_type(*precision, true).map_err(|e| err_at(e, tok.span.start));
-        }
+    if let sqlparser::ast::DataType::Timestamp(precision, _) = &sql_type
+        && p.parse_keywords(&[Keyword::WITH, Keyword::LOCAL, Keyword::TIME, Keyword::ZONE])
+    {
+        return timestamp_type(*precision, true).map_err(|e| err_at(e, tok.span.start));
     }
     sql_to_arrow(&sql_type).map_err(|e| err_at(e, tok.span.start))
 }

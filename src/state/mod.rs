@@ -32,7 +32,7 @@ pub const DEFAULT_MAX_PARALLELISM: usize = 128;
 pub const KEY_GROUP_COLUMN: &str = "__kg";
 
 /// Fixed seed: every router and every snapshot of a job must place a key in the same group.
-const SEED: u64 = 0x5eed_0f_7e1c;
+const SEED: u64 = 0x005e_ed0f_7e1c;
 
 /// The state of one operator instance at a checkpoint.
 #[derive(Debug, Clone, Default)]
@@ -333,7 +333,7 @@ mod tests {
     fn ipc_round_trip_and_filter() {
         let keys: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_iter_values(0..100))];
         let b = keyed_batch(&["k".into()], keys.clone(), &keys, 100, 128).unwrap();
-        let back = from_ipc(&to_ipc(&[b.clone()]).unwrap(), "t")
+        let back = from_ipc(&to_ipc(std::slice::from_ref(&b)).unwrap(), "t")
             .unwrap()
             .unwrap();
         assert_eq!(back, b);
