@@ -38,7 +38,7 @@ use datafusion::common::HashMap;
 use datafusion::common::hash_utils::{RandomState, create_hashes};
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::{Emitter, Operator, eval, time_millis};
+use super::{Emitter, Operator, StateSnapshot, eval, time_millis};
 use crate::changelog::RowKind;
 use crate::message::Timestamp;
 use crate::{Result, exec_err};
@@ -674,6 +674,93 @@ impl Operator for StreamingJoin {
             }
         }
         self.expire_ttl();
+        Ok(())
+    }
+
+    /// Tables `side0` and `side1`: every stored row with how often it matched, its batch's
+    /// largest event time, and when it was stored (wall clock, ms: a state TTL counts the
+    /// time the job was down, as Flink's does), with the key group of its join keys.
+    fn snapshot(&mut self, key_groups: usize) -> Result<Option<StateSnapshot>> {
+        use datafusion::arrow::array::{Int64Array, UInt32Array};
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let mut tables = vec![];
+        for side in 0..2 {
+            let mut parts = vec![];
+            for stored in self.sides[side].batches.iter().flatten() {
+                let b = &stored.batch;
+                let n = b.num_rows();
+                let keys = self.spec.keys[side]
+                    .iter()
+                    .map(|k| eval(k, b))
+                    .collect::<Result<Vec<ArrayRef>>>()?;
+                let inserted = now_ms - stored.inserted.elapsed().as_millis() as i64;
+                let mut names: Vec<String> = b
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect();
+                names.extend(["__matched".into(), "__max_time".into(), "__inserted".into()]);
+                let mut cols = b.columns().to_vec();
+                cols.push(Arc::new(UInt32Array::from(stored.matched.clone())));
+                cols.push(Arc::new(Int64Array::from(vec![stored.max_time; n])));
+                cols.push(Arc::new(Int64Array::from(vec![inserted; n])));
+                parts.push(crate::state::keyed_batch(
+                    &names, cols, &keys, n, key_groups,
+                )?);
+            }
+            if let Some(first) = parts.first() {
+                let all = datafusion::arrow::compute::concat_batches(&first.schema(), &parts)?;
+                tables.push((format!("side{side}"), all));
+            }
+        }
+        Ok(Some(StateSnapshot {
+            tables,
+            meta: serde_json::json!({ "wm": self.watermark }),
+        }))
+    }
+
+    fn restore(&mut self, snapshot: StateSnapshot) -> Result<()> {
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::{Int64Type, UInt32Type};
+        self.watermark = snapshot.meta_i64("wm").unwrap_or(Timestamp::MIN);
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        for side in 0..2 {
+            let Some(t) = snapshot.table(&format!("side{side}")) else {
+                continue;
+            };
+            let width = self.spec.inputs[side].fields().len();
+            let matched = t.column(width).as_primitive::<UInt32Type>();
+            let max_time = t.column(width + 1).as_primitive::<Int64Type>();
+            let inserted = t.column(width + 2).as_primitive::<Int64Type>();
+            // One stored batch per original (max time, insertion time): eviction and TTL act
+            // per batch as before.
+            let mut start = 0;
+            while start < t.num_rows() {
+                let mut end = start + 1;
+                while end < t.num_rows()
+                    && max_time.value(end) == max_time.value(start)
+                    && inserted.value(end) == inserted.value(start)
+                {
+                    end += 1;
+                }
+                let rows = t.slice(start, end - start);
+                let batch = RecordBatch::try_new(
+                    self.spec.inputs[side].clone(),
+                    rows.columns()[..width].to_vec(),
+                )?;
+                let hashes = self.hashes(side, &batch)?;
+                let m = matched.values()[start..end].to_vec();
+                let age = (now_ms - inserted.value(start)).max(0) as u64;
+                self.sides[side].insert(batch, hashes, m, max_time.value(start));
+                if let Some(Some(s)) = self.sides[side].batches.last_mut() {
+                    s.inserted = Instant::now()
+                        .checked_sub(Duration::from_millis(age))
+                        .unwrap_or(s.inserted);
+                }
+                start = end;
+            }
+        }
         Ok(())
     }
 
