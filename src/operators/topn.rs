@@ -25,7 +25,7 @@ use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
-use super::{Emitter, Operator, eval, split_by_time};
+use super::{Emitter, Operator, StateSnapshot, eval, split_by_time};
 use crate::Result;
 use crate::changelog::{self, RowKind};
 use crate::message::Timestamp;
@@ -361,6 +361,143 @@ impl Operator for TopN {
     fn state_size(&self) -> usize {
         self.bytes
     }
+
+    /// Windowed: table `windows`, the buffered rows with their `window_end`. Unwindowed: table
+    /// `ranked`, every partition's current top rows with their arrival numbers (ties keep
+    /// arrival order). Both with the key group of the PARTITION BY values.
+    fn snapshot(&mut self, key_groups: usize) -> Result<Option<StateSnapshot>> {
+        let mut parts: Vec<(RecordBatch, Vec<i64>)> = vec![];
+        for (end, batches) in &self.windows {
+            for b in batches {
+                parts.push((b.clone(), vec![*end; b.num_rows()]));
+            }
+        }
+        let mut seqs = vec![];
+        let mut rows: Vec<OwnedRow> = vec![];
+        for list in &self.ranked {
+            for x in list {
+                rows.push(x.row.clone());
+                seqs.push(x.seq as i64);
+            }
+        }
+        if !rows.is_empty() {
+            let cols = self.full_rows.convert_rows(rows.iter().map(|r| r.row()))?;
+            parts.push((
+                RecordBatch::try_new(self.spec.input_schema.clone(), cols)?,
+                seqs,
+            ));
+        }
+        let mut tables = vec![];
+        let name = if self.spec.window_end.is_some() {
+            "windows"
+        } else {
+            "ranked"
+        };
+        let mut keyed = vec![];
+        for (b, extra) in parts {
+            let n = b.num_rows();
+            let keys = self
+                .spec
+                .partition
+                .iter()
+                .map(|p| eval(p, &b))
+                .collect::<Result<Vec<_>>>()?;
+            let mut names: Vec<String> = b
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            names.push("__extra".into());
+            let mut cols = b.columns().to_vec();
+            cols.push(Arc::new(Int64Array::from(extra)));
+            keyed.push(crate::state::keyed_batch(
+                &names, cols, &keys, n, key_groups,
+            )?);
+        }
+        if let Some(first) = keyed.first() {
+            tables.push((name.to_string(), concat_batches(&first.schema(), &keyed)?));
+        }
+        Ok(Some(StateSnapshot {
+            tables,
+            meta: serde_json::json!({ "wm": self.watermark }),
+        }))
+    }
+
+    fn restore(&mut self, snapshot: StateSnapshot) -> Result<()> {
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::Int64Type;
+        self.watermark = snapshot.meta_i64("wm").unwrap_or(Timestamp::MIN);
+        let width = self.spec.input_schema.fields().len();
+        let input = |t: &RecordBatch| {
+            RecordBatch::try_new(
+                self.spec.input_schema.clone(),
+                t.columns()[..width].to_vec(),
+            )
+        };
+        if let Some(t) = snapshot.table("windows") {
+            let ends = t.column(width).as_primitive::<Int64Type>().clone();
+            let rows = input(t)?;
+            let mut start = 0;
+            while start < rows.num_rows() {
+                let end = ends.value(start);
+                let mut stop = start + 1;
+                while stop < rows.num_rows() && ends.value(stop) == end {
+                    stop += 1;
+                }
+                let part = rows.slice(start, stop - start);
+                self.bytes += part.get_array_memory_size();
+                self.windows.entry(end).or_default().push(part);
+                start = stop;
+            }
+        }
+        if let Some(t) = snapshot.table("ranked") {
+            let seqs = t.column(width).as_primitive::<Int64Type>().clone();
+            let rows = input(t)?;
+            let keys = self
+                .spec
+                .order
+                .iter()
+                .map(|o| eval(&o.expr, &rows))
+                .collect::<Result<Vec<_>>>()?;
+            let keys = self.sort_rows.convert_columns(&keys)?;
+            let full = self.full_rows.convert_columns(rows.columns())?;
+            match &mut self.groups {
+                Some(g) => {
+                    let parts = self
+                        .spec
+                        .partition
+                        .iter()
+                        .map(|p| eval(p, &rows))
+                        .collect::<Result<Vec<_>>>()?;
+                    g.intern(&parts, &mut self.ids)?;
+                }
+                None => {
+                    self.ids.clear();
+                    self.ids.resize(rows.num_rows(), 0);
+                }
+            }
+            for r in 0..rows.num_rows() {
+                let g = self.ids[r];
+                if self.ranked.len() <= g {
+                    self.ranked.resize_with(g + 1, Vec::new);
+                }
+                let seq = seqs.value(r) as u64;
+                self.seq = self.seq.max(seq);
+                let row = full.row(r).owned();
+                self.bytes += row.as_ref().len() + keys.row(r).as_ref().len() + 16;
+                self.ranked[g].push(Ranked {
+                    key: keys.row(r).owned(),
+                    seq,
+                    row,
+                });
+            }
+            for list in &mut self.ranked {
+                list.sort_by(|a, b| a.key.cmp(&b.key).then(a.seq.cmp(&b.seq)));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -462,5 +599,27 @@ mod tests {
         t.on_watermark(25, &mut em).expect("wm");
         assert_eq!(drain(&mut em), vec!["20 | 1 | 1"]);
         assert_eq!(t.state_size(), 0);
+    }
+
+    #[tokio::test]
+    async fn snapshot_restore_at_other_parallelism_gives_the_same_changelog() {
+        use crate::operators::test_util::{rescaled_run, stage_spec, through};
+        let query = "SELECT k, v, rn FROM (SELECT k, v, ROW_NUMBER() OVER \
+                     (PARTITION BY k ORDER BY v DESC) AS rn FROM t) WHERE rn <= 3";
+        let (spec, keys, source) = stage_spec(query).await;
+        let batch = |from: i64| {
+            let rows: Vec<(i64, i64, i64)> = (0..200)
+                .map(|i| (from + i * 10, (i * 13) % 30, (i * 7919 + from) % 1000))
+                .collect();
+            (through(&source, &rows), from)
+        };
+        let before: Vec<_> = (0..3).map(|b| batch(b * 5_000)).collect();
+        let after: Vec<_> = (3..6).map(|b| batch(b * 5_000)).collect();
+        let straight = rescaled_run(&spec, &keys, &before, &after, 1, 0);
+        assert!(straight.len() > 50, "{}", straight.len());
+        for (p1, p2) in [(1, 1), (2, 3), (3, 1)] {
+            let got = rescaled_run(&spec, &keys, &before, &after, p1, p2);
+            assert_eq!(got, straight, "{p1} -> {p2}");
+        }
     }
 }
