@@ -208,6 +208,12 @@ async fn every_bounded_job_restores_to_its_golden_output() {
         let why = if lower.contains("'connector' = 'nexmark'") && !lower.contains("nexmark.events")
         {
             Some("unbounded input".to_string())
+        } else if lower.contains("row_number()") {
+            Some(
+                "Top-N: tied rows keep arrival order, which depends on the parallelism (the \
+                 operator's restore is checked in its unit test)"
+                    .to_string(),
+            )
         } else if lower.contains("proctime()") {
             Some("processing time (PROCTIME): the answer depends on the wall clock".into())
         } else if lower.contains("'connector' = 'jdbc'")
