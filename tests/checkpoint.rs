@@ -236,6 +236,21 @@ fn killed_file_job_resumes_exactly_once() {
             .any(|l| l.contains("restored raw_out from checkpoint")),
         "no run restored (seed {seed}): {logs:?}"
     );
+    // Retention: the newest 3 checkpoints are kept, older ones deleted with their records.
+    for job in ["raw_out", "win_out"] {
+        let records = std::fs::read_dir(dir.join("chk").join(job).join("epochs"))
+            .unwrap()
+            .count();
+        let folders = std::fs::read_dir(dir.join("chk").join(job))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("chk-"))
+            .count();
+        assert!(
+            records <= 3 && folders <= 3,
+            "{job}: {records} records, {folders} folders kept"
+        );
+    }
     // Running the finished job again publishes nothing twice.
     let out = weir()
         .args(["run"])

@@ -462,8 +462,9 @@ async fn retain(store: &CheckpointStore, lineage: &str, retained: usize) -> Resu
     }
     let cut = mine.len() - retained.max(1);
     for e in &mine[..cut] {
+        // The epoch record last: a folder without one is a leftover a restore deletes.
         store.delete_all(&chk_dir(*e)).await?;
-        store.delete_all(&epoch_file(*e)).await?;
+        store.delete(&epoch_file(*e)).await?;
     }
     Ok(())
 }

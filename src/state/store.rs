@@ -240,6 +240,14 @@ impl CheckpointStore {
             .collect())
     }
 
+    /// Delete one file (gone already is fine).
+    pub(crate) async fn delete(&self, rel: &str) -> Result<()> {
+        match self.store.delete(&self.path(rel)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(store_err(format!("deleting {}/{rel}", self.shown), e)),
+        }
+    }
+
     /// Delete every file under `rel`.
     pub(crate) async fn delete_all(&self, rel: &str) -> Result<()> {
         for (f, _) in self.list(rel).await? {
