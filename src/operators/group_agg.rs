@@ -468,12 +468,7 @@ impl Operator for GroupAggregate {
         };
         let nkeys = self.spec.keys.len();
         let nout = self.spec.aggs.len();
-        let widths: Vec<usize> = self
-            .spec
-            .aggs
-            .iter()
-            .map(|a| Ok(a.state_fields()?.len()))
-            .collect::<Result<_>>()?;
+        let widths = super::state_widths(&self.spec.aggs)?;
         let ends = t
             .column(0)
             .as_primitive::<datafusion::arrow::datatypes::Int64Type>();

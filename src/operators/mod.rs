@@ -255,6 +255,14 @@ pub(crate) fn aggregate_inputs(
     Ok((args, filters))
 }
 
+/// How many state columns each aggregate's partial state has (`state_fields`), in order: how
+/// a snapshot's state columns split back into per-aggregate states.
+pub(crate) fn state_widths(
+    aggs: &[std::sync::Arc<datafusion::physical_expr::aggregate::AggregateFunctionExpr>],
+) -> Result<Vec<usize>> {
+    aggs.iter().map(|a| Ok(a.state_fields()?.len())).collect()
+}
+
 /// Split a batch by the distinct values of an event-time column (a `window_end`), in time
 /// order; a batch with a single value is not copied.
 pub(crate) fn split_by_time(
@@ -444,9 +452,8 @@ pub(crate) mod test_util {
         };
         let mut first: Vec<_> = (0..p1).map(|_| spec.instantiate().unwrap()).collect();
         feed(&mut first, before, &mut out);
-        if p2 == 0 {
-            feed(&mut first, after, &mut out);
-            for op in &mut first {
+        let finish = |ops: &mut Vec<Box<dyn crate::operators::Operator>>, mut out: Emitter| {
+            for op in ops.iter_mut() {
                 op.on_watermark(i64::MAX, &mut out).unwrap();
                 op.on_end(&mut out).unwrap();
             }
@@ -458,7 +465,11 @@ pub(crate) mod test_util {
                     _ => None,
                 })
                 .collect();
-            return rows(&batches);
+            rows(&batches)
+        };
+        if p2 == 0 {
+            feed(&mut first, after, &mut out);
+            return finish(&mut first, out);
         }
         let pieces: Vec<(KeyGroupRange, crate::state::StateSnapshot)> = first
             .iter_mut()
@@ -504,19 +515,7 @@ pub(crate) mod test_util {
             }
         }
         feed(&mut second, after, &mut out);
-        for op in &mut second {
-            op.on_watermark(i64::MAX, &mut out).unwrap();
-            op.on_end(&mut out).unwrap();
-        }
-        let batches: Vec<RecordBatch> = out
-            .messages
-            .into_iter()
-            .filter_map(|m| match m {
-                crate::message::Message::Batch(b) => Some(b),
-                _ => None,
-            })
-            .collect();
-        rows(&batches)
+        finish(&mut second, out)
     }
 
     /// `tkv` rows through a source's per-shard operators (computed columns, watermark

@@ -485,8 +485,7 @@ impl Operator for SessionAggregate {
         let last = t.column(nkeys + 1).clone();
         let mut col = nkeys + 2;
         let mut states = vec![];
-        for a in &self.spec.aggs {
-            let w = a.state_fields()?.len();
+        for w in super::state_widths(&self.spec.aggs)? {
             states.push((col..col + w).map(|c| t.column(c).clone()).collect());
             col += w;
         }

@@ -187,21 +187,7 @@ impl TopN {
             .collect::<Result<Vec<_>>>()?;
         let keys = self.sort_rows.convert_columns(&keys)?;
         let full = self.full_rows.convert_columns(batch.columns())?;
-        match &mut self.groups {
-            Some(g) => {
-                let parts = self
-                    .spec
-                    .partition
-                    .iter()
-                    .map(|p| eval(p, batch))
-                    .collect::<Result<Vec<_>>>()?;
-                g.intern(&parts, &mut self.ids)?;
-            }
-            None => {
-                self.ids.clear();
-                self.ids.resize(rows, 0);
-            }
-        }
+        self.intern_partitions(batch)?;
         // Partition → its ranking before this batch (by sequence number), first time touched.
         let mut before: Vec<(usize, Vec<u64>)> = vec![];
         for r in 0..rows {
@@ -288,6 +274,26 @@ impl TopN {
 }
 
 impl TopN {
+    /// The partition of each row of `batch`, into `self.ids`.
+    fn intern_partitions(&mut self, batch: &RecordBatch) -> Result<()> {
+        match &mut self.groups {
+            Some(g) => {
+                let parts = self
+                    .spec
+                    .partition
+                    .iter()
+                    .map(|p| eval(p, batch))
+                    .collect::<Result<Vec<_>>>()?;
+                g.intern(&parts, &mut self.ids)?;
+            }
+            None => {
+                self.ids.clear();
+                self.ids.resize(batch.num_rows(), 0);
+            }
+        }
+        Ok(())
+    }
+
     /// Row numbers in the output schema's type (DataFusion's ROW_NUMBER is UInt64).
     fn rn_column(&self, rn: Vec<i64>) -> Result<ArrayRef> {
         let field = self
@@ -462,21 +468,7 @@ impl Operator for TopN {
                 .collect::<Result<Vec<_>>>()?;
             let keys = self.sort_rows.convert_columns(&keys)?;
             let full = self.full_rows.convert_columns(rows.columns())?;
-            match &mut self.groups {
-                Some(g) => {
-                    let parts = self
-                        .spec
-                        .partition
-                        .iter()
-                        .map(|p| eval(p, &rows))
-                        .collect::<Result<Vec<_>>>()?;
-                    g.intern(&parts, &mut self.ids)?;
-                }
-                None => {
-                    self.ids.clear();
-                    self.ids.resize(rows.num_rows(), 0);
-                }
-            }
+            self.intern_partitions(&rows)?;
             for r in 0..rows.num_rows() {
                 let g = self.ids[r];
                 if self.ranked.len() <= g {

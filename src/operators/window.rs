@@ -167,6 +167,20 @@ struct Slice {
     accs: Vec<Box<dyn GroupsAccumulator>>,
 }
 
+impl Slice {
+    /// Its groups' keys and partial states (the accumulators' `state()`), consuming it.
+    fn freeze(mut self) -> Result<Frozen> {
+        let rows = self.groups.len();
+        let keys = self.groups.emit()?;
+        let states = self
+            .accs
+            .iter_mut()
+            .map(|a| Ok(a.state(EmitTo::All)?))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Frozen { keys, states, rows })
+    }
+}
+
 /// Partial states of a closed slice.
 struct Frozen {
     keys: Vec<ArrayRef>,
@@ -272,18 +286,8 @@ impl SlicedWindowAggregate {
             if start + width > wm {
                 break;
             }
-            let mut slice = entry.remove();
-            let rows = slice.groups.len();
-            let keys = slice.groups.emit()?;
-            let states = slice
-                .accs
-                .iter_mut()
-                .map(|a| Ok(a.state(EmitTo::All)?))
-                .collect::<Result<Vec<_>>>()?;
-            self.frozen
-                .entry(start)
-                .or_default()
-                .push(Frozen { keys, states, rows });
+            let frozen = entry.remove().freeze()?;
+            self.frozen.entry(start).or_default().push(frozen);
         }
         Ok(())
     }
@@ -409,16 +413,10 @@ impl Operator for SlicedWindowAggregate {
         let mut parts: Vec<SlicePart> = vec![];
         let starts: Vec<Timestamp> = self.live.keys().copied().collect();
         for start in starts {
-            let Some(mut slice) = self.live.remove(&start) else {
+            let Some(slice) = self.live.remove(&start) else {
                 continue;
             };
-            let rows = slice.groups.len();
-            let keys = slice.groups.emit()?;
-            let states = slice
-                .accs
-                .iter_mut()
-                .map(|a| Ok(a.state(EmitTo::All)?))
-                .collect::<Result<Vec<_>>>()?;
+            let Frozen { keys, states, rows } = slice.freeze()?;
             let rebuilt = self.rebuild(&keys, &states, rows)?;
             self.live.insert(start, rebuilt);
             parts.push(SlicePart {
@@ -456,12 +454,7 @@ impl Operator for SlicedWindowAggregate {
             return Ok(());
         };
         let nkeys = self.spec.keys.len();
-        let widths: Vec<usize> = self
-            .spec
-            .aggs
-            .iter()
-            .map(|a| Ok(a.state_fields()?.len()))
-            .collect::<Result<_>>()?;
+        let widths = super::state_widths(&self.spec.aggs)?;
         let starts = table
             .column(0)
             .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
