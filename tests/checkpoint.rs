@@ -4,6 +4,8 @@
 //! The published output must then be exactly the answer of an uninterrupted run: every id
 //! once, and the windows equal to the reference computed here.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -75,46 +77,26 @@ fn weir() -> Command {
 /// Every published (not hidden) Parquet file under `dir`, read.
 fn read_parquet(dir: &Path) -> Vec<RecordBatch> {
     let mut out = vec![];
-    let mut dirs = vec![dir.to_path_buf()];
-    while let Some(d) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
+    for p in common::files_under(dir) {
+        if common::is_hidden(&p) {
             continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            let name = e.file_name().to_string_lossy().to_string();
-            if p.is_dir() {
-                dirs.push(p);
-            } else if !name.starts_with('.') {
-                let f = std::fs::File::open(&p).unwrap();
-                let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
-                    .unwrap()
-                    .build()
-                    .unwrap();
-                out.extend(r.map(|b| b.unwrap()));
-            }
         }
+        let f = std::fs::File::open(&p).unwrap();
+        let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+            .unwrap()
+            .build()
+            .unwrap();
+        out.extend(r.map(|b| b.unwrap()));
     }
     out
 }
 
 /// Hidden (in-progress or not yet published) files left under `dir`.
 fn hidden_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = vec![];
-    let mut dirs = vec![dir.to_path_buf()];
-    while let Some(d) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            if e.path().is_dir() {
-                dirs.push(e.path());
-            } else if e.file_name().to_string_lossy().starts_with('.') {
-                out.push(e.path());
-            }
-        }
-    }
-    out
+    common::files_under(dir)
+        .into_iter()
+        .filter(|p| common::is_hidden(p))
+        .collect()
 }
 
 /// Check the published output against the input: every id exactly once, windows exact.

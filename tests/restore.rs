@@ -6,6 +6,8 @@
 //! take part are listed with the reason (unbounded input, bare SELECTs printing to the
 //! terminal, processing time, and what checkpoints do not support yet).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use weir::{Engine, StatementOutput};
@@ -79,23 +81,14 @@ fn rewrite(sql: &str, out: &Path, updating: bool) -> String {
 /// Published lines under `dir`, sorted.
 fn output(dir: &Path) -> Vec<String> {
     let mut lines = vec![];
-    let mut dirs = vec![dir.to_path_buf()];
-    while let Some(d) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                dirs.push(p);
-            } else if !e.file_name().to_string_lossy().starts_with('.') {
-                lines.extend(
-                    std::fs::read_to_string(&p)
-                        .unwrap()
-                        .lines()
-                        .map(str::to_string),
-                );
-            }
+    for p in common::files_under(dir) {
+        if !common::is_hidden(&p) {
+            lines.extend(
+                std::fs::read_to_string(&p)
+                    .unwrap()
+                    .lines()
+                    .map(str::to_string),
+            );
         }
     }
     lines.sort();
