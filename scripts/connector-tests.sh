@@ -29,19 +29,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-# Wait until something accepts connections on 127.0.0.1:$1 (while process $2 lives).
-wait_port() {
-    for _ in $(seq 1 600); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        if [[ -n "${2:-}" ]] && ! kill -0 "$2" 2>/dev/null; then return 1; fi
-        sleep 0.1
-    done
-    return 1
-}
+# shellcheck source=scripts/servers.sh
+source "$(dirname "$0")/servers.sh"
 
 as_pg() {
     if [[ $(id -u) -eq 0 ]]; then
@@ -59,21 +48,8 @@ if [[ ! -f "$KINESALITE_DIR/node_modules/kinesalite/package.json" ]]; then
     npm install --prefix "$KINESALITE_DIR" --no-audit --no-fund --loglevel=error kinesalite@3.3.3 >&2
 fi
 
-MOTO_VENV="$CACHE/moto-5.2.5"
-if [[ ! -x "$MOTO_VENV/bin/moto_server" ]]; then
-    log "installing moto 5.2.5"
-    rm -rf "$MOTO_VENV"
-    python3 -m venv "$MOTO_VENV"
-    "$MOTO_VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.5' >&2
-fi
-
-TANSU="$CACHE/tansu-0.6.0/bin/tansu"
-if [[ ! -x "$TANSU" ]]; then
-    log "building tansu 0.6.0 (once; about 13 minutes on 2 cores)"
-    cargo install tansu --version 0.6.0 --locked --features dynostore \
-        --root "$CACHE/tansu-0.6.0" --target-dir "$CACHE/tansu-build" >&2
-    rm -rf "$CACHE/tansu-build"
-fi
+install_moto
+install_tansu
 
 find_pgbin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 PGBIN="$(find_pgbin)"
@@ -96,22 +72,8 @@ NODE_PATH="$KINESALITE_DIR/node_modules" node -e "
 PIDS+=($!)
 wait_port "$KINESIS_PORT" $! || { cat "$RUN/kinesalite.log" >&2; log "kinesalite did not start"; exit 1; }
 
-S3_PORT=$(free_port)
-"$MOTO_VENV/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT" >"$RUN/moto.log" 2>&1 &
-PIDS+=($!)
-wait_port "$S3_PORT" $! || { cat "$RUN/moto.log" >&2; log "moto did not start"; exit 1; }
-
-# tansu panics if its port was taken in the meantime: try a few ports.
-KAFKA_PORT=""
-for _ in 1 2 3 4 5; do
-    p=$(free_port)
-    "$TANSU" broker --listener-url "tcp://127.0.0.1:$p" --advertised-listener-url "tcp://127.0.0.1:$p" \
-        --storage-engine memory://tansu/ >"$RUN/tansu.log" 2>&1 &
-    pid=$!
-    if wait_port "$p" "$pid"; then PIDS+=("$pid"); KAFKA_PORT=$p; break; fi
-    kill "$pid" 2>/dev/null || true
-done
-[[ -n "$KAFKA_PORT" ]] || { cat "$RUN/tansu.log" >&2; log "tansu did not start"; exit 1; }
+start_moto
+start_tansu
 
 PG_PORT=$(free_port)
 PGDATA="$RUN/pgdata"

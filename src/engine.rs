@@ -725,6 +725,7 @@ impl Engine {
             metrics: metrics.clone(),
             push: self.push.clone(),
             parallelism: pipeline.parallelism,
+            checkpointing: checkpointing.is_some(),
         };
         let default_idle = catalog
             .settings
@@ -763,14 +764,19 @@ impl Engine {
                 },
             };
             let mut env = env.clone();
-            if let Some(n) = checkpointing
-                .as_ref()
-                .and_then(|c| c.restored_shards(&table.def.name, "nexmark:"))
-            {
-                // A restored generator keeps the shard count its positions were taken with.
-                if table.option("nexmark.shards").is_none() {
-                    env.parallelism = n;
-                }
+            // A restored generator or Kafka source keeps the number of shards (readers) its
+            // positions were taken with; the stages after it take the new parallelism.
+            let prefix = match table.connector() {
+                "nexmark" if table.option("nexmark.shards").is_none() => Some("nexmark:"),
+                "kafka" => Some("kafka topic "),
+                _ => None,
+            };
+            if let Some(n) = prefix.and_then(|p| {
+                checkpointing
+                    .as_ref()
+                    .and_then(|c| c.restored_shards(&table.def.name, p))
+            }) {
+                env.parallelism = n;
             }
             let shards = open_source(table, &env)?;
             if checkpointing.is_some() {

@@ -1144,3 +1144,275 @@ async fn kafka_idle_partitions_do_not_stall_windows() {
         "windows over one busy and three silent partitions",
     );
 }
+
+/// Published JSON rows under `dir` (hidden, unpublished files skipped).
+fn published_json(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    let mut out = vec![];
+    for p in files_under(dir) {
+        if is_hidden(&p) {
+            continue;
+        }
+        for line in std::fs::read_to_string(&p).unwrap().lines() {
+            if !line.trim().is_empty() {
+                out.push(serde_json::from_str(line).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// The group's committed offsets of `topic`'s partitions (absent ones as -1).
+fn committed(topic: &str, group: &str, partitions: i32) -> Vec<i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", env("WEIR_TEST_KAFKA"))
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+    (0..partitions)
+        .map(|p| match got.find_partition(topic, p).map(|e| e.offset()) {
+            Some(rdkafka::Offset::Offset(o)) => o,
+            _ => -1,
+        })
+        .collect()
+}
+
+/// A checkpointed Kafka job, stopped with a final checkpoint part-way and started again by a
+/// new engine, resumes at its checkpointed offsets: every record (partition, offset) is
+/// written exactly once, the windows (whose state crossed the restart) equal the batch answer,
+/// and the group's committed offsets follow the completed checkpoints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the servers scripts/connector-tests.sh starts"]
+async fn kafka_checkpointed_job_resumes_at_its_offsets() {
+    let n = records(4_000);
+    let topic = unique("resume");
+    let group = unique("group");
+    create_topic(&topic, 3).await;
+    let data = events(n);
+    produce(&topic, &data[..n / 2]).await;
+    let dir = tempdir();
+    let (raw, win, chk) = (
+        dir.path().join("raw"),
+        dir.path().join("win"),
+        dir.path().join("chk"),
+    );
+    let script = format!(
+        "SET 'state.checkpoints.dir' = '{}';
+         SET 'execution.checkpointing.interval' = '300 ms';
+         CREATE TABLE events ({EVENT_COLUMNS}, part INT METADATA FROM 'partition' VIRTUAL,
+             off BIGINT METADATA FROM 'offset' VIRTUAL,
+             WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
+           WITH ('connector' = 'kafka', 'topic' = '{topic}', 'format' = 'json',
+             'properties.bootstrap.servers' = '{}', 'properties.group.id' = '{group}');
+         CREATE TABLE raw_out (part INT, off BIGINT, amount BIGINT)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         CREATE TABLE win_out (tenant STRING, dt STRING, window_start TIMESTAMP(3),
+             window_end TIMESTAMP(3), n BIGINT, total BIGINT)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO raw_out SELECT part, off, amount FROM events;
+         INSERT INTO win_out {WINDOW_SQL};",
+        chk.display(),
+        env("WEIR_TEST_KAFKA"),
+        raw.display(),
+        win.display(),
+    );
+    async fn start(script: &str) -> Vec<weir::Job> {
+        let engine = Engine::new();
+        let mut jobs = vec![];
+        for out in engine.execute(script).await.unwrap() {
+            if let StatementOutput::Job(j) = out {
+                jobs.push(j);
+            }
+        }
+        assert_eq!(jobs.len(), 2);
+        jobs
+    }
+    async fn read(jobs: &[weir::Job], n: u64) {
+        for j in jobs {
+            while weir::runtime::JobMetrics::get(&j.metrics().events_in) < n {
+                assert!(!j.is_finished(), "the job ended early");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    // First run: read the first half, then stop with a final checkpoint.
+    let jobs = start(&script).await;
+    read(&jobs, (n / 2) as u64).await;
+    for j in &jobs {
+        j.checkpoint().await.unwrap();
+    }
+    for j in jobs {
+        j.stop();
+        j.wait().await.unwrap();
+    }
+    let first = published_json(&raw).len();
+    assert_eq!(first, n / 2, "the first run published the first half");
+    // Second run, by a new engine: only the second half is read.
+    produce(&topic, &data[n / 2..]).await;
+    let jobs = start(&script).await;
+    read(&jobs, (n - n / 2) as u64).await;
+    // The offsets reach the group once a checkpoint covering them completes.
+    let mut sum = 0;
+    for _ in 0..600 {
+        jobs[0].checkpoint().await.unwrap();
+        sum = committed(&topic, &group, 3).iter().sum::<i64>();
+        if sum == n as i64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(sum, n as i64, "committed offsets of the group");
+    for j in jobs {
+        j.drain();
+        let s = j.wait().await.unwrap();
+        assert_eq!(
+            s.events_in,
+            (n - n / 2) as u64,
+            "the restart read only what was new"
+        );
+    }
+    let rows = published_json(&raw);
+    let mut keys: Vec<(i64, i64)> = rows
+        .iter()
+        .map(|r| (r["part"].as_i64().unwrap(), r["off"].as_i64().unwrap()))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(rows.len(), n, "rows published");
+    assert_eq!(keys.len(), n, "distinct (partition, offset) published");
+    // The windows: the published rows, as text, against the batch answer.
+    let want = as_text(&batch_answer(&data, &window_batch_sql()).await);
+    let mut want_rows = rows_of(&want);
+    let mut got_rows: Vec<String> = published_json(&win)
+        .iter()
+        .map(|r| {
+            format!(
+                "{}|{}|{}|{}|{}|{}",
+                r["tenant"].as_str().unwrap(),
+                r["dt"].as_str().unwrap(),
+                r["window_start"].as_str().unwrap().replace('T', " "),
+                r["window_end"].as_str().unwrap().replace('T', " "),
+                r["n"],
+                r["total"]
+            )
+        })
+        .collect();
+    want_rows.sort();
+    got_rows.sort();
+    assert_eq!(got_rows, want_rows, "windows across the restart");
+}
+
+/// Rows of text batches as `a|b|...` strings.
+fn rows_of(batches: &[RecordBatch]) -> Vec<String> {
+    let mut out = vec![];
+    for b in batches {
+        for r in 0..b.num_rows() {
+            let cols: Vec<String> = b
+                .columns()
+                .iter()
+                .map(|c| {
+                    let s = c.as_any().downcast_ref::<StringArray>().unwrap();
+                    s.value(r).to_string()
+                })
+                .collect();
+            out.push(cols.join("|"));
+        }
+    }
+    out
+}
+
+/// A checkpointed job writing JSON to `s3://`, partitioned so that each checkpoint completes
+/// several uploads: the `weir` binary (built with failpoints) is aborted in the middle of a
+/// commit and right after an epoch record, then run to the end. Every id is published exactly
+/// once: staged uploads are completed by the commit or by the restore that replays it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the servers scripts/connector-tests.sh starts"]
+async fn s3_sink_is_exactly_once_across_crashes() {
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    let n = records(300_000);
+    let bucket = unique("exactly");
+    create_bucket(&bucket);
+    let dir = tempdir();
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    for f in 0..3 {
+        let lines: Vec<String> = (0..n / 3)
+            .map(|i| {
+                let id = f * (n / 3) + i;
+                format!(
+                    r#"{{"id":{id},"k":{},"ts":"{}"}}"#,
+                    id % 4,
+                    ts_text(BASE_MS + i as i64 * 10)
+                )
+            })
+            .collect();
+        write_lines(&input.join(format!("part-{f}.json")), &lines);
+    }
+    let job = dir.path().join("job.sql");
+    std::fs::write(
+        &job,
+        format!(
+            "SET 'state.checkpoints.dir' = '{}';
+             SET 'execution.checkpointing.interval' = '100 ms';
+             CREATE TABLE events (id BIGINT, k BIGINT, ts TIMESTAMP(3))
+               WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             CREATE TABLE out (id BIGINT, k BIGINT, ts TIMESTAMP(3)) PARTITIONED BY (k)
+               WITH ('connector' = 'filesystem', 'path' = 's3://{bucket}/out', 'format' = 'json',
+                     {});
+             INSERT INTO out SELECT id, k, ts FROM events;",
+            dir.path().join("chk").display(),
+            input.display(),
+            aws_options("WEIR_TEST_S3"),
+        ),
+    )
+    .unwrap();
+    let run = |failpoint: Option<&str>| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_weir"));
+        c.args(["run", "--parallelism", "2"]).arg(&job);
+        if let Some(f) = failpoint {
+            c.env("WEIR_FAILPOINT", f);
+        }
+        let out = c.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, err) = run(Some("sink-mid-commit"));
+    assert!(!ok, "the failpoint aborts the run: {err}");
+    assert!(err.contains("sink-mid-commit"), "{err}");
+    // This one may find the job finished already (the abort above came at its last commit).
+    let _ = run(Some("checkpoint-after-epoch-record:2"));
+    let (ok, err) = run(None);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("restored out") || err.contains("already finished"),
+        "{err}"
+    );
+    let store = s3_store(&bucket);
+    let objects: Vec<_> = store
+        .list(Some(&object_store::path::Path::from("out")))
+        .try_collect()
+        .await
+        .unwrap();
+    let mut ids = vec![];
+    for o in &objects {
+        let bytes = store.get(&o.location).await.unwrap().bytes().await.unwrap();
+        for line in String::from_utf8_lossy(&bytes).lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            ids.push(v["id"].as_i64().unwrap());
+        }
+    }
+    let total = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(total, n / 3 * 3, "rows published");
+    assert_eq!(ids.len(), n / 3 * 3, "distinct ids published");
+}

@@ -14,7 +14,19 @@
 //!   written, and becomes visible only when it is rolled and the upload completed.
 //! - When the job fails, open files are dropped: in-progress files removed, uploads aborted.
 //!
-//! Exactly-once (files made visible at checkpoint completion) comes with checkpoints.
+//! ## Exactly-once, with checkpoints
+//! Files roll at every checkpoint and get deterministic names
+//! (`part-{lineage}-{job}-{epoch:06}-{n}`), so a replayed epoch writes the same names.
+//! - Local: files are written hidden and renamed when the checkpoint that covers them
+//!   completes.
+//! - `s3://`: each file is a multipart upload whose parts are uploaded as it is written; at
+//!   the checkpoint the rest is uploaded and the upload id and part ids go into the
+//!   checkpoint (sinks.json). The commit completes the uploads, and a restore replays the
+//!   commit of a checkpoint that completed but was not yet published. An upload no
+//!   checkpoint covers (a killed run's open file) stays invisible and is aborted when the
+//!   job fails or is cancelled; after `kill -9` it lingers as an incomplete upload until the
+//!   bucket's lifecycle rule (`AbortIncompleteMultipartUpload`) reclaims it, as with Flink's
+//!   S3 sink.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -27,19 +39,22 @@ use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::future::BoxFuture;
 
-use super::object_store::{S3Url, Upload, is_object_url, s3_store};
+use super::object_store::{
+    S3Url, StagedObject, StagedUpload, Upload, complete_staged, is_object_url, s3_bucket,
+};
 use super::{Delivery, Sink};
 use crate::error::Context;
 use crate::format::writer::{FileFormat, FormatWriter};
 use crate::sql::catalog::Table;
 use crate::sql::interval::{parse_duration_option, parse_size_option};
-use crate::{Result, not_supported, plan_err};
+use crate::{Result, plan_err};
 
 /// Where finished files go.
 enum Target {
     Local(PathBuf),
     S3 {
         store: Arc<dyn ::object_store::ObjectStore>,
+        bucket: Arc<::object_store::aws::AmazonS3>,
         url: S3Url,
         part_size: usize,
     },
@@ -51,6 +66,8 @@ enum Dest {
     Local { tmp: PathBuf, done: PathBuf },
     /// Its multipart upload is completed.
     S3(Upload),
+    /// Its multipart upload is completed when a checkpoint that covers it completes.
+    Staged(StagedUpload),
 }
 
 struct OpenFile {
@@ -86,6 +103,8 @@ struct ExactlyOnce {
     epoch: u64,
     /// Closed hidden files of this epoch: (hidden, published) paths.
     closed: Vec<(PathBuf, PathBuf)>,
+    /// Uploaded objects of this epoch, not yet completed.
+    staged: Vec<StagedObject>,
 }
 
 impl FileSink {
@@ -175,8 +194,10 @@ impl FileSink {
                     }
                 },
             };
+            let bucket = s3_bucket(table, &url)?;
             Target::S3 {
-                store: s3_store(table, &url)?,
+                store: bucket.clone(),
+                bucket,
                 url,
                 part_size,
             }
@@ -231,6 +252,18 @@ impl FileSink {
                         return Err(e);
                     }
                 },
+                Dest::Staged(upload) => match closed {
+                    Ok(()) => {
+                        let staged = upload.stage().await?;
+                        if let Some(eo) = self.exactly_once.as_mut() {
+                            eo.staged.push(staged);
+                        }
+                    }
+                    Err(e) => {
+                        let _ = upload.abort().await;
+                        return Err(e);
+                    }
+                },
             }
         }
         Ok(())
@@ -265,6 +298,7 @@ impl FileSink {
             }
             Target::S3 {
                 store,
+                bucket,
                 url,
                 part_size,
             } => {
@@ -274,9 +308,15 @@ impl FileSink {
                     url.key(&format!("{key}/{name}"))
                 };
                 let shown = format!("s3://{}/{object}", url.bucket);
-                let (upload, out) = Upload::start(store, object, *part_size).await?;
+                let (dest, out) = if self.exactly_once.is_some() {
+                    let (upload, out) = StagedUpload::start(bucket, object, *part_size).await?;
+                    (Dest::Staged(upload), out)
+                } else {
+                    let (upload, out) = Upload::start(store, object, *part_size).await?;
+                    (Dest::S3(upload), out)
+                };
                 let writer = FormatWriter::new(out, shown, self.format, self.data_schema.clone())?;
-                (writer, Dest::S3(upload))
+                (writer, dest)
             }
         };
         Ok(OpenFile {
@@ -295,8 +335,10 @@ impl FileSink {
             return Ok(());
         };
         f.writer.write(&batch)?;
-        if let Dest::S3(upload) = &mut f.dest {
-            upload.pump().await?;
+        match &mut f.dest {
+            Dest::S3(upload) => upload.pump().await?,
+            Dest::Staged(upload) => upload.pump().await?,
+            Dest::Local { .. } => {}
         }
         if f.writer.size() >= self.file_size {
             self.roll(&key).await?;
@@ -436,6 +478,9 @@ impl Sink for FileSink {
                 for (tmp, _) in eo.closed.drain(..) {
                     let _ = std::fs::remove_file(tmp);
                 }
+                // Staged objects of an epoch not yet checkpointed: their uploads stay
+                // incomplete (invisible); the job is failing, so no commit will come.
+                eo.staged.clear();
             }
             for (_, f) in self.open.drain() {
                 drop(f.writer);
@@ -446,20 +491,16 @@ impl Sink for FileSink {
                     Dest::S3(upload) => {
                         let _ = upload.abort().await;
                     }
+                    Dest::Staged(upload) => {
+                        let _ = upload.abort().await;
+                    }
                 }
             }
         })
     }
 
     fn delivery(&self) -> Result<Delivery> {
-        match self.target {
-            Target::Local(_) => Ok(Delivery::ExactlyOnce),
-            Target::S3 { .. } => not_supported!(
-                "checkpointing a job writing to s3:// (its multipart uploads are not yet part of \
-                 the checkpoint, so a restart could publish rows twice); write to a local \
-                 directory, or run without 'state.checkpoints.dir'"
-            ),
-        }
+        Ok(Delivery::ExactlyOnce)
     }
 
     fn begin_checkpointing(
@@ -472,7 +513,7 @@ impl Sink for FileSink {
             let mut epoch = 1;
             if let Some((e, info, committed)) = restored {
                 if !committed {
-                    publish(e, &info)?;
+                    publish_all(self.bucket(), e, &info).await?;
                 }
                 epoch = e + 1;
             }
@@ -484,6 +525,7 @@ impl Sink for FileSink {
                 tag,
                 epoch,
                 closed: vec![],
+                staged: vec![],
             });
             Ok(())
         })
@@ -503,15 +545,63 @@ impl Sink for FileSink {
                 .drain(..)
                 .map(|(t, d)| (t.display().to_string(), d.display().to_string()))
                 .collect();
+            let objects = std::mem::take(&mut eo.staged);
             eo.epoch = epoch + 1;
             self.counter = 0;
-            Ok(serde_json::json!({ "files": files }))
+            Ok(serde_json::json!({ "files": files, "objects": objects }))
         })
     }
 
     fn commit(&mut self, epoch: u64, info: serde_json::Value) -> BoxFuture<'_, Result<()>> {
-        Box::pin(async move { publish(epoch, &info) })
+        let bucket = self.bucket();
+        Box::pin(async move { publish_all(bucket, epoch, &info).await })
     }
+}
+
+impl FileSink {
+    fn bucket(&self) -> Option<Arc<::object_store::aws::AmazonS3>> {
+        match &self.target {
+            Target::S3 { bucket, .. } => Some(bucket.clone()),
+            Target::Local(_) => None,
+        }
+    }
+}
+
+/// Publish what checkpoint `epoch` covers: local files renamed, uploads completed.
+/// Idempotent: a replayed commit finds them published.
+async fn publish_all(
+    bucket: Option<Arc<::object_store::aws::AmazonS3>>,
+    epoch: u64,
+    info: &serde_json::Value,
+) -> Result<()> {
+    publish(epoch, info)?;
+    let objects: Vec<StagedObject> = match info.get("objects") {
+        Some(o) if !o.is_null() => {
+            serde_json::from_value(o.clone()).map_err(|e| crate::Error::Execution {
+                operator: "filesystem sink".into(),
+                message: format!("checkpoint {epoch}: unreadable list of uploads: {e}"),
+            })?
+        }
+        _ => vec![],
+    };
+    if objects.is_empty() {
+        return Ok(());
+    }
+    let Some(bucket) = &bucket else {
+        return Err(crate::Error::Execution {
+            operator: "filesystem sink".into(),
+            message: format!(
+                "checkpoint {epoch} covers s3:// uploads, but the sink's path is local now"
+            ),
+        });
+    };
+    for (i, o) in objects.iter().enumerate() {
+        if i == 1 {
+            crate::failpoint!("sink-mid-commit");
+        }
+        complete_staged(bucket, o).await?;
+    }
+    Ok(())
 }
 
 /// Rename the hidden files of checkpoint `epoch` to their published names; a file already

@@ -14,8 +14,17 @@
 //!   the reader reaches its end (the high watermark of its fetches), and the job ends when
 //!   every partition has — a backfill of what a topic holds.
 //! - The job's parallelism gives the number of readers; partition `p` is read by reader
-//!   `p % readers`, each partition a split with its own watermark. With a group id, offsets
-//!   are committed to the group as they are consumed (librdkafka's auto-commit).
+//!   `p % readers`, each partition a split with its own watermark. Without checkpoints and
+//!   with a group id, offsets are committed to the group as they are consumed (librdkafka's
+//!   auto-commit).
+//! - With checkpoints, a reader's position is the next offset of each of its partitions
+//!   (after the rows it has handed on). Auto-commit is off: the offsets are committed to the
+//!   group only when a checkpoint that covers them completes, so lag tools see progress and a
+//!   restore never depends on them. A restore resumes every recorded partition at its offset,
+//!   and a partition added to the topic since then from its beginning (Flink's rule for
+//!   discovered partitions). A restored job keeps the number of readers its checkpoint was
+//!   taken with (their positions are per reader); the stages after them take the new
+//!   parallelism.
 //! - Metadata columns: `topic`, `partition`, `offset`, `timestamp`, `timestamp-type`.
 //!
 //! ## Sink
@@ -183,6 +192,10 @@ pub struct KafkaReader {
     decoder: MessageDecoder,
     queue: SplitQueue,
     schema: SchemaRef,
+    /// Partitions' offsets from a restored checkpoint (they override the startup mode).
+    restored: Option<BTreeMap<i32, i64>>,
+    /// Commit offsets to the group after completed checkpoints (the user named a group).
+    commit_on_checkpoint: bool,
 }
 
 /// Open the readers of a Kafka table.
@@ -202,9 +215,14 @@ pub fn open(table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceShard>>>
             }
         },
     };
-    if config.get("group.id").is_none() {
+    let user_group = config.get("group.id").is_some();
+    if !user_group {
         config.set("group.id", format!("weir-{}", table.def.name));
         // Without a group of the user's, nothing is committed.
+        config.set("enable.auto.commit", "false");
+    }
+    if env.checkpointing {
+        // Offsets go to the group after each completed checkpoint, not as consumed.
         config.set("enable.auto.commit", "false");
     }
     let bounded = match table
@@ -246,6 +264,8 @@ pub fn open(table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceShard>>>
             decoder: MessageDecoder::new(table, policy, METADATA_KEYS)?,
             queue: SplitQueue::default(),
             schema: table.physical.clone(),
+            restored: None,
+            commit_on_checkpoint: env.checkpointing && user_group,
         }));
     }
     Ok(out)
@@ -328,18 +348,27 @@ impl KafkaReader {
             .into_iter()
             .filter(|p| (*p as usize) % self.readers == self.index)
         {
-            let offset = match &self.startup {
-                Startup::Earliest => Offset::Beginning,
-                Startup::Latest => Offset::End,
-                Startup::Group => Offset::Stored,
-                Startup::Timestamp(_) => Offset::Beginning,
-                Startup::Specific(m) => m.get(&p).map_or(Offset::Beginning, |o| Offset::Offset(*o)),
+            let restored = self.restored.as_ref().map(|r| r.get(&p));
+            let offset = match (&self.startup, restored) {
+                (_, Some(Some(o))) => Offset::Offset(*o),
+                // A partition the checkpoint does not know is new: read it all.
+                (_, Some(None)) => Offset::Beginning,
+                (startup, None) => match startup {
+                    Startup::Earliest => Offset::Beginning,
+                    Startup::Latest => Offset::End,
+                    Startup::Group => Offset::Stored,
+                    Startup::Timestamp(_) => Offset::Beginning,
+                    Startup::Specific(m) => {
+                        m.get(&p).map_or(Offset::Beginning, |o| Offset::Offset(*o))
+                    }
+                },
             };
             tpl.add_partition_offset(&self.topic, p, offset)
                 .map_err(|e| kafka_err(self.context(), e))?;
             self.open.insert(p);
         }
-        if let Startup::Timestamp(ms) = self.startup {
+        if let (Startup::Timestamp(ms), None) = (&self.startup, &self.restored) {
+            let ms = *ms;
             let c = consumer.clone();
             let wanted = tpl.clone();
             tpl = blocking(
@@ -400,11 +429,13 @@ impl KafkaReader {
             for (p, msgs) in by_partition {
                 let payloads: Vec<&[u8]> =
                     msgs.iter().map(|m| m.payload().unwrap_or(b"")).collect();
-                if let Some(b) = self
+                let next = msgs.last().map_or(0, |m| m.offset() + 1);
+                match self
                     .decoder
                     .decode(&payloads, &MessagesMeta { messages: &msgs })?
                 {
-                    self.queue.rows(p as u64, b);
+                    Some(b) => self.queue.rows_at(p as u64, b, next),
+                    None => self.queue.advance(p as u64, next),
                 }
             }
             if self.bounded {
@@ -436,6 +467,70 @@ impl SourceShard for KafkaReader {
 
     fn finished_splits(&mut self) -> Vec<u64> {
         self.queue.take_finished()
+    }
+
+    fn check_replayable(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn position(&self) -> Option<serde_json::Value> {
+        let offsets: BTreeMap<String, i64> = self
+            .queue
+            .offsets()
+            .iter()
+            .map(|(p, o)| (p.to_string(), *o))
+            .collect();
+        Some(serde_json::json!({ "offsets": offsets }))
+    }
+
+    fn restore(&mut self, position: &serde_json::Value) -> Result<()> {
+        let offsets: BTreeMap<String, i64> = position
+            .get("offsets")
+            .cloned()
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| Error::Connector {
+                context: self.context(),
+                message: format!("unreadable checkpointed offsets: {e}"),
+            })?
+            .unwrap_or_default();
+        let mut restored = BTreeMap::new();
+        for (p, o) in offsets {
+            let Ok(p) = p.parse::<i32>() else {
+                return connector_err!(
+                    self.context(),
+                    "checkpointed partition '{p}' is not a number"
+                );
+            };
+            restored.insert(p, o);
+            self.queue.set_offset(p as u64, o);
+        }
+        self.restored = Some(restored);
+        Ok(())
+    }
+
+    fn checkpoint_complete(&mut self, position: &serde_json::Value) {
+        if !self.commit_on_checkpoint {
+            return;
+        }
+        let Some(consumer) = &self.consumer else {
+            return;
+        };
+        let Some(offsets) = position.get("offsets").and_then(|o| o.as_object()) else {
+            return;
+        };
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in offsets {
+            if let (Ok(p), Some(o)) = (p.parse::<i32>(), o.as_i64()) {
+                let _ = tpl.add_partition_offset(&self.topic, p, Offset::Offset(o));
+            }
+        }
+        if tpl.count() > 0
+            && let Err(e) = consumer.commit(&tpl, rdkafka::consumer::CommitMode::Async)
+        {
+            // Lag tools fall behind; the checkpoint still holds the positions.
+            eprintln!("weir: {}: committing offsets: {e}", self.context());
+        }
     }
 }
 

@@ -70,21 +70,31 @@ pub trait SourceShard: Send {
     fn restore(&mut self, _position: &serde_json::Value) -> Result<()> {
         crate::not_supported!("restoring a source of this connector ({})", self.name())
     }
+    /// A checkpoint that recorded `position` completed (Kafka commits the offsets to its
+    /// consumer group, so lag tools see them). Best effort: the checkpoint is the truth.
+    fn checkpoint_complete(&mut self, _position: &serde_json::Value) {}
 }
 
 /// What a multi-split reader hands the runtime, in order: announcements of new splits, rows,
 /// and ends of splits (see [`SourceShard::split`]). An end is reported only after the split's
 /// last rows.
+///
+/// A reader that can resume (Kafka) tags rows with the split's offset after them
+/// ([`SplitQueue::rows_at`]); [`SplitQueue::offsets`] then says where each split resumes
+/// once everything handed out so far is processed.
 #[derive(Default)]
 pub struct SplitQueue {
     items: std::collections::VecDeque<SplitItem>,
     last_split: Option<u64>,
     finished: Vec<u64>,
+    offsets: std::collections::BTreeMap<u64, i64>,
 }
 
 enum SplitItem {
     Announce(u64),
-    Rows(u64, RecordBatch),
+    Rows(u64, RecordBatch, Option<i64>),
+    /// Records consumed without rows (all malformed): only the offset moves.
+    Advance(u64, i64),
     Finished(u64),
 }
 
@@ -96,7 +106,29 @@ impl SplitQueue {
 
     /// Rows of `split`.
     pub fn rows(&mut self, split: u64, batch: RecordBatch) {
-        self.items.push_back(SplitItem::Rows(split, batch));
+        self.items.push_back(SplitItem::Rows(split, batch, None));
+    }
+
+    /// Rows of `split`, after which the split resumes at offset `next`.
+    pub fn rows_at(&mut self, split: u64, batch: RecordBatch, next: i64) {
+        self.items
+            .push_back(SplitItem::Rows(split, batch, Some(next)));
+    }
+
+    /// Records of `split` up to offset `next` were consumed without giving rows.
+    pub fn advance(&mut self, split: u64, next: i64) {
+        self.items.push_back(SplitItem::Advance(split, next));
+    }
+
+    /// Where each split resumes: the offsets after everything handed out (see
+    /// [`SplitQueue::rows_at`]).
+    pub fn offsets(&self) -> &std::collections::BTreeMap<u64, i64> {
+        &self.offsets
+    }
+
+    /// Resume `split` at `next` (a restored position).
+    pub fn set_offset(&mut self, split: u64, next: i64) {
+        self.offsets.insert(split, next);
     }
 
     /// `split` has ended.
@@ -111,21 +143,36 @@ impl SplitQueue {
 
     /// The next batch to hand out (empty for announcements and ends).
     pub fn pop(&mut self, schema: &SchemaRef) -> Option<RecordBatch> {
-        Some(match self.items.pop_front()? {
+        self.skip_advances();
+        let out = match self.items.pop_front()? {
             SplitItem::Announce(s) => {
                 self.last_split = Some(s);
                 RecordBatch::new_empty(schema.clone())
             }
-            SplitItem::Rows(s, b) => {
+            SplitItem::Rows(s, b, next) => {
                 self.last_split = Some(s);
+                if let Some(n) = next {
+                    self.offsets.insert(s, n);
+                }
                 b
             }
+            SplitItem::Advance(..) => return None,
             SplitItem::Finished(s) => {
                 self.last_split = None;
                 self.finished.push(s);
                 RecordBatch::new_empty(schema.clone())
             }
-        })
+        };
+        // Records consumed without rows right after these are done too.
+        self.skip_advances();
+        Some(out)
+    }
+
+    fn skip_advances(&mut self) {
+        while let Some(SplitItem::Advance(s, n)) = self.items.front() {
+            self.offsets.insert(*s, *n);
+            self.items.pop_front();
+        }
     }
 
     /// For [`SourceShard::split`].
@@ -202,6 +249,8 @@ pub struct SourceEnv {
     pub push: push::PushRegistry,
     /// The job's parallelism (splittable sources default to this many shards).
     pub parallelism: usize,
+    /// Whether the job checkpoints (Kafka then commits offsets only after checkpoints).
+    pub checkpointing: bool,
 }
 
 /// Open the shards of a source table.

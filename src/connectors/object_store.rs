@@ -12,11 +12,16 @@
 //! the file is still being written, and the object appears only when the upload is completed
 //! (when the file is rolled), so readers never see a partial file. Memory is bounded by a few
 //! parts per open file, whatever the file's size.
+//!
+//! [`StagedUpload`] is the same for an exactly-once sink: the upload's id and its parts' ids
+//! are kept, so a checkpoint can record them and its commit (or a restore replaying the
+//! commit) can complete the upload later, from another process.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 
@@ -67,6 +72,11 @@ pub fn is_object_url(path: &str) -> bool {
 
 /// A store for `url`'s bucket, configured from `table`'s options and the environment.
 pub fn s3_store(table: &Table, url: &S3Url) -> Result<Arc<dyn ObjectStore>> {
+    Ok(s3_bucket(table, url)?)
+}
+
+/// The same store, with its multipart calls (for [`StagedUpload`]).
+pub fn s3_bucket(table: &Table, url: &S3Url) -> Result<Arc<AmazonS3>> {
     let o = AwsOptions::from_table(table);
     let mut b = AmazonS3Builder::from_env().with_bucket_name(&url.bucket);
     if let Some(r) = &o.region {
@@ -196,6 +206,127 @@ impl Upload {
             .abort()
             .await
             .map_err(|e| store_err(format!("aborting upload of {key}"), e))
+    }
+}
+
+/// One object uploaded in parts whose ids are kept: see the module doc.
+pub struct StagedUpload {
+    store: Arc<AmazonS3>,
+    key: ObjectPath,
+    id: String,
+    pipe: Pipe,
+    parts: Vec<String>,
+    part_size: usize,
+}
+
+/// What completes a [`StagedUpload`]: the object, the upload id and the parts' ids.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct StagedObject {
+    /// The object's key.
+    pub key: String,
+    /// The multipart upload's id.
+    pub upload: String,
+    /// The parts' ids (ETags), in order.
+    pub parts: Vec<String>,
+}
+
+impl StagedUpload {
+    /// Start a multipart upload of `key`; returns it and the writer to encode into.
+    pub async fn start(
+        store: &Arc<AmazonS3>,
+        key: ObjectPath,
+        part_size: usize,
+    ) -> Result<(Self, Box<dyn Write + Send>)> {
+        let id = store
+            .create_multipart(&key)
+            .await
+            .map_err(|e| store_err(format!("starting upload of {key}"), e))?;
+        let pipe = Pipe::default();
+        Ok((
+            Self {
+                store: store.clone(),
+                key,
+                id,
+                pipe: pipe.clone(),
+                parts: vec![],
+                part_size,
+            },
+            Box::new(pipe),
+        ))
+    }
+
+    fn take(&self, all: bool) -> Result<Option<Vec<u8>>> {
+        let mut buf = self
+            .pipe
+            .0
+            .lock()
+            .map_err(|_| Error::Plan("upload buffer poisoned".into()))?;
+        if buf.len() < self.part_size && !(all && (!buf.is_empty() || self.parts.is_empty())) {
+            return Ok(None);
+        }
+        Ok(Some(std::mem::take(&mut *buf)))
+    }
+
+    async fn put(&mut self, data: Vec<u8>) -> Result<()> {
+        let part = self
+            .store
+            .put_part(&self.key, &self.id, self.parts.len(), data.into())
+            .await
+            .map_err(|e| store_err(format!("uploading a part of {}", self.key), e))?;
+        self.parts.push(part.content_id);
+        Ok(())
+    }
+
+    /// Upload a full part, if one was written.
+    pub async fn pump(&mut self) -> Result<()> {
+        if let Some(data) = self.take(false)? {
+            self.put(data).await?;
+        }
+        Ok(())
+    }
+
+    /// Upload the rest (the encoder has closed the file); the object is not visible until
+    /// [`complete_staged`] is called with what this returns.
+    pub async fn stage(mut self) -> Result<StagedObject> {
+        if let Some(data) = self.take(true)? {
+            self.put(data).await?;
+        }
+        Ok(StagedObject {
+            key: self.key.to_string(),
+            upload: self.id,
+            parts: self.parts,
+        })
+    }
+
+    /// Abandon the upload (its parts are deleted; nothing becomes visible).
+    pub async fn abort(self) -> Result<()> {
+        self.store
+            .abort_multipart(&self.key, &self.id)
+            .await
+            .map_err(|e| store_err(format!("aborting upload of {}", self.key), e))
+    }
+}
+
+/// Complete a staged upload: the object becomes visible. Completing one that was completed
+/// before (a replayed commit) finds the object there and succeeds.
+pub async fn complete_staged(store: &Arc<AmazonS3>, o: &StagedObject) -> Result<()> {
+    let key = ObjectPath::from(o.key.as_str());
+    let parts = o
+        .parts
+        .iter()
+        .map(|p| PartId {
+            content_id: p.clone(),
+        })
+        .collect();
+    match store.complete_multipart(&key, &o.upload, parts).await {
+        Ok(_) => Ok(()),
+        Err(e) => match store.head(&key).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(store_err(
+                format!("completing upload of {key} (neither completed nor there)"),
+                e,
+            )),
+        },
     }
 }
 

@@ -177,6 +177,7 @@ fn load(spec: &LookupSpec, join: &StreamingJoin) -> Result<Loaded> {
                     metrics: Default::default(),
                     push: Default::default(),
                     parallelism: 1,
+                    checkpointing: false,
                 };
                 let mut out = vec![];
                 for mut shard in open_source(&table, &env)? {

@@ -115,6 +115,9 @@ pub const DEFAULT_MAX_DRIFT_MS: i64 = 30_000;
 /// Batches buffered per producer→consumer channel.
 const CHANNEL_CAPACITY: usize = 8;
 
+/// How long a source task runs before it hands its worker back to the scheduler.
+const YIELD_EVERY: Duration = Duration::from_millis(5);
+
 /// What tasks report to the sink task besides data.
 pub(crate) enum Control {
     /// Late rows, for the late-data output.
@@ -195,6 +198,8 @@ struct TaskEnv {
     acks: mpsc::UnboundedSender<Ack>,
     /// Barrier requests for the source tasks.
     barriers: watch::Receiver<BarrierRequest>,
+    /// The last completed checkpoint's epoch (sources acknowledge it to their systems).
+    completed: watch::Receiver<u64>,
     /// Align barriers (exactly-once) or not (at-least-once).
     exactly_once: bool,
     /// Number of key groups.
@@ -321,6 +326,8 @@ struct ShardTask {
     key: String,
     /// Rows read from the shard, over every run (part of its checkpointed position).
     rows: u64,
+    /// Positions of checkpoints taken and not yet known complete, oldest first.
+    uncompleted: std::collections::VecDeque<(u64, Value)>,
 }
 
 impl ShardTask {
@@ -367,6 +374,9 @@ impl ShardTask {
 
     /// Inject barrier `epoch` after everything read so far.
     async fn inject(&mut self, epoch: u64, state: Value) -> Result<()> {
+        if let Some(p) = state.get("position") {
+            self.uncompleted.push_back((epoch, p.clone()));
+        }
         let _ = self.env.acks.send(Ack::Source {
             task: self.task,
             epoch,
@@ -376,6 +386,18 @@ impl ShardTask {
             c.router.send(Message::Barrier(Barrier { epoch })).await?;
         }
         Ok(())
+    }
+
+    /// Checkpoint `epoch` completed: the shard may acknowledge its position to the system it
+    /// reads (Kafka commits offsets to the group).
+    fn checkpoint_completed(&mut self, epoch: u64) {
+        let mut last = None;
+        while self.uncompleted.front().is_some_and(|(e, _)| *e <= epoch) {
+            last = self.uncompleted.pop_front();
+        }
+        if let Some((_, position)) = last {
+            self.shard.checkpoint_complete(&position);
+        }
     }
 
     /// The shard ended: tell the coordinator where (it is part of every later checkpoint).
@@ -419,11 +441,13 @@ async fn shard_loop(t: &mut ShardTask) -> Result<()> {
     let mut cancel = t.env.cancel.clone();
     let mut drain = t.env.drain.clone();
     let mut barriers = t.env.barriers.clone();
+    let mut completed = t.env.completed.clone();
     let mut injected = barriers.borrow().epoch;
     let mut pending: Option<BarrierRequest> = None;
     let mut idle = false;
     let mut watermark = Timestamp::MAX;
     let idle_timeout = t.idle_timeout;
+    let mut last_yield = std::time::Instant::now();
     loop {
         if *cancel.borrow() {
             return Err(Error::Cancelled);
@@ -435,9 +459,20 @@ async fn shard_loop(t: &mut ShardTask) -> Result<()> {
             injected = req.epoch;
             t.inject(req.epoch, state).await?;
             if req.stop {
-                // Stop with a final checkpoint: nothing after the barrier.
-                let _ = cancel.wait_for(|c| *c).await;
-                return Err(Error::Cancelled);
+                // Stop with a final checkpoint: nothing after the barrier, but its completion
+                // is still acknowledged (Kafka offsets).
+                loop {
+                    tokio::select! {
+                        _ = cancel.wait_for(|c| *c) => return Err(Error::Cancelled),
+                        r = completed.changed() => {
+                            if r.is_err() {
+                                return Err(Error::Cancelled);
+                            }
+                            let epoch = *completed.borrow_and_update();
+                            t.checkpoint_completed(epoch);
+                        }
+                    }
+                }
             }
         }
         let draining = drain.as_mut().is_some_and(|d| *d.borrow());
@@ -466,6 +501,13 @@ async fn shard_loop(t: &mut ShardTask) -> Result<()> {
                     if req.epoch > injected {
                         pending = Some(req);
                     }
+                }
+                continue;
+            }
+            r = completed.changed() => {
+                if r.is_ok() {
+                    let epoch = *completed.borrow_and_update();
+                    t.checkpoint_completed(epoch);
                 }
                 continue;
             }
@@ -603,10 +645,14 @@ async fn shard_loop(t: &mut ShardTask) -> Result<()> {
                 c.router.send(m).await?;
             }
         }
-        // A source decodes and routes synchronously: hand the worker back after each batch,
-        // so timers (checkpoint triggers, file rolling) and other tasks are not held up for
-        // a whole cooperative budget of batches.
-        tokio::task::yield_now().await;
+        // A source decodes and routes synchronously: hand the worker back every few
+        // milliseconds, so timers (checkpoint triggers, file rolling) and other tasks are not
+        // held up for a whole cooperative budget of batches. Yielding after every batch cost
+        // 8-11% on the fastest Nexmark queries.
+        if last_yield.elapsed() >= YIELD_EVERY {
+            tokio::task::yield_now().await;
+            last_yield = std::time::Instant::now();
+        }
     }
 }
 
@@ -828,6 +874,7 @@ impl Spawner<'_> {
                         task,
                         key,
                         rows: 0,
+                        uncompleted: Default::default(),
                     },
                     restored,
                 )));
@@ -945,6 +992,7 @@ pub async fn run_checkpointed(
     let (control_tx, mut control_rx) = mpsc::channel::<Control>(16);
     let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<Ack>();
     let (barrier_tx, barrier_rx) = watch::channel(BarrierRequest::default());
+    let (completed_tx, completed_rx) = watch::channel(0u64);
     let (exactly_once, key_groups) = match &checkpoint {
         Some(c) => (c.config.exactly_once, c.config.key_groups),
         None => (true, crate::state::DEFAULT_MAX_PARALLELISM),
@@ -956,6 +1004,7 @@ pub async fn run_checkpointed(
         control: control_tx,
         acks: ack_tx,
         barriers: barrier_rx,
+        completed: completed_rx,
         exactly_once,
         key_groups,
     };
@@ -1013,6 +1062,7 @@ pub async fn run_checkpointed(
         metrics: &metrics,
         coordinator: coordinator.as_mut(),
         barriers: barrier_tx,
+        completed: completed_tx,
         sink_watermark: Timestamp::MIN,
     };
     let result = driver
@@ -1096,6 +1146,7 @@ struct SinkDriver<'a> {
     metrics: &'a Arc<JobMetrics>,
     coordinator: Option<&'a mut Coordinator>,
     barriers: watch::Sender<BarrierRequest>,
+    completed: watch::Sender<u64>,
     sink_watermark: Timestamp,
 }
 
@@ -1327,6 +1378,7 @@ impl SinkDriver<'_> {
         self.sink.commit(w.epoch, w.sink).await?;
         crate::failpoint!("sink-after-commit");
         c.committed(w.epoch).await?;
+        let _ = self.completed.send(w.epoch);
         let m = self.metrics;
         m.checkpoint_epoch.store(w.epoch, Ordering::Relaxed);
         m.checkpoint_ms
