@@ -6,8 +6,9 @@
 #   3. scripts/crash-test.sh, short: a file job killed with kill -9 at random moments and
 #      checked against DuckDB;
 #   4. scripts/connector-tests.sh: the Kinesis, S3, Kafka and PostgreSQL connectors against
-#      real servers on loopback, which it installs (once, cached) and starts.
-# WEIR_SKIP_CONNECTOR_TESTS=1 skips the last part. Each stage prints how long it took.
+#      real servers on loopback, which it installs (once, cached) and starts;
+#   5. the crash test again, short, with a Kafka source (tansu) and with an S3 sink (moto).
+# WEIR_SKIP_CONNECTOR_TESTS=1 skips the last two parts. Each stage prints how long it took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 stage() {
@@ -27,3 +28,5 @@ if [[ "${WEIR_SKIP_CONNECTOR_TESTS:-}" == "1" ]]; then
 fi
 # The same features as above, so nothing is compiled again.
 stage "connector tests" env WEIR_CARGO_FLAGS="--features failpoints ${WEIR_CARGO_FLAGS:-}" scripts/connector-tests.sh
+stage "crash test, kafka source (short)" scripts/crash-test.sh --kills 3 --rows 100000 --source kafka --bin target/debug/weir
+stage "crash test, s3 sink (short)" scripts/crash-test.sh --kills 3 --rows 1000000 --sink s3 --bin target/debug/weir
