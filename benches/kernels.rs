@@ -187,6 +187,7 @@ fn kernels(c: &mut Criterion) {
         ],
         ttl: None,
         updating: false,
+        broadcast: None,
     };
     g.bench_function("interval_join", |b| {
         b.iter(|| {

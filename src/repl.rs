@@ -2,6 +2,11 @@
 //! history, completion of keywords, tables and columns, `SHOW TABLES`, `DESCRIBE`, `EXPLAIN`,
 //! `\help`, `\q`. A continuous SELECT prints its rows as windows close; Ctrl-C stops that
 //! query and returns to the prompt.
+//!
+//! An INSERT (or statement set) runs in the background, as in Flink's SQL client: the prompt
+//! returns at once, `SHOW JOBS` lists the jobs of the session, and `STOP JOB '<id>'` stops
+//! one with a final checkpoint when it checkpoints (`WITH DRAIN` fires its open windows
+//! first). Quitting stops the running jobs the same way and waits for them.
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
@@ -98,6 +103,7 @@ Statements end with ';' and may span lines.
   SELECT ... FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '10' SECOND))
     GROUP BY window_start, window_end, ...;   -- rows print as windows close; Ctrl-C stops
   SHOW TABLES;  SHOW VIEWS;  DESCRIBE t;  EXPLAIN SELECT ...;  SET 'key' = 'value';
+  INSERT jobs run in the background: SHOW JOBS;  STOP JOB 'id' [WITH DRAIN];
 Commands: \\help  \\q (quit)";
 
 /// Completion and multi-line validation.
@@ -231,7 +237,9 @@ pub fn run(engine: Engine, runtime: &tokio::runtime::Runtime) -> Result<()> {
         "weir {} — streaming SQL. Statements end with ';'. \\help for help, \\q to quit.",
         env!("CARGO_PKG_VERSION")
     );
+    let mut jobs = Jobs::default();
     loop {
+        runtime.block_on(jobs.reap());
         refresh_words(&engine, &words);
         let line = match editor.readline("weir> ") {
             Ok(l) => l,
@@ -274,20 +282,193 @@ pub fn run(engine: Engine, runtime: &tokio::runtime::Runtime) -> Result<()> {
             }
             _ => {}
         }
-        if let Err(e) = runtime.block_on(run_input(&engine, input)) {
+        if let Err(e) = runtime.block_on(run_input(&engine, &mut jobs, input)) {
             eprintln!("ERROR: {e}");
+        }
+    }
+    runtime.block_on(jobs.stop_all());
+    Ok(())
+}
+
+async fn run_input(engine: &Engine, jobs: &mut Jobs, sql: &str) -> Result<()> {
+    if let Some(r) = jobs.command(sql).await {
+        return r;
+    }
+    // Statements run one at a time, so a SELECT's rows are not mixed with later output.
+    for stmt in crate::sql::parse_sql(sql)? {
+        let background = !matches!(stmt.statement, crate::sql::statement::Statement::Query(_));
+        let out = engine.run_located(&stmt, SelectOutput::Print).await?;
+        match out {
+            StatementOutput::Job(job) if background => jobs.submit(job),
+            out => print_output(out).await?,
         }
     }
     Ok(())
 }
 
-async fn run_input(engine: &Engine, sql: &str) -> Result<()> {
-    // Statements run one at a time, so a SELECT's rows are not mixed with later output.
-    for stmt in crate::sql::parse_sql(sql)? {
-        let out = engine.run_located(&stmt, SelectOutput::Print).await?;
-        print_output(out).await?;
+/// The session's background jobs (INSERTs), by identity, in submission order.
+#[derive(Default)]
+struct Jobs {
+    list: Vec<(String, JobState)>,
+}
+
+enum JobState {
+    Running(crate::engine::Job),
+    Ended(String),
+}
+
+impl Jobs {
+    fn submit(&mut self, job: crate::engine::Job) {
+        let id = job.identity.clone();
+        println!("Job '{id}' submitted: SHOW JOBS lists it, STOP JOB '{id}' stops it.");
+        self.list.retain(|(i, _)| *i != id);
+        self.list.push((id, JobState::Running(job)));
     }
-    Ok(())
+
+    /// Collect jobs that ended, printing how.
+    async fn reap(&mut self) {
+        for (id, state) in &mut self.list {
+            if matches!(state, JobState::Running(j) if j.is_finished()) {
+                let JobState::Running(job) =
+                    std::mem::replace(state, JobState::Ended(String::new()))
+                else {
+                    continue;
+                };
+                let how = match job.wait().await {
+                    Ok(s) => format!("{s}"),
+                    Err(e) => format!("FAILED: {e}"),
+                };
+                eprintln!("Job '{id}' {how}.");
+                *state = JobState::Ended(how);
+            }
+        }
+    }
+
+    /// `SHOW JOBS` and `STOP JOB '<id>' [WITH SAVEPOINT] [WITH DRAIN]` (Flink's statements);
+    /// `None` for anything else.
+    async fn command(&mut self, sql: &str) -> Option<Result<()>> {
+        let words: Vec<String> = sql
+            .trim()
+            .trim_end_matches(';')
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        let upper: Vec<String> = words.iter().map(|w| w.to_uppercase()).collect();
+        match upper
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
+            ["SHOW", "JOBS"] => {
+                self.reap().await;
+                self.show();
+                Some(Ok(()))
+            }
+            ["STOP", "JOB", _, rest @ ..] => {
+                let drain = match rest {
+                    [] | ["WITH", "SAVEPOINT"] => false,
+                    ["WITH", "DRAIN"] | ["WITH", "SAVEPOINT", "WITH", "DRAIN"] => true,
+                    _ => {
+                        return Some(Err(Error::Plan(
+                            "expected STOP JOB '<id>' [WITH SAVEPOINT] [WITH DRAIN]".into(),
+                        )));
+                    }
+                };
+                let id = words[2].trim_matches('\'').to_string();
+                Some(self.stop(&id, drain).await)
+            }
+            _ => None,
+        }
+    }
+
+    fn show(&self) {
+        if self.list.is_empty() {
+            println!("No jobs.");
+            return;
+        }
+        println!(
+            "{:<32} {:<10} {:>12} {:>12}  checkpoint",
+            "id", "status", "events", "rows out"
+        );
+        for (id, state) in &self.list {
+            match state {
+                JobState::Running(j) => {
+                    let m = j.metrics();
+                    let get = crate::runtime::JobMetrics::get;
+                    let cp = if j.is_checkpointing() {
+                        match get(&m.checkpoint_epoch) {
+                            0 => "none yet".to_string(),
+                            n => format!("{n}"),
+                        }
+                    } else {
+                        "off".to_string()
+                    };
+                    println!(
+                        "{id:<32} {:<10} {:>12} {:>12}  {cp}",
+                        "RUNNING",
+                        get(&m.events_in),
+                        get(&m.rows_out)
+                    );
+                }
+                JobState::Ended(how) => {
+                    let status = if how.starts_with("FAILED") {
+                        "FAILED"
+                    } else {
+                        "ENDED"
+                    };
+                    println!("{id:<32} {status:<10}  {how}");
+                }
+            }
+        }
+    }
+
+    async fn stop(&mut self, id: &str, drain: bool) -> Result<()> {
+        let Some(pos) = self.list.iter().position(|(i, _)| i == id) else {
+            let known: Vec<&str> = self.list.iter().map(|(i, _)| i.as_str()).collect();
+            return Err(Error::Plan(format!(
+                "no job '{id}' in this session (jobs: {})",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        };
+        let state = std::mem::replace(&mut self.list[pos].1, JobState::Ended(String::new()));
+        let JobState::Running(job) = state else {
+            self.list[pos].1 = state;
+            println!("Job '{id}' has already ended.");
+            return Ok(());
+        };
+        if drain {
+            job.drain();
+        } else {
+            job.stop();
+        }
+        let how = match job.wait().await {
+            Ok(s) => format!("{s}"),
+            Err(e) => format!("FAILED: {e}"),
+        };
+        println!("Job '{id}' {how}.");
+        self.list[pos].1 = JobState::Ended(how);
+        Ok(())
+    }
+
+    /// Stop every running job (with a final checkpoint when it checkpoints) and wait.
+    async fn stop_all(&mut self) {
+        let ids: Vec<String> = self
+            .list
+            .iter()
+            .filter(|(_, s)| matches!(s, JobState::Running(_)))
+            .map(|(i, _)| i.clone())
+            .collect();
+        for id in ids {
+            if let Err(e) = self.stop(&id, false).await {
+                eprintln!("ERROR: {e}");
+            }
+        }
+    }
 }
 
 /// Print a statement's result; for a running query, wait for it (Ctrl-C stops it).

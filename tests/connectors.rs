@@ -1416,3 +1416,116 @@ async fn s3_sink_is_exactly_once_across_crashes() {
     assert_eq!(total, n / 3 * 3, "rows published");
     assert_eq!(ids.len(), n / 3 * 3, "distinct ids published");
 }
+
+/// Checkpointed jobs writing to PostgreSQL, one appending and one upserting (an updating
+/// GROUP BY): the `weir` binary (built with failpoints) is aborted inside a commit's
+/// transaction and right after an epoch record, then run to the end. Every id is in the
+/// append table exactly once, the upserted counts equal the batch answer, and the progress
+/// table names the committed epochs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the servers scripts/connector-tests.sh starts"]
+async fn jdbc_sink_is_exactly_once_across_crashes() {
+    let n = records(300_000);
+    let pg = postgres().await;
+    let raw = unique("raw").replace('-', "_");
+    let counts = unique("counts").replace('-', "_");
+    pg.batch_execute(&format!(
+        "CREATE TABLE {raw} (id bigint, k bigint);
+         CREATE TABLE {counts} (k bigint PRIMARY KEY, n bigint, s bigint);"
+    ))
+    .await
+    .unwrap();
+    let dir = tempdir();
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let per = n / 3;
+    for f in 0..3 {
+        let lines: Vec<String> = (0..per)
+            .map(|i| {
+                let id = f * per + i;
+                format!(r#"{{"id":{id},"k":{}}}"#, id % 5)
+            })
+            .collect();
+        write_lines(&input.join(format!("part-{f}.json")), &lines);
+    }
+    let url = format!("jdbc:{}", env("WEIR_TEST_POSTGRES"));
+    let job = dir.path().join("job.sql");
+    std::fs::write(
+        &job,
+        format!(
+            "SET 'state.checkpoints.dir' = '{}';
+             SET 'execution.checkpointing.interval' = '100 ms';
+             CREATE TABLE events (id BIGINT, k BIGINT)
+               WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             CREATE TABLE raw_pg (id BIGINT, k BIGINT)
+               WITH ('connector' = 'jdbc', 'url' = '{url}', 'table-name' = '{raw}',
+                     'sink.buffer-flush.max-rows' = '5000');
+             CREATE TABLE counts_pg (k BIGINT, n BIGINT, s BIGINT, PRIMARY KEY (k) NOT ENFORCED)
+               WITH ('connector' = 'jdbc', 'url' = '{url}', 'table-name' = '{counts}');
+             INSERT INTO raw_pg SELECT id, k FROM events;
+             INSERT INTO counts_pg SELECT k, COUNT(*) AS n, SUM(id) AS s FROM events GROUP BY k;",
+            dir.path().join("chk").display(),
+            input.display(),
+        ),
+    )
+    .unwrap();
+    let run = |failpoint: Option<&str>| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_weir"));
+        c.args(["run", "--parallelism", "2"]).arg(&job);
+        if let Some(f) = failpoint {
+            c.env("WEIR_FAILPOINT", f);
+        }
+        let out = c.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, err) = run(Some("sink-mid-commit"));
+    assert!(!ok && err.contains("sink-mid-commit"), "{err}");
+    let _ = run(Some("checkpoint-after-epoch-record:3"));
+    let (ok, err) = run(None);
+    assert!(ok, "{err}");
+    let total = (per * 3) as i64;
+    let row = pg
+        .query_one(
+            &format!("SELECT count(*), count(DISTINCT id) FROM {raw}"),
+            &[],
+        )
+        .await
+        .unwrap();
+    let (rows, ids): (i64, i64) = (row.get(0), row.get(1));
+    assert_eq!(
+        (rows, ids),
+        (total, total),
+        "append table: rows, distinct ids"
+    );
+    let got = pg
+        .query(&format!("SELECT k, n, s FROM {counts} ORDER BY k"), &[])
+        .await
+        .unwrap();
+    let got: Vec<(i64, i64, i64)> = got.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    let want: Vec<(i64, i64, i64)> = (0..5)
+        .map(|k| {
+            let ids = (0..total).filter(|i| i % 5 == k);
+            let (c, s) = ids.fold((0, 0), |(c, s), i| (c + 1, s + i));
+            (k, c, s)
+        })
+        .collect();
+    assert_eq!(got, want, "upserted counts");
+    let committed: i64 = pg
+        .query_one(
+            "SELECT count(*) FROM weir_progress WHERE sink = $1",
+            &[&raw],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(committed > 0, "the progress table records committed epochs");
+    let staged: i64 = pg
+        .query_one(&format!("SELECT count(*) FROM {raw}__weir_stage"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(staged, 0, "no staged rows are left");
+}

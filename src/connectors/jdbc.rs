@@ -17,6 +17,23 @@
 //!
 //! A failed flush is retried on a new connection (a flush is one transaction, and upserts
 //! are idempotent, so a retry neither loses nor duplicates rows).
+//!
+//! ## Exactly-once, with checkpoints
+//! Rows are staged, not written, until the checkpoint that covers them completes, so output
+//! appears once per checkpoint interval (that is the latency).
+//! - The sink creates two tables beside the target, in its schema: `<table>__weir_stage`
+//!   (the target's columns plus lineage, job, epoch, a delete flag and a sequence number) and
+//!   `weir_progress (job, lineage, sink, subtask, epoch)`; `job` is a hash of the job's
+//!   identity.
+//! - Full buffers and the barrier COPY the rows into the stage table (epoch 0 while the epoch
+//!   is open); the barrier stamps them with the checkpoint's epoch, in one transaction.
+//! - On commit, one transaction checks `weir_progress` for the epoch; if absent, it moves the
+//!   epoch's staged rows into the target (for an upsert sink, the last change per key, in
+//!   order), inserts the progress row and deletes the staged rows. A replayed commit finds the
+//!   progress row and does nothing.
+//! - A restore replays the commit of a checkpoint that completed but was not yet published
+//!   and deletes staged rows of epochs no completed checkpoint covers (a new lineage
+//!   starts clean: `--no-restore` gives one).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -69,6 +86,20 @@ pub struct JdbcSink {
     max_rows: usize,
     interval: Duration,
     max_retries: u32,
+    /// `"schema".` of the target (or empty) and its unquoted table name.
+    schema_prefix: String,
+    table_name: String,
+    /// With checkpoints: where rows are staged.
+    staging: Option<Staging>,
+}
+
+/// The exactly-once state of a checkpointed sink (see the module doc).
+struct Staging {
+    lineage: String,
+    job: String,
+    sink: String,
+    stage: String,
+    progress: String,
 }
 
 impl JdbcSink {
@@ -104,6 +135,20 @@ impl JdbcSink {
             .map(quote_ident)
             .collect::<Vec<_>>()
             .join(".");
+        let (schema_prefix, table_name) = match name.rsplit_once('.') {
+            Some((schema, t)) => (
+                format!(
+                    "{}.",
+                    schema
+                        .split('.')
+                        .map(quote_ident)
+                        .collect::<Vec<_>>()
+                        .join(".")
+                ),
+                t.to_string(),
+            ),
+            None => (String::new(), name.to_string()),
+        };
         let data_fields: Vec<_> = schema
             .fields()
             .iter()
@@ -151,6 +196,9 @@ impl JdbcSink {
             max_rows,
             interval,
             max_retries,
+            schema_prefix,
+            table_name,
+            staging: None,
         })
     }
 
@@ -375,12 +423,261 @@ impl JdbcSink {
     }
 }
 
+impl JdbcSink {
+    /// COPY the buffered rows into the stage table with epoch 0 (the open epoch).
+    async fn stage_buffer(&mut self) -> Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let batch = concat_batches(&self.buffer[0].schema(), &self.buffer)?;
+        let (rows, deletes) = if self.key.is_empty() {
+            let n = batch.num_rows();
+            (batch, vec![false; n])
+        } else {
+            self.reduce(&batch)?
+        };
+        let mut text = self.copy_text(&rows, Some(&deletes))?;
+        let Some(st) = &self.staging else {
+            return Ok(());
+        };
+        // Each line gets the lineage, job and open epoch.
+        let suffix = format!("\t{}\t{}\t0\n", st.lineage, st.job);
+        let mut lines = Vec::with_capacity(text.len() + rows.num_rows() * suffix.len());
+        for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            lines.extend_from_slice(line);
+            lines.extend_from_slice(suffix.as_bytes());
+        }
+        text = lines;
+        let copy = format!(
+            "COPY {} ({}, weir_delete, weir_lineage, weir_job, weir_epoch) FROM STDIN",
+            st.stage,
+            self.columns.join(", ")
+        );
+        let shown = self.shown.clone();
+        let client = self.connect().await?;
+        let sink = client
+            .copy_in::<_, Bytes>(&copy)
+            .await
+            .map_err(|e| pg_err(format!("{shown}: staging"), e))?;
+        futures::pin_mut!(sink);
+        sink.send(Bytes::from(text))
+            .await
+            .map_err(|e| pg_err(format!("{shown}: staging"), e))?;
+        sink.finish()
+            .await
+            .map_err(|e| pg_err(format!("{shown}: staging"), e))?;
+        self.buffer.clear();
+        self.buffered = 0;
+        Ok(())
+    }
+
+    /// Create the stage and progress tables; publish a restored checkpoint's epochs if it
+    /// was not; drop staged rows no completed checkpoint covers.
+    async fn begin_staging(
+        &mut self,
+        tag: &str,
+        restored: Option<(u64, serde_json::Value, bool)>,
+    ) -> Result<()> {
+        let (lineage, job) = tag.split_once('-').unwrap_or((tag, ""));
+        let staging = Staging {
+            lineage: lineage.to_string(),
+            job: job.to_string(),
+            sink: self.table_name.clone(),
+            stage: format!(
+                "{}{}",
+                self.schema_prefix,
+                quote_ident(&format!("{}__weir_stage", self.table_name))
+            ),
+            progress: format!("{}weir_progress", self.schema_prefix),
+        };
+        let ddl = format!(
+            "CREATE TABLE IF NOT EXISTS {progress} (job text NOT NULL, lineage text NOT NULL, \
+               sink text NOT NULL, subtask int NOT NULL, epoch bigint NOT NULL, \
+               committed_at timestamptz NOT NULL DEFAULT now(), \
+               PRIMARY KEY (job, lineage, sink, subtask, epoch));
+             CREATE TABLE IF NOT EXISTS {stage} (LIKE {target} EXCLUDING ALL, \
+               weir_delete boolean NOT NULL, weir_lineage text NOT NULL, weir_job text NOT NULL, \
+               weir_epoch bigint NOT NULL, weir_seq bigserial);",
+            progress = staging.progress,
+            stage = staging.stage,
+            target = self.target,
+        );
+        let shown = self.shown.clone();
+        self.connect()
+            .await?
+            .batch_execute(&ddl)
+            .await
+            .map_err(|e| {
+                pg_err(
+                    format!("{shown}: creating the stage and progress tables"),
+                    e,
+                )
+            })?;
+        self.staging = Some(staging);
+        let covered = match restored {
+            Some((e, info, committed)) => {
+                if !committed {
+                    self.publish(e, &info).await?;
+                }
+                e
+            }
+            None => 0,
+        };
+        let Some(st) = &self.staging else {
+            return Ok(());
+        };
+        let sql = format!(
+            "DELETE FROM {} WHERE weir_lineage = $1 AND weir_job = $2 \
+               AND (weir_epoch = 0 OR weir_epoch > $3)",
+            st.stage
+        );
+        let (lineage, job) = (st.lineage.clone(), st.job.clone());
+        self.connect()
+            .await?
+            .execute(&sql, &[&lineage, &job, &(covered as i64)])
+            .await
+            .map_err(|e| pg_err(format!("{shown}: dropping uncommitted staged rows"), e))?;
+        Ok(())
+    }
+
+    /// Stage what is buffered and stamp the open epoch's rows with `epoch`.
+    async fn pre_commit_staged(&mut self, epoch: u64) -> Result<serde_json::Value> {
+        self.stage_buffer().await?;
+        let Some(st) = &self.staging else {
+            return Ok(serde_json::Value::Null);
+        };
+        let sql = format!(
+            "UPDATE {} SET weir_epoch = $3 WHERE weir_lineage = $1 AND weir_job = $2 \
+               AND weir_epoch = 0",
+            st.stage
+        );
+        let (lineage, job) = (st.lineage.clone(), st.job.clone());
+        let shown = self.shown.clone();
+        self.connect()
+            .await?
+            .execute(&sql, &[&lineage, &job, &(epoch as i64)])
+            .await
+            .map_err(|e| pg_err(format!("{shown}: staging epoch {epoch}"), e))?;
+        Ok(serde_json::json!({ "epochs": [epoch] }))
+    }
+
+    /// Move the staged rows of the epochs `info` lists into the target, once: see the module
+    /// doc.
+    async fn publish(&mut self, epoch: u64, info: &serde_json::Value) -> Result<()> {
+        let epochs: Vec<i64> = match info.get("epochs") {
+            Some(v) => serde_json::from_value(v.clone()).map_err(|e| Error::Execution {
+                operator: self.shown.clone(),
+                message: format!("checkpoint {epoch}: unreadable list of staged epochs: {e}"),
+            })?,
+            None => vec![],
+        };
+        let Some(st) = &self.staging else {
+            return Ok(());
+        };
+        let columns = self.columns.join(", ");
+        let of_epochs = "weir_lineage = $1 AND weir_job = $2 AND weir_epoch = ANY($3)";
+        let apply = if self.key.is_empty() {
+            format!(
+                "INSERT INTO {t} ({columns}) SELECT {columns} FROM {s} \
+                 WHERE {of_epochs} AND NOT weir_delete ORDER BY weir_seq",
+                t = self.target,
+                s = st.stage,
+            )
+        } else {
+            let key: Vec<String> = self.key.iter().map(|i| self.columns[*i].clone()).collect();
+            let keys = key.join(", ");
+            let on = key
+                .iter()
+                .map(|k| format!("t.{k} = l.{k}"))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            let updates: Vec<String> = self
+                .columns
+                .iter()
+                .filter(|c| !key.contains(c))
+                .map(|c| format!("{c} = EXCLUDED.{c}"))
+                .collect();
+            let action = if updates.is_empty() {
+                "DO NOTHING".to_string()
+            } else {
+                format!("DO UPDATE SET {}", updates.join(", "))
+            };
+            let last = format!(
+                "SELECT DISTINCT ON ({keys}) * FROM {s} WHERE {of_epochs} \
+                 ORDER BY {keys}, weir_seq DESC",
+                s = st.stage
+            );
+            format!(
+                "WITH l AS ({last}), d AS (DELETE FROM {t} t USING l WHERE l.weir_delete AND {on}) \
+                 INSERT INTO {t} ({columns}) SELECT {columns} FROM l WHERE NOT weir_delete \
+                 ON CONFLICT ({keys}) {action}",
+                t = self.target,
+            )
+        };
+        let progress_check = format!(
+            "SELECT 1 FROM {} WHERE job = $1 AND lineage = $2 AND sink = $3 AND subtask = 0 \
+               AND epoch = $4",
+            st.progress
+        );
+        let progress_insert = format!(
+            "INSERT INTO {} (job, lineage, sink, subtask, epoch) VALUES ($1, $2, $3, 0, $4)",
+            st.progress
+        );
+        let cleanup = format!("DELETE FROM {} WHERE {of_epochs}", st.stage);
+        let (lineage, job, sink) = (st.lineage.clone(), st.job.clone(), st.sink.clone());
+        let shown = self.shown.clone();
+        let ctx = |what: &str| format!("{shown}: committing epoch {epoch} ({what})");
+        let client = self.connect().await?;
+        client
+            .batch_execute("BEGIN")
+            .await
+            .map_err(|e| pg_err(ctx("BEGIN"), e))?;
+        let done = client
+            .query_opt(&progress_check, &[&job, &lineage, &sink, &(epoch as i64)])
+            .await
+            .map_err(|e| pg_err(ctx("progress"), e))?;
+        if done.is_none() {
+            client
+                .execute(&apply, &[&lineage, &job, &epochs])
+                .await
+                .map_err(|e| pg_err(ctx("rows"), e))?;
+            crate::failpoint!("sink-mid-commit");
+            client
+                .execute(&progress_insert, &[&job, &lineage, &sink, &(epoch as i64)])
+                .await
+                .map_err(|e| pg_err(ctx("progress"), e))?;
+            client
+                .execute(&cleanup, &[&lineage, &job, &epochs])
+                .await
+                .map_err(|e| pg_err(ctx("cleanup"), e))?;
+        }
+        client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(|e| pg_err(ctx("COMMIT"), e))
+    }
+}
+
 impl Sink for JdbcSink {
     fn delivery(&self) -> Result<super::Delivery> {
-        crate::not_supported!(
-            "checkpointing a job writing to jdbc (its buffered output is not yet flushed at \
-             checkpoints); run it without 'state.checkpoints.dir'"
-        )
+        Ok(super::Delivery::ExactlyOnce)
+    }
+
+    fn begin_checkpointing(
+        &mut self,
+        tag: &str,
+        restored: Option<(u64, serde_json::Value, bool)>,
+    ) -> BoxFuture<'_, Result<()>> {
+        let tag = tag.to_string();
+        Box::pin(async move { self.begin_staging(&tag, restored).await })
+    }
+
+    fn pre_commit(&mut self, epoch: u64) -> BoxFuture<'_, Result<serde_json::Value>> {
+        Box::pin(self.pre_commit_staged(epoch))
+    }
+
+    fn commit(&mut self, epoch: u64, info: serde_json::Value) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move { self.publish(epoch, &info).await })
     }
 
     fn write_batch(&mut self, batch: RecordBatch) -> BoxFuture<'_, Result<()>> {
@@ -388,14 +685,24 @@ impl Sink for JdbcSink {
             self.buffered += batch.num_rows();
             self.buffer.push(batch);
             if self.buffered >= self.max_rows {
-                self.flush().await?;
+                if self.staging.is_some() {
+                    self.stage_buffer().await?;
+                } else {
+                    self.flush().await?;
+                }
             }
             Ok(())
         })
     }
 
     fn tick(&mut self) -> BoxFuture<'_, Result<()>> {
-        Box::pin(self.flush())
+        Box::pin(async move {
+            if self.staging.is_some() {
+                // Output waits for the checkpoint that covers it.
+                return Ok(());
+            }
+            self.flush().await
+        })
     }
 
     fn tick_interval_ms(&self) -> u64 {
@@ -403,6 +710,12 @@ impl Sink for JdbcSink {
     }
 
     fn finish(&mut self) -> BoxFuture<'_, Result<()>> {
-        Box::pin(self.flush())
+        Box::pin(async move {
+            if self.staging.is_some() {
+                // The final checkpoint published everything it covers; nothing else may be.
+                return Ok(());
+            }
+            self.flush().await
+        })
     }
 }

@@ -220,7 +220,9 @@ pub trait Sink: Send {
         Box::pin(async { Ok(()) })
     }
     /// Barrier `epoch` reached the sink: close what epoch `epoch` wrote and say what to
-    /// publish once the checkpoint completes (written into the checkpoint).
+    /// publish once the checkpoint completes (written into the checkpoint). The info is a
+    /// JSON object of arrays (or null): if the checkpoint fails, its arrays are appended to
+    /// the next checkpoint's, so [`Sink::commit`] of that one publishes both.
     fn pre_commit(&mut self, _epoch: u64) -> BoxFuture<'_, Result<serde_json::Value>> {
         Box::pin(async { Ok(serde_json::Value::Null) })
     }

@@ -98,6 +98,9 @@ pub struct JoinSpec {
     pub ttl: Option<Duration>,
     /// Whether the output is a changelog (a regular outer join).
     pub updating: bool,
+    /// The side every instance receives whole (a broadcast input), if any: its stored rows
+    /// are the same in every instance, so a checkpoint restores them whole to each.
+    pub broadcast: Option<usize>,
 }
 
 impl fmt::Display for JoinSpec {
@@ -564,6 +567,16 @@ impl StreamingJoin {
     }
 
     /// The spec this join runs.
+    /// The snapshot table of `side`'s stored rows; a broadcast side's is restored whole to
+    /// every instance (see [`crate::state::BROADCAST_PREFIX`]).
+    fn side_table(&self, side: usize) -> String {
+        if self.spec.broadcast == Some(side) {
+            format!("{}side{side}", crate::state::BROADCAST_PREFIX)
+        } else {
+            format!("side{side}")
+        }
+    }
+
     pub(crate) fn spec(&self) -> &JoinSpec {
         &self.spec
     }
@@ -711,7 +724,7 @@ impl Operator for StreamingJoin {
             }
             if let Some(first) = parts.first() {
                 let all = datafusion::arrow::compute::concat_batches(&first.schema(), &parts)?;
-                tables.push((format!("side{side}"), all));
+                tables.push((self.side_table(side), all));
             }
         }
         Ok(Some(StateSnapshot {
@@ -726,7 +739,7 @@ impl Operator for StreamingJoin {
         self.watermark = snapshot.meta_i64("wm").unwrap_or(Timestamp::MIN);
         let now_ms = chrono::Utc::now().timestamp_millis();
         for side in 0..2 {
-            let Some(t) = snapshot.table(&format!("side{side}")) else {
+            let Some(t) = snapshot.table(&self.side_table(side)) else {
                 continue;
             };
             let width = self.spec.inputs[side].fields().len();
@@ -823,6 +836,7 @@ mod tests {
             expire,
             ttl: None,
             updating,
+            broadcast: None,
         }
     }
 

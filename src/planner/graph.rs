@@ -117,14 +117,7 @@ impl Flow {
         match self {
             Flow::Source { ops, .. } => ops.iter().try_for_each(OpSpec::check_checkpointable),
             Flow::Stage(s) => {
-                if s.inputs.iter().any(|i| i.exchange == Exchange::Broadcast) {
-                    // Every instance holds the broadcast side whole: its state is not split
-                    // by key group, so it cannot be restored at another parallelism yet.
-                    return crate::not_supported!(
-                        "checkpointing a join with a broadcast input (a per-window maximum \
-                         joined back to its rows, as Nexmark q7)"
-                    );
-                }
+                // A broadcast join side is snapshotted whole (see `JoinSpec::broadcast`).
                 s.ops.iter().try_for_each(OpSpec::check_checkpointable)?;
                 s.inputs
                     .iter()

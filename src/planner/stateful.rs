@@ -46,6 +46,14 @@ impl Planner<'_> {
             }
             _ => (Exchange::Hash, Exchange::Hash),
         };
+        let mut op = op;
+        if let OpSpec::Join(spec) = &mut op {
+            spec.broadcast = match (lx, rx) {
+                (Exchange::Broadcast, _) => Some(0),
+                (_, Exchange::Broadcast) => Some(1),
+                _ => None,
+            };
+        }
         Flow::Stage(Box::new(Stage {
             inputs: vec![
                 Input {
@@ -190,6 +198,7 @@ impl Planner<'_> {
             expire,
             ttl,
             updating,
+            broadcast: None,
         };
         let time_attrs = if label == "regular join" {
             vec![]
@@ -254,6 +263,7 @@ impl Planner<'_> {
             expire: [None, None],
             ttl: None,
             updating: false,
+            broadcast: None,
         };
         s.push(OpSpec::Lookup(crate::operators::LookupSpec {
             join,

@@ -69,6 +69,28 @@ impl Checkpointing {
     }
 }
 
+/// Merge what a sink pre-committed for a failed checkpoint (`carried`) into the next one's:
+/// a sink's info is a JSON object of arrays (or null), and arrays under one key are
+/// concatenated, so the next completed checkpoint publishes both.
+pub(crate) fn merge_sink_info(carried: Value, next: Value) -> Value {
+    match (carried, next) {
+        (Value::Null, n) => n,
+        (c, Value::Null) => c,
+        (Value::Object(mut c), Value::Object(n)) => {
+            for (k, v) in n {
+                match (c.get_mut(&k), v) {
+                    (Some(Value::Array(a)), Value::Array(b)) => a.extend(b),
+                    (_, v) => {
+                        c.insert(k, v);
+                    }
+                }
+            }
+            Value::Object(c)
+        }
+        (_, n) => n,
+    }
+}
+
 /// What a restore read from a checkpoint.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Restored {
@@ -138,6 +160,9 @@ pub(crate) struct Coordinator {
     last_done: Instant,
     failures: u64,
     pub(crate) events_before: u64,
+    /// What the sink pre-committed for checkpoints that then failed: published with the next
+    /// checkpoint that completes (see [`merge_sink_info`]).
+    carried: Value,
 }
 
 /// A checkpoint whose files are being written.
@@ -171,6 +196,7 @@ impl Coordinator {
             last_done: Instant::now(),
             failures: 0,
             events_before,
+            carried: Value::Null,
         }
     }
 
@@ -204,7 +230,17 @@ impl Coordinator {
 
     /// Give up the checkpoint in flight (timeout, or the job ended before it completed).
     pub(crate) fn abandon(&mut self) -> Option<u64> {
-        self.in_flight.take().map(|f| f.epoch)
+        let f = self.in_flight.take()?;
+        if let Some((info, _)) = f.sink {
+            self.carry(info);
+        }
+        Some(f.epoch)
+    }
+
+    /// Keep what the sink pre-committed for a checkpoint that will not complete.
+    pub(crate) fn carry(&mut self, info: Value) {
+        let carried = std::mem::take(&mut self.carried);
+        self.carried = merge_sink_info(carried, info);
     }
 
     /// Whether a stop checkpoint is in flight.
@@ -258,6 +294,7 @@ impl Coordinator {
         }
         let f = self.in_flight.take()?;
         let (sink, aligned_at) = f.sink?;
+        let sink = merge_sink_info(std::mem::take(&mut self.carried), sink);
         let mut sources = self.finished_sources.clone();
         sources.extend(f.sources);
         let writing = Writing {
@@ -283,6 +320,7 @@ impl Coordinator {
         let epoch = self.next_epoch;
         self.next_epoch += 1;
         let sources = self.finished_sources.clone();
+        let sink = merge_sink_info(std::mem::take(&mut self.carried), sink);
         (epoch, self.write_job(epoch, vec![], sources, sink, true))
     }
 
@@ -616,4 +654,28 @@ pub(crate) fn describe_sources(sources: &BTreeMap<String, Value>) -> String {
 /// JSON for a finished source shard that read `rows` rows in all.
 pub(crate) fn done_position(chains: Value, rows: u64) -> Value {
     json!({ "done": true, "chains": chains, "rows": rows })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_sink_info;
+    use serde_json::json;
+
+    #[test]
+    fn a_failed_checkpoints_sink_output_is_published_with_the_next() {
+        let failed = json!({ "files": [["a.tmp", "a"]], "objects": [] });
+        let next = json!({ "files": [["b.tmp", "b"]], "objects": [{ "key": "k" }] });
+        assert_eq!(
+            merge_sink_info(failed, next),
+            json!({ "files": [["a.tmp", "a"], ["b.tmp", "b"]], "objects": [{ "key": "k" }] })
+        );
+        assert_eq!(
+            merge_sink_info(serde_json::Value::Null, json!({ "epochs": [3] })),
+            json!({ "epochs": [3] })
+        );
+        assert_eq!(
+            merge_sink_info(json!({ "epochs": [2] }), serde_json::Value::Null),
+            json!({ "epochs": [2] })
+        );
+    }
 }

@@ -1369,6 +1369,8 @@ impl SinkDriver<'_> {
             Ok(m) => m,
             Err(e) => {
                 JobMetrics::add(&self.metrics.checkpoint_failures, 1);
+                // Its output is published by the next checkpoint that completes.
+                c.carry(w.sink);
                 c.failed(w.epoch, &e)?;
                 return Ok(None);
             }

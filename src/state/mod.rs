@@ -203,10 +203,15 @@ pub(crate) fn from_ipc(bytes: &[u8], what: &str) -> Result<Option<RecordBatch>> 
     Ok(Some(concat_batches(&schema, &batches)?))
 }
 
+/// Tables whose name starts with this hold state every instance has whole (a broadcast
+/// join side): restored whole, from one old instance, to every new one.
+pub(crate) const BROADCAST_PREFIX: &str = "broadcast-";
+
 /// The pieces of one operator's state (one per old instance) that an instance owning
 /// `range` restores: every piece whose range overlaps, rows filtered to `range`, tables of
-/// one name concatenated. `meta` is taken from the first piece (every instance of an operator
-/// saw the same watermarks before the barrier, so their scalar state agrees).
+/// one name concatenated; broadcast tables ([`BROADCAST_PREFIX`]) whole from the first piece.
+/// `meta` is taken from the first piece (every instance of an operator saw the same
+/// watermarks before the barrier, so their scalar state agrees).
 pub(crate) fn merge_pieces(
     pieces: &[(KeyGroupRange, StateSnapshot)],
     range: KeyGroupRange,
@@ -220,8 +225,18 @@ pub(crate) fn merge_pieces(
         return Ok(None);
     };
     let mut tables: Vec<(String, Vec<RecordBatch>)> = vec![];
+    if let Some((_, whole)) = pieces.first() {
+        for (name, batch) in &whole.tables {
+            if name.starts_with(BROADCAST_PREFIX) {
+                tables.push((name.clone(), vec![batch.clone()]));
+            }
+        }
+    }
     for s in &mine {
         for (name, batch) in &s.tables {
+            if name.starts_with(BROADCAST_PREFIX) {
+                continue;
+            }
             let b = filter_key_groups(batch, range)?;
             match tables.iter_mut().find(|(n, _)| n == name) {
                 Some((_, v)) => v.push(b),
