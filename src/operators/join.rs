@@ -727,10 +727,13 @@ impl Operator for StreamingJoin {
                 tables.push((self.side_table(side), all));
             }
         }
-        Ok(Some(StateSnapshot {
-            tables,
-            meta: serde_json::json!({ "wm": self.watermark }),
-        }))
+        // Beside a broadcast input the other side arrives by forward, not by key: an
+        // instance's rows may be of any key group.
+        let meta = match self.spec.broadcast {
+            Some(_) => serde_json::json!({ "wm": self.watermark, crate::state::ANY_RANGE: true }),
+            None => serde_json::json!({ "wm": self.watermark }),
+        };
+        Ok(Some(StateSnapshot { tables, meta }))
     }
 
     fn restore(&mut self, snapshot: StateSnapshot) -> Result<()> {

@@ -203,32 +203,48 @@ pub(crate) fn from_ipc(bytes: &[u8], what: &str) -> Result<Option<RecordBatch>> 
     Ok(Some(concat_batches(&schema, &batches)?))
 }
 
+/// A snapshot whose meta has this set to true holds rows of any key group, whatever the
+/// range of the instance that wrote it (the forward side of a broadcast join): a restore
+/// reads every piece of it, not only those whose range overlaps.
+pub(crate) const ANY_RANGE: &str = "any_range";
+
 /// Tables whose name starts with this hold state every instance has whole (a broadcast
 /// join side): restored whole, from one old instance, to every new one.
 pub(crate) const BROADCAST_PREFIX: &str = "broadcast-";
 
 /// The pieces of one operator's state (one per old instance) that an instance owning
 /// `range` restores: every piece whose range overlaps, rows filtered to `range`, tables of
-/// one name concatenated; broadcast tables ([`BROADCAST_PREFIX`]) whole from the first piece.
-/// `meta` is taken from the first piece (every instance of an operator saw the same
-/// watermarks before the barrier, so their scalar state agrees).
+/// one name concatenated. A broadcast table ([`BROADCAST_PREFIX`]) is taken whole from the
+/// piece that kept the most rows of it: every instance received the same rows, and one whose
+/// watermark was behind has evicted the fewest. `meta` is the first piece's, with its
+/// watermark `wm` the smallest of all pieces' (instances behind a hash exchange agree; those
+/// behind a forward one, beside a broadcast input, may not, and the smallest drops nothing
+/// too early).
 pub(crate) fn merge_pieces(
     pieces: &[(KeyGroupRange, StateSnapshot)],
     range: KeyGroupRange,
 ) -> Result<Option<StateSnapshot>> {
+    let any_range = pieces
+        .iter()
+        .any(|(_, s)| s.meta.get(ANY_RANGE).and_then(serde_json::Value::as_bool) == Some(true));
     let mine: Vec<&StateSnapshot> = pieces
         .iter()
-        .filter(|(r, _)| r.overlaps(&range))
+        .filter(|(r, _)| any_range || r.overlaps(&range))
         .map(|(_, s)| s)
         .collect();
     let Some(first) = mine.first() else {
         return Ok(None);
     };
     let mut tables: Vec<(String, Vec<RecordBatch>)> = vec![];
-    if let Some((_, whole)) = pieces.first() {
-        for (name, batch) in &whole.tables {
-            if name.starts_with(BROADCAST_PREFIX) {
-                tables.push((name.clone(), vec![batch.clone()]));
+    for (_, piece) in pieces {
+        for (name, batch) in &piece.tables {
+            if !name.starts_with(BROADCAST_PREFIX) {
+                continue;
+            }
+            match tables.iter_mut().find(|(n, _)| n == name) {
+                Some((_, v)) if v[0].num_rows() < batch.num_rows() => v[0] = batch.clone(),
+                Some(_) => {}
+                None => tables.push((name.clone(), vec![batch.clone()])),
             }
         }
     }
@@ -251,10 +267,13 @@ pub(crate) fn merge_pieces(
             Ok((n, concat_batches(&schema, &bs)?))
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(Some(StateSnapshot {
-        tables,
-        meta: first.meta.clone(),
-    }))
+    let mut meta = first.meta.clone();
+    if let Some(wm) = pieces.iter().filter_map(|(_, p)| p.meta_i64("wm")).min()
+        && let Some(m) = meta.as_object_mut()
+    {
+        m.insert("wm".into(), wm.into());
+    }
+    Ok(Some(StateSnapshot { tables, meta }))
 }
 
 /// Stable 64-bit FNV-1a hash (operator ids must not change between builds, as std's hasher
@@ -360,5 +379,36 @@ mod tests {
             })
             .sum();
         assert_eq!(total, 100);
+    }
+
+    /// The forward side of a broadcast join holds rows of any key group in each instance,
+    /// and its broadcast side is whole in each: restored at another parallelism, every row
+    /// of the former lands in exactly one instance, and the latter whole in every one (from
+    /// the instance that evicted least), with the smallest watermark.
+    #[test]
+    fn broadcast_join_pieces_restore_at_another_parallelism() {
+        let rows = |range: std::ops::Range<i64>| {
+            let keys: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_iter_values(range))];
+            keyed_batch(&["k".into()], keys.clone(), &keys, keys[0].len(), 128).unwrap()
+        };
+        let bcast = format!("{BROADCAST_PREFIX}side1");
+        let piece = |range, kept: std::ops::Range<i64>, wm: i64| StateSnapshot {
+            tables: vec![("side0".into(), rows(range)), (bcast.clone(), rows(kept))],
+            meta: serde_json::json!({ "wm": wm, ANY_RANGE: true }),
+        };
+        let pieces = vec![
+            (KeyGroupRange::of(0, 2, 128), piece(0..50, 5..8, 20)),
+            (KeyGroupRange::of(1, 2, 128), piece(50..100, 3..8, 10)),
+        ];
+        let mut forward = 0;
+        for i in 0..3 {
+            let s = merge_pieces(&pieces, KeyGroupRange::of(i, 3, 128))
+                .unwrap()
+                .unwrap();
+            forward += s.table("side0").map_or(0, |t| t.num_rows());
+            assert_eq!(s.table(&bcast).map(|t| t.num_rows()), Some(5));
+            assert_eq!(s.meta_i64("wm"), Some(10));
+        }
+        assert_eq!(forward, 100);
     }
 }
