@@ -412,10 +412,10 @@ impl Jobs {
                     );
                 }
                 JobState::Ended(how) => {
-                    let status = if how.starts_with("FAILED") {
-                        "FAILED"
-                    } else {
-                        "ENDED"
+                    let status = match how.split(':').next() {
+                        Some("finished") => "FINISHED",
+                        Some("stopped") => "STOPPED",
+                        _ => "FAILED",
                     };
                     println!("{id:<32} {status:<10}  {how}");
                 }

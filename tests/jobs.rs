@@ -281,3 +281,70 @@ async fn a_failed_job_leaves_no_partial_files() {
         .collect();
     assert!(left.is_empty(), "files left behind: {left:?}");
 }
+
+/// The REPL, fed on stdin as a terminal user would type: an INSERT runs in the background,
+/// `SHOW JOBS` lists it, `STOP JOB` stops it with a final checkpoint, and the job, run again
+/// in a new session, resumes from that checkpoint.
+#[test]
+fn repl_runs_insert_jobs_in_the_background() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let chk = dir.path().join("chk");
+    let script = format!(
+        "SET 'state.checkpoints.dir' = '{}';
+CREATE TABLE bid (auction BIGINT, price BIGINT, date_time TIMESTAMP(3),
+  WATERMARK FOR date_time AS date_time - INTERVAL '4' SECOND)
+  WITH ('connector' = 'nexmark', 'nexmark.events' = '1000000000', 'nexmark.event-type' = 'bid');
+CREATE TABLE out (auction BIGINT, price BIGINT) WITH ('connector' = 'blackhole');
+INSERT INTO out SELECT auction, price FROM bid;
+SHOW JOBS;
+STOP JOB 'nosuch';
+STOP JOB 'out';
+SHOW JOBS;
+",
+        chk.display()
+    );
+    let session = |input: &str| {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let out = session(&script);
+    assert!(out.contains("Job 'out' submitted"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("out ") && l.contains("RUNNING")),
+        "{out}"
+    );
+    assert!(out.contains("no job 'nosuch' in this session"), "{out}");
+    assert!(out.contains("Job 'out' stopped"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("out ") && l.contains("STOPPED")),
+        "{out}"
+    );
+    // A new session resumes the job from the final checkpoint; quitting stops it again.
+    let again = script.replace(
+        "SHOW JOBS;\nSTOP JOB 'nosuch';\nSTOP JOB 'out';\nSHOW JOBS;\n",
+        "",
+    );
+    let out = session(&again);
+    assert!(out.contains("restored out from checkpoint"), "{out}");
+    assert!(out.contains("Job 'out' stopped"), "{out}");
+}

@@ -442,7 +442,9 @@ async fn shard_loop(t: &mut ShardTask) -> Result<()> {
     let mut drain = t.env.drain.clone();
     let mut barriers = t.env.barriers.clone();
     let mut completed = t.env.completed.clone();
-    let mut injected = barriers.borrow().epoch;
+    // Requests made before this task started count too (a stop right after the start):
+    // the initial request is epoch 0.
+    let mut injected = 0;
     let mut pending: Option<BarrierRequest> = None;
     let mut idle = false;
     let mut watermark = Timestamp::MAX;
