@@ -726,6 +726,10 @@ impl Engine {
             push: self.push.clone(),
             parallelism: pipeline.parallelism,
             checkpointing: checkpointing.is_some(),
+            restored: checkpointing
+                .as_ref()
+                .and_then(|c| c.restored.as_ref())
+                .map(|r| Arc::new(r.sources.clone())),
         };
         let default_idle = catalog
             .settings

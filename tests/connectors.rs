@@ -1529,3 +1529,91 @@ async fn jdbc_sink_is_exactly_once_across_crashes() {
         .get(0);
     assert_eq!(staged, 0, "no staged rows are left");
 }
+
+/// A checkpointed Kinesis job, stopped with a final checkpoint part-way; a shard is split
+/// while it is down and the rest of the records are put; a new engine at another parallelism
+/// resumes every shard after its checkpointed sequence number, reads the closed parent to its
+/// end and then its children: every record (shard, sequence number) is written exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the servers scripts/connector-tests.sh starts"]
+async fn kinesis_checkpointed_job_resumes_after_its_sequence_numbers() {
+    let n = records(4_000);
+    let k = kinesis().await;
+    let stream = unique("resume");
+    create_stream(&k, &stream, 3).await;
+    let data = events(n);
+    put_events(&k, &stream, &data[..n / 2]).await;
+    let dir = tempdir();
+    let (raw, chk) = (dir.path().join("raw"), dir.path().join("chk"));
+    let script = |p: usize| {
+        format!(
+            "SET 'parallelism' = '{p}';
+             SET 'state.checkpoints.dir' = '{}';
+             SET 'execution.checkpointing.interval' = '300 ms';
+             CREATE TABLE events ({EVENT_COLUMNS}, shard STRING METADATA FROM 'shard-id' VIRTUAL,
+                 seq STRING METADATA FROM 'sequence-number' VIRTUAL,
+                 WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
+               WITH ('connector' = 'kinesis', 'stream' = '{stream}',
+                 'scan.stream.initpos' = 'TRIM_HORIZON',
+                 'scan.shard.getrecords.intervalmillis' = '50', {});
+             CREATE TABLE raw_out (shard STRING, seq STRING, amount BIGINT)
+               WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             INSERT INTO raw_out SELECT shard, seq, amount FROM events;",
+            chk.display(),
+            aws_options("WEIR_TEST_KINESIS"),
+            raw.display(),
+        )
+    };
+    async fn start(script: &str) -> weir::Job {
+        let engine = Engine::new();
+        let mut job = None;
+        for out in engine.execute(script).await.unwrap() {
+            if let StatementOutput::Job(j) = out {
+                job = Some(j);
+            }
+        }
+        job.expect("a job")
+    }
+    async fn read(j: &weir::Job, n: u64) {
+        while weir::runtime::JobMetrics::get(&j.metrics().events_in) < n {
+            assert!(!j.is_finished(), "the job ended early");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let job = start(&script(2)).await;
+    read(&job, (n / 2) as u64).await;
+    job.checkpoint().await.unwrap();
+    job.stop();
+    job.wait().await.unwrap();
+    assert_eq!(
+        published_json(&raw).len(),
+        n / 2,
+        "the first run published the first half"
+    );
+    // While the job is down: a reshard, then the rest of the records.
+    split_a_shard(&k, &stream).await;
+    put_events(&k, &stream, &data[n / 2..]).await;
+    let job = start(&script(3)).await;
+    read(&job, (n - n / 2) as u64).await;
+    job.drain();
+    let s = job.wait().await.unwrap();
+    assert_eq!(
+        s.events_in,
+        (n - n / 2) as u64,
+        "the restart read only what was new"
+    );
+    let rows = published_json(&raw);
+    let mut keys: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["shard"].as_str().unwrap().to_string(),
+                r["seq"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(rows.len(), n, "rows published");
+    assert_eq!(keys.len(), n, "distinct (shard, sequence number) published");
+}

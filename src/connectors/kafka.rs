@@ -434,8 +434,8 @@ impl KafkaReader {
                     .decoder
                     .decode(&payloads, &MessagesMeta { messages: &msgs })?
                 {
-                    Some(b) => self.queue.rows_at(p as u64, b, next),
-                    None => self.queue.advance(p as u64, next),
+                    Some(b) => self.queue.rows_at(p as u64, b, next.into()),
+                    None => self.queue.advance(p as u64, next.into()),
                 }
             }
             if self.bounded {
@@ -474,11 +474,11 @@ impl SourceShard for KafkaReader {
     }
 
     fn position(&self) -> Option<serde_json::Value> {
-        let offsets: BTreeMap<String, i64> = self
+        let offsets: BTreeMap<String, serde_json::Value> = self
             .queue
             .offsets()
             .iter()
-            .map(|(p, o)| (p.to_string(), *o))
+            .map(|(p, o)| (p.to_string(), o.clone()))
             .collect();
         Some(serde_json::json!({ "offsets": offsets }))
     }
@@ -503,7 +503,7 @@ impl SourceShard for KafkaReader {
                 );
             };
             restored.insert(p, o);
-            self.queue.set_offset(p as u64, o);
+            self.queue.set_offset(p as u64, o.into());
         }
         self.restored = Some(restored);
         Ok(())

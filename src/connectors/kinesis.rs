@@ -23,6 +23,15 @@
 //! by length then text ([`seq_cmp`]); the last one read per shard is kept in the coordinator
 //! (the position a checkpoint will store).
 //!
+//! With checkpoints, a reader's position is, per Kinesis shard it has read, the last
+//! sequence number it handed on and whether it handed on the shard's end. Positions are keyed
+//! by shard id and shared by all the table's readers (the lineage is the stream's), so a
+//! restore at any parallelism resumes each shard after its sequence number
+//! (AFTER_SEQUENCE_NUMBER), keeps finished parents finished (their children are read next),
+//! and reads shards the checkpoint does not know (created since, or not read from yet) from
+//! TRIM_HORIZON. Split ids are a hash of the shard id, so per-shard watermarks restore with
+//! their shard.
+//!
 //! Metadata columns: `timestamp` (approximate arrival), `shard-id`, `sequence-number`,
 //! `partition-key`.
 //!
@@ -169,6 +178,15 @@ struct ShardInfo {
     /// Iterator type for its first GetShardIterator: the start position for shards that
     /// existed at the start, TRIM_HORIZON for shards created since.
     start: InitPos,
+    /// A restored shard resumes after this sequence number.
+    resume: Option<String>,
+}
+
+/// A shard's position in a restored checkpoint.
+#[derive(Debug, Clone, Default)]
+struct RestoredShard {
+    seq: Option<String>,
+    finished: bool,
 }
 
 /// What the readers of one table share: the shard lineage, who reads what, and positions.
@@ -179,6 +197,8 @@ pub struct Coordinator {
     next_root: usize,
     /// The last sequence number read per shard (what a checkpoint stores).
     positions: BTreeMap<String, String>,
+    /// Positions of the checkpoint the job resumes from, by shard id (None: a fresh start).
+    restored: Option<BTreeMap<String, RestoredShard>>,
 }
 
 impl Coordinator {
@@ -211,11 +231,18 @@ impl Coordinator {
                     o
                 }
             };
-            let (state, start) = match (first, init) {
+            let restored = self.restored.as_ref().map(|r| r.get(&id).cloned());
+            let (state, start, resume) = match (first, init, restored) {
+                // A restore: as the checkpoint says; a shard it does not know from the start.
+                (_, _, Some(Some(r))) if r.finished => {
+                    (ShardState::Finished, InitPos::TrimHorizon, None)
+                }
+                (_, _, Some(Some(r))) => (ShardState::Pending, InitPos::TrimHorizon, r.seq),
+                (_, _, Some(None)) => (ShardState::Pending, InitPos::TrimHorizon, None),
                 // At a LATEST start, closed shards hold only old records.
-                (true, InitPos::Latest) if closed => (ShardState::Finished, init),
-                (true, _) => (ShardState::Pending, init),
-                (false, _) => (ShardState::Pending, InitPos::TrimHorizon),
+                (true, InitPos::Latest, None) if closed => (ShardState::Finished, init, None),
+                (true, _, None) => (ShardState::Pending, init, None),
+                (false, _, None) => (ShardState::Pending, InitPos::TrimHorizon, None),
             };
             self.shards.insert(
                 id,
@@ -224,13 +251,14 @@ impl Coordinator {
                     owner,
                     state,
                     start,
+                    resume,
                 },
             );
         }
     }
 
     /// Shards `reader` may start now: its pending ones whose parents are all finished.
-    fn claim(&mut self, reader: usize) -> Vec<(String, InitPos)> {
+    fn claim(&mut self, reader: usize) -> Vec<(String, InitPos, Option<String>)> {
         let ready: Vec<String> = self
             .shards
             .iter()
@@ -249,7 +277,7 @@ impl Coordinator {
             .filter_map(|id| {
                 let s = self.shards.get_mut(&id)?;
                 s.state = ShardState::Reading;
-                Some((id, s.start))
+                Some((id, s.start, s.resume.clone()))
             })
             .collect()
     }
@@ -426,6 +454,33 @@ pub fn open(table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceShard>>>
         },
     };
     let readers = env.parallelism.max(1);
+    // Every reader's checkpointed shards, merged: the lineage is the stream's.
+    let restored = env.restored.as_ref().map(|sources| {
+        let mut shards: BTreeMap<String, RestoredShard> = BTreeMap::new();
+        let prefix = format!("{}:", table.def.name);
+        for (key, state) in sources.iter() {
+            if !key.starts_with(&prefix) {
+                continue;
+            }
+            let Some(map) = state
+                .get("position")
+                .and_then(|p| p.get("shards"))
+                .and_then(|s| s.as_object())
+            else {
+                continue;
+            };
+            for (id, v) in map {
+                let e = shards.entry(id.clone()).or_default();
+                e.finished |= v.get("finished").and_then(|f| f.as_bool()) == Some(true);
+                if let Some(seq) = v.get("seq").and_then(|s| s.as_str())
+                    && e.seq.as_deref().is_none_or(|cur| seq_cmp(seq, cur).is_gt())
+                {
+                    e.seq = Some(seq.to_string());
+                }
+            }
+        }
+        shards
+    });
     let shared = Arc::new(Shared {
         name: table.def.name.clone(),
         stream,
@@ -433,7 +488,10 @@ pub fn open(table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceShard>>>
         readers,
         poll_interval: Duration::from_millis(poll_ms),
         client: LazyClient::new(table),
-        coordinator: Mutex::new(Coordinator::default()),
+        coordinator: Mutex::new(Coordinator {
+            restored,
+            ..Coordinator::default()
+        }),
     });
     let mut out: Vec<Box<dyn SourceShard>> = vec![];
     for index in 0..readers {
@@ -505,21 +563,26 @@ impl KinesisReader {
         // before it can be read (a child waits for its parents): until it has rows it holds
         // the watermark back, so the rows it holds are not late. See `SourceShard::split`.
         for id in coord.unfinished(self.index) {
-            if !self.splits.contains_key(&id) {
-                let split = self.splits.len() as u64;
-                self.splits.insert(id, split);
+            if let std::collections::hash_map::Entry::Vacant(e) = self.splits.entry(id) {
+                let split = split_of(e.key());
+                e.insert(split);
                 self.queue.announce(split);
             }
         }
-        for (id, start) in coord.claim(self.index) {
-            let n = self.splits.len() as u64;
-            let split = *self.splits.entry(id.clone()).or_insert(n);
+        for (id, start, resume) in coord.claim(self.index) {
+            let split = *self
+                .splits
+                .entry(id.clone())
+                .or_insert_with(|| split_of(&id));
+            if let Some(seq) = &resume {
+                self.queue.set_offset(split, seq.clone().into());
+            }
             self.active.push(Active {
                 id,
                 split,
                 iterator: None,
                 start,
-                last_seq: None,
+                last_seq: resume,
                 next_poll: Instant::now(),
                 backoff: Duration::ZERO,
             });
@@ -679,9 +742,17 @@ impl KinesisReader {
             };
             self.next = i + 1;
             let split = self.active[i].split;
+            let before = self.active[i].last_seq.clone();
             let (batch, ended) = self.poll(i).await?;
-            if let Some(b) = batch {
-                self.queue.rows(split, b);
+            let after = self.active[i].last_seq.clone();
+            match (batch, after) {
+                (Some(b), Some(seq)) => self.queue.rows_at(split, b, seq.into()),
+                (Some(b), None) => self.queue.rows(split, b),
+                // Records consumed without rows (all malformed): only the position moves.
+                (None, Some(seq)) if before.as_ref() != Some(&seq) => {
+                    self.queue.advance(split, seq.into())
+                }
+                (None, _) => {}
             }
             if ended {
                 let a = self.active.remove(i);
@@ -714,6 +785,39 @@ impl SourceShard for KinesisReader {
     fn finished_splits(&mut self) -> Vec<u64> {
         self.queue.take_finished()
     }
+
+    fn check_replayable(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Per shard this reader has: the last sequence number handed on, and whether its end
+    /// was.
+    fn position(&self) -> Option<serde_json::Value> {
+        let shards: serde_json::Map<String, serde_json::Value> = self
+            .splits
+            .iter()
+            .map(|(id, split)| {
+                (
+                    id.clone(),
+                    serde_json::json!({
+                        "seq": self.queue.offsets().get(split),
+                        "finished": self.queue.ended(*split),
+                    }),
+                )
+            })
+            .collect();
+        Some(serde_json::json!({ "shards": shards }))
+    }
+
+    /// The table's readers were opened with every reader's positions (see [`open`]).
+    fn restore(&mut self, _position: &serde_json::Value) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A shard's split id: stable across runs, so its watermark is restored with it.
+fn split_of(shard: &str) -> u64 {
+    crate::state::stable_hash(shard.as_bytes())
 }
 
 /// PutRecords limits.

@@ -79,22 +79,24 @@ pub trait SourceShard: Send {
 /// and ends of splits (see [`SourceShard::split`]). An end is reported only after the split's
 /// last rows.
 ///
-/// A reader that can resume (Kafka) tags rows with the split's offset after them
-/// ([`SplitQueue::rows_at`]); [`SplitQueue::offsets`] then says where each split resumes
-/// once everything handed out so far is processed.
+/// A reader that can resume (Kafka, Kinesis) tags rows with the split's position after them
+/// ([`SplitQueue::rows_at`]: an offset, a sequence number); [`SplitQueue::offsets`] then says
+/// where each split resumes once everything handed out so far is processed, and
+/// [`SplitQueue::ended`] which splits were handed out to their end.
 #[derive(Default)]
 pub struct SplitQueue {
     items: std::collections::VecDeque<SplitItem>,
     last_split: Option<u64>,
     finished: Vec<u64>,
-    offsets: std::collections::BTreeMap<u64, i64>,
+    offsets: std::collections::BTreeMap<u64, serde_json::Value>,
+    ended: std::collections::BTreeSet<u64>,
 }
 
 enum SplitItem {
     Announce(u64),
-    Rows(u64, RecordBatch, Option<i64>),
-    /// Records consumed without rows (all malformed): only the offset moves.
-    Advance(u64, i64),
+    Rows(u64, RecordBatch, Option<serde_json::Value>),
+    /// Records consumed without rows (all malformed): only the position moves.
+    Advance(u64, serde_json::Value),
     Finished(u64),
 }
 
@@ -109,26 +111,31 @@ impl SplitQueue {
         self.items.push_back(SplitItem::Rows(split, batch, None));
     }
 
-    /// Rows of `split`, after which the split resumes at offset `next`.
-    pub fn rows_at(&mut self, split: u64, batch: RecordBatch, next: i64) {
+    /// Rows of `split`, after which the split resumes at `next`.
+    pub fn rows_at(&mut self, split: u64, batch: RecordBatch, next: serde_json::Value) {
         self.items
             .push_back(SplitItem::Rows(split, batch, Some(next)));
     }
 
-    /// Records of `split` up to offset `next` were consumed without giving rows.
-    pub fn advance(&mut self, split: u64, next: i64) {
+    /// Records of `split` up to `next` were consumed without giving rows.
+    pub fn advance(&mut self, split: u64, next: serde_json::Value) {
         self.items.push_back(SplitItem::Advance(split, next));
     }
 
-    /// Where each split resumes: the offsets after everything handed out (see
+    /// Where each split resumes: the positions after everything handed out (see
     /// [`SplitQueue::rows_at`]).
-    pub fn offsets(&self) -> &std::collections::BTreeMap<u64, i64> {
+    pub fn offsets(&self) -> &std::collections::BTreeMap<u64, serde_json::Value> {
         &self.offsets
     }
 
     /// Resume `split` at `next` (a restored position).
-    pub fn set_offset(&mut self, split: u64, next: i64) {
+    pub fn set_offset(&mut self, split: u64, next: serde_json::Value) {
         self.offsets.insert(split, next);
+    }
+
+    /// Whether `split`'s end has been handed out.
+    pub fn ended(&self, split: u64) -> bool {
+        self.ended.contains(&split)
     }
 
     /// `split` has ended.
@@ -160,6 +167,7 @@ impl SplitQueue {
             SplitItem::Finished(s) => {
                 self.last_split = None;
                 self.finished.push(s);
+                self.ended.insert(s);
                 RecordBatch::new_empty(schema.clone())
             }
         };
@@ -170,7 +178,7 @@ impl SplitQueue {
 
     fn skip_advances(&mut self) {
         while let Some(SplitItem::Advance(s, n)) = self.items.front() {
-            self.offsets.insert(*s, *n);
+            self.offsets.insert(*s, n.clone());
             self.items.pop_front();
         }
     }
@@ -253,6 +261,9 @@ pub struct SourceEnv {
     pub parallelism: usize,
     /// Whether the job checkpoints (Kafka then commits offsets only after checkpoints).
     pub checkpointing: bool,
+    /// The source positions of the checkpoint the job resumes from, by `table:shard` (for
+    /// readers that share their splits: Kinesis).
+    pub restored: Option<Arc<std::collections::BTreeMap<String, serde_json::Value>>>,
 }
 
 /// Open the shards of a source table.

@@ -178,6 +178,7 @@ fn load(spec: &LookupSpec, join: &StreamingJoin) -> Result<Loaded> {
                     push: Default::default(),
                     parallelism: 1,
                     checkpointing: false,
+                    restored: None,
                 };
                 let mut out = vec![];
                 for mut shard in open_source(&table, &env)? {

@@ -652,8 +652,12 @@ pub(crate) fn describe_sources(sources: &BTreeMap<String, Value>) -> String {
 }
 
 /// JSON for a finished source shard that read `rows` rows in all.
-pub(crate) fn done_position(chains: Value, rows: u64) -> Value {
-    json!({ "done": true, "chains": chains, "rows": rows })
+pub(crate) fn done_position(chains: Value, rows: u64, position: Option<Value>) -> Value {
+    match position {
+        // Kept for sources whose readers share what they read (Kinesis shard lineage).
+        Some(p) => json!({ "done": true, "chains": chains, "rows": rows, "position": p }),
+        None => json!({ "done": true, "chains": chains, "rows": rows }),
+    }
 }
 
 #[cfg(test)]

@@ -407,7 +407,7 @@ impl ShardTask {
             task: self.task,
             shards: vec![(
                 self.key.clone(),
-                checkpoint::done_position(chains, self.rows),
+                checkpoint::done_position(chains, self.rows, self.shard.position()),
             )],
         });
     }
