@@ -1617,3 +1617,56 @@ async fn kinesis_checkpointed_job_resumes_after_its_sequence_numbers() {
     assert_eq!(rows.len(), n, "rows published");
     assert_eq!(keys.len(), n, "distinct (shard, sequence number) published");
 }
+
+/// Whether the Kafka test broker (tansu) keeps transactions: a `read_committed` consumer
+/// must see a committed transaction's records and never an aborted one's. tansu 0.6.0 does
+/// not implement EndTxn, so weir refuses `'sink.delivery-guarantee' = 'exactly-once'`; this
+/// test checks both halves, and fails if the broker gains transactions (time to revisit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the servers scripts/connector-tests.sh starts"]
+async fn kafka_transactions_on_the_test_broker_and_exactly_once_refused() {
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let topic = unique("txn");
+    create_topic(&topic, 1).await;
+    let p: ThreadedProducer<DefaultProducerContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", env("WEIR_TEST_KAFKA"))
+        .set("transactional.id", unique("weir-txn"))
+        .create()
+        .unwrap();
+    let t = Duration::from_secs(30);
+    let aborted = (|| {
+        p.init_transactions(t)?;
+        p.begin_transaction()?;
+        for i in 0..10 {
+            p.send(BaseRecord::<(), str>::to(&topic).payload(&format!("aborted-{i}")))
+                .map_err(|(e, _)| e)?;
+        }
+        p.flush(t)?;
+        p.abort_transaction(t)
+    })();
+    let err = aborted.expect_err(
+        "the test broker now keeps transactions: check that read_committed consumers never \
+         see aborted records, then implement 'sink.delivery-guarantee' = 'exactly-once'",
+    );
+    eprintln!("the test broker has no transactions: {err}");
+    assert!(err.to_string().contains("not supported by broker"), "{err}");
+    let engine = Engine::new();
+    let r = engine
+        .execute(&format!(
+            "CREATE TABLE src (x BIGINT) WITH ('connector' = 'nexmark', 'nexmark.events' = '10');
+             CREATE TABLE out (x BIGINT) WITH ('connector' = 'kafka', 'topic' = '{topic}',
+               'properties.bootstrap.servers' = '{}', 'format' = 'json',
+               'sink.delivery-guarantee' = 'exactly-once');
+             INSERT INTO out SELECT 1 FROM src;",
+            env("WEIR_TEST_KAFKA")
+        ))
+        .await;
+    let Err(e) = r else {
+        panic!("exactly-once is refused");
+    };
+    let e = e.to_string();
+    assert!(
+        e.contains("not supported yet") && e.contains("exactly-once"),
+        "{e}"
+    );
+}

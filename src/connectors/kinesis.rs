@@ -975,11 +975,10 @@ impl KinesisSink {
 }
 
 impl Sink for KinesisSink {
+    /// Each batch is put (and its failed records retried) before the next is taken, so every
+    /// row before a barrier is in the stream when the checkpoint completes.
     fn delivery(&self) -> Result<super::Delivery> {
-        crate::not_supported!(
-            "checkpointing a job writing to kinesis (its buffered output is not yet flushed at \
-             checkpoints); run it without 'state.checkpoints.dir'"
-        )
+        Ok(super::Delivery::AtLeastOnce)
     }
 
     fn write_batch(&mut self, batch: RecordBatch) -> BoxFuture<'_, Result<()>> {
