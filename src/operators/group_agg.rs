@@ -13,6 +13,10 @@
 //!   result did not change (as Flink does). State is one entry per key ever seen.
 //! - *Windowed*: one table per `window_end`; when the watermark reaches it the window's
 //!   groups are emitted once and freed (append-only).
+//! - `'table.exec.state.ttl'` (updating only): a group not written for that long (wall clock,
+//!   as Flink's processing-time TTL; its write time survives a restore, so downtime counts) is
+//!   dropped without output, and a later row of its key starts it afresh. Groups are swept at
+//!   most every tenth of the TTL; the interned keys are rebuilt without them.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -51,6 +55,8 @@ pub struct GroupAggSpec {
     pub window_end: Option<usize>,
     /// Whether the input is a changelog (-U/-D rows are retracted).
     pub input_updating: bool,
+    /// `'table.exec.state.ttl'`: drop a group not written for this long (updating only).
+    pub ttl: Option<std::time::Duration>,
 }
 
 impl GroupAggSpec {
@@ -90,6 +96,13 @@ struct Group {
     accs: Vec<Box<dyn Accumulator>>,
     rows: i64,
     last: Option<Vec<ScalarValue>>,
+    /// When it was last written (wall clock, ms), for the state TTL.
+    written_ms: i64,
+}
+
+/// The wall clock in ms (state TTL times are absolute, as Flink's).
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 /// Groups of one table: interned keys and their accumulators.
@@ -130,7 +143,14 @@ impl GroupTable {
     }
 
     /// Add (and retract) the rows of `batch`; returns the groups touched, in first-seen order.
-    fn update(&mut self, spec: &GroupAggSpec, batch: &RecordBatch) -> Result<Vec<usize>> {
+    /// A group last written before `expired_before` (the state TTL) is started afresh, as if
+    /// it had been dropped: expired state is never used, swept or not.
+    fn update(
+        &mut self,
+        spec: &GroupAggSpec,
+        batch: &RecordBatch,
+        expired_before: Option<i64>,
+    ) -> Result<Vec<usize>> {
         let rows = batch.num_rows();
         let keys = spec
             .keys
@@ -158,6 +178,7 @@ impl GroupTable {
                     accs: Self::new_accs(spec)?,
                     rows: 0,
                     last: None,
+                    written_ms: 0,
                 });
             }
             if start.len() <= *id {
@@ -166,6 +187,12 @@ impl GroupTable {
             if start[*id] == u32::MAX {
                 start[*id] = 0;
                 touched.push(*id);
+                let g = &mut self.groups[*id];
+                if expired_before.is_some_and(|b| g.written_ms < b) && g.rows != 0 {
+                    g.accs = Self::new_accs(spec)?;
+                    g.rows = 0;
+                    g.last = None;
+                }
             }
             start[*id] += 1;
         }
@@ -230,6 +257,28 @@ impl GroupTable {
             }
         }
         Ok(touched)
+    }
+
+    /// Drop the groups not written since `before_ms`; the interned keys are rebuilt.
+    fn expire(&mut self, spec: &GroupAggSpec, before_ms: i64) -> Result<()> {
+        if !self.groups.iter().any(|g| g.written_ms < before_ms) {
+            return Ok(());
+        }
+        let kept: Vec<Group> = std::mem::take(&mut self.groups)
+            .into_iter()
+            .filter(|g| g.written_ms >= before_ms)
+            .collect();
+        let mut fresh = GroupTable::new(spec)?;
+        if let (Some(values), false) = (fresh.values.as_mut(), kept.is_empty()) {
+            let keys = (0..spec.keys.len())
+                .map(|i| ScalarValue::iter_to_array(kept.iter().map(|g| g.key[i].clone())))
+                .collect::<datafusion::error::Result<Vec<ArrayRef>>>()?;
+            // Distinct keys interned in order get the ids 0, 1, 2, …: the groups' positions.
+            values.intern(&keys, &mut fresh.ids)?;
+        }
+        fresh.groups = kept;
+        *self = fresh;
+        Ok(())
     }
 
     fn evaluate(&mut self, g: usize) -> Result<Vec<ScalarValue>> {
@@ -301,6 +350,8 @@ pub struct GroupAggregate {
     table: Option<GroupTable>,
     windows: BTreeMap<Timestamp, GroupTable>,
     watermark: Timestamp,
+    /// When the state TTL last swept the groups (wall clock, ms).
+    swept_ms: i64,
 }
 
 impl GroupAggregate {
@@ -316,6 +367,7 @@ impl GroupAggregate {
             table,
             windows: BTreeMap::new(),
             watermark: Timestamp::MIN,
+            swept_ms: now_ms(),
         })
     }
 
@@ -374,8 +426,21 @@ impl Operator for GroupAggregate {
             let Some(table) = self.table.as_mut() else {
                 return Ok(());
             };
-            let touched = table.update(&self.spec, &batch)?;
-            return Self::emit_changes(&self.spec, table, &touched, out);
+            let now = now_ms();
+            let ttl_ms = self.spec.ttl.map(|t| t.as_millis() as i64);
+            let touched = table.update(&self.spec, &batch, ttl_ms.map(|t| now - t))?;
+            Self::emit_changes(&self.spec, table, &touched, out)?;
+            if let Some(ttl) = self.spec.ttl {
+                for g in &touched {
+                    table.groups[*g].written_ms = now;
+                }
+                let ttl_ms = ttl.as_millis() as i64;
+                if now - self.swept_ms >= (ttl_ms / 10).max(1) {
+                    self.swept_ms = now;
+                    table.expire(&self.spec, now - ttl_ms)?;
+                }
+            }
+            return Ok(());
         };
         for (end, part) in split_by_time(&batch, end_col)? {
             if end <= self.watermark {
@@ -388,7 +453,7 @@ impl Operator for GroupAggregate {
                     v.insert(GroupTable::new(&self.spec)?)
                 }
             };
-            table.update(&self.spec, &part)?;
+            table.update(&self.spec, &part, None)?;
         }
         Ok(())
     }
@@ -441,6 +506,7 @@ impl Operator for GroupAggregate {
                     rows: g.rows,
                     last: g.last.clone(),
                     state,
+                    written_ms: g.written_ms,
                 });
             }
             Ok(())
@@ -476,6 +542,11 @@ impl Operator for GroupAggregate {
             .column(1)
             .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
         let has_last = t.column(2).as_boolean();
+        let written = t.column_by_name("__written").map(|c| {
+            c.as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                .clone()
+        });
+        let restored_at = now_ms();
         let keys_at = 3;
         let last_at = keys_at + nkeys;
         let state_at = last_at + nout;
@@ -531,6 +602,7 @@ impl Operator for GroupAggregate {
                 accs,
                 rows: counts.value(r),
                 last,
+                written_ms: written.as_ref().map_or(restored_at, |w| w.value(r)),
             };
             if id < table.groups.len() {
                 table.groups[id] = group;
@@ -549,6 +621,7 @@ struct GroupRow {
     rows: i64,
     last: Option<Vec<ScalarValue>>,
     state: Vec<ScalarValue>,
+    written_ms: i64,
 }
 
 /// The `groups` table of a snapshot (see [`GroupAggregate::snapshot`]).
@@ -589,6 +662,10 @@ fn groups_table(spec: &GroupAggSpec, rows: &[GroupRow], key_groups: usize) -> Re
         names.push(format!("s{i}"));
         columns.push(col);
     }
+    names.push("__written".into());
+    columns.push(Arc::new(Int64Array::from_iter_values(
+        rows.iter().map(|r| r.written_ms),
+    )));
     crate::state::keyed_batch(&names, columns, &keys, rows.len(), key_groups)
 }
 
@@ -622,5 +699,59 @@ mod tests {
             let got = rescaled_run(&spec, &keys, &before, &after, p1, p2);
             assert_eq!(got, straight, "{p1} -> {p2}");
         }
+    }
+
+    /// With a state TTL, a group not written for longer is dropped without output: a later
+    /// row of its key starts it afresh (+I with the new count), while a group written within
+    /// the TTL goes on (-U/+U). The write time survives a snapshot and restore.
+    #[tokio::test]
+    async fn state_ttl_drops_groups_not_written_since() {
+        use crate::operators::test_util::rows;
+        use crate::operators::{Emitter, OpSpec};
+        let (spec, _, source) = stage_spec("SELECT k, COUNT(*) AS n FROM t GROUP BY k").await;
+        let OpSpec::GroupAggregate(mut g) = spec else {
+            panic!("not a group aggregate");
+        };
+        g.ttl = Some(std::time::Duration::from_millis(2000));
+        let spec = OpSpec::GroupAggregate(g);
+        let mut op = spec.instantiate().unwrap();
+        let mut out = Emitter::default();
+        op.process_batch(0, through(&source, &[(0, 1, 0), (0, 2, 0)]), &mut out)
+            .unwrap();
+        // Key 2 is written again within the TTL, key 1 is not.
+        std::thread::sleep(std::time::Duration::from_millis(1200));
+        op.process_batch(0, through(&source, &[(0, 2, 0)]), &mut out)
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1200));
+        // A snapshot and restore in between keeps the write times.
+        let snap = op.snapshot(128).unwrap().unwrap();
+        let mut op = spec.instantiate().unwrap();
+        op.restore(snap).unwrap();
+        op.process_batch(0, through(&source, &[(0, 3, 0)]), &mut out)
+            .unwrap();
+        op.process_batch(0, through(&source, &[(0, 1, 0), (0, 2, 0)]), &mut out)
+            .unwrap();
+        let batches: Vec<_> = out
+            .messages
+            .into_iter()
+            .filter_map(|m| match m {
+                crate::message::Message::Batch(b) => Some(b),
+                _ => None,
+            })
+            .collect();
+        let got = rows(&batches);
+        // Sorted rows `k | n | op` (op 0 = +I, 1 = -U, 2 = +U): key 1 starts afresh (+I 1
+        // twice), key 2 goes on.
+        let want = [
+            "1 | 1 | 0",
+            "1 | 1 | 0",
+            "2 | 1 | 0",
+            "2 | 1 | 1",
+            "2 | 2 | 1",
+            "2 | 2 | 2",
+            "2 | 3 | 2",
+            "3 | 1 | 0",
+        ];
+        assert_eq!(got, want);
     }
 }

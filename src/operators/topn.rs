@@ -9,6 +9,10 @@
 //!   and whole row, converted per batch by `RowConverter`). After a batch, every partition
 //!   whose ranking changed emits the difference per rank: -U of the row that held the rank,
 //!   +U of the one that holds it now (+I when the rank is new). Ties keep arrival order.
+//!   `'table.exec.state.ttl'`: a partition whose ranking was not written for that long (wall
+//!   clock, surviving a restore) is dropped without output; a later row of it starts a new
+//!   ranking. Partitions are swept at most every tenth of the TTL, and their interned keys
+//!   rebuilt without the dropped ones.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -47,6 +51,8 @@ pub struct TopNSpec {
     pub output_schema: SchemaRef,
     /// Windowed: the input column holding `window_end`.
     pub window_end: Option<usize>,
+    /// `'table.exec.state.ttl'` (unwindowed only).
+    pub ttl: Option<std::time::Duration>,
 }
 
 impl fmt::Display for TopNSpec {
@@ -88,6 +94,14 @@ pub struct TopN {
     bytes: usize,
     /// Rows pushed out of a ranking during the current batch (sequence number, row).
     retired: Vec<(u64, OwnedRow)>,
+    /// Per partition: when its ranking was last written (wall clock, ms), for the TTL.
+    written: Vec<i64>,
+    /// When the TTL last swept the partitions.
+    swept_ms: i64,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 impl TopN {
@@ -129,6 +143,8 @@ impl TopN {
             ids: vec![],
             bytes: 0,
             retired: vec![],
+            written: vec![],
+            swept_ms: now_ms(),
         })
     }
 
@@ -188,12 +204,24 @@ impl TopN {
         let keys = self.sort_rows.convert_columns(&keys)?;
         let full = self.full_rows.convert_columns(batch.columns())?;
         self.intern_partitions(batch)?;
+        let now = now_ms();
+        let expired_before = self.spec.ttl.map(|t| now - t.as_millis() as i64);
         // Partition → its ranking before this batch (by sequence number), first time touched.
         let mut before: Vec<(usize, Vec<u64>)> = vec![];
         for r in 0..rows {
             let g = self.ids[r];
             if self.ranked.len() <= g {
                 self.ranked.resize_with(g + 1, Vec::new);
+                self.written.resize(g + 1, now);
+            }
+            // Expired state is never used, swept or not.
+            if expired_before.is_some_and(|b| self.written[g] < b) && !self.ranked[g].is_empty() {
+                let gone = std::mem::take(&mut self.ranked[g]);
+                self.bytes = self.bytes.saturating_sub(
+                    gone.iter()
+                        .map(|x| x.row.as_ref().len() + x.key.as_ref().len() + 16)
+                        .sum(),
+                );
             }
             let list = &mut self.ranked[g];
             let key = keys.row(r);
@@ -204,6 +232,7 @@ impl TopN {
             if !before.iter().any(|(x, _)| *x == g) {
                 before.push((g, list.iter().map(|x| x.seq).collect()));
             }
+            self.written[g] = now;
             self.seq += 1;
             let row = full.row(r).owned();
             self.bytes += row.as_ref().len() + key.as_ref().len() + 16;
@@ -257,6 +286,13 @@ impl TopN {
             }
         }
         self.retired.clear();
+        if let Some(ttl) = self.spec.ttl {
+            let ttl_ms = ttl.as_millis() as i64;
+            if now - self.swept_ms >= (ttl_ms / 10).max(1) {
+                self.swept_ms = now;
+                self.expire(now - ttl_ms)?;
+            }
+        }
         if out_rows.is_empty() {
             return Ok(());
         }
@@ -274,6 +310,61 @@ impl TopN {
 }
 
 impl TopN {
+    /// Drop the partitions not written since `before_ms` (without output) and rebuild the
+    /// interned partition keys without them.
+    fn expire(&mut self, before_ms: i64) -> Result<()> {
+        let n = self.ranked.len();
+        let keep: Vec<bool> = (0..n).map(|g| self.written[g] >= before_ms).collect();
+        if keep.iter().all(|k| *k) {
+            return Ok(());
+        }
+        let ranked = std::mem::take(&mut self.ranked);
+        let written = std::mem::take(&mut self.written);
+        let mut kept = vec![];
+        for ((list, w), k) in ranked.into_iter().zip(written).zip(&keep) {
+            if *k {
+                kept.push((list, w));
+            } else {
+                self.bytes = self.bytes.saturating_sub(
+                    list.iter()
+                        .map(|x| x.row.as_ref().len() + x.key.as_ref().len() + 16)
+                        .sum(),
+                );
+            }
+        }
+        if let Some(g) = self.groups.as_mut() {
+            use datafusion::arrow::compute::filter;
+            use datafusion::logical_expr::EmitTo;
+            let keys = g.emit(EmitTo::All)?;
+            // Keys of partitions interned but never ranked (their rows did not make the top
+            // N) have no entry: they are dropped too.
+            let mask = datafusion::arrow::array::BooleanArray::from(
+                (0..keys.first().map_or(0, |k| k.len()))
+                    .map(|i| keep.get(i).copied().unwrap_or(false))
+                    .collect::<Vec<bool>>(),
+            );
+            let kept_keys = keys
+                .iter()
+                .map(|k| Ok(filter(k.as_ref(), &mask)?))
+                .collect::<Result<Vec<ArrayRef>>>()?;
+            let mut fresh =
+                new_group_values(self.spec.partition_schema.clone(), &GroupOrdering::None)?;
+            if kept_keys.first().is_some_and(|k| !k.is_empty()) {
+                // Distinct keys interned in order get the ids 0, 1, 2, …
+                fresh.intern(&kept_keys, &mut self.ids)?;
+            }
+            *g = fresh;
+            let (lists, times): (Vec<_>, Vec<_>) = kept.into_iter().unzip();
+            self.ranked = lists;
+            self.written = times;
+        } else {
+            let (lists, times): (Vec<_>, Vec<_>) = kept.into_iter().unzip();
+            self.ranked = lists;
+            self.written = times;
+        }
+        Ok(())
+    }
+
     /// The partition of each row of `batch`, into `self.ids`.
     fn intern_partitions(&mut self, batch: &RecordBatch) -> Result<()> {
         match &mut self.groups {
@@ -379,13 +470,16 @@ impl Operator for TopN {
             }
         }
         let mut seqs = vec![];
+        let mut written = vec![];
         let mut rows: Vec<OwnedRow> = vec![];
-        for list in &self.ranked {
+        for (g, list) in self.ranked.iter().enumerate() {
             for x in list {
                 rows.push(x.row.clone());
                 seqs.push(x.seq as i64);
+                written.push(self.written.get(g).copied().unwrap_or(0));
             }
         }
+        let mut written = Some(written);
         if !rows.is_empty() {
             let cols = self.full_rows.convert_rows(rows.iter().map(|r| r.row()))?;
             parts.push((
@@ -417,6 +511,12 @@ impl Operator for TopN {
             names.push("__extra".into());
             let mut cols = b.columns().to_vec();
             cols.push(Arc::new(Int64Array::from(extra)));
+            if self.spec.window_end.is_none()
+                && let Some(w) = written.take()
+            {
+                names.push("__written".into());
+                cols.push(Arc::new(Int64Array::from(w)));
+            }
             keyed.push(crate::state::keyed_batch(
                 &names, cols, &keys, n, key_groups,
             )?);
@@ -459,6 +559,10 @@ impl Operator for TopN {
         }
         if let Some(t) = snapshot.table("ranked") {
             let seqs = t.column(width).as_primitive::<Int64Type>().clone();
+            let written = t
+                .column_by_name("__written")
+                .map(|c| c.as_primitive::<Int64Type>().clone());
+            let restored_at = now_ms();
             let rows = input(t)?;
             let keys = self
                 .spec
@@ -473,6 +577,10 @@ impl Operator for TopN {
                 let g = self.ids[r];
                 if self.ranked.len() <= g {
                     self.ranked.resize_with(g + 1, Vec::new);
+                    self.written.resize(g + 1, restored_at);
+                }
+                if let Some(w) = &written {
+                    self.written[g] = w.value(r);
                 }
                 let seq = seqs.value(r) as u64;
                 self.seq = self.seq.max(seq);
@@ -524,6 +632,7 @@ mod tests {
             input_schema: input,
             output_schema: Arc::new(Schema::new(out)),
             window_end,
+            ttl: None,
         }
     }
 
@@ -537,6 +646,48 @@ mod tests {
             ],
         )
         .expect("batch")
+    }
+
+    /// With a state TTL, a partition whose ranking was not written for longer starts a new
+    /// ranking (a row that would not have made it now does, +I), while one written within
+    /// the TTL goes on; the write times survive a snapshot and restore, and the sweep frees
+    /// the dropped partitions.
+    #[test]
+    fn state_ttl_drops_rankings_not_written_since() {
+        let mut sp = spec(1, None);
+        sp.ttl = Some(std::time::Duration::from_millis(2000));
+        let mut t = TopN::new(sp.clone()).expect("topn");
+        let mut em = Emitter::default();
+        t.process_batch(0, batch(&[1, 2], &[5, 5]), &mut em)
+            .expect("b1");
+        assert_eq!(drain(&mut em), vec!["1 | 5 | 1 | 0", "2 | 5 | 1 | 0"]);
+        std::thread::sleep(std::time::Duration::from_millis(1200));
+        t.process_batch(0, batch(&[2], &[6]), &mut em).expect("b2");
+        assert_eq!(drain(&mut em), vec!["2 | 5 | 1 | 1", "2 | 6 | 1 | 2"]);
+        std::thread::sleep(std::time::Duration::from_millis(1200));
+        let snap = t.snapshot(128).expect("snapshot").expect("state");
+        let mut t = TopN::new(sp).expect("topn");
+        t.restore(snap).expect("restore");
+        // Partition 1 expired: 3 ranks first in a new ranking. Partition 2 goes on.
+        t.process_batch(0, batch(&[1, 2], &[3, 7]), &mut em)
+            .expect("b3");
+        assert_eq!(
+            drain(&mut em),
+            vec!["1 | 3 | 1 | 0", "2 | 6 | 1 | 1", "2 | 7 | 1 | 2"]
+        );
+        assert_eq!(t.ranked.iter().filter(|l| !l.is_empty()).count(), 2);
+        // A sweep drops partition 1 and re-interns partition 2, whose ranking goes on.
+        std::thread::sleep(std::time::Duration::from_millis(1200));
+        t.process_batch(0, batch(&[2], &[8]), &mut em).expect("b4");
+        drain(&mut em);
+        t.expire(now_ms() - 1000).expect("sweep");
+        assert_eq!(t.ranked.len(), 1);
+        t.process_batch(0, batch(&[2, 1], &[9, 1]), &mut em)
+            .expect("b5");
+        assert_eq!(
+            drain(&mut em),
+            vec!["1 | 1 | 1 | 0", "2 | 8 | 1 | 1", "2 | 9 | 1 | 2"]
+        );
     }
 
     fn drain(em: &mut Emitter) -> Vec<String> {

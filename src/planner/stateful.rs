@@ -22,6 +22,23 @@ use crate::sql::interval::parse_duration_option;
 use crate::{Result, not_supported, plan_err};
 
 impl Planner<'_> {
+    /// `'table.exec.state.ttl'`: how long unbounded keyed state (regular joins, updating
+    /// aggregates, Top-N) keeps a key not written since; `None` (or 0): forever.
+    fn state_ttl(&self) -> Result<Option<Duration>> {
+        Ok(match self.catalog.settings.get("table.exec.state.ttl") {
+            None => None,
+            Some(v) => match parse_duration_option(v) {
+                Some(0) => None,
+                Some(ms) if ms > 0 => Some(Duration::from_millis(ms as u64)),
+                _ => {
+                    return plan_err!(
+                        "'table.exec.state.ttl' = '{v}': expected a duration such as '1 h'"
+                    );
+                }
+            },
+        })
+    }
+
     /// A two-input stream joined by `op`, each input hash-partitioned by its keys.
     fn two_input(
         left: Stream,
@@ -166,19 +183,7 @@ impl Planner<'_> {
             };
             ("interval join", [Some(l), Some(r)], None)
         } else {
-            let ttl = match self.catalog.settings.get("table.exec.state.ttl") {
-                None => None,
-                Some(v) => match parse_duration_option(v) {
-                    Some(0) => None,
-                    Some(ms) if ms > 0 => Some(Duration::from_millis(ms as u64)),
-                    _ => {
-                        return plan_err!(
-                            "'table.exec.state.ttl' = '{v}': expected a duration such as '1 h'"
-                        );
-                    }
-                },
-            };
-            ("regular join", [None, None], ttl)
+            ("regular join", [None, None], self.state_ttl()?)
         };
         let updating = kind != JoinKind::Inner && expire.iter().any(Option::is_none);
         let mut output = j.schema.as_arrow().clone();
@@ -424,6 +429,11 @@ impl Planner<'_> {
             output_schema: Arc::new(output),
             window_end,
             input_updating: s.updating,
+            ttl: if window_end.is_none() {
+                self.state_ttl()?
+            } else {
+                None
+            },
         };
         let named = |name: &str| -> Option<String> {
             agg.group_expr
@@ -531,6 +541,7 @@ impl Planner<'_> {
             input_schema: Arc::new(in_arrow.clone()),
             output_schema: Arc::new(Schema::new(fields)),
             window_end,
+            ttl: if updating { self.state_ttl()? } else { None },
         };
         if updating {
             s.time_attrs = vec![];
