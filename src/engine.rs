@@ -99,6 +99,8 @@ pub struct JobSummary {
     pub events_before: u64,
     /// The last completed checkpoint (0: none), its duration, size and alignment time.
     pub checkpoint: (u64, Duration, u64, Duration),
+    /// How long restoring from a checkpoint took (reading it, loading operators' state).
+    pub restore: Duration,
 }
 
 impl fmt::Display for JobSummary {
@@ -134,6 +136,9 @@ impl fmt::Display for JobSummary {
                 bytes / 1024,
                 aligned.as_millis()
             )?;
+        }
+        if !self.restore.is_zero() {
+            write!(f, "; restore took {} ms", self.restore.as_millis())?;
         }
         Ok(())
     }
@@ -243,6 +248,7 @@ fn summary(m: &JobMetrics, outcome: Outcome) -> JobSummary {
             JobMetrics::get(&m.checkpoint_bytes),
             Duration::from_millis(JobMetrics::get(&m.alignment_ms)),
         ),
+        restore: Duration::from_millis(JobMetrics::get(&m.restore_ms)),
     }
 }
 
@@ -912,7 +918,11 @@ impl Engine {
             None => None,
             Some(p) => Some(chosen_epoch(p)?),
         };
-        let restored = checkpoint::load(&store, &record.lineage, chosen).await?;
+        let load_started = std::time::Instant::now();
+        let mut restored = checkpoint::load(&store, &record.lineage, chosen).await?;
+        if let Some(r) = restored.as_mut() {
+            r.load_ms = load_started.elapsed().as_millis() as u64;
+        }
         let tag = format!(
             "{}-{:08x}",
             record.lineage.get(..8).unwrap_or(&record.lineage),

@@ -107,6 +107,8 @@ pub(crate) struct Restored {
     pub sources: BTreeMap<String, Value>,
     /// What the sink had to publish at that checkpoint.
     pub sink: Value,
+    /// How long reading it took (ms).
+    pub load_ms: u64,
 }
 
 /// What a task reports to the coordinator.
@@ -619,6 +621,7 @@ pub(crate) async fn load(
         descriptions,
         sources,
         sink,
+        load_ms: 0,
     }))
 }
 

@@ -36,6 +36,9 @@ pub struct JobMetrics {
     pub checkpoint_failures: AtomicU64,
     /// Events read before the checkpoint this run was restored from.
     pub events_before: AtomicU64,
+    /// How long restoring took: reading the checkpoint and loading its state into the
+    /// operators (ms; 0 for a fresh run).
+    pub restore_ms: AtomicU64,
 }
 
 /// When watermarks were seen: at the sources (after each batch, with its row count) and at
@@ -105,6 +108,7 @@ impl Default for JobMetrics {
             alignment_ms: AtomicU64::new(0),
             checkpoint_failures: AtomicU64::new(0),
             events_before: AtomicU64::new(0),
+            restore_ms: AtomicU64::new(0),
         }
     }
 }

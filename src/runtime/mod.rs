@@ -1031,6 +1031,7 @@ pub async fn run_checkpointed(
         descriptions: BTreeMap::new(),
     };
     let mut root = Inboxes::new(1);
+    let spawn_started = std::time::Instant::now();
     let spawned = spawner
         .spawn(&pipeline.root, 0, &mut root, &[], Exchange::Hash)
         .and_then(|_| spawner.spawn_readers());
@@ -1039,6 +1040,13 @@ pub async fn run_checkpointed(
     let descriptions = std::mem::take(&mut spawner.descriptions);
     drop(spawner);
     spawned?;
+    if let Some(r) = restored {
+        // Operators restore their state as they are spawned.
+        metrics.restore_ms.store(
+            r.load_ms + spawn_started.elapsed().as_millis() as u64,
+            Ordering::Relaxed,
+        );
+    }
     let mut coordinator = match checkpoint {
         Some(cp) => {
             check_claimed(&cp, &descriptions)?;
