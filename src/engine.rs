@@ -779,6 +779,13 @@ impl Engine {
             let prefix = match table.connector() {
                 "nexmark" if table.option("nexmark.shards").is_none() => Some("nexmark:"),
                 "kafka" => Some("kafka topic "),
+                "filesystem"
+                    if table
+                        .option("path")
+                        .is_some_and(crate::connectors::object_store::is_object_url) =>
+                {
+                    Some("s3://")
+                }
                 _ => None,
             };
             if let Some(n) = prefix.and_then(|p| {

@@ -371,3 +371,90 @@ fn failpoints_at_every_step_of_a_checkpoint() {
         check_output(dir, &input);
     }
 }
+
+/// Published JSON rows' `id`s under `dir` (hidden, unpublished files skipped).
+fn published_ids(dir: &Path) -> Vec<i64> {
+    let mut out = vec![];
+    for p in common::files_under(dir) {
+        if common::is_hidden(&p) {
+            continue;
+        }
+        for line in std::fs::read_to_string(&p).unwrap_or_default().lines() {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
+                && let Some(id) = v["id"].as_i64()
+            {
+                out.push(id);
+            }
+        }
+    }
+    out
+}
+
+fn append_ids(path: &Path, ids: std::ops::Range<i64>) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    for id in ids {
+        writeln!(f, r#"{{"id": {id}}}"#).unwrap();
+    }
+}
+
+/// A followed directory (`'source.monitor-interval'`) with checkpoints: stopped with a final
+/// checkpoint, a file grows and a new one appears while the job is down; the restarted job
+/// reads the grown file from where it stopped and the new one whole: every id once.
+#[test]
+fn followed_files_resume_where_they_stopped() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let input = dir.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    append_ids(&input.join("a.json"), 0..3000);
+    std::fs::write(
+        dir.join("job.sql"),
+        format!(
+            "SET 'state.checkpoints.dir' = '{d}/chk';
+             SET 'execution.checkpointing.interval' = '200 ms';
+             CREATE TABLE t (id BIGINT) WITH ('connector' = 'filesystem', 'path' = '{d}/in',
+               'format' = 'json', 'source.monitor-interval' = '100 ms');
+             CREATE TABLE o (id BIGINT) WITH ('connector' = 'filesystem', 'path' = '{d}/out',
+               'format' = 'json');
+             INSERT INTO o SELECT id FROM t;",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let run_until = |n: usize| {
+        let child = weir()
+            .arg("run")
+            .arg(dir.join("job.sql"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // (A bound so that a broken restore fails rather than hangs; not a speed limit.)
+        for _ in 0..2400 {
+            if published_ids(&dir.join("out")).len() >= n {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{err}");
+        err
+    };
+    run_until(3000);
+    append_ids(&input.join("a.json"), 3000..4000);
+    append_ids(&input.join("b.json"), 4000..4500);
+    let err = run_until(4500);
+    assert!(err.contains("restored o from checkpoint"), "{err}");
+    let mut ids = published_ids(&dir.join("out"));
+    ids.sort();
+    assert_eq!(ids, (0..4500).collect::<Vec<i64>>());
+}

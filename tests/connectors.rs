@@ -1670,3 +1670,71 @@ async fn kafka_transactions_on_the_test_broker_and_exactly_once_refused() {
         "{e}"
     );
 }
+
+/// A checkpointed job reading JSON objects under `s3://`: the `weir` binary (built with
+/// failpoints) is aborted right after its second epoch record, then run again at another
+/// parallelism: objects read whole are skipped, the one being read resumes at its line, and
+/// every id is published exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the servers scripts/connector-tests.sh starts"]
+async fn s3_source_resumes_from_its_checkpoint() {
+    use object_store::ObjectStoreExt;
+    let per = records(100_000);
+    let bucket = unique("in");
+    create_bucket(&bucket);
+    let store = s3_store(&bucket);
+    for f in 0..4 {
+        let body: String = (0..per)
+            .map(|i| format!("{{\"id\":{}}}\n", f * per + i))
+            .collect();
+        store
+            .put(
+                &object_store::path::Path::from(format!("in/part-{f}.json")),
+                body.into_bytes().into(),
+            )
+            .await
+            .unwrap();
+    }
+    let dir = tempdir();
+    let job = dir.path().join("job.sql");
+    let out = dir.path().join("out");
+    let script = |p: usize| {
+        format!(
+            "SET 'parallelism' = '{p}';
+             SET 'state.checkpoints.dir' = '{}';
+             SET 'execution.checkpointing.interval' = '50 ms';
+             CREATE TABLE events (id BIGINT)
+               WITH ('connector' = 'filesystem', 'path' = 's3://{bucket}/in', 'format' = 'json', {});
+             CREATE TABLE out (id BIGINT)
+               WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             INSERT INTO out SELECT id FROM events;",
+            dir.path().join("chk").display(),
+            aws_options("WEIR_TEST_S3"),
+            out.display(),
+        )
+    };
+    let run = |p: usize, failpoint: Option<&str>| {
+        std::fs::write(&job, script(p)).unwrap();
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_weir"));
+        c.arg("run").arg(&job);
+        if let Some(f) = failpoint {
+            c.env("WEIR_FAILPOINT", f);
+        }
+        let o = c.output().unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    let (ok, err) = run(2, Some("checkpoint-after-epoch-record:2"));
+    assert!(!ok && err.contains("failpoint"), "{err}");
+    let (ok, err) = run(3, None);
+    assert!(ok, "{err}");
+    assert!(err.contains("restored out from checkpoint"), "{err}");
+    let mut ids: Vec<i64> = published_json(&out)
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, (0..(4 * per) as i64).collect::<Vec<i64>>());
+}

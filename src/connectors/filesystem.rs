@@ -9,6 +9,7 @@
 //! when the job starts) are dealt over the job's parallelism in key order; each object is
 //! fetched whole and is a split with its own watermark.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -50,39 +51,55 @@ impl SourceShard for FileShard {
     }
 
     fn check_replayable(&self) -> Result<()> {
-        use std::os::unix::fs::FileTypeExt;
-        let pipe = std::fs::metadata(&self.path)
-            .map(|m| m.file_type().is_fifo() || m.file_type().is_char_device())
-            .unwrap_or(false);
-        if pipe || self.path.starts_with("/dev/") || self.path.starts_with("/proc/") {
-            return plan_err!(
-                "{} is a pipe: it cannot be read again after a restart, so a job reading it \
-                 cannot be checkpointed (unset 'state.checkpoints.dir', or read a file)",
-                self.path.display()
-            );
-        }
-        Ok(())
+        check_not_pipe(&self.path)
     }
 
+    fn position(&self) -> Option<serde_json::Value> {
+        self.reader.position()
+    }
+
+    fn restore(&mut self, position: &serde_json::Value) -> Result<()> {
+        self.reader.restore(position, &self.path)
+    }
+}
+
+/// A pipe cannot be read again after a restart, so a job reading it cannot checkpoint.
+fn check_not_pipe(path: &Path) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let pipe = std::fs::metadata(path)
+        .map(|m| m.file_type().is_fifo() || m.file_type().is_char_device())
+        .unwrap_or(false);
+    if pipe || path.starts_with("/dev/") || path.starts_with("/proc/") {
+        return plan_err!(
+            "{} is a pipe: it cannot be read again after a restart, so a job reading it \
+             cannot be checkpointed (unset 'state.checkpoints.dir', or read a file)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+impl Reader {
     /// JSON and CSV: the byte offset of the next complete line (and its number); Parquet:
     /// rows read (the row group and row within it follow from the file's metadata).
     fn position(&self) -> Option<serde_json::Value> {
-        match &self.reader {
+        match self {
             Reader::Json(r) => r.position().map(|p| serde_json::json!(p)),
             Reader::Csv(r) => r.position().map(|p| serde_json::json!(p)),
             Reader::Parquet(r) => Some(serde_json::json!({ "rows": r.position() })),
         }
     }
 
-    fn restore(&mut self, position: &serde_json::Value) -> Result<()> {
+    /// Continue from what [`Reader::position`] returned (`path` names the file in errors).
+    fn restore(&mut self, position: &serde_json::Value, path: &Path) -> Result<()> {
         let bad = || Error::Execution {
             operator: "restore".into(),
             message: format!(
                 "checkpointed position {position} does not fit {}",
-                self.path.display()
+                path.display()
             ),
         };
-        match &mut self.reader {
+        match self {
             Reader::Json(r) => r.seek(serde_json::from_value(position.clone()).map_err(|_| bad())?),
             Reader::Csv(r) => r.seek(serde_json::from_value(position.clone()).map_err(|_| bad())?),
             Reader::Parquet(r) => {
@@ -228,6 +245,12 @@ pub struct ObjectReader {
     /// This reader's objects not yet opened, with their split numbers (listed on first use).
     mine: Option<std::collections::VecDeque<(u64, ::object_store::path::Path)>>,
     current: Option<(u64, Reader)>,
+    /// The object being read.
+    current_key: Option<String>,
+    /// Objects read to their end (handed on whole).
+    done: std::collections::BTreeSet<String>,
+    /// A checkpointed position to resume from, applied once the objects are listed.
+    restored: Option<serde_json::Value>,
     queue: SplitQueue,
 }
 
@@ -243,6 +266,9 @@ impl ObjectReader {
                     None => {
                         self.queue.finish(*split);
                         self.current = None;
+                        if let Some(k) = self.current_key.take() {
+                            self.done.insert(k);
+                        }
                     }
                 }
                 continue;
@@ -253,6 +279,19 @@ impl ObjectReader {
                     .listing
                     .get_or_try_init(|| list_objects(store, url))
                     .await?;
+                if let Some(done) = self
+                    .restored
+                    .as_ref()
+                    .and_then(|r| r.get("done"))
+                    .and_then(|d| d.as_array())
+                {
+                    self.done = done
+                        .iter()
+                        .filter_map(|k| k.as_str().map(str::to_string))
+                        .collect();
+                }
+                let done = &self.done;
+                // Objects read whole before the checkpoint are skipped (and not announced).
                 let mine: std::collections::VecDeque<_> = objects
                     .iter()
                     .skip(self.index)
@@ -260,6 +299,7 @@ impl ObjectReader {
                     .cloned()
                     .enumerate()
                     .map(|(i, key)| (i as u64, key))
+                    .filter(|(_, key)| !done.contains(key.as_ref()))
                     .collect();
                 // Every object of this reader holds the watermark back until it is read:
                 // see `SourceShard::split`.
@@ -269,13 +309,30 @@ impl ObjectReader {
                 self.mine = Some(mine);
                 continue;
             };
-            let Some((split, key)) = mine.pop_front() else {
+            // Fetched before it is taken off the list: `next_batch` must be cancel-safe (see
+            // `SourceShard::next_batch`).
+            let Some((split, key)) = mine.front().cloned() else {
                 return Ok(None);
             };
             let bytes = get_object(&self.store, &key).await?;
+            if let Some(mine) = &mut self.mine {
+                mine.pop_front();
+            }
             let name = PathBuf::from(format!("s3://{}/{key}", self.url.bucket));
-            let reader = make_object_reader(&self.table, &self.env, &self.format, name, bytes)?;
+            let mut reader =
+                make_object_reader(&self.table, &self.env, &self.format, name.clone(), bytes)?;
+            if let Some(at) = self
+                .restored
+                .as_ref()
+                .and_then(|r| r.get("current"))
+                .filter(|c| c.get("key").and_then(|k| k.as_str()) == Some(key.as_ref()))
+                .and_then(|c| c.get("at"))
+            {
+                reader.restore(at, &name)?;
+                self.restored = None;
+            }
             self.current = Some((split, reader));
+            self.current_key = Some(key.to_string());
         }
     }
 }
@@ -298,6 +355,38 @@ impl SourceShard for ObjectReader {
 
     fn finished_splits(&mut self) -> Vec<u64> {
         self.queue.take_finished()
+    }
+
+    fn check_replayable(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// The objects read whole, and the one being read with its position in it (as a file's).
+    fn position(&self) -> Option<serde_json::Value> {
+        if let Some(r) = &self.restored
+            && self.mine.is_none()
+        {
+            // Not started yet: still where the checkpoint left it.
+            return Some(r.clone());
+        }
+        let current = match (&self.current, &self.current_key) {
+            (Some((_, reader)), Some(key)) => {
+                Some(serde_json::json!({ "key": key, "at": reader.position()? }))
+            }
+            // The restored object part-read, not reopened yet.
+            _ => self
+                .restored
+                .as_ref()
+                .and_then(|r| r.get("current"))
+                .filter(|c| !c.is_null())
+                .cloned(),
+        };
+        Some(serde_json::json!({ "done": self.done, "current": current }))
+    }
+
+    fn restore(&mut self, position: &serde_json::Value) -> Result<()> {
+        self.restored = Some(position.clone());
+        Ok(())
     }
 }
 
@@ -349,6 +438,9 @@ pub fn open(table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceShard>>>
                     readers,
                     mine: None,
                     current: None,
+                    current_key: None,
+                    done: Default::default(),
+                    restored: None,
                     queue: SplitQueue::default(),
                 }) as Box<dyn SourceShard>
             })
@@ -369,6 +461,7 @@ pub fn open(table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceShard>>>
             interval: Duration::from_millis(ms as u64),
             readers: Vec::new(),
             next: 0,
+            restored: BTreeMap::new(),
         };
         return Ok(vec![Box::new(shard)]);
     }
@@ -385,6 +478,9 @@ pub fn open(table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceShard>>>
 /// appear are read in name order, and every file is followed as it grows (complete lines of
 /// JSON or CSV; Parquet files are read once). The whole path is one shard with one watermark,
 /// so new data should arrive in roughly increasing event time.
+///
+/// Its checkpointed position is every file seen, with its position; a restore resumes those
+/// and reads files that appeared since from their start.
 struct FollowShard {
     table: Table,
     env: SourceEnv,
@@ -393,6 +489,8 @@ struct FollowShard {
     interval: Duration,
     readers: Vec<(PathBuf, Reader)>,
     next: usize,
+    /// Checkpointed positions per file, applied as the files are found again.
+    restored: BTreeMap<String, serde_json::Value>,
 }
 
 impl FollowShard {
@@ -407,7 +505,10 @@ impl FollowShard {
         };
         for f in files {
             if !self.readers.iter().any(|(p, _)| *p == f) {
-                let reader = make_reader(&self.table, &self.env, &self.format, &f, true)?;
+                let mut reader = make_reader(&self.table, &self.env, &self.format, &f, true)?;
+                if let Some(at) = self.restored.remove(&f.display().to_string()) {
+                    reader.restore(&at, &f)?;
+                }
                 self.readers.push((f, reader));
             }
         }
@@ -429,6 +530,25 @@ impl FollowShard {
 impl SourceShard for FollowShard {
     fn name(&self) -> String {
         format!("{} (monitored)", self.root.display())
+    }
+
+    fn check_replayable(&self) -> Result<()> {
+        check_not_pipe(&self.root)
+    }
+
+    fn position(&self) -> Option<serde_json::Value> {
+        let mut files: BTreeMap<String, serde_json::Value> = self.restored.clone();
+        for (p, r) in &self.readers {
+            files.insert(p.display().to_string(), r.position()?);
+        }
+        Some(serde_json::json!({ "files": files }))
+    }
+
+    fn restore(&mut self, position: &serde_json::Value) -> Result<()> {
+        if let Some(files) = position.get("files").and_then(|f| f.as_object()) {
+            self.restored = files.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        }
+        Ok(())
     }
 
     fn next_batch(&mut self) -> BoxFuture<'_, Result<Option<RecordBatch>>> {

@@ -20,8 +20,7 @@
 //! Throttling (`ProvisionedThroughputExceededException`, KMS throttling) backs off
 //! exponentially per shard; an expired iterator is renewed after the last sequence number
 //! read. Sequence numbers are kept as opaque strings (up to 56 digits, beyond u128), ordered
-//! by length then text ([`seq_cmp`]); the last one read per shard is kept in the coordinator
-//! (the position a checkpoint will store).
+//! by length then text ([`seq_cmp`]).
 //!
 //! With checkpoints, a reader's position is, per Kinesis shard it has read, the last
 //! sequence number it handed on and whether it handed on the shard's end. Positions are keyed
@@ -189,14 +188,13 @@ struct RestoredShard {
     finished: bool,
 }
 
-/// What the readers of one table share: the shard lineage, who reads what, and positions.
+/// What the readers of one table share: the shard lineage, who reads what, and the restored
+/// positions.
 #[derive(Default)]
 pub struct Coordinator {
     listed: bool,
     shards: BTreeMap<String, ShardInfo>,
     next_root: usize,
-    /// The last sequence number read per shard (what a checkpoint stores).
-    positions: BTreeMap<String, String>,
     /// Positions of the checkpoint the job resumes from, by shard id (None: a fresh start).
     restored: Option<BTreeMap<String, RestoredShard>>,
 }
@@ -310,11 +308,6 @@ impl Coordinator {
         if let Some(s) = self.shards.get_mut(id) {
             s.state = ShardState::Finished;
         }
-    }
-
-    /// The last sequence number read from each shard.
-    pub fn positions(&self) -> &BTreeMap<String, String> {
-        &self.positions
     }
 }
 
@@ -436,6 +429,8 @@ pub struct KinesisReader {
     last_list: Instant,
     queue: SplitQueue,
     schema: SchemaRef,
+    /// A shard read to its end whose end is being reported (see `next`).
+    ending: Option<Active>,
 }
 
 /// Open the readers of a Kinesis table.
@@ -507,6 +502,7 @@ pub fn open(table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceShard>>>
             last_list: Instant::now(),
             queue: SplitQueue::default(),
             schema: table.physical.clone(),
+            ending: None,
         }));
     }
     Ok(out)
@@ -696,16 +692,6 @@ impl KinesisReader {
             records,
         };
         let batch = self.decoder.decode(&payloads, &meta)?;
-        if let Some(seq) = &self.active[i].last_seq {
-            let mut coord = self.shared.coordinator.lock().await;
-            let entry = coord
-                .positions
-                .entry(self.active[i].id.clone())
-                .or_insert_with(|| seq.clone());
-            if seq_cmp(seq, entry).is_gt() {
-                *entry = seq.clone();
-            }
-        }
         Ok((batch, ended))
     }
 
@@ -713,6 +699,19 @@ impl KinesisReader {
         loop {
             if let Some(b) = self.queue.pop(&self.schema) {
                 return Ok(Some(b));
+            }
+            // A shard read to its end: finished in the coordinator, its children found, then
+            // its end queued. Redone whole if a dropped call stopped it half-way (cancel
+            // safety: see `SourceShard::next_batch`); each step is idempotent.
+            if let Some(a) = &self.ending {
+                let (id, split) = (a.id.clone(), a.split);
+                self.shared.coordinator.lock().await.finish(&id);
+                // The children are announced before the parent's end is reported, so the
+                // watermark never runs ahead of their rows.
+                self.discover().await?;
+                self.ending = None;
+                self.queue.finish(split);
+                continue;
             }
             if self.must_list
                 || (self.active.is_empty() && self.last_list.elapsed() >= LIST_INTERVAL)
@@ -755,12 +754,7 @@ impl KinesisReader {
                 (None, _) => {}
             }
             if ended {
-                let a = self.active.remove(i);
-                self.shared.coordinator.lock().await.finish(&a.id);
-                // The children are announced before the parent's end is reported, so the
-                // watermark never runs ahead of their rows.
-                self.discover().await?;
-                self.queue.finish(a.split);
+                self.ending = Some(self.active.remove(i));
             }
         }
     }

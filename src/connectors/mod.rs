@@ -42,6 +42,11 @@ pub trait SourceShard: Send {
     /// A name for messages (file path, generator shard).
     fn name(&self) -> String;
     /// The next batch, or `None` at the end of a bounded shard.
+    ///
+    /// Must be cancel-safe: the runtime drops the future when something else comes first (a
+    /// barrier to inject, a completed checkpoint, idleness) and calls again. So state changes
+    /// only after the last `.await` of a call (or is redone idempotently by the next call):
+    /// nothing read may be lost with a dropped future.
     fn next_batch(&mut self) -> BoxFuture<'_, Result<Option<RecordBatch>>>;
     /// For a shard that reads several *splits* (Kinesis shards, Kafka partitions): the split
     /// the last batch came from. Each split gets its own watermark, and the shard's is the

@@ -125,7 +125,7 @@ impl CsvReader {
         };
         Self(
             LineReader::new(name, decoder, policy)
-                .over(Box::new(std::io::Cursor::new(bytes)))
+                .over_bytes(bytes)
                 .with_header_check(header),
         )
     }

@@ -116,7 +116,7 @@ impl JsonLinesReader {
 
     /// Read `bytes` (an object named `name`) instead of a file.
     pub fn over_bytes(mut self, bytes: bytes::Bytes) -> Self {
-        self.lines = self.lines.over(Box::new(std::io::Cursor::new(bytes)));
+        self.lines = self.lines.over_bytes(bytes);
         self
     }
 

@@ -52,6 +52,8 @@ pub(crate) struct LineReader<D: BlockDecoder> {
     follow: bool,
     /// Byte offset (in the file) just past the last block decoded: the next complete line.
     offset: u64,
+    /// The whole content, when reading an object's bytes rather than a file.
+    bytes: Option<bytes::Bytes>,
 }
 
 /// Where a line reader is: the byte offset of the next complete line and its line number.
@@ -86,6 +88,7 @@ impl<D: BlockDecoder> LineReader<D> {
             skip_first_line: false,
             follow: false,
             offset: 0,
+            bytes: None,
             last: None,
             row_per_line: false,
         }
@@ -112,6 +115,32 @@ impl<D: BlockDecoder> LineReader<D> {
     /// Continue from `pos` (a file opened by path).
     pub(crate) fn seek(&mut self, pos: LinePosition) -> Result<()> {
         use std::io::{Seek, SeekFrom};
+        if let Some(bytes) = &self.bytes {
+            let len = bytes.len() as u64;
+            if pos.offset > len {
+                return Err(crate::Error::Execution {
+                    operator: "restore".into(),
+                    message: format!(
+                        "{} is shorter ({len} bytes) than the checkpointed position {}: the \
+                         object changed since the checkpoint",
+                        self.path.display(),
+                        pos.offset
+                    ),
+                });
+            }
+            let rest = bytes.slice(pos.offset as usize..);
+            self.file = Some(Box::new(std::io::Cursor::new(rest)));
+            self.offset = pos.offset;
+            self.next_line = pos.line;
+            self.carry.clear();
+            self.pending.clear();
+            self.last = None;
+            self.eof = false;
+            if pos.offset > 0 {
+                self.skip_first_line = false;
+            }
+            return Ok(());
+        }
         let mut f =
             File::open(&self.path).context(|| format!("opening {}", self.path.display()))?;
         let len = f
@@ -143,9 +172,10 @@ impl<D: BlockDecoder> LineReader<D> {
         Ok(())
     }
 
-    /// Read `reader` (an object's bytes) instead of opening `path`, which names it in messages.
-    pub(crate) fn over(mut self, reader: Box<dyn Read + Send>) -> Self {
-        self.file = Some(reader);
+    /// Read an object's bytes instead of opening `path`, which names it in messages.
+    pub(crate) fn over_bytes(mut self, bytes: bytes::Bytes) -> Self {
+        self.file = Some(Box::new(std::io::Cursor::new(bytes.clone())));
+        self.bytes = Some(bytes);
         self
     }
 
