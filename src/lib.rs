@@ -7,8 +7,9 @@
 //! ## Layout, in the order data flows
 //!
 //! - [`sql`]: parsing (sqlparser with weir's dialect), the catalog of tables and views.
-//! - [`planner`]: SQL → DataFusion logical plan → a dataflow graph ([`planner::Pipeline`]:
-//!   sources, stages of operator specs, the exchanges between them); EXPLAIN.
+//! - [`planner`]: SQL → DataFusion logical plan → a dataflow graph; EXPLAIN.
+//! - [`graph`]: that graph ([`graph::Pipeline`]: sources, stages of operator specs, the
+//!   exchanges between them), shared by the planner and the runtime.
 //! - [`connectors`]: sources (sharded) and sinks, chosen by `WITH ('connector' = ...)`.
 //! - [`format`]: JSON / CSV / Parquet decoding into Arrow and encoding back.
 //! - [`operators`]: the push-based operators (watermark generator, filter, projection,
@@ -33,6 +34,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod failpoint;
 pub mod format;
+pub mod graph;
 pub mod message;
 pub mod operators;
 pub mod planner;

@@ -458,3 +458,88 @@ fn followed_files_resume_where_they_stopped() {
     ids.sort();
     assert_eq!(ids, (0..4500).collect::<Vec<i64>>());
 }
+
+/// Barriers never wait behind watermark alignment: a file whose event time is an hour ahead
+/// of a followed directory's is held back by `'scan.watermark.alignment.max-drift'` (it waits
+/// for the slow source, which has nothing new), yet checkpoints go on completing, because a
+/// source paused by alignment still injects barriers.
+#[test]
+fn a_source_paused_by_watermark_alignment_still_takes_barriers() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("slow")).unwrap();
+    let line = |id: i64, ts: &str| format!(r#"{{"id": {id}, "k": {}, "ts": "{ts}"}}"#, id % 3);
+    let slow: Vec<String> = (0..10).map(|i| line(i, "2026-01-01 00:00:00")).collect();
+    std::fs::write(dir.join("slow/a.json"), slow.join("\n") + "\n").unwrap();
+    let fast: Vec<String> = (0..50_000)
+        .map(|i| line(i, "2026-01-01 01:00:00"))
+        .collect();
+    std::fs::write(dir.join("fast.json"), fast.join("\n") + "\n").unwrap();
+    std::fs::write(
+        dir.join("job.sql"),
+        format!(
+            "SET 'state.checkpoints.dir' = '{d}/chk';
+             SET 'execution.checkpointing.interval' = '100 ms';
+             CREATE TABLE slow (id BIGINT, k BIGINT, ts TIMESTAMP(3),
+               WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+               WITH ('connector' = 'filesystem', 'path' = '{d}/slow', 'format' = 'json',
+                     'source.monitor-interval' = '100 ms',
+                     'scan.watermark.alignment.max-drift' = '1 s');
+             CREATE TABLE fast (id BIGINT, k BIGINT, ts TIMESTAMP(3),
+               WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+               WITH ('connector' = 'filesystem', 'path' = '{d}/fast.json', 'format' = 'json',
+                     'scan.watermark.alignment.max-drift' = '1 s');
+             CREATE TABLE o (id BIGINT) WITH ('connector' = 'blackhole');
+             INSERT INTO o SELECT f.id FROM fast f JOIN slow s ON f.k = s.k;",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let child = weir()
+        .arg("run")
+        .arg(dir.join("job.sql"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The newest epoch record (older ones go with retention).
+    let epochs = || {
+        common::files_under(&dir.join("chk"))
+            .iter()
+            .filter(|p| p.to_string_lossy().contains("/epochs/"))
+            .filter_map(|p| {
+                p.file_stem()?
+                    .to_str()?
+                    .strip_prefix("epoch-")?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    // (A bound so that a stall fails rather than hangs; not a speed limit.)
+    for _ in 0..1200 {
+        if epochs() >= 5 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(epochs() >= 5, "checkpoints stalled behind alignment: {err}");
+    // The fast file was held back: far from all of it was read.
+    let read: u64 = err
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("stopped: "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX);
+    assert!(
+        read < 50_000,
+        "alignment did not hold the fast source back: {err}"
+    );
+}

@@ -6,6 +6,13 @@ use std::fmt::Write;
 use super::{Flow, Pipeline};
 
 /// Render a pipeline, sink first, then its inputs indented below it.
+impl Pipeline {
+    /// The dataflow graph as EXPLAIN prints it.
+    pub fn explain(&self) -> String {
+        render(self)
+    }
+}
+
 pub fn render(p: &Pipeline) -> String {
     let mut s = String::new();
     match &p.sink {

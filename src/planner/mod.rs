@@ -9,7 +9,6 @@
 //! fail here with "not supported yet: ...", never at run time with wrong rows.
 
 mod explain;
-mod graph;
 pub mod rewrite;
 mod stateful;
 
@@ -29,7 +28,7 @@ use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
 use datafusion::prelude::SessionConfig;
 use sqlparser::ast::Query;
 
-pub use graph::{Exchange, Flow, Input, Pipeline, Stage};
+pub use crate::graph::{Exchange, Flow, Input, Pipeline, Stage};
 pub use rewrite::WindowTvf;
 
 use crate::error::Context;

@@ -7,8 +7,9 @@
 //! With one target there is nothing to hash. Each router has its own channel to each target,
 //! so the target's input gate can hold one producer back while others flow.
 //!
-//! The exchange sits behind this one type so that a partitioned log (a Kafka topic) can take
-//! its place between machines without touching the operators.
+//! Tasks send through the [`OutputExchange`] trait, whose one implementation today is this
+//! local `Router`, so that a partitioned log (a Kafka topic) or a network exchange can take its
+//! place between machines without touching the operators or the task loops.
 
 use std::sync::Arc;
 
@@ -18,13 +19,27 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::physical_expr::PhysicalExpr;
 use tokio::sync::mpsc;
 
+use crate::graph::Exchange;
 use crate::message::Message;
 use crate::operators::eval;
-use crate::planner::Exchange;
 use crate::state::{instance_of, key_group};
 use crate::{Error, Result};
 
-/// Sends one task's output to the next stage (or the sink).
+/// The sending side of an exchange: what a task hands its output to.
+pub trait OutputExchange: Send {
+    /// Send a message downstream: a batch goes to the instance(s) its exchange picks;
+    /// watermarks, idleness, barriers and `End` to every instance. Waits while a target is
+    /// full (backpressure). `Err(Cancelled)` when the receivers are gone.
+    fn send(&mut self, msg: Message) -> futures::future::BoxFuture<'_, Result<()>>;
+}
+
+impl OutputExchange for Router {
+    fn send(&mut self, msg: Message) -> futures::future::BoxFuture<'_, Result<()>> {
+        Box::pin(Router::send(self, msg))
+    }
+}
+
+/// Sends one task's output to the next stage (or the sink) over local channels.
 pub struct Router {
     sender: usize,
     targets: Vec<mpsc::Sender<Message>>,

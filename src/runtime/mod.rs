@@ -61,12 +61,12 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
 pub use chain::Chain;
-pub use exchange::Router;
+pub use exchange::{OutputExchange, Router};
 pub use metrics::JobMetrics;
 
 use crate::connectors::{Sink, SourceShard};
+use crate::graph::{Exchange, Flow, Pipeline, Stage};
 use crate::message::{Barrier, Message, Timestamp, Watermark};
-use crate::planner::{Exchange, Flow, Pipeline, Stage};
 use crate::state::KeyGroupRange;
 use crate::{Error, Result};
 use checkpoint::{Ack, BarrierRequest, Checkpointing, Coordinator};
@@ -226,7 +226,7 @@ impl TaskEnv {
 /// One branch of the plan reading a shard: its per-shard operators and where their output goes.
 struct Consumer {
     chain: Chain,
-    router: Router,
+    router: Box<dyn OutputExchange>,
     /// The per-shard operators, for shards that read several splits.
     specs: Vec<crate::operators::OpSpec>,
     /// Per split (Kinesis shard, Kafka partition): its own operators (so its own watermark
@@ -244,7 +244,7 @@ struct SplitState {
 }
 
 impl Consumer {
-    fn new(specs: &[crate::operators::OpSpec], router: Router) -> Result<Self> {
+    fn new(specs: &[crate::operators::OpSpec], router: Box<dyn OutputExchange>) -> Result<Self> {
         Ok(Self {
             chain: Chain::new(specs)?,
             router,
@@ -662,7 +662,7 @@ async fn shard_loop(t: &mut ShardTask) -> Result<()> {
 struct StageTask {
     gate: InputGate,
     chain: Chain,
-    router: Router,
+    router: Box<dyn OutputExchange>,
     env: TaskEnv,
     task: usize,
     /// Per operator of the chain: its state id (None for stateless operators).
@@ -831,7 +831,7 @@ impl Spawner<'_> {
                             exchange,
                             self.env.key_groups,
                         );
-                        Consumer::new(ops, router)
+                        Consumer::new(ops, Box::new(router))
                     })
                     .collect::<Result<Vec<_>>>()?;
                 self.readers.push((name.clone(), consumers));
@@ -950,7 +950,7 @@ impl Spawner<'_> {
             self.tasks.push(tokio::spawn(run_stage(StageTask {
                 gate: InputGate::new(inputs, self.env.exactly_once),
                 chain,
-                router,
+                router: Box::new(router),
                 env: self.env.clone(),
                 task,
                 op_ids: op_ids.clone(),

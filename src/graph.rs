@@ -1,5 +1,6 @@
 //! The dataflow graph a query is planned into: sources, stages of operators, the exchanges
-//! between them, and the sink.
+//! between them, and the sink. The planner builds it and the runtime runs it; neither
+//! depends on the other (the runtime knows only this module).
 //!
 //! ```text
 //!   Source bid (shards) ──hash(auction)──► Stage [window aggregate] ──┐
@@ -138,12 +139,5 @@ impl Flow {
             Flow::Source { table, .. } => out.push(table),
             Flow::Stage(s) => s.inputs.iter().for_each(|i| i.flow.collect_sources(out)),
         }
-    }
-}
-
-impl Pipeline {
-    /// The dataflow graph as EXPLAIN prints it.
-    pub fn explain(&self) -> String {
-        super::explain::render(self)
     }
 }
