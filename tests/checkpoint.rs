@@ -70,6 +70,29 @@ INSERT INTO win_out SELECT window_start, k, COUNT(*) AS n, SUM(id) AS s
     )
 }
 
+/// `weir run JOB` in the background, its stderr kept.
+fn spawn_run(job: &Path) -> std::process::Child {
+    weir()
+        .arg("run")
+        .arg(job)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// SIGINT (stop with a final checkpoint) and wait: whether it exited 0, and its stderr.
+fn interrupt(child: std::process::Child) -> (bool, String) {
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
 fn weir() -> Command {
     Command::new(env!("CARGO_BIN_EXE_weir"))
 }
@@ -264,12 +287,8 @@ fn stop_takes_a_final_checkpoint_and_a_restart_continues() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     // SIGINT: stop with a final checkpoint.
-    let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(out.status.success(), "{err}");
+    let (ok, err) = interrupt(child);
+    assert!(ok, "{err}");
     let out = weir()
         .args(["run", "--parallelism", "1"])
         .arg(dir.join("job.sql"))
@@ -427,13 +446,7 @@ fn followed_files_resume_where_they_stopped() {
     )
     .unwrap();
     let run_until = |n: usize| {
-        let child = weir()
-            .arg("run")
-            .arg(dir.join("job.sql"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = spawn_run(&dir.join("job.sql"));
         // (A bound so that a broken restore fails rather than hangs; not a speed limit.)
         for _ in 0..2400 {
             if published_ids(&dir.join("out")).len() >= n {
@@ -441,12 +454,8 @@ fn followed_files_resume_where_they_stopped() {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status();
-        let out = child.wait_with_output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr).to_string();
-        assert!(out.status.success(), "{err}");
+        let (ok, err) = interrupt(child);
+        assert!(ok, "{err}");
         err
     };
     run_until(3000);
@@ -496,13 +505,7 @@ fn a_source_paused_by_watermark_alignment_still_takes_barriers() {
         ),
     )
     .unwrap();
-    let child = weir()
-        .arg("run")
-        .arg(dir.join("job.sql"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_run(&dir.join("job.sql"));
     // The newest epoch record (older ones go with retention).
     let epochs = || {
         common::files_under(&dir.join("chk"))
@@ -525,11 +528,7 @@ fn a_source_paused_by_watermark_alignment_still_takes_barriers() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    let (_, err) = interrupt(child);
     assert!(epochs() >= 5, "checkpoints stalled behind alignment: {err}");
     // The fast file was held back: far from all of it was read.
     let read: u64 = err

@@ -1145,6 +1145,44 @@ async fn kafka_idle_partitions_do_not_stall_windows() {
     );
 }
 
+/// Run `weir run JOB` (the binary, built with failpoints) with `WEIR_FAILPOINT` if given:
+/// whether it succeeded, and its stderr.
+fn run_weir(job: &std::path::Path, parallelism: usize, failpoint: Option<&str>) -> (bool, String) {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_weir"));
+    c.args(["run", "--parallelism", &parallelism.to_string()])
+        .arg(job);
+    if let Some(f) = failpoint {
+        c.env("WEIR_FAILPOINT", f);
+    }
+    let out = c.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// The jobs a script starts, in a new engine.
+async fn start_jobs(script: &str) -> Vec<weir::Job> {
+    let engine = Engine::new();
+    let mut jobs = vec![];
+    for out in engine.execute(script).await.unwrap() {
+        if let StatementOutput::Job(j) = out {
+            jobs.push(j);
+        }
+    }
+    jobs
+}
+
+/// Wait until every job has read `n` records.
+async fn wait_read(jobs: &[weir::Job], n: u64) {
+    for j in jobs {
+        while weir::runtime::JobMetrics::get(&j.metrics().events_in) < n {
+            assert!(!j.is_finished(), "the job ended early");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 /// Published JSON rows under `dir` (hidden, unpublished files skipped).
 fn published_json(dir: &std::path::Path) -> Vec<serde_json::Value> {
     let mut out = vec![];
@@ -1222,28 +1260,10 @@ async fn kafka_checkpointed_job_resumes_at_its_offsets() {
         raw.display(),
         win.display(),
     );
-    async fn start(script: &str) -> Vec<weir::Job> {
-        let engine = Engine::new();
-        let mut jobs = vec![];
-        for out in engine.execute(script).await.unwrap() {
-            if let StatementOutput::Job(j) = out {
-                jobs.push(j);
-            }
-        }
-        assert_eq!(jobs.len(), 2);
-        jobs
-    }
-    async fn read(jobs: &[weir::Job], n: u64) {
-        for j in jobs {
-            while weir::runtime::JobMetrics::get(&j.metrics().events_in) < n {
-                assert!(!j.is_finished(), "the job ended early");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
     // First run: read the first half, then stop with a final checkpoint.
-    let jobs = start(&script).await;
-    read(&jobs, (n / 2) as u64).await;
+    let jobs = start_jobs(&script).await;
+    assert_eq!(jobs.len(), 2);
+    wait_read(&jobs, (n / 2) as u64).await;
     for j in &jobs {
         j.checkpoint().await.unwrap();
     }
@@ -1255,8 +1275,8 @@ async fn kafka_checkpointed_job_resumes_at_its_offsets() {
     assert_eq!(first, n / 2, "the first run published the first half");
     // Second run, by a new engine: only the second half is read.
     produce(&topic, &data[n / 2..]).await;
-    let jobs = start(&script).await;
-    read(&jobs, (n - n / 2) as u64).await;
+    let jobs = start_jobs(&script).await;
+    wait_read(&jobs, (n - n / 2) as u64).await;
     // The offsets reach the group once a checkpoint covering them completes.
     let mut sum = 0;
     for _ in 0..600 {
@@ -1373,18 +1393,7 @@ async fn s3_sink_is_exactly_once_across_crashes() {
         ),
     )
     .unwrap();
-    let run = |failpoint: Option<&str>| {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_weir"));
-        c.args(["run", "--parallelism", "2"]).arg(&job);
-        if let Some(f) = failpoint {
-            c.env("WEIR_FAILPOINT", f);
-        }
-        let out = c.output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
-    };
+    let run = |failpoint: Option<&str>| run_weir(&job, 2, failpoint);
     let (ok, err) = run(Some("sink-mid-commit"));
     assert!(!ok, "the failpoint aborts the run: {err}");
     assert!(err.contains("sink-mid-commit"), "{err}");
@@ -1469,18 +1478,7 @@ async fn jdbc_sink_is_exactly_once_across_crashes() {
         ),
     )
     .unwrap();
-    let run = |failpoint: Option<&str>| {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_weir"));
-        c.args(["run", "--parallelism", "2"]).arg(&job);
-        if let Some(f) = failpoint {
-            c.env("WEIR_FAILPOINT", f);
-        }
-        let out = c.output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
-    };
+    let run = |failpoint: Option<&str>| run_weir(&job, 2, failpoint);
     let (ok, err) = run(Some("sink-mid-commit"));
     assert!(!ok && err.contains("sink-mid-commit"), "{err}");
     let _ = run(Some("checkpoint-after-epoch-record:3"));
@@ -1564,24 +1562,8 @@ async fn kinesis_checkpointed_job_resumes_after_its_sequence_numbers() {
             raw.display(),
         )
     };
-    async fn start(script: &str) -> weir::Job {
-        let engine = Engine::new();
-        let mut job = None;
-        for out in engine.execute(script).await.unwrap() {
-            if let StatementOutput::Job(j) = out {
-                job = Some(j);
-            }
-        }
-        job.expect("a job")
-    }
-    async fn read(j: &weir::Job, n: u64) {
-        while weir::runtime::JobMetrics::get(&j.metrics().events_in) < n {
-            assert!(!j.is_finished(), "the job ended early");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    let job = start(&script(2)).await;
-    read(&job, (n / 2) as u64).await;
+    let job = start_jobs(&script(2)).await.pop().expect("a job");
+    wait_read(std::slice::from_ref(&job), (n / 2) as u64).await;
     job.checkpoint().await.unwrap();
     job.stop();
     job.wait().await.unwrap();
@@ -1593,8 +1575,8 @@ async fn kinesis_checkpointed_job_resumes_after_its_sequence_numbers() {
     // While the job is down: a reshard, then the rest of the records.
     split_a_shard(&k, &stream).await;
     put_events(&k, &stream, &data[n / 2..]).await;
-    let job = start(&script(3)).await;
-    read(&job, (n - n / 2) as u64).await;
+    let job = start_jobs(&script(3)).await.pop().expect("a job");
+    wait_read(std::slice::from_ref(&job), (n - n / 2) as u64).await;
     job.drain();
     let s = job.wait().await.unwrap();
     assert_eq!(
@@ -1715,16 +1697,7 @@ async fn s3_source_resumes_from_its_checkpoint() {
     };
     let run = |p: usize, failpoint: Option<&str>| {
         std::fs::write(&job, script(p)).unwrap();
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_weir"));
-        c.arg("run").arg(&job);
-        if let Some(f) = failpoint {
-            c.env("WEIR_FAILPOINT", f);
-        }
-        let o = c.output().unwrap();
-        (
-            o.status.success(),
-            String::from_utf8_lossy(&o.stderr).to_string(),
-        )
+        run_weir(&job, p, failpoint)
     };
     let (ok, err) = run(2, Some("checkpoint-after-epoch-record:2"));
     assert!(!ok && err.contains("failpoint"), "{err}");

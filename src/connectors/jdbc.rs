@@ -329,6 +329,29 @@ impl JdbcSink {
         Ok((reduced, deletes))
     }
 
+    /// For an upsert: the key columns (`a, b`), the join of target `t` with the changes
+    /// aliased `alias` on them, and the ON CONFLICT action.
+    fn upsert_clauses(&self, alias: &str) -> (String, String, String) {
+        let key: Vec<String> = self.key.iter().map(|i| self.columns[*i].clone()).collect();
+        let on = key
+            .iter()
+            .map(|k| format!("t.{k} = {alias}.{k}"))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let updates: Vec<String> = self
+            .columns
+            .iter()
+            .filter(|c| !key.contains(c))
+            .map(|c| format!("{c} = EXCLUDED.{c}"))
+            .collect();
+        let action = if updates.is_empty() {
+            "DO NOTHING".to_string()
+        } else {
+            format!("DO UPDATE SET {}", updates.join(", "))
+        };
+        (key.join(", "), on, action)
+    }
+
     async fn flush_once(&mut self, batch: &RecordBatch) -> Result<()> {
         let columns = self.columns.join(", ");
         let (text, statements) = if self.key.is_empty() {
@@ -337,29 +360,12 @@ impl JdbcSink {
         } else {
             let (reduced, deletes) = self.reduce(batch)?;
             let text = self.copy_text(&reduced, Some(&deletes))?;
-            let key: Vec<String> = self.key.iter().map(|i| self.columns[*i].clone()).collect();
-            let on = key
-                .iter()
-                .map(|k| format!("t.{k} = s.{k}"))
-                .collect::<Vec<_>>()
-                .join(" AND ");
-            let updates: Vec<String> = self
-                .columns
-                .iter()
-                .filter(|c| !key.contains(c))
-                .map(|c| format!("{c} = EXCLUDED.{c}"))
-                .collect();
-            let action = if updates.is_empty() {
-                "DO NOTHING".to_string()
-            } else {
-                format!("DO UPDATE SET {}", updates.join(", "))
-            };
+            let (keys, on, action) = self.upsert_clauses("s");
             let sql = format!(
                 "DELETE FROM {t} t USING weir_stage s WHERE s.weir_delete AND {on};
                  INSERT INTO {t} ({columns}) SELECT {columns} FROM weir_stage WHERE NOT weir_delete
                  ON CONFLICT ({keys}) {action};",
                 t = self.target,
-                keys = key.join(", "),
             );
             (text, Some(sql))
         };
@@ -584,24 +590,7 @@ impl JdbcSink {
                 s = st.stage,
             )
         } else {
-            let key: Vec<String> = self.key.iter().map(|i| self.columns[*i].clone()).collect();
-            let keys = key.join(", ");
-            let on = key
-                .iter()
-                .map(|k| format!("t.{k} = l.{k}"))
-                .collect::<Vec<_>>()
-                .join(" AND ");
-            let updates: Vec<String> = self
-                .columns
-                .iter()
-                .filter(|c| !key.contains(c))
-                .map(|c| format!("{c} = EXCLUDED.{c}"))
-                .collect();
-            let action = if updates.is_empty() {
-                "DO NOTHING".to_string()
-            } else {
-                format!("DO UPDATE SET {}", updates.join(", "))
-            };
+            let (keys, on, action) = self.upsert_clauses("l");
             let last = format!(
                 "SELECT DISTINCT ON ({keys}) * FROM {s} WHERE {of_epochs} \
                  ORDER BY {keys}, weir_seq DESC",

@@ -112,54 +112,39 @@ impl<D: BlockDecoder> LineReader<D> {
         self.last
     }
 
-    /// Continue from `pos` (a file opened by path).
+    /// Continue from `pos` (in the file opened by path, or in the object's bytes).
     pub(crate) fn seek(&mut self, pos: LinePosition) -> Result<()> {
         use std::io::{Seek, SeekFrom};
-        if let Some(bytes) = &self.bytes {
-            let len = bytes.len() as u64;
-            if pos.offset > len {
-                return Err(crate::Error::Execution {
-                    operator: "restore".into(),
-                    message: format!(
-                        "{} is shorter ({len} bytes) than the checkpointed position {}: the \
-                         object changed since the checkpoint",
-                        self.path.display(),
-                        pos.offset
-                    ),
-                });
+        let (reader, len, what): (Box<dyn Read + Send>, u64, &str) = match &self.bytes {
+            Some(bytes) => {
+                let len = bytes.len() as u64;
+                let rest = bytes.slice(pos.offset.min(len) as usize..);
+                (Box::new(std::io::Cursor::new(rest)), len, "object")
             }
-            let rest = bytes.slice(pos.offset as usize..);
-            self.file = Some(Box::new(std::io::Cursor::new(rest)));
-            self.offset = pos.offset;
-            self.next_line = pos.line;
-            self.carry.clear();
-            self.pending.clear();
-            self.last = None;
-            self.eof = false;
-            if pos.offset > 0 {
-                self.skip_first_line = false;
+            None => {
+                let mut f = File::open(&self.path)
+                    .context(|| format!("opening {}", self.path.display()))?;
+                let len = f
+                    .metadata()
+                    .context(|| format!("reading {}", self.path.display()))?
+                    .len();
+                f.seek(SeekFrom::Start(pos.offset.min(len)))
+                    .context(|| format!("seeking in {}", self.path.display()))?;
+                (Box::new(f), len, "file")
             }
-            return Ok(());
-        }
-        let mut f =
-            File::open(&self.path).context(|| format!("opening {}", self.path.display()))?;
-        let len = f
-            .metadata()
-            .context(|| format!("reading {}", self.path.display()))?
-            .len();
+        };
         if pos.offset > len {
             return Err(crate::Error::Execution {
                 operator: "restore".into(),
                 message: format!(
-                    "{} is shorter ({len} bytes) than the checkpointed position {}: the file                      changed since the checkpoint",
+                    "{} is shorter ({len} bytes) than the checkpointed position {}: the {what} \
+                     changed since the checkpoint",
                     self.path.display(),
                     pos.offset
                 ),
             });
         }
-        f.seek(SeekFrom::Start(pos.offset))
-            .context(|| format!("seeking in {}", self.path.display()))?;
-        self.file = Some(Box::new(f));
+        self.file = Some(reader);
         self.offset = pos.offset;
         self.next_line = pos.line;
         self.carry.clear();

@@ -706,7 +706,7 @@ mod tests {
     /// the TTL goes on (-U/+U). The write time survives a snapshot and restore.
     #[tokio::test]
     async fn state_ttl_drops_groups_not_written_since() {
-        use crate::operators::test_util::rows;
+        use crate::operators::test_util::{emitted, rows};
         use crate::operators::{Emitter, OpSpec};
         let (spec, _, source) = stage_spec("SELECT k, COUNT(*) AS n FROM t GROUP BY k").await;
         let OpSpec::GroupAggregate(mut g) = spec else {
@@ -731,15 +731,7 @@ mod tests {
             .unwrap();
         op.process_batch(0, through(&source, &[(0, 1, 0), (0, 2, 0)]), &mut out)
             .unwrap();
-        let batches: Vec<_> = out
-            .messages
-            .into_iter()
-            .filter_map(|m| match m {
-                crate::message::Message::Batch(b) => Some(b),
-                _ => None,
-            })
-            .collect();
-        let got = rows(&batches);
+        let got = rows(&emitted(out));
         // Sorted rows `k | n | op` (op 0 = +I, 1 = -U, 2 = +U): key 1 starts afresh (+I 1
         // twice), key 2 goes on.
         let want = [

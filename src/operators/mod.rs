@@ -346,6 +346,17 @@ pub(crate) mod test_util {
     use datafusion::arrow::record_batch::RecordBatch;
 
     /// Rows as `a | b | c` strings (NULL as empty), sorted.
+    /// The batches an emitter collected (watermarks and the rest dropped).
+    pub fn emitted(out: crate::operators::Emitter) -> Vec<RecordBatch> {
+        out.messages
+            .into_iter()
+            .filter_map(|m| match m {
+                crate::message::Message::Batch(b) => Some(b),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub fn rows(batches: &[RecordBatch]) -> Vec<String> {
         use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
         let opts = FormatOptions::default();
@@ -457,15 +468,7 @@ pub(crate) mod test_util {
                 op.on_watermark(i64::MAX, &mut out).unwrap();
                 op.on_end(&mut out).unwrap();
             }
-            let batches: Vec<RecordBatch> = out
-                .messages
-                .into_iter()
-                .filter_map(|m| match m {
-                    crate::message::Message::Batch(b) => Some(b),
-                    _ => None,
-                })
-                .collect();
-            rows(&batches)
+            rows(&emitted(out))
         };
         if p2 == 0 {
             feed(&mut first, after, &mut out);
