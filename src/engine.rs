@@ -157,6 +157,8 @@ pub struct Job {
     stop: watch::Sender<bool>,
     checkpoint_now: mpsc::Sender<tokio::sync::oneshot::Sender<Result<u64>>>,
     checkpointing: bool,
+    /// Rows of each push table the restored checkpoint covers.
+    push_positions: HashMap<String, u64>,
     handle: tokio::task::JoinHandle<Result<Outcome>>,
 }
 
@@ -188,6 +190,16 @@ impl Job {
     /// Whether the job checkpoints.
     pub fn is_checkpointing(&self) -> bool {
         self.checkpointing
+    }
+
+    /// For a job restored from a checkpoint: how many rows of push table `table` the
+    /// checkpoint covers, so the application pushes again from that row on (0 for a fresh
+    /// job, or a table the job does not read).
+    pub fn resume_position(&self, table: &str) -> u64 {
+        self.push_positions
+            .get(&table.to_lowercase())
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Take a checkpoint now and wait until it is committed; returns its epoch.
@@ -828,6 +840,19 @@ impl Engine {
             }
         }
         let is_checkpointing = checkpointing.is_some();
+        let mut push_positions = HashMap::new();
+        if let Some(r) = checkpointing.as_ref().and_then(|c| c.restored.as_ref()) {
+            for (key, state) in &r.sources {
+                if let Some((table, _)) = key.split_once(":push:")
+                    && let Some(rows) = state
+                        .get("position")
+                        .and_then(|p| p.get("rows"))
+                        .and_then(|r| r.as_u64())
+                {
+                    *push_positions.entry(table.to_string()).or_insert(0) += rows;
+                }
+            }
+        }
         let ctx = RunContext {
             metrics: metrics.clone(),
             cancel: cancel_rx,
@@ -861,6 +886,7 @@ impl Engine {
             stop: stop_tx,
             checkpoint_now: now_tx,
             checkpointing: is_checkpointing,
+            push_positions,
             handle,
         }))
     }

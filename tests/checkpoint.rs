@@ -542,3 +542,66 @@ fn a_source_paused_by_watermark_alignment_still_takes_barriers() {
         "alignment did not hold the fast source back: {err}"
     );
 }
+
+/// A push table with checkpoints: the application pushes, a checkpoint completes, it pushes
+/// more, and the job is cancelled (what no checkpoint covers is discarded). A new engine
+/// restores the job; `Job::resume_position` says how many rows the checkpoint covers, and the
+/// application pushes again from there: every id is published exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_tables_resume_from_the_rows_the_checkpoint_covers() {
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let script = format!(
+        "SET 'state.checkpoints.dir' = '{d}/chk';
+         SET 'execution.checkpointing.interval' = '1 h';
+         CREATE TABLE feed (id BIGINT) WITH ('connector' = 'push');
+         CREATE TABLE o (id BIGINT) WITH ('connector' = 'filesystem', 'path' = '{d}/out',
+           'format' = 'json');
+         INSERT INTO o SELECT id FROM feed;",
+        d = dir.display()
+    );
+    let schema = std::sync::Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+    let ids = |r: std::ops::Range<i64>| {
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![std::sync::Arc::new(Int64Array::from_iter_values(r))],
+        )
+        .unwrap()
+    };
+    let start = |engine: weir::Engine| {
+        let script = script.clone();
+        async move {
+            let mut job = None;
+            for out in engine.execute(&script).await.unwrap() {
+                if let weir::StatementOutput::Job(j) = out {
+                    job = Some(j);
+                }
+            }
+            (job.expect("a job"), engine.push_handle("feed").unwrap())
+        }
+    };
+    let (job, feed) = start(weir::Engine::new()).await;
+    assert_eq!(job.resume_position("feed"), 0);
+    for k in 0..3 {
+        feed.push(ids(k * 100..(k + 1) * 100)).await.unwrap();
+    }
+    while weir::runtime::JobMetrics::get(&job.metrics().events_in) < 300 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    job.checkpoint().await.unwrap();
+    feed.push(ids(300..400)).await.unwrap();
+    job.cancel();
+    let _ = job.wait().await;
+    let (job, feed) = start(weir::Engine::new()).await;
+    let from = job.resume_position("feed") as i64;
+    assert_eq!(from, 300, "the checkpoint covers the rows read before it");
+    feed.push(ids(from..600)).await.unwrap();
+    feed.close().unwrap();
+    let s = job.wait().await.unwrap();
+    assert_eq!(s.events_in, (600 - from) as u64);
+    let mut got = published_ids(&dir.join("out"));
+    got.sort();
+    assert_eq!(got, (0..600).collect::<Vec<i64>>());
+}
