@@ -825,12 +825,7 @@ impl Engine {
                 max_drift_ms,
             });
             if let (None, Some(t)) = (&late_sink, table.option("late-data.table")) {
-                if checkpointing.is_some() {
-                    return crate::not_supported!(
-                        "'late-data.table' in a checkpointed job (table {})",
-                        table.def.name
-                    );
-                }
+                // With checkpoints, late rows are flushed at every barrier: at least once.
                 let target = catalog.table(&t.to_lowercase())?.clone();
                 let inner = open_sink(&target, target.schema.clone())?;
                 late_sink = Some(Box::new(ConformingSink {
@@ -1096,6 +1091,10 @@ impl Sink for ConformingSink {
 
     fn abort(&mut self) -> BoxFuture<'_, ()> {
         self.inner.abort()
+    }
+
+    fn flush(&mut self) -> BoxFuture<'_, Result<()>> {
+        self.inner.flush()
     }
 
     fn delivery(&self) -> Result<crate::connectors::Delivery> {

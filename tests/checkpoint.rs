@@ -605,3 +605,65 @@ async fn push_tables_resume_from_the_rows_the_checkpoint_covers() {
     got.sort();
     assert_eq!(got, (0..600).collect::<Vec<i64>>());
 }
+
+/// A late-data table in a checkpointed job, aborted right after an epoch record and run again:
+/// the windows are exact, and every late row reaches the late table at least once (it is
+/// flushed at each barrier, not part of the checkpoint's commit), and nothing else does.
+#[cfg(feature = "failpoints")]
+#[test]
+fn late_rows_reach_the_late_table_at_least_once() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("in")).unwrap();
+    let n = 200_000i64;
+    let is_late = |i: i64| i % 1000 == 999;
+    let mut lines = String::new();
+    for i in 0..n {
+        // 1 ms apart; every thousandth row an hour back: late.
+        let ms = 1_767_225_600_000 + i - if is_late(i) { 3_600_000 } else { 0 };
+        let ts = chrono::DateTime::from_timestamp_millis(ms)
+            .unwrap()
+            .format("%Y-%m-%d %H:%M:%S%.3f");
+        lines.push_str(&format!("{{\"id\": {i}, \"ts\": \"{ts}\"}}\n"));
+    }
+    std::fs::write(dir.join("in/a.json"), lines).unwrap();
+    std::fs::write(
+        dir.join("job.sql"),
+        format!(
+            "SET 'state.checkpoints.dir' = '{d}/chk';
+             SET 'execution.checkpointing.interval' = '50 ms';
+             CREATE TABLE late_rows (id BIGINT, ts TIMESTAMP(3)) WITH ('connector' = 'filesystem',
+               'path' = '{d}/late', 'format' = 'json');
+             CREATE TABLE t (id BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+               WITH ('connector' = 'filesystem', 'path' = '{d}/in', 'format' = 'json',
+                     'late-data.table' = 'late_rows');
+             CREATE TABLE o (id BIGINT) WITH ('connector' = 'filesystem', 'path' = '{d}/out',
+               'format' = 'json');
+             INSERT INTO o SELECT COUNT(*) AS id
+               FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' SECOND))
+               GROUP BY window_start, window_end;",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let out = weir()
+        .arg("run")
+        .arg(dir.join("job.sql"))
+        .env("WEIR_FAILPOINT", "checkpoint-after-epoch-record:2")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success() && err.contains("failpoint"), "{err}");
+    let out = weir().arg("run").arg(dir.join("job.sql")).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{err}");
+    // Windows: the on-time rows, counted once each (a window's count is in `id`).
+    let counted: i64 = published_ids(&dir.join("out")).iter().sum();
+    let late: Vec<i64> = (0..n).filter(|i| is_late(*i)).collect();
+    assert_eq!(counted, n - late.len() as i64, "{err}");
+    let mut got = published_ids(&dir.join("late"));
+    got.sort();
+    got.dedup();
+    assert_eq!(got, late, "late rows, at least once");
+}

@@ -455,6 +455,20 @@ impl Sink for FileSink {
         self.check_interval.as_millis() as u64
     }
 
+    /// Roll (publish) every open file, unless files are published by checkpoints.
+    fn flush(&mut self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            if self.exactly_once.is_some() {
+                return Ok(());
+            }
+            let keys: Vec<String> = self.open.keys().cloned().collect();
+            for k in keys {
+                self.roll(&k).await?;
+            }
+            Ok(())
+        })
+    }
+
     fn finish(&mut self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             if self.exactly_once.is_some() {

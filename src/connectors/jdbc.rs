@@ -698,6 +698,15 @@ impl Sink for JdbcSink {
         self.interval.as_millis() as u64
     }
 
+    fn flush(&mut self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            if self.staging.is_some() {
+                return Ok(());
+            }
+            JdbcSink::flush(self).await
+        })
+    }
+
     fn finish(&mut self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             if self.staging.is_some() {

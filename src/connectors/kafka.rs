@@ -742,6 +742,10 @@ impl Sink for KafkaSink {
         Ok(super::Delivery::AtLeastOnce)
     }
 
+    fn flush(&mut self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.settle(true))
+    }
+
     /// Every row before the barrier is delivered before the checkpoint completes.
     fn pre_commit(&mut self, _epoch: u64) -> BoxFuture<'_, Result<serde_json::Value>> {
         Box::pin(async move {

@@ -217,6 +217,12 @@ pub trait Sink: Send {
     fn abort(&mut self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
     }
+    /// Make everything written so far delivered and visible (roll files, flush buffers, await
+    /// deliveries): how a sink that is not part of the checkpoint's commit (the late-data
+    /// table) delivers at least once. Default: nothing is held back.
+    fn flush(&mut self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
     /// How the sink delivers under checkpoints; an error refuses checkpointing the job.
     fn delivery(&self) -> Result<Delivery> {
         Ok(Delivery::AtLeastOnce)
@@ -361,6 +367,10 @@ impl Sink for ProjectingSink {
 
     fn abort(&mut self) -> BoxFuture<'_, ()> {
         self.inner.abort()
+    }
+
+    fn flush(&mut self) -> BoxFuture<'_, Result<()>> {
+        self.inner.flush()
     }
 
     fn delivery(&self) -> Result<Delivery> {

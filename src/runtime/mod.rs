@@ -1287,6 +1287,10 @@ impl SinkDriver<'_> {
                         GateEvent::Watermark(wm) => self.watermark(wm),
                         GateEvent::Idle => {}
                         GateEvent::Barrier(b) => {
+                            // Late rows go out at least once: delivered before the checkpoint.
+                            if let Some(late) = self.late_sink.as_mut() {
+                                late.flush().await?;
+                            }
                             let info = self.sink.pre_commit(b.epoch).await?;
                             crate::failpoint!("sink-after-pre-commit");
                             if let Some(c) = self.coordinator.as_deref_mut() {
@@ -1318,6 +1322,9 @@ impl SinkDriver<'_> {
         if let Some(c) = self.coordinator.as_deref_mut() {
             c.abandon();
             let epoch = c.next_epoch();
+            if let Some(late) = self.late_sink.as_mut() {
+                late.flush().await?;
+            }
             let info = self.sink.pre_commit(epoch).await?;
             let (epoch, job) = c.final_checkpoint(info.clone());
             let started = std::time::Instant::now();
