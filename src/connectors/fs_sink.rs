@@ -229,6 +229,15 @@ impl FileSink {
         })
     }
 
+    /// Close every open file (see [`FileSink::roll`]).
+    async fn roll_all(&mut self) -> Result<()> {
+        let keys: Vec<String> = self.open.keys().cloned().collect();
+        for k in keys {
+            self.roll(&k).await?;
+        }
+        Ok(())
+    }
+
     async fn roll(&mut self, key: &str) -> Result<()> {
         if let Some(f) = self.open.remove(key) {
             let closed = f.writer.close();
@@ -461,27 +470,14 @@ impl Sink for FileSink {
             if self.exactly_once.is_some() {
                 return Ok(());
             }
-            let keys: Vec<String> = self.open.keys().cloned().collect();
-            for k in keys {
-                self.roll(&k).await?;
-            }
-            Ok(())
+            self.roll_all().await
         })
     }
 
+    /// As [`Sink::flush`]: with checkpoints, everything covered was published by the final
+    /// checkpoint's commit, and what is still open is not covered by any checkpoint.
     fn finish(&mut self) -> BoxFuture<'_, Result<()>> {
-        Box::pin(async move {
-            if self.exactly_once.is_some() {
-                // Everything covered was published by the final checkpoint's commit; what
-                // is still open is not covered by any checkpoint.
-                return Ok(());
-            }
-            let keys: Vec<String> = self.open.keys().cloned().collect();
-            for k in keys {
-                self.roll(&k).await?;
-            }
-            Ok(())
-        })
+        self.flush()
     }
 
     /// Open files are not published: local in-progress files are removed, uploads aborted
@@ -547,10 +543,7 @@ impl Sink for FileSink {
 
     fn pre_commit(&mut self, epoch: u64) -> BoxFuture<'_, Result<serde_json::Value>> {
         Box::pin(async move {
-            let keys: Vec<String> = self.open.keys().cloned().collect();
-            for k in keys {
-                self.roll(&k).await?;
-            }
+            self.roll_all().await?;
             let Some(eo) = self.exactly_once.as_mut() else {
                 return Ok(serde_json::Value::Null);
             };
