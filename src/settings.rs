@@ -47,18 +47,15 @@ const KNOWN: &[(&str, Kind)] = &[
 /// Check a `SET`: the key must exist (else a suggestion) and the value must fit it.
 pub fn validate(key: &str, value: &str) -> Result<()> {
     let Some((_, kind)) = KNOWN.iter().find(|(k, _)| *k == key) else {
-        let best = KNOWN
-            .iter()
-            .map(|(k, _)| (distance(key, k), *k))
-            .min()
-            .filter(|(d, _)| *d <= key.len().max(4) / 3 + 2);
-        return Err(Error::Plan(match best {
-            Some((_, k)) => format!("unknown setting '{key}': did you mean '{k}'?"),
-            None => format!(
-                "unknown setting '{key}' (known: {})",
-                KNOWN.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
-            ),
-        }));
+        return Err(Error::Plan(
+            match suggest(key, KNOWN.iter().map(|(k, _)| *k)) {
+                Some(k) => format!("unknown setting '{key}': did you mean '{k}'?"),
+                None => format!(
+                    "unknown setting '{key}' (known: {})",
+                    KNOWN.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
+                ),
+            },
+        ));
     };
     let ok = match kind {
         Kind::Duration => parse_duration_option(value).is_some_and(|ms| ms >= 0),
@@ -83,6 +80,15 @@ pub fn validate(key: &str, value: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The candidate nearest to a misspelt `key`, if one is near enough to be a likely typo.
+pub(crate) fn suggest<'a>(key: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .map(|k| (distance(key, k), k))
+        .min()
+        .filter(|(d, _)| *d <= key.len() / 4 + 1)
+        .map(|(_, k)| k)
 }
 
 /// Levenshtein distance, for suggestions.

@@ -294,7 +294,7 @@ fn repl_runs_insert_jobs_in_the_background() {
         "SET 'state.checkpoints.dir' = '{}';
 CREATE TABLE bid (auction BIGINT, price BIGINT, date_time TIMESTAMP(3),
   WATERMARK FOR date_time AS date_time - INTERVAL '4' SECOND)
-  WITH ('connector' = 'nexmark', 'nexmark.events' = '1000000000', 'nexmark.event-type' = 'bid');
+  WITH ('connector' = 'nexmark', 'nexmark.events' = '1000000000', 'nexmark.table' = 'bid');
 CREATE TABLE out (auction BIGINT, price BIGINT) WITH ('connector' = 'blackhole');
 INSERT INTO out SELECT auction, price FROM bid;
 SHOW JOBS;

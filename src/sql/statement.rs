@@ -382,6 +382,7 @@ fn parse_create_view(p: &mut Parser) -> Result<ViewDef, ParserError> {
 }
 
 fn parse_create_table(p: &mut Parser) -> Result<TableDef, ParserError> {
+    let start = p.peek_token().span.start;
     let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
     let name = object_name(p)?;
     let mut def = TableDef {
@@ -446,17 +447,25 @@ fn parse_create_table(p: &mut Parser) -> Result<TableDef, ParserError> {
     }
     if p.parse_keyword(Keyword::WITH) {
         p.expect_token(&Token::LParen)?;
+        let mut at = BTreeMap::new();
         if !p.consume_token(&Token::RParen) {
             loop {
-                let key = parse_option_key(p)?;
+                let loc = p.peek_token().span.start;
+                let key = parse_option_key(p)?.to_ascii_lowercase();
                 p.expect_token(&Token::Eq)?;
                 let value = parse_option_value(p)?;
-                def.options.insert(key.to_ascii_lowercase(), value);
+                at.insert(key.clone(), loc);
+                def.options.insert(key, value);
                 if !p.consume_token(&Token::Comma) {
                     break;
                 }
             }
             p.expect_token(&Token::RParen)?;
+        }
+        // Each connector declares its options: a misspelt one is an error, not ignored.
+        if let Err(e) = crate::connectors::options::check(&def.options) {
+            let loc = at.get(&e.key).copied().unwrap_or(start);
+            return Err(err_at(format!("table {}: {}", def.name, e.message), loc));
         }
     }
     if p.peek_keyword(Keyword::LIKE) {
