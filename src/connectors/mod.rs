@@ -24,8 +24,10 @@ pub mod kafka;
 pub mod kinesis;
 pub mod nexmark;
 pub mod object_store;
+pub mod options;
 pub mod print;
 pub mod push;
+pub mod values;
 
 use std::sync::Arc;
 
@@ -285,6 +287,7 @@ pub fn open_source(table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceS
         "kafka" => kafka::open(table, env),
         "nexmark" => nexmark::open(table, env.parallelism),
         "push" => env.push.subscribe(table),
+        "values" => values::open(table),
         other @ ("print" | "blackhole" | "jdbc") => plan_err!(
             "table {} uses connector '{other}', which can only be written to",
             table.def.name

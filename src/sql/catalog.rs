@@ -20,6 +20,8 @@ pub struct Table {
     /// With computed columns: one expression per column of `schema`, over the physical columns
     /// (planned once, at CREATE TABLE).
     pub computed_exprs: Vec<Arc<dyn datafusion::physical_expr::PhysicalExpr>>,
+    /// The rows of an inline `VALUES` table (connector `values`), evaluated at planning.
+    pub values: Option<Arc<datafusion::arrow::record_batch::RecordBatch>>,
 }
 
 impl Table {
@@ -91,6 +93,7 @@ impl Table {
             schema,
             physical,
             computed_exprs,
+            values: None,
         })
     }
 
