@@ -11,6 +11,7 @@
 //! - [`graph`]: that graph ([`graph::Pipeline`]: sources, stages of operator specs, the
 //!   exchanges between them), shared by the planner and the runtime.
 //! - [`connectors`]: sources (sharded) and sinks, chosen by `WITH ('connector' = ...)`.
+//! - [`functions`]: Flink's built-in functions where DataFusion's answer differently.
 //! - [`format`]: JSON / CSV / Parquet decoding into Arrow and encoding back.
 //! - [`operators`]: the push-based operators (watermark generator, filter, projection,
 //!   windowed aggregation, joins, updating aggregates, Top-N).
@@ -34,6 +35,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod failpoint;
 pub mod format;
+pub mod functions;
 pub mod graph;
 pub mod message;
 pub mod operators;

@@ -1,6 +1,6 @@
 //! Golden SQL tests: each `tests/sql/NAME.sql` runs through weir (`$DATA` is `tests/data`),
-//! and the output of every query — its rows, sorted, and its late and malformed counts — must
-//! equal `tests/sql/NAME.out`. `WEIR_BLESS=1 cargo test --test golden` rewrites the files.
+//! and the output of every query — its column names, its rows, sorted, and its late and
+//! malformed counts, or its error — must equal `tests/sql/NAME.out`. `WEIR_BLESS=1 cargo test --test golden` rewrites the files.
 
 mod common;
 
@@ -13,29 +13,65 @@ use weir::engine::{SelectOutput, StatementOutput};
 async fn run(sql: &str) -> String {
     let engine = weir::Engine::new();
     let mut out = String::new();
-    for stmt in weir::sql::parse_sql(sql).unwrap() {
-        let (tx, rx) = tokio::sync::mpsc::channel(16);
-        match engine
-            .run_located(&stmt, SelectOutput::Channel(tx))
-            .await
-            .unwrap()
-        {
-            StatementOutput::Job(job) => {
-                let metrics = job.metrics().clone();
-                let batches: Vec<_> = tokio_stream(rx).collect().await;
-                let summary = job.wait().await.unwrap();
-                let _ = writeln!(out, "-- query at line {}", stmt.line);
-                for row in common::rows(&batches) {
-                    let _ = writeln!(out, "{row}");
-                }
-                let _ = writeln!(
-                    out,
-                    "-- {} rows, {} late, {} malformed",
-                    summary.rows_out, summary.late_rows, summary.malformed
-                );
-                drop(metrics);
+    // Sections separated by a `-- ---` line are parsed apart, so one file can show several
+    // errors; each keeps its line numbers.
+    let mut line = 0;
+    for section in sql.split("\n-- ---\n") {
+        let text = format!("{}{section}", "\n".repeat(line));
+        line += section.lines().count() + 1;
+        let statements = match weir::sql::parse_sql(&text) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = writeln!(out, "-- error: {e}");
+                continue;
             }
-            _ => drop(rx),
+        };
+        for stmt in statements {
+            let (tx, rx) = tokio::sync::mpsc::channel(16);
+            match engine.run_located(&stmt, SelectOutput::Channel(tx)).await {
+                Ok(StatementOutput::Job(job)) => {
+                    let results: Vec<_> = tokio_stream(rx).collect().await;
+                    let _ = writeln!(out, "-- query at line {}", stmt.line);
+                    let batches: Vec<_> = match results.into_iter().collect() {
+                        Ok(b) => b,
+                        Err(e) => {
+                            let _ = writeln!(out, "-- error: {e}");
+                            let _ = job.wait().await;
+                            continue;
+                        }
+                    };
+                    let summary = match job.wait().await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            let _ = writeln!(out, "-- error: {e}");
+                            continue;
+                        }
+                    };
+                    if let Some(b) = batches.first()
+                        && !b.schema().fields().is_empty()
+                    {
+                        let names: Vec<_> = b
+                            .schema()
+                            .fields()
+                            .iter()
+                            .map(|f| f.name().clone())
+                            .collect();
+                        let _ = writeln!(out, "-- columns: {}", names.join(", "));
+                    }
+                    for row in common::rows(&batches) {
+                        let _ = writeln!(out, "{row}");
+                    }
+                    let _ = writeln!(
+                        out,
+                        "-- {} rows, {} late, {} malformed",
+                        summary.rows_out, summary.late_rows, summary.malformed
+                    );
+                }
+                Ok(_) => drop(rx),
+                Err(e) => {
+                    let _ = writeln!(out, "-- error at line {}: {e}", stmt.line);
+                }
+            }
         }
     }
     out
@@ -43,8 +79,8 @@ async fn run(sql: &str) -> String {
 
 fn tokio_stream(
     mut rx: tokio::sync::mpsc::Receiver<weir::Result<datafusion::arrow::array::RecordBatch>>,
-) -> impl futures::Stream<Item = datafusion::arrow::array::RecordBatch> {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|o| o.map(|r| r.unwrap())))
+) -> impl futures::Stream<Item = weir::Result<datafusion::arrow::array::RecordBatch>> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

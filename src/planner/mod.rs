@@ -105,6 +105,8 @@ pub struct Planner<'a> {
     props: ExecutionProps,
     /// Set by a `WHERE rn <= N` filter for the ROW_NUMBER window below it.
     topn_bound: std::cell::Cell<Option<usize>>,
+    /// Inline `VALUES` tables planned so far (they are named by their order).
+    values_seen: std::cell::Cell<usize>,
 }
 
 fn session() -> SessionContext {
@@ -121,51 +123,32 @@ fn session() -> SessionContext {
         .with_default_features()
         .build();
     let ctx = SessionContext::new_with_state(state);
-    ctx.register_udf(datafusion::logical_expr::ScalarUDF::from(
-        ProcTime::default(),
-    ));
+    crate::functions::register(&ctx);
     ctx
 }
 
-/// `PROCTIME()`: the wall clock when a batch is processed (TIMESTAMP(3)), for lookup joins.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct ProcTime {
-    signature: datafusion::logical_expr::Signature,
-}
-
-impl Default for ProcTime {
-    fn default() -> Self {
-        let v = datafusion::logical_expr::Volatility::Volatile;
-        Self {
-            signature: datafusion::logical_expr::Signature::nullary(v),
-        }
+/// The optimizer rules weir runs on a logical plan. Expressions are simplified as DataFusion's
+/// executor expects (COALESCE, for one, has no kernel of its own and must become CASE). Joins
+/// also get their WHERE conditions moved into the join (equalities become its keys) and
+/// one-sided conditions pushed below it, so less is stored. Only these rules run: the rest of
+/// the plan keeps the shape the planner expects.
+fn simplify(plan: LogicalPlan) -> Result<LogicalPlan> {
+    use datafusion::optimizer::{Optimizer, OptimizerContext, OptimizerRule};
+    let mut rules: Vec<Arc<dyn OptimizerRule + Send + Sync>> = vec![Arc::new(
+        datafusion::optimizer::simplify_expressions::SimplifyExpressions::new(),
+    )];
+    if has_join(&plan) {
+        rules.push(Arc::new(
+            datafusion::optimizer::push_down_filter::PushDownFilter::new(),
+        ));
+        rules.push(Arc::new(
+            datafusion::optimizer::extract_equijoin_predicate::ExtractEquijoinPredicate::new(),
+        ));
     }
-}
-
-impl datafusion::logical_expr::ScalarUDFImpl for ProcTime {
-    fn name(&self) -> &str {
-        "proctime"
-    }
-
-    fn signature(&self) -> &datafusion::logical_expr::Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _args: &[DataType]) -> datafusion::error::Result<DataType> {
-        Ok(DataType::Timestamp(
-            datafusion::arrow::datatypes::TimeUnit::Millisecond,
-            None,
-        ))
-    }
-
-    fn invoke_with_args(
-        &self,
-        _args: datafusion::logical_expr::ScalarFunctionArgs,
-    ) -> datafusion::error::Result<datafusion::logical_expr::ColumnarValue> {
-        let now = chrono::Utc::now().timestamp_millis();
-        let v = datafusion::common::ScalarValue::TimestampMillisecond(Some(now), None);
-        Ok(datafusion::logical_expr::ColumnarValue::Scalar(v))
-    }
+    let config = OptimizerContext::new().with_max_passes(3);
+    Optimizer::with_rules(rules)
+        .optimize(plan, &config, |_, _| {})
+        .map_err(planning_error)
 }
 
 /// Plan the computed columns of a table: for every column (physical or computed, in declared
@@ -218,6 +201,8 @@ pub async fn computed_columns(
         .analyzer()
         .execute_and_check(plan, state.config_options(), |_, _| {})
         .map_err(planning_error)?;
+    // The same simplifier as queries (COALESCE becomes CASE).
+    let plan = simplify(plan)?;
     let LogicalPlan::Projection(p) = &plan else {
         return plan_err!("internal: computed columns of {}", def.name);
     };
@@ -264,6 +249,7 @@ impl<'a> Planner<'a> {
             next_id: 0,
             props: ExecutionProps::new(),
             topn_bound: Default::default(),
+            values_seen: Default::default(),
         })
     }
 
@@ -444,7 +430,7 @@ impl<'a> Planner<'a> {
                     );
                 }
             };
-            for name in ["window_start", "window_end", "window_time"] {
+            for name in &w.columns {
                 if in_schema.field_with_name(name).is_ok() {
                     return plan_err!(
                         "the table windowed by DESCRIPTOR({}) already has a column {name}; rename it (e.g. {name} AS inner_{name}) as Flink requires",
@@ -460,9 +446,10 @@ impl<'a> Planner<'a> {
             let ts = |tz: Option<Arc<str>>| {
                 DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Millisecond, tz)
             };
-            fields.push(Field::new("window_start", ts(None), false));
-            fields.push(Field::new("window_end", ts(None), false));
-            fields.push(Field::new("window_time", ts(time_tz), false));
+            let [start, end, time] = &w.columns;
+            fields.push(Field::new(start, ts(None), false));
+            fields.push(Field::new(end, ts(None), false));
+            fields.push(Field::new(time, ts(time_tz), false));
             let provider: Arc<dyn TableProvider> =
                 Arc::new(EmptyTable::new(Arc::new(Schema::new(fields))));
             self.ctx
@@ -484,27 +471,7 @@ impl<'a> Planner<'a> {
             .analyzer()
             .execute_and_check(plan, state.config_options(), |_, _| {})
             .map_err(planning_error)?;
-        // Expressions are simplified as DataFusion's executor expects (COALESCE, for one, has
-        // no kernel of its own and must become CASE). Joins also get their WHERE conditions
-        // moved into the join (equalities become its keys) and one-sided conditions pushed
-        // below it, so less is stored. Only these rules run: the rest of the plan keeps the
-        // shape the planner expects.
-        use datafusion::optimizer::{Optimizer, OptimizerContext, OptimizerRule};
-        let mut rules: Vec<Arc<dyn OptimizerRule + Send + Sync>> = vec![Arc::new(
-            datafusion::optimizer::simplify_expressions::SimplifyExpressions::new(),
-        )];
-        if has_join(&plan) {
-            rules.push(Arc::new(
-                datafusion::optimizer::push_down_filter::PushDownFilter::new(),
-            ));
-            rules.push(Arc::new(
-                datafusion::optimizer::extract_equijoin_predicate::ExtractEquijoinPredicate::new(),
-            ));
-        }
-        let config = OptimizerContext::new().with_max_passes(3);
-        Optimizer::with_rules(rules)
-            .optimize(plan, &config, |_, _| {})
-            .map_err(planning_error)
+        simplify(plan)
     }
 
     fn phys(&self, expr: &DfExpr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
@@ -668,13 +635,91 @@ impl<'a> Planner<'a> {
             }
             LogicalPlan::Distinct(_) => not_supported!("SELECT DISTINCT ON"),
             LogicalPlan::Window(w) => self.top_n(w, self.topn_bound.take()),
-            LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => {
-                not_supported!("queries without a source table")
-            }
+            LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => self.values(plan),
             LogicalPlan::Unnest(_) => not_supported!("UNNEST"),
             LogicalPlan::RecursiveQuery(_) => not_supported!("recursive queries"),
             other => not_supported!("{}", other.display()),
         }
+    }
+
+    /// `VALUES (…), (…)` or a `SELECT` without `FROM`: a bounded source of constant rows,
+    /// evaluated here into one batch.
+    fn values(&self, plan: &LogicalPlan) -> Result<Stream> {
+        use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+        let empty = RecordBatch::try_new_with_options(
+            Arc::new(Schema::empty()),
+            vec![],
+            &RecordBatchOptions::new().with_row_count(Some(1)),
+        )?;
+        let (schema, batch) = match plan {
+            LogicalPlan::Values(v) => {
+                let schema = Arc::new(v.schema.as_arrow().clone());
+                let no_input = DFSchema::empty();
+                let mut columns = vec![];
+                for (i, field) in schema.fields().iter().enumerate() {
+                    let mut scalars = vec![];
+                    for row in &v.values {
+                        let e = self.phys(&row[i], &no_input)?;
+                        let value = e.evaluate(&empty)?.into_array(1)?;
+                        let value = datafusion::arrow::compute::cast(&value, field.data_type())?;
+                        scalars.push(datafusion::common::ScalarValue::try_from_array(&value, 0)?);
+                    }
+                    columns.push(datafusion::common::ScalarValue::iter_to_array(scalars)?);
+                }
+                let batch = RecordBatch::try_new_with_options(
+                    schema.clone(),
+                    columns,
+                    &RecordBatchOptions::new().with_row_count(Some(v.values.len())),
+                )?;
+                (schema, batch)
+            }
+            LogicalPlan::EmptyRelation(e) => {
+                let rows = usize::from(e.produce_one_row);
+                let schema = Arc::new(e.schema.as_arrow().clone());
+                let columns = schema
+                    .fields()
+                    .iter()
+                    .map(|f| datafusion::arrow::array::new_null_array(f.data_type(), rows))
+                    .collect();
+                let batch = RecordBatch::try_new_with_options(
+                    schema.clone(),
+                    columns,
+                    &RecordBatchOptions::new().with_row_count(Some(rows)),
+                )?;
+                (schema, batch)
+            }
+            other => return plan_err!("internal: not a VALUES plan: {}", other.display()),
+        };
+        let n = self.values_seen.get();
+        self.values_seen.set(n + 1);
+        let def = crate::sql::statement::TableDef {
+            name: format!("values${n}"),
+            columns: schema
+                .fields()
+                .iter()
+                .map(|f| crate::sql::statement::ColumnDef {
+                    name: f.name().clone(),
+                    declared: f.name().clone(),
+                    data_type: f.data_type().clone(),
+                    nullable: true,
+                    metadata: None,
+                })
+                .collect(),
+            computed: vec![],
+            watermark: None,
+            options: [("connector".to_string(), "values".to_string())].into(),
+            partitioned_by: vec![],
+            primary_key: vec![],
+            if_not_exists: false,
+        };
+        let mut table = Table::new(def)?;
+        table.values = Some(Arc::new(batch));
+        Ok(Stream {
+            flow: Flow::Source { table, ops: vec![] },
+            time_attrs: vec![],
+            window: None,
+            updating: false,
+        })
     }
 
     fn window_stream(&self, w: &WindowTvf, input: &LogicalPlan) -> Result<(Stream, usize)> {
@@ -731,8 +776,8 @@ impl<'a> Planner<'a> {
             return not_supported!("SESSION windows without GROUP BY window_start, window_end");
         }
         let (mut s, time_col) = self.window_stream(w, input)?;
-        s.time_attrs.push("window_time".into());
-        s.window = Some(("window_start".into(), "window_end".into()));
+        s.time_attrs.push(w.columns[2].clone());
+        s.window = Some((w.columns[0].clone(), w.columns[1].clone()));
         s.push(OpSpec::WindowAssign(WindowAssignSpec {
             kind: w.kind,
             time_col,
@@ -904,18 +949,72 @@ fn has_join(plan: &LogicalPlan) -> bool {
 
 /// A DataFusion planning error, with the source position when DataFusion recorded one.
 fn planning_error(e: datafusion::error::DataFusionError) -> Error {
+    use datafusion::common::SchemaError;
+    use datafusion::error::DataFusionError as E;
     let position = e
         .diagnostic()
         .and_then(|d| d.span)
         .map(|s| format!(" at Line: {}, Column: {}", s.start.line, s.start.column))
         .unwrap_or_default();
-    let msg = e.strip_backtrace().to_string();
-    let msg = msg
-        .strip_prefix("Error during planning: ")
-        .unwrap_or(&msg)
-        .to_string();
+    // The cause, without DataFusion's wrappers ("Optimizer rule '...' failed", contexts).
+    let root = e.find_root();
+    let msg = match root {
+        E::NotImplemented(m) => return Error::NotSupported(format!("{m}{position}")),
+        E::Plan(m) | E::Execution(m) => m.clone(),
+        E::SchemaError(se, _) => match se.as_ref() {
+            SchemaError::DuplicateUnqualifiedField { name }
+            | SchemaError::DuplicateQualifiedField { name, .. } => format!(
+                "two columns of a result would both be named \"{name}\": name them apart with AS"
+            ),
+            SchemaError::FieldNotFound {
+                field,
+                valid_fields,
+            } => {
+                let mut valid: Vec<String> = valid_fields
+                    .iter()
+                    .map(|c| c.name.clone())
+                    .filter(|n| !n.starts_with("__"))
+                    .collect();
+                valid.dedup();
+                format!(
+                    "no column named {} (columns: {})",
+                    field.name,
+                    valid.join(", ")
+                )
+            }
+            SchemaError::AmbiguousReference { field } => format!(
+                "column {} is ambiguous: qualify it with its table's name or alias",
+                field.name
+            ),
+        },
+        E::ArrowError(a, _) => a.to_string(),
+        E::Internal(m) => format!("cannot plan this statement ({m})"),
+        other => other.to_string(),
+    };
+    let msg = msg.strip_backtrace_text();
     if msg.contains("This feature is not implemented") {
         return Error::NotSupported(format!("{msg}{position}"));
     }
     Error::Plan(format!("{msg}{position}"))
+}
+
+/// DataFusion's messages without their backtrace and kind prefixes.
+trait StripText {
+    fn strip_backtrace_text(&self) -> String;
+}
+
+impl StripText for String {
+    fn strip_backtrace_text(&self) -> String {
+        let mut m = self.split("\n\nbacktrace").next().unwrap_or(self).trim();
+        for prefix in [
+            "Error during planning: ",
+            "Execution error: ",
+            "Schema error: ",
+            "Arrow error: ",
+            "Invalid argument error: ",
+        ] {
+            m = m.strip_prefix(prefix).unwrap_or(m);
+        }
+        m.to_string()
+    }
 }

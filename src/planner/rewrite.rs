@@ -39,6 +39,15 @@ pub struct WindowTvf {
     pub input: Box<Query>,
     /// SESSION's PARTITION BY columns (None when not given).
     pub partition_by: Option<Vec<String>>,
+    /// Names of the window_start, window_end and window_time columns it adds: Flink's for a
+    /// window TVF; weir's own for a legacy group window, whose columns are only reached
+    /// through TUMBLE_START() and friends, so they never clash with the input's columns.
+    pub columns: [String; 3],
+}
+
+/// The column names a window TVF adds.
+fn tvf_columns() -> [String; 3] {
+    ["window_start", "window_end", "window_time"].map(String::from)
 }
 
 /// Rewrite `query` in place; returns the window TVFs found, in order.
@@ -162,6 +171,7 @@ impl Rewriter<'_> {
             ));
             return;
         }
+        let _ = query.visit(&mut ExprNames);
         if let Err(e) = flink_functions(query) {
             self.error.get_or_insert(e);
             return;
@@ -293,6 +303,7 @@ impl Rewriter<'_> {
             time_col,
             input: select_all_from(&table)?,
             partition_by,
+            columns: tvf_columns(),
         })
     }
 }
@@ -394,7 +405,7 @@ impl VisitorMut for LegacyWindows<'_, '_> {
         else {
             return ControlFlow::Continue(());
         };
-        let result = (|| -> Result<()> {
+        let result = (|| -> Result<[String; 3]> {
             let Expr::Function(f) = &exprs[pos] else {
                 return plan_err!("internal: legacy window");
             };
@@ -485,35 +496,39 @@ impl VisitorMut for LegacyWindows<'_, '_> {
             };
             let placeholder = self.r.placeholder();
             *relation = table_factor(&placeholder, Some(alias));
+            let columns = ["start", "end", "time"].map(|c| format!("{placeholder}_{c}"));
+            exprs.splice(
+                pos..=pos,
+                columns
+                    .iter()
+                    .map(|c| Expr::Identifier(Ident::with_quote('"', c.clone()))),
+            );
             self.r.windows.push(WindowTvf {
                 placeholder,
                 kind,
                 time_col,
                 input,
                 partition_by,
+                columns: columns.clone(),
             });
-            exprs.splice(
-                pos..=pos,
-                [
-                    Expr::Identifier(Ident::new("window_start")),
-                    Expr::Identifier(Ident::new("window_end")),
-                ],
-            );
-            Ok(())
+            Ok(columns)
         })();
-        if let Err(e) = result {
-            self.r.error.get_or_insert(e);
-            return ControlFlow::Break(());
-        }
+        let columns = match result {
+            Ok(c) => c,
+            Err(e) => {
+                self.r.error.get_or_insert(e);
+                return ControlFlow::Break(());
+            }
+        };
         // TUMBLE_START(...) and friends anywhere in this SELECT.
         let mut error = None;
         let _ = visit_expressions_mut(select.as_mut(), |e| {
             if let Expr::Function(f) = e {
                 let n = f.name.to_string().to_ascii_uppercase();
                 let col = match n.rsplit_once('_') {
-                    Some(("TUMBLE" | "HOP" | "SESSION", "START")) => "window_start",
-                    Some(("TUMBLE" | "HOP" | "SESSION", "END")) => "window_end",
-                    Some(("TUMBLE" | "HOP" | "SESSION", "ROWTIME")) => "window_time",
+                    Some(("TUMBLE" | "HOP" | "SESSION", "START")) => &columns[0],
+                    Some(("TUMBLE" | "HOP" | "SESSION", "END")) => &columns[1],
+                    Some(("TUMBLE" | "HOP" | "SESSION", "ROWTIME")) => &columns[2],
                     Some(("TUMBLE" | "HOP" | "SESSION", "PROCTIME")) => {
                         error = Some(Error::NotSupported(format!(
                             "{n} (processing-time windows)"
@@ -522,7 +537,7 @@ impl VisitorMut for LegacyWindows<'_, '_> {
                     }
                     _ => return ControlFlow::Continue(()),
                 };
-                *e = Expr::Identifier(Ident::new(col));
+                *e = Expr::Identifier(Ident::with_quote('"', col.clone()));
             }
             ControlFlow::Continue(())
         });
@@ -587,11 +602,43 @@ pub fn java_to_chrono(pattern: &str) -> String {
 fn flink_functions(query: &mut Query) -> Result<()> {
     let mut error = None;
     let _ = visit_expressions_mut(query, |e| {
+        if let Expr::Cast {
+            expr,
+            data_type,
+            format: None,
+            ..
+        } = e
+            && is_string_type(data_type)
+        {
+            // Flink's text forms of TIMESTAMP and BOOLEAN.
+            let call = format!("{}(x)", crate::functions::string::CAST_TO_STRING);
+            if let Some(Expr::Function(mut call)) = expr_of(&call) {
+                if let FunctionArguments::List(l) = &mut call.args {
+                    l.args = vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(*expr.clone()))];
+                }
+                *e = Expr::Function(call);
+            }
+            return ControlFlow::Continue(());
+        }
         let Expr::Function(f) = e else {
             return ControlFlow::Continue(());
         };
         let name = f.name.to_string().to_ascii_uppercase();
         match name.as_str() {
+            // The clock, read per batch (Flink's streaming mode), not folded at planning.
+            "CURRENT_TIMESTAMP" | "NOW" | "CURRENT_ROW_TIMESTAMP" | "LOCALTIMESTAMP" => {
+                let func = if name == "LOCALTIMESTAMP" {
+                    "proctime"
+                } else {
+                    crate::functions::CURRENT_TIMESTAMP
+                };
+                f.name = ObjectName(vec![ObjectNamePart::Identifier(Ident::new(func))]);
+                f.args = FunctionArguments::List(sqlparser::ast::FunctionArgumentList {
+                    duplicate_treatment: None,
+                    args: vec![],
+                    clauses: vec![],
+                });
+            }
             "MOD" => match plain_args(f).as_deref() {
                 Some([a, b]) => {
                     *e = Expr::Nested(Box::new(Expr::BinaryOp {
@@ -712,6 +759,58 @@ fn flink_functions(query: &mut Query) -> Result<()> {
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// Flink's names for unaliased select items that are not plain columns: `EXPR$<position>`
+/// (0-based, counting every item of the select list). Runs before any other rewrite, so the
+/// names are those of the expressions the user wrote.
+struct ExprNames;
+
+impl VisitorMut for ExprNames {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        let mut body = query.body.as_mut();
+        // A set operation's columns are named by its first branch.
+        while let SetExpr::SetOperation { left, .. } = body {
+            body = left.as_mut();
+        }
+        let SetExpr::Select(select) = body else {
+            return ControlFlow::Continue(());
+        };
+        for (i, item) in select.projection.iter_mut().enumerate() {
+            let sqlparser::ast::SelectItem::UnnamedExpr(e) = item else {
+                continue;
+            };
+            let mut inner = &*e;
+            while let Expr::Nested(x) = inner {
+                inner = x;
+            }
+            if matches!(inner, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
+                continue;
+            }
+            *item = sqlparser::ast::SelectItem::ExprWithAlias {
+                expr: e.clone(),
+                alias: Ident::with_quote('"', format!("EXPR${i}")),
+            };
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// STRING, VARCHAR(n), CHAR(n) and their spellings.
+fn is_string_type(t: &sqlparser::ast::DataType) -> bool {
+    use sqlparser::ast::DataType as T;
+    matches!(
+        t,
+        T::String(_)
+            | T::Varchar(_)
+            | T::Char(_)
+            | T::Text
+            | T::CharacterVarying(_)
+            | T::Character(_)
+            | T::Nvarchar(_)
+    )
 }
 
 /// An expression from SQL text.

@@ -1,0 +1,292 @@
+//! String functions with Flink's semantics.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
+use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature, Volatility,
+};
+
+use super::map_rows;
+
+/// `REGEXP_REPLACE(str, regex, replacement)`: every match of `regex` replaced by
+/// `replacement`, taken literally (Flink quotes it: `$1` is not a group). NULL when an argument
+/// is NULL or the pattern is not a valid regular expression.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct RegexpReplace {
+    signature: Signature,
+}
+
+impl Default for RegexpReplace {
+    fn default() -> Self {
+        Self {
+            signature: Signature::exact(
+                vec![DataType::Utf8, DataType::Utf8, DataType::Utf8],
+                Volatility::Immutable,
+            ),
+        }
+    }
+}
+
+impl ScalarUDFImpl for RegexpReplace {
+    fn name(&self) -> &str {
+        "regexp_replace"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        map_rows(&args, |a| {
+            let (s, p, r) = (
+                a[0].as_string::<i32>(),
+                a[1].as_string::<i32>(),
+                a[2].as_string::<i32>(),
+            );
+            let mut out = StringBuilder::with_capacity(s.len(), s.value_data().len());
+            // The pattern is nearly always a constant: compile it once per batch.
+            let mut cached: Option<(String, Option<regex::Regex>)> = None;
+            for i in 0..s.len() {
+                if s.is_null(i) || p.is_null(i) || r.is_null(i) {
+                    out.append_null();
+                    continue;
+                }
+                let pattern = p.value(i);
+                if cached.as_ref().is_none_or(|(c, _)| c != pattern) {
+                    cached = Some((pattern.to_string(), regex::Regex::new(pattern).ok()));
+                }
+                match cached.as_ref().and_then(|(_, re)| re.as_ref()) {
+                    Some(re) => {
+                        out.append_value(re.replace_all(s.value(i), regex::NoExpand(r.value(i))))
+                    }
+                    None => out.append_null(),
+                }
+            }
+            Ok(Arc::new(out.finish()) as ArrayRef)
+        })
+    }
+}
+
+/// `CHR(n)`: the character whose code is the low 8 bits of `n` (`CHR(353)` = `a`); `''` for a
+/// negative `n`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct Chr {
+    signature: Signature,
+}
+
+impl Default for Chr {
+    fn default() -> Self {
+        Self {
+            signature: Signature::exact(vec![DataType::Int64], Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for Chr {
+    fn name(&self) -> &str {
+        "chr"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        map_rows(&args, |a| {
+            let n = a[0].as_primitive::<Int64Type>();
+            let mut out = StringBuilder::with_capacity(n.len(), n.len());
+            let mut buf = [0u8; 4];
+            for v in n.iter() {
+                match v {
+                    None => out.append_null(),
+                    Some(v) if v < 0 => out.append_value(""),
+                    Some(v) => out.append_value(char::from((v & 0xFF) as u8).encode_utf8(&mut buf)),
+                }
+            }
+            Ok(Arc::new(out.finish()) as ArrayRef)
+        })
+    }
+}
+
+/// `LEFT(str, n)` / `RIGHT(str, n)`: the first / last `n` characters; `''` when `n` is not
+/// positive (DataFusion's, like PostgreSQL's, drop characters for a negative `n`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct LeftRight {
+    signature: Signature,
+    right: bool,
+}
+
+impl LeftRight {
+    /// `LEFT`.
+    pub fn left() -> Self {
+        Self::new(false)
+    }
+
+    /// `RIGHT`.
+    pub fn right() -> Self {
+        Self::new(true)
+    }
+
+    fn new(right: bool) -> Self {
+        Self {
+            signature: Signature::one_of(
+                vec![TypeSignature::Exact(vec![DataType::Utf8, DataType::Int64])],
+                Volatility::Immutable,
+            ),
+            right,
+        }
+    }
+}
+
+impl ScalarUDFImpl for LeftRight {
+    fn name(&self) -> &str {
+        if self.right { "right" } else { "left" }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        map_rows(&args, |a| {
+            let (s, n) = (a[0].as_string::<i32>(), a[1].as_primitive::<Int64Type>());
+            let mut out = StringBuilder::with_capacity(s.len(), s.value_data().len());
+            for i in 0..s.len() {
+                if s.is_null(i) || n.is_null(i) {
+                    out.append_null();
+                    continue;
+                }
+                let (text, n) = (s.value(i), n.value(i).max(0) as usize);
+                let chars = text.chars().count();
+                let piece = if n == 0 {
+                    ""
+                } else if n >= chars {
+                    text
+                } else if self.right {
+                    let start = text.char_indices().nth(chars - n).map_or(0, |(b, _)| b);
+                    &text[start..]
+                } else {
+                    let end = text.char_indices().nth(n).map_or(text.len(), |(b, _)| b);
+                    &text[..end]
+                };
+                out.append_value(piece);
+            }
+            Ok(Arc::new(out.finish()) as ArrayRef)
+        })
+    }
+}
+
+/// `CAST(x AS STRING)` (and VARCHAR, CHAR) with Flink's text forms: a TIMESTAMP(p) prints as
+/// `yyyy-MM-dd HH:mm:ss` with the fraction padded to its precision (`.SSS` for
+/// TIMESTAMP(3)), a BOOLEAN as `TRUE` / `FALSE`. Other types cast as DataFusion does.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct CastToString {
+    signature: Signature,
+}
+
+/// The name the planner rewrites string casts to.
+pub const CAST_TO_STRING: &str = "cast_to_string";
+
+impl Default for CastToString {
+    fn default() -> Self {
+        Self {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for CastToString {
+    fn name(&self) -> &str {
+        CAST_TO_STRING
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        use datafusion::arrow::datatypes::TimeUnit;
+        map_rows(&args, |a| {
+            let x = &a[0];
+            match x.data_type() {
+                DataType::Timestamp(unit, _) => {
+                    let ts = datafusion::arrow::compute::cast(
+                        x,
+                        &DataType::Timestamp(TimeUnit::Nanosecond, None),
+                    )?;
+                    let ns =
+                        ts.as_primitive::<datafusion::arrow::datatypes::TimestampNanosecondType>();
+                    let digits = match unit {
+                        TimeUnit::Second => 0,
+                        TimeUnit::Millisecond => 3,
+                        TimeUnit::Microsecond => 6,
+                        TimeUnit::Nanosecond => 9,
+                    };
+                    let mut out = StringBuilder::with_capacity(ns.len(), ns.len() * 23);
+                    for v in ns.iter() {
+                        match v {
+                            None => out.append_null(),
+                            Some(v) => out.append_value(format_timestamp(v, digits)),
+                        }
+                    }
+                    Ok(Arc::new(out.finish()) as ArrayRef)
+                }
+                DataType::Boolean => {
+                    let b = x.as_boolean();
+                    let out: datafusion::arrow::array::StringArray = b
+                        .iter()
+                        .map(|v| v.map(|v| if v { "TRUE" } else { "FALSE" }))
+                        .collect();
+                    Ok(Arc::new(out) as ArrayRef)
+                }
+                _ => Ok(datafusion::arrow::compute::cast(x, &DataType::Utf8)?),
+            }
+        })
+    }
+}
+
+/// Nanoseconds since the epoch as Flink prints a TIMESTAMP with `digits` of fraction.
+pub(crate) fn format_timestamp(ns: i64, digits: usize) -> String {
+    let secs = ns.div_euclid(1_000_000_000);
+    let frac = ns.rem_euclid(1_000_000_000);
+    let Some(t) = chrono::DateTime::from_timestamp(secs, frac as u32) else {
+        return ns.to_string();
+    };
+    let mut s = t.naive_utc().format("%Y-%m-%d %H:%M:%S").to_string();
+    if digits > 0 {
+        let f = format!("{frac:09}");
+        s.push('.');
+        s.push_str(&f[..digits]);
+    }
+    s
+}
