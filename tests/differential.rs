@@ -273,3 +273,44 @@ async fn cascaded_windows_over_a_view() {
     .await;
     assert_same_rows(&s, &b, "cascaded windows");
 }
+
+/// UNION ALL of two streams (the same table, filtered apart): rows as a batch UNION ALL, and a
+/// window over the union, whose watermark is the minimum of its inputs'.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn union_all_matches_batch() {
+    let d = data();
+    check(
+        &d.file,
+        "SELECT auction, price FROM bid WHERE auction % 2 = 0 \
+         UNION ALL SELECT bidder, price * 2 FROM bid WHERE price > 1000",
+        "SELECT auction, price FROM bid WHERE auction % 2 = 0 \
+         UNION ALL SELECT bidder, price * 2 FROM bid WHERE price > 1000",
+        "UNION ALL",
+    )
+    .await;
+    let union = "SELECT auction, price, date_time FROM bid WHERE auction % 2 = 0 \
+                 UNION ALL SELECT auction, price * 2, date_time FROM bid WHERE bidder % 3 = 0";
+    let ctx = batch_ctx(&[("bid", &d.file, bid_schema())]).await;
+    let b = batch(
+        &ctx,
+        &format!(
+            "SELECT {BIN10} AS window_start, COUNT(*) AS n, SUM(price) AS total \
+             FROM ({union}) GROUP BY 1"
+        ),
+    )
+    .await;
+    for p in [1, 2, 4] {
+        let ddl = format!(
+            "SET 'parallelism' = '{p}';\n{}\nCREATE VIEW u AS {union};",
+            bid_ddl("bid", &d.file, 4)
+        );
+        let s = stream(
+            &ddl,
+            "SELECT window_start, COUNT(*) AS n, SUM(price) AS total \
+             FROM TABLE(TUMBLE(TABLE u, DESCRIPTOR(date_time), INTERVAL '10' SECOND)) \
+             GROUP BY window_start, window_end",
+        )
+        .await;
+        assert_same_rows(&s, &b, &format!("window over UNION ALL (parallelism {p})"));
+    }
+}

@@ -127,6 +127,35 @@ fn session() -> SessionContext {
     ctx
 }
 
+/// Subqueries in expressions (`IN (SELECT ...)`, `EXISTS`, scalar subqueries) are refused
+/// by name: weir does not decorrelate them into joins yet.
+fn check_no_subqueries(plan: &LogicalPlan) -> Result<()> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    let mut found = None;
+    plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|e| {
+            e.apply(|x| {
+                let what = match x {
+                    DfExpr::InSubquery(_) => Some("IN (SELECT ...) subqueries"),
+                    DfExpr::Exists(_) => Some("EXISTS subqueries"),
+                    DfExpr::ScalarSubquery(_) => Some("scalar subqueries"),
+                    _ => None,
+                };
+                found = found.or(what);
+                Ok(if found.is_some() {
+                    TreeNodeRecursion::Stop
+                } else {
+                    TreeNodeRecursion::Continue
+                })
+            })
+        })
+    })?;
+    match found {
+        Some(what) => not_supported!("{what}"),
+        None => Ok(()),
+    }
+}
+
 /// The optimizer rules weir runs on a logical plan. Expressions are simplified as DataFusion's
 /// executor expects (COALESCE, for one, has no kernel of its own and must become CASE). Joins
 /// also get their WHERE conditions moved into the join (equalities become its keys) and
@@ -471,6 +500,7 @@ impl<'a> Planner<'a> {
             .analyzer()
             .execute_and_check(plan, state.config_options(), |_, _| {})
             .map_err(planning_error)?;
+        check_no_subqueries(&plan)?;
         simplify(plan)
     }
 
@@ -620,7 +650,7 @@ impl<'a> Planner<'a> {
                 "ORDER BY on an unbounded stream (order windowed results by window in the consumer)"
             ),
             LogicalPlan::Join(j) => self.join(j),
-            LogicalPlan::Union(_) => not_supported!("UNION"),
+            LogicalPlan::Union(u) => self.union_all(u),
             LogicalPlan::Distinct(datafusion::logical_expr::Distinct::All(input)) => {
                 // SELECT DISTINCT: a GROUP BY every column with no aggregates; each new row is
                 // emitted once (+I).
@@ -640,6 +670,72 @@ impl<'a> Planner<'a> {
             LogicalPlan::RecursiveQuery(_) => not_supported!("recursive queries"),
             other => not_supported!("{}", other.display()),
         }
+    }
+
+    /// `UNION ALL`: a stage whose inputs each stay with the instance their producer feeds;
+    /// it passes rows on, and its input gate merges the inputs' watermarks (the minimum) and
+    /// aligns their barriers. A column is a time attribute (or window bound) of the union if
+    /// it is one, at that position, in every input, as in Flink.
+    fn union_all(&self, u: &datafusion::logical_expr::Union) -> Result<Stream> {
+        let streams = u
+            .inputs
+            .iter()
+            .map(|i| self.build(i))
+            .collect::<Result<Vec<_>>>()?;
+        let updating = streams.iter().any(|s| s.updating);
+        if updating && !streams.iter().all(|s| s.updating) {
+            return not_supported!("UNION ALL of an updating (changelog) and an append-only input");
+        }
+        let names: Vec<String> = u.schema.fields().iter().map(|f| f.name().clone()).collect();
+        let position_of = |i: usize, name: &str| -> Option<usize> {
+            u.inputs[i]
+                .schema()
+                .fields()
+                .iter()
+                .position(|f| f.name() == name)
+        };
+        let time_attrs = (0..names.len())
+            .filter(|&c| {
+                streams
+                    .iter()
+                    .enumerate()
+                    .all(|(i, s)| s.time_attrs.iter().any(|a| position_of(i, a) == Some(c)))
+            })
+            .map(|c| names[c].clone())
+            .collect();
+        let window = {
+            let bounds: Vec<Option<(usize, usize)>> = streams
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    let (ws, we) = s.window.as_ref()?;
+                    Some((position_of(i, ws)?, position_of(i, we)?))
+                })
+                .collect();
+            match bounds.first() {
+                Some(Some(b)) if bounds.iter().all(|x| x.as_ref() == Some(b)) => {
+                    Some((names[b.0].clone(), names[b.1].clone()))
+                }
+                _ => None,
+            }
+        };
+        let inputs = streams
+            .into_iter()
+            .map(|s| Input {
+                flow: s.flow,
+                keys: vec![],
+                exchange: crate::graph::Exchange::Forward,
+            })
+            .collect();
+        Ok(Stream {
+            flow: Flow::Stage(Box::new(Stage {
+                inputs,
+                ops: vec![],
+            })),
+            time_attrs,
+            window,
+            updating,
+        })
     }
 
     /// `VALUES (…), (…)` or a `SELECT` without `FROM`: a bounded source of constant rows,

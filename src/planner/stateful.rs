@@ -116,9 +116,13 @@ impl Planner<'_> {
             JoinType::Left => JoinKind::Left,
             JoinType::Right => JoinKind::Right,
             JoinType::Full => JoinKind::Full,
-            other => {
-                return not_supported!("{other} joins (semi/anti joins, IN / EXISTS subqueries)");
+            JoinType::LeftSemi | JoinType::RightSemi => {
+                return not_supported!("semi joins (INTERSECT, IN / EXISTS subqueries)");
             }
+            JoinType::LeftAnti | JoinType::RightAnti => {
+                return not_supported!("anti joins (EXCEPT, NOT IN / NOT EXISTS subqueries)");
+            }
+            other => return not_supported!("{other} joins"),
         };
         if j.null_equality != NullEquality::NullEqualsNothing {
             return not_supported!("joins where NULL keys match each other");

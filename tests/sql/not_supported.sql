@@ -1,0 +1,15 @@
+-- What weir does not run yet says so ("not supported yet: ..."), never a wrong answer.
+CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, date_time TIMESTAMP(3),
+  WATERMARK FOR date_time AS date_time - INTERVAL '2' SECOND)
+WITH ('connector' = 'filesystem', 'path' = '$DATA/bids_ooo.json', 'format' = 'json');
+
+SELECT auction FROM bid INTERSECT SELECT auction FROM bid WHERE price > 100;
+
+SELECT auction FROM bid EXCEPT SELECT auction FROM bid WHERE price > 100;
+
+SELECT auction FROM bid WHERE auction IN (SELECT auction FROM bid WHERE price > 150);
+
+SELECT auction, COUNT(*) FROM bid GROUP BY GROUPING SETS ((auction), ());
+
+SELECT auction, SUM(price) OVER (PARTITION BY auction ORDER BY date_time
+  ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) AS s FROM bid;
