@@ -314,3 +314,55 @@ async fn union_all_matches_batch() {
         assert_same_rows(&s, &b, &format!("window over UNION ALL (parallelism {p})"));
     }
 }
+
+/// GROUPING SETS, ROLLUP and CUBE, unwindowed (an updating result, compared once applied)
+/// and windowed (append-only), against DataFusion's batch grouping sets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grouping_sets_match_batch() {
+    let d = data();
+    let ctx = batch_ctx(&[("bid", &d.file, bid_schema())]).await;
+    let cases = [
+        (
+            "SELECT auction % 10 AS a, bidder % 7 AS b, COUNT(*) AS n, SUM(price) AS total, \
+             GROUPING(auction % 10) AS g FROM bid \
+             GROUP BY GROUPING SETS ((auction % 10, bidder % 7), (auction % 10), ())"
+                .to_string(),
+            "SELECT auction % 10 AS a, bidder % 7 AS b, COUNT(*) AS n, SUM(price) AS total, \
+             GROUPING(auction % 10) AS g FROM bid \
+             GROUP BY GROUPING SETS ((auction % 10, bidder % 7), (auction % 10), ())"
+                .to_string(),
+        ),
+        (
+            "SELECT auction % 5 AS a, bidder % 3 AS b, MAX(price) AS hi FROM bid \
+             GROUP BY CUBE (auction % 5, bidder % 3)"
+                .to_string(),
+            "SELECT auction % 5 AS a, bidder % 3 AS b, MAX(price) AS hi FROM bid \
+             GROUP BY CUBE (auction % 5, bidder % 3)"
+                .to_string(),
+        ),
+        (
+            "SELECT window_start, auction % 4 AS a, COUNT(*) AS n FROM \
+             TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '10' SECOND)) \
+             GROUP BY window_start, window_end, ROLLUP (auction % 4)"
+                .to_string(),
+            format!(
+                "SELECT {BIN10} AS window_start, auction % 4 AS a, COUNT(*) AS n FROM bid \
+                 GROUP BY {BIN10}, ROLLUP (auction % 4)"
+            ),
+        ),
+    ];
+    for (stream_sql, batch_sql) in cases {
+        let b = rows(&batch(&ctx, &batch_sql).await);
+        assert!(b.len() > 10, "{batch_sql}: too few rows to compare");
+        for p in [1, 2, 4] {
+            let ddl = format!("SET 'parallelism' = '{p}';\n{}", bid_ddl("bid", &d.file, 4));
+            let s = final_rows(&stream(&ddl, &stream_sql).await);
+            assert!(
+                s == b,
+                "{stream_sql} (parallelism {p}): {} rows against {}",
+                s.len(),
+                b.len()
+            );
+        }
+    }
+}

@@ -738,6 +738,76 @@ impl<'a> Planner<'a> {
         })
     }
 
+    /// `GROUPING SETS`, `ROLLUP` and `CUBE`: one aggregate per grouping set, each padded with
+    /// NULL for the columns it does not group by and tagged with its grouping id (what
+    /// `GROUPING()` reads), then a UNION ALL of them. Each set is planned as any GROUP BY:
+    /// windowed sets (every set grouping by window_start and window_end) give an append-only
+    /// result, the others an updating one.
+    fn grouping_sets(
+        &self,
+        agg: &Aggregate,
+        gs: &datafusion::logical_expr::GroupingSet,
+    ) -> Result<Stream> {
+        use datafusion::common::ScalarValue;
+        use datafusion::logical_expr::{GroupingSet, Projection, Union};
+        let distinct: Vec<DfExpr> = gs.distinct_expr().into_iter().cloned().collect();
+        let sets: Vec<Vec<DfExpr>> = match gs {
+            GroupingSet::GroupingSets(sets) => sets.clone(),
+            GroupingSet::Rollup(exprs) => (0..=exprs.len())
+                .rev()
+                .map(|i| exprs[..i].to_vec())
+                .collect(),
+            GroupingSet::Cube(exprs) => datafusion::logical_expr::utils::powerset(exprs)?
+                .into_iter()
+                .map(|set| set.into_iter().cloned().collect())
+                .collect(),
+        };
+        let fields = agg.schema.fields();
+        let n = distinct.len();
+        let id_type = fields[n].data_type().clone();
+        let mut seen: HashMap<Vec<bool>, usize> = HashMap::new();
+        let mut inputs = vec![];
+        for set in &sets {
+            let nulls: Vec<bool> = distinct.iter().map(|d| !set.contains(d)).collect();
+            let ordinal = seen.entry(nulls.clone()).or_insert(0);
+            let id = nulls
+                .iter()
+                .fold(0u64, |acc, &null| (acc << 1) | u64::from(null))
+                | ((*ordinal as u64) << n);
+            *ordinal += 1;
+            let sub = Aggregate::try_new(agg.input.clone(), set.clone(), agg.aggr_expr.clone())?;
+            let sub_fields: Vec<DfExpr> = sub
+                .schema
+                .columns()
+                .into_iter()
+                .map(DfExpr::Column)
+                .collect();
+            let mut exprs = vec![];
+            for (k, d) in distinct.iter().enumerate() {
+                let e = match set.iter().position(|x| x == d) {
+                    Some(i) => sub_fields[i].clone(),
+                    None => DfExpr::Literal(ScalarValue::try_from(fields[k].data_type())?, None),
+                };
+                exprs.push(e.alias(format!("__set_col{k}")));
+            }
+            let id = ScalarValue::UInt64(Some(id)).cast_to(&id_type)?;
+            exprs.push(DfExpr::Literal(id, None).alias("__set_id"));
+            for (j, _) in agg.aggr_expr.iter().enumerate() {
+                exprs.push(
+                    sub_fields[set.len() + j]
+                        .clone()
+                        .alias(format!("__set_agg{j}")),
+                );
+            }
+            let projection = Projection::try_new(exprs, Arc::new(LogicalPlan::Aggregate(sub)))?;
+            inputs.push(Arc::new(LogicalPlan::Projection(projection)));
+        }
+        self.union_all(&Union {
+            inputs,
+            schema: agg.schema.clone(),
+        })
+    }
+
     /// `VALUES (…), (…)` or a `SELECT` without `FROM`: a bounded source of constant rows,
     /// evaluated here into one batch.
     fn values(&self, plan: &LogicalPlan) -> Result<Stream> {
@@ -884,6 +954,9 @@ impl<'a> Planner<'a> {
 
     #[allow(deprecated)] // create_aggregate_expr_and_maybe_filter: its replacement is not yet stable API
     fn window_aggregate(&self, agg: &Aggregate) -> Result<Stream> {
+        if let [DfExpr::GroupingSet(gs)] = agg.group_expr.as_slice() {
+            return self.grouping_sets(agg, gs);
+        }
         // Find the window placeholder under WHERE filters and aliases.
         let mut filters = vec![];
         let mut node = agg.input.as_ref();
@@ -929,7 +1002,7 @@ impl<'a> Planner<'a> {
             (vec![], vec![], vec![], vec![]);
         for g in &agg.group_expr {
             if matches!(g, DfExpr::GroupingSet(_)) {
-                return not_supported!("GROUPING SETS, ROLLUP and CUBE");
+                return not_supported!("GROUPING SETS mixed with other GROUP BY items");
             }
             let pe = self.phys(g, in_schema)?;
             if let Some(col) = pe.downcast_ref::<PhysColumn>() {

@@ -386,7 +386,7 @@ impl Planner<'_> {
         let mut key_names = vec![];
         for g in &agg.group_expr {
             if matches!(g, DfExpr::GroupingSet(_)) {
-                return not_supported!("GROUPING SETS, ROLLUP and CUBE");
+                return not_supported!("GROUPING SETS mixed with other GROUP BY items");
             }
             let pe = self.phys(g, in_schema)?;
             key_fields.push(Field::new(

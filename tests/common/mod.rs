@@ -160,6 +160,48 @@ pub fn rows(batches: &[RecordBatch]) -> Vec<String> {
     out
 }
 
+/// An updating result (last column the op) applied in order: the final table's rows, sorted.
+/// An append-only result's rows as they are.
+#[allow(dead_code)]
+pub fn final_rows(batches: &[RecordBatch]) -> Vec<String> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::Int8Type;
+    let updating = batches.first().is_some_and(|b| {
+        b.schema()
+            .fields()
+            .last()
+            .is_some_and(|f| f.name() == "__op")
+    });
+    if !updating {
+        return rows(batches);
+    }
+    let opts = FormatOptions::default().with_null("NULL");
+    let mut table: std::collections::BTreeMap<String, i64> = Default::default();
+    for b in batches {
+        let n = b.num_columns() - 1;
+        let fmts: Vec<_> = b.columns()[..n]
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap())
+            .collect();
+        let ops = b.column(n).as_primitive::<Int8Type>();
+        for r in 0..b.num_rows() {
+            let row = fmts
+                .iter()
+                .map(|f| f.value(r).to_string())
+                .collect::<Vec<_>>()
+                .join(" | ");
+            // +I and +U add a row, -U and -D remove one.
+            *table.entry(row).or_default() += if matches!(ops.value(r), 1 | 3) { -1 } else { 1 };
+        }
+    }
+    let mut out = vec![];
+    for (row, n) in table {
+        assert!(n >= 0, "row {row} retracted more often than inserted");
+        out.extend(std::iter::repeat_n(row, n as usize));
+    }
+    out
+}
+
 /// Assert two results hold the same rows, showing the first differences.
 pub fn assert_same_rows(streaming: &[RecordBatch], batch: &[RecordBatch], what: &str) {
     let (s, b) = (rows(streaming), rows(batch));

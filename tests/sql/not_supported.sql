@@ -9,7 +9,5 @@ SELECT auction FROM bid EXCEPT SELECT auction FROM bid WHERE price > 100;
 
 SELECT auction FROM bid WHERE auction IN (SELECT auction FROM bid WHERE price > 150);
 
-SELECT auction, COUNT(*) FROM bid GROUP BY GROUPING SETS ((auction), ());
-
 SELECT auction, SUM(price) OVER (PARTITION BY auction ORDER BY date_time
   ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) AS s FROM bid;
