@@ -366,3 +366,22 @@ async fn grouping_sets_match_batch() {
         }
     }
 }
+
+/// OVER aggregations with RANGE frames (deterministic with ties: peers share a value) against
+/// DataFusion's batch window functions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_range_frames_match_batch() {
+    let d = data();
+    for frame in [
+        "RANGE BETWEEN INTERVAL '2' SECOND PRECEDING AND CURRENT ROW",
+        "RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW",
+    ] {
+        let sql = format!(
+            "SELECT auction, date_time, price, \
+                    SUM(price) OVER w AS s, COUNT(*) OVER w AS n, MAX(price) OVER w AS hi, \
+                    AVG(price) OVER w AS mean \
+             FROM bid WINDOW w AS (PARTITION BY auction % 16 ORDER BY date_time {frame})"
+        );
+        check(&d.file, &sql, &sql, &format!("OVER {frame}")).await;
+    }
+}

@@ -12,6 +12,7 @@ mod group_agg;
 mod join;
 mod limit;
 mod lookup;
+mod over;
 mod project;
 mod session;
 mod topn;
@@ -25,6 +26,7 @@ pub use group_agg::{GroupAggSpec, GroupAggregate};
 pub use join::{Expire, JoinKind, JoinSpec, StreamingJoin};
 pub use limit::LimitSpec;
 pub use lookup::{Loaded, LookupJoin, LookupSpec};
+pub use over::{Frame, OverAggregate, OverSpec};
 pub use project::ProjectSpec;
 pub use session::SessionAggregate;
 pub use topn::{TopN, TopNSpec};
@@ -144,6 +146,8 @@ pub enum OpSpec {
     GroupAggregate(GroupAggSpec),
     /// ROW_NUMBER() ... WHERE rn <= N.
     TopN(TopNSpec),
+    /// Aggregates OVER an event-time ordered frame.
+    Over(OverSpec),
     /// Stream ⋈ reference table FOR SYSTEM_TIME AS OF a processing time.
     Lookup(LookupSpec),
 }
@@ -158,6 +162,7 @@ impl OpSpec {
                 | OpSpec::Join(_)
                 | OpSpec::GroupAggregate(_)
                 | OpSpec::TopN(_)
+                | OpSpec::Over(_)
         )
     }
 
@@ -174,6 +179,7 @@ impl OpSpec {
             OpSpec::GroupAggregate(_) => Ok(()),
             OpSpec::Join(_) => Ok(()),
             OpSpec::TopN(_) => Ok(()),
+            OpSpec::Over(_) => Ok(()),
         }
     }
 
@@ -199,6 +205,7 @@ impl OpSpec {
             OpSpec::Join(s) => Box::new(StreamingJoin::new(s.clone())),
             OpSpec::GroupAggregate(s) => Box::new(GroupAggregate::new(s.clone())?),
             OpSpec::TopN(s) => Box::new(TopN::new(s.clone())?),
+            OpSpec::Over(s) => Box::new(OverAggregate::new(s.clone())?),
             OpSpec::Lookup(s) => Box::new(LookupJoin::new(s.clone())),
         })
     }
@@ -216,6 +223,7 @@ impl fmt::Display for OpSpec {
             OpSpec::Join(s) => write!(f, "{s}"),
             OpSpec::GroupAggregate(s) => write!(f, "{s}"),
             OpSpec::TopN(s) => write!(f, "{s}"),
+            OpSpec::Over(s) => write!(f, "{s}"),
             OpSpec::Lookup(s) => write!(f, "{s}"),
         }
     }

@@ -664,7 +664,17 @@ impl<'a> Planner<'a> {
                 self.group_aggregate(&agg)
             }
             LogicalPlan::Distinct(_) => not_supported!("SELECT DISTINCT ON"),
-            LogicalPlan::Window(w) => self.top_n(w, self.topn_bound.take()),
+            LogicalPlan::Window(w) => {
+                let aggregates_only = w.window_expr.iter().all(|e| {
+                    matches!(e.clone().unalias(), DfExpr::WindowFunction(f)
+                        if matches!(f.fun, datafusion::logical_expr::expr::WindowFunctionDefinition::AggregateUDF(_)))
+                });
+                if aggregates_only {
+                    self.over_aggregate(w)
+                } else {
+                    self.top_n(w, self.topn_bound.take())
+                }
+            }
             LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => self.values(plan),
             LogicalPlan::Unnest(_) => not_supported!("UNNEST"),
             LogicalPlan::RecursiveQuery(_) => not_supported!("recursive queries"),

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::{Column, JoinType, NullEquality, ScalarValue};
 use datafusion::logical_expr::expr::WindowFunction;
 use datafusion::logical_expr::utils::split_conjunction;
@@ -470,11 +470,153 @@ impl Planner<'_> {
         Ok(s)
     }
 
+    /// Aggregates OVER an event-time ordered frame: `agg(x) OVER (PARTITION BY k ORDER BY
+    /// rowtime ROWS|RANGE BETWEEN ... PRECEDING AND CURRENT ROW)`, as Flink's OVER windows.
+    /// Every OVER expression of the SELECT must share the window (as Flink requires).
+    #[allow(deprecated)] // create_aggregate_expr_and_maybe_filter: its replacement is not yet stable API
+    pub(super) fn over_aggregate(&self, w: &Window) -> Result<Stream> {
+        use crate::operators::{Frame, OverSpec};
+        use datafusion::logical_expr::expr::{AggregateFunction, WindowFunctionDefinition};
+        use datafusion::logical_expr::{WindowFrameBound, WindowFrameUnits};
+        let mut s = self.build(&w.input)?;
+        if s.updating {
+            return not_supported!("OVER aggregations over an updating (changelog) input");
+        }
+        let in_schema = w.input.schema();
+        let in_arrow = in_schema.as_arrow();
+        let mut shared: Option<datafusion::logical_expr::expr::WindowFunctionParams> = None;
+        let mut aggs = vec![];
+        for e in &w.window_expr {
+            let DfExpr::WindowFunction(wf) = e.clone().unalias() else {
+                return not_supported!("OVER expression {e}");
+            };
+            let WindowFunction { fun, params } = wf.as_ref();
+            let WindowFunctionDefinition::AggregateUDF(udaf) = fun else {
+                return not_supported!(
+                    "{} OVER (...) (aggregate functions are supported; ROW_NUMBER only as Top-N)",
+                    fun.name()
+                );
+            };
+            if params.filter.is_some() || params.distinct {
+                return not_supported!("FILTER or DISTINCT in an OVER aggregate ({e})");
+            }
+            match &shared {
+                None => {}
+                Some(p)
+                    if p.partition_by == params.partition_by
+                        && p.order_by == params.order_by
+                        && p.window_frame == params.window_frame => {}
+                Some(_) => {
+                    return not_supported!(
+                        "OVER aggregates with different windows in one SELECT (Flink requires one window too)"
+                    );
+                }
+            }
+            let agg = DfExpr::AggregateFunction(AggregateFunction::new_udf(
+                udaf.clone(),
+                params.args.clone(),
+                false,
+                None,
+                vec![],
+                params.null_treatment,
+            ));
+            let (a, _, _) = datafusion::physical_planner::create_aggregate_expr_and_maybe_filter(
+                &agg,
+                in_schema,
+                in_arrow,
+                &self.props,
+            )
+            .context(|| format!("planning OVER aggregate {e}"))?;
+            aggs.push(a);
+            shared = Some(params.clone());
+        }
+        let Some(params) = &shared else {
+            return plan_err!("internal: an OVER window without expressions");
+        };
+        let time_col = match params.order_by.as_slice() {
+            [o] if o.asc => match &o.expr {
+                DfExpr::Column(c) if s.time_attrs.contains(&c.name) => {
+                    in_arrow.index_of(&c.name)?
+                }
+                other => {
+                    return not_supported!(
+                        "OVER windows ordered by {other}: order by the time attribute ({})",
+                        s.time_attrs.join(", ")
+                    );
+                }
+            },
+            _ => {
+                return not_supported!(
+                    "OVER windows not ordered ascending by one time attribute ({})",
+                    s.time_attrs.join(", ")
+                );
+            }
+        };
+        let frame = &params.window_frame;
+        if frame.end_bound != WindowFrameBound::CurrentRow {
+            return not_supported!("OVER frames that do not end at CURRENT ROW ({frame})");
+        }
+        let preceding = match &frame.start_bound {
+            WindowFrameBound::Preceding(v) if v.is_null() => None,
+            WindowFrameBound::Preceding(v) => Some(v.clone()),
+            WindowFrameBound::CurrentRow => match frame.units {
+                WindowFrameUnits::Rows => Some(ScalarValue::UInt64(Some(0))),
+                _ => Some(ScalarValue::IntervalDayTime(Some(Default::default()))),
+            },
+            WindowFrameBound::Following(_) => {
+                return not_supported!("OVER frames starting after the current row ({frame})");
+            }
+        };
+        let frame = match (frame.units, preceding) {
+            (WindowFrameUnits::Rows, None) => Frame::Rows(None),
+            (WindowFrameUnits::Rows, Some(v)) => match v.cast_to(&DataType::UInt64)? {
+                ScalarValue::UInt64(Some(n)) => Frame::Rows(Some(n)),
+                _ => return plan_err!("ROWS {v} PRECEDING: expected a row count"),
+            },
+            (WindowFrameUnits::Range, None) => Frame::Range(None),
+            (WindowFrameUnits::Range, Some(v)) => Frame::Range(Some(interval_millis(&v)?)),
+            (WindowFrameUnits::Groups, _) => return not_supported!("GROUPS frames"),
+        };
+        let mut partition = vec![];
+        for p in &params.partition_by {
+            partition.push(self.phys(p, in_schema)?);
+        }
+        let mut fields: Vec<Field> = in_arrow
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        for f in w.schema.fields().iter().skip(fields.len()) {
+            fields.push(f.as_ref().clone().with_nullable(true));
+        }
+        let spec = OverSpec {
+            partition: partition.clone(),
+            time_col,
+            frame,
+            aggs,
+            input_schema: Arc::new(in_arrow.clone()),
+            output_schema: Arc::new(Schema::new(fields)),
+        };
+        // Rows keep their time attributes (emitted once the watermark passes them).
+        s.window = None;
+        s.stage(OpSpec::Over(spec), partition);
+        Ok(s)
+    }
+
     /// ROW_NUMBER() OVER (PARTITION BY ... ORDER BY ...) under a `WHERE rn <= n`.
     pub(super) fn top_n(&self, w: &Window, n: Option<usize>) -> Result<Stream> {
         let Some(n) = n else {
+            let names: Vec<String> = w
+                .window_expr
+                .iter()
+                .filter_map(|e| match e.clone().unalias() {
+                    DfExpr::WindowFunction(f) => Some(f.fun.name().to_uppercase()),
+                    _ => None,
+                })
+                .collect();
             return not_supported!(
-                "OVER windows other than ROW_NUMBER() filtered by `WHERE rn <= N` in the enclosing query (Top-N, deduplication)"
+                "{} OVER (...): aggregate functions OVER a time-ordered window are supported, and ROW_NUMBER() filtered by `WHERE rn <= N` (Top-N, deduplication)",
+                names.join(", ")
             );
         };
         let [expr] = w.window_expr.as_slice() else {
@@ -554,6 +696,22 @@ impl Planner<'_> {
         s.updating = updating;
         s.stage(OpSpec::TopN(spec), partition);
         Ok(s)
+    }
+}
+
+/// An interval literal (RANGE ... PRECEDING) in milliseconds.
+fn interval_millis(v: &ScalarValue) -> Result<i64> {
+    match v {
+        ScalarValue::IntervalDayTime(Some(x)) => {
+            Ok(i64::from(x.days) * 86_400_000 + i64::from(x.milliseconds))
+        }
+        ScalarValue::IntervalMonthDayNano(Some(x)) if x.months == 0 => {
+            Ok(i64::from(x.days) * 86_400_000 + x.nanoseconds / 1_000_000)
+        }
+        ScalarValue::DurationMillisecond(Some(ms)) => Ok(*ms),
+        other => not_supported!(
+            "RANGE {other} PRECEDING: a RANGE frame over a time attribute takes a day-time INTERVAL"
+        ),
     }
 }
 

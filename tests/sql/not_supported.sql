@@ -9,5 +9,6 @@ SELECT auction FROM bid EXCEPT SELECT auction FROM bid WHERE price > 100;
 
 SELECT auction FROM bid WHERE auction IN (SELECT auction FROM bid WHERE price > 150);
 
-SELECT auction, SUM(price) OVER (PARTITION BY auction ORDER BY date_time
-  ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) AS s FROM bid;
+SELECT auction, LAG(price) OVER (PARTITION BY auction ORDER BY date_time) AS prev FROM bid;
+
+SELECT auction, SUM(price) OVER (PARTITION BY auction ORDER BY price) AS s FROM bid;
