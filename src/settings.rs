@@ -57,6 +57,18 @@ pub fn validate(key: &str, value: &str) -> Result<()> {
             },
         ));
     };
+    // Session time zones other than UTC would change how TIMESTAMP_LTZ values print, extract
+    // and window; until they do, they are refused rather than ignored.
+    if key == "table.local-time-zone"
+        && !matches!(
+            value.trim().to_ascii_uppercase().as_str(),
+            "UTC" | "Z" | "GMT" | "ETC/UTC" | "+00:00" | "UTC+00:00"
+        )
+    {
+        return Err(Error::NotSupported(format!(
+            "'table.local-time-zone' = '{value}': weir works in UTC for now"
+        )));
+    }
     let ok = match kind {
         Kind::Duration => parse_duration_option(value).is_some_and(|ms| ms >= 0),
         Kind::Count => value.trim().parse::<u64>().is_ok(),
