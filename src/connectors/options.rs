@@ -147,6 +147,7 @@ const JDBC: &[(&str, Kind)] = &[
     ("password", Text),
     ("sink.buffer-flush.max-rows", Count),
     ("sink.buffer-flush.interval", Duration),
+    ("sink.max-retries", Count),
     ("lookup.join.cache.ttl", Duration),
 ];
 

@@ -9,6 +9,8 @@
 //!   casts to [`string::CAST_TO_STRING`]);
 //! - [`time`]: `TO_TIMESTAMP` / `TO_DATE` with Java date patterns, NULL for a string that
 //!   does not parse;
+//! - [`flink`]: functions DataFusion lacks (LOCATE, TIMESTAMPDIFF, JSON_VALUE, PARSE_URL,
+//!   SHA2, TYPEOF, …);
 //! - `ARRAY_REMOVE` removes every equal element (DataFusion's `array_remove_all`);
 //! - [`aggregate`]: `AVG` and `SUM` keep an integer (or FLOAT) argument's type, as Flink's
 //!   do, instead of widening to DOUBLE / BIGINT;
@@ -19,6 +21,7 @@
 //! answer like weir (the differential tests' reference does this).
 
 pub mod aggregate;
+pub mod flink;
 pub mod string;
 pub mod time;
 
@@ -44,6 +47,7 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::from(string::LeftRight::right()));
     let remove_all = datafusion::functions_nested::remove::array_remove_all_udf();
     ctx.register_udf(remove_all.as_ref().clone().with_aliases(["array_remove"]));
+    flink::register(ctx);
     ctx.register_udaf(AggregateUDF::from(aggregate::SameType::avg()));
     ctx.register_udaf(AggregateUDF::from(aggregate::SameType::sum()));
 }

@@ -639,6 +639,52 @@ fn flink_functions(query: &mut Query) -> Result<()> {
                     clauses: vec![],
                 });
             }
+            // IF(c, a, b) is CASE WHEN c THEN a ELSE b END.
+            "IF" => match plain_args(f).as_deref() {
+                Some([c, a, b]) => {
+                    *e = Expr::Case {
+                        case_token: sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+                        end_token: sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+                        operand: None,
+                        conditions: vec![sqlparser::ast::CaseWhen {
+                            condition: c.clone(),
+                            result: a.clone(),
+                        }],
+                        else_result: Some(Box::new(b.clone())),
+                    };
+                }
+                _ => error = Some(Error::Plan(format!("IF takes three arguments: {e}"))),
+            },
+            // The unit of TIMESTAMPDIFF / TIMESTAMPADD becomes a string argument.
+            "TIMESTAMPDIFF" | "TIMESTAMPADD" => match plain_args(f).as_deref() {
+                Some([unit, x, y]) => {
+                    let unit = match unit {
+                        Expr::Identifier(id) => id.value.to_ascii_uppercase(),
+                        other => other.to_string().to_ascii_uppercase(),
+                    };
+                    let func = if name == "TIMESTAMPDIFF" {
+                        crate::functions::flink::TIMESTAMPDIFF
+                    } else {
+                        crate::functions::flink::TIMESTAMPADD
+                    };
+                    f.name = ObjectName(vec![ObjectNamePart::Identifier(Ident::new(func))]);
+                    if let FunctionArguments::List(l) = &mut f.args {
+                        l.args = [
+                            Expr::value(sqlparser::ast::Value::SingleQuotedString(unit)),
+                            x.clone(),
+                            y.clone(),
+                        ]
+                        .into_iter()
+                        .map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a)))
+                        .collect();
+                    }
+                }
+                _ => {
+                    error = Some(Error::Plan(format!(
+                        "{name} takes (unit, value, value): {e}"
+                    )))
+                }
+            },
             "MOD" => match plain_args(f).as_deref() {
                 Some([a, b]) => {
                     *e = Expr::Nested(Box::new(Expr::BinaryOp {
@@ -716,7 +762,9 @@ fn flink_functions(query: &mut Query) -> Result<()> {
                 }
             },
             // Flink functions DataFusion spells differently, as templates over the arguments.
-            "SPLIT_INDEX" | "REGEXP_EXTRACT" | "HOUR" | "MINUTE" | "SECOND" => {
+            "SPLIT_INDEX" | "REGEXP_EXTRACT" | "HOUR" | "MINUTE" | "SECOND" | "YEAR"
+            | "QUARTER" | "MONTH" | "WEEK" | "DAYOFYEAR" | "DAYOFMONTH" | "DAYOFWEEK"
+            | "TRUNCATE" | "CEILING" | "REGEXP" => {
                 let args: Vec<String> = plain_args(f)
                     .unwrap_or_default()
                     .iter()
@@ -734,9 +782,17 @@ fn flink_functions(query: &mut Query) -> Result<()> {
                     ("REGEXP_EXTRACT", [s, p, g]) => {
                         format!("array_element(regexp_match({s}, concat('(', {p}, ')')), {g} + 1)")
                     }
-                    ("HOUR" | "MINUTE" | "SECOND", [x]) => {
+                    ("HOUR" | "MINUTE" | "SECOND" | "YEAR" | "QUARTER" | "MONTH" | "WEEK", [x]) => {
                         format!("CAST(date_part('{}', {x}) AS BIGINT)", name.to_lowercase())
                     }
+                    ("DAYOFYEAR", [x]) => format!("CAST(date_part('doy', {x}) AS BIGINT)"),
+                    ("DAYOFMONTH", [x]) => format!("CAST(date_part('day', {x}) AS BIGINT)"),
+                    // Flink: 1 = Sunday … 7 = Saturday.
+                    ("DAYOFWEEK", [x]) => format!("CAST(date_part('dow', {x}) AS BIGINT) + 1"),
+                    ("TRUNCATE", [x]) => format!("trunc({x})"),
+                    ("TRUNCATE", [x, n]) => format!("trunc({x}, {n})"),
+                    ("CEILING", [x]) => format!("ceil({x})"),
+                    ("REGEXP", [x, p]) => format!("regexp_like({x}, {p})"),
                     _ => {
                         error = Some(Error::Plan(format!("wrong arguments for {name}: {e}")));
                         return ControlFlow::Break(());

@@ -33,3 +33,30 @@ SELECT TO_DATE('01/02/2024', 'dd/MM/yyyy') AS d1, TO_DATE('2024-02-01') AS d2,
        TO_TIMESTAMP('2024/02/01 13:45', 'yyyy/MM/dd HH:mm') AS t1,
        TO_TIMESTAMP('2024-02-01 13:45:10.250') AS t2,
        TO_TIMESTAMP('not a time') AS t3;
+
+-- Flink's reference examples of functions DataFusion lacks or spells differently.
+SELECT IF(5 > 3, 5, 3) AS if_, LOCATE('b', 'abcb') AS loc1, LOCATE('b', 'abcb', 3) AS loc2,
+       REGEXP('abc', 'b.') AS re, TRUNCATE(CAST(42.324 AS DOUBLE), 2) AS tr,
+       CEILING(CAST(1.2 AS DOUBLE)) AS ce;
+
+SELECT YEAR(DATE '1994-09-27') AS y, QUARTER(DATE '1994-09-27') AS q,
+       MONTH(DATE '1994-09-27') AS m, WEEK(DATE '1994-09-27') AS w,
+       DAYOFYEAR(DATE '1994-09-27') AS doy, DAYOFMONTH(DATE '1994-09-27') AS dom,
+       DAYOFWEEK(DATE '1994-09-27') AS dow;
+
+SELECT TIMESTAMPDIFF(DAY, TIMESTAMP '2003-01-02 10:00:00', TIMESTAMP '2003-01-03 10:00:00') AS d,
+       TIMESTAMPDIFF(MONTH, TIMESTAMP '2003-01-31 10:00:00', TIMESTAMP '2003-03-01 10:00:00') AS m,
+       TIMESTAMPADD(WEEK, 1, TIMESTAMP '2003-01-02 00:00:00') AS plus_week,
+       UNIX_TIMESTAMP('2020-01-01 00:00:00') AS ut, FROM_UNIXTIME(44) AS fu;
+
+SELECT JSON_VALUE('{"a": true}', '$.a') AS jv, JSON_VALUE('{"a": [1, {"b": "x"}]}', '$.a[1].b') AS jv2,
+       JSON_EXISTS('{"a": true}', '$.a') AS je1, JSON_EXISTS('{"a": true}', '$.b') AS je2,
+       JSON_QUERY('{ "a": { "b": 1 } }', '$.a') AS jq;
+
+SELECT PARSE_URL('http://facebook.com/path1/p.php?k1=v1&k2=v2#Ref1', 'HOST') AS host,
+       PARSE_URL('http://facebook.com/path1/p.php?k1=v1&k2=v2#Ref1', 'QUERY', 'k1') AS k1,
+       MD5('') AS md5_empty, SHA256('abc') AS sha, SHA2('abc', 224) AS sha224;
+-- ---
+SELECT JSON_OBJECTAGG(KEY 'a' VALUE 1);
+-- ---
+SELECT NO_SUCH_FUNCTION(1);
