@@ -3,11 +3,12 @@
 #   1. cargo fmt --check and cargo clippy --all-targets -- -D warnings;
 #   2. cargo test (with the `failpoints` feature, so the crash tests can abort the job at each
 #      step of a checkpoint): unit, end-to-end, differential and fault-tolerance tests;
-#   3. scripts/crash-test.sh, short: a file job killed with kill -9 at random moments and
+#   3. the examples/custom_functions binary (a weir with a UDF) on its job file;
+#   4. scripts/crash-test.sh, short: a file job killed with kill -9 at random moments and
 #      checked against DuckDB;
-#   4. scripts/connector-tests.sh: the Kinesis, S3, Kafka and PostgreSQL connectors against
+#   5. scripts/connector-tests.sh: the Kinesis, S3, Kafka and PostgreSQL connectors against
 #      real servers on loopback, which it installs (once, cached) and starts;
-#   5. the crash test again, short, with a Kafka source (tansu) and with an S3 sink (moto).
+#   6. the crash test again, short, with a Kafka source (tansu) and with an S3 sink (moto).
 # WEIR_SKIP_CONNECTOR_TESTS=1 skips the last two parts. Each stage prints how long it took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,13 @@ stage() {
 stage "cargo fmt --check" cargo fmt --check
 stage "cargo clippy" cargo clippy --all-targets --features failpoints -- -D warnings
 stage "cargo test" cargo test --features failpoints
+# A weir binary with a user-defined function (weir::cli::main_with), run on its job file.
+custom_functions_example() {
+    cargo run -q --features failpoints --example custom_functions -- \
+        run --quiet examples/custom_functions.sql > target/custom_functions.out
+    grep -q "press-01" target/custom_functions.out
+}
+stage "custom function example" custom_functions_example
 stage "crash test (short)" scripts/crash-test.sh --kills 4 --rows 400000 --files 4 --bin target/debug/weir
 if [[ "${WEIR_SKIP_CONNECTOR_TESTS:-}" == "1" ]]; then
     echo "test.sh: connector tests skipped (WEIR_SKIP_CONNECTOR_TESTS=1)" >&2

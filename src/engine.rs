@@ -379,6 +379,26 @@ impl Engine {
         Self::default()
     }
 
+    /// Register a user-defined scalar function (a vectorised DataFusion UDF: arrays in, an
+    /// array out), usable in every query planned afterwards, computed columns included. It
+    /// replaces a built-in function of the same name.
+    pub fn register_udf(&self, udf: datafusion::logical_expr::ScalarUDF) -> Result<()> {
+        let mut c = self.lock()?;
+        c.udfs.retain(|f| f.name() != udf.name());
+        c.udfs.push(udf);
+        Ok(())
+    }
+
+    /// Register a user-defined aggregate function (a DataFusion `AggregateUDF`), usable in
+    /// every query planned afterwards, window and OVER aggregates included. Its accumulator's
+    /// `state()` / `merge_batch` are what checkpoints store.
+    pub fn register_udaf(&self, udaf: datafusion::logical_expr::AggregateUDF) -> Result<()> {
+        let mut c = self.lock()?;
+        c.udafs.retain(|f| f.name() != udaf.name());
+        c.udafs.push(udaf);
+        Ok(())
+    }
+
     /// A snapshot of the catalog.
     pub fn catalog(&self) -> Result<Catalog> {
         Ok(self.lock()?.clone())
@@ -490,7 +510,8 @@ impl Engine {
                 let (exprs, fields) = if def.computed.is_empty() {
                     (vec![], vec![])
                 } else {
-                    crate::planner::computed_columns(def).await?
+                    let catalog = self.catalog()?;
+                    crate::planner::computed_columns(def, &catalog).await?
                 };
                 let created = self.lock()?.create_table_with(def.clone(), fields, exprs)?;
                 Ok(StatementOutput::Done(if created {

@@ -26,9 +26,11 @@
 //! - [`message`]: what flows on an edge (batches, watermarks, barriers, end).
 //! - [`engine`]: [`Engine`], the embedding API; the CLI and REPL are built on it.
 //! - [`repl`]: the interactive shell behind `weir` with no arguments.
+//! - [`cli`]: the `weir` command line, with a hook for user-defined functions.
 
 pub mod bench;
 pub mod changelog;
+pub mod cli;
 pub mod connectors;
 pub mod engine;
 pub mod error;

@@ -58,3 +58,35 @@ impl AwsOptions {
         loader.load().await
     }
 }
+
+/// One line saying where AWS credentials come from, when an error's text (the SDK's or the
+/// object store's, with their whole chain) says they are missing; `None` for other errors.
+pub fn credentials_hint(error_text: &str) -> Option<String> {
+    let t = error_text.to_ascii_lowercase();
+    let missing = t.contains("credential")
+        && (t.contains("no credentials")
+            || t.contains("not loaded")
+            || t.contains("failed to load")
+            || t.contains("could not load")
+            || t.contains("missing")
+            || t.contains("provider")
+            || t.contains("not enabled"));
+    missing.then(|| {
+        "no AWS credentials found: set 'aws.credentials.basic.accesskeyid' and \
+         'aws.credentials.basic.secretkey' on the table, or AWS_ACCESS_KEY_ID and \
+         AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) in the environment"
+            .to_string()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn missing_credentials_get_one_line() {
+        let sdk = "dispatch failure: other: no credentials in the property bag (CredentialsNotLoaded(CredentialsNotLoaded { source: Some(\"no providers in chain provided credentials\") }))";
+        let hint = super::credentials_hint(sdk).unwrap();
+        assert!(hint.contains("aws.credentials.basic.accesskeyid"), "{hint}");
+        assert!(!hint.contains('\n'));
+        assert!(super::credentials_hint("ResourceNotFoundException: stream x").is_none());
+    }
+}

@@ -155,7 +155,10 @@ fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(
     match (e.code(), e.message()) {
         (Some(c), Some(m)) => format!("{c}: {m}"),
         (Some(c), None) => c.to_string(),
-        _ => aws_sdk_kinesis::error::DisplayErrorContext(e).to_string(),
+        _ => {
+            let text = aws_sdk_kinesis::error::DisplayErrorContext(e).to_string();
+            super::aws::credentials_hint(&text).unwrap_or(text)
+        }
     }
 }
 

@@ -102,9 +102,10 @@ pub fn s3_bucket(table: &Table, url: &S3Url) -> Result<Arc<AmazonS3>> {
 }
 
 fn store_err(context: impl Into<String>, e: object_store::Error) -> Error {
+    let text = e.to_string();
     Error::Connector {
         context: context.into(),
-        message: e.to_string(),
+        message: super::aws::credentials_hint(&text).unwrap_or(text),
     }
 }
 

@@ -127,6 +127,16 @@ fn session() -> SessionContext {
     ctx
 }
 
+/// The catalog's user-defined functions, over weir's and DataFusion's of the same names.
+fn register_user_functions(ctx: &SessionContext, catalog: &Catalog) {
+    for f in &catalog.udfs {
+        ctx.register_udf(f.clone());
+    }
+    for f in &catalog.udafs {
+        ctx.register_udaf(f.clone());
+    }
+}
+
 /// Subqueries in expressions (`IN (SELECT ...)`, `EXISTS`, scalar subqueries) are refused
 /// by name: weir does not decorrelate them into joins yet.
 fn check_no_subqueries(plan: &LogicalPlan) -> Result<()> {
@@ -184,9 +194,11 @@ fn simplify(plan: LogicalPlan) -> Result<LogicalPlan> {
 /// order) an expression over the physical columns, and the fields of the computed ones.
 pub async fn computed_columns(
     def: &crate::sql::TableDef,
+    catalog: &Catalog,
 ) -> Result<(Vec<Arc<dyn PhysicalExpr>>, Vec<Field>)> {
     const PHYSICAL: &str = "__weir_physical";
     let ctx = session();
+    register_user_functions(&ctx, catalog);
     let physical = Arc::new(Schema::new(
         def.columns
             .iter()
@@ -262,6 +274,7 @@ impl<'a> Planner<'a> {
     /// A planner whose DataFusion context knows every table of the catalog (schemas only).
     pub fn new(catalog: &'a Catalog) -> Result<Self> {
         let ctx = session();
+        register_user_functions(&ctx, catalog);
         for (name, table) in &catalog.tables {
             let provider: Arc<dyn TableProvider> = Arc::new(EmptyTable::new(table.schema.clone()));
             ctx.register_table(TableReference::bare(name.as_str()), provider.clone())?;

@@ -173,6 +173,10 @@ pub struct Catalog {
     pub views: BTreeMap<String, ViewDef>,
     /// `SET` options.
     pub settings: BTreeMap<String, String>,
+    /// User-defined scalar functions (`Engine::register_udf`), usable in any query.
+    pub udfs: Vec<datafusion::logical_expr::ScalarUDF>,
+    /// User-defined aggregate functions (`Engine::register_udaf`).
+    pub udafs: Vec<datafusion::logical_expr::AggregateUDF>,
 }
 
 impl Catalog {
