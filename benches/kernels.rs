@@ -174,7 +174,9 @@ fn kernels(c: &mut Criterion) {
         keys: [vec![col("price", &schema)], vec![col("price", &schema)]],
         filter: None,
         inputs: [schema.clone(), schema.clone()],
-        output_schema: Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
+        output_schema: Arc::new(datafusion::arrow::datatypes::Schema::new(fields.clone())),
+        joined_schema: Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
+        null_equal: false,
         expire: [
             Some(Expire {
                 time_col: time,

@@ -17,9 +17,14 @@ struct Data {
 /// 200k Nexmark events → ~184k bids, shuffled within blocks of 10k rows (~1.1 s of event time,
 /// less than the 4 s watermark delay, so no row is late).
 fn data() -> Data {
+    data_of(200_000)
+}
+
+/// The same, over `events` events.
+fn data_of(events: u64) -> Data {
     let dir = tempdir();
     let file = dir.path().join("bids.json");
-    let mut lines = json_lines(&bids(200_000));
+    let mut lines = json_lines(&bids(events));
     shuffle_blocks(&mut lines, 10_000);
     write_lines(&file, &lines);
     Data { _dir: dir, file }
@@ -383,5 +388,40 @@ async fn over_range_frames_match_batch() {
              FROM bid WINDOW w AS (PARTITION BY auction % 16 ORDER BY date_time {frame})"
         );
         check(&d.file, &sql, &sql, &format!("OVER {frame}")).await;
+    }
+}
+
+/// Semi and anti joins (IN / EXISTS / NOT EXISTS subqueries, INTERSECT, EXCEPT), regular
+/// (an anti join's result is updating: compared once applied) against DataFusion batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn semi_and_anti_joins_match_batch() {
+    // Fewer rows: the correlated NOT EXISTS compares every bid of an auction with every other.
+    let d = data_of(50_000);
+    let ctx = batch_ctx(&[("bid", &d.file, bid_schema())]).await;
+    let cases = [
+        "SELECT auction, bidder, price FROM bid \
+         WHERE bidder IN (SELECT bidder FROM bid WHERE price > 50000000)",
+        "SELECT auction, price FROM bid b1 WHERE EXISTS \
+         (SELECT 1 FROM bid b2 WHERE b2.auction = b1.auction AND b2.price > b1.price * 100)",
+        "SELECT auction, price FROM bid b1 WHERE NOT EXISTS \
+         (SELECT 1 FROM bid b2 WHERE b2.auction = b1.auction AND b2.price > b1.price)",
+        "SELECT auction % 1000 AS a FROM bid WHERE price > 1000 \
+         INTERSECT SELECT auction % 1000 FROM bid WHERE bidder % 5 = 0",
+        "SELECT bidder % 2000 AS b FROM bid \
+         EXCEPT SELECT (bidder % 1000) * 2 FROM bid WHERE price > 1000",
+    ];
+    for sql in cases {
+        let b = rows(&batch(&ctx, sql).await);
+        assert!(b.len() > 3, "{sql}: too few rows to compare");
+        for p in [1, 2, 4] {
+            let ddl = format!("SET 'parallelism' = '{p}';\n{}", bid_ddl("bid", &d.file, 4));
+            let s = final_rows(&stream(&ddl, sql).await);
+            assert!(
+                s == b,
+                "{sql} (parallelism {p}): {} rows against {}",
+                s.len(),
+                b.len()
+            );
+        }
     }
 }

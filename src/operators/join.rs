@@ -56,6 +56,13 @@ pub enum JoinKind {
     Right,
     /// Both.
     Full,
+    /// Left rows that have a match (`IN` / `EXISTS` subqueries, INTERSECT): each emitted once,
+    /// when its first match is known. Only left columns are output.
+    Semi,
+    /// Left rows without a match (`NOT EXISTS`, EXCEPT). A regular anti join emits a row at
+    /// once and retracts it (-D) when its first match arrives; a window or interval anti join
+    /// emits the rows still unmatched when they are evicted (append-only).
+    Anti,
 }
 
 impl JoinKind {
@@ -90,8 +97,13 @@ pub struct JoinSpec {
     pub filter: Option<Arc<dyn PhysicalExpr>>,
     /// Input schemas.
     pub inputs: [SchemaRef; 2],
-    /// Left columns then right columns (then the op column when `updating`).
+    /// Left columns then right columns (only left columns for semi and anti joins), then the
+    /// op column when `updating`.
     pub output_schema: SchemaRef,
+    /// Left columns then right columns: what the residual condition is evaluated over.
+    pub joined_schema: SchemaRef,
+    /// NULL keys match each other (INTERSECT, EXCEPT, `IS NOT DISTINCT FROM`).
+    pub null_equal: bool,
     /// Per side: when its rows are evicted.
     pub expire: [Option<Expire>; 2],
     /// Regular joins: drop rows stored longer than this (processing time).
@@ -479,13 +491,24 @@ impl StreamingJoin {
         let right_b = RecordBatch::try_new(self.spec.inputs[1].clone(), right.clone())?;
         let mut keep: Option<BooleanArray> = None;
         for (lk, rk) in self.spec.keys[0].iter().zip(&self.spec.keys[1]) {
-            let m = eq(&eval(lk, &left_b)?, &eval(rk, &right_b)?)?;
+            let (l, r) = (eval(lk, &left_b)?, eval(rk, &right_b)?);
+            let m = if self.spec.null_equal {
+                datafusion::arrow::compute::kernels::cmp::not_distinct(&l, &r)?
+            } else {
+                eq(&l, &r)?
+            };
             keep = Some(match keep {
                 Some(k) => and(&k, &m)?,
                 None => m,
             });
         }
-        let joined = self.assemble(Some(left), Some(right), n, Some(RowKind::Insert))?;
+        let joined = if self.semi_or_anti() {
+            // Only which pairs match matters: the caller outputs left rows.
+            let cols: Vec<ArrayRef> = left.into_iter().chain(right).collect();
+            RecordBatch::try_new(self.spec.joined_schema.clone(), cols)?
+        } else {
+            self.assemble(Some(left), Some(right), n, Some(RowKind::Insert))?
+        };
         if let Some(f) = &self.spec.filter {
             let m = eval(f, &joined)?;
             let m = m
@@ -569,6 +592,85 @@ impl StreamingJoin {
     /// The spec this join runs.
     /// The snapshot table of `side`'s stored rows; a broadcast side's is restored whole to
     /// every instance (see [`crate::state::BROADCAST_PREFIX`]).
+    fn semi_or_anti(&self) -> bool {
+        matches!(self.spec.kind, JoinKind::Semi | JoinKind::Anti)
+    }
+
+    /// Output rows of a semi or anti join: left columns (then the op column).
+    fn left_rows(&self, cols: Vec<ArrayRef>, rows: usize, kind: RowKind) -> Result<RecordBatch> {
+        let mut cols = cols;
+        if self.spec.updating {
+            cols.push(crate::changelog::uniform_ops(kind, rows));
+        }
+        Ok(RecordBatch::try_new(self.spec.output_schema.clone(), cols)?)
+    }
+
+    /// A batch of a semi or anti join: left rows are emitted (semi: matched; regular anti:
+    /// unmatched, +I) and stored; right rows are stored, and the stored left rows they match
+    /// for the first time are emitted (semi) or retracted (regular anti, -D).
+    fn process_semi(
+        &mut self,
+        side: usize,
+        batch: RecordBatch,
+        hashes: Vec<u64>,
+        out: &mut Emitter,
+    ) -> Result<()> {
+        let anti = self.spec.kind == JoinKind::Anti;
+        let mut matched = vec![0u32; batch.num_rows()];
+        let probe = self.probe(side, &batch, &hashes)?;
+        if side == 0 {
+            if let Some((_, probe_rows, _)) = &probe {
+                for r in probe_rows {
+                    matched[*r as usize] += 1;
+                }
+            }
+            let rows: Vec<u32> = (0..batch.num_rows() as u32)
+                .filter(|r| (matched[*r as usize] > 0) != anti)
+                .collect();
+            if !rows.is_empty() && (!anti || self.spec.updating) {
+                let n = rows.len();
+                let idx = UInt32Array::from(rows);
+                let cols = batch
+                    .columns()
+                    .iter()
+                    .map(|c| Ok(take(c.as_ref(), &idx, None)?))
+                    .collect::<Result<Vec<_>>>()?;
+                out.emit(self.left_rows(cols, n, RowKind::Insert)?);
+            }
+        } else if let Some((_, _, stored)) = &probe {
+            let mut first: Vec<(u32, u32)> = vec![];
+            for (b, r) in stored {
+                if let Some(s) = self.sides[0].batches[*b as usize].as_mut() {
+                    if s.matched[*r as usize] == 0 {
+                        first.push((*b, *r));
+                    }
+                    s.matched[*r as usize] += 1;
+                }
+            }
+            if !first.is_empty() && (!anti || self.spec.updating) {
+                let n = first.len();
+                let cols = self.gather(0, &first)?;
+                let kind = if anti {
+                    RowKind::Delete
+                } else {
+                    RowKind::Insert
+                };
+                out.emit(self.left_rows(cols, n, kind)?);
+            }
+        }
+        let max_time = match self.spec.expire[side] {
+            Some(e) => {
+                let col = batch.column(e.time_col).clone();
+                let times = time_millis(&col)?;
+                times.iter().copied().max().unwrap_or(Timestamp::MIN)
+            }
+            None => Timestamp::MIN,
+        };
+        self.sides[side].insert(batch, hashes, matched, max_time);
+        self.expire_ttl();
+        Ok(())
+    }
+
     fn side_table(&self, side: usize) -> String {
         if self.spec.broadcast == Some(side) {
             format!("{}side{side}", crate::state::BROADCAST_PREFIX)
@@ -610,6 +712,9 @@ impl Operator for StreamingJoin {
         let hashes = self.hashes(side, &batch)?;
         if hashes.len() > SCAN_PROBE_ROWS {
             self.sides[other].index_pending();
+        }
+        if self.semi_or_anti() {
+            return self.process_semi(side, batch, hashes, out);
         }
         let mut matched = vec![0u32; batch.num_rows()];
         if let Some((joined, probe_rows, stored)) = self.probe(side, &batch, &hashes)? {
@@ -675,6 +780,26 @@ impl Operator for StreamingJoin {
                 continue;
             };
             let gone = self.sides[side].evict(|s| s.max_time.saturating_add(e.after_ms) < wm);
+            if self.spec.kind == JoinKind::Anti && side == 0 && !self.spec.updating {
+                // A window or interval anti join: rows still unmatched can no longer match.
+                for s in gone {
+                    let rows: Vec<u32> = (0..s.batch.num_rows() as u32)
+                        .filter(|r| s.matched[*r as usize] == 0)
+                        .collect();
+                    if !rows.is_empty() {
+                        let n = rows.len();
+                        let idx = UInt32Array::from(rows);
+                        let cols = s
+                            .batch
+                            .columns()
+                            .iter()
+                            .map(|c| Ok(take(c.as_ref(), &idx, None)?))
+                            .collect::<Result<Vec<_>>>()?;
+                        out.emit(self.left_rows(cols, n, RowKind::Insert)?);
+                    }
+                }
+                continue;
+            }
             if self.spec.kind.outer(side) && !self.spec.updating {
                 for s in gone {
                     let rows: Vec<u32> = (0..s.batch.num_rows() as u32)
@@ -822,7 +947,12 @@ mod tests {
             .chain(r.fields().iter())
             .map(|f| f.as_ref().clone().with_nullable(true))
             .collect();
-        let updating = kind != JoinKind::Inner && expire.iter().all(Option::is_none);
+        let joined = Arc::new(Schema::new(fields.clone()));
+        if matches!(kind, JoinKind::Semi | JoinKind::Anti) {
+            fields.truncate(l.fields().len());
+        }
+        let updating =
+            !matches!(kind, JoinKind::Inner | JoinKind::Semi) && expire.iter().all(Option::is_none);
         if updating {
             fields.push(crate::changelog::op_field());
         }
@@ -836,6 +966,8 @@ mod tests {
             filter: None,
             inputs: [l, r],
             output_schema: Arc::new(Schema::new(fields)),
+            joined_schema: joined,
+            null_equal: false,
             expire,
             ttl: None,
             updating,

@@ -166,6 +166,11 @@ fn check_no_subqueries(plan: &LogicalPlan) -> Result<()> {
     }
 }
 
+/// Whether a plan has an IN / EXISTS subquery in a filter.
+fn has_subquery(plan: &LogicalPlan) -> bool {
+    check_no_subqueries(plan).is_err()
+}
+
 /// The optimizer rules weir runs on a logical plan. Expressions are simplified as DataFusion's
 /// executor expects (COALESCE, for one, has no kernel of its own and must become CASE). Joins
 /// also get their WHERE conditions moved into the join (equalities become its keys) and
@@ -176,7 +181,16 @@ fn simplify(plan: LogicalPlan) -> Result<LogicalPlan> {
     let mut rules: Vec<Arc<dyn OptimizerRule + Send + Sync>> = vec![Arc::new(
         datafusion::optimizer::simplify_expressions::SimplifyExpressions::new(),
     )];
-    if has_join(&plan) {
+    if has_subquery(&plan) {
+        // IN / EXISTS subqueries become semi and anti joins.
+        rules.insert(
+            0,
+            Arc::new(
+                datafusion::optimizer::decorrelate_predicate_subquery::DecorrelatePredicateSubquery::new(),
+            ),
+        );
+    }
+    if has_join(&plan) || has_subquery(&plan) {
         rules.push(Arc::new(
             datafusion::optimizer::push_down_filter::PushDownFilter::new(),
         ));
@@ -513,8 +527,9 @@ impl<'a> Planner<'a> {
             .analyzer()
             .execute_and_check(plan, state.config_options(), |_, _| {})
             .map_err(planning_error)?;
+        let plan = simplify(plan)?;
         check_no_subqueries(&plan)?;
-        simplify(plan)
+        Ok(plan)
     }
 
     fn phys(&self, expr: &DfExpr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {

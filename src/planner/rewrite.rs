@@ -171,7 +171,12 @@ impl Rewriter<'_> {
             ));
             return;
         }
-        let _ = query.visit(&mut ExprNames);
+        let mut names = ExprNames::default();
+        let _ = query.visit(&mut names);
+        if let Some(e) = names.error {
+            self.error.get_or_insert(e);
+            return;
+        }
         if let Err(e) = flink_functions(query) {
             self.error.get_or_insert(e);
             return;
@@ -820,12 +825,42 @@ fn flink_functions(query: &mut Query) -> Result<()> {
 /// Flink's names for unaliased select items that are not plain columns: `EXPR$<position>`
 /// (0-based, counting every item of the select list). Runs before any other rewrite, so the
 /// names are those of the expressions the user wrote.
-struct ExprNames;
+#[derive(Default)]
+struct ExprNames {
+    error: Option<Error>,
+}
+
+/// `INTERSECT ALL` / `EXCEPT ALL` keep duplicates by count, which DataFusion's plan (a semi or
+/// anti join) does not: refused rather than answered differently.
+fn set_all_error(body: &SetExpr) -> Option<Error> {
+    use sqlparser::ast::{SetOperator, SetQuantifier};
+    let SetExpr::SetOperation {
+        op,
+        set_quantifier,
+        left,
+        right,
+    } = body
+    else {
+        return None;
+    };
+    if matches!(op, SetOperator::Intersect | SetOperator::Except)
+        && matches!(set_quantifier, SetQuantifier::All)
+    {
+        return Some(Error::NotSupported(format!(
+            "{op} ALL (INTERSECT and EXCEPT without ALL are supported)"
+        )));
+    }
+    set_all_error(left).or_else(|| set_all_error(right))
+}
 
 impl VisitorMut for ExprNames {
     type Break = ();
 
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        if let Some(e) = set_all_error(query.body.as_ref()) {
+            self.error = Some(e);
+            return ControlFlow::Break(());
+        }
         let mut body = query.body.as_mut();
         // A set operation's columns are named by its first branch.
         while let SetExpr::SetOperation { left, .. } = body {

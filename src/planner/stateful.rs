@@ -102,31 +102,58 @@ impl Planner<'_> {
             keys[0].push(self.phys(l, j.left.schema())?);
             keys[1].push(self.phys(r, j.right.schema())?);
         }
+        // Over the left and right columns (a semi or anti join outputs only the left ones).
+        let joined = j.left.schema().join(j.right.schema())?;
         let filter = j
             .filter
             .as_ref()
-            .map(|f| self.phys(f, &j.schema))
+            .map(|f| self.phys(f, &joined))
             .transpose()?;
         Ok((keys, filter))
     }
 
     pub(super) fn join(&self, j: &Join) -> Result<Stream> {
+        // INTERSECT / EXCEPT: DataFusion plans a semi / anti join of the distinct left rows.
+        // The distinct of the joined rows is the same answer, and keeps the join's inputs
+        // append-only.
+        if matches!(j.join_type, JoinType::LeftSemi | JoinType::LeftAnti)
+            && let LogicalPlan::Distinct(datafusion::logical_expr::Distinct::All(inner)) =
+                j.left.as_ref()
+        {
+            let join = Join::try_new(
+                inner.clone(),
+                j.right.clone(),
+                j.on.clone(),
+                j.filter.clone(),
+                j.join_type,
+                j.join_constraint,
+                j.null_equality,
+                j.null_aware,
+            )?;
+            let distinct = LogicalPlan::Distinct(datafusion::logical_expr::Distinct::All(
+                Arc::new(LogicalPlan::Join(join)),
+            ));
+            return self.build(&distinct);
+        }
         let kind = match j.join_type {
             JoinType::Inner => JoinKind::Inner,
             JoinType::Left => JoinKind::Left,
             JoinType::Right => JoinKind::Right,
             JoinType::Full => JoinKind::Full,
-            JoinType::LeftSemi | JoinType::RightSemi => {
-                return not_supported!("semi joins (INTERSECT, IN / EXISTS subqueries)");
+            JoinType::LeftSemi => JoinKind::Semi,
+            JoinType::LeftAnti if j.null_aware => {
+                return not_supported!(
+                    "NOT IN (SELECT ...) (a NULL in the subquery empties the result): write NOT EXISTS"
+                );
             }
-            JoinType::LeftAnti | JoinType::RightAnti => {
-                return not_supported!("anti joins (EXCEPT, NOT IN / NOT EXISTS subqueries)");
+            JoinType::LeftAnti => JoinKind::Anti,
+            JoinType::RightSemi | JoinType::RightAnti => {
+                return not_supported!("{} joins", j.join_type);
             }
             other => return not_supported!("{other} joins"),
         };
-        if j.null_equality != NullEquality::NullEqualsNothing {
-            return not_supported!("joins where NULL keys match each other");
-        }
+        // INTERSECT and EXCEPT compare rows with NULLs equal.
+        let null_equal = j.null_equality != NullEquality::NullEqualsNothing;
         if j.on.is_empty() {
             return not_supported!(
                 "joins without an equality condition between the two inputs (cross joins)"
@@ -189,7 +216,9 @@ impl Planner<'_> {
         } else {
             ("regular join", [None, None], self.state_ttl()?)
         };
-        let updating = kind != JoinKind::Inner && expire.iter().any(Option::is_none);
+        let updating =
+            !matches!(kind, JoinKind::Inner | JoinKind::Semi) && expire.iter().any(Option::is_none);
+        let joined_schema = Arc::new(j.left.schema().join(j.right.schema())?.as_arrow().clone());
         let mut output = j.schema.as_arrow().clone();
         if updating {
             output = changelog::with_op_field(&output).as_ref().clone();
@@ -204,6 +233,8 @@ impl Planner<'_> {
                 Arc::new(rs.as_arrow().clone()),
             ],
             output_schema: Arc::new(output),
+            joined_schema,
+            null_equal,
             expire,
             ttl,
             updating,
@@ -211,6 +242,8 @@ impl Planner<'_> {
         };
         let time_attrs = if label == "regular join" {
             vec![]
+        } else if matches!(kind, JoinKind::Semi | JoinKind::Anti) {
+            left.time_attrs.clone()
         } else {
             left.time_attrs
                 .iter()
@@ -269,6 +302,8 @@ impl Planner<'_> {
                 Arc::new(rs.as_arrow().clone()),
             ],
             output_schema: Arc::new(j.schema.as_arrow().clone()),
+            joined_schema: Arc::new(j.schema.as_arrow().clone()),
+            null_equal: false,
             expire: [None, None],
             ttl: None,
             updating: false,

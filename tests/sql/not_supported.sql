@@ -3,11 +3,11 @@ CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, date_time TIMESTA
   WATERMARK FOR date_time AS date_time - INTERVAL '2' SECOND)
 WITH ('connector' = 'filesystem', 'path' = '$DATA/bids_ooo.json', 'format' = 'json');
 
-SELECT auction FROM bid INTERSECT SELECT auction FROM bid WHERE price > 100;
+SELECT auction FROM bid INTERSECT ALL SELECT auction FROM bid WHERE price > 100;
 
-SELECT auction FROM bid EXCEPT SELECT auction FROM bid WHERE price > 100;
+SELECT auction FROM bid WHERE auction NOT IN (SELECT auction FROM bid WHERE price > 150);
 
-SELECT auction FROM bid WHERE auction IN (SELECT auction FROM bid WHERE price > 150);
+SELECT auction, (SELECT MAX(price) FROM bid) AS top FROM bid;
 
 SELECT auction, LAG(price) OVER (PARTITION BY auction ORDER BY date_time) AS prev FROM bid;
 
