@@ -9,6 +9,8 @@
 //!   `[t - x, t]`, so rows of equal time (peers) get the same values;
 //! - `UNBOUNDED PRECEDING` (either unit): every earlier row of the partition.
 //!
+//! Without aggregates and partitions it is `ORDER BY rowtime` on a stream: rows in time order.
+//!
 //! The result is append-only. A row at or behind the watermark when it arrives is late and
 //! dropped, as in Flink.
 //!
@@ -70,6 +72,13 @@ pub struct OverSpec {
 impl fmt::Display for OverSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let part: Vec<String> = self.partition.iter().map(|k| k.to_string()).collect();
+        if self.aggs.is_empty() {
+            return write!(
+                f,
+                "SortByTime: {} (rows emitted in time order as the watermark passes them)",
+                self.input_schema.field(self.time_col).name()
+            );
+        }
         let aggs: Vec<&str> = self.aggs.iter().map(|a| a.name()).collect();
         let frame = match self.frame {
             Frame::Rows(None) => "ROWS UNBOUNDED PRECEDING".to_string(),
@@ -557,6 +566,37 @@ mod tests {
             })
             .collect();
         (crate::operators::test_util::through(source, &rows), from)
+    }
+
+    #[tokio::test]
+    async fn order_by_time_emits_rows_in_time_order() {
+        use crate::operators::test_util::{emitted, through};
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::TimestampMillisecondType;
+        let (spec, _, source) = stage_spec("SELECT ts, k, v FROM t ORDER BY ts").await;
+        let mut op = spec.instantiate().unwrap();
+        let mut out = crate::operators::Emitter::default();
+        // Out of order within the 1 s watermark delay.
+        for from in [0, 700, 1400] {
+            let rows: Vec<(i64, i64, i64)> =
+                (0..50).map(|i| (from + (i * 37) % 600, i % 3, i)).collect();
+            op.process_batch(0, through(&source, &rows), &mut out)
+                .unwrap();
+            op.on_watermark(from - 1000, &mut out).unwrap();
+        }
+        op.on_watermark(i64::MAX, &mut out).unwrap();
+        op.on_end(&mut out).unwrap();
+        let times: Vec<i64> = emitted(out)
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_primitive::<TimestampMillisecondType>()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        assert_eq!(times.len(), 150);
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
     }
 
     #[tokio::test]

@@ -674,9 +674,7 @@ impl<'a> Planner<'a> {
                 Ok(s)
             }
             LogicalPlan::Dml(d) => self.build(&d.input),
-            LogicalPlan::Sort(_) => not_supported!(
-                "ORDER BY on an unbounded stream (order windowed results by window in the consumer)"
-            ),
+            LogicalPlan::Sort(sort) => self.sort_by_time(sort),
             LogicalPlan::Join(j) => self.join(j),
             LogicalPlan::Union(u) => self.union_all(u),
             LogicalPlan::Distinct(datafusion::logical_expr::Distinct::All(input)) => {

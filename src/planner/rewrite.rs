@@ -625,6 +625,40 @@ fn flink_functions(query: &mut Query) -> Result<()> {
             }
             return ControlFlow::Continue(());
         }
+        // FLOOR / CEIL(ts TO unit): the start of the unit containing ts, or of the next one.
+        let is_floor = matches!(e, Expr::Floor { .. });
+        if let Expr::Floor { expr, field } | Expr::Ceil { expr, field } = e
+            && let sqlparser::ast::CeilFloorKind::DateTimeField(unit) = field
+            && *unit != sqlparser::ast::DateTimeField::NoDateTime
+        {
+            use sqlparser::ast::DateTimeField as U;
+            let unit = match unit {
+                U::Year | U::Years => "year",
+                U::Quarter => "quarter",
+                U::Month | U::Months => "month",
+                U::Day | U::Days => "day",
+                U::Hour | U::Hours => "hour",
+                U::Minute | U::Minutes => "minute",
+                U::Second | U::Seconds => "second",
+                other => {
+                    error = Some(Error::NotSupported(format!("FLOOR / CEIL to {other}")));
+                    return ControlFlow::Break(());
+                }
+            };
+            let floor = format!("date_trunc('{unit}', ({expr}))");
+            let text = if is_floor {
+                floor
+            } else {
+                format!(
+                    "CASE WHEN {floor} = ({expr}) THEN {floor} ELSE {floor} + INTERVAL '1' {unit} END"
+                )
+            };
+            match expr_of(&text) {
+                Some(x) => *e = Expr::Nested(Box::new(x)),
+                None => error = Some(Error::Plan(format!("cannot translate {e}"))),
+            }
+            return ControlFlow::Continue(());
+        }
         let Expr::Function(f) = e else {
             return ControlFlow::Continue(());
         };

@@ -638,6 +638,47 @@ impl Planner<'_> {
         Ok(s)
     }
 
+    /// `ORDER BY` a time attribute (ascending) on a stream, as Flink allows: rows are buffered
+    /// until the watermark passes them and emitted in time order (one instance; rows of equal
+    /// time in arrival order).
+    pub(super) fn sort_by_time(&self, sort: &datafusion::logical_expr::Sort) -> Result<Stream> {
+        use crate::operators::{Frame, OverSpec};
+        let mut s = self.build(&sort.input)?;
+        let refuse = || {
+            not_supported!(
+                "ORDER BY on a stream other than ascending by one time attribute{} (order windowed results by window in the consumer)",
+                if s.time_attrs.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", s.time_attrs.join(", "))
+                }
+            )
+        };
+        if s.updating || sort.fetch.is_some() {
+            return refuse();
+        }
+        let time_col = match sort.expr.as_slice() {
+            [o] if o.asc => match &o.expr {
+                DfExpr::Column(c) if s.time_attrs.contains(&c.name) => {
+                    sort.input.schema().as_arrow().index_of(&c.name)?
+                }
+                _ => return refuse(),
+            },
+            _ => return refuse(),
+        };
+        let schema = Arc::new(sort.input.schema().as_arrow().clone());
+        let spec = OverSpec {
+            partition: vec![],
+            time_col,
+            frame: Frame::Rows(None),
+            aggs: vec![],
+            input_schema: schema.clone(),
+            output_schema: schema,
+        };
+        s.stage(OpSpec::Over(spec), vec![]);
+        Ok(s)
+    }
+
     /// ROW_NUMBER() OVER (PARTITION BY ... ORDER BY ...) under a `WHERE rn <= n`.
     pub(super) fn top_n(&self, w: &Window, n: Option<usize>) -> Result<Stream> {
         let Some(n) = n else {

@@ -60,3 +60,9 @@ SELECT PARSE_URL('http://facebook.com/path1/p.php?k1=v1&k2=v2#Ref1', 'HOST') AS 
 SELECT JSON_OBJECTAGG(KEY 'a' VALUE 1);
 -- ---
 SELECT NO_SUCH_FUNCTION(1);
+-- ---
+-- FLOOR / CEIL of a timestamp to a unit.
+SELECT FLOOR(TIMESTAMP '2020-01-01 10:11:12' TO HOUR) AS f_hour,
+       CEIL(TIMESTAMP '2020-01-01 10:11:12' TO HOUR) AS c_hour,
+       CEIL(TIMESTAMP '2020-01-01 10:00:00' TO HOUR) AS c_exact,
+       FLOOR(TIMESTAMP '2020-05-17 10:11:12' TO MONTH) AS f_month;

@@ -16,3 +16,6 @@ FROM bid WINDOW w5 AS (PARTITION BY auction ORDER BY date_time
                        RANGE BETWEEN INTERVAL '5' SECOND PRECEDING AND CURRENT ROW);
 
 SELECT date_time, price, SUM(price) OVER (ORDER BY date_time) AS running FROM bid;
+
+-- ORDER BY the time attribute: rows in event-time order, each once the watermark passes it.
+SELECT auction, date_time, price FROM bid WHERE price > 150 ORDER BY date_time;
