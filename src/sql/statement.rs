@@ -184,12 +184,18 @@ pub fn parse_sql(sql: &str) -> Result<Vec<Located>> {
         if start.token == Token::EOF {
             break;
         }
-        let statement = parse_statement(&mut parser)?;
-        out.push(Located {
-            statement,
-            line: start.span.start.line,
-            column: start.span.start.column,
-        });
+        match parse_statement_set(&mut parser)? {
+            // A statement set's INSERTs, each a job of its own (see `parse_statement_set`).
+            Some(inserts) => out.extend(inserts),
+            None => {
+                let statement = parse_statement(&mut parser)?;
+                out.push(Located {
+                    statement,
+                    line: start.span.start.line,
+                    column: start.span.start.column,
+                });
+            }
+        }
         let next = parser.peek_token();
         if next.token != Token::EOF && !parser.consume_token(&Token::SemiColon) {
             return Err(Error::Sql(format!(
@@ -211,14 +217,77 @@ pub fn is_complete(text: &str) -> bool {
     let dialect = WeirDialect;
     match sqlparser::tokenizer::Tokenizer::new(&dialect, t).tokenize() {
         Ok(tokens) => {
-            tokens
+            let mut significant = tokens
+                .iter()
+                .filter(|tok| !matches!(tok, Token::Whitespace(_)));
+            let word = |tok: Option<&Token>, w: &str| matches!(tok, Some(Token::Word(x)) if x.value.eq_ignore_ascii_case(w));
+            let first = [significant.next(), significant.next()];
+            let mut last = tokens
                 .iter()
                 .rev()
-                .find(|tok| !matches!(tok, Token::Whitespace(_)))
-                == Some(&Token::SemiColon)
+                .filter(|tok| !matches!(tok, Token::Whitespace(_)));
+            let (end, before) = (last.next(), last.next());
+            // A statement set runs to its END.
+            let set = (word(first[0], "EXECUTE") || word(first[0], "BEGIN"))
+                && word(first[1], "STATEMENT");
+            end == Some(&Token::SemiColon) && (!set || word(before, "END"))
         }
         Err(_) => t.ends_with(';'),
     }
+}
+
+/// Flink's statement sets, `EXECUTE STATEMENT SET BEGIN <insert>; … END` and
+/// `BEGIN STATEMENT SET; <insert>; … END`: their INSERTs, in order. weir runs each as a job of
+/// its own, started together, so each reads its sources itself (Flink shares them in one job);
+/// the results are the same. `None` when the next statement is not a statement set.
+fn parse_statement_set(p: &mut Parser) -> Result<Option<Vec<Located>>, ParserError> {
+    let idx = p.index();
+    let start = p.peek_token().span.start;
+    let opened = if parse_word(p, "EXECUTE") {
+        parse_word(p, "STATEMENT")
+            && p.parse_keyword(Keyword::SET)
+            && p.parse_keyword(Keyword::BEGIN)
+    } else {
+        p.parse_keyword(Keyword::BEGIN)
+            && parse_word(p, "STATEMENT")
+            && p.parse_keyword(Keyword::SET)
+    };
+    if !opened {
+        while p.index() > idx {
+            p.prev_token();
+        }
+        return Ok(None);
+    }
+    let mut inserts = vec![];
+    loop {
+        while p.consume_token(&Token::SemiColon) {}
+        if p.parse_keyword(Keyword::END) {
+            break;
+        }
+        let at = p.peek_token();
+        if at.token == Token::EOF {
+            return Err(err_at(
+                "Expected: END closing the statement set, found: end of input",
+                start,
+            ));
+        }
+        let statement = parse_statement(p)?;
+        if !matches!(statement, Statement::Insert { .. }) {
+            return Err(err_at(
+                "a statement set holds INSERT statements only",
+                at.span.start,
+            ));
+        }
+        inserts.push(Located {
+            statement,
+            line: at.span.start.line,
+            column: at.span.start.column,
+        });
+    }
+    if inserts.is_empty() {
+        return Err(err_at("an empty statement set", start));
+    }
+    Ok(Some(inserts))
 }
 
 fn parse_statement(p: &mut Parser) -> Result<Statement, ParserError> {
@@ -668,5 +737,35 @@ mod tests {
         assert!(!is_complete("SELECT ';'"));
         assert!(!is_complete("SELECT 1 -- ;"));
         assert!(is_complete("\\q"));
+        // A statement set is complete at its END.
+        assert!(!is_complete(
+            "EXECUTE STATEMENT SET BEGIN INSERT INTO a SELECT 1;"
+        ));
+        assert!(is_complete(
+            "EXECUTE STATEMENT SET BEGIN INSERT INTO a SELECT 1; INSERT INTO b SELECT 2; END;"
+        ));
+        assert!(!is_complete("BEGIN STATEMENT SET;"));
+    }
+
+    #[test]
+    fn statement_sets_are_their_inserts() {
+        for sql in [
+            "EXECUTE STATEMENT SET BEGIN INSERT INTO a SELECT * FROM t; INSERT INTO b SELECT * FROM t; END;",
+            "BEGIN STATEMENT SET; INSERT INTO a SELECT * FROM t; INSERT INTO b SELECT * FROM t; END;",
+        ] {
+            let stmts = parse_sql(sql).unwrap();
+            let tables: Vec<_> = stmts
+                .iter()
+                .map(|s| match &s.statement {
+                    Statement::Insert { table, .. } => table.clone(),
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            assert_eq!(tables, ["a", "b"]);
+        }
+        let e = parse_sql("BEGIN STATEMENT SET; SELECT 1; END;").unwrap_err();
+        assert!(e.to_string().contains("INSERT statements only"), "{e}");
+        let e = parse_sql("EXECUTE STATEMENT SET BEGIN INSERT INTO a SELECT 1;").unwrap_err();
+        assert!(e.to_string().contains("END"), "{e}");
     }
 }
