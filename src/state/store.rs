@@ -339,7 +339,9 @@ pub(crate) fn epoch_file(epoch: u64) -> String {
     format!("epochs/epoch-{epoch:010}.json")
 }
 
-/// A job identity as a directory name: letters, digits, `-`, `_`, `.`; others as `%XX`.
+/// A job identity as a directory name: letters, digits, `-`, `_`, `.`; other bytes as `=XX`.
+/// (Not `%XX`: object store paths encode `%` again, so a listing would not give back the
+/// name, and a job such as `sink#2` could not find its checkpoints.)
 pub(crate) fn sanitize(job: &str) -> String {
     let mut out = String::new();
     for ch in job.chars() {
@@ -348,9 +350,22 @@ pub(crate) fn sanitize(job: &str) -> String {
         } else {
             let mut buf = [0u8; 4];
             for b in ch.encode_utf8(&mut buf).bytes() {
-                out.push_str(&format!("%{b:02X}"));
+                out.push_str(&format!("={b:02X}"));
             }
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every sanitized name survives an object store path unchanged.
+    #[test]
+    fn sanitized_names_are_object_store_safe() {
+        for job in ["cheap#2", "my job", "a/b", "über", "x=y%z"] {
+            let name = super::sanitize(job);
+            let path = object_store::path::Path::from(format!("{name}/epochs"));
+            assert_eq!(path.as_ref(), format!("{name}/epochs"), "{job}");
+        }
+    }
 }
