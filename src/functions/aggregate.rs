@@ -103,6 +103,26 @@ impl SameType {
         Ok(Arc::new(Field::new(name, t, true)))
     }
 
+    /// The inner aggregate's accumulator made by `make`, fed widened arguments and answering
+    /// in Flink's type; the inner one as it is for the types left to DataFusion.
+    fn widened_accumulator(
+        &self,
+        args: AccumulatorArgs,
+        make: fn(&AggregateUDF, AccumulatorArgs) -> datafusion::error::Result<Box<dyn Accumulator>>,
+    ) -> datafusion::error::Result<Box<dyn Accumulator>> {
+        let out = args.return_field.data_type().clone();
+        match self.with_inner(&args, |udf, a, wide| {
+            Ok(Box::new(Widened {
+                inner: make(udf, a)?,
+                wide,
+                out,
+            }) as Box<dyn Accumulator>)
+        }) {
+            Some(r) => r,
+            None => make(&self.inner, args),
+        }
+    }
+
     /// Run `f` with the inner aggregate's accumulator arguments, if the argument is widened.
     fn with_inner<T>(
         &self,
@@ -176,34 +196,14 @@ impl AggregateUDFImpl for SameType {
         &self,
         args: AccumulatorArgs,
     ) -> datafusion::error::Result<Box<dyn Accumulator>> {
-        let out = args.return_field.data_type().clone();
-        match self.with_inner(&args, |udf, a, wide| {
-            Ok(Box::new(Widened {
-                inner: udf.accumulator(a)?,
-                wide,
-                out,
-            }) as Box<dyn Accumulator>)
-        }) {
-            Some(r) => r,
-            None => self.inner.accumulator(args),
-        }
+        self.widened_accumulator(args, AggregateUDF::accumulator)
     }
 
     fn create_sliding_accumulator(
         &self,
         args: AccumulatorArgs,
     ) -> datafusion::error::Result<Box<dyn Accumulator>> {
-        let out = args.return_field.data_type().clone();
-        match self.with_inner(&args, |udf, a, wide| {
-            Ok(Box::new(Widened {
-                inner: udf.create_sliding_accumulator(a)?,
-                wide,
-                out,
-            }) as Box<dyn Accumulator>)
-        }) {
-            Some(r) => r,
-            None => self.inner.create_sliding_accumulator(args),
-        }
+        self.widened_accumulator(args, AggregateUDF::create_sliding_accumulator)
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> datafusion::error::Result<Vec<FieldRef>> {

@@ -157,6 +157,16 @@ impl fmt::Display for JoinSpec {
 
 const NONE: u32 = u32::MAX;
 
+/// The columns of `rows` of a batch.
+fn take_rows(batch: &RecordBatch, rows: Vec<u32>) -> Result<Vec<ArrayRef>> {
+    let idx = UInt32Array::from(rows);
+    batch
+        .columns()
+        .iter()
+        .map(|c| Ok(take(c.as_ref(), &idx, None)?))
+        .collect()
+}
+
 struct Stored {
     batch: RecordBatch,
     /// Times a row has matched (outer sides only need to know "ever").
@@ -548,12 +558,7 @@ impl StreamingJoin {
         kind: RowKind,
     ) -> Result<RecordBatch> {
         let n = rows.len();
-        let idx = UInt32Array::from(rows);
-        let cols = batch
-            .columns()
-            .iter()
-            .map(|c| Ok(take(c.as_ref(), &idx, None)?))
-            .collect::<Result<Vec<_>>>()?;
+        let cols = take_rows(batch, rows)?;
         if side == 0 {
             self.assemble(Some(cols), None, n, Some(kind))
         } else {
@@ -592,6 +597,27 @@ impl StreamingJoin {
     /// The spec this join runs.
     /// The snapshot table of `side`'s stored rows; a broadcast side's is restored whole to
     /// every instance (see [`crate::state::BROADCAST_PREFIX`]).
+    /// Keep a batch of `side` (with how often each row matched), then apply the state TTL.
+    fn store(
+        &mut self,
+        side: usize,
+        batch: RecordBatch,
+        hashes: Vec<u64>,
+        matched: Vec<u32>,
+    ) -> Result<()> {
+        let max_time = match self.spec.expire[side] {
+            Some(e) => {
+                let col = batch.column(e.time_col).clone();
+                let times = time_millis(&col)?;
+                times.iter().copied().max().unwrap_or(Timestamp::MIN)
+            }
+            None => Timestamp::MIN,
+        };
+        self.sides[side].insert(batch, hashes, matched, max_time);
+        self.expire_ttl();
+        Ok(())
+    }
+
     fn semi_or_anti(&self) -> bool {
         matches!(self.spec.kind, JoinKind::Semi | JoinKind::Anti)
     }
@@ -629,12 +655,7 @@ impl StreamingJoin {
                 .collect();
             if !rows.is_empty() && (!anti || self.spec.updating) {
                 let n = rows.len();
-                let idx = UInt32Array::from(rows);
-                let cols = batch
-                    .columns()
-                    .iter()
-                    .map(|c| Ok(take(c.as_ref(), &idx, None)?))
-                    .collect::<Result<Vec<_>>>()?;
+                let cols = take_rows(&batch, rows)?;
                 out.emit(self.left_rows(cols, n, RowKind::Insert)?);
             }
         } else if let Some((_, _, stored)) = &probe {
@@ -658,17 +679,7 @@ impl StreamingJoin {
                 out.emit(self.left_rows(cols, n, kind)?);
             }
         }
-        let max_time = match self.spec.expire[side] {
-            Some(e) => {
-                let col = batch.column(e.time_col).clone();
-                let times = time_millis(&col)?;
-                times.iter().copied().max().unwrap_or(Timestamp::MIN)
-            }
-            None => Timestamp::MIN,
-        };
-        self.sides[side].insert(batch, hashes, matched, max_time);
-        self.expire_ttl();
-        Ok(())
+        self.store(side, batch, hashes, matched)
     }
 
     fn side_table(&self, side: usize) -> String {
@@ -760,17 +771,7 @@ impl Operator for StreamingJoin {
                 out.emit(self.unmatched(side, &batch, rows, RowKind::Insert)?);
             }
         }
-        let max_time = match self.spec.expire[side] {
-            Some(e) => {
-                let col = batch.column(e.time_col).clone();
-                let times = time_millis(&col)?;
-                times.iter().copied().max().unwrap_or(Timestamp::MIN)
-            }
-            None => Timestamp::MIN,
-        };
-        self.sides[side].insert(batch, hashes, matched, max_time);
-        self.expire_ttl();
-        Ok(())
+        self.store(side, batch, hashes, matched)
     }
 
     fn on_watermark(&mut self, wm: Timestamp, out: &mut Emitter) -> Result<()> {
@@ -788,13 +789,7 @@ impl Operator for StreamingJoin {
                         .collect();
                     if !rows.is_empty() {
                         let n = rows.len();
-                        let idx = UInt32Array::from(rows);
-                        let cols = s
-                            .batch
-                            .columns()
-                            .iter()
-                            .map(|c| Ok(take(c.as_ref(), &idx, None)?))
-                            .collect::<Result<Vec<_>>>()?;
+                        let cols = take_rows(&s.batch, rows)?;
                         out.emit(self.left_rows(cols, n, RowKind::Insert)?);
                     }
                 }

@@ -4,6 +4,10 @@
 //! table-valued function. This dialect's `parse_prefix` turns them into a placeholder
 //! expression ([`TABLE_ARG_MARKER`]) that the planner's rewriter recognises, so
 //! `TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '10' SECOND))` parses with no fork.
+//!
+//! Through the same hooks it reads two Flink forms stock dialects reject:
+//! - `CASE x WHEN 1, 2 THEN …`: several values per WHEN, read as `x IN (1, 2)`;
+//! - `x [NOT] BETWEEN SYMMETRIC a AND b`: the bounds in either order.
 
 use sqlparser::ast::{Expr, Ident};
 use sqlparser::dialect::Dialect;
@@ -45,7 +49,29 @@ impl Dialect for WeirDialect {
         true
     }
 
+    fn parse_infix(
+        &self,
+        parser: &mut Parser,
+        expr: &Expr,
+        _precedence: u8,
+    ) -> Option<Result<Expr, ParserError>> {
+        let word = |n: usize, kw: Keyword| matches!(&parser.peek_nth_token(n).token, Token::Word(w) if w.keyword == kw);
+        let negated = word(0, Keyword::NOT);
+        let at = usize::from(negated);
+        if !(word(at, Keyword::BETWEEN) && word(at + 1, Keyword::SYMMETRIC)) {
+            return None;
+        }
+        for _ in 0..at + 2 {
+            parser.next_token();
+        }
+        Some(parse_between_symmetric(parser, expr, negated))
+    }
+
     fn parse_prefix(&self, parser: &mut Parser) -> Option<Result<Expr, ParserError>> {
+        if matches!(&parser.peek_token().token, Token::Word(w) if w.keyword == Keyword::CASE) {
+            parser.next_token();
+            return Some(parse_case(parser));
+        }
         // `TABLE name` where an expression is expected: only valid as a window TVF argument.
         let is_table_arg = matches!(&parser.peek_token().token, Token::Word(w) if w.keyword == Keyword::TABLE)
             && matches!(&parser.peek_nth_token(1).token, Token::Word(_));
@@ -55,6 +81,88 @@ impl Dialect for WeirDialect {
         parser.next_token();
         Some(parse_table_arg(parser))
     }
+}
+
+/// `x BETWEEN SYMMETRIC a AND b`: `x BETWEEN a AND b OR x BETWEEN b AND a` (negated: neither).
+fn parse_between_symmetric(
+    parser: &mut Parser,
+    expr: &Expr,
+    negated: bool,
+) -> Result<Expr, ParserError> {
+    let prec = WeirDialect.prec_value(sqlparser::dialect::Precedence::Between);
+    let low = parser.parse_subexpr(prec)?;
+    parser.expect_keyword_is(Keyword::AND)?;
+    let high = parser.parse_subexpr(prec)?;
+    let between = |low: &Expr, high: &Expr| Expr::Between {
+        expr: Box::new(expr.clone()),
+        negated,
+        low: Box::new(low.clone()),
+        high: Box::new(high.clone()),
+    };
+    let op = if negated {
+        sqlparser::ast::BinaryOperator::And
+    } else {
+        sqlparser::ast::BinaryOperator::Or
+    };
+    Ok(Expr::Nested(Box::new(Expr::BinaryOp {
+        left: Box::new(between(&low, &high)),
+        op,
+        right: Box::new(between(&high, &low)),
+    })))
+}
+
+/// `CASE [operand] WHEN v1 [, v2 …] THEN r … [ELSE e] END`: with an operand, a WHEN with several
+/// values matches any of them (Flink's form).
+fn parse_case(parser: &mut Parser) -> Result<Expr, ParserError> {
+    use sqlparser::ast::helpers::attached_token::AttachedToken;
+    let operand = if parser.peek_keyword(Keyword::WHEN) {
+        None
+    } else {
+        Some(parser.parse_expr()?)
+    };
+    let mut conditions = vec![];
+    parser.expect_keyword_is(Keyword::WHEN)?;
+    loop {
+        let values = parser.parse_comma_separated(Parser::parse_expr)?;
+        parser.expect_keyword_is(Keyword::THEN)?;
+        let result = parser.parse_expr()?;
+        let condition = match (&operand, values.as_slice()) {
+            (None, [c]) => c.clone(),
+            (None, _) => {
+                return parser.expected(
+                    "THEN (several values need CASE x WHEN …)",
+                    parser.peek_token(),
+                );
+            }
+            (Some(x), [v]) => Expr::BinaryOp {
+                left: Box::new(x.clone()),
+                op: sqlparser::ast::BinaryOperator::Eq,
+                right: Box::new(v.clone()),
+            },
+            (Some(x), _) => Expr::InList {
+                expr: Box::new(x.clone()),
+                list: values.clone(),
+                negated: false,
+            },
+        };
+        conditions.push(sqlparser::ast::CaseWhen { condition, result });
+        if !parser.parse_keyword(Keyword::WHEN) {
+            break;
+        }
+    }
+    let else_result = if parser.parse_keyword(Keyword::ELSE) {
+        Some(Box::new(parser.parse_expr()?))
+    } else {
+        None
+    };
+    parser.expect_keyword_is(Keyword::END)?;
+    Ok(Expr::Case {
+        case_token: AttachedToken::empty(),
+        end_token: AttachedToken::empty(),
+        operand: None,
+        conditions,
+        else_result,
+    })
 }
 
 fn parse_table_arg(parser: &mut Parser) -> Result<Expr, ParserError> {

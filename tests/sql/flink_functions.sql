@@ -66,3 +66,10 @@ SELECT FLOOR(TIMESTAMP '2020-01-01 10:11:12' TO HOUR) AS f_hour,
        CEIL(TIMESTAMP '2020-01-01 10:11:12' TO HOUR) AS c_hour,
        CEIL(TIMESTAMP '2020-01-01 10:00:00' TO HOUR) AS c_exact,
        FLOOR(TIMESTAMP '2020-05-17 10:11:12' TO MONTH) AS f_month;
+
+-- CASE x WHEN with several values; BETWEEN SYMMETRIC takes its bounds in either order.
+SELECT CASE 2 WHEN 1, 2 THEN 'low' WHEN 3 THEN 'three' ELSE 'high' END AS c1,
+       CASE 5 WHEN 1, 2 THEN 'low' ELSE 'high' END AS c2,
+       CASE WHEN 1 > 2 THEN 'x' END AS c3,
+       5 BETWEEN SYMMETRIC 10 AND 1 AS b1, 5 BETWEEN 10 AND 1 AS b2,
+       5 NOT BETWEEN SYMMETRIC 10 AND 1 AS b3;
