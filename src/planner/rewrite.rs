@@ -625,6 +625,36 @@ fn flink_functions(query: &mut Query) -> Result<()> {
             }
             return ControlFlow::Continue(());
         }
+        // INTERVAL 'd hh:mm:ss' DAY TO SECOND and the other ranges: a plain interval.
+        if let Expr::Interval(iv) = e
+            && let (Some(lead), Some(last)) = (&iv.leading_field, &iv.last_field)
+        {
+            let text = match iv.value.as_ref() {
+                Expr::Value(v) => match &v.value {
+                    sqlparser::ast::Value::SingleQuotedString(t) => t.clone(),
+                    _ => String::new(),
+                },
+                _ => String::new(),
+            };
+            match range_interval(&text, lead, last) {
+                Some(plain) => {
+                    iv.value = Box::new(Expr::value(sqlparser::ast::Value::SingleQuotedString(
+                        plain,
+                    )));
+                    iv.leading_field = None;
+                    iv.last_field = None;
+                    iv.leading_precision = None;
+                    iv.fractional_seconds_precision = None;
+                }
+                None => {
+                    error = Some(Error::Plan(format!(
+                        "{e}: expected a value such as '1 02:03:04' for DAY TO SECOND or '1-6' for YEAR TO MONTH"
+                    )));
+                    return ControlFlow::Break(());
+                }
+            }
+            return ControlFlow::Continue(());
+        }
         // FLOOR / CEIL(ts TO unit): the start of the unit containing ts, or of the next one.
         let is_floor = matches!(e, Expr::Floor { .. });
         if let Expr::Floor { expr, field } | Expr::Ceil { expr, field } = e
@@ -921,6 +951,49 @@ impl VisitorMut for ExprNames {
         }
         ControlFlow::Continue(())
     }
+}
+
+/// The value of `INTERVAL '<text>' <lead> TO <last>` as a plain interval text DataFusion
+/// reads (`'1 days 2 hours 3 minutes 4.5 seconds'`, `'1 years 6 months'`), the sign applying
+/// to the whole value as in Flink.
+fn range_interval(
+    text: &str,
+    lead: &sqlparser::ast::DateTimeField,
+    last: &sqlparser::ast::DateTimeField,
+) -> Option<String> {
+    use sqlparser::ast::DateTimeField as U;
+    let t = text.trim();
+    let (sign, t) = match t.strip_prefix('-') {
+        Some(rest) => ("-", rest.trim()),
+        None => ("", t.strip_prefix('+').unwrap_or(t).trim()),
+    };
+    let units: &[&str] = match (lead, last) {
+        (U::Year, U::Month) => &["years", "months"],
+        (U::Day, U::Hour) => &["days", "hours"],
+        (U::Day, U::Minute) => &["days", "hours", "minutes"],
+        (U::Day, U::Second) => &["days", "hours", "minutes", "seconds"],
+        (U::Hour, U::Minute) => &["hours", "minutes"],
+        (U::Hour, U::Second) => &["hours", "minutes", "seconds"],
+        (U::Minute, U::Second) => &["minutes", "seconds"],
+        _ => return None,
+    };
+    let parts: Vec<&str> = t.split([' ', ':', '-']).filter(|p| !p.is_empty()).collect();
+    if parts.len() != units.len() {
+        return None;
+    }
+    let mut out = vec![];
+    for (p, unit) in parts.iter().zip(units) {
+        let ok = if *unit == "seconds" {
+            p.parse::<f64>().is_ok()
+        } else {
+            p.parse::<u64>().is_ok()
+        };
+        if !ok {
+            return None;
+        }
+        out.push(format!("{sign}{p} {unit}"));
+    }
+    Some(out.join(" "))
 }
 
 /// STRING, VARCHAR(n), CHAR(n) and their spellings.
