@@ -638,9 +638,7 @@ fn flink_functions(query: &mut Query) -> Result<()> {
             };
             match range_interval(&text, lead, last) {
                 Some(plain) => {
-                    iv.value = Box::new(Expr::value(sqlparser::ast::Value::SingleQuotedString(
-                        plain,
-                    )));
+                    *iv.value = Expr::value(sqlparser::ast::Value::SingleQuotedString(plain));
                     iv.leading_field = None;
                     iv.last_field = None;
                     iv.leading_precision = None;
