@@ -237,6 +237,14 @@ pub(crate) fn eval(
     Ok(expr.evaluate(batch)?.into_array(batch.num_rows())?)
 }
 
+/// Several physical expressions over a batch (keys, partitions), each as an array.
+pub(crate) fn eval_all(
+    exprs: &[std::sync::Arc<dyn datafusion::physical_expr::PhysicalExpr>],
+    batch: &RecordBatch,
+) -> Result<Vec<datafusion::arrow::array::ArrayRef>> {
+    exprs.iter().map(|e| eval(e, batch)).collect()
+}
+
 /// The argument columns of each aggregate and its FILTER mask, evaluated over a batch once.
 #[allow(clippy::type_complexity)]
 pub(crate) fn aggregate_inputs(

@@ -33,7 +33,7 @@ use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
-use super::{Emitter, Operator, StateSnapshot, eval, time_millis};
+use super::{Emitter, Operator, StateSnapshot, eval_all, time_millis};
 use crate::Result;
 use crate::message::Timestamp;
 
@@ -170,22 +170,12 @@ impl OverAggregate {
         let Some(conv) = &self.keys else {
             return Ok(vec![vec![]; batch.num_rows()]);
         };
-        let cols = self
-            .spec
-            .partition
-            .iter()
-            .map(|p| eval(p, batch))
-            .collect::<Result<Vec<_>>>()?;
-        let rows = conv.convert_columns(&cols)?;
+        let rows = conv.convert_columns(&eval_all(&self.spec.partition, batch)?)?;
         Ok(rows.iter().map(|r| r.as_ref().to_vec()).collect())
     }
 
     fn args(&self, batch: &RecordBatch) -> Result<Vec<Vec<ArrayRef>>> {
-        self.spec
-            .aggs
-            .iter()
-            .map(|a| a.expressions().iter().map(|e| eval(e, batch)).collect())
-            .collect()
+        Ok(super::aggregate_inputs(&self.spec.aggs, &[], batch)?.0)
     }
 
     /// Add rows of one time to a partition's frame (updating its accumulators), then drop
@@ -234,12 +224,12 @@ impl OverAggregate {
         let ready_mask: datafusion::arrow::array::BooleanArray =
             times.iter().map(|t| Some(*t <= wm)).collect();
         let rest = filter_record_batch(&all, &datafusion::arrow::compute::not(&ready_mask)?)?;
-        self.bytes = rest.get_array_memory_size() + self.frame_bytes();
         if rest.num_rows() > 0 {
             self.pending.push(rest);
         }
         let ready = filter_record_batch(&all, &ready_mask)?;
         if ready.num_rows() == 0 {
+            self.bytes = self.pending_bytes() + self.frame_bytes();
             return Ok(());
         }
         let times = time_millis(ready.column(self.spec.time_col))?.into_owned();
@@ -309,9 +299,6 @@ impl OverAggregate {
             self.spec.output_schema.clone(),
             columns,
         )?);
-        if !frame.bounded() {
-            return Ok(());
-        }
         self.bytes = self.pending_bytes() + self.frame_bytes();
         Ok(())
     }
@@ -335,12 +322,7 @@ impl OverAggregate {
 
     /// A batch of `rows` with the key group of each row's partition.
     fn keyed(&self, rows: &RecordBatch, key_groups: usize) -> Result<RecordBatch> {
-        let keys = self
-            .spec
-            .partition
-            .iter()
-            .map(|p| eval(p, rows))
-            .collect::<Result<Vec<_>>>()?;
+        let keys = eval_all(&self.spec.partition, rows)?;
         let kg = crate::state::key_group_column(&keys, rows.num_rows(), key_groups)?;
         let mut fields: Vec<Field> = rows
             .schema()
