@@ -391,6 +391,18 @@ async fn over_range_frames_match_batch() {
     }
 }
 
+/// LAG and LEAD (rows of one time are told apart by arrival, which differs between runs: the
+/// compared columns are the same for such rows) against DataFusion's batch window functions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_lag_lead_match_batch() {
+    let d = data();
+    let sql = "SELECT auction % 16 AS part, date_time, \
+                      LAG(date_time) OVER w AS prev, LAG(date_time, 3) OVER w AS prev3, \
+                      LEAD(date_time) OVER w AS next, LEAD(date_time, 2) OVER w AS next2 \
+               FROM bid WINDOW w AS (PARTITION BY auction % 16 ORDER BY date_time)";
+    check(&d.file, sql, sql, "LAG / LEAD").await;
+}
+
 /// Semi and anti joins (IN / EXISTS / NOT EXISTS subqueries, INTERSECT, EXCEPT), regular
 /// (an anti join's result is updating: compared once applied) against DataFusion batch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,7 +26,7 @@ pub use group_agg::{GroupAggSpec, GroupAggregate};
 pub use join::{Expire, JoinKind, JoinSpec, StreamingJoin};
 pub use limit::LimitSpec;
 pub use lookup::{Loaded, LookupJoin, LookupSpec};
-pub use over::{Frame, OverAggregate, OverSpec};
+pub use over::{Frame, OffsetFn, OverAggregate, OverOutput, OverSpec};
 pub use project::ProjectSpec;
 pub use session::SessionAggregate;
 pub use topn::{TopN, TopNSpec};

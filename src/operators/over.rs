@@ -9,6 +9,12 @@
 //!   `[t - x, t]`, so rows of equal time (peers) get the same values;
 //! - `UNBOUNDED PRECEDING` (either unit): every earlier row of the partition.
 //!
+//! `LAG(x [, n [, default]])` and `LEAD(...)` read the row n before (after) the current one in
+//! the partition's time order (rows of equal time in arrival order). For LEAD a row waits until
+//! its n-th successor has been passed by the watermark too (or the input has ended, when it
+//! gets the default): Flink has no LEAD on streams, since a row's successor is not known when
+//! the watermark passes it.
+//!
 //! Without aggregates and partitions it is `ORDER BY rowtime` on a stream: rows in time order.
 //!
 //! The result is append-only. A row at or behind the watermark when it arrives is late and
@@ -17,15 +23,15 @@
 //! State per partition: one accumulator per aggregate (DataFusion's, with `retract_batch` for
 //! a bounded frame) and, for a bounded frame, the rows still in it, freed as the frame moves
 //! past them. A snapshot keeps the buffered rows, a bounded frame's rows (the accumulators are
-//! rebuilt from them on restore) and an unbounded frame's accumulator states, each row with its
-//! partition's key group.
+//! rebuilt from them on restore), an unbounded frame's accumulator states, LAG's last values
+//! and the rows waiting for their LEAD, each row with its partition's key group.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
-use datafusion::arrow::compute::{concat_batches, filter_record_batch, take, take_record_batch};
+use datafusion::arrow::compute::{concat_batches, filter_record_batch, take_record_batch};
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::ScalarValue;
@@ -52,6 +58,30 @@ impl Frame {
     }
 }
 
+/// `LAG(expr [, n [, default]])` or `LEAD(...)`: the value of `expr` n rows before (after) the
+/// current one in its partition's time order.
+#[derive(Debug, Clone)]
+pub struct OffsetFn {
+    /// LEAD (else LAG).
+    pub lead: bool,
+    /// The expression read from the other row.
+    pub expr: Arc<dyn PhysicalExpr>,
+    /// How many rows back (forward).
+    pub n: usize,
+    /// The value when there is no such row (of the expression's type), evaluated on the
+    /// current row.
+    pub default: Arc<dyn PhysicalExpr>,
+}
+
+/// Where an output column (after the input's) comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverOutput {
+    /// The i-th aggregate.
+    Agg(usize),
+    /// The i-th LAG/LEAD.
+    Offset(usize),
+}
+
 /// The static description of an OVER aggregation.
 #[derive(Debug, Clone)]
 pub struct OverSpec {
@@ -63,10 +93,26 @@ pub struct OverSpec {
     pub frame: Frame,
     /// The aggregates (DataFusion's).
     pub aggs: Vec<Arc<AggregateFunctionExpr>>,
+    /// LAG / LEAD.
+    pub offsets: Vec<OffsetFn>,
+    /// The output columns after the input's, in order.
+    pub outputs: Vec<OverOutput>,
     /// Input schema.
     pub input_schema: SchemaRef,
-    /// Input columns, then one per aggregate.
+    /// Input columns, then one per entry of `outputs`.
     pub output_schema: SchemaRef,
+}
+
+impl OverSpec {
+    /// The largest LAG (`lead == false`) or LEAD offset; 0 without one.
+    fn max_offset(&self, lead: bool) -> usize {
+        self.offsets
+            .iter()
+            .filter(|o| o.lead == lead)
+            .map(|o| o.n)
+            .max()
+            .unwrap_or(0)
+    }
 }
 
 impl fmt::Display for OverSpec {
@@ -79,7 +125,11 @@ impl fmt::Display for OverSpec {
                 self.input_schema.field(self.time_col).name()
             );
         }
-        let aggs: Vec<&str> = self.aggs.iter().map(|a| a.name()).collect();
+        let mut aggs: Vec<String> = self.aggs.iter().map(|a| a.name().to_string()).collect();
+        for o in &self.offsets {
+            let f = if o.lead { "LEAD" } else { "LAG" };
+            aggs.push(format!("{f}({}, {})", o.expr, o.n));
+        }
         let frame = match self.frame {
             Frame::Rows(None) => "ROWS UNBOUNDED PRECEDING".to_string(),
             Frame::Rows(Some(n)) => format!("ROWS {n} PRECEDING"),
@@ -110,6 +160,17 @@ struct Part {
     frame: VecDeque<Entry>,
     /// Rows in `frame`.
     rows: usize,
+    /// The LAG/LEAD expressions' values of the partition's last rows (as many as the largest
+    /// LAG offset), oldest first.
+    lags: VecDeque<Vec<ScalarValue>>,
+    /// Rows the watermark has passed that wait for their LEAD rows, in order.
+    waiting: Option<RecordBatch>,
+}
+
+/// The values one partition's rows got: per aggregate and per LAG/LEAD.
+struct Values {
+    aggs: Vec<Vec<ScalarValue>>,
+    offsets: Vec<Vec<ScalarValue>>,
 }
 
 /// The running OVER aggregation.
@@ -162,6 +223,8 @@ impl OverAggregate {
             accs,
             frame: VecDeque::new(),
             rows: 0,
+            lags: VecDeque::new(),
+            waiting: None,
         })
     }
 
@@ -215,6 +278,16 @@ impl OverAggregate {
 
     /// Emit every buffered row at or before `wm`, in time order per partition.
     fn fire(&mut self, wm: Timestamp, out: &mut Emitter) -> Result<()> {
+        // Rows waiting for their LEAD rows go through again, before the new rows (which are
+        // later: they were ahead of the watermark that released the waiting ones).
+        let waiting: Vec<RecordBatch> = self
+            .parts
+            .values_mut()
+            .filter_map(|p| p.waiting.take())
+            .collect();
+        if !waiting.is_empty() {
+            self.pending.splice(0..0, waiting);
+        }
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -245,62 +318,179 @@ impl OverAggregate {
         });
         let idx = UInt32Array::from(order.clone());
         let sorted = take_record_batch(&ready, &idx)?;
-        let args: Vec<Vec<ArrayRef>> = self
-            .args(&ready)?
-            .into_iter()
-            .map(|cols| cols.iter().map(|c| Ok(take(c, &idx, None)?)).collect())
-            .collect::<Result<_>>()?;
-        let mut values: Vec<Vec<ScalarValue>> = vec![vec![]; self.spec.aggs.len()];
-        let frame = self.spec.frame;
+        let leads = self.spec.max_offset(true) > 0;
+        let (args, offs) = (self.args(&sorted)?, self.offset_values(&sorted)?);
+        let width = self.spec.outputs.len();
+        let mut values: Vec<Vec<ScalarValue>> = vec![vec![]; width];
+        let mut emitted = vec![];
+        let last = wm == Timestamp::MAX;
         let mut start = 0;
         while start < order.len() {
-            // One run of rows of one time in one partition (one row for ROWS frames).
-            let (k, t) = (order[start] as usize, times[order[start] as usize]);
+            let key = &keys[order[start] as usize];
             let mut end = start + 1;
-            if matches!(frame, Frame::Range(_)) {
-                while end < order.len() && {
-                    let j = order[end] as usize;
-                    keys[j] == keys[k] && times[j] == t
-                } {
-                    end += 1;
-                }
+            while end < order.len() && keys[order[end] as usize] == *key {
+                end += 1;
             }
             let len = end - start;
-            if !self.parts.contains_key(&keys[k]) {
+            if !self.parts.contains_key(key) {
                 let part = self.new_part()?;
-                self.parts.insert(keys[k].clone(), part);
+                self.parts.insert(key.clone(), part);
             }
-            let part = self
-                .parts
-                .get_mut(&keys[k])
-                .ok_or_else(|| crate::Error::Plan("internal: OVER partition".into()))?;
-            let run_args: Vec<Vec<ArrayRef>> = args
+            let rows = sorted.slice(start, len);
+            let args = args
                 .iter()
                 .map(|cols| cols.iter().map(|c| c.slice(start, len)).collect())
                 .collect();
-            let v = Self::advance(frame, part, t, sorted.slice(start, len), run_args)?;
-            for (col, x) in values.iter_mut().zip(v) {
-                col.extend(std::iter::repeat_n(x, len));
+            let offs = offs.iter().map(|c| c.slice(start, len)).collect();
+            let part = self
+                .parts
+                .get_mut(key)
+                .ok_or_else(|| crate::Error::Plan("internal: OVER partition".into()))?;
+            let (done, v) = Self::partition_rows(&self.spec, part, &rows, args, offs, last)?;
+            if done > 0 {
+                for (col, o) in values.iter_mut().zip(&self.spec.outputs) {
+                    match *o {
+                        OverOutput::Agg(i) => col.extend_from_slice(&v.aggs[i]),
+                        OverOutput::Offset(i) => col.extend_from_slice(&v.offsets[i]),
+                    }
+                }
+                if leads {
+                    emitted.push(rows.slice(0, done));
+                }
             }
             start = end;
         }
-        let mut columns = sorted.columns().to_vec();
-        for (col, field) in values.into_iter().zip(
-            self.spec
-                .output_schema
-                .fields()
-                .iter()
-                .skip(self.spec.input_schema.fields().len()),
-        ) {
-            let array = ScalarValue::iter_to_array(col)?;
-            columns.push(datafusion::arrow::compute::cast(&array, field.data_type())?);
+        let rows = if leads {
+            concat_batches(&self.spec.input_schema, &emitted)?
+        } else {
+            sorted
+        };
+        if rows.num_rows() > 0 {
+            let mut columns = rows.columns().to_vec();
+            for (col, field) in values.into_iter().zip(
+                self.spec
+                    .output_schema
+                    .fields()
+                    .iter()
+                    .skip(self.spec.input_schema.fields().len()),
+            ) {
+                let array = ScalarValue::iter_to_array(col)?;
+                columns.push(datafusion::arrow::compute::cast(&array, field.data_type())?);
+            }
+            out.emit(RecordBatch::try_new(
+                self.spec.output_schema.clone(),
+                columns,
+            )?);
         }
-        out.emit(RecordBatch::try_new(
-            self.spec.output_schema.clone(),
-            columns,
-        )?);
         self.bytes = self.pending_bytes() + self.frame_bytes();
         Ok(())
+    }
+
+    /// The LAG/LEAD expressions over `rows`, then their defaults.
+    fn offset_values(&self, rows: &RecordBatch) -> Result<Vec<ArrayRef>> {
+        let offsets = &self.spec.offsets;
+        let exprs: Vec<_> = offsets
+            .iter()
+            .map(|o| o.expr.clone())
+            .chain(offsets.iter().map(|o| o.default.clone()))
+            .collect();
+        eval_all(&exprs, rows)
+    }
+
+    /// One partition's rows, in order (the rows that waited for their LEAD first): the rows
+    /// that can be emitted (all, when `last` or without LEAD; else those whose LEAD rows are
+    /// here, without splitting rows of one time in a RANGE frame) advance the frame and get
+    /// their values; the rest wait in the partition. Returns how many rows got values.
+    fn partition_rows(
+        spec: &OverSpec,
+        part: &mut Part,
+        rows: &RecordBatch,
+        args: Vec<Vec<ArrayRef>>,
+        offs: Vec<ArrayRef>,
+        last: bool,
+    ) -> Result<(usize, Values)> {
+        let len = rows.num_rows();
+        let times = time_millis(rows.column(spec.time_col))?;
+        let max_lead = spec.max_offset(true);
+        let mut done = if last {
+            len
+        } else {
+            len.saturating_sub(max_lead)
+        };
+        if matches!(spec.frame, Frame::Range(_)) {
+            while done > 0 && done < len && times[done - 1] == times[done] {
+                done -= 1;
+            }
+        }
+        if done < len {
+            part.waiting = Some(rows.slice(done, len - done));
+        }
+        let mut values = Values {
+            aggs: vec![vec![]; spec.aggs.len()],
+            offsets: vec![vec![]; spec.offsets.len()],
+        };
+        if done == 0 {
+            return Ok((0, values));
+        }
+        // Aggregates: one run of rows of one time (one row for ROWS frames) at a time.
+        let mut start = 0;
+        while start < done {
+            let t = times[start];
+            let mut end = start + 1;
+            if matches!(spec.frame, Frame::Range(_)) {
+                while end < done && times[end] == t {
+                    end += 1;
+                }
+            }
+            let n = end - start;
+            let run_args: Vec<Vec<ArrayRef>> = args
+                .iter()
+                .map(|cols| cols.iter().map(|c| c.slice(start, n)).collect())
+                .collect();
+            let v = Self::advance(spec.frame, part, t, rows.slice(start, n), run_args)?;
+            for (col, x) in values.aggs.iter_mut().zip(v) {
+                col.extend(std::iter::repeat_n(x, n));
+            }
+            start = end;
+        }
+        if spec.offsets.is_empty() {
+            return Ok((done, values));
+        }
+        // LAG / LEAD: the other row is in `rows`, in the partition's history, or absent.
+        let history = part.lags.len();
+        let m = spec.offsets.len();
+        for (j, o) in spec.offsets.iter().enumerate() {
+            let (arr, default) = (&offs[j], &offs[m + j]);
+            let col = &mut values.offsets[j];
+            for i in 0..done {
+                let v = if o.lead {
+                    if i + o.n < len {
+                        ScalarValue::try_from_array(arr, i + o.n)?
+                    } else {
+                        ScalarValue::try_from_array(default, i)?
+                    }
+                } else if i >= o.n {
+                    ScalarValue::try_from_array(arr, i - o.n)?
+                } else if o.n - i <= history {
+                    part.lags[history - (o.n - i)][j].clone()
+                } else {
+                    ScalarValue::try_from_array(default, i)?
+                };
+                col.push(v);
+            }
+        }
+        let keep = spec.max_offset(false);
+        for i in done.saturating_sub(keep)..done {
+            let row = offs[..m]
+                .iter()
+                .map(|a| ScalarValue::try_from_array(a, i))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            part.lags.push_back(row);
+        }
+        while part.lags.len() > keep {
+            part.lags.pop_front();
+        }
+        Ok((done, values))
     }
 
     fn pending_bytes(&self) -> usize {
@@ -312,6 +502,8 @@ impl OverAggregate {
             .values()
             .map(|p| {
                 p.accs.iter().map(|a| a.size()).sum::<usize>()
+                    + p.lags.iter().map(|l| 16 * l.len()).sum::<usize>()
+                    + p.waiting.as_ref().map_or(0, |w| w.get_array_memory_size())
                     + p.frame
                         .iter()
                         .map(|e| e.rows.num_rows() * 64)
@@ -341,6 +533,56 @@ impl OverAggregate {
             Arc::new(Schema::new(fields)),
             columns,
         )?)
+    }
+
+    /// The partition keys of a snapshot table whose first `n_keys` columns are key columns.
+    fn table_keys(&self, t: &RecordBatch, n_keys: usize) -> Result<Vec<Vec<u8>>> {
+        Ok(match &self.keys {
+            Some(conv) => {
+                let rows = conv.convert_columns(&t.columns()[..n_keys])?;
+                rows.iter().map(|r| r.as_ref().to_vec()).collect()
+            }
+            None => vec![vec![]; t.num_rows()],
+        })
+    }
+
+    /// The partitions' key columns (one row per key of `keys`).
+    fn key_columns(&self, keys: &[&Vec<u8>]) -> Result<Vec<ArrayRef>> {
+        let Some(conv) = &self.keys else {
+            return Ok(vec![]);
+        };
+        let parser = conv.parser();
+        let rows: Vec<_> = keys.iter().map(|k| parser.parse(k)).collect();
+        Ok(conv.convert_rows(rows)?)
+    }
+
+    /// LAG's history: one row per remembered row, oldest first per partition.
+    fn lags_table(&self, key_groups: usize) -> Result<Option<(String, RecordBatch)>> {
+        let mut keys = vec![];
+        let mut rows = vec![];
+        for (key, part) in &self.parts {
+            for l in &part.lags {
+                keys.push(key);
+                rows.push(l);
+            }
+        }
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let key_cols = self.key_columns(&keys)?;
+        let mut names: Vec<String> = (0..key_cols.len()).map(|i| format!("key{i}")).collect();
+        let mut columns = key_cols.clone();
+        for j in 0..self.spec.offsets.len() {
+            names.push(format!("v{j}"));
+            columns.push(ScalarValue::iter_to_array(
+                rows.iter().map(|r| r[j].clone()),
+            )?);
+        }
+        let n = rows.len();
+        Ok(Some((
+            "lags".to_string(),
+            crate::state::keyed_batch(&names, columns, &key_cols, n, key_groups)?,
+        )))
     }
 
     /// The input columns of a snapshot table (without the key-group column).
@@ -415,6 +657,18 @@ impl Operator for OverAggregate {
             let all = concat_batches(&self.spec.input_schema, &self.pending)?;
             tables.push(("pending".to_string(), self.keyed(&all, key_groups)?));
         }
+        let waiting: Vec<RecordBatch> = self
+            .parts
+            .values()
+            .filter_map(|p| p.waiting.clone())
+            .collect();
+        if !waiting.is_empty() {
+            let all = concat_batches(&self.spec.input_schema, &waiting)?;
+            tables.push(("waiting".to_string(), self.keyed(&all, key_groups)?));
+        }
+        if self.spec.max_offset(false) > 0 {
+            tables.extend(self.lags_table(key_groups)?);
+        }
         if self.spec.frame.bounded() {
             let rows: Vec<RecordBatch> = self
                 .parts
@@ -440,15 +694,10 @@ impl Operator for OverAggregate {
             }
             let mut names = vec![];
             let mut columns: Vec<ArrayRef> = vec![];
-            let mut key_cols = vec![];
-            if let Some(conv) = &self.keys {
-                let parser = conv.parser();
-                let rows: Vec<_> = key_rows.iter().map(|k| parser.parse(k)).collect();
-                key_cols = conv.convert_rows(rows)?;
-                for (i, c) in key_cols.iter().enumerate() {
-                    names.push(format!("key{i}"));
-                    columns.push(c.clone());
-                }
+            let key_cols = self.key_columns(&key_rows.iter().collect::<Vec<_>>())?;
+            for (i, c) in key_cols.iter().enumerate() {
+                names.push(format!("key{i}"));
+                columns.push(c.clone());
             }
             for (a, agg) in self.spec.aggs.iter().enumerate() {
                 for (s, field) in agg.state_fields()?.iter().enumerate() {
@@ -498,15 +747,43 @@ impl Operator for OverAggregate {
                 }
             }
         }
+        if let Some(t) = snapshot.table("waiting") {
+            // Rows waiting for their LEAD rows, in order per partition.
+            let rows = self.input_rows(t)?;
+            let keys = self.key_bytes(&rows)?;
+            for (i, key) in keys.iter().enumerate() {
+                if !self.parts.contains_key(key) {
+                    let part = self.new_part()?;
+                    self.parts.insert(key.clone(), part);
+                }
+                if let Some(part) = self.parts.get_mut(key) {
+                    let row = rows.slice(i, 1);
+                    part.waiting = Some(match part.waiting.take() {
+                        Some(w) => concat_batches(&self.spec.input_schema, [&w, &row])?,
+                        None => row,
+                    });
+                }
+            }
+        }
+        if let Some(t) = snapshot.table("lags") {
+            let n_keys = self.spec.partition.len();
+            let keys = self.table_keys(t, n_keys)?;
+            for (r, key) in keys.into_iter().enumerate() {
+                if !self.parts.contains_key(&key) {
+                    let part = self.new_part()?;
+                    self.parts.insert(key.clone(), part);
+                }
+                let row = (n_keys..n_keys + self.spec.offsets.len())
+                    .map(|c| ScalarValue::try_from_array(t.column(c), r))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                if let Some(part) = self.parts.get_mut(&key) {
+                    part.lags.push_back(row);
+                }
+            }
+        }
         if let Some(t) = snapshot.table("accumulators") {
             let n_keys = self.spec.partition.len();
-            let keys = match &self.keys {
-                Some(conv) => {
-                    let rows = conv.convert_columns(&t.columns()[..n_keys])?;
-                    rows.iter().map(|r| r.as_ref().to_vec()).collect()
-                }
-                None => vec![vec![]; t.num_rows()],
-            };
+            let keys = self.table_keys(t, n_keys)?;
             let widths = super::state_widths(&self.spec.aggs)?;
             for (r, key) in keys.into_iter().enumerate() {
                 let mut part = self.new_part()?;
@@ -517,7 +794,13 @@ impl Operator for OverAggregate {
                     acc.merge_batch(&states)?;
                     col += w;
                 }
-                self.parts.insert(key, part);
+                match self.parts.get_mut(&key) {
+                    // LAG history or waiting rows restored first: keep them.
+                    Some(p) => p.accs = part.accs,
+                    None => {
+                        self.parts.insert(key, part);
+                    }
+                }
             }
         }
         self.bytes = self.pending_bytes() + self.frame_bytes();
@@ -602,6 +885,22 @@ mod tests {
                 let got = rescaled_run(&spec, &keys, &before, &after, p1, p2);
                 assert_eq!(got, straight, "{frame}: {p1} -> {p2}");
             }
+        }
+    }
+
+    #[tokio::test]
+    async fn lag_and_lead_survive_a_restore_at_other_parallelism() {
+        let query = "SELECT k, ts, v, LAG(v) OVER w AS p, LAG(v, 3, -1) OVER w AS p3, \
+                     LEAD(v, 2) OVER w AS n2, SUM(v) OVER w AS s \
+                     FROM t WINDOW w AS (PARTITION BY k ORDER BY ts)";
+        let (spec, keys, source) = stage_spec(query).await;
+        let before: Vec<_> = (0..3).map(|b| input(&source, b * 2_000)).collect();
+        let after: Vec<_> = (3..6).map(|b| input(&source, b * 2_000)).collect();
+        let straight = rescaled_run(&spec, &keys, &before, &after, 1, 0);
+        assert_eq!(straight.len(), 1200);
+        for (p1, p2) in [(1, 1), (2, 3), (3, 1)] {
+            let got = rescaled_run(&spec, &keys, &before, &after, p1, p2);
+            assert_eq!(got, straight, "{p1} -> {p2}");
         }
     }
 }

@@ -691,9 +691,11 @@ impl<'a> Planner<'a> {
             }
             LogicalPlan::Distinct(_) => not_supported!("SELECT DISTINCT ON"),
             LogicalPlan::Window(w) => {
+                use datafusion::logical_expr::expr::WindowFunctionDefinition as Def;
                 let aggregates_only = w.window_expr.iter().all(|e| {
                     matches!(e.clone().unalias(), DfExpr::WindowFunction(f)
-                        if matches!(f.fun, datafusion::logical_expr::expr::WindowFunctionDefinition::AggregateUDF(_)))
+                        if matches!(&f.fun, Def::AggregateUDF(_))
+                            || matches!(&f.fun, Def::WindowUDF(u) if matches!(u.name(), "lag" | "lead")))
                 });
                 if aggregates_only {
                     self.over_aggregate(w)
@@ -1241,8 +1243,6 @@ const FLINK_FUNCTIONS_MISSING: &[&str] = &[
     "from_base64",
     "hex",
     "unhex",
-    "lag",
-    "lead",
     "tumble_proctime",
     "hop_proctime",
     "session_proctime",

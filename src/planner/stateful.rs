@@ -520,15 +520,37 @@ impl Planner<'_> {
         let in_schema = w.input.schema();
         let in_arrow = in_schema.as_arrow();
         let mut shared: Option<datafusion::logical_expr::expr::WindowFunctionParams> = None;
+        let mut window: Option<datafusion::logical_expr::expr::WindowFunctionParams> = None;
         let mut aggs = vec![];
+        let mut offsets = vec![];
+        let mut outputs = vec![];
         for e in &w.window_expr {
             let DfExpr::WindowFunction(wf) = e.clone().unalias() else {
                 return not_supported!("OVER expression {e}");
             };
             let WindowFunction { fun, params } = wf.as_ref();
+            // Every OVER expression shares one window (Flink requires it too); LAG and LEAD
+            // ignore the frame.
+            let offset_fn = matches!(fun, WindowFunctionDefinition::WindowUDF(f)
+                if matches!(f.name(), "lag" | "lead"));
+            match &window {
+                Some(p)
+                    if p.partition_by != params.partition_by || p.order_by != params.order_by =>
+                {
+                    return not_supported!(
+                        "OVER aggregates with different windows in one SELECT (Flink requires one window too)"
+                    );
+                }
+                _ => window = Some(params.clone()),
+            }
+            if offset_fn {
+                offsets.push(self.offset_fn(fun.name(), &params.args, in_schema)?);
+                outputs.push(crate::operators::OverOutput::Offset(offsets.len() - 1));
+                continue;
+            }
             let WindowFunctionDefinition::AggregateUDF(udaf) = fun else {
                 return not_supported!(
-                    "{} OVER (...) (aggregate functions are supported; ROW_NUMBER only as Top-N)",
+                    "{} OVER (...) (aggregate functions, LAG and LEAD are supported; ROW_NUMBER only as Top-N)",
                     fun.name()
                 );
             };
@@ -536,16 +558,12 @@ impl Planner<'_> {
                 return not_supported!("FILTER or DISTINCT in an OVER aggregate ({e})");
             }
             match &shared {
-                None => {}
-                Some(p)
-                    if p.partition_by == params.partition_by
-                        && p.order_by == params.order_by
-                        && p.window_frame == params.window_frame => {}
-                Some(_) => {
+                Some(p) if p.window_frame != params.window_frame => {
                     return not_supported!(
                         "OVER aggregates with different windows in one SELECT (Flink requires one window too)"
                     );
                 }
+                _ => {}
             }
             let agg = DfExpr::AggregateFunction(AggregateFunction::new_udf(
                 udaf.clone(),
@@ -563,9 +581,10 @@ impl Planner<'_> {
             )
             .context(|| format!("planning OVER aggregate {e}"))?;
             aggs.push(a);
+            outputs.push(crate::operators::OverOutput::Agg(aggs.len() - 1));
             shared = Some(params.clone());
         }
-        let Some(params) = &shared else {
+        let Some(params) = shared.as_ref().or(window.as_ref()) else {
             return plan_err!("internal: an OVER window without expressions");
         };
         let time_col = match params.order_by.as_slice() {
@@ -587,7 +606,13 @@ impl Planner<'_> {
                 );
             }
         };
-        let frame = &params.window_frame;
+        let default_frame = datafusion::logical_expr::WindowFrame::new(Some(false));
+        let frame = if shared.is_some() {
+            &params.window_frame
+        } else {
+            // Only LAG / LEAD: the frame does not matter.
+            &default_frame
+        };
         if frame.end_bound != WindowFrameBound::CurrentRow {
             return not_supported!("OVER frames that do not end at CURRENT ROW ({frame})");
         }
@@ -629,6 +654,8 @@ impl Planner<'_> {
             time_col,
             frame,
             aggs,
+            offsets,
+            outputs,
             input_schema: Arc::new(in_arrow.clone()),
             output_schema: Arc::new(Schema::new(fields)),
         };
@@ -636,6 +663,56 @@ impl Planner<'_> {
         s.window = None;
         s.stage(OpSpec::Over(spec), partition);
         Ok(s)
+    }
+
+    /// `LAG(expr [, n [, default]])` / `LEAD(...)`: n is a constant, the default an expression
+    /// over the current row.
+    fn offset_fn(
+        &self,
+        name: &str,
+        args: &[DfExpr],
+        schema: &datafusion::common::DFSchema,
+    ) -> Result<crate::operators::OffsetFn> {
+        let upper = name.to_uppercase();
+        let Some(value) = args.first() else {
+            return plan_err!("{upper} needs an expression");
+        };
+        let constant = |e: &DfExpr| -> Result<ScalarValue> {
+            if !e.column_refs().is_empty() {
+                return not_supported!("{upper} with a non-constant offset ({e})");
+            }
+            let one_row = datafusion::arrow::record_batch::RecordBatch::try_new_with_options(
+                Arc::new(Schema::empty()),
+                vec![],
+                &datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(1)),
+            )?;
+            Ok(match self.phys(e, schema)?.evaluate(&one_row)? {
+                datafusion::logical_expr::ColumnarValue::Scalar(v) => v,
+                datafusion::logical_expr::ColumnarValue::Array(a) => {
+                    ScalarValue::try_from_array(&a, 0)?
+                }
+            })
+        };
+        let n = match args.get(1) {
+            None => 1,
+            Some(e) => match constant(e)?.cast_to(&DataType::Int64)? {
+                ScalarValue::Int64(Some(n)) if n >= 0 => n as usize,
+                v => {
+                    return plan_err!("{upper}: the offset must be a non-negative integer, not {v}");
+                }
+            },
+        };
+        let ty = datafusion::logical_expr::ExprSchemable::get_type(value, schema)?;
+        let default = match args.get(2) {
+            None => DfExpr::Literal(ScalarValue::try_from(&ty)?, None),
+            Some(e) => DfExpr::Cast(datafusion::logical_expr::Cast::new(Box::new(e.clone()), ty)),
+        };
+        Ok(crate::operators::OffsetFn {
+            lead: upper == "LEAD",
+            expr: self.phys(value, schema)?,
+            n,
+            default: self.phys(&default, schema)?,
+        })
     }
 
     /// `ORDER BY` a time attribute (ascending) on a stream, as Flink allows: rows are buffered
@@ -672,6 +749,8 @@ impl Planner<'_> {
             time_col,
             frame: Frame::Rows(None),
             aggs: vec![],
+            offsets: vec![],
+            outputs: vec![],
             input_schema: schema.clone(),
             output_schema: schema,
         };
@@ -691,7 +770,7 @@ impl Planner<'_> {
                 })
                 .collect();
             return not_supported!(
-                "{} OVER (...): aggregate functions OVER a time-ordered window are supported, and ROW_NUMBER() filtered by `WHERE rn <= N` (Top-N, deduplication)",
+                "{} OVER (...): aggregate functions, LAG and LEAD OVER a time-ordered window are supported, and ROW_NUMBER() filtered by `WHERE rn <= N` (Top-N, deduplication)",
                 names.join(", ")
             );
         };

@@ -9,6 +9,6 @@ SELECT auction FROM bid WHERE auction NOT IN (SELECT auction FROM bid WHERE pric
 
 SELECT auction, (SELECT MAX(price) FROM bid) AS top FROM bid;
 
-SELECT auction, LAG(price) OVER (PARTITION BY auction ORDER BY date_time) AS prev FROM bid;
+SELECT auction, NTILE(2) OVER (PARTITION BY auction ORDER BY date_time) AS half FROM bid;
 
 SELECT auction, SUM(price) OVER (PARTITION BY auction ORDER BY price) AS s FROM bid;

@@ -19,3 +19,12 @@ SELECT date_time, price, SUM(price) OVER (ORDER BY date_time) AS running FROM bi
 
 -- ORDER BY the time attribute: rows in event-time order, each once the watermark passes it.
 SELECT auction, date_time, price FROM bid WHERE price > 150 ORDER BY date_time;
+
+-- LAG and LEAD: the price of the auction's previous and next bid (in event-time order), with
+-- a default; LEAD holds a row until its next bid has been passed by the watermark.
+SELECT auction, date_time, price,
+       LAG(price) OVER w AS prev_price,
+       LAG(price, 2, -1) OVER w AS prev2,
+       LEAD(price) OVER w AS next_price,
+       price - LAG(price, 1, price) OVER w AS change
+FROM bid WINDOW w AS (PARTITION BY auction ORDER BY date_time);
