@@ -255,7 +255,7 @@ impl SlicedWindowAggregate {
     }
 
     fn fire_tumble(&mut self, wm: Timestamp, out: &mut Emitter) -> Result<()> {
-        let WindowKind::Tumble { size } = self.spec.kind else {
+        let WindowKind::Tumble { size, .. } = self.spec.kind else {
             return Ok(());
         };
         while let Some(entry) = self.live.first_entry() {

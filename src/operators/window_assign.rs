@@ -44,8 +44,11 @@ impl Operator for WindowAssignSpec {
     ) -> Result<()> {
         let ts = time_millis(batch.column(self.time_col))?;
         let (rows, starts, ends): (Option<UInt32Array>, Vec<i64>, Vec<i64>) = match self.kind {
-            WindowKind::Tumble { size } => {
-                let starts: Vec<i64> = ts.iter().map(|t| t - t.rem_euclid(size)).collect();
+            WindowKind::Tumble { size, offset } => {
+                let starts: Vec<i64> = ts
+                    .iter()
+                    .map(|t| t - (t - offset).rem_euclid(size))
+                    .collect();
                 let ends = starts.iter().map(|s| s + size).collect();
                 (None, starts, ends)
             }

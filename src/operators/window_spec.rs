@@ -1,7 +1,9 @@
 //! The description of a windowed aggregation ([`WindowAggSpec`]) and the window geometry
 //! ([`WindowKind`]) shared by the sliced (TUMBLE / HOP / CUMULATE) and the session operators.
 //!
-//! Windows are aligned to the epoch. TUMBLE, HOP and CUMULATE windows are unions of
+//! Windows are aligned to the epoch, shifted by the TVF's `OFFSET` argument (Flink's: a
+//! 10-minute TUMBLE with a 1-minute offset has windows 08:01–08:11, …). TUMBLE, HOP and
+//! CUMULATE windows are unions of
 //! *slices* of equal width (TUMBLE: the size; HOP: gcd(size, slide); CUMULATE: the step), so
 //! each row is aggregated into exactly one slice, and a window is the merge of its slices'
 //! partial states: the cost per row does not grow with size / slide.
@@ -25,6 +27,8 @@ pub enum WindowKind {
     Tumble {
         /// Window size.
         size: i64,
+        /// Shift of the windows' alignment from the epoch.
+        offset: i64,
     },
     /// `HOP(.., slide, size)`
     Hop {
@@ -32,6 +36,8 @@ pub enum WindowKind {
         slide: i64,
         /// Window size.
         size: i64,
+        /// Shift of the windows' alignment from the epoch.
+        offset: i64,
     },
     /// `CUMULATE(.., step, max_size)`
     Cumulate {
@@ -39,6 +45,8 @@ pub enum WindowKind {
         step: i64,
         /// Largest window size.
         max_size: i64,
+        /// Shift of the windows' alignment from the epoch.
+        offset: i64,
     },
     /// `SESSION(.., gap)`
     Session {
@@ -59,25 +67,41 @@ impl WindowKind {
     /// Width of the slices windows are made of.
     pub fn slice_width(&self) -> i64 {
         match *self {
-            WindowKind::Tumble { size } => size,
-            WindowKind::Hop { slide, size } => gcd(size, slide),
+            WindowKind::Tumble { size, .. } => size,
+            WindowKind::Hop { slide, size, .. } => gcd(size, slide),
             WindowKind::Cumulate { step, .. } => step,
             WindowKind::Session { gap } => gap,
         }
     }
 
+    /// The `OFFSET` the windows are shifted by.
+    pub fn offset(&self) -> i64 {
+        match *self {
+            WindowKind::Tumble { offset, .. }
+            | WindowKind::Hop { offset, .. }
+            | WindowKind::Cumulate { offset, .. } => offset,
+            WindowKind::Session { .. } => 0,
+        }
+    }
+
+    /// `t` rounded down to a multiple of `width` after the offset.
+    fn align(&self, t: Timestamp, width: i64) -> Timestamp {
+        let off = self.offset();
+        floor_to(t - off, width) + off
+    }
+
     /// Start of the slice holding event time `t`.
     pub fn slice_start(&self, t: Timestamp) -> Timestamp {
-        floor_to(t, self.slice_width())
+        self.align(t, self.slice_width())
     }
 
     /// End of the last window that contains the slice starting at `s`: once the watermark
     /// passes it, rows of that slice are late for every window.
     pub fn last_window_end(&self, s: Timestamp) -> Timestamp {
         match *self {
-            WindowKind::Tumble { size } => s + size,
-            WindowKind::Hop { slide, size } => floor_to(s, slide) + size,
-            WindowKind::Cumulate { max_size, .. } => floor_to(s, max_size) + max_size,
+            WindowKind::Tumble { size, .. } => s + size,
+            WindowKind::Hop { slide, size, .. } => self.align(s, slide) + size,
+            WindowKind::Cumulate { max_size, .. } => self.align(s, max_size) + max_size,
             WindowKind::Session { gap } => s + gap,
         }
     }
@@ -85,10 +109,10 @@ impl WindowKind {
     /// Ends of all windows that contain the slice starting at `s`, ascending.
     pub fn window_ends(&self, s: Timestamp) -> Vec<Timestamp> {
         match *self {
-            WindowKind::Tumble { size } => vec![s + size],
-            WindowKind::Hop { slide, size } => {
+            WindowKind::Tumble { size, .. } => vec![s + size],
+            WindowKind::Hop { slide, size, .. } => {
                 let mut ends = Vec::new();
-                let mut ws = floor_to(s, slide);
+                let mut ws = self.align(s, slide);
                 while ws > s - size {
                     ends.push(ws + size);
                     ws -= slide;
@@ -96,8 +120,8 @@ impl WindowKind {
                 ends.reverse();
                 ends
             }
-            WindowKind::Cumulate { step, max_size } => {
-                let last = floor_to(s, max_size) + max_size;
+            WindowKind::Cumulate { step, max_size, .. } => {
+                let last = self.align(s, max_size) + max_size;
                 (1..)
                     .map(|k| s + k * step)
                     .take_while(|e| *e <= last)
@@ -110,8 +134,8 @@ impl WindowKind {
     /// Start of the window ending at `end`.
     pub fn window_start(&self, end: Timestamp) -> Timestamp {
         match *self {
-            WindowKind::Tumble { size } | WindowKind::Hop { size, .. } => end - size,
-            WindowKind::Cumulate { max_size, .. } => floor_to(end - 1, max_size),
+            WindowKind::Tumble { size, .. } | WindowKind::Hop { size, .. } => end - size,
+            WindowKind::Cumulate { max_size, .. } => self.align(end - 1, max_size),
             WindowKind::Session { gap } => end - gap,
         }
     }
@@ -127,14 +151,18 @@ impl fmt::Display for WindowKind {
             }
         };
         match *self {
-            WindowKind::Tumble { size } => write!(f, "TUMBLE(size={})", d(size)),
-            WindowKind::Hop { slide, size } => {
-                write!(f, "HOP(slide={}, size={})", d(slide), d(size))
+            WindowKind::Tumble { size, .. } => write!(f, "TUMBLE(size={}", d(size))?,
+            WindowKind::Hop { slide, size, .. } => {
+                write!(f, "HOP(slide={}, size={}", d(slide), d(size))?
             }
-            WindowKind::Cumulate { step, max_size } => {
-                write!(f, "CUMULATE(step={}, max={})", d(step), d(max_size))
+            WindowKind::Cumulate { step, max_size, .. } => {
+                write!(f, "CUMULATE(step={}, max={}", d(step), d(max_size))?
             }
-            WindowKind::Session { gap } => write!(f, "SESSION(gap={})", d(gap)),
+            WindowKind::Session { gap } => write!(f, "SESSION(gap={}", d(gap))?,
+        }
+        match self.offset() {
+            0 => write!(f, ")"),
+            off => write!(f, ", offset={})", d(off)),
         }
     }
 }
@@ -242,13 +270,21 @@ mod tests {
 
     #[test]
     fn hop_slices_and_window_ends() {
-        let hop = WindowKind::Hop { slide: 2, size: 10 };
+        let hop = WindowKind::Hop {
+            slide: 2,
+            size: 10,
+            offset: 0,
+        };
         assert_eq!(hop.slice_width(), 2);
         assert_eq!(hop.slice_start(7), 6);
         assert_eq!(hop.window_ends(6), vec![8, 10, 12, 14, 16]);
         assert_eq!(hop.last_window_end(6), 16);
         assert_eq!(hop.window_start(16), 6);
-        let odd = WindowKind::Hop { slide: 4, size: 10 };
+        let odd = WindowKind::Hop {
+            slide: 4,
+            size: 10,
+            offset: 0,
+        };
         assert_eq!(odd.slice_width(), 2);
         // slice [6,8) is in windows starting at 4 and 0: ends 14 and 10.
         assert_eq!(odd.window_ends(6), vec![10, 14]);
@@ -259,6 +295,7 @@ mod tests {
         let c = WindowKind::Cumulate {
             step: 2,
             max_size: 6,
+            offset: 0,
         };
         assert_eq!(c.window_ends(2), vec![4, 6]);
         assert_eq!(c.window_start(4), 0);
@@ -268,7 +305,47 @@ mod tests {
 
     #[test]
     fn negative_times_align_to_the_epoch() {
-        let t = WindowKind::Tumble { size: 10 };
+        let t = WindowKind::Tumble {
+            size: 10,
+            offset: 0,
+        };
         assert_eq!(t.slice_start(-1), -10);
+    }
+
+    #[test]
+    fn offsets_shift_the_alignment() {
+        // Flink: TUMBLE(.., INTERVAL '10' MINUTES, INTERVAL '1' MINUTES) has windows
+        // [08:01, 08:11), …; a negative offset shifts the other way.
+        let t = WindowKind::Tumble {
+            size: 10,
+            offset: 1,
+        };
+        assert_eq!(t.slice_start(0), -9);
+        assert_eq!(t.slice_start(1), 1);
+        assert_eq!(t.slice_start(10), 1);
+        assert_eq!(t.slice_start(11), 11);
+        let neg = WindowKind::Tumble {
+            size: 10,
+            offset: -1,
+        };
+        assert_eq!(neg.slice_start(9), 9);
+        assert_eq!(neg.slice_start(8), -1);
+        let hop = WindowKind::Hop {
+            slide: 4,
+            size: 8,
+            offset: 1,
+        };
+        assert_eq!(hop.slice_start(6), 5);
+        // Windows [1, 9) and [5, 13) hold the slice [5, 9).
+        assert_eq!(hop.window_ends(5), vec![9, 13]);
+        let c = WindowKind::Cumulate {
+            step: 2,
+            max_size: 6,
+            offset: 1,
+        };
+        assert_eq!(c.slice_start(2), 1);
+        assert_eq!(c.window_ends(1), vec![3, 5, 7]);
+        assert_eq!(c.window_start(5), 1);
+        assert_eq!(c.last_window_end(3), 7);
     }
 }

@@ -240,9 +240,6 @@ impl Rewriter<'_> {
             args[i]
                 .ok_or_else(|| Error::Plan(format!("{fname} is missing its {} argument", names[i])))
         };
-        if names.last() == Some(&"OFFSET") && args[names.len() - 1].is_some() {
-            return not_supported!("the OFFSET argument of {fname}");
-        }
         // DATA: TABLE t [PARTITION BY ...]
         let (table, partition_by) = match arg(0)? {
             Expr::CompoundIdentifier(parts)
@@ -287,18 +284,31 @@ impl Rewriter<'_> {
             }
             Ok(ms)
         };
+        // OFFSET: an interval (negative allowed) shifting the windows' alignment.
+        let offset = match names.iter().position(|n| *n == "OFFSET") {
+            Some(i) if args[i].is_some() => interval_ms(arg(i)?)?,
+            _ => 0,
+        };
         let kind = match fname.as_str() {
-            "TUMBLE" => WindowKind::Tumble { size: positive(2)? },
+            "TUMBLE" => WindowKind::Tumble {
+                size: positive(2)?,
+                offset,
+            },
             "HOP" => WindowKind::Hop {
                 slide: positive(2)?,
                 size: positive(3)?,
+                offset,
             },
             "CUMULATE" => {
                 let (step, max_size) = (positive(2)?, positive(3)?);
                 if max_size % step != 0 {
                     return plan_err!("CUMULATE: the max size must be a multiple of the step");
                 }
-                WindowKind::Cumulate { step, max_size }
+                WindowKind::Cumulate {
+                    step,
+                    max_size,
+                    offset,
+                }
             }
             _ => WindowKind::Session { gap: positive(2)? },
         };
@@ -459,10 +469,14 @@ impl VisitorMut for LegacyWindows<'_, '_> {
                 })
                 .collect();
             let kind = match kind_name.as_str() {
-                "TUMBLE" => WindowKind::Tumble { size: interval(1)? },
+                "TUMBLE" => WindowKind::Tumble {
+                    size: interval(1)?,
+                    offset: 0,
+                },
                 "HOP" => WindowKind::Hop {
                     slide: interval(1)?,
                     size: interval(2)?,
+                    offset: 0,
                 },
                 _ => WindowKind::Session { gap: interval(1)? },
             };

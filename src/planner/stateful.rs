@@ -698,7 +698,9 @@ impl Planner<'_> {
             Some(e) => match constant(e)?.cast_to(&DataType::Int64)? {
                 ScalarValue::Int64(Some(n)) if n >= 0 => n as usize,
                 v => {
-                    return plan_err!("{upper}: the offset must be a non-negative integer, not {v}");
+                    return plan_err!(
+                        "{upper}: the offset must be a non-negative integer, not {v}"
+                    );
                 }
             },
         };
