@@ -1,4 +1,4 @@
-//! `AVG` and `SUM` with Flink's result types.
+//! `AVG`, `SUM` and the variance and standard-deviation aggregates with Flink's result types.
 //!
 //! Flink's `AVG` of an INT column is an INT (the quotient truncated toward zero), and its
 //! `SUM` of an INT column is an INT; DataFusion answers DOUBLE and BIGINT. [`SameType`] wraps
@@ -26,6 +26,8 @@ use datafusion::logical_expr::{
 enum Kind {
     Avg,
     Sum,
+    /// VAR_POP, VAR_SAMP, STDDEV_POP, STDDEV_SAMP: like AVG, the argument's type.
+    Spread,
 }
 
 /// DataFusion's `AVG` or `SUM`, answering in the argument's type for the types Flink keeps.
@@ -50,6 +52,20 @@ impl SameType {
         Self::new(datafusion::functions_aggregate::sum::sum_udaf(), Kind::Sum)
     }
 
+    /// `VAR_SAMP` (also `VARIANCE`), `VAR_POP`, `STDDEV_SAMP` (`STDDEV`) and `STDDEV_POP`.
+    pub fn spreads() -> Vec<Self> {
+        use datafusion::functions_aggregate::{stddev, variance};
+        [
+            variance::var_samp_udaf(),
+            variance::var_pop_udaf(),
+            stddev::stddev_udaf(),
+            stddev::stddev_pop_udaf(),
+        ]
+        .into_iter()
+        .map(|f| Self::new(f, Kind::Spread))
+        .collect()
+    }
+
     fn new(inner: Arc<AggregateUDF>, kind: Kind) -> Self {
         Self {
             inner: inner.as_ref().clone(),
@@ -65,9 +81,10 @@ impl SameType {
         use DataType::*;
         let same = |wide: DataType| Some((wide, t.clone()));
         match (self.kind, t) {
-            (Kind::Avg, Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64) => {
-                same(Float64)
-            }
+            (
+                Kind::Avg | Kind::Spread,
+                Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64,
+            ) => same(Float64),
             (_, Float32) => same(Float64),
             (Kind::Sum, Int8 | Int16 | Int32) => same(Int64),
             (Kind::Sum, UInt8 | UInt16 | UInt32) => same(UInt64),

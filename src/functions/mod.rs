@@ -11,6 +11,9 @@
 //!   does not parse;
 //! - [`flink`]: functions DataFusion lacks (LOCATE, TIMESTAMPDIFF, JSON_VALUE, PARSE_URL,
 //!   SHA2, TYPEOF, …);
+//! - [`rowwise`]: more of them, each a plain row-wise body (TO_BASE64, HEX, IS_DIGIT, ENCODE,
+//!   SHA1, SIGN, STR_TO_MAP, ELEMENT, JSON_STRING, JSON_ARRAY, CONVERT_TZ, …), with [`zone`]
+//!   for time-zone names;
 //! - `ARRAY_REMOVE` removes every equal element (DataFusion's `array_remove_all`);
 //! - [`aggregate`]: `AVG` and `SUM` keep an integer (or FLOAT) argument's type, as Flink's
 //!   do, instead of widening to DOUBLE / BIGINT;
@@ -22,8 +25,10 @@
 
 pub mod aggregate;
 pub mod flink;
+pub mod rowwise;
 pub mod string;
 pub mod time;
+pub mod zone;
 
 use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
@@ -48,8 +53,12 @@ pub fn register(ctx: &SessionContext) {
     let remove_all = datafusion::functions_nested::remove::array_remove_all_udf();
     ctx.register_udf(remove_all.as_ref().clone().with_aliases(["array_remove"]));
     flink::register(ctx);
+    rowwise::register(ctx);
     ctx.register_udaf(AggregateUDF::from(aggregate::SameType::avg()));
     ctx.register_udaf(AggregateUDF::from(aggregate::SameType::sum()));
+    for f in aggregate::SameType::spreads() {
+        ctx.register_udaf(AggregateUDF::from(f));
+    }
 }
 
 /// Evaluate a row-wise function over its arguments as arrays (scalars broadcast). When every

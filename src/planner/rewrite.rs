@@ -720,6 +720,50 @@ fn flink_functions(query: &mut Query) -> Result<()> {
                     clauses: vec![],
                 });
             }
+            // JSON_OBJECT(k VALUE v, ...): the pairs as plain arguments, k1, v1, k2, v2, ….
+            "JSON_OBJECT" => {
+                let FunctionArguments::List(list) = &mut f.args else {
+                    return ControlFlow::Continue(());
+                };
+                let mut args = vec![];
+                for a in &list.args {
+                    match a {
+                        FunctionArg::ExprNamed {
+                            name,
+                            arg: FunctionArgExpr::Expr(v),
+                            ..
+                        } => {
+                            args.push(name.clone());
+                            args.push(v.clone());
+                        }
+                        // `'a' VALUE 1` parses as a named argument.
+                        FunctionArg::Named {
+                            name,
+                            arg: FunctionArgExpr::Expr(v),
+                            operator: sqlparser::ast::FunctionArgOperator::Value,
+                        } => {
+                            args.push(Expr::Value(
+                                sqlparser::ast::Value::SingleQuotedString(name.value.clone())
+                                    .into(),
+                            ));
+                            args.push(v.clone());
+                        }
+                        other => {
+                            error = Some(Error::NotSupported(format!(
+                                "JSON_OBJECT argument {other} (write 'key' VALUE value)"
+                            )));
+                            return ControlFlow::Break(());
+                        }
+                    }
+                }
+                f.name = ObjectName(vec![ObjectNamePart::Identifier(Ident::new(
+                    crate::functions::rowwise::JSON_OBJECT,
+                ))]);
+                list.args = args
+                    .into_iter()
+                    .map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a)))
+                    .collect();
+            }
             // IF(c, a, b) is CASE WHEN c THEN a ELSE b END.
             "IF" => match plain_args(f).as_deref() {
                 Some([c, a, b]) => {
@@ -845,7 +889,7 @@ fn flink_functions(query: &mut Query) -> Result<()> {
             // Flink functions DataFusion spells differently, as templates over the arguments.
             "SPLIT_INDEX" | "REGEXP_EXTRACT" | "HOUR" | "MINUTE" | "SECOND" | "YEAR"
             | "QUARTER" | "MONTH" | "WEEK" | "DAYOFYEAR" | "DAYOFMONTH" | "DAYOFWEEK"
-            | "TRUNCATE" | "CEILING" | "REGEXP" => {
+            | "TRUNCATE" | "CEILING" | "REGEXP" | "LISTAGG" | "COLLECT" | "VARIANCE" => {
                 let args: Vec<String> = plain_args(f)
                     .unwrap_or_default()
                     .iter()
@@ -874,6 +918,11 @@ fn flink_functions(query: &mut Query) -> Result<()> {
                     ("TRUNCATE", [x, n]) => format!("trunc({x}, {n})"),
                     ("CEILING", [x]) => format!("ceil({x})"),
                     ("REGEXP", [x, p]) => format!("regexp_like({x}, {p})"),
+                    ("LISTAGG", [x]) => format!("string_agg({x}, ',')"),
+                    ("LISTAGG", [x, sep]) => format!("string_agg({x}, {sep})"),
+                    // Flink's is a MULTISET; weir answers an ARRAY (docs/flink.md).
+                    ("COLLECT", [x]) => format!("array_agg({x})"),
+                    ("VARIANCE", [x]) => format!("var_samp({x})"),
                     _ => {
                         error = Some(Error::Plan(format!("wrong arguments for {name}: {e}")));
                         return ControlFlow::Break(());

@@ -7,7 +7,11 @@
 //!
 //! Through the same hooks it reads two Flink forms stock dialects reject:
 //! - `CASE x WHEN 1, 2 THEN …`: several values per WHEN, read as `x IN (1, 2)`;
-//! - `x [NOT] BETWEEN SYMMETRIC a AND b`: the bounds in either order.
+//! - `x [NOT] BETWEEN SYMMETRIC a AND b`: the bounds in either order;
+//! - `JSON_OBJECT([KEY] k VALUE v, … [NULL | ABSENT ON NULL])` and
+//!   `JSON_ARRAY(v, … [NULL | ABSENT ON NULL])`: calls of weir's JSON functions
+//!   ([`crate::functions::rowwise`]), the ON NULL behaviour chosen by name;
+//! - `x IS [NOT] JSON [VALUE | SCALAR | ARRAY | OBJECT]`: a call of `weir_is_json(x, kind)`.
 
 use sqlparser::ast::{Expr, Ident};
 use sqlparser::dialect::Dialect;
@@ -56,6 +60,16 @@ impl Dialect for WeirDialect {
         _precedence: u8,
     ) -> Option<Result<Expr, ParserError>> {
         let word = |n: usize, kw: Keyword| matches!(&parser.peek_nth_token(n).token, Token::Word(w) if w.keyword == kw);
+        if word(0, Keyword::IS) {
+            let not = word(1, Keyword::NOT);
+            if word(1 + usize::from(not), Keyword::JSON) {
+                for _ in 0..2 + usize::from(not) {
+                    parser.next_token();
+                }
+                return Some(parse_is_json(parser, expr, not));
+            }
+            return None;
+        }
         let negated = word(0, Keyword::NOT);
         let at = usize::from(negated);
         if !(word(at, Keyword::BETWEEN) && word(at + 1, Keyword::SYMMETRIC)) {
@@ -71,6 +85,23 @@ impl Dialect for WeirDialect {
         if matches!(&parser.peek_token().token, Token::Word(w) if w.keyword == Keyword::CASE) {
             parser.next_token();
             return Some(parse_case(parser));
+        }
+        let json = match &parser.peek_token().token {
+            Token::Word(w) if w.quote_style.is_none() => {
+                match w.value.to_ascii_uppercase().as_str() {
+                    "JSON_OBJECT" => Some(true),
+                    "JSON_ARRAY" => Some(false),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        if let Some(object) = json
+            && parser.peek_nth_token(1).token == Token::LParen
+        {
+            parser.next_token();
+            parser.next_token();
+            return Some(parse_json_constructor(parser, object));
         }
         // `TABLE name` where an expression is expected: only valid as a window TVF argument.
         let is_table_arg = matches!(&parser.peek_token().token, Token::Word(w) if w.keyword == Keyword::TABLE)
@@ -185,4 +216,127 @@ fn parse_table_arg(parser: &mut Parser) -> Result<Expr, ParserError> {
         }
     }
     Ok(Expr::CompoundIdentifier(parts))
+}
+
+/// The rest of `JSON_OBJECT(` / `JSON_ARRAY(`: the entries, an optional ON NULL clause and
+/// `)`, as a call of the weir function for that ON NULL behaviour (JSON_OBJECT keeps NULLs by
+/// default, JSON_ARRAY drops them, as in Flink).
+fn parse_json_constructor(parser: &mut Parser, object: bool) -> Result<Expr, ParserError> {
+    let mut args: Vec<Expr> = vec![];
+    let mut keep_nulls = object;
+    let on_null = |parser: &mut Parser| -> Option<bool> {
+        for (kw, keep) in [(Keyword::NULL, true), (Keyword::ABSENT, false)] {
+            if parser.parse_keywords(&[kw, Keyword::ON, Keyword::NULL]) {
+                return Some(keep);
+            }
+        }
+        None
+    };
+    if !parser.consume_token(&Token::RParen) {
+        loop {
+            if let Some(keep) = on_null(parser) {
+                keep_nulls = keep;
+                break;
+            }
+            if object {
+                let _ = parser.parse_keyword(Keyword::KEY);
+                args.push(parser.parse_expr()?);
+                if !parser.parse_keyword(Keyword::VALUE) {
+                    parser.expect_token(&Token::Colon)?;
+                }
+            }
+            args.push(parser.parse_expr()?);
+            if !parser.consume_token(&Token::Comma) {
+                if let Some(keep) = on_null(parser) {
+                    keep_nulls = keep;
+                }
+                break;
+            }
+        }
+        parser.expect_token(&Token::RParen)?;
+    }
+    use crate::functions::rowwise as json;
+    let name = match (object, keep_nulls) {
+        (true, true) => json::JSON_OBJECT,
+        (true, false) => json::JSON_OBJECT_ABSENT,
+        (false, true) => json::JSON_ARRAY_NULL,
+        (false, false) => json::JSON_ARRAY,
+    };
+    // The first argument marks the values that are JSON already (a nested JSON_OBJECT or
+    // JSON_ARRAY): '1' per such value, '0' per other.
+    let values = args
+        .iter()
+        .skip(usize::from(object))
+        .step_by(1 + usize::from(object));
+    let mask: String = values
+        .map(|v| match v {
+            Expr::Function(f) if json::JSON_CONSTRUCTORS.contains(&f.name.to_string().as_str()) => {
+                '1'
+            }
+            _ => '0',
+        })
+        .collect();
+    let mut all = vec![Expr::Value(
+        sqlparser::ast::Value::SingleQuotedString(mask).into(),
+    )];
+    all.extend(args);
+    Ok(call(name, all))
+}
+
+/// `x IS [NOT] JSON [VALUE | SCALAR | ARRAY | OBJECT]` after `IS [NOT] JSON`.
+fn parse_is_json(parser: &mut Parser, expr: &Expr, negated: bool) -> Result<Expr, ParserError> {
+    let kind = match &parser.peek_token().token {
+        Token::Word(w)
+            if w.quote_style.is_none()
+                && matches!(
+                    w.value.to_ascii_uppercase().as_str(),
+                    "VALUE" | "SCALAR" | "ARRAY" | "OBJECT"
+                ) =>
+        {
+            let k = w.value.to_ascii_uppercase();
+            parser.next_token();
+            k
+        }
+        _ => "VALUE".to_string(),
+    };
+    let test = call(
+        crate::functions::rowwise::IS_JSON,
+        vec![
+            expr.clone(),
+            Expr::Value(sqlparser::ast::Value::SingleQuotedString(kind).into()),
+        ],
+    );
+    Ok(if negated {
+        Expr::UnaryOp {
+            op: sqlparser::ast::UnaryOperator::Not,
+            expr: Box::new(Expr::Nested(Box::new(test))),
+        }
+    } else {
+        test
+    })
+}
+
+/// A plain call `name(args…)`.
+fn call(name: &str, args: Vec<Expr>) -> Expr {
+    use sqlparser::ast::{
+        Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments,
+        ObjectName, ObjectNamePart,
+    };
+    Expr::Function(Function {
+        name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new(name))]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args
+                .into_iter()
+                .map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a)))
+                .collect(),
+            clauses: vec![],
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
+    })
 }
