@@ -720,50 +720,6 @@ fn flink_functions(query: &mut Query) -> Result<()> {
                     clauses: vec![],
                 });
             }
-            // JSON_OBJECT(k VALUE v, ...): the pairs as plain arguments, k1, v1, k2, v2, ….
-            "JSON_OBJECT" => {
-                let FunctionArguments::List(list) = &mut f.args else {
-                    return ControlFlow::Continue(());
-                };
-                let mut args = vec![];
-                for a in &list.args {
-                    match a {
-                        FunctionArg::ExprNamed {
-                            name,
-                            arg: FunctionArgExpr::Expr(v),
-                            ..
-                        } => {
-                            args.push(name.clone());
-                            args.push(v.clone());
-                        }
-                        // `'a' VALUE 1` parses as a named argument.
-                        FunctionArg::Named {
-                            name,
-                            arg: FunctionArgExpr::Expr(v),
-                            operator: sqlparser::ast::FunctionArgOperator::Value,
-                        } => {
-                            args.push(Expr::Value(
-                                sqlparser::ast::Value::SingleQuotedString(name.value.clone())
-                                    .into(),
-                            ));
-                            args.push(v.clone());
-                        }
-                        other => {
-                            error = Some(Error::NotSupported(format!(
-                                "JSON_OBJECT argument {other} (write 'key' VALUE value)"
-                            )));
-                            return ControlFlow::Break(());
-                        }
-                    }
-                }
-                f.name = ObjectName(vec![ObjectNamePart::Identifier(Ident::new(
-                    crate::functions::rowwise::JSON_OBJECT,
-                ))]);
-                list.args = args
-                    .into_iter()
-                    .map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a)))
-                    .collect();
-            }
             // IF(c, a, b) is CASE WHEN c THEN a ELSE b END.
             "IF" => match plain_args(f).as_deref() {
                 Some([c, a, b]) => {
