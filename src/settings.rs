@@ -57,16 +57,9 @@ pub fn validate(key: &str, value: &str) -> Result<()> {
             },
         ));
     };
-    // Session time zones other than UTC would change how TIMESTAMP_LTZ values print, extract
-    // and window; until they do, they are refused rather than ignored.
-    if key == "table.local-time-zone"
-        && !matches!(
-            value.trim().to_ascii_uppercase().as_str(),
-            "UTC" | "Z" | "GMT" | "ETC/UTC" | "+00:00" | "UTC+00:00"
-        )
-    {
-        return Err(Error::NotSupported(format!(
-            "'table.local-time-zone' = '{value}': weir works in UTC for now"
+    if key == "table.local-time-zone" && crate::functions::zone::Zone::parse(value).is_none() {
+        return Err(Error::Plan(format!(
+            "'table.local-time-zone' = '{value}': not a time zone (an IANA name such as 'Asia/Shanghai', 'UTC', or an offset such as 'GMT+08:00')"
         )));
     }
     let ok = match kind {

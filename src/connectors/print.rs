@@ -11,12 +11,13 @@ use super::Sink;
 use crate::Result;
 use crate::error::Context;
 
-/// How timestamps are printed (as Flink prints them).
+/// How timestamps are printed (as Flink prints them; a TIMESTAMP_LTZ on the session zone's
+/// clock, without a zone suffix).
 pub fn format_options() -> FormatOptions<'static> {
     FormatOptions::default()
         .with_null("NULL")
         .with_timestamp_format(Some("%Y-%m-%d %H:%M:%S%.3f"))
-        .with_timestamp_tz_format(Some("%Y-%m-%d %H:%M:%S%.3fZ"))
+        .with_timestamp_tz_format(Some("%Y-%m-%d %H:%M:%S%.3f"))
 }
 
 /// `'connector' = 'print'`: one `+I[...]` line per row on stdout.

@@ -47,7 +47,7 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::from(string::Chr::default()));
     ctx.register_udf(ScalarUDF::from(time::ParseTime::timestamp()));
     ctx.register_udf(ScalarUDF::from(time::ParseTime::date()));
-    ctx.register_udf(ScalarUDF::from(string::CastToString::default()));
+    register_zone(ctx, "UTC");
     ctx.register_udf(ScalarUDF::from(string::LeftRight::left()));
     ctx.register_udf(ScalarUDF::from(string::LeftRight::right()));
     let remove_all = datafusion::functions_nested::remove::array_remove_all_udf();
@@ -59,6 +59,14 @@ pub fn register(ctx: &SessionContext) {
     for f in aggregate::SameType::spreads() {
         ctx.register_udaf(AggregateUDF::from(f));
     }
+}
+
+/// The functions that depend on the session time zone (`'table.local-time-zone'`), for the
+/// zone named `zone`: `CAST(ltz AS STRING)` and `weir_local` (HOUR, DATE_FORMAT, … of a
+/// TIMESTAMP_LTZ).
+pub fn register_zone(ctx: &SessionContext, zone: &str) {
+    ctx.register_udf(ScalarUDF::from(string::CastToString::in_zone(zone)));
+    ctx.register_udf(ScalarUDF::from(zone::Local::new(zone)));
 }
 
 /// Evaluate a row-wise function over its arguments as arrays (scalars broadcast). When every

@@ -205,6 +205,8 @@ impl ScalarUDFImpl for LeftRight {
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct CastToString {
     signature: Signature,
+    /// The session time zone TIMESTAMP_LTZ values print in.
+    zone: String,
 }
 
 /// The name the planner rewrites string casts to.
@@ -212,8 +214,16 @@ pub const CAST_TO_STRING: &str = "cast_to_string";
 
 impl Default for CastToString {
     fn default() -> Self {
+        Self::in_zone("UTC")
+    }
+}
+
+impl CastToString {
+    /// Printing TIMESTAMP_LTZ values in the zone named `zone`.
+    pub fn in_zone(zone: &str) -> Self {
         Self {
             signature: Signature::any(1, Volatility::Immutable),
+            zone: zone.to_string(),
         }
     }
 }
@@ -236,8 +246,16 @@ impl ScalarUDFImpl for CastToString {
         args: ScalarFunctionArgs,
     ) -> datafusion::error::Result<ColumnarValue> {
         use datafusion::arrow::datatypes::TimeUnit;
+        let zone = super::zone::Zone::parse(&self.zone);
         map_rows(&args, |a| {
-            let x = &a[0];
+            let local;
+            let x = match &zone {
+                Some(z) => {
+                    local = super::zone::localize(&a[0], z)?;
+                    &local
+                }
+                None => &a[0],
+            };
             match x.data_type() {
                 DataType::Timestamp(unit, _) => {
                     let ts = datafusion::arrow::compute::cast(

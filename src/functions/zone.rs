@@ -1,7 +1,18 @@
 //! Time zones as Flink names them: an IANA name (`America/Los_Angeles`), `UTC` / `Z`, or a
-//! fixed offset (`GMT+08:00`, `UTC-5`, `+05:30`). Used by `CONVERT_TZ`.
+//! fixed offset (`GMT+08:00`, `UTC-5`, `+05:30`). Used by `CONVERT_TZ` and by the session time
+//! zone (`'table.local-time-zone'`): [`Local`] (`weir_local(x)`) reads a TIMESTAMP_LTZ as the
+//! wall-clock time in that zone, for `HOUR(…)`, `DATE_FORMAT(…)` and `CAST(… AS STRING)`.
 
 use chrono::{FixedOffset, NaiveDateTime, Offset, TimeZone};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+};
+
+/// The name `weir_local(x)`: a TIMESTAMP_LTZ as the session zone's wall-clock TIMESTAMP.
+pub const LOCAL: &str = "weir_local";
 
 /// A parsed time zone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +78,49 @@ impl Zone {
         }
     }
 
+    /// The zone's offset from UTC, in seconds, at an instant (seconds since the epoch).
+    pub fn offset_secs(&self, utc_secs: i64) -> i64 {
+        match self {
+            Zone::Fixed(off) => off.local_minus_utc().into(),
+            Zone::Named(tz) => match chrono::DateTime::from_timestamp(utc_secs, 0) {
+                Some(t) => tz
+                    .offset_from_utc_datetime(&t.naive_utc())
+                    .fix()
+                    .local_minus_utc()
+                    .into(),
+                None => 0,
+            },
+        }
+    }
+
+    /// The wall-clock time in this zone (as milliseconds of a zone-less timestamp) of an
+    /// instant in milliseconds since the epoch.
+    pub fn wall_clock_ms(&self, utc_ms: i64) -> i64 {
+        utc_ms + self.offset_secs(utc_ms.div_euclid(1000)) * 1000
+    }
+
+    /// The offset in milliseconds when it never changes between 1970 and 2100, else None.
+    pub fn fixed_offset_ms(&self) -> Option<i64> {
+        self.fixed_from(0)
+    }
+
+    /// The offset in milliseconds when it has not changed since 2000 and will not until 2100
+    /// (no daylight saving time: Asia/Shanghai, Asia/Kolkata, …), else None. Windows over a
+    /// TIMESTAMP_LTZ are aligned in such a zone.
+    pub fn recent_fixed_offset_ms(&self) -> Option<i64> {
+        self.fixed_from(946_684_800)
+    }
+
+    fn fixed_from(&self, start: i64) -> Option<i64> {
+        let first = self.offset_secs(start);
+        let half_year = 365 * 86_400 / 2;
+        (0..260)
+            .map(|k| start + k * half_year)
+            .take_while(|t| *t < 4_102_444_800)
+            .all(|t| self.offset_secs(t) == first)
+            .then_some(first * 1000)
+    }
+
     /// The local time in this zone of an instant given as UTC.
     pub fn from_utc(&self, utc: NaiveDateTime) -> NaiveDateTime {
         match self {
@@ -74,6 +128,92 @@ impl Zone {
             Zone::Named(tz) => tz.from_utc_datetime(&utc).naive_local(),
         }
     }
+}
+
+/// Timestamps with a time zone (instants) as the wall-clock time in `zone`, without a zone;
+/// other arrays unchanged.
+pub fn localize(x: &ArrayRef, zone: &Zone) -> datafusion::error::Result<ArrayRef> {
+    let DataType::Timestamp(unit, Some(_)) = x.data_type() else {
+        return Ok(x.clone());
+    };
+    let per_sec = match unit {
+        TimeUnit::Second => 1,
+        TimeUnit::Millisecond => 1_000,
+        TimeUnit::Microsecond => 1_000_000,
+        TimeUnit::Nanosecond => 1_000_000_000,
+    };
+    // The raw values are UTC instants whatever the zone of the type.
+    let raw = cast(x, &DataType::Int64)?;
+    let fixed = zone.fixed_offset_ms().map(|ms| ms / 1000 * per_sec);
+    let local: Int64Array = raw
+        .as_primitive::<Int64Type>()
+        .iter()
+        .map(|v| {
+            v.map(|v| match fixed {
+                Some(off) => v + off,
+                None => v + zone.offset_secs(v.div_euclid(per_sec)) * per_sec,
+            })
+        })
+        .collect();
+    Ok(cast(&local, &DataType::Timestamp(*unit, None))?)
+}
+
+/// `weir_local(x)`: a TIMESTAMP_LTZ as the wall-clock TIMESTAMP in the session zone (any
+/// other argument unchanged). The planner wraps the arguments of `HOUR`, `DATE_FORMAT`, … in
+/// it, so they answer in the session zone as Flink's do.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct Local {
+    zone: String,
+    signature: Signature,
+}
+
+impl Local {
+    /// For the zone named `zone` (UTC when it does not parse; settings check it first).
+    pub fn new(zone: &str) -> Self {
+        Self {
+            zone: zone.to_string(),
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for Local {
+    fn name(&self) -> &str {
+        LOCAL
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(match &args[0] {
+            DataType::Timestamp(unit, Some(_)) => DataType::Timestamp(*unit, None),
+            other => other.clone(),
+        })
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        let zone = Zone::parse(&self.zone)
+            .unwrap_or(Zone::Fixed(FixedOffset::east_opt(0).ok_or_else(|| {
+                datafusion::error::DataFusionError::Internal("UTC offset".into())
+            })?));
+        super::map_rows(&args, |a| localize(&a[0], &zone))
+    }
+}
+
+/// An array of this zone's wall-clock times (for tests).
+#[cfg(test)]
+fn local_of(ms: Vec<i64>, zone: &str) -> Vec<i64> {
+    let x: ArrayRef = std::sync::Arc::new(
+        datafusion::arrow::array::TimestampMillisecondArray::from(ms).with_timezone("UTC"),
+    );
+    let out = localize(&x, &Zone::parse(zone).unwrap()).unwrap();
+    let raw = cast(&out, &DataType::Int64).unwrap();
+    raw.as_primitive::<Int64Type>().values().to_vec()
 }
 
 #[cfg(test)]
@@ -110,5 +250,32 @@ mod tests {
             ny.to_utc(t("2024-03-10 02:30:00")),
             Some(t("2024-03-10 07:30:00"))
         );
+    }
+
+    #[test]
+    fn fixed_offsets_and_wall_clock_times() {
+        // China kept daylight saving time from 1986 to 1991.
+        let shanghai = Zone::parse("Asia/Shanghai").unwrap();
+        assert_eq!(shanghai.fixed_offset_ms(), None);
+        assert_eq!(shanghai.recent_fixed_offset_ms(), Some(8 * 3_600_000));
+        assert_eq!(
+            Zone::parse("GMT-03:30").unwrap().fixed_offset_ms(),
+            Some(-12_600_000)
+        );
+        assert_eq!(
+            Zone::parse("Europe/Berlin")
+                .unwrap()
+                .recent_fixed_offset_ms(),
+            None
+        );
+        assert_eq!(local_of(vec![0], "GMT+08:00"), vec![8 * 3_600_000]);
+        // Berlin: +01:00 in January, +02:00 in July 2020.
+        let jan = 1_577_836_800_000; // 2020-01-01 00:00 UTC
+        let jul = 1_593_561_600_000; // 2020-07-01 00:00 UTC
+        assert_eq!(
+            local_of(vec![jan, jul], "Europe/Berlin"),
+            vec![jan + 3_600_000, jul + 7_200_000]
+        );
+        assert_eq!(shanghai.wall_clock_ms(0), 8 * 3_600_000);
     }
 }

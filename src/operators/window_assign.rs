@@ -23,6 +23,9 @@ pub struct WindowAssignSpec {
     pub time_col: usize,
     /// Input columns followed by window_start, window_end, window_time.
     pub output_schema: SchemaRef,
+    /// The session time zone whose wall clock window_start and window_end show (see
+    /// [`super::WindowAggSpec::local`]).
+    pub local: Option<crate::functions::zone::Zone>,
 }
 
 impl fmt::Display for WindowAssignSpec {
@@ -79,6 +82,13 @@ impl Operator for WindowAssignSpec {
             _ => None,
         };
         let times: Vec<i64> = ends.iter().map(|e| e - 1).collect();
+        let (starts, ends) = match &self.local {
+            Some(zone) => (
+                starts.iter().map(|t| zone.wall_clock_ms(*t)).collect(),
+                ends.iter().map(|t| zone.wall_clock_ms(*t)).collect(),
+            ),
+            None => (starts, ends),
+        };
         let mut cols = batch.columns().to_vec();
         for (i, v) in [starts, ends, times].into_iter().enumerate() {
             cols.push(

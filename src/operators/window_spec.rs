@@ -201,6 +201,10 @@ pub struct WindowAggSpec {
     pub agg_filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
     /// Output schema: GROUP BY items then aggregates.
     pub output_schema: SchemaRef,
+    /// Over a TIMESTAMP_LTZ in a session time zone other than UTC: that zone, whose wall clock
+    /// window_start and window_end show (TIMESTAMPs, as in Flink; window_time stays an
+    /// instant).
+    pub local: Option<crate::functions::zone::Zone>,
 }
 
 impl fmt::Display for WindowAggSpec {
@@ -227,6 +231,13 @@ impl WindowAggSpec {
         aggs: Vec<ArrayRef>,
     ) -> Result<RecordBatch> {
         let n = starts.len();
+        let (starts, ends_shown) = match &self.local {
+            Some(zone) => (
+                starts.iter().map(|t| zone.wall_clock_ms(*t)).collect(),
+                ends.iter().map(|t| zone.wall_clock_ms(*t)).collect(),
+            ),
+            None => (starts, ends.clone()),
+        };
         let tz_of = |i: usize| match self.output_schema.field(i).data_type() {
             DataType::Timestamp(_, tz) => tz.clone(),
             _ => None,
@@ -238,7 +249,7 @@ impl WindowAggSpec {
                     TimestampMillisecondArray::from(starts.clone()).with_timezone_opt(tz_of(i)),
                 ),
                 GroupOut::WindowEnd => Arc::new(
-                    TimestampMillisecondArray::from(ends.clone()).with_timezone_opt(tz_of(i)),
+                    TimestampMillisecondArray::from(ends_shown.clone()).with_timezone_opt(tz_of(i)),
                 ),
                 GroupOut::WindowTime => Arc::new(
                     TimestampMillisecondArray::from(ends.iter().map(|e| e - 1).collect::<Vec<_>>())

@@ -288,6 +288,9 @@ impl<'a> Planner<'a> {
     /// A planner whose DataFusion context knows every table of the catalog (schemas only).
     pub fn new(catalog: &'a Catalog) -> Result<Self> {
         let ctx = session();
+        if let Some(zone) = catalog.settings.get("table.local-time-zone") {
+            crate::functions::register_zone(&ctx, zone);
+        }
         register_user_functions(&ctx, catalog);
         for (name, table) in &catalog.tables {
             let provider: Arc<dyn TableProvider> = Arc::new(EmptyTable::new(table.schema.clone()));
@@ -355,6 +358,10 @@ impl<'a> Planner<'a> {
             }
             other => return plan_err!("{other:?} is not a query"),
         };
+        let plan = match statement {
+            Statement::Query(_) => self.in_session_zone(plan)?,
+            _ => plan,
+        };
         let stream = self.build(&plan)?;
         let schema = match &plan {
             LogicalPlan::Dml(d) => Arc::new(d.input.schema().as_arrow().clone()),
@@ -401,6 +408,121 @@ impl<'a> Planner<'a> {
             filters.push(filter);
         }
         Ok((aggs, filters))
+    }
+
+    /// The session time zone (`'table.local-time-zone'`), unless it is UTC.
+    fn session_zone(&self) -> Option<(String, crate::functions::zone::Zone)> {
+        let name = self.catalog.settings.get("table.local-time-zone")?;
+        let zone = crate::functions::zone::Zone::parse(name)?;
+        (zone.fixed_offset_ms() != Some(0)).then(|| (name.trim().to_string(), zone))
+    }
+
+    /// A query's TIMESTAMP_LTZ columns in the session time zone, so they print as its wall
+    /// clock (the instants are unchanged).
+    fn in_session_zone(&self, plan: LogicalPlan) -> Result<LogicalPlan> {
+        let Some((name, _)) = self.session_zone() else {
+            return Ok(plan);
+        };
+        let zoned = |t: &DataType| match t {
+            DataType::Timestamp(unit, Some(_)) => {
+                Some(DataType::Timestamp(*unit, Some(name.clone().into())))
+            }
+            _ => None,
+        };
+        if !plan
+            .schema()
+            .fields()
+            .iter()
+            .any(|f| zoned(f.data_type()).is_some())
+        {
+            return Ok(plan);
+        }
+        let exprs: Vec<DfExpr> = plan
+            .schema()
+            .iter()
+            .map(|(q, f)| {
+                let col = DfExpr::Column(datafusion::common::Column::from((q, f)));
+                match zoned(f.data_type()) {
+                    Some(t) => DfExpr::Cast(datafusion::logical_expr::Cast::new(Box::new(col), t))
+                        .alias(f.name()),
+                    None => col,
+                }
+            })
+            .collect();
+        Ok(datafusion::logical_expr::LogicalPlanBuilder::from(plan)
+            .project(exprs)?
+            .build()?)
+    }
+
+    /// The session zone whose wall clock the windows over a time attribute of this type show
+    /// (a TIMESTAMP_LTZ in a zone other than UTC).
+    fn wall_clock_zone(&self, time_type: &DataType) -> Option<crate::functions::zone::Zone> {
+        match time_type {
+            DataType::Timestamp(_, Some(_)) => self.session_zone().map(|(_, z)| z),
+            _ => None,
+        }
+    }
+
+    /// A window's geometry for its time attribute: over a TIMESTAMP_LTZ in a session time zone
+    /// other than UTC, windows are aligned to that zone's wall clock (a day starts at its
+    /// midnight), as in Flink. In a zone whose offset changes (daylight saving time) only
+    /// windows whose alignment the change does not move (those dividing an hour) are planned.
+    fn zoned_window(&self, kind: WindowKind, time_type: &DataType) -> Result<WindowKind> {
+        let (DataType::Timestamp(_, Some(_)), Some((name, zone))) =
+            (time_type, self.session_zone())
+        else {
+            return Ok(kind);
+        };
+        let shift = match zone.recent_fixed_offset_ms() {
+            Some(ms) => ms,
+            None => {
+                // Windows are aligned to multiples of this width.
+                let align = match kind {
+                    WindowKind::Tumble { size, .. } => size,
+                    WindowKind::Hop { slide, .. } => slide,
+                    WindowKind::Cumulate { max_size, .. } => max_size,
+                    WindowKind::Session { .. } => return Ok(kind),
+                };
+                // Every offset the zone has had since 2000 is a multiple of it: the windows
+                // are the same in UTC and on the zone's wall clock.
+                let year = 365 * 86_400;
+                let same = (0..200).all(|k| {
+                    let at = 946_684_800 + k * year / 2;
+                    (zone.offset_secs(at) * 1000) % align == 0
+                });
+                if same {
+                    return Ok(kind);
+                }
+                return not_supported!(
+                    "these windows over a TIMESTAMP_LTZ in the time zone '{name}', which has daylight saving time: use windows that divide an hour, or a zone with a fixed offset such as 'GMT+01:00'"
+                );
+            }
+        };
+        Ok(match kind {
+            WindowKind::Tumble { size, offset } => WindowKind::Tumble {
+                size,
+                offset: offset - shift,
+            },
+            WindowKind::Hop {
+                slide,
+                size,
+                offset,
+            } => WindowKind::Hop {
+                slide,
+                size,
+                offset: offset - shift,
+            },
+            WindowKind::Cumulate {
+                step,
+                max_size,
+                offset,
+            } => WindowKind::Cumulate {
+                step,
+                max_size,
+                offset: offset - shift,
+            },
+            session @ WindowKind::Session { .. } => session,
+        })
     }
 
     /// Instances per keyed stage: `SET 'parallelism'`, else the machine's cores.
@@ -980,12 +1102,16 @@ impl<'a> Planner<'a> {
             return not_supported!("SESSION windows without GROUP BY window_start, window_end");
         }
         let (mut s, time_col) = self.window_stream(w, input)?;
+        let time_type = input.schema().field(time_col).data_type();
+        let kind = self.zoned_window(w.kind, time_type)?;
+        let local = self.wall_clock_zone(time_type);
         s.time_attrs.push(w.columns[2].clone());
         s.window = Some((w.columns[0].clone(), w.columns[1].clone()));
         s.push(OpSpec::WindowAssign(WindowAssignSpec {
-            kind: w.kind,
+            kind,
             time_col,
             output_schema: Arc::new(schema.clone()),
+            local,
         }));
         Ok(s)
     }
@@ -1105,7 +1231,14 @@ impl<'a> Planner<'a> {
                 .find(|(_, x)| **x == g)
                 .map(|(f, _)| f.name().clone())
         };
-        s.time_attrs = [named(GroupOut::WindowTime), named(GroupOut::WindowEnd)]
+        let time_type = input.schema().field(time_col).data_type().clone();
+        let local = self.wall_clock_zone(&time_type);
+        // On a zone's wall clock window_end is not an instant, so not a time attribute.
+        let end_attr = local
+            .is_none()
+            .then(|| named(GroupOut::WindowEnd))
+            .flatten();
+        s.time_attrs = [named(GroupOut::WindowTime), end_attr]
             .into_iter()
             .flatten()
             .collect();
@@ -1118,9 +1251,10 @@ impl<'a> Planner<'a> {
             let in_schema = input.schema().as_arrow().clone();
             self.prune_for_exchange(&mut s, &in_schema, &used, &[time_col])?;
         }
+        let kind = self.zoned_window(w.kind, &time_type)?;
         s.stage(
             OpSpec::WindowAggregate(WindowAggSpec {
-                kind: w.kind,
+                kind,
                 time_col,
                 time_name: w.time_col.clone(),
                 keys,
@@ -1129,6 +1263,7 @@ impl<'a> Planner<'a> {
                 aggs,
                 agg_filters,
                 output_schema: Arc::new(agg.schema.as_arrow().clone()),
+                local,
             }),
             partition,
         );

@@ -792,9 +792,12 @@ fn flink_functions(query: &mut Query) -> Result<()> {
                             return ControlFlow::Break(());
                         }
                     };
-                    f.name = ObjectName(vec![ObjectNamePart::Identifier(Ident::new(func))]);
-                    if let FunctionArguments::List(l) = &mut f.args {
-                        l.args = vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(x.clone()))];
+                    // A TIMESTAMP_LTZ(3): an instant (UTC milliseconds).
+                    match expr_of(&format!(
+                        "arrow_cast({func}({x}), 'Timestamp(Millisecond, Some(\"UTC\"))')"
+                    )) {
+                        Some(x) => *e = Expr::Nested(Box::new(x)),
+                        None => error = Some(Error::Plan(format!("cannot translate {e}"))),
                     }
                 }
                 _ => {
@@ -827,8 +830,13 @@ fn flink_functions(query: &mut Query) -> Result<()> {
                                 )) = sel.projection.into_iter().next()
                             {
                                 if let FunctionArguments::List(l) = &mut call.args {
-                                    l.args[0] =
-                                        FunctionArg::Unnamed(FunctionArgExpr::Expr(ts.clone()));
+                                    // A TIMESTAMP_LTZ formats on the session zone's clock.
+                                    let local = expr_of(&format!(
+                                        "{}({ts})",
+                                        crate::functions::zone::LOCAL
+                                    ))
+                                    .unwrap_or_else(|| ts.clone());
+                                    l.args[0] = FunctionArg::Unnamed(FunctionArgExpr::Expr(local));
                                 }
                                 *e = Expr::Function(call);
                             }
@@ -863,13 +871,23 @@ fn flink_functions(query: &mut Query) -> Result<()> {
                     ("REGEXP_EXTRACT", [s, p, g]) => {
                         format!("array_element(regexp_match({s}, concat('(', {p}, ')')), {g} + 1)")
                     }
+                    // A TIMESTAMP_LTZ is read on the session zone's wall clock (weir_local).
                     ("HOUR" | "MINUTE" | "SECOND" | "YEAR" | "QUARTER" | "MONTH" | "WEEK", [x]) => {
-                        format!("CAST(date_part('{}', {x}) AS BIGINT)", name.to_lowercase())
+                        format!(
+                            "CAST(date_part('{}', weir_local({x})) AS BIGINT)",
+                            name.to_lowercase()
+                        )
                     }
-                    ("DAYOFYEAR", [x]) => format!("CAST(date_part('doy', {x}) AS BIGINT)"),
-                    ("DAYOFMONTH", [x]) => format!("CAST(date_part('day', {x}) AS BIGINT)"),
+                    ("DAYOFYEAR", [x]) => {
+                        format!("CAST(date_part('doy', weir_local({x})) AS BIGINT)")
+                    }
+                    ("DAYOFMONTH", [x]) => {
+                        format!("CAST(date_part('day', weir_local({x})) AS BIGINT)")
+                    }
                     // Flink: 1 = Sunday … 7 = Saturday.
-                    ("DAYOFWEEK", [x]) => format!("CAST(date_part('dow', {x}) AS BIGINT) + 1"),
+                    ("DAYOFWEEK", [x]) => {
+                        format!("CAST(date_part('dow', weir_local({x})) AS BIGINT) + 1")
+                    }
                     ("TRUNCATE", [x]) => format!("trunc({x})"),
                     ("TRUNCATE", [x, n]) => format!("trunc({x}, {n})"),
                     ("CEILING", [x]) => format!("ceil({x})"),
