@@ -1711,3 +1711,74 @@ async fn s3_source_resumes_from_its_checkpoint() {
     ids.sort();
     assert_eq!(ids, (0..(4 * per) as i64).collect::<Vec<i64>>());
 }
+
+/// A lookup join against a reference table in `s3://`, with `'lookup.join.cache.ttl'`: when
+/// the object is replaced, the loader sees its new size and ETag and reads the table again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the servers scripts/connector-tests.sh starts"]
+async fn s3_lookup_table_is_reloaded_when_its_object_changes() {
+    use object_store::ObjectStoreExt;
+    let bucket = unique("lookup");
+    create_bucket(&bucket);
+    let store = s3_store(&bucket);
+    let put = |body: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .put(
+                    &object_store::path::Path::from("products/p.csv"),
+                    body.as_bytes().to_vec().into(),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    put("id,name,price\n1,old,10\n").await;
+    let dir = tempdir();
+    let orders = dir.path().join("orders");
+    std::fs::create_dir_all(&orders).unwrap();
+    let publish = |name: &str, line: &str| {
+        let tmp = orders.join(format!(".{name}"));
+        std::fs::write(&tmp, format!("{line}\n")).unwrap();
+        std::fs::rename(&tmp, orders.join(name)).unwrap();
+    };
+    let engine = Engine::new();
+    engine
+        .execute(&format!(
+            "CREATE TABLE orders (order_id BIGINT, product_id BIGINT, proc_time AS PROCTIME()) \
+             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json', \
+                   'source.monitor-interval' = '50 ms');",
+            orders.display()
+        ))
+        .await
+        .unwrap();
+    engine
+        .execute(&format!(
+            "CREATE TABLE products (id BIGINT, name STRING, price BIGINT) \
+             WITH ('connector' = 'filesystem', 'path' = 's3://{bucket}/products', 'format' = 'csv', \
+                   'lookup.join.cache.ttl' = '100 ms', {});",
+            aws_options("WEIR_TEST_S3")
+        ))
+        .await
+        .unwrap();
+    let mut sub = engine
+        .subscribe(
+            "SELECT o.order_id, p.name FROM orders AS o \
+             JOIN products FOR SYSTEM_TIME AS OF o.proc_time AS p ON o.product_id = p.id",
+        )
+        .await
+        .unwrap();
+    let mut next = async || {
+        let b = tokio::time::timeout(Duration::from_secs(30), sub.next())
+            .await
+            .expect("a joined row");
+        rows(&[b.unwrap().unwrap()])
+    };
+    publish("a.json", r#"{"order_id": 1, "product_id": 1}"#);
+    assert_eq!(next().await, vec!["1 | old"]);
+    put("id,name,price\n1,new,1000\n").await;
+    // The loader checks every 100 ms; give it time to see the change and read the object.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    publish("b.json", r#"{"order_id": 2, "product_id": 1}"#);
+    assert_eq!(next().await, vec!["2 | new"]);
+}

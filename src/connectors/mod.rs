@@ -22,6 +22,7 @@ pub mod fs_sink;
 pub mod jdbc;
 pub mod kafka;
 pub mod kinesis;
+pub mod lookup_table;
 pub mod nexmark;
 pub mod object_store;
 pub mod options;

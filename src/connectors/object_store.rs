@@ -333,6 +333,18 @@ pub async fn complete_staged(store: &Arc<AmazonS3>, o: &StagedObject) -> Result<
 
 /// The data objects under `url` (names starting with `.` or `_` skipped), in key order.
 pub async fn list_objects(store: &Arc<dyn ObjectStore>, url: &S3Url) -> Result<Vec<ObjectPath>> {
+    Ok(list_object_metas(store, url)
+        .await?
+        .into_iter()
+        .map(|m| m.location)
+        .collect())
+}
+
+/// The data objects under `url` with their sizes and versions, in key order.
+pub async fn list_object_metas(
+    store: &Arc<dyn ObjectStore>,
+    url: &S3Url,
+) -> Result<Vec<object_store::ObjectMeta>> {
     use futures::TryStreamExt;
     let prefix = (!url.prefix.is_empty()).then(|| ObjectPath::from(url.prefix.as_str()));
     let metas: Vec<object_store::ObjectMeta> = store
@@ -340,16 +352,16 @@ pub async fn list_objects(store: &Arc<dyn ObjectStore>, url: &S3Url) -> Result<V
         .try_collect()
         .await
         .map_err(|e| store_err(format!("listing s3://{}/{}", url.bucket, url.prefix), e))?;
-    let mut keys: Vec<ObjectPath> = metas
+    let mut metas: Vec<object_store::ObjectMeta> = metas
         .into_iter()
-        .map(|m| m.location)
-        .filter(|p| {
-            p.parts()
+        .filter(|m| {
+            m.location
+                .parts()
                 .all(|part| !part.as_ref().starts_with('.') && !part.as_ref().starts_with('_'))
         })
         .collect();
-    keys.sort();
-    Ok(keys)
+    metas.sort_by(|a, b| a.location.cmp(&b.location));
+    Ok(metas)
 }
 
 /// The whole object at `key`.

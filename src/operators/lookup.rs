@@ -1,34 +1,47 @@
 //! Lookup (processing-time temporal) join: `JOIN products FOR SYSTEM_TIME AS OF o.proc_time AS p
 //! ON ...` against a reference table read from files (JSON, CSV or Parquet, a file or a
-//! directory), as the seeds keep product tables in S3.
+//! directory, local or `s3://`), as the seeds keep product tables in S3.
 //!
-//! The table is read whole by the table's own connector and format, on a loader thread, and
-//! indexed with the join's hash index ([`super::join::Side`]); every instance of the operator
-//! shares that one copy. Each stream batch probes it (`interleave`/`take`, the condition
-//! evaluated on whole columns) and is not stored: the output is append-only. With
-//! `'lookup.join.cache.ttl'` (Flink's option) the loader checks the files that often and, when
-//! one was added, removed or changed, reads the table again and swaps it in; batches joined
-//! before the swap are not revised, as in Flink.
+//! The table is read whole through a [`TableLoader`] (which `connectors/` implements for its
+//! tables, so this module knows nothing of connectors or SQL) and indexed with the join's hash
+//! index ([`super::join::Side`]); every instance of the operator shares that one copy. The
+//! first batch waits for it: on the job's multi-threaded runtime the wait is announced with
+//! `block_in_place`, so the worker's other tasks move to another thread instead of stalling.
+//! Each stream batch probes the table (`interleave`/`take`, the condition evaluated on whole
+//! columns) and is not stored: the output is append-only. With `'lookup.join.cache.ttl'`
+//! (Flink's option) a reloader thread asks the loader for the files' fingerprint that often
+//! and, when one was added, removed or changed, reads the table again and swaps it in;
+//! batches joined before the swap are not revised, as in Flink.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use datafusion::arrow::record_batch::RecordBatch;
+use futures::future::BoxFuture;
 
 use super::join::{JoinSpec, Side, StreamingJoin};
 use super::{Emitter, Operator};
-use crate::connectors::{SourceEnv, open_source};
-use crate::sql::catalog::Table;
 use crate::{Error, Result};
+
+/// Reads a lookup join's reference table (implemented in `connectors/`).
+pub trait TableLoader: Send + Sync + fmt::Debug {
+    /// The table's name, for messages.
+    fn name(&self) -> &str;
+    /// Every row of the table, in the table's schema.
+    fn load(&self) -> BoxFuture<'_, Result<Vec<RecordBatch>>>;
+    /// What the table's files look like now (names, sizes, versions); the table is read
+    /// again when this changes.
+    fn fingerprint(&self) -> BoxFuture<'_, Result<Vec<String>>>;
+}
 
 /// The static description of a lookup join.
 #[derive(Debug, Clone)]
 pub struct LookupSpec {
     /// The stream (left) ⋈ reference table (right) join: keys, condition, schemas.
     pub join: JoinSpec,
-    /// The reference table.
-    pub table: Table,
+    /// Reads the reference table.
+    pub loader: Arc<dyn TableLoader>,
     /// LEFT JOIN: stream rows without a match are kept, padded with NULLs.
     pub outer: bool,
     /// How often to check the files for changes (None: read once).
@@ -50,7 +63,7 @@ impl fmt::Display for LookupSpec {
             f,
             "LookupJoin: {} {} on [{}] = [{}]",
             if self.outer { "LEFT" } else { "INNER" },
-            self.table.def.name,
+            self.loader.name(),
             keys(0),
             keys(1)
         )?;
@@ -71,8 +84,8 @@ impl fmt::Display for LookupSpec {
 /// One version of the reference table.
 pub struct Loaded {
     store: Side,
-    /// What the files looked like when read (name, size, modification time).
-    fingerprint: Vec<(String, u64, Option<SystemTime>)>,
+    /// What the files looked like when read ([`TableLoader::fingerprint`]).
+    fingerprint: Vec<String>,
 }
 
 impl fmt::Debug for Loaded {
@@ -125,73 +138,35 @@ fn exec(msg: &str) -> Error {
     }
 }
 
-/// The files of a filesystem table, with size and modification time.
-fn fingerprint(table: &Table) -> Vec<(String, u64, Option<SystemTime>)> {
-    let Some(path) = table.option("path") else {
-        return vec![];
-    };
-    let path = std::path::PathBuf::from(path.strip_prefix("file://").unwrap_or(path));
-    let files = if path.is_dir() {
-        let mut v: Vec<_> = std::fs::read_dir(&path)
-            .map(|d| d.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        v.sort();
-        v
-    } else {
-        vec![path]
-    };
-    files
-        .into_iter()
-        .filter(|p| {
-            !p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with('.') || n.starts_with('_'))
-        })
-        .map(|p| {
-            let meta = std::fs::metadata(&p).ok();
-            (
-                p.display().to_string(),
-                meta.as_ref().map_or(0, |m| m.len()),
-                meta.and_then(|m| m.modified().ok()),
-            )
-        })
-        .collect()
-}
-
-/// Read the whole table with its connector, on a thread of its own (the operator's caller is
-/// an async task; the table's readers are async).
-fn load(spec: &LookupSpec, join: &StreamingJoin) -> Result<Loaded> {
-    let table = spec.table.clone();
-    let fingerprint = fingerprint(&table);
-    let batches = std::thread::scope(|s| {
-        s.spawn(move || -> Result<Vec<RecordBatch>> {
-            let rt = tokio::runtime::Builder::new_current_thread()
+/// Run a future to completion from synchronous operator code: on a multi-threaded tokio
+/// runtime in place (`block_in_place` hands the worker's other tasks to another thread),
+/// elsewhere on a thread with a runtime of its own.
+fn wait_for<T: Send>(fut: BoxFuture<'_, Result<T>>) -> Result<T> {
+    if let Ok(handle) = tokio::runtime::Handle::try_current()
+        && handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+    {
+        return tokio::task::block_in_place(|| handle.block_on(fut));
+    }
+    std::thread::scope(|s| {
+        s.spawn(move || -> Result<T> {
+            tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .map_err(|e| Error::Io {
                     context: "starting the lookup loader".into(),
                     source: e,
-                })?;
-            rt.block_on(async move {
-                let env = SourceEnv {
-                    metrics: Default::default(),
-                    push: Default::default(),
-                    parallelism: 1,
-                    checkpointing: false,
-                    restored: None,
-                };
-                let mut out = vec![];
-                for mut shard in open_source(&table, &env)? {
-                    while let Some(b) = shard.next_batch().await? {
-                        out.push(b);
-                    }
-                }
-                Ok(out)
-            })
+                })?
+                .block_on(fut)
         })
         .join()
         .map_err(|_| exec("the lookup loader panicked"))?
-    })?;
+    })
+}
+
+/// Read the whole table and index it.
+fn load(spec: &LookupSpec, join: &StreamingJoin) -> Result<Loaded> {
+    let fingerprint = wait_for(spec.loader.fingerprint())?;
+    let batches = wait_for(spec.loader.load())?;
     let batches = batches
         .into_iter()
         .map(|b| project_to(&b, &spec.join.inputs[1]))
@@ -224,7 +199,13 @@ fn spawn_reloader(spec: LookupSpec, join: JoinSpec, every: Duration) {
             // The job is gone once nobody holds the shared slot.
             let Some(shared) = weak.upgrade() else { return };
             let old = shared.lock().ok().and_then(|g| g.clone());
-            let now = fingerprint(&spec.table);
+            let now = match wait_for(spec.loader.fingerprint()) {
+                Ok(f) => f,
+                Err(e) => {
+                    eprintln!("weir: checking lookup table {}: {e}", spec.loader.name());
+                    continue;
+                }
+            };
             if old.as_ref().is_some_and(|o| o.fingerprint == now) {
                 continue;
             }
@@ -235,7 +216,7 @@ fn spawn_reloader(spec: LookupSpec, join: JoinSpec, every: Duration) {
                     }
                 }
                 // A half-written file: try again next time, keep serving the old version.
-                Err(e) => eprintln!("weir: reloading lookup table {}: {e}", spec.table.def.name),
+                Err(e) => eprintln!("weir: reloading lookup table {}: {e}", spec.loader.name()),
             }
         }
     });

@@ -25,7 +25,7 @@ pub use filter::FilterSpec;
 pub use group_agg::{GroupAggSpec, GroupAggregate};
 pub use join::{Expire, JoinKind, JoinSpec, StreamingJoin};
 pub use limit::LimitSpec;
-pub use lookup::{Loaded, LookupJoin, LookupSpec};
+pub use lookup::{Loaded, LookupJoin, LookupSpec, TableLoader};
 pub use over::{Frame, OffsetFn, OverAggregate, OverOutput, OverSpec};
 pub use project::ProjectSpec;
 pub use session::SessionAggregate;

@@ -311,7 +311,7 @@ impl Planner<'_> {
         };
         s.push(OpSpec::Lookup(crate::operators::LookupSpec {
             join,
-            table,
+            loader: crate::connectors::lookup_table::lookup_loader(&table),
             outer,
             reload,
             shared: Default::default(),
