@@ -84,11 +84,35 @@ pub struct Expire {
     pub after_ms: i64,
 }
 
+/// How a join bounds its state, which decides what its output is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinMode {
+    /// Both sides windowed on the same windows: rows are freed when their window ends.
+    Window,
+    /// The condition bounds the sides' time attributes against each other.
+    Interval,
+    /// Unbounded (or with `'table.exec.state.ttl'`): every row is kept.
+    Regular,
+    /// A stream probing a reference table ([`super::LookupJoin`]).
+    Lookup,
+}
+
+impl fmt::Display for JoinMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            JoinMode::Window => "window join",
+            JoinMode::Interval => "interval join",
+            JoinMode::Regular => "regular join",
+            JoinMode::Lookup => "lookup join",
+        })
+    }
+}
+
 /// The static description of a join.
 #[derive(Debug, Clone)]
 pub struct JoinSpec {
-    /// "window join", "interval join" or "regular join" (for EXPLAIN).
-    pub label: &'static str,
+    /// Window, interval, regular or lookup join.
+    pub mode: JoinMode,
     /// INNER / LEFT / RIGHT / FULL.
     pub kind: JoinKind,
     /// Equi-join keys over the left and right rows.
@@ -127,7 +151,7 @@ impl fmt::Display for JoinSpec {
         write!(
             f,
             "Join: {} {:?} on [{}] = [{}]",
-            self.label,
+            self.mode,
             self.kind,
             keys(0),
             keys(1)
@@ -952,7 +976,7 @@ mod tests {
             fields.push(crate::changelog::op_field());
         }
         JoinSpec {
-            label: "test",
+            mode: JoinMode::Regular,
             kind,
             keys: [
                 vec![Arc::new(Column::new("lk", 0))],

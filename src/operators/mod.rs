@@ -23,7 +23,7 @@ pub mod window_spec;
 
 pub use filter::FilterSpec;
 pub use group_agg::{GroupAggSpec, GroupAggregate};
-pub use join::{Expire, JoinKind, JoinSpec, StreamingJoin};
+pub use join::{Expire, JoinKind, JoinMode, JoinSpec, StreamingJoin};
 pub use limit::LimitSpec;
 pub use lookup::{Loaded, LookupJoin, LookupSpec, TableLoader};
 pub use over::{Frame, OffsetFn, OverAggregate, OverOutput, OverSpec};

@@ -17,7 +17,7 @@ use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
 use super::{Exchange, Flow, Input, Planner, Stage, Stream};
 use crate::changelog;
 use crate::error::Context;
-use crate::operators::{Expire, GroupAggSpec, JoinKind, JoinSpec, OpSpec, TopNSpec};
+use crate::operators::{Expire, GroupAggSpec, JoinKind, JoinMode, JoinSpec, OpSpec, TopNSpec};
 use crate::sql::interval::parse_duration_option;
 use crate::{Result, not_supported, plan_err};
 
@@ -185,7 +185,7 @@ impl Planner<'_> {
             }
             _ => false,
         };
-        let (label, expire, ttl) = if window_join {
+        let (mode, expire, ttl) = if window_join {
             let end = |s: &Stream, schema: &datafusion::common::DFSchema| -> Result<usize> {
                 let name = s.window.as_ref().map(|w| w.1.clone()).unwrap_or_default();
                 Ok(schema.as_arrow().index_of(&name)?)
@@ -197,7 +197,7 @@ impl Planner<'_> {
                 })
             };
             (
-                "window join",
+                JoinMode::Window,
                 [e(end(&left, ls)?), e(end(&right, rs)?)],
                 None,
             )
@@ -212,9 +212,9 @@ impl Planner<'_> {
                 time_col: rt,
                 after_ms: hi,
             };
-            ("interval join", [Some(l), Some(r)], None)
+            (JoinMode::Interval, [Some(l), Some(r)], None)
         } else {
-            ("regular join", [None, None], self.state_ttl()?)
+            (JoinMode::Regular, [None, None], self.state_ttl()?)
         };
         let updating =
             !matches!(kind, JoinKind::Inner | JoinKind::Semi) && expire.iter().any(Option::is_none);
@@ -224,7 +224,7 @@ impl Planner<'_> {
             output = changelog::with_op_field(&output).as_ref().clone();
         }
         let spec = JoinSpec {
-            label,
+            mode,
             kind,
             keys: keys.clone(),
             filter,
@@ -240,7 +240,7 @@ impl Planner<'_> {
             updating,
             broadcast: None,
         };
-        let time_attrs = if label == "regular join" {
+        let time_attrs = if mode == JoinMode::Regular {
             vec![]
         } else if matches!(kind, JoinKind::Semi | JoinKind::Anti) {
             left.time_attrs.clone()
@@ -293,7 +293,7 @@ impl Planner<'_> {
             },
         };
         let join = JoinSpec {
-            label: "lookup join",
+            mode: JoinMode::Lookup,
             kind,
             keys,
             filter,
