@@ -169,7 +169,7 @@ fn kernels(c: &mut Criterion) {
     }
     let time = schema.index_of("date_time").expect("date_time");
     let spec = JoinSpec {
-        label: "interval join",
+        mode: weir::operators::JoinMode::Interval,
         kind: JoinKind::Inner,
         keys: [vec![col("price", &schema)], vec![col("price", &schema)]],
         filter: None,
