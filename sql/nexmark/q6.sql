@@ -1,7 +1,8 @@
 -- Nexmark q6: average selling price per seller over its last 10 closed auctions.
--- Needs an OVER (ROWS BETWEEN 10 PRECEDING AND CURRENT ROW) window over an updating input:
--- weir answers "not supported yet". (Flink's text selects B.date_time without grouping it; it is
--- MAX(B.date_time) here so that the query is valid SQL.)
+-- An OVER (ROWS BETWEEN 10 PRECEDING AND CURRENT ROW) window over an updating input (each
+-- auction's final price changes as bids arrive), which Flink refuses: weir keeps the result
+-- equal to the batch answer over the auctions so far, as a changelog. (Flink's text selects
+-- B.date_time without grouping it; it is MAX(B.date_time) here so that the query is valid SQL.)
 CREATE TABLE auction (
     id BIGINT, item_name STRING, description STRING, initial_bid BIGINT, reserve BIGINT,
     date_time TIMESTAMP(3), expires TIMESTAMP(3), seller BIGINT, category BIGINT, extra STRING,

@@ -13,6 +13,7 @@ mod join;
 mod limit;
 mod lookup;
 mod over;
+mod over_updating;
 mod project;
 mod session;
 mod topn;
@@ -27,6 +28,7 @@ pub use join::{Expire, JoinKind, JoinMode, JoinSpec, StreamingJoin};
 pub use limit::LimitSpec;
 pub use lookup::{Loaded, LookupJoin, LookupSpec, TableLoader};
 pub use over::{Frame, OffsetFn, OverAggregate, OverOutput, OverSpec};
+pub use over_updating::{UpdatingOver, UpdatingOverSpec, output_schema as over_updating_schema};
 pub use project::ProjectSpec;
 pub use session::SessionAggregate;
 pub use topn::{TopN, TopNSpec};
@@ -148,6 +150,8 @@ pub enum OpSpec {
     TopN(TopNSpec),
     /// Aggregates OVER an event-time ordered frame.
     Over(OverSpec),
+    /// Aggregates OVER a frame of an updating input, kept up to date.
+    OverUpdating(UpdatingOverSpec),
     /// Stream ⋈ reference table FOR SYSTEM_TIME AS OF a processing time.
     Lookup(LookupSpec),
 }
@@ -163,6 +167,7 @@ impl OpSpec {
                 | OpSpec::GroupAggregate(_)
                 | OpSpec::TopN(_)
                 | OpSpec::Over(_)
+                | OpSpec::OverUpdating(_)
         )
     }
 
@@ -179,7 +184,7 @@ impl OpSpec {
             OpSpec::GroupAggregate(_) => Ok(()),
             OpSpec::Join(_) => Ok(()),
             OpSpec::TopN(_) => Ok(()),
-            OpSpec::Over(_) => Ok(()),
+            OpSpec::Over(_) | OpSpec::OverUpdating(_) => Ok(()),
         }
     }
 
@@ -206,6 +211,7 @@ impl OpSpec {
             OpSpec::GroupAggregate(s) => Box::new(GroupAggregate::new(s.clone())?),
             OpSpec::TopN(s) => Box::new(TopN::new(s.clone())?),
             OpSpec::Over(s) => Box::new(OverAggregate::new(s.clone())?),
+            OpSpec::OverUpdating(s) => Box::new(UpdatingOver::new(s.clone())?),
             OpSpec::Lookup(s) => Box::new(LookupJoin::new(s.clone())),
         })
     }
@@ -224,6 +230,7 @@ impl fmt::Display for OpSpec {
             OpSpec::GroupAggregate(s) => write!(f, "{s}"),
             OpSpec::TopN(s) => write!(f, "{s}"),
             OpSpec::Over(s) => write!(f, "{s}"),
+            OpSpec::OverUpdating(s) => write!(f, "{s}"),
             OpSpec::Lookup(s) => write!(f, "{s}"),
         }
     }

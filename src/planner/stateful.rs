@@ -511,12 +511,13 @@ impl Planner<'_> {
     #[allow(deprecated)] // create_aggregate_expr_and_maybe_filter: its replacement is not yet stable API
     pub(super) fn over_aggregate(&self, w: &Window) -> Result<Stream> {
         use crate::operators::{Frame, OverSpec};
-        use datafusion::logical_expr::expr::{AggregateFunction, WindowFunctionDefinition};
+        use datafusion::logical_expr::expr::WindowFunctionDefinition;
         use datafusion::logical_expr::{WindowFrameBound, WindowFrameUnits};
-        let mut s = self.build(&w.input)?;
+        let s = self.build(&w.input)?;
         if s.updating {
-            return not_supported!("OVER aggregations over an updating (changelog) input");
+            return self.updating_over(w, s);
         }
+        let mut s = s;
         let in_schema = w.input.schema();
         let in_arrow = in_schema.as_arrow();
         let mut shared: Option<datafusion::logical_expr::expr::WindowFunctionParams> = None;
@@ -565,22 +566,7 @@ impl Planner<'_> {
                 }
                 _ => {}
             }
-            let agg = DfExpr::AggregateFunction(AggregateFunction::new_udf(
-                udaf.clone(),
-                params.args.clone(),
-                false,
-                None,
-                vec![],
-                params.null_treatment,
-            ));
-            let (a, _, _) = datafusion::physical_planner::create_aggregate_expr_and_maybe_filter(
-                &agg,
-                in_schema,
-                in_arrow,
-                &self.props,
-            )
-            .context(|| format!("planning OVER aggregate {e}"))?;
-            aggs.push(a);
+            aggs.push(self.over_agg(udaf, params, in_schema, e)?);
             outputs.push(crate::operators::OverOutput::Agg(aggs.len() - 1));
             shared = Some(params.clone());
         }
@@ -662,6 +648,146 @@ impl Planner<'_> {
         // Rows keep their time attributes (emitted once the watermark passes them).
         s.window = None;
         s.stage(OpSpec::Over(spec), partition);
+        Ok(s)
+    }
+
+    /// An OVER expression's aggregate as a DataFusion physical aggregate.
+    #[allow(deprecated)] // create_aggregate_expr_and_maybe_filter: its replacement is not yet stable API
+    fn over_agg(
+        &self,
+        udaf: &Arc<datafusion::logical_expr::AggregateUDF>,
+        params: &datafusion::logical_expr::expr::WindowFunctionParams,
+        schema: &datafusion::common::DFSchema,
+        e: &DfExpr,
+    ) -> Result<Arc<datafusion::physical_expr::aggregate::AggregateFunctionExpr>> {
+        let agg =
+            DfExpr::AggregateFunction(datafusion::logical_expr::expr::AggregateFunction::new_udf(
+                udaf.clone(),
+                params.args.clone(),
+                false,
+                None,
+                vec![],
+                params.null_treatment,
+            ));
+        let (a, _, _) = datafusion::physical_planner::create_aggregate_expr_and_maybe_filter(
+            &agg,
+            schema,
+            schema.as_arrow(),
+            &self.props,
+        )
+        .context(|| format!("planning OVER aggregate {e}"))?;
+        Ok(a)
+    }
+
+    /// Aggregates OVER a frame of an updating input (Nexmark q6): the output is an updating
+    /// result kept equal to the batch answer over the rows present
+    /// ([`crate::operators::UpdatingOver`]). Frames: `ROWS n PRECEDING`, `ROWS` / `RANGE
+    /// UNBOUNDED PRECEDING`, each ending at the current row; any ORDER BY.
+    fn updating_over(&self, w: &Window, mut s: Stream) -> Result<Stream> {
+        use crate::operators::Frame;
+        use datafusion::logical_expr::expr::WindowFunctionDefinition;
+        use datafusion::logical_expr::{WindowFrameBound, WindowFrameUnits};
+        let in_schema = w.input.schema();
+        let in_arrow = in_schema.as_arrow();
+        let mut shared: Option<&datafusion::logical_expr::expr::WindowFunctionParams> = None;
+        let mut aggs = vec![];
+        let mut windows = vec![];
+        for e in &w.window_expr {
+            let DfExpr::WindowFunction(wf) = e.clone().unalias() else {
+                return not_supported!("OVER expression {e}");
+            };
+            windows.push(wf);
+        }
+        for (wf, e) in windows.iter().zip(&w.window_expr) {
+            let WindowFunction { fun, params } = wf.as_ref();
+            let WindowFunctionDefinition::AggregateUDF(udaf) = fun else {
+                return not_supported!(
+                    "{} OVER (...) over an updating input (aggregate functions are supported)",
+                    fun.name()
+                );
+            };
+            if params.filter.is_some() || params.distinct {
+                return not_supported!("FILTER or DISTINCT in an OVER aggregate ({e})");
+            }
+            if let Some(p) = shared
+                && (p.partition_by != params.partition_by
+                    || p.order_by != params.order_by
+                    || p.window_frame != params.window_frame)
+            {
+                return not_supported!(
+                    "OVER aggregates with different windows in one SELECT (Flink requires one window too)"
+                );
+            }
+            aggs.push(self.over_agg(udaf, params, in_schema, e)?);
+            shared = Some(params);
+        }
+        let Some(params) = shared else {
+            return plan_err!("internal: an OVER window without expressions");
+        };
+        let f = &params.window_frame;
+        let frame = match (&f.units, &f.start_bound, &f.end_bound) {
+            (
+                WindowFrameUnits::Rows,
+                WindowFrameBound::Preceding(v),
+                WindowFrameBound::CurrentRow,
+            ) => {
+                if v.is_null() {
+                    Frame::Rows(None)
+                } else {
+                    match v.cast_to(&DataType::UInt64)? {
+                        ScalarValue::UInt64(Some(n)) => Frame::Rows(Some(n)),
+                        _ => return plan_err!("ROWS {v} PRECEDING: expected a row count"),
+                    }
+                }
+            }
+            (
+                WindowFrameUnits::Rows,
+                WindowFrameBound::CurrentRow,
+                WindowFrameBound::CurrentRow,
+            ) => Frame::Rows(Some(0)),
+            (
+                WindowFrameUnits::Range,
+                WindowFrameBound::Preceding(v),
+                WindowFrameBound::CurrentRow,
+            ) if v.is_null() => Frame::Range(None),
+            _ => {
+                return not_supported!(
+                    "the OVER frame {f} over an updating input (ROWS n PRECEDING or UNBOUNDED PRECEDING, ending at the current row, are supported)"
+                );
+            }
+        };
+        let mut partition = vec![];
+        for p in &params.partition_by {
+            partition.push(self.phys(p, in_schema)?);
+        }
+        let mut order = vec![];
+        for o in &params.order_by {
+            order.push((
+                self.phys(&o.expr, in_schema)?,
+                datafusion::arrow::compute::SortOptions {
+                    descending: !o.asc,
+                    nulls_first: o.nulls_first,
+                },
+            ));
+        }
+        let extra: Vec<Field> = w
+            .schema
+            .fields()
+            .iter()
+            .skip(in_arrow.fields().len())
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect();
+        let spec = crate::operators::UpdatingOverSpec {
+            partition: partition.clone(),
+            order,
+            frame,
+            aggs,
+            input_schema: Arc::new(in_arrow.clone()),
+            output_schema: crate::operators::over_updating_schema(in_arrow, &extra),
+        };
+        s.window = None;
+        s.time_attrs = vec![];
+        s.stage(OpSpec::OverUpdating(spec), partition);
         Ok(s)
     }
 
