@@ -437,3 +437,23 @@ async fn semi_and_anti_joins_match_batch() {
         }
     }
 }
+
+/// MIN, MAX and DISTINCT aggregates over an updating input (per-auction counts and maxima
+/// that change as bids arrive), applied as a changelog, against DataFusion batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_max_distinct_over_updating_input_match_batch() {
+    let d = data_of(100_000);
+    let ctx = batch_ctx(&[("bid", &d.file, bid_schema())]).await;
+    let sql = "SELECT k, MIN(n) AS lo, MAX(n) AS hi, MAX(top) AS best, MIN(top) AS worst, \
+                      COUNT(DISTINCT n) AS dn, SUM(DISTINCT n) AS sn, COUNT(*) AS c \
+               FROM (SELECT auction % 13 AS k, auction, COUNT(*) AS n, MAX(price) AS top \
+                     FROM bid GROUP BY auction) \
+               GROUP BY k";
+    let b = rows(&batch(&ctx, sql).await);
+    assert!(b.len() > 3, "too few rows to compare");
+    for p in [1, 2, 4] {
+        let ddl = format!("SET 'parallelism' = '{p}';\n{}", bid_ddl("bid", &d.file, 4));
+        let s = final_rows(&stream(&ddl, sql).await);
+        assert_eq!(s, b, "parallelism {p}");
+    }
+}

@@ -55,6 +55,10 @@ pub struct GroupAggSpec {
     pub window_end: Option<usize>,
     /// Whether the input is a changelog (-U/-D rows are retracted).
     pub input_updating: bool,
+    /// Per aggregate over a changelog: MIN, MAX or a DISTINCT aggregate, kept as a multiset
+    /// of values so any row can be taken back ([`super::MultisetAccumulator`]).
+    /// With the argument's type.
+    pub multiset: Vec<Option<(super::Multiset, datafusion::arrow::datatypes::DataType)>>,
     /// `'table.exec.state.ttl'`: drop a group not written for this long (updating only).
     pub ttl: Option<std::time::Duration>,
 }
@@ -132,11 +136,13 @@ impl GroupTable {
     fn new_accs(spec: &GroupAggSpec) -> Result<Vec<Box<dyn Accumulator>>> {
         spec.aggs
             .iter()
-            .map(|a| {
-                Ok(if spec.input_updating {
-                    a.create_sliding_accumulator()?
-                } else {
-                    a.create_accumulator()?
+            .enumerate()
+            .map(|(i, a)| {
+                Ok(match spec.multiset.get(i).cloned().flatten() {
+                    Some((kind, arg)) => Box::new(super::MultisetAccumulator::new(kind, arg)?)
+                        as Box<dyn Accumulator>,
+                    None if spec.input_updating => a.create_sliding_accumulator()?,
+                    None => a.create_accumulator()?,
                 })
             })
             .collect()

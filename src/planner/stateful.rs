@@ -442,19 +442,17 @@ impl Planner<'_> {
             _ => None,
         };
         let updating_input = s.updating;
-        let (aggs, agg_filters) = self.aggregates(agg, |e, a, _| {
-            if updating_input {
-                let name = a.fun().name().to_lowercase();
-                let retracts = a
-                    .create_sliding_accumulator()
-                    .map(|acc| acc.supports_retract_batch())
-                    .unwrap_or(false);
-                if name == "min" || name == "max" || !retracts || a.is_distinct() {
-                    return not_supported!("{} over an updating (changelog) input", e);
-                }
-            }
-            Ok(())
-        })?;
+        let (aggs, agg_filters) = self.aggregates(agg, |_, _, _| Ok(()))?;
+        // Over a changelog every aggregate must take rows back: MIN, MAX and DISTINCT ones
+        // through a multiset of values, the others through DataFusion's retract_batch.
+        let mut multiset = vec![];
+        for (a, e) in aggs.iter().zip(&agg.aggr_expr) {
+            multiset.push(if updating_input {
+                self.retracting(a, e, agg.input.schema())?
+            } else {
+                None
+            });
+        }
         let mut output = agg.schema.as_arrow().clone();
         let updating = window_end.is_none();
         if updating {
@@ -468,6 +466,7 @@ impl Planner<'_> {
             output_schema: Arc::new(output),
             window_end,
             input_updating: s.updating,
+            multiset,
             ttl: if window_end.is_none() {
                 self.state_ttl()?
             } else {
@@ -649,6 +648,62 @@ impl Planner<'_> {
         s.window = None;
         s.stage(OpSpec::Over(spec), partition);
         Ok(s)
+    }
+
+    /// How an aggregate over a changelog takes rows back: `Some` multiset for MIN, MAX and
+    /// DISTINCT aggregates, `None` for aggregates whose own accumulator retracts.
+    #[allow(deprecated)] // create_aggregate_expr_and_maybe_filter: its replacement is not yet stable API
+    fn retracting(
+        &self,
+        a: &Arc<datafusion::physical_expr::aggregate::AggregateFunctionExpr>,
+        e: &DfExpr,
+        schema: &datafusion::common::DFSchema,
+    ) -> Result<Option<(crate::operators::Multiset, DataType)>> {
+        use crate::operators::Multiset;
+        let refuse = || not_supported!("{e} over an updating (changelog) input");
+        let retracts = |a: &datafusion::physical_expr::aggregate::AggregateFunctionExpr| {
+            a.create_sliding_accumulator()
+                .map(|acc| acc.supports_retract_batch())
+                .unwrap_or(false)
+        };
+        let arg = match a.expressions().as_slice() {
+            [x] => x.data_type(schema.as_arrow())?,
+            _ if !a.is_distinct() && retracts(a) => return Ok(None),
+            _ => return refuse(),
+        };
+        let name = a.fun().name().to_lowercase();
+        if a.is_distinct() {
+            // The same aggregate without DISTINCT, fed each distinct value once.
+            let DfExpr::AggregateFunction(f) = e.clone().unalias() else {
+                return refuse();
+            };
+            let mut plain = f.clone();
+            plain.params.distinct = false;
+            let (inner, _, _) =
+                datafusion::physical_planner::create_aggregate_expr_and_maybe_filter(
+                    &DfExpr::AggregateFunction(plain),
+                    schema,
+                    schema.as_arrow(),
+                    &self.props,
+                )
+                .context(|| format!("planning {e}"))?;
+            if !retracts(&inner) || a.state_fields()?.len() != 1 {
+                return refuse();
+            }
+            return Ok(Some((Multiset::Distinct(inner), arg)));
+        }
+        match name.as_str() {
+            "min" | "max" if a.state_fields()?.len() == 1 => Ok(Some((
+                if name == "min" {
+                    Multiset::Min
+                } else {
+                    Multiset::Max
+                },
+                arg,
+            ))),
+            _ if retracts(a) => Ok(None),
+            _ => refuse(),
+        }
     }
 
     /// An OVER expression's aggregate as a DataFusion physical aggregate.
