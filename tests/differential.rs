@@ -457,3 +457,32 @@ async fn min_max_distinct_over_updating_input_match_batch() {
         assert_eq!(s, b, "parallelism {p}");
     }
 }
+
+/// Top-N over an updating input (the auctions with the most bids per group, counts changing
+/// as bids arrive), with and without the row number, applied as a changelog, against
+/// DataFusion batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn top_n_over_updating_input_matches_batch() {
+    let d = data_of(100_000);
+    let ctx = batch_ctx(&[("bid", &d.file, bid_schema())]).await;
+    let counts = "SELECT auction % 7 AS k, auction, COUNT(*) AS n, MAX(price) AS best \
+                  FROM bid GROUP BY auction";
+    for sql in [
+        format!(
+            "SELECT k, auction, n, rn FROM (SELECT k, auction, n, ROW_NUMBER() OVER \
+             (PARTITION BY k ORDER BY n DESC, auction) AS rn FROM ({counts})) WHERE rn <= 3"
+        ),
+        format!(
+            "SELECT auction, best FROM (SELECT auction, best, ROW_NUMBER() OVER \
+             (ORDER BY best DESC, auction) AS rn FROM ({counts})) WHERE rn <= 5"
+        ),
+    ] {
+        let b = rows(&batch(&ctx, &sql).await);
+        assert!(b.len() > 3, "{sql}: too few rows to compare");
+        for p in [1, 2, 4] {
+            let ddl = format!("SET 'parallelism' = '{p}';\n{}", bid_ddl("bid", &d.file, 4));
+            let s = final_rows(&stream(&ddl, &sql).await);
+            assert_eq!(s, b, "{sql} (parallelism {p})");
+        }
+    }
+}

@@ -13,6 +13,10 @@
 //! that went away.
 //! The ORDER BY need not be a time attribute: the input is not ordered by the watermark.
 //!
+//! The same machinery answers Top-N over an updating input (`ROW_NUMBER() OVER (PARTITION BY
+//! k ORDER BY c) … WHERE rn <= n`): a partition's output is its first n rows with their row
+//! numbers, and a change that moves a row in or out of the top, or renumbers it, is emitted.
+//!
 //! Frames: `ROWS BETWEEN n PRECEDING AND CURRENT ROW`, `ROWS` / `RANGE BETWEEN UNBOUNDED
 //! PRECEDING AND CURRENT ROW` (RANGE: rows with equal ORDER BY values share the value). The
 //! work per change is the size of its partition, so this suits many small partitions (sellers,
@@ -46,6 +50,9 @@ pub struct UpdatingOverSpec {
     pub frame: Frame,
     /// The aggregates (DataFusion's).
     pub aggs: Vec<Arc<AggregateFunctionExpr>>,
+    /// Top-N over an updating input (`ROW_NUMBER() … WHERE rn <= n`): the first n rows of
+    /// each partition with their row number, instead of aggregates.
+    pub limit: Option<usize>,
     /// Input schema (without the op column).
     pub input_schema: SchemaRef,
     /// Input columns, one per aggregate, then the op column.
@@ -60,6 +67,19 @@ impl fmt::Display for UpdatingOverSpec {
             Frame::Rows(None) => "ROWS UNBOUNDED PRECEDING".to_string(),
             Frame::Range(_) => "RANGE UNBOUNDED PRECEDING".to_string(),
         };
+        if let Some(n) = self.limit {
+            return write!(
+                f,
+                "TopN (updating input): partition=[{}], order=[{}], n={n} [changelog]",
+                list(self.partition.iter().map(|p| p.to_string()).collect()),
+                list(
+                    self.order
+                        .iter()
+                        .map(|(e, o)| format!("{e}{}", if o.descending { " DESC" } else { "" }))
+                        .collect()
+                ),
+            );
+        }
         write!(
             f,
             "OverAggregate (updating): partition=[{}], order=[{}], {frame}, aggs=[{}] [changelog]",
@@ -160,6 +180,15 @@ impl UpdatingOver {
                 row_keys.push(r);
             }
         }
+        if let Some(n) = self.spec.limit {
+            // Top-N: the first n rows and their row numbers.
+            return Ok(row_keys
+                .into_iter()
+                .take(n)
+                .enumerate()
+                .map(|(i, r)| (r.to_vec(), vec![ScalarValue::UInt64(Some(i as u64 + 1))]))
+                .collect());
+        }
         if row_keys.is_empty() {
             return Ok(vec![]);
         }
@@ -227,13 +256,15 @@ impl UpdatingOver {
             .rows
             .convert_rows(changes.iter().map(|(r, _, _)| parser.parse(r)))?;
         let width = self.spec.input_schema.fields().len();
+        // The value columns: one per aggregate, or Top-N's row number.
+        let values = self.spec.output_schema.fields().len() - width - 1;
         for (a, field) in self
             .spec
             .output_schema
             .fields()
             .iter()
             .skip(width)
-            .take(self.spec.aggs.len())
+            .take(values)
             .enumerate()
         {
             let array = ScalarValue::iter_to_array(changes.iter().map(|(_, v, _)| v[a].clone()))?;

@@ -837,6 +837,7 @@ impl Planner<'_> {
             order,
             frame,
             aggs,
+            limit: None,
             input_schema: Arc::new(in_arrow.clone()),
             output_schema: crate::operators::over_updating_schema(in_arrow, &extra),
         };
@@ -971,10 +972,41 @@ impl Planner<'_> {
             return plan_err!("ROW_NUMBER() needs ORDER BY");
         }
         let mut s = self.build(&w.input)?;
-        if s.updating {
-            return not_supported!("Top-N over an updating (changelog) input");
-        }
         let in_schema = w.input.schema();
+        if s.updating {
+            // Top-N over a changelog: kept up to date like an OVER over one.
+            let mut partition = vec![];
+            for p in &params.partition_by {
+                partition.push(self.phys(p, in_schema)?);
+            }
+            let mut order = vec![];
+            for o in &params.order_by {
+                order.push((
+                    self.phys(&o.expr, in_schema)?,
+                    datafusion::arrow::compute::SortOptions {
+                        descending: !o.asc,
+                        nulls_first: o.nulls_first,
+                    },
+                ));
+            }
+            let rn = w.schema.field(w.schema.fields().len() - 1);
+            let spec = crate::operators::UpdatingOverSpec {
+                partition: partition.clone(),
+                order,
+                frame: crate::operators::Frame::Rows(None),
+                aggs: vec![],
+                limit: Some(n),
+                input_schema: Arc::new(in_schema.as_arrow().clone()),
+                output_schema: crate::operators::over_updating_schema(
+                    in_schema.as_arrow(),
+                    &[Field::new(rn.name(), rn.data_type().clone(), false)],
+                ),
+            };
+            s.time_attrs = vec![];
+            s.window = None;
+            s.stage(OpSpec::OverUpdating(spec), partition);
+            return Ok(s);
+        }
         let in_arrow = in_schema.as_arrow();
         let mut partition = vec![];
         let mut part_fields = vec![];

@@ -21,6 +21,13 @@ SELECT seller, final,
                         RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS running
 FROM (SELECT auction % 2 AS seller, auction, MAX(price) AS final FROM bid GROUP BY auction);
 
+-- Top-N over an updating input: the two auctions with the highest final price (a changelog as
+-- prices rise); final answer 101 (200), 100 (190).
+SELECT auction, final, rn FROM (
+  SELECT auction, final, ROW_NUMBER() OVER (ORDER BY final DESC) AS rn
+  FROM (SELECT auction, MAX(price) AS final FROM bid GROUP BY auction))
+WHERE rn <= 2;
+
 -- Frames that do not end at the current row are not supported yet.
 SELECT seller, SUM(final) OVER (PARTITION BY seller ORDER BY final
                                 ROWS BETWEEN 1 PRECEDING AND 1 FOLLOWING) AS s
