@@ -17,6 +17,7 @@ mod over;
 mod over_updating;
 mod project;
 mod session;
+mod temporal;
 mod topn;
 mod watermark;
 mod window;
@@ -33,6 +34,7 @@ pub use over::{Frame, OffsetFn, OverAggregate, OverOutput, OverSpec};
 pub use over_updating::{UpdatingOver, UpdatingOverSpec, output_schema as over_updating_schema};
 pub use project::ProjectSpec;
 pub use session::SessionAggregate;
+pub use temporal::{TemporalJoin, TemporalJoinSpec};
 pub use topn::{TopN, TopNSpec};
 pub use watermark::{WatermarkGenSpec, WatermarkGenerator};
 pub use window::SlicedWindowAggregate;
@@ -156,6 +158,8 @@ pub enum OpSpec {
     OverUpdating(UpdatingOverSpec),
     /// Stream ⋈ reference table FOR SYSTEM_TIME AS OF a processing time.
     Lookup(LookupSpec),
+    /// Stream ⋈ versioned table FOR SYSTEM_TIME AS OF the stream's event time.
+    TemporalJoin(TemporalJoinSpec),
 }
 
 impl OpSpec {
@@ -170,6 +174,7 @@ impl OpSpec {
                 | OpSpec::TopN(_)
                 | OpSpec::Over(_)
                 | OpSpec::OverUpdating(_)
+                | OpSpec::TemporalJoin(_)
         )
     }
 
@@ -186,7 +191,7 @@ impl OpSpec {
             OpSpec::GroupAggregate(_) => Ok(()),
             OpSpec::Join(_) => Ok(()),
             OpSpec::TopN(_) => Ok(()),
-            OpSpec::Over(_) | OpSpec::OverUpdating(_) => Ok(()),
+            OpSpec::Over(_) | OpSpec::OverUpdating(_) | OpSpec::TemporalJoin(_) => Ok(()),
         }
     }
 
@@ -215,6 +220,7 @@ impl OpSpec {
             OpSpec::Over(s) => Box::new(OverAggregate::new(s.clone())?),
             OpSpec::OverUpdating(s) => Box::new(UpdatingOver::new(s.clone())?),
             OpSpec::Lookup(s) => Box::new(LookupJoin::new(s.clone())),
+            OpSpec::TemporalJoin(s) => Box::new(TemporalJoin::new(s.clone())?),
         })
     }
 }
@@ -234,6 +240,7 @@ impl fmt::Display for OpSpec {
             OpSpec::Over(s) => write!(f, "{s}"),
             OpSpec::OverUpdating(s) => write!(f, "{s}"),
             OpSpec::Lookup(s) => write!(f, "{s}"),
+            OpSpec::TemporalJoin(s) => write!(f, "{s}"),
         }
     }
 }

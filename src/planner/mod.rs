@@ -352,6 +352,7 @@ impl<'a> Planner<'a> {
                         let windows =
                             rewrite::rewrite_query(self.catalog, source, &mut self.next_id)?;
                         self.register_windows(windows).await?;
+                        self.register_versioned(source.as_ref())?;
                     }
                 }
                 (self.logical_statement(stmt).await?, Some(sink))
@@ -585,8 +586,37 @@ impl<'a> Planner<'a> {
     async fn logical_query(&mut self, mut query: Query) -> Result<LogicalPlan> {
         let windows = rewrite::rewrite_query(self.catalog, &mut query, &mut self.next_id)?;
         self.register_windows(windows).await?;
+        self.register_versioned(&query)?;
         self.logical_statement(sqlparser::ast::Statement::Query(Box::new(query)))
             .await
+    }
+
+    /// The versioned tables of the query's event-time temporal joins, under their placeholder
+    /// names (which carry the `AS OF` column).
+    fn register_versioned<V: sqlparser::ast::Visit>(&mut self, query: &V) -> Result<()> {
+        let mut names = vec![];
+        let _ = sqlparser::ast::visit_relations(query, |name| {
+            if let Some(n) = name.0.last().and_then(|p| p.as_ident())
+                && n.value.starts_with(rewrite::VERSIONED_PREFIX)
+            {
+                names.push(n.value.clone());
+            }
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+        for name in names {
+            let Some((table, _)) = rewrite::versioned_parts(&name) else {
+                continue;
+            };
+            if self.ctx.table_exist(name.as_str())? {
+                continue;
+            }
+            let schema = self.catalog.table(table)?.schema.clone();
+            self.ctx.register_table(
+                TableReference::bare(name.as_str()),
+                Arc::new(EmptyTable::new(schema)),
+            )?;
+        }
+        Ok(())
     }
 
     async fn register_windows(&mut self, windows: Vec<WindowTvf>) -> Result<()> {
@@ -670,7 +700,9 @@ impl<'a> Planner<'a> {
                 if let Some((w, input)) = self.windows.get(name) {
                     return self.window_assign(w, input, scan.projected_schema.as_arrow());
                 }
-                if name.starts_with(rewrite::LOOKUP_PREFIX) {
+                if name.starts_with(rewrite::LOOKUP_PREFIX)
+                    || name.starts_with(rewrite::VERSIONED_PREFIX)
+                {
                     return not_supported!(
                         "a lookup table (FOR SYSTEM_TIME AS OF) other than as the right side of a JOIN"
                     );

@@ -119,8 +119,25 @@ pub fn lookup_placeholder(table: &str) -> String {
 /// Prefix of [`lookup_placeholder`] names.
 pub const LOOKUP_PREFIX: &str = "__weir_lookup__";
 
+/// The name a versioned table joined `FOR SYSTEM_TIME AS OF` the left side's event-time
+/// column is planned under: `__weir_versioned__<table>__as_of__<column>` (an event-time
+/// temporal join).
+pub fn versioned_placeholder(table: &str, column: &str) -> String {
+    format!("{VERSIONED_PREFIX}{table}{AS_OF}{column}")
+}
+
+/// Prefix of [`versioned_placeholder`] names.
+pub const VERSIONED_PREFIX: &str = "__weir_versioned__";
+const AS_OF: &str = "__as_of__";
+
+/// The table and `AS OF` column of a [`versioned_placeholder`] name.
+pub fn versioned_parts(name: &str) -> Option<(&str, &str)> {
+    name.strip_prefix(VERSIONED_PREFIX)?.split_once(AS_OF)
+}
+
 impl Rewriter<'_> {
-    /// Check a `FOR SYSTEM_TIME AS OF` and name the lookup.
+    /// Check a `FOR SYSTEM_TIME AS OF` and name the lookup (a processing-time column) or the
+    /// versioned table (an event-time column).
     fn lookup_table(&self, name: &ObjectName, at: &Expr) -> Result<String> {
         let table = name
             .0
@@ -131,7 +148,11 @@ impl Rewriter<'_> {
         let Some(t) = self.catalog.tables.get(&table) else {
             return plan_err!("FOR SYSTEM_TIME AS OF: table {table} does not exist");
         };
+        // `AS OF PROCTIME()` written inline: a lookup join, as with a PROCTIME() column.
+        let inline_proctime = matches!(at, Expr::Function(f)
+            if f.name.to_string().eq_ignore_ascii_case("PROCTIME"));
         let column = match at {
+            _ if inline_proctime => String::new(),
             Expr::Identifier(i) => normalize_ident(i),
             Expr::CompoundIdentifier(parts) => {
                 parts.last().map(normalize_ident).unwrap_or_default()
@@ -142,17 +163,31 @@ impl Rewriter<'_> {
                 );
             }
         };
-        let is_proctime = self.catalog.tables.values().any(|t| {
-            t.def
-                .computed
-                .iter()
-                .any(|c| c.name == column && c.expr.to_string().eq_ignore_ascii_case("PROCTIME()"))
-        });
+        let is_proctime = inline_proctime
+            || self.catalog.tables.values().any(|t| {
+                t.def.computed.iter().any(|c| {
+                    c.name == column && c.expr.to_string().eq_ignore_ascii_case("PROCTIME()")
+                })
+            });
         if !is_proctime {
-            return not_supported!(
-                "FOR SYSTEM_TIME AS OF {column}: event-time temporal joins against versioned tables; \
-                 declare `proc_time AS PROCTIME()` on the stream and join AS OF it (a lookup join)"
-            );
+            // An event-time temporal join: the table must be versioned (a primary key and an
+            // event time), and the column the left side's event time.
+            let is_rowtime = self
+                .catalog
+                .tables
+                .values()
+                .any(|t| t.def.watermark.as_ref().is_some_and(|w| w.column == column));
+            if !is_rowtime {
+                return plan_err!(
+                    "FOR SYSTEM_TIME AS OF {column}: join AS OF the stream's event-time column (its WATERMARK FOR column), or a PROCTIME() column for a lookup join"
+                );
+            }
+            if t.def.primary_key.is_empty() || t.def.watermark.is_none() {
+                return plan_err!(
+                    "FOR SYSTEM_TIME AS OF {column}: {table} is not a versioned table; give it a PRIMARY KEY (…) NOT ENFORCED and a WATERMARK, as Flink requires"
+                );
+            }
+            return Ok(versioned_placeholder(&table, &column));
         }
         if t.connector() != "filesystem" {
             return not_supported!(

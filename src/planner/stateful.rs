@@ -54,7 +54,11 @@ impl Planner<'_> {
         // per instance).
         let single =
             |s: &Stream| matches!(&s.flow, Flow::Stage(st) if st.parallelism(usize::MAX) == 1);
+        let temporal = matches!(op, OpSpec::TemporalJoin(_));
         let (lx, rx) = match kind {
+            // A temporal join's versions of one key must meet in one instance: never broadcast
+            // its left side.
+            _ if temporal && (!single(&right) || single(&left)) => (Exchange::Hash, Exchange::Hash),
             JoinKind::Inner | JoinKind::Left if single(&right) && !single(&left) => {
                 (Exchange::Forward, Exchange::Broadcast)
             }
@@ -162,6 +166,9 @@ impl Planner<'_> {
         if let Some(table) = lookup_table(&j.right) {
             return self.lookup_join(j, kind, table);
         }
+        if let Some((table, as_of)) = versioned_table(&j.right) {
+            return self.temporal_join(j, kind, table, as_of);
+        }
         let left = self.build(&j.left)?;
         let right = self.build(&j.right)?;
         if left.updating || right.updating {
@@ -262,6 +269,109 @@ impl Planner<'_> {
             time_attrs,
             window,
             updating,
+        })
+    }
+
+    /// Stream ⋈ versioned table `FOR SYSTEM_TIME AS OF` the stream's event time: each left row
+    /// joined with the version valid at its time ([`crate::operators::TemporalJoin`]).
+    fn temporal_join(&self, j: &Join, kind: JoinKind, table: &str, as_of: &str) -> Result<Stream> {
+        use datafusion::common::tree_node::{Transformed, TreeNode};
+        let outer = match kind {
+            JoinKind::Inner => false,
+            JoinKind::Left => true,
+            _ => return not_supported!("{kind:?} temporal joins (INNER and LEFT are)"),
+        };
+        let t = self.catalog.table(table)?.clone();
+        let left = self.build(&j.left)?;
+        if left.updating {
+            return not_supported!("temporal joins over an updating (changelog) input");
+        }
+        // The versioned table read as a stream: the placeholder scan becomes the table's own.
+        let right_plan = j
+            .right
+            .as_ref()
+            .clone()
+            .transform_up(|p| match p {
+                LogicalPlan::TableScan(mut scan)
+                    if super::rewrite::versioned_parts(scan.table_name.table()).is_some() =>
+                {
+                    scan.table_name = datafusion::common::TableReference::bare(table);
+                    Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
+                }
+                other => Ok(Transformed::no(other)),
+            })?
+            .data;
+        let right = self.build(&right_plan)?;
+        if right.updating {
+            return not_supported!(
+                "temporal joins against an updating (changelog) versioned table"
+            );
+        }
+        let (ls, rs) = (j.left.schema(), j.right.schema());
+        let (keys, filter) = self.join_condition(j)?;
+        if filter.is_some() && outer {
+            return not_supported!(
+                "LEFT temporal joins with a condition other than key equality ({})",
+                j.filter.as_ref().map(|f| f.to_string()).unwrap_or_default()
+            );
+        }
+        // The join keys must be the versioned table's primary key, as in Flink.
+        let mut right_keys: Vec<String> =
+            j.on.iter()
+                .filter_map(|(_, r)| match r {
+                    DfExpr::Column(c) => Some(c.name.clone()),
+                    _ => None,
+                })
+                .collect();
+        let mut pk = t.def.primary_key.clone();
+        right_keys.sort();
+        pk.sort();
+        if right_keys != pk || right_keys.len() != j.on.len() {
+            return plan_err!(
+                "FOR SYSTEM_TIME AS OF: join {table} on its primary key ({}) with equalities",
+                t.def.primary_key.join(", ")
+            );
+        }
+        let position = |schema: &datafusion::common::DFSchema, name: &str| {
+            schema.fields().iter().position(|f| f.name() == name)
+        };
+        let Some(left_time) =
+            position(ls, as_of).filter(|_| left.time_attrs.iter().any(|a| a == as_of))
+        else {
+            return plan_err!(
+                "FOR SYSTEM_TIME AS OF {as_of}: not an event-time attribute of the joined stream ({})",
+                left.time_attrs.join(", ")
+            );
+        };
+        let version_time = t
+            .def
+            .watermark
+            .as_ref()
+            .map(|w| w.column.clone())
+            .unwrap_or_default();
+        let Some(right_time) = position(rs, &version_time) else {
+            return plan_err!("{table}: its event-time column {version_time} is not selected");
+        };
+        let spec = crate::operators::TemporalJoinSpec {
+            keys: keys.clone(),
+            left_time,
+            right_time,
+            outer,
+            filter,
+            inputs: [
+                Arc::new(ls.as_arrow().clone()),
+                Arc::new(rs.as_arrow().clone()),
+            ],
+            output_schema: Arc::new(j.schema.as_arrow().clone()),
+            table: table.to_string(),
+        };
+        let time_attrs = left.time_attrs.clone();
+        let flow = Self::two_input(left, right, keys, kind, OpSpec::TemporalJoin(spec));
+        Ok(Stream {
+            flow,
+            time_attrs,
+            window: None,
+            updating: false,
         })
     }
 
@@ -1138,6 +1248,15 @@ pub(super) fn window_below(plan: &LogicalPlan) -> Option<&Window> {
         LogicalPlan::SubqueryAlias(a) => window_below(&a.input),
         LogicalPlan::Projection(p) => window_below(&p.input),
         LogicalPlan::Window(w) => Some(w),
+        _ => None,
+    }
+}
+
+/// The versioned table and `AS OF` column of an event-time temporal join (through aliases).
+fn versioned_table(plan: &LogicalPlan) -> Option<(&str, &str)> {
+    match plan {
+        LogicalPlan::SubqueryAlias(a) => versioned_table(&a.input),
+        LogicalPlan::TableScan(s) => super::rewrite::versioned_parts(s.table_name.table()),
         _ => None,
     }
 }

@@ -1,0 +1,402 @@
+//! Event-time temporal join: `FROM orders AS o JOIN rates FOR SYSTEM_TIME AS OF o.order_time
+//! AS r ON o.currency = r.currency`, each order joined with the version of its rate that was
+//! valid at the order's time (Flink's event-time temporal join against a versioned table).
+//!
+//! The right side is a *versioned table*: a stream with a primary key and a watermark, each
+//! row a new version of its key, valid from its event time until the key's next version. The
+//! operator keeps, per key, the versions in time order; a left row waits until the watermark
+//! (the minimum over both inputs, merged by the input gate) passes its time, so every version
+//! that could be valid at that time has arrived, then it is joined with the latest version at
+//! or before its time (INNER: dropped without one; LEFT: padded with NULLs). The output is
+//! append-only and keeps the left side's time attributes.
+//!
+//! State: the left rows still ahead of the watermark, and per key the versions from the one
+//! valid at the watermark onwards (older ones can no longer be chosen, and are freed). A
+//! snapshot holds both, each row with its key group.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::{concat_batches, filter_record_batch, take};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::physical_expr::PhysicalExpr;
+
+use super::{Emitter, Operator, StateSnapshot, eval, eval_all, time_millis};
+use crate::message::Timestamp;
+use crate::{Result, exec_err};
+
+/// The static description of an event-time temporal join.
+#[derive(Debug, Clone)]
+pub struct TemporalJoinSpec {
+    /// Equi-join keys over the left rows and over the versions (the versioned table's primary
+    /// key).
+    pub keys: [Vec<Arc<dyn PhysicalExpr>>; 2],
+    /// The left rows' event-time column (the `AS OF` column).
+    pub left_time: usize,
+    /// The versions' event-time column.
+    pub right_time: usize,
+    /// LEFT JOIN: left rows without a version are kept, padded with NULLs.
+    pub outer: bool,
+    /// Residual condition over the joined row (INNER joins only).
+    pub filter: Option<Arc<dyn PhysicalExpr>>,
+    /// Input schemas.
+    pub inputs: [SchemaRef; 2],
+    /// Left columns then right columns.
+    pub output_schema: SchemaRef,
+    /// The versioned table's name, for EXPLAIN.
+    pub table: String,
+}
+
+impl fmt::Display for TemporalJoinSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keys = |side: usize| {
+            self.keys[side]
+                .iter()
+                .map(|k| k.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        write!(
+            f,
+            "TemporalJoin: {} {} AS OF {} on [{}] = [{}] (version valid at the left row's time; rows wait for the watermark)",
+            if self.outer { "LEFT" } else { "INNER" },
+            self.table,
+            self.inputs[0].field(self.left_time).name(),
+            keys(0),
+            keys(1)
+        )?;
+        if let Some(c) = &self.filter {
+            write!(f, " if {c}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The running join.
+pub struct TemporalJoin {
+    spec: TemporalJoinSpec,
+    watermark: Timestamp,
+    /// Left rows ahead of the watermark.
+    pending: Vec<RecordBatch>,
+    /// Per key: version time → the version's row (row format).
+    versions: HashMap<Vec<u8>, BTreeMap<Timestamp, Vec<u8>>>,
+    /// Keys given versions since the last clean-up.
+    dirty: HashSet<Vec<u8>>,
+    keys: RowConverter,
+    rows: RowConverter,
+    bytes: usize,
+}
+
+impl TemporalJoin {
+    /// A new instance.
+    pub fn new(spec: TemporalJoinSpec) -> Result<Self> {
+        let keys = RowConverter::new(
+            spec.keys[1]
+                .iter()
+                .map(|k| Ok(SortField::new(k.data_type(&spec.inputs[1])?)))
+                .collect::<Result<Vec<_>>>()?,
+        )?;
+        let rows = RowConverter::new(
+            spec.inputs[1]
+                .fields()
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect(),
+        )?;
+        Ok(Self {
+            spec,
+            watermark: Timestamp::MIN,
+            pending: vec![],
+            versions: HashMap::new(),
+            dirty: HashSet::new(),
+            keys,
+            rows,
+            bytes: 0,
+        })
+    }
+
+    /// Each row's key (row format) on `side`.
+    fn key_bytes(&self, side: usize, batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
+        let cols = eval_all(&self.spec.keys[side], batch)?;
+        // The left keys may differ in type from the right ones (INT = BIGINT): as the right's.
+        let cols = cols
+            .iter()
+            .zip(&self.spec.keys[1])
+            .map(|(c, k)| {
+                let t = k.data_type(&self.spec.inputs[1])?;
+                Ok(datafusion::arrow::compute::cast(c, &t)?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let rows = self.keys.convert_columns(&cols)?;
+        Ok(rows.iter().map(|r| r.as_ref().to_vec()).collect())
+    }
+
+    /// Store versions (right rows).
+    fn add_versions(&mut self, batch: &RecordBatch) -> Result<u64> {
+        let times = time_millis(batch.column(self.spec.right_time))?.into_owned();
+        let nulls = batch.column(self.spec.right_time).clone();
+        let keys = self.key_bytes(1, batch)?;
+        let rows = self.rows.convert_columns(batch.columns())?;
+        let mut skipped = 0;
+        for (i, key) in keys.into_iter().enumerate() {
+            if nulls.is_null(i) {
+                skipped += 1;
+                continue;
+            }
+            let row = rows.row(i).as_ref().to_vec();
+            self.bytes += row.len() + key.len() + 48;
+            self.versions
+                .entry(key.clone())
+                .or_default()
+                .insert(times[i], row);
+            self.dirty.insert(key);
+        }
+        Ok(skipped)
+    }
+
+    /// Join the pending left rows at or before `wm` and emit them.
+    fn fire(&mut self, wm: Timestamp, out: &mut Emitter) -> Result<()> {
+        if self.pending.is_empty() {
+            return self.clean(wm);
+        }
+        let all = concat_batches(&self.spec.inputs[0], &self.pending)?;
+        self.pending.clear();
+        let times = time_millis(all.column(self.spec.left_time))?.into_owned();
+        let ready: datafusion::arrow::array::BooleanArray =
+            times.iter().map(|t| Some(*t <= wm)).collect();
+        let rest = filter_record_batch(&all, &datafusion::arrow::compute::not(&ready)?)?;
+        self.bytes = rest.get_array_memory_size() + self.version_bytes();
+        if rest.num_rows() > 0 {
+            self.pending.push(rest);
+        }
+        let left = filter_record_batch(&all, &ready)?;
+        if left.num_rows() > 0 {
+            out.emit(self.join(&left)?);
+        }
+        self.clean(wm)
+    }
+
+    /// The left rows joined with their versions.
+    fn join(&self, left: &RecordBatch) -> Result<RecordBatch> {
+        let times = time_millis(left.column(self.spec.left_time))?.into_owned();
+        let keys = self.key_bytes(0, left)?;
+        let mut picked: Vec<&[u8]> = vec![];
+        let mut left_idx: Vec<u32> = vec![];
+        let mut right_idx: Vec<Option<u32>> = vec![];
+        for (i, key) in keys.iter().enumerate() {
+            let version = self
+                .versions
+                .get(key)
+                .and_then(|v| v.range(..=times[i]).next_back())
+                .map(|(_, row)| row.as_slice());
+            match version {
+                Some(row) => {
+                    left_idx.push(i as u32);
+                    right_idx.push(Some(picked.len() as u32));
+                    picked.push(row);
+                }
+                None if self.spec.outer => {
+                    left_idx.push(i as u32);
+                    right_idx.push(None);
+                }
+                None => {}
+            }
+        }
+        let parser = self.rows.parser();
+        let right_cols = if picked.is_empty() {
+            self.spec.inputs[1]
+                .fields()
+                .iter()
+                .map(|f| datafusion::arrow::array::new_empty_array(f.data_type()))
+                .collect()
+        } else {
+            self.rows
+                .convert_rows(picked.iter().map(|r| parser.parse(r)))?
+        };
+        let left_take = UInt32Array::from(left_idx);
+        let right_take = UInt32Array::from(right_idx);
+        let mut columns: Vec<ArrayRef> = left
+            .columns()
+            .iter()
+            .map(|c| Ok(take(c.as_ref(), &left_take, None)?))
+            .collect::<Result<_>>()?;
+        for c in &right_cols {
+            columns.push(take(c.as_ref(), &right_take, None)?);
+        }
+        let columns = columns
+            .into_iter()
+            .zip(self.spec.output_schema.fields())
+            .map(|(c, f)| crate::format::cast_to(&c, f.data_type()))
+            .collect::<Result<Vec<_>>>()?;
+        let joined = RecordBatch::try_new(self.spec.output_schema.clone(), columns)?;
+        match &self.spec.filter {
+            Some(f) => {
+                let keep = eval(f, &joined)?;
+                let Some(keep) = keep
+                    .as_any()
+                    .downcast_ref::<datafusion::arrow::array::BooleanArray>()
+                else {
+                    return exec_err!("temporal join", "the join condition is not a boolean");
+                };
+                Ok(filter_record_batch(&joined, keep)?)
+            }
+            None => Ok(joined),
+        }
+    }
+
+    /// Free the versions no left row can choose any more: per key, those older than its
+    /// latest version at or before the watermark.
+    fn clean(&mut self, wm: Timestamp) -> Result<()> {
+        for key in std::mem::take(&mut self.dirty) {
+            let Some(v) = self.versions.get_mut(&key) else {
+                continue;
+            };
+            let Some(valid) = v.range(..=wm).next_back().map(|(t, _)| *t) else {
+                // Every version is still ahead: check again later.
+                self.dirty.insert(key);
+                continue;
+            };
+            let newer = v.split_off(&valid);
+            *v = newer;
+            if v.len() > 1 {
+                self.dirty.insert(key);
+            }
+        }
+        self.bytes = self
+            .pending
+            .iter()
+            .map(|b| b.get_array_memory_size())
+            .sum::<usize>()
+            + self.version_bytes();
+        Ok(())
+    }
+
+    fn version_bytes(&self) -> usize {
+        self.versions
+            .iter()
+            .map(|(k, v)| v.values().map(|r| r.len() + k.len() + 48).sum::<usize>())
+            .sum()
+    }
+}
+
+impl Operator for TemporalJoin {
+    fn name(&self) -> &str {
+        "temporal join"
+    }
+
+    fn process_batch(&mut self, input: usize, batch: RecordBatch, out: &mut Emitter) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        match input {
+            0 => {
+                let col = batch.column(self.spec.left_time);
+                if col.null_count() > 0 {
+                    out.malformed += col.null_count() as u64;
+                    let keep = datafusion::arrow::compute::is_not_null(col)?;
+                    let kept = filter_record_batch(&batch, &keep)?;
+                    self.bytes += kept.get_array_memory_size();
+                    self.pending.push(kept);
+                } else {
+                    self.bytes += batch.get_array_memory_size();
+                    self.pending.push(batch);
+                }
+                Ok(())
+            }
+            1 => {
+                out.malformed += self.add_versions(&batch)?;
+                Ok(())
+            }
+            other => exec_err!("temporal join", "input {other} of a two-input join"),
+        }
+    }
+
+    fn on_watermark(&mut self, wm: Timestamp, out: &mut Emitter) -> Result<()> {
+        if wm <= self.watermark {
+            return Ok(());
+        }
+        self.watermark = wm;
+        self.fire(wm, out)
+    }
+
+    fn on_end(&mut self, out: &mut Emitter) -> Result<()> {
+        self.fire(Timestamp::MAX, out)
+    }
+
+    fn snapshot(&mut self, key_groups: usize) -> Result<Option<StateSnapshot>> {
+        let mut tables = vec![];
+        if !self.pending.is_empty() {
+            let all = concat_batches(&self.spec.inputs[0], &self.pending)?;
+            let keys = eval_all(&self.spec.keys[0], &all)?;
+            let names: Vec<String> = all
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            let n = all.num_rows();
+            tables.push((
+                "pending".to_string(),
+                crate::state::keyed_batch(&names, all.columns().to_vec(), &keys, n, key_groups)?,
+            ));
+        }
+        let rows: Vec<&[u8]> = self
+            .versions
+            .values()
+            .flat_map(|v| v.values().map(|r| r.as_slice()))
+            .collect();
+        if !rows.is_empty() {
+            let parser = self.rows.parser();
+            let cols = self
+                .rows
+                .convert_rows(rows.iter().map(|r| parser.parse(r)))?;
+            let batch = RecordBatch::try_new(self.spec.inputs[1].clone(), cols)?;
+            let keys = eval_all(&self.spec.keys[1], &batch)?;
+            let names: Vec<String> = batch
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            let n = batch.num_rows();
+            tables.push((
+                "versions".to_string(),
+                crate::state::keyed_batch(&names, batch.columns().to_vec(), &keys, n, key_groups)?,
+            ));
+        }
+        Ok(Some(StateSnapshot {
+            tables,
+            meta: serde_json::json!({ "wm": self.watermark }),
+        }))
+    }
+
+    fn restore(&mut self, snapshot: StateSnapshot) -> Result<()> {
+        self.watermark = snapshot.meta_i64("wm").unwrap_or(Timestamp::MIN);
+        let input = |t: &RecordBatch, side: usize| -> Result<RecordBatch> {
+            let schema = &self.spec.inputs[side];
+            let cols = t.columns()[..schema.fields().len()]
+                .iter()
+                .zip(schema.fields())
+                .map(|(c, f)| crate::format::cast_to(c, f.data_type()))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(RecordBatch::try_new(schema.clone(), cols)?)
+        };
+        if let Some(t) = snapshot.table("pending") {
+            let rows = input(t, 0)?;
+            self.bytes += rows.get_array_memory_size();
+            self.pending.push(rows);
+        }
+        if let Some(t) = snapshot.table("versions") {
+            let rows = input(t, 1)?;
+            self.add_versions(&rows)?;
+        }
+        Ok(())
+    }
+
+    fn state_size(&self) -> usize {
+        self.bytes
+    }
+}
