@@ -582,3 +582,53 @@ async fn temporal_join_matches_batch() {
         }
     }
 }
+
+/// CROSS JOIN UNNEST of an ARRAY column, aggregated per element, against DataFusion's batch
+/// UNNEST.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_join_unnest_matches_batch() {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let dir = tempdir();
+    let lines: Vec<String> = (0..20_000i64)
+        .map(|i| {
+            let items: Vec<String> = (0..(i * 7) % 5)
+                .map(|j| format!("\"p{}\"", (i * 31 + j * 17) % 97))
+                .collect();
+            format!(r#"{{"id": {i}, "items": [{}]}}"#, items.join(", "))
+        })
+        .collect();
+    let path = dir.path().join("orders.json");
+    write_lines(&path, &lines);
+    let schema = std::sync::Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new(
+            "items",
+            DataType::List(std::sync::Arc::new(Field::new_list_field(
+                DataType::Utf8,
+                true,
+            ))),
+            true,
+        ),
+    ]));
+    let ctx = batch_ctx(&[("orders", &path, schema)]).await;
+    let want = rows(
+        &batch(
+            &ctx,
+            "SELECT item, COUNT(*) AS n, SUM(id) AS s FROM \
+             (SELECT id, unnest(items) AS item FROM orders) GROUP BY item",
+        )
+        .await,
+    );
+    assert!(want.len() > 50);
+    let sql = "SELECT t.item, COUNT(*) AS n, SUM(o.id) AS s \
+               FROM orders AS o CROSS JOIN UNNEST(o.items) AS t (item) GROUP BY t.item";
+    for p in [1, 2, 4] {
+        let ddl = format!(
+            "SET 'parallelism' = '{p}';\nCREATE TABLE orders (id BIGINT, items ARRAY<STRING>) \
+             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');",
+            path.display()
+        );
+        let got = final_rows(&stream(&ddl, sql).await);
+        assert_eq!(got, want, "parallelism {p}");
+    }
+}

@@ -19,6 +19,7 @@ mod project;
 mod session;
 mod temporal;
 mod topn;
+mod unnest;
 mod watermark;
 mod window;
 mod window_assign;
@@ -36,6 +37,7 @@ pub use project::ProjectSpec;
 pub use session::SessionAggregate;
 pub use temporal::{TemporalJoin, TemporalJoinSpec};
 pub use topn::{TopN, TopNSpec};
+pub use unnest::UnnestSpec;
 pub use watermark::{WatermarkGenSpec, WatermarkGenerator};
 pub use window::SlicedWindowAggregate;
 pub use window_assign::WindowAssignSpec;
@@ -140,6 +142,8 @@ pub enum OpSpec {
     Filter(FilterSpec),
     /// SELECT list.
     Project(ProjectSpec),
+    /// A row per array element.
+    Unnest(UnnestSpec),
     /// LIMIT.
     Limit(LimitSpec),
     /// A window TVF used without aggregation: adds window_start, window_end, window_time.
@@ -184,6 +188,7 @@ impl OpSpec {
             OpSpec::Watermark(_)
             | OpSpec::Filter(_)
             | OpSpec::Project(_)
+            | OpSpec::Unnest(_)
             | OpSpec::Limit(_)
             | OpSpec::WindowAssign(_)
             | OpSpec::Lookup(_) => Ok(()),
@@ -208,6 +213,7 @@ impl OpSpec {
             OpSpec::Watermark(s) => Box::new(WatermarkGenerator::new(s.clone())),
             OpSpec::Filter(s) => Box::new(s.clone()),
             OpSpec::Project(s) => Box::new(s.clone()),
+            OpSpec::Unnest(s) => Box::new(s.clone()),
             OpSpec::Limit(s) => Box::new(limit::Limit::new(s.clone())),
             OpSpec::WindowAssign(s) => Box::new(s.clone()),
             OpSpec::WindowAggregate(s) => match s.kind {
@@ -231,6 +237,7 @@ impl fmt::Display for OpSpec {
             OpSpec::Watermark(s) => write!(f, "{s}"),
             OpSpec::Filter(s) => write!(f, "{s}"),
             OpSpec::Project(s) => write!(f, "{s}"),
+            OpSpec::Unnest(s) => write!(f, "{s}"),
             OpSpec::Limit(s) => write!(f, "{s}"),
             OpSpec::WindowAssign(s) => write!(f, "{s}"),
             OpSpec::WindowAggregate(s) => write!(f, "{s}"),

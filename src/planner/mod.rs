@@ -858,10 +858,88 @@ impl<'a> Planner<'a> {
                 }
             }
             LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => self.values(plan),
-            LogicalPlan::Unnest(_) => not_supported!("UNNEST"),
+            LogicalPlan::Unnest(u) => self.unnest(u),
             LogicalPlan::RecursiveQuery(_) => not_supported!("recursive queries"),
             other => not_supported!("{}", other.display()),
         }
+    }
+
+    /// `UNNEST(array)` in a SELECT list (or from a lateral UNNEST, see `lateral_unnest`): a
+    /// row per element ([`crate::operators::UnnestSpec`]).
+    fn unnest(&self, u: &datafusion::logical_expr::Unnest) -> Result<Stream> {
+        let mut s = self.build(&u.input)?;
+        if s.updating {
+            return not_supported!("UNNEST over an updating (changelog) input");
+        }
+        if !u.struct_type_columns.is_empty()
+            || u.list_type_columns.iter().any(|(_, l)| l.depth != 1)
+            || u.schema.fields().len() != u.input.schema().fields().len()
+        {
+            return not_supported!("UNNEST of ROW values or of nested arrays at once");
+        }
+        if u.options.preserve_nulls() {
+            return not_supported!("UNNEST keeping rows of empty arrays");
+        }
+        s.push(OpSpec::Unnest(crate::operators::UnnestSpec {
+            list_cols: u.list_type_columns.iter().map(|(i, _)| *i).collect(),
+            schema: Arc::new(u.schema.as_arrow().clone()),
+        }));
+        Ok(s)
+    }
+
+    /// `t CROSS JOIN UNNEST(t.items) AS u (item)`: DataFusion plans a lateral join against a
+    /// subquery that unnests the outer row's array. The subquery is planned again over `t`
+    /// itself (its projections carry t's columns along), so the join becomes an unnest of
+    /// t's rows. None when the join is not of that shape.
+    fn lateral_unnest(&self, j: &datafusion::logical_expr::Join) -> Result<Option<Stream>> {
+        let mut right = j.right.as_ref();
+        if let LogicalPlan::SubqueryAlias(a) = right {
+            right = a.input.as_ref();
+        }
+        let LogicalPlan::Subquery(sub) = right else {
+            return Ok(None);
+        };
+        let has_unnest =
+            datafusion::common::tree_node::TreeNode::exists(sub.subquery.as_ref(), |p| {
+                Ok(matches!(p, LogicalPlan::Unnest(_)))
+            })?;
+        if !has_unnest {
+            return Ok(None);
+        }
+        if !j.on.is_empty()
+            || !matches!(
+                &j.filter,
+                None | Some(DfExpr::Literal(
+                    datafusion::common::ScalarValue::Boolean(Some(true)),
+                    _
+                ))
+            )
+            || j.join_type != datafusion::logical_expr::JoinType::Inner
+        {
+            return not_supported!("UNNEST joined other than by CROSS JOIN (or JOIN … ON TRUE)");
+        }
+        let left = j.left.as_ref();
+        let inner = lateralize(sub.subquery.as_ref(), left)?;
+        // Left columns as they were, then the unnested ones under the right side's names.
+        let width = left.schema().fields().len();
+        let inner_cols: Vec<datafusion::common::Column> = inner.schema().columns();
+        let right_width = j.right.schema().fields().len();
+        if inner_cols.len() != width + right_width {
+            return not_supported!("this UNNEST (its columns do not line up)");
+        }
+        let mut exprs = vec![];
+        for (i, (q, f)) in j.schema.iter().enumerate() {
+            let src = if i < width {
+                inner_cols[i].clone()
+            } else {
+                inner_cols[inner_cols.len() - right_width + (i - width)].clone()
+            };
+            exprs.push(DfExpr::Column(src).alias_qualified(q.cloned(), f.name()));
+        }
+        let plan = datafusion::logical_expr::LogicalPlanBuilder::from(inner)
+            .project(exprs)?
+            .build()?;
+        Ok(Some(self.build(&plan)?))
     }
 
     /// `UNION ALL`: a stage whose inputs each stay with the instance their producer feeds;
@@ -1422,4 +1500,48 @@ impl StripText for String {
         }
         m.to_string()
     }
+}
+
+/// A lateral subquery planned over `left`: its empty input becomes `left`, each projection
+/// also carries `left`'s columns (first), and references to the outer row become columns.
+fn lateralize(plan: &LogicalPlan, left: &LogicalPlan) -> Result<LogicalPlan> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    Ok(match plan {
+        LogicalPlan::EmptyRelation(_) => left.clone(),
+        LogicalPlan::Projection(p) => {
+            let input = lateralize(&p.input, left)?;
+            let mut exprs: Vec<DfExpr> = input
+                .schema()
+                .columns()
+                .into_iter()
+                .take(left.schema().fields().len())
+                .map(DfExpr::Column)
+                .collect();
+            for e in &p.expr {
+                let e = e
+                    .clone()
+                    .transform(|x| match x {
+                        DfExpr::OuterReferenceColumn(_, c) => {
+                            Ok(Transformed::yes(DfExpr::Column(c)))
+                        }
+                        other => Ok(Transformed::no(other)),
+                    })?
+                    .data;
+                exprs.push(e);
+            }
+            datafusion::logical_expr::LogicalPlanBuilder::from(input)
+                .project(exprs)?
+                .build()?
+        }
+        LogicalPlan::Unnest(u) => {
+            let input = lateralize(&u.input, left)?;
+            datafusion::logical_expr::LogicalPlanBuilder::from(input)
+                .unnest_columns_with_options(u.exec_columns.clone(), u.options.clone())?
+                .build()?
+        }
+        LogicalPlan::SubqueryAlias(a) => lateralize(&a.input, left)?,
+        other => {
+            return not_supported!("UNNEST with {} inside", other.display());
+        }
+    })
 }

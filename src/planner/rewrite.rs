@@ -362,6 +362,36 @@ impl VisitorMut for Rewriter<'_> {
     type Break = ();
 
     fn post_visit_table_factor(&mut self, tf: &mut TableFactor) -> ControlFlow<()> {
+        // `UNNEST(o.items) AS t (item)`, parsed as a table function: DataFusion's UNNEST.
+        if let TableFactor::Table {
+            name,
+            alias,
+            args: Some(args),
+            ..
+        } = tf
+            && name.to_string().eq_ignore_ascii_case("UNNEST")
+        {
+            let mut exprs = vec![];
+            for a in &args.args {
+                match a {
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => exprs.push(e.clone()),
+                    other => {
+                        self.error.get_or_insert(Error::Plan(format!(
+                            "UNNEST takes arrays, not {other}"
+                        )));
+                        return ControlFlow::Break(());
+                    }
+                }
+            }
+            *tf = TableFactor::UNNEST {
+                alias: alias.clone(),
+                array_exprs: exprs,
+                with_offset: false,
+                with_offset_alias: None,
+                with_ordinality: false,
+            };
+            return ControlFlow::Continue(());
+        }
         // `t FOR SYSTEM_TIME AS OF o.proc_time`: a lookup of reference table t.
         if let TableFactor::Table { name, version, .. } = tf
             && let Some(TableVersion::ForSystemTimeAsOf(at)) = version.as_ref()

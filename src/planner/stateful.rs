@@ -158,6 +158,9 @@ impl Planner<'_> {
         };
         // INTERSECT and EXCEPT compare rows with NULLs equal.
         let null_equal = j.null_equality != NullEquality::NullEqualsNothing;
+        if let Some(s) = self.lateral_unnest(j)? {
+            return Ok(s);
+        }
         if j.on.is_empty() {
             return not_supported!(
                 "joins without an equality condition between the two inputs (cross joins)"

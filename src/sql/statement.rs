@@ -625,6 +625,53 @@ fn parse_column(p: &mut Parser, def: &mut TableDef) -> Result<(), ParserError> {
 }
 
 fn parse_column_type(p: &mut Parser) -> Result<DataType, ParserError> {
+    let mut pending = false;
+    let t = parse_nested_type(p, &mut pending)?;
+    if pending {
+        return p.expected("a type", p.peek_token());
+    }
+    Ok(t)
+}
+
+/// `ARRAY<T>` and `MAP<K, V>` (Flink's spellings, nesting allowed), else a plain type.
+/// `pending` is set when a `>>` token closed this type and one more level.
+fn parse_nested_type(p: &mut Parser, pending: &mut bool) -> Result<DataType, ParserError> {
+    let tok = p.peek_token();
+    if let Token::Word(w) = &tok.token
+        && p.peek_nth_token(1).token == Token::Lt
+    {
+        let kind = w.value.to_ascii_uppercase();
+        if kind == "ARRAY" || kind == "MAP" {
+            p.next_token();
+            p.next_token();
+            let mut inner = vec![parse_nested_type(p, pending)?];
+            if kind == "MAP" && !*pending {
+                p.expect_token(&Token::Comma)?;
+                inner.push(parse_nested_type(p, pending)?);
+            }
+            // Close this level: a `>`, or the second half of a `>>` an inner type began.
+            if *pending {
+                *pending = false;
+            } else {
+                match p.next_token().token {
+                    Token::Gt => {}
+                    Token::ShiftRight => *pending = true,
+                    _ => return p.expected("'>'", p.peek_token()),
+                }
+            }
+            return Ok(match (kind.as_str(), inner.as_slice()) {
+                ("ARRAY", [e]) => DataType::List(std::sync::Arc::new(
+                    datafusion::arrow::datatypes::Field::new_list_field(e.clone(), true),
+                )),
+                (_, [k, v]) => crate::sql::types::map_type(k.clone(), v.clone()),
+                _ => return p.expected("MAP<key type, value type>", tok),
+            });
+        }
+    }
+    parse_plain_type(p)
+}
+
+fn parse_plain_type(p: &mut Parser) -> Result<DataType, ParserError> {
     let tok = p.peek_token();
     // Flink-only spellings first.
     if let Token::Word(w) = &tok.token {

@@ -65,8 +65,32 @@ pub fn sql_to_arrow(t: &SqlType) -> Result<DataType> {
                 _ => return not_supported!("column type {t}"),
             }
         }
+        S::Array(
+            sqlparser::ast::ArrayElemTypeDef::AngleBracket(e)
+            | sqlparser::ast::ArrayElemTypeDef::SquareBracket(e, None)
+            | sqlparser::ast::ArrayElemTypeDef::Parenthesis(e),
+        ) => DataType::List(std::sync::Arc::new(
+            datafusion::arrow::datatypes::Field::new_list_field(sql_to_arrow(e)?, true),
+        )),
+        S::Map(k, v) => map_type(sql_to_arrow(k)?, sql_to_arrow(v)?),
         other => return not_supported!("column type {other}"),
     })
+}
+
+/// Arrow's MAP of `key` to `value` (the layout arrow's JSON reader and the MAP functions use).
+pub fn map_type(key: DataType, value: DataType) -> DataType {
+    use datafusion::arrow::datatypes::{Field, Fields};
+    DataType::Map(
+        std::sync::Arc::new(Field::new(
+            "entries",
+            DataType::Struct(Fields::from(vec![
+                Field::new("keys", key, false),
+                Field::new("values", value, true),
+            ])),
+            false,
+        )),
+        false,
+    )
 }
 
 /// Flink's spelling of an Arrow type, for DESCRIBE.
@@ -96,6 +120,17 @@ pub fn display_type(t: &DataType) -> String {
                 format!("TIMESTAMP({p})")
             }
         }
+        DataType::List(f) | DataType::LargeList(f) => {
+            format!("ARRAY<{}>", display_type(f.data_type()))
+        }
+        DataType::Map(f, _) => match f.data_type() {
+            DataType::Struct(kv) if kv.len() == 2 => format!(
+                "MAP<{}, {}>",
+                display_type(kv[0].data_type()),
+                display_type(kv[1].data_type())
+            ),
+            other => other.to_string(),
+        },
         other => other.to_string(),
     }
 }
