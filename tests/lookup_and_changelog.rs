@@ -90,7 +90,7 @@ async fn lookup_join_matches_batch_join() {
         "orders of unknown products are kept"
     );
 
-    // AS OF an event-time column is a versioned-table join, which weir does not do.
+    // AS OF a column that is neither a processing time nor an event time is refused.
     let engine = weir::Engine::new();
     engine.execute(&ddl).await.unwrap();
     let err = engine
@@ -98,7 +98,7 @@ async fn lookup_join_matches_batch_join() {
         .await
         .err()
         .expect("an error");
-    assert!(err.to_string().contains("not supported yet"), "{err}");
+    assert!(err.to_string().contains("event-time column"), "{err}");
 }
 
 async fn next(sub: &mut weir::Subscription) -> Vec<String> {
