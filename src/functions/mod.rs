@@ -18,13 +18,17 @@
 //! - [`aggregate`]: `AVG` and `SUM` keep an integer (or FLOAT) argument's type, as Flink's
 //!   do, instead of widening to DOUBLE / BIGINT;
 //! - `PROCTIME()`, `CURRENT_TIMESTAMP`, `NOW()`, `LOCALTIMESTAMP`: the wall clock when a batch
-//!   is processed, not a constant folded at planning.
+//!   is processed, not a constant folded at planning;
+//! - [`CurrentWatermark`]: `CURRENT_WATERMARK(rowtime)`, the watermark the evaluating operator
+//!   has seen (the runtime's chain sets it around each batch, [`with_watermark`]);
+//! - [`json_agg`]: `JSON_ARRAYAGG` and `JSON_OBJECTAGG`.
 //!
 //! [`register`] installs them in a session: the planner's, and any batch session that should
 //! answer like weir (the differential tests' reference does this).
 
 pub mod aggregate;
 pub mod flink;
+pub mod json_agg;
 pub mod rowwise;
 pub mod string;
 pub mod time;
@@ -59,6 +63,10 @@ pub fn register(ctx: &SessionContext) {
     for f in aggregate::SameType::spreads() {
         ctx.register_udaf(AggregateUDF::from(f));
     }
+    for f in json_agg::JsonAgg::all() {
+        ctx.register_udaf(AggregateUDF::from(f));
+    }
+    ctx.register_udf(ScalarUDF::from(CurrentWatermark::default()));
 }
 
 /// The functions that depend on the session time zone (`'table.local-time-zone'`), for the
@@ -85,6 +93,73 @@ pub(crate) fn map_rows(
         Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))
     } else {
         Ok(ColumnarValue::Array(out))
+    }
+}
+
+thread_local! {
+    /// The watermark the operator evaluating an expression on this thread has seen.
+    static WATERMARK: std::cell::Cell<Option<i64>> = const { std::cell::Cell::new(None) };
+}
+
+/// Run `f` with `wm` as the current watermark, what `CURRENT_WATERMARK` answers inside it.
+pub(crate) fn with_watermark<R>(wm: Option<i64>, f: impl FnOnce() -> R) -> R {
+    let old = WATERMARK.with(|w| w.replace(wm));
+    let r = f();
+    WATERMARK.with(|w| w.set(old));
+    r
+}
+
+/// `CURRENT_WATERMARK(rowtime)`: the watermark of the operator evaluating it, in the type of
+/// the time attribute (millisecond precision), or NULL before its first watermark, as in
+/// Flink. Flink's documented use filters late rows: `WHERE CURRENT_WATERMARK(ts) IS NULL OR
+/// ts > CURRENT_WATERMARK(ts)`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct CurrentWatermark {
+    signature: Signature,
+}
+
+impl Default for CurrentWatermark {
+    fn default() -> Self {
+        Self {
+            signature: Signature::any(1, Volatility::Volatile),
+        }
+    }
+}
+
+impl ScalarUDFImpl for CurrentWatermark {
+    fn name(&self) -> &str {
+        "current_watermark"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> datafusion::error::Result<DataType> {
+        match args {
+            [DataType::Timestamp(_, tz)] => {
+                Ok(DataType::Timestamp(TimeUnit::Millisecond, tz.clone()))
+            }
+            other => datafusion::common::plan_err!(
+                "CURRENT_WATERMARK takes the table's event-time column, not {other:?}"
+            ),
+        }
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        let tz = match args.return_field.data_type() {
+            DataType::Timestamp(_, tz) => tz.clone(),
+            _ => None,
+        };
+        let wm = WATERMARK
+            .with(|w| w.get())
+            .filter(|w| *w != i64::MIN && *w != i64::MAX);
+        Ok(ColumnarValue::Scalar(ScalarValue::TimestampMillisecond(
+            wm, tz,
+        )))
     }
 }
 

@@ -586,7 +586,10 @@ fn json_rows(
 }
 
 /// Row `i` of `col` as a JSON value (None for NULL).
-fn json_value(col: &ArrayRef, i: usize) -> datafusion::error::Result<Option<serde_json::Value>> {
+pub(crate) fn json_value(
+    col: &ArrayRef,
+    i: usize,
+) -> datafusion::error::Result<Option<serde_json::Value>> {
     use datafusion::common::ScalarValue;
     if col.is_null(i) {
         return Ok(None);

@@ -1463,9 +1463,6 @@ fn planning_error(e: datafusion::error::DataFusionError) -> Error {
 /// Flink built-in functions weir does not have yet (an unknown function of this name is "not
 /// supported yet", any other is unknown).
 const FLINK_FUNCTIONS_MISSING: &[&str] = &[
-    "json_objectagg",
-    "json_arrayagg",
-    "current_watermark",
     "current_row_timestamp",
     "unhex",
     "tumble_proctime",

@@ -10,6 +10,8 @@ use crate::state::StateSnapshot;
 /// Instantiated operators, called in sequence.
 pub struct Chain {
     ops: Vec<Box<dyn Operator>>,
+    /// Per operator: the last watermark it received (for `CURRENT_WATERMARK`).
+    watermarks: Vec<Option<i64>>,
     late: Vec<RecordBatch>,
     malformed: u64,
 }
@@ -22,6 +24,7 @@ impl Chain {
                 .iter()
                 .map(OpSpec::instantiate)
                 .collect::<Result<_>>()?,
+            watermarks: vec![None; specs.len()],
             late: vec![],
             malformed: 0,
         })
@@ -33,6 +36,7 @@ impl Chain {
         let mut out = Vec::new();
         Self::push_from(
             &mut self.ops,
+            &mut self.watermarks,
             port,
             msg,
             &mut out,
@@ -44,20 +48,26 @@ impl Chain {
 
     fn push_from(
         ops: &mut [Box<dyn Operator>],
+        watermarks: &mut [Option<i64>],
         port: usize,
         msg: Message,
         out: &mut Vec<Message>,
         late: &mut Vec<RecordBatch>,
         malformed: &mut u64,
     ) -> Result<()> {
-        let Some((op, rest)) = ops.split_first_mut() else {
+        let (Some((op, rest)), Some((wm, wms))) =
+            (ops.split_first_mut(), watermarks.split_first_mut())
+        else {
             out.push(msg);
             return Ok(());
         };
         let mut em = Emitter::default();
         match msg {
-            Message::Batch(b) => op.process_batch(port, b, &mut em)?,
+            Message::Batch(b) => {
+                crate::functions::with_watermark(*wm, || op.process_batch(port, b, &mut em))?
+            }
             Message::Watermark(Watermark::EventTime(t)) => {
+                *wm = Some(t);
                 op.on_watermark(t, &mut em)?;
                 if op.forwards_watermarks() {
                     em.messages
@@ -73,7 +83,7 @@ impl Chain {
         late.append(&mut em.late);
         *malformed += em.malformed;
         for m in em.messages {
-            Self::push_from(rest, 0, m, out, late, malformed)?;
+            Self::push_from(rest, wms, 0, m, out, late, malformed)?;
         }
         Ok(())
     }

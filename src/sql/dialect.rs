@@ -11,6 +11,8 @@
 //! - `JSON_OBJECT([KEY] k VALUE v, … [NULL | ABSENT ON NULL])` and
 //!   `JSON_ARRAY(v, … [NULL | ABSENT ON NULL])`: calls of weir's JSON functions
 //!   ([`crate::functions::rowwise`]), the ON NULL behaviour chosen by name;
+//! - `JSON_OBJECTAGG([KEY] k VALUE v [… ON NULL])` and `JSON_ARRAYAGG(v [… ON NULL])`: calls of
+//!   weir's JSON aggregates ([`crate::functions::json_agg`]);
 //! - `x IS [NOT] JSON [VALUE | SCALAR | ARRAY | OBJECT]`: a call of `weir_is_json(x, kind)`.
 
 use sqlparser::ast::{Expr, Ident};
@@ -102,6 +104,23 @@ impl Dialect for WeirDialect {
             parser.next_token();
             parser.next_token();
             return Some(parse_json_constructor(parser, object));
+        }
+        let agg = match &parser.peek_token().token {
+            Token::Word(w) if w.quote_style.is_none() => {
+                match w.value.to_ascii_uppercase().as_str() {
+                    "JSON_OBJECTAGG" => Some(true),
+                    "JSON_ARRAYAGG" => Some(false),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        if let Some(object) = agg
+            && parser.peek_nth_token(1).token == Token::LParen
+        {
+            parser.next_token();
+            parser.next_token();
+            return Some(parse_json_aggregate(parser, object));
         }
         // `TABLE name` where an expression is expected: only valid as a window TVF argument.
         let is_table_arg = matches!(&parser.peek_token().token, Token::Word(w) if w.keyword == Keyword::TABLE)
@@ -279,6 +298,41 @@ fn parse_json_constructor(parser: &mut Parser, object: bool) -> Result<Expr, Par
     let mut all = vec![Expr::Value(
         sqlparser::ast::Value::SingleQuotedString(mask).into(),
     )];
+    all.extend(args);
+    Ok(call(name, all))
+}
+
+/// The rest of `JSON_OBJECTAGG(` (`[KEY] k VALUE v`) or `JSON_ARRAYAGG(` (`v`), with an
+/// optional ON NULL clause: a call of weir's aggregate for that ON NULL behaviour, whose first
+/// argument says whether the value is JSON text from a nested constructor.
+fn parse_json_aggregate(parser: &mut Parser, object: bool) -> Result<Expr, ParserError> {
+    use crate::functions::json_agg as agg;
+    let mut args = vec![];
+    if object {
+        let _ = parser.parse_keyword(Keyword::KEY);
+        args.push(parser.parse_expr()?);
+        if !parser.parse_keyword(Keyword::VALUE) {
+            parser.expect_token(&Token::Colon)?;
+        }
+    }
+    let value = parser.parse_expr()?;
+    let raw = matches!(&value, Expr::Function(f)
+        if crate::functions::rowwise::JSON_CONSTRUCTORS.contains(&f.name.to_string().as_str()));
+    args.push(value);
+    let mut keep_nulls = object;
+    for (kw, keep) in [(Keyword::NULL, true), (Keyword::ABSENT, false)] {
+        if parser.parse_keywords(&[kw, Keyword::ON, Keyword::NULL]) {
+            keep_nulls = keep;
+        }
+    }
+    parser.expect_token(&Token::RParen)?;
+    let name = match (object, keep_nulls) {
+        (true, true) => agg::JSON_OBJECTAGG,
+        (true, false) => agg::JSON_OBJECTAGG_ABSENT,
+        (false, true) => agg::JSON_ARRAYAGG_NULL,
+        (false, false) => agg::JSON_ARRAYAGG,
+    };
+    let mut all = vec![Expr::Value(sqlparser::ast::Value::Boolean(raw).into())];
     all.extend(args);
     Ok(call(name, all))
 }

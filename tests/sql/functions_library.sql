@@ -67,3 +67,11 @@ FROM (VALUES (1), (2), (4), (9)) AS t(x);
 
 SELECT VAR_POP(x) AS vp, ROUND(STDDEV_SAMP(x), 4) AS ss
 FROM (VALUES (CAST(1 AS DOUBLE)), (2), (4), (9)) AS t(x);
+
+-- JSON aggregates (Flink's examples): JSON_ARRAYAGG drops NULLs by default, JSON_OBJECTAGG
+-- keeps them; nested constructors stay JSON.
+SELECT JSON_OBJECTAGG(KEY product VALUE cnt) AS o1,
+       JSON_OBJECTAGG(KEY product VALUE cnt ABSENT ON NULL) AS o2,
+       JSON_ARRAYAGG(product) AS a1, JSON_ARRAYAGG(cnt NULL ON NULL) AS a2,
+       JSON_ARRAYAGG(JSON_OBJECT('p' VALUE product)) AS a3
+FROM (VALUES ('Apple', 2), ('Banana', 17), ('Orange', CAST(NULL AS INT))) AS t(product, cnt);
