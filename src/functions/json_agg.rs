@@ -125,7 +125,7 @@ impl Accumulator for JsonAccumulator {
         };
         let raw = raw
             .as_boolean_opt()
-            .is_some_and(|b| b.len() > 0 && b.value(0));
+            .is_some_and(|b| !b.is_empty() && b.value(0));
         let n = values.get(1).map_or(0, |c| c.len());
         for i in 0..n {
             if self.object {
