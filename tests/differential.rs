@@ -632,3 +632,28 @@ async fn cross_join_unnest_matches_batch() {
         assert_eq!(got, want, "parallelism {p}");
     }
 }
+
+/// The SESSION TVF without aggregation: each bid with its session's bounds, against the batch
+/// sessions (a new session where the gap to the key's previous bid exceeds the gap).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_tvf_rows_match_batch() {
+    let d = data();
+    let gap = 500;
+    let batch_sql = format!(
+        "SELECT b.auction, b.bidder, b.price, s.window_start, s.window_end \
+         FROM ({}) s JOIN (SELECT *, SUM(CASE WHEN prev IS NULL OR t - prev > {gap} THEN 1 ELSE 0 END) \
+                      OVER (PARTITION BY auction ORDER BY t) AS sid \
+               FROM (SELECT *, CAST(date_time AS BIGINT) AS t, \
+                            LAG(CAST(date_time AS BIGINT)) OVER (PARTITION BY auction ORDER BY CAST(date_time AS BIGINT)) AS prev \
+                     FROM bid) a) b ON s.auction = b.auction AND s.sid = b.sid",
+        session_batch(gap, "auction", "sid")
+    );
+    check(
+        &d.file,
+        "SELECT auction, bidder, price, window_start, window_end \
+         FROM TABLE(SESSION(TABLE bid PARTITION BY auction, DESCRIPTOR(date_time), INTERVAL '0.5' SECOND))",
+        &batch_sql,
+        "SESSION TVF rows",
+    )
+    .await;
+}

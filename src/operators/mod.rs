@@ -17,6 +17,7 @@ mod over;
 mod over_updating;
 mod project;
 mod session;
+mod session_assign;
 mod temporal;
 mod topn;
 mod unnest;
@@ -35,6 +36,7 @@ pub use over::{Frame, OffsetFn, OverAggregate, OverOutput, OverSpec};
 pub use over_updating::{UpdatingOver, UpdatingOverSpec, output_schema as over_updating_schema};
 pub use project::ProjectSpec;
 pub use session::SessionAggregate;
+pub use session_assign::{SessionAssign, SessionAssignSpec};
 pub use temporal::{TemporalJoin, TemporalJoinSpec};
 pub use topn::{TopN, TopNSpec};
 pub use unnest::UnnestSpec;
@@ -164,6 +166,8 @@ pub enum OpSpec {
     Lookup(LookupSpec),
     /// Stream ⋈ versioned table FOR SYSTEM_TIME AS OF the stream's event time.
     TemporalJoin(TemporalJoinSpec),
+    /// SESSION TVF rows without aggregation.
+    SessionAssign(SessionAssignSpec),
 }
 
 impl OpSpec {
@@ -179,6 +183,7 @@ impl OpSpec {
                 | OpSpec::Over(_)
                 | OpSpec::OverUpdating(_)
                 | OpSpec::TemporalJoin(_)
+                | OpSpec::SessionAssign(_)
         )
     }
 
@@ -196,7 +201,10 @@ impl OpSpec {
             OpSpec::GroupAggregate(_) => Ok(()),
             OpSpec::Join(_) => Ok(()),
             OpSpec::TopN(_) => Ok(()),
-            OpSpec::Over(_) | OpSpec::OverUpdating(_) | OpSpec::TemporalJoin(_) => Ok(()),
+            OpSpec::Over(_)
+            | OpSpec::OverUpdating(_)
+            | OpSpec::TemporalJoin(_)
+            | OpSpec::SessionAssign(_) => Ok(()),
         }
     }
 
@@ -227,6 +235,7 @@ impl OpSpec {
             OpSpec::OverUpdating(s) => Box::new(UpdatingOver::new(s.clone())?),
             OpSpec::Lookup(s) => Box::new(LookupJoin::new(s.clone())),
             OpSpec::TemporalJoin(s) => Box::new(TemporalJoin::new(s.clone())?),
+            OpSpec::SessionAssign(s) => Box::new(SessionAssign::new(s.clone())?),
         })
     }
 }
@@ -248,6 +257,7 @@ impl fmt::Display for OpSpec {
             OpSpec::OverUpdating(s) => write!(f, "{s}"),
             OpSpec::Lookup(s) => write!(f, "{s}"),
             OpSpec::TemporalJoin(s) => write!(f, "{s}"),
+            OpSpec::SessionAssign(s) => write!(f, "{s}"),
         }
     }
 }

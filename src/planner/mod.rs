@@ -1208,10 +1208,28 @@ impl<'a> Planner<'a> {
     }
 
     fn window_assign(&self, w: &WindowTvf, input: &LogicalPlan, schema: &Schema) -> Result<Stream> {
-        if matches!(w.kind, WindowKind::Session { .. }) {
-            return not_supported!("SESSION windows without GROUP BY window_start, window_end");
-        }
         let (mut s, time_col) = self.window_stream(w, input)?;
+        if let WindowKind::Session { gap } = w.kind {
+            // Rows wait until their session closes, keyed by its PARTITION BY columns.
+            let mut partition = vec![];
+            for name in w.partition_by.iter().flatten() {
+                let col = DfExpr::Column(datafusion::common::Column::from_name(name));
+                partition.push(self.phys(&col, input.schema())?);
+            }
+            s.time_attrs.push(w.columns[2].clone());
+            s.window = Some((w.columns[0].clone(), w.columns[1].clone()));
+            s.stage(
+                OpSpec::SessionAssign(crate::operators::SessionAssignSpec {
+                    gap,
+                    partition: partition.clone(),
+                    time_col,
+                    input_schema: Arc::new(input.schema().as_arrow().clone()),
+                    output_schema: Arc::new(schema.clone()),
+                }),
+                partition,
+            );
+            return Ok(s);
+        }
         let time_type = input.schema().field(time_col).data_type();
         let kind = self.zoned_window(w.kind, time_type)?;
         let local = self.wall_clock_zone(time_type);
