@@ -8,7 +8,8 @@
 //! Each partition keeps its current input rows ordered by the ORDER BY columns (ties broken
 //! by the whole row, so the order is deterministic), with a count for identical rows, and the
 //! output it emitted last. A batch's changes to a partition are applied, the partition's
-//! output is computed again (one pass with a sliding accumulator), and only the difference is
+//! output is computed again from its first changed row on (one pass with a sliding accumulator,
+//! which a `ROWS n` frame starts n rows earlier), and only the difference is
 //! emitted: `-U` / `+U` pairs for output rows that changed, `+I` for new rows, `-D` for rows
 //! that went away.
 //! The ORDER BY need not be a time attribute: the input is not ordered by the watermark.
@@ -170,35 +171,57 @@ impl UpdatingOver {
             .collect())
     }
 
-    /// The output a partition's rows give: each row (with its repeats) and its aggregates.
-    fn compute(&self, part: &Part) -> Result<Vec<(Vec<u8>, Vec<ScalarValue>)>> {
+    /// The output a partition's rows give: each row (with its repeats) and its aggregates,
+    /// from the first row at or after `from` on (the rows before it are unchanged by the
+    /// changes at and after `from`: a frame ends at its row). Returns how many rows come
+    /// before that point, and the output from it.
+    fn compute(
+        &self,
+        part: &Part,
+        from: Option<&(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(usize, Vec<(Vec<u8>, Vec<ScalarValue>)>)> {
         let mut order_keys: Vec<&[u8]> = vec![];
         let mut row_keys: Vec<&[u8]> = vec![];
-        for ((o, r), n) in &part.rows {
+        let mut prefix = 0;
+        for (entry, n) in &part.rows {
+            if from.is_some_and(|f| entry < f) {
+                prefix += n;
+            }
             for _ in 0..*n {
-                order_keys.push(o);
-                row_keys.push(r);
+                order_keys.push(&entry.0);
+                row_keys.push(&entry.1);
             }
         }
         if let Some(n) = self.spec.limit {
             // Top-N: the first n rows and their row numbers.
-            return Ok(row_keys
-                .into_iter()
-                .take(n)
-                .enumerate()
-                .map(|(i, r)| (r.to_vec(), vec![ScalarValue::UInt64(Some(i as u64 + 1))]))
-                .collect());
+            return Ok((
+                prefix.min(n),
+                row_keys
+                    .into_iter()
+                    .take(n)
+                    .enumerate()
+                    .skip(prefix)
+                    .map(|(i, r)| (r.to_vec(), vec![ScalarValue::UInt64(Some(i as u64 + 1))]))
+                    .collect(),
+            ));
         }
-        if row_keys.is_empty() {
-            return Ok(vec![]);
+        if row_keys.len() <= prefix {
+            return Ok((prefix, vec![]));
         }
+        // The rows the accumulators must see: a ROWS n frame needs only the n rows before the
+        // first recomputed one; the other frames need all.
+        let start = match self.spec.frame {
+            Frame::Rows(Some(k)) => prefix.saturating_sub(k as usize),
+            _ => 0,
+        };
         let parser = self.rows.parser();
         let columns = self
             .rows
-            .convert_rows(row_keys.iter().map(|r| parser.parse(r)))?;
+            .convert_rows(row_keys[start..].iter().map(|r| parser.parse(r)))?;
         let batch = RecordBatch::try_new(self.spec.input_schema.clone(), columns)?;
         let args = super::aggregate_inputs(&self.spec.aggs, &[], &batch)?.0;
-        let n = row_keys.len();
+        let n = row_keys.len() - start;
+        let order_keys = &order_keys[start..];
         let mut accs = self
             .spec
             .aggs
@@ -242,11 +265,21 @@ impl UpdatingOver {
             }
             i = end;
         }
-        Ok(row_keys
-            .into_iter()
-            .map(|r| r.to_vec())
-            .zip(values)
-            .collect())
+        // A RANGE run that began before `from` was recomputed whole: report from its start.
+        let mut first = prefix;
+        if matches!(self.spec.frame, Frame::Range(_)) {
+            while first > start && order_keys[first - 1 - start] == order_keys[first - start] {
+                first -= 1;
+            }
+        }
+        Ok((
+            first,
+            row_keys[first..]
+                .iter()
+                .map(|r| r.to_vec())
+                .zip(values.into_iter().skip(first - start))
+                .collect(),
+        ))
     }
 
     /// Output rows from (row bytes, values, op) triples.
@@ -305,16 +338,26 @@ impl Operator for UpdatingOver {
         let data = strip_ops(&batch);
         let keys = self.key_bytes(&data)?;
         let entries = self.entries(&data)?;
-        // Apply the changes, partition by partition, in arrival order.
+        // Apply the changes, partition by partition, in arrival order; note each partition's
+        // first changed position.
         let mut touched: Vec<Vec<u8>> = vec![];
+        let mut first: HashMap<Vec<u8>, (Vec<u8>, Vec<u8>)> = HashMap::new();
         for ((key, entry), op) in keys.into_iter().zip(entries).zip(ops) {
+            match first.get_mut(&key) {
+                Some(f) => {
+                    if entry < *f {
+                        *f = entry.clone();
+                    }
+                }
+                None => {
+                    touched.push(key.clone());
+                    first.insert(key.clone(), entry.clone());
+                }
+            }
             let part = match self.parts.get_mut(&key) {
                 Some(p) => p,
-                None => self.parts.entry(key.clone()).or_default(),
+                None => self.parts.entry(key).or_default(),
             };
-            if !touched.contains(&key) {
-                touched.push(key.clone());
-            }
             if RowKind::from_i8(op).is_accumulate() {
                 *part.rows.entry(entry).or_default() += 1;
             } else {
@@ -333,12 +376,14 @@ impl Operator for UpdatingOver {
             let Some(part) = self.parts.get(&key) else {
                 continue;
             };
-            let new = self.compute(part)?;
+            let (prefix, new) = self.compute(part, first.get(&key))?;
             let old_bytes = Self::part_bytes(part);
             let Some(part) = self.parts.get_mut(&key) else {
                 continue;
             };
-            let old = std::mem::take(&mut part.emitted);
+            // The output before the first change stands; the rest is compared.
+            let mut kept = std::mem::take(&mut part.emitted);
+            let old = kept.split_off(prefix.min(kept.len()));
             // The difference as multisets: what went away (-U, or -D when nothing replaces
             // it) and what came (+U after a -U, else +I).
             let mut counts: HashMap<&(Vec<u8>, Vec<ScalarValue>), i64> = HashMap::new();
@@ -383,7 +428,8 @@ impl Operator for UpdatingOver {
                 };
                 changes.push((n.0.clone(), n.1.clone(), kind));
             }
-            part.emitted = new;
+            kept.extend(new);
+            part.emitted = kept;
             let now = Self::part_bytes(part);
             if part.rows.is_empty() {
                 self.parts.remove(&key);
@@ -471,7 +517,7 @@ impl Operator for UpdatingOver {
             let Some(part) = self.parts.get(&key) else {
                 continue;
             };
-            let emitted = self.compute(part)?;
+            let (_, emitted) = self.compute(part, None)?;
             if let Some(part) = self.parts.get_mut(&key) {
                 part.emitted = emitted;
                 self.bytes += Self::part_bytes(part);
