@@ -96,12 +96,15 @@ impl fmt::Display for UpdatingOverSpec {
     }
 }
 
+/// Output rows: each one's row bytes and its values, in order.
+type Outputs = Vec<(Vec<u8>, Vec<ScalarValue>)>;
+
 /// A partition: its rows (ORDER BY bytes, row bytes) with counts, and what it emitted last
 /// (each output row's row bytes and aggregate values, in order).
 #[derive(Default)]
 struct Part {
     rows: BTreeMap<(Vec<u8>, Vec<u8>), usize>,
-    emitted: Vec<(Vec<u8>, Vec<ScalarValue>)>,
+    emitted: Outputs,
 }
 
 /// The running operator.
@@ -175,11 +178,7 @@ impl UpdatingOver {
     /// from the first row at or after `from` on (the rows before it are unchanged by the
     /// changes at and after `from`: a frame ends at its row). Returns how many rows come
     /// before that point, and the output from it.
-    fn compute(
-        &self,
-        part: &Part,
-        from: Option<&(Vec<u8>, Vec<u8>)>,
-    ) -> Result<(usize, Vec<(Vec<u8>, Vec<ScalarValue>)>)> {
+    fn compute(&self, part: &Part, from: Option<&(Vec<u8>, Vec<u8>)>) -> Result<(usize, Outputs)> {
         let mut order_keys: Vec<&[u8]> = vec![];
         let mut row_keys: Vec<&[u8]> = vec![];
         let mut prefix = 0;
