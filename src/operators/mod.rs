@@ -270,6 +270,117 @@ pub(crate) fn eval(
     Ok(expr.evaluate(batch)?.into_array(batch.num_rows())?)
 }
 
+/// Partition keys in Arrow's row format (all empty without PARTITION BY): the keys of an
+/// operator's per-partition state.
+pub(crate) struct PartitionKeys {
+    exprs: Vec<std::sync::Arc<dyn datafusion::physical_expr::PhysicalExpr>>,
+    conv: Option<datafusion::arrow::row::RowConverter>,
+}
+
+impl PartitionKeys {
+    /// For `exprs` over rows of `schema`.
+    pub(crate) fn new(
+        exprs: &[std::sync::Arc<dyn datafusion::physical_expr::PhysicalExpr>],
+        schema: &datafusion::arrow::datatypes::Schema,
+    ) -> Result<Self> {
+        let conv = if exprs.is_empty() {
+            None
+        } else {
+            let fields = exprs
+                .iter()
+                .map(|p| Ok(datafusion::arrow::row::SortField::new(p.data_type(schema)?)))
+                .collect::<Result<Vec<_>>>()?;
+            Some(datafusion::arrow::row::RowConverter::new(fields)?)
+        };
+        Ok(Self {
+            exprs: exprs.to_vec(),
+            conv,
+        })
+    }
+
+    /// Each row's key.
+    pub(crate) fn of(&self, batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
+        let Some(conv) = &self.conv else {
+            return Ok(vec![vec![]; batch.num_rows()]);
+        };
+        let rows = conv.convert_columns(&eval_all(&self.exprs, batch)?)?;
+        Ok(rows.iter().map(|r| r.as_ref().to_vec()).collect())
+    }
+
+    /// The converter (None without PARTITION BY).
+    pub(crate) fn converter(&self) -> Option<&datafusion::arrow::row::RowConverter> {
+        self.conv.as_ref()
+    }
+}
+
+/// A snapshot table `name` of whole input rows, each with the key group of its `keys`; None
+/// without rows.
+pub(crate) fn rows_table(
+    name: &str,
+    rows: &[RecordBatch],
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+    keys: &[std::sync::Arc<dyn datafusion::physical_expr::PhysicalExpr>],
+    key_groups: usize,
+) -> Result<Option<(String, RecordBatch)>> {
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let all = datafusion::arrow::compute::concat_batches(schema, rows)?;
+    let key_cols = eval_all(keys, &all)?;
+    let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let n = all.num_rows();
+    Ok(Some((
+        name.to_string(),
+        crate::state::keyed_batch(&names, all.columns().to_vec(), &key_cols, n, key_groups)?,
+    )))
+}
+
+/// The input rows of a [`rows_table`] (its first columns, in `schema`'s types).
+pub(crate) fn table_rows(
+    t: &RecordBatch,
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+) -> Result<RecordBatch> {
+    let cols = t.columns()[..schema.fields().len()]
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| crate::format::cast_to(c, f.data_type()))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), cols)?)
+}
+
+/// The rows of `batch` to keep: those whose event time `late` says is behind go to the late
+/// output, and those without an event time are counted as malformed.
+pub(crate) fn drop_late(
+    batch: RecordBatch,
+    time_col: usize,
+    late: impl Fn(Timestamp) -> bool,
+    out: &mut Emitter,
+) -> Result<RecordBatch> {
+    use datafusion::arrow::array::{Array, BooleanArray};
+    use datafusion::arrow::compute::filter_record_batch;
+    let col = batch.column(time_col).clone();
+    let times = time_millis(&col)?;
+    let keep: BooleanArray = times
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Some(col.is_valid(i) && !late(*t)))
+        .collect();
+    if keep.true_count() == batch.num_rows() {
+        return Ok(batch);
+    }
+    out.malformed += col.null_count() as u64;
+    let behind: BooleanArray = times
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Some(col.is_valid(i) && late(*t)))
+        .collect();
+    let gone = filter_record_batch(&batch, &behind)?;
+    if gone.num_rows() > 0 {
+        out.late.push(gone);
+    }
+    Ok(filter_record_batch(&batch, &keep)?)
+}
+
 /// Several physical expressions over a batch (keys, partitions), each as an array.
 pub(crate) fn eval_all(
     exprs: &[std::sync::Arc<dyn datafusion::physical_expr::PhysicalExpr>],

@@ -32,14 +32,16 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::{concat_batches, filter_record_batch, take_record_batch};
-use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
-use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
-use super::{Emitter, Operator, StateSnapshot, eval_all, time_millis};
+use super::{
+    Emitter, Operator, PartitionKeys, StateSnapshot, drop_late, eval_all, rows_table, table_rows,
+    time_millis,
+};
 use crate::Result;
 use crate::message::Timestamp;
 
@@ -179,23 +181,14 @@ pub struct OverAggregate {
     watermark: Timestamp,
     pending: Vec<RecordBatch>,
     parts: HashMap<Vec<u8>, Part>,
-    keys: Option<RowConverter>,
+    keys: PartitionKeys,
     bytes: usize,
 }
 
 impl OverAggregate {
     /// A new instance.
     pub fn new(spec: OverSpec) -> Result<Self> {
-        let keys = if spec.partition.is_empty() {
-            None
-        } else {
-            let fields = spec
-                .partition
-                .iter()
-                .map(|p| Ok(SortField::new(p.data_type(&spec.input_schema)?)))
-                .collect::<Result<Vec<_>>>()?;
-            Some(RowConverter::new(fields)?)
-        };
+        let keys = PartitionKeys::new(&spec.partition, &spec.input_schema)?;
         Ok(Self {
             spec,
             watermark: Timestamp::MIN,
@@ -230,11 +223,7 @@ impl OverAggregate {
 
     /// The partition key of each row, as bytes (empty without PARTITION BY).
     fn key_bytes(&self, batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
-        let Some(conv) = &self.keys else {
-            return Ok(vec![vec![]; batch.num_rows()]);
-        };
-        let rows = conv.convert_columns(&eval_all(&self.spec.partition, batch)?)?;
-        Ok(rows.iter().map(|r| r.as_ref().to_vec()).collect())
+        self.keys.of(batch)
     }
 
     fn args(&self, batch: &RecordBatch) -> Result<Vec<Vec<ArrayRef>>> {
@@ -512,32 +501,9 @@ impl OverAggregate {
             .sum()
     }
 
-    /// A batch of `rows` with the key group of each row's partition.
-    fn keyed(&self, rows: &RecordBatch, key_groups: usize) -> Result<RecordBatch> {
-        let keys = eval_all(&self.spec.partition, rows)?;
-        let kg = crate::state::key_group_column(&keys, rows.num_rows(), key_groups)?;
-        let mut fields: Vec<Field> = rows
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone().with_nullable(true))
-            .collect();
-        fields.push(Field::new(
-            crate::state::KEY_GROUP_COLUMN,
-            kg.data_type().clone(),
-            false,
-        ));
-        let mut columns = rows.columns().to_vec();
-        columns.push(kg);
-        Ok(RecordBatch::try_new(
-            Arc::new(Schema::new(fields)),
-            columns,
-        )?)
-    }
-
     /// The partition keys of a snapshot table whose first `n_keys` columns are key columns.
     fn table_keys(&self, t: &RecordBatch, n_keys: usize) -> Result<Vec<Vec<u8>>> {
-        Ok(match &self.keys {
+        Ok(match self.keys.converter() {
             Some(conv) => {
                 let rows = conv.convert_columns(&t.columns()[..n_keys])?;
                 rows.iter().map(|r| r.as_ref().to_vec()).collect()
@@ -548,7 +514,7 @@ impl OverAggregate {
 
     /// The partitions' key columns (one row per key of `keys`).
     fn key_columns(&self, keys: &[&Vec<u8>]) -> Result<Vec<ArrayRef>> {
-        let Some(conv) = &self.keys else {
+        let Some(conv) = self.keys.converter() else {
             return Ok(vec![]);
         };
         let parser = conv.parser();
@@ -584,15 +550,6 @@ impl OverAggregate {
             crate::state::keyed_batch(&names, columns, &key_cols, n, key_groups)?,
         )))
     }
-
-    /// The input columns of a snapshot table (without the key-group column).
-    fn input_rows(&self, t: &RecordBatch) -> Result<RecordBatch> {
-        let width = self.spec.input_schema.fields().len();
-        Ok(RecordBatch::try_new(
-            self.spec.input_schema.clone(),
-            t.columns()[..width].to_vec(),
-        )?)
-    }
 }
 
 impl Operator for OverAggregate {
@@ -606,32 +563,8 @@ impl Operator for OverAggregate {
         batch: RecordBatch,
         out: &mut Emitter,
     ) -> Result<()> {
-        let col = batch.column(self.spec.time_col);
-        let times = time_millis(col)?;
-        let nulls = col.null_count();
         let wm = self.watermark;
-        let keep: datafusion::arrow::array::BooleanArray = times
-            .iter()
-            .enumerate()
-            .map(|(i, t)| Some(col.is_valid(i) && *t > wm))
-            .collect();
-        let kept = keep.true_count();
-        if kept == batch.num_rows() {
-            self.bytes += batch.get_array_memory_size();
-            self.pending.push(batch);
-            return Ok(());
-        }
-        out.malformed += nulls as u64;
-        let late_mask: datafusion::arrow::array::BooleanArray = times
-            .iter()
-            .enumerate()
-            .map(|(i, t)| Some(col.is_valid(i) && *t <= wm))
-            .collect();
-        let late = filter_record_batch(&batch, &late_mask)?;
-        if late.num_rows() > 0 {
-            out.late.push(late);
-        }
-        let kept = filter_record_batch(&batch, &keep)?;
+        let kept = drop_late(batch, self.spec.time_col, |t| t <= wm, out)?;
         if kept.num_rows() > 0 {
             self.bytes += kept.get_array_memory_size();
             self.pending.push(kept);
@@ -652,20 +585,17 @@ impl Operator for OverAggregate {
     }
 
     fn snapshot(&mut self, key_groups: usize) -> Result<Option<StateSnapshot>> {
-        let mut tables = vec![];
-        if !self.pending.is_empty() {
-            let all = concat_batches(&self.spec.input_schema, &self.pending)?;
-            tables.push(("pending".to_string(), self.keyed(&all, key_groups)?));
-        }
+        let (schema, part) = (&self.spec.input_schema, &self.spec.partition);
+        let mut tables: Vec<(String, RecordBatch)> =
+            rows_table("pending", &self.pending, schema, part, key_groups)?
+                .into_iter()
+                .collect();
         let waiting: Vec<RecordBatch> = self
             .parts
             .values()
             .filter_map(|p| p.waiting.clone())
             .collect();
-        if !waiting.is_empty() {
-            let all = concat_batches(&self.spec.input_schema, &waiting)?;
-            tables.push(("waiting".to_string(), self.keyed(&all, key_groups)?));
-        }
+        tables.extend(rows_table("waiting", &waiting, schema, part, key_groups)?);
         if self.spec.max_offset(false) > 0 {
             tables.extend(self.lags_table(key_groups)?);
         }
@@ -675,10 +605,7 @@ impl Operator for OverAggregate {
                 .values()
                 .flat_map(|p| p.frame.iter().map(|e| e.rows.clone()))
                 .collect();
-            if !rows.is_empty() {
-                let all = concat_batches(&self.spec.input_schema, &rows)?;
-                tables.push(("frame".to_string(), self.keyed(&all, key_groups)?));
-            }
+            tables.extend(rows_table("frame", &rows, schema, part, key_groups)?);
         } else if !self.parts.is_empty() {
             // One row per partition: its key columns and its accumulators' states.
             let mut key_rows = vec![];
@@ -721,14 +648,14 @@ impl Operator for OverAggregate {
     fn restore(&mut self, snapshot: StateSnapshot) -> Result<()> {
         self.watermark = snapshot.meta_i64("wm").unwrap_or(Timestamp::MIN);
         if let Some(t) = snapshot.table("pending") {
-            let rows = self.input_rows(t)?;
+            let rows = table_rows(t, &self.spec.input_schema)?;
             self.bytes += rows.get_array_memory_size();
             self.pending.push(rows);
         }
         if let Some(t) = snapshot.table("frame") {
             // The frames' rows, oldest first per partition: fed again, they rebuild the
             // accumulators (whose value is the aggregate over the frame).
-            let rows = self.input_rows(t)?;
+            let rows = table_rows(t, &self.spec.input_schema)?;
             let times = time_millis(rows.column(self.spec.time_col))?.into_owned();
             let keys = self.key_bytes(&rows)?;
             let args = self.args(&rows)?;
@@ -749,7 +676,7 @@ impl Operator for OverAggregate {
         }
         if let Some(t) = snapshot.table("waiting") {
             // Rows waiting for their LEAD rows, in order per partition.
-            let rows = self.input_rows(t)?;
+            let rows = table_rows(t, &self.spec.input_schema)?;
             let keys = self.key_bytes(&rows)?;
             for (i, key) in keys.iter().enumerate() {
                 if !self.parts.contains_key(key) {

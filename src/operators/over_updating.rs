@@ -36,7 +36,7 @@ use datafusion::common::ScalarValue;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
-use super::{Emitter, Frame, Operator, StateSnapshot, eval_all};
+use super::{Emitter, Frame, Operator, PartitionKeys, StateSnapshot, eval_all};
 use crate::Result;
 use crate::changelog::{RowKind, batch_with_ops, ops_of, strip_ops};
 
@@ -111,7 +111,7 @@ struct Part {
 pub struct UpdatingOver {
     spec: UpdatingOverSpec,
     parts: HashMap<Vec<u8>, Part>,
-    keys: Option<RowConverter>,
+    keys: PartitionKeys,
     order: RowConverter,
     rows: RowConverter,
     bytes: usize,
@@ -121,16 +121,7 @@ impl UpdatingOver {
     /// A new instance.
     pub fn new(spec: UpdatingOverSpec) -> Result<Self> {
         let schema = &spec.input_schema;
-        let keys = if spec.partition.is_empty() {
-            None
-        } else {
-            let fields = spec
-                .partition
-                .iter()
-                .map(|p| Ok(SortField::new(p.data_type(schema)?)))
-                .collect::<Result<Vec<_>>>()?;
-            Some(RowConverter::new(fields)?)
-        };
+        let keys = PartitionKeys::new(&spec.partition, schema)?;
         let order = RowConverter::new(
             spec.order
                 .iter()
@@ -155,11 +146,7 @@ impl UpdatingOver {
     }
 
     fn key_bytes(&self, batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
-        let Some(conv) = &self.keys else {
-            return Ok(vec![vec![]; batch.num_rows()]);
-        };
-        let rows = conv.convert_columns(&eval_all(&self.spec.partition, batch)?)?;
-        Ok(rows.iter().map(|r| r.as_ref().to_vec()).collect())
+        self.keys.of(batch)
     }
 
     /// Each row's (ORDER BY bytes, row bytes).

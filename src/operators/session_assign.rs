@@ -16,10 +16,11 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, RecordBatch, TimestampMillisecondArray, UInt32Array};
 use datafusion::arrow::compute::{concat_batches, filter_record_batch, take_record_batch};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
-use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::{Emitter, Operator, StateSnapshot, eval_all, time_millis};
+use super::{
+    Emitter, Operator, PartitionKeys, StateSnapshot, drop_late, rows_table, table_rows, time_millis,
+};
 use crate::Result;
 use crate::message::Timestamp;
 
@@ -55,23 +56,14 @@ pub struct SessionAssign {
     spec: SessionAssignSpec,
     watermark: Timestamp,
     pending: Vec<RecordBatch>,
-    keys: Option<RowConverter>,
+    keys: PartitionKeys,
     bytes: usize,
 }
 
 impl SessionAssign {
     /// A new instance.
     pub fn new(spec: SessionAssignSpec) -> Result<Self> {
-        let keys = if spec.partition.is_empty() {
-            None
-        } else {
-            Some(RowConverter::new(
-                spec.partition
-                    .iter()
-                    .map(|p| Ok(SortField::new(p.data_type(&spec.input_schema)?)))
-                    .collect::<Result<Vec<_>>>()?,
-            )?)
-        };
+        let keys = PartitionKeys::new(&spec.partition, &spec.input_schema)?;
         Ok(Self {
             spec,
             watermark: Timestamp::MIN,
@@ -79,14 +71,6 @@ impl SessionAssign {
             keys,
             bytes: 0,
         })
-    }
-
-    fn key_bytes(&self, batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
-        let Some(conv) = &self.keys else {
-            return Ok(vec![vec![]; batch.num_rows()]);
-        };
-        let rows = conv.convert_columns(&eval_all(&self.spec.partition, batch)?)?;
-        Ok(rows.iter().map(|r| r.as_ref().to_vec()).collect())
     }
 
     /// Emit the sessions that ended at or before `wm`; keep the rest waiting.
@@ -97,7 +81,7 @@ impl SessionAssign {
         let all = concat_batches(&self.spec.input_schema, &self.pending)?;
         self.pending.clear();
         let times = time_millis(all.column(self.spec.time_col))?.into_owned();
-        let keys = self.key_bytes(&all)?;
+        let keys = self.keys.of(&all)?;
         let mut by_key: HashMap<&[u8], Vec<u32>> = HashMap::new();
         for (i, k) in keys.iter().enumerate() {
             by_key.entry(k.as_slice()).or_default().push(i as u32);
@@ -173,26 +157,13 @@ impl Operator for SessionAssign {
         batch: RecordBatch,
         out: &mut Emitter,
     ) -> Result<()> {
-        let col = batch.column(self.spec.time_col).clone();
-        let times = time_millis(&col)?;
         let (wm, gap) = (self.watermark, self.spec.gap);
-        let on_time: datafusion::arrow::array::BooleanArray = times
-            .iter()
-            .enumerate()
-            .map(|(i, t)| Some(col.is_valid(i) && t.saturating_add(gap) > wm))
-            .collect();
-        let late: datafusion::arrow::array::BooleanArray = times
-            .iter()
-            .enumerate()
-            .map(|(i, t)| Some(col.is_valid(i) && t.saturating_add(gap) <= wm))
-            .collect();
-        out.malformed += col.null_count() as u64;
-        drop(times);
-        let late = filter_record_batch(&batch, &late)?;
-        if late.num_rows() > 0 {
-            out.late.push(late);
-        }
-        let kept = filter_record_batch(&batch, &on_time)?;
+        let kept = drop_late(
+            batch,
+            self.spec.time_col,
+            |t| t.saturating_add(gap) <= wm,
+            out,
+        )?;
         if kept.num_rows() > 0 {
             self.bytes += kept.get_array_memory_size();
             self.pending.push(kept);
@@ -213,24 +184,16 @@ impl Operator for SessionAssign {
     }
 
     fn snapshot(&mut self, key_groups: usize) -> Result<Option<StateSnapshot>> {
-        let mut tables = vec![];
-        if !self.pending.is_empty() {
-            let all = concat_batches(&self.spec.input_schema, &self.pending)?;
-            let keys = eval_all(&self.spec.partition, &all)?;
-            let names: Vec<String> = all
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .collect();
-            let n = all.num_rows();
-            tables.push((
-                "pending".to_string(),
-                crate::state::keyed_batch(&names, all.columns().to_vec(), &keys, n, key_groups)?,
-            ));
-        }
+        let spec = &self.spec;
+        let tables = rows_table(
+            "pending",
+            &self.pending,
+            &spec.input_schema,
+            &spec.partition,
+            key_groups,
+        )?;
         Ok(Some(StateSnapshot {
-            tables,
+            tables: tables.into_iter().collect(),
             meta: serde_json::json!({ "wm": self.watermark }),
         }))
     }
@@ -238,13 +201,7 @@ impl Operator for SessionAssign {
     fn restore(&mut self, snapshot: StateSnapshot) -> Result<()> {
         self.watermark = snapshot.meta_i64("wm").unwrap_or(Timestamp::MIN);
         if let Some(t) = snapshot.table("pending") {
-            let schema = &self.spec.input_schema;
-            let cols = t.columns()[..schema.fields().len()]
-                .iter()
-                .zip(schema.fields())
-                .map(|(c, f)| crate::format::cast_to(c, f.data_type()))
-                .collect::<Result<Vec<_>>>()?;
-            let rows = RecordBatch::try_new(schema.clone(), cols)?;
+            let rows = table_rows(t, &self.spec.input_schema)?;
             self.bytes += rows.get_array_memory_size();
             self.pending.push(rows);
         }

@@ -24,7 +24,9 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::{Emitter, Operator, StateSnapshot, eval, eval_all, time_millis};
+use super::{
+    Emitter, Operator, StateSnapshot, eval, eval_all, rows_table, table_rows, time_millis,
+};
 use crate::message::Timestamp;
 use crate::{Result, exec_err};
 
@@ -327,22 +329,16 @@ impl Operator for TemporalJoin {
     }
 
     fn snapshot(&mut self, key_groups: usize) -> Result<Option<StateSnapshot>> {
-        let mut tables = vec![];
-        if !self.pending.is_empty() {
-            let all = concat_batches(&self.spec.inputs[0], &self.pending)?;
-            let keys = eval_all(&self.spec.keys[0], &all)?;
-            let names: Vec<String> = all
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .collect();
-            let n = all.num_rows();
-            tables.push((
-                "pending".to_string(),
-                crate::state::keyed_batch(&names, all.columns().to_vec(), &keys, n, key_groups)?,
-            ));
-        }
+        let spec = &self.spec;
+        let mut tables: Vec<(String, RecordBatch)> = rows_table(
+            "pending",
+            &self.pending,
+            &spec.inputs[0],
+            &spec.keys[0],
+            key_groups,
+        )?
+        .into_iter()
+        .collect();
         let rows: Vec<&[u8]> = self
             .versions
             .values()
@@ -353,19 +349,14 @@ impl Operator for TemporalJoin {
             let cols = self
                 .rows
                 .convert_rows(rows.iter().map(|r| parser.parse(r)))?;
-            let batch = RecordBatch::try_new(self.spec.inputs[1].clone(), cols)?;
-            let keys = eval_all(&self.spec.keys[1], &batch)?;
-            let names: Vec<String> = batch
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .collect();
-            let n = batch.num_rows();
-            tables.push((
-                "versions".to_string(),
-                crate::state::keyed_batch(&names, batch.columns().to_vec(), &keys, n, key_groups)?,
-            ));
+            let batch = RecordBatch::try_new(spec.inputs[1].clone(), cols)?;
+            tables.extend(rows_table(
+                "versions",
+                &[batch],
+                &spec.inputs[1],
+                &spec.keys[1],
+                key_groups,
+            )?);
         }
         Ok(Some(StateSnapshot {
             tables,
@@ -375,22 +366,13 @@ impl Operator for TemporalJoin {
 
     fn restore(&mut self, snapshot: StateSnapshot) -> Result<()> {
         self.watermark = snapshot.meta_i64("wm").unwrap_or(Timestamp::MIN);
-        let input = |t: &RecordBatch, side: usize| -> Result<RecordBatch> {
-            let schema = &self.spec.inputs[side];
-            let cols = t.columns()[..schema.fields().len()]
-                .iter()
-                .zip(schema.fields())
-                .map(|(c, f)| crate::format::cast_to(c, f.data_type()))
-                .collect::<Result<Vec<_>>>()?;
-            Ok(RecordBatch::try_new(schema.clone(), cols)?)
-        };
         if let Some(t) = snapshot.table("pending") {
-            let rows = input(t, 0)?;
+            let rows = table_rows(t, &self.spec.inputs[0])?;
             self.bytes += rows.get_array_memory_size();
             self.pending.push(rows);
         }
         if let Some(t) = snapshot.table("versions") {
-            let rows = input(t, 1)?;
+            let rows = table_rows(t, &self.spec.inputs[1])?;
             self.add_versions(&rows)?;
         }
         Ok(())

@@ -819,6 +819,36 @@ impl Planner<'_> {
         }
     }
 
+    /// An OVER window's PARTITION BY expressions, and its ORDER BY with directions.
+    #[allow(clippy::type_complexity)]
+    fn window_keys(
+        &self,
+        params: &datafusion::logical_expr::expr::WindowFunctionParams,
+        schema: &datafusion::common::DFSchema,
+    ) -> Result<(
+        Vec<Arc<dyn PhysicalExpr>>,
+        Vec<(
+            Arc<dyn PhysicalExpr>,
+            datafusion::arrow::compute::SortOptions,
+        )>,
+    )> {
+        let mut partition = vec![];
+        for p in &params.partition_by {
+            partition.push(self.phys(p, schema)?);
+        }
+        let mut order = vec![];
+        for o in &params.order_by {
+            order.push((
+                self.phys(&o.expr, schema)?,
+                datafusion::arrow::compute::SortOptions {
+                    descending: !o.asc,
+                    nulls_first: o.nulls_first,
+                },
+            ));
+        }
+        Ok((partition, order))
+    }
+
     /// An OVER expression's aggregate as a DataFusion physical aggregate.
     #[allow(deprecated)] // create_aggregate_expr_and_maybe_filter: its replacement is not yet stable API
     fn over_agg(
@@ -924,20 +954,7 @@ impl Planner<'_> {
                 );
             }
         };
-        let mut partition = vec![];
-        for p in &params.partition_by {
-            partition.push(self.phys(p, in_schema)?);
-        }
-        let mut order = vec![];
-        for o in &params.order_by {
-            order.push((
-                self.phys(&o.expr, in_schema)?,
-                datafusion::arrow::compute::SortOptions {
-                    descending: !o.asc,
-                    nulls_first: o.nulls_first,
-                },
-            ));
-        }
+        let (partition, order) = self.window_keys(params, in_schema)?;
         let extra: Vec<Field> = w
             .schema
             .fields()
@@ -1088,20 +1105,7 @@ impl Planner<'_> {
         let in_schema = w.input.schema();
         if s.updating {
             // Top-N over a changelog: kept up to date like an OVER over one.
-            let mut partition = vec![];
-            for p in &params.partition_by {
-                partition.push(self.phys(p, in_schema)?);
-            }
-            let mut order = vec![];
-            for o in &params.order_by {
-                order.push((
-                    self.phys(&o.expr, in_schema)?,
-                    datafusion::arrow::compute::SortOptions {
-                        descending: !o.asc,
-                        nulls_first: o.nulls_first,
-                    },
-                ));
-            }
+            let (partition, order) = self.window_keys(params, in_schema)?;
             let rn = w.schema.field(w.schema.fields().len() - 1);
             let spec = crate::operators::UpdatingOverSpec {
                 partition: partition.clone(),
