@@ -206,7 +206,7 @@ impl ScalarUDFImpl for LeftRight {
 pub struct CastToString {
     signature: Signature,
     /// The session time zone TIMESTAMP_LTZ values print in.
-    zone: String,
+    zone: super::zone::SessionZone,
 }
 
 /// The name the planner rewrites string casts to.
@@ -223,7 +223,7 @@ impl CastToString {
     pub fn in_zone(zone: &str) -> Self {
         Self {
             signature: Signature::any(1, Volatility::Immutable),
-            zone: zone.to_string(),
+            zone: super::zone::SessionZone::new(zone),
         }
     }
 }
@@ -246,16 +246,9 @@ impl ScalarUDFImpl for CastToString {
         args: ScalarFunctionArgs,
     ) -> datafusion::error::Result<ColumnarValue> {
         use datafusion::arrow::datatypes::TimeUnit;
-        let zone = super::zone::Zone::parse(&self.zone);
         map_rows(&args, |a| {
-            let local;
-            let x = match &zone {
-                Some(z) => {
-                    local = super::zone::localize(&a[0], z)?;
-                    &local
-                }
-                None => &a[0],
-            };
+            let local = self.zone.localize(&a[0])?;
+            let x = &local;
             match x.data_type() {
                 DataType::Timestamp(unit, _) => {
                     let ts = datafusion::arrow::compute::cast(

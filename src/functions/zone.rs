@@ -130,9 +130,53 @@ impl Zone {
     }
 }
 
+/// A session time zone parsed once, with its offset when that never changes (so batches need
+/// not look it up per value). Equal and hashed by its name, as a UDF's state must be.
+#[derive(Debug, Clone)]
+pub struct SessionZone {
+    name: String,
+    zone: Zone,
+    fixed_ms: Option<i64>,
+}
+
+impl SessionZone {
+    /// The zone named `name` (UTC when it does not parse; settings check names first).
+    pub fn new(name: &str) -> Self {
+        let zone = Zone::parse(name).unwrap_or(Zone::Named(chrono_tz::Tz::UTC));
+        Self {
+            name: name.to_string(),
+            fixed_ms: zone.fixed_offset_ms(),
+            zone,
+        }
+    }
+
+    /// Timestamps with a time zone as this zone's wall-clock time ([`localize`]).
+    pub fn localize(&self, x: &ArrayRef) -> datafusion::error::Result<ArrayRef> {
+        localize(x, &self.zone, self.fixed_ms)
+    }
+}
+
+impl PartialEq for SessionZone {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for SessionZone {}
+
+impl std::hash::Hash for SessionZone {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
 /// Timestamps with a time zone (instants) as the wall-clock time in `zone`, without a zone;
-/// other arrays unchanged.
-pub fn localize(x: &ArrayRef, zone: &Zone) -> datafusion::error::Result<ArrayRef> {
+/// other arrays unchanged. `fixed_ms` is the zone's offset when it never changes.
+pub fn localize(
+    x: &ArrayRef,
+    zone: &Zone,
+    fixed_ms: Option<i64>,
+) -> datafusion::error::Result<ArrayRef> {
     let DataType::Timestamp(unit, Some(_)) = x.data_type() else {
         return Ok(x.clone());
     };
@@ -144,7 +188,7 @@ pub fn localize(x: &ArrayRef, zone: &Zone) -> datafusion::error::Result<ArrayRef
     };
     // The raw values are UTC instants whatever the zone of the type.
     let raw = cast(x, &DataType::Int64)?;
-    let fixed = zone.fixed_offset_ms().map(|ms| ms / 1000 * per_sec);
+    let fixed = fixed_ms.map(|ms| ms / 1000 * per_sec);
     let local: Int64Array = raw
         .as_primitive::<Int64Type>()
         .iter()
@@ -163,7 +207,7 @@ pub fn localize(x: &ArrayRef, zone: &Zone) -> datafusion::error::Result<ArrayRef
 /// it, so they answer in the session zone as Flink's do.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct Local {
-    zone: String,
+    zone: SessionZone,
     signature: Signature,
 }
 
@@ -171,7 +215,7 @@ impl Local {
     /// For the zone named `zone` (UTC when it does not parse; settings check it first).
     pub fn new(zone: &str) -> Self {
         Self {
-            zone: zone.to_string(),
+            zone: SessionZone::new(zone),
             signature: Signature::any(1, Volatility::Immutable),
         }
     }
@@ -197,11 +241,7 @@ impl ScalarUDFImpl for Local {
         &self,
         args: ScalarFunctionArgs,
     ) -> datafusion::error::Result<ColumnarValue> {
-        let zone = Zone::parse(&self.zone)
-            .unwrap_or(Zone::Fixed(FixedOffset::east_opt(0).ok_or_else(|| {
-                datafusion::error::DataFusionError::Internal("UTC offset".into())
-            })?));
-        super::map_rows(&args, |a| localize(&a[0], &zone))
+        super::map_rows(&args, |a| self.zone.localize(&a[0]))
     }
 }
 
@@ -211,7 +251,7 @@ fn local_of(ms: Vec<i64>, zone: &str) -> Vec<i64> {
     let x: ArrayRef = std::sync::Arc::new(
         datafusion::arrow::array::TimestampMillisecondArray::from(ms).with_timezone("UTC"),
     );
-    let out = localize(&x, &Zone::parse(zone).unwrap()).unwrap();
+    let out = SessionZone::new(zone).localize(&x).unwrap();
     let raw = cast(&out, &DataType::Int64).unwrap();
     raw.as_primitive::<Int64Type>().values().to_vec()
 }

@@ -141,13 +141,7 @@ pub struct JoinSpec {
 
 impl fmt::Display for JoinSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let keys = |side: usize| {
-            self.keys[side]
-                .iter()
-                .map(|k| k.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let keys = |side: usize| super::exprs_text(&self.keys[side]);
         write!(
             f,
             "Join: {} {:?} on [{}] = [{}]",

@@ -52,13 +52,7 @@ pub struct LookupSpec {
 
 impl fmt::Display for LookupSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let keys = |side: usize| {
-            self.join.keys[side]
-                .iter()
-                .map(|k| k.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let keys = |side: usize| super::exprs_text(&self.join.keys[side]);
         write!(
             f,
             "LookupJoin: {} {} on [{}] = [{}]",

@@ -270,6 +270,30 @@ pub(crate) fn eval(
     Ok(expr.evaluate(batch)?.into_array(batch.num_rows())?)
 }
 
+/// Expressions as EXPLAIN prints them: `a@0, b@1`.
+pub(crate) fn exprs_text(
+    exprs: &[std::sync::Arc<dyn datafusion::physical_expr::PhysicalExpr>],
+) -> String {
+    exprs
+        .iter()
+        .map(|k| k.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A converter of whole rows of `schema` to Arrow's row format (and back).
+pub(crate) fn whole_rows(
+    schema: &datafusion::arrow::datatypes::Schema,
+) -> Result<datafusion::arrow::row::RowConverter> {
+    Ok(datafusion::arrow::row::RowConverter::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| datafusion::arrow::row::SortField::new(f.data_type().clone()))
+            .collect(),
+    )?)
+}
+
 /// Partition keys in Arrow's row format (all empty without PARTITION BY): the keys of an
 /// operator's per-partition state.
 pub(crate) struct PartitionKeys {

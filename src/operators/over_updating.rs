@@ -68,29 +68,22 @@ impl fmt::Display for UpdatingOverSpec {
             Frame::Rows(None) => "ROWS UNBOUNDED PRECEDING".to_string(),
             Frame::Range(_) => "RANGE UNBOUNDED PRECEDING".to_string(),
         };
+        let partition = super::exprs_text(&self.partition);
+        let order = list(
+            self.order
+                .iter()
+                .map(|(e, o)| format!("{e}{}", if o.descending { " DESC" } else { "" }))
+                .collect(),
+        );
         if let Some(n) = self.limit {
             return write!(
                 f,
-                "TopN (updating input): partition=[{}], order=[{}], n={n} [changelog]",
-                list(self.partition.iter().map(|p| p.to_string()).collect()),
-                list(
-                    self.order
-                        .iter()
-                        .map(|(e, o)| format!("{e}{}", if o.descending { " DESC" } else { "" }))
-                        .collect()
-                ),
+                "TopN (updating input): partition=[{partition}], order=[{order}], n={n} [changelog]"
             );
         }
         write!(
             f,
-            "OverAggregate (updating): partition=[{}], order=[{}], {frame}, aggs=[{}] [changelog]",
-            list(self.partition.iter().map(|p| p.to_string()).collect()),
-            list(
-                self.order
-                    .iter()
-                    .map(|(e, o)| format!("{e}{}", if o.descending { " DESC" } else { "" }))
-                    .collect()
-            ),
+            "OverAggregate (updating): partition=[{partition}], order=[{order}], {frame}, aggs=[{}] [changelog]",
             list(self.aggs.iter().map(|a| a.name().to_string()).collect()),
         )
     }
@@ -128,13 +121,7 @@ impl UpdatingOver {
                 .map(|(e, o)| Ok(SortField::new_with_options(e.data_type(schema)?, *o)))
                 .collect::<Result<Vec<_>>>()?,
         )?;
-        let rows = RowConverter::new(
-            schema
-                .fields()
-                .iter()
-                .map(|f| SortField::new(f.data_type().clone()))
-                .collect(),
-        )?;
+        let rows = super::whole_rows(schema)?;
         Ok(Self {
             spec,
             parts: HashMap::new(),

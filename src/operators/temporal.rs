@@ -54,13 +54,7 @@ pub struct TemporalJoinSpec {
 
 impl fmt::Display for TemporalJoinSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let keys = |side: usize| {
-            self.keys[side]
-                .iter()
-                .map(|k| k.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let keys = |side: usize| super::exprs_text(&self.keys[side]);
         write!(
             f,
             "TemporalJoin: {} {} AS OF {} on [{}] = [{}] (version valid at the left row's time; rows wait for the watermark)",
@@ -101,13 +95,7 @@ impl TemporalJoin {
                 .map(|k| Ok(SortField::new(k.data_type(&spec.inputs[1])?)))
                 .collect::<Result<Vec<_>>>()?,
         )?;
-        let rows = RowConverter::new(
-            spec.inputs[1]
-                .fields()
-                .iter()
-                .map(|f| SortField::new(f.data_type().clone()))
-                .collect(),
-        )?;
+        let rows = super::whole_rows(&spec.inputs[1])?;
         Ok(Self {
             spec,
             watermark: Timestamp::MIN,

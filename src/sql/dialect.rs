@@ -243,17 +243,9 @@ fn parse_table_arg(parser: &mut Parser) -> Result<Expr, ParserError> {
 fn parse_json_constructor(parser: &mut Parser, object: bool) -> Result<Expr, ParserError> {
     let mut args: Vec<Expr> = vec![];
     let mut keep_nulls = object;
-    let on_null = |parser: &mut Parser| -> Option<bool> {
-        for (kw, keep) in [(Keyword::NULL, true), (Keyword::ABSENT, false)] {
-            if parser.parse_keywords(&[kw, Keyword::ON, Keyword::NULL]) {
-                return Some(keep);
-            }
-        }
-        None
-    };
     if !parser.consume_token(&Token::RParen) {
         loop {
-            if let Some(keep) = on_null(parser) {
+            if let Some(keep) = parse_on_null(parser) {
                 keep_nulls = keep;
                 break;
             }
@@ -266,7 +258,7 @@ fn parse_json_constructor(parser: &mut Parser, object: bool) -> Result<Expr, Par
             }
             args.push(parser.parse_expr()?);
             if !parser.consume_token(&Token::Comma) {
-                if let Some(keep) = on_null(parser) {
+                if let Some(keep) = parse_on_null(parser) {
                     keep_nulls = keep;
                 }
                 break;
@@ -288,12 +280,7 @@ fn parse_json_constructor(parser: &mut Parser, object: bool) -> Result<Expr, Par
         .skip(usize::from(object))
         .step_by(1 + usize::from(object));
     let mask: String = values
-        .map(|v| match v {
-            Expr::Function(f) if json::JSON_CONSTRUCTORS.contains(&f.name.to_string().as_str()) => {
-                '1'
-            }
-            _ => '0',
-        })
+        .map(|v| if is_json_constructor(v) { '1' } else { '0' })
         .collect();
     let mut all = vec![Expr::Value(
         sqlparser::ast::Value::SingleQuotedString(mask).into(),
@@ -316,15 +303,9 @@ fn parse_json_aggregate(parser: &mut Parser, object: bool) -> Result<Expr, Parse
         }
     }
     let value = parser.parse_expr()?;
-    let raw = matches!(&value, Expr::Function(f)
-        if crate::functions::rowwise::JSON_CONSTRUCTORS.contains(&f.name.to_string().as_str()));
+    let raw = is_json_constructor(&value);
     args.push(value);
-    let mut keep_nulls = object;
-    for (kw, keep) in [(Keyword::NULL, true), (Keyword::ABSENT, false)] {
-        if parser.parse_keywords(&[kw, Keyword::ON, Keyword::NULL]) {
-            keep_nulls = keep;
-        }
-    }
+    let keep_nulls = parse_on_null(parser).unwrap_or(object);
     parser.expect_token(&Token::RParen)?;
     let name = match (object, keep_nulls) {
         (true, true) => agg::JSON_OBJECTAGG,
@@ -335,6 +316,22 @@ fn parse_json_aggregate(parser: &mut Parser, object: bool) -> Result<Expr, Parse
     let mut all = vec![Expr::Value(sqlparser::ast::Value::Boolean(raw).into())];
     all.extend(args);
     Ok(call(name, all))
+}
+
+/// `NULL ON NULL` (Some(true): keep NULLs) or `ABSENT ON NULL` (Some(false)), if next.
+fn parse_on_null(parser: &mut Parser) -> Option<bool> {
+    for (kw, keep) in [(Keyword::NULL, true), (Keyword::ABSENT, false)] {
+        if parser.parse_keywords(&[kw, Keyword::ON, Keyword::NULL]) {
+            return Some(keep);
+        }
+    }
+    None
+}
+
+/// Whether `e` is a call of one of weir's JSON constructors (its value is JSON text).
+fn is_json_constructor(e: &Expr) -> bool {
+    matches!(e, Expr::Function(f)
+        if crate::functions::rowwise::JSON_CONSTRUCTORS.contains(&f.name.to_string().as_str()))
 }
 
 /// `x IS [NOT] JSON [VALUE | SCALAR | ARRAY | OBJECT]` after `IS [NOT] JSON`.
