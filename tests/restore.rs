@@ -1,4 +1,5 @@
-//! Golden restore: every job file of `sql/` and `tests/sql/` with bounded input is run three
+//! Golden restore: every job file of `sql/`, `tests/sql/` and `tests/jobs/` with bounded input
+//! is run three
 //! ways — straight to the end (the golden output); at parallelism 2, checkpointed part-way and
 //! cancelled (what no checkpoint covers is discarded); then restored at parallelism 3 and run
 //! to the end. The published output of the last two together must equal the golden output.
@@ -180,7 +181,7 @@ async fn run(sql: &str, settings: &str, checkpoint_then_cancel: bool) -> Run {
 
 fn job_files() -> Vec<PathBuf> {
     let mut files = vec![];
-    for dir in ["sql", "sql/nexmark", "sql/bench", "tests/sql"] {
+    for dir in ["sql", "sql/nexmark", "sql/bench", "tests/sql", "tests/jobs"] {
         let Ok(entries) = std::fs::read_dir(dir) else {
             continue;
         };
