@@ -227,7 +227,9 @@ fn killed_file_job_resumes_exactly_once() {
     let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let input = write_input(dir, 4, 200_000);
+    // Enough rows that a run outlasts the kill window (0.3 to 2 s): a run that finishes
+    // before its kill restores nothing.
+    let input = write_input(dir, 4, 500_000);
     std::fs::write(dir.join("job.sql"), job_sql(dir, "100 ms")).unwrap();
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
