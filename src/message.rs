@@ -16,10 +16,9 @@ pub enum Watermark {
     Idle,
 }
 
-/// A checkpoint epoch marker (aligned Chandy–Lamport barrier).
-///
-/// Checkpoints are not implemented yet; the variant exists so the runtime's alignment and
-/// the operator contract are written for it from the start.
+/// A checkpoint epoch marker (aligned Chandy–Lamport barrier): sources inject it at a
+/// position they can resume from, input gates align it, and every task snapshots its
+/// operators when it passes (see `runtime::checkpoint`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Barrier {
     /// Checkpoint epoch.

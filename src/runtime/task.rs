@@ -1,0 +1,160 @@
+//! The one task loop that runs every task of a job: source shards, stage instances and the sink.
+//!
+//! ```text
+//!   TaskInput::next ──► TaskEvent ──► TaskBody::on_event ──► operators ──► OutputExchange
+//!   (an InputGate, or                  (a source's per-shard chains,
+//!    a source shard's reader)           a stage's chain, the sink)
+//!                        TaskBody::mail ──► TaskBody::on_mail   (timers, checkpoint
+//!                                                                coordination: the sink)
+//! ```
+//!
+//! A task is an *input* and a *body*. The input decides what happens next: an
+//! [`InputGate`](super::gate::InputGate) merges a stage's or the sink's channels (watermarks,
+//! idleness, aligned barriers); a source's [`Reader`](super::source::Reader) reads its shard,
+//! waits for watermark alignment and injects barriers at record boundaries. The body reacts:
+//! it pushes rows and watermarks through its operators, snapshots them on a barrier and hands
+//! what comes out to its exchange. Work that is not input, such as the sink's timers and the
+//! checkpoint coordinator's acknowledgements, comes through the body's *mailbox*, which is
+//! served before the input (as in Flink's mailbox model), so a busy input never starves it.
+//! Cancellation is checked first of all.
+//!
+//! [`run_task`] is the loop; the three kinds of task differ only in their input and body.
+
+use std::future::Future;
+
+use datafusion::arrow::record_batch::RecordBatch;
+use serde_json::Value;
+use tokio::sync::watch;
+
+use super::gate::{GateEvent, InputGate};
+use crate::message::{Barrier, Timestamp};
+use crate::{Error, Result};
+
+/// What a task's input hands its body.
+#[derive(Debug)]
+pub(crate) enum TaskEvent {
+    /// Rows on input `port`; from a source, rows of `split` when its shard reads several.
+    Batch {
+        port: usize,
+        split: Option<u64>,
+        rows: RecordBatch,
+    },
+    /// A source split was announced: it holds the watermark back until it has rows.
+    SplitStarted(u64),
+    /// Source splits ended: they no longer hold the watermark back.
+    SplitsEnded(Vec<u64>),
+    /// The input's watermark advanced.
+    Watermark(Timestamp),
+    /// Every input is idle (a source: its shard had nothing for its idle timeout).
+    Idle,
+    /// Barrier aligned over every input. A source names the position it was taken at.
+    Barrier {
+        barrier: Barrier,
+        position: Option<Value>,
+    },
+    /// Every input has ended. A source names its final position, if it has one.
+    End { position: Option<Value> },
+}
+
+impl From<GateEvent> for TaskEvent {
+    fn from(ev: GateEvent) -> Self {
+        match ev {
+            GateEvent::Batch(port, rows) => TaskEvent::Batch {
+                port,
+                split: None,
+                rows,
+            },
+            GateEvent::Watermark(wm) => TaskEvent::Watermark(wm),
+            GateEvent::Idle => TaskEvent::Idle,
+            GateEvent::Barrier(barrier) => TaskEvent::Barrier {
+                barrier,
+                position: None,
+            },
+            GateEvent::End => TaskEvent::End { position: None },
+        }
+    }
+}
+
+/// Where a task's events come from.
+pub(crate) trait TaskInput: Send {
+    /// The next event. `Ok(None)`: the inputs went away without an end (the producing tasks
+    /// stopped: the job is being cancelled or has failed). Must be cancel-safe: the loop
+    /// drops the future when mail or cancellation comes first.
+    fn next(&mut self) -> impl Future<Output = Result<Option<TaskEvent>>> + Send;
+}
+
+impl TaskInput for InputGate {
+    async fn next(&mut self) -> Result<Option<TaskEvent>> {
+        Ok(InputGate::next(self).await.map(TaskEvent::from))
+    }
+}
+
+/// Whether a task goes on after an event.
+pub(crate) enum Step<T> {
+    Continue,
+    Done(T),
+}
+
+/// What a task does with its events.
+pub(crate) trait TaskBody: Send {
+    /// What the task returns when it is done.
+    type Output;
+    /// Work besides the input (see the module doc).
+    type Mail: Send;
+
+    /// The next piece of mail; never ready by default. Must be cancel-safe.
+    fn mail(&mut self) -> impl Future<Output = Self::Mail> + Send {
+        std::future::pending()
+    }
+
+    /// Handle a piece of mail.
+    fn on_mail(
+        &mut self,
+        _mail: Self::Mail,
+    ) -> impl Future<Output = Result<Step<Self::Output>>> + Send {
+        async { Ok(Step::Continue) }
+    }
+
+    /// Handle an input event.
+    fn on_event(
+        &mut self,
+        ev: TaskEvent,
+    ) -> impl Future<Output = Result<Step<Self::Output>>> + Send;
+
+    /// The inputs went away without an end.
+    fn on_closed(&mut self) -> Result<Self::Output> {
+        Err(Error::Cancelled)
+    }
+}
+
+/// The task loop: cancellation first, then mail, then input, until the body is done.
+pub(crate) async fn run_task<I: TaskInput, B: TaskBody>(
+    input: &mut I,
+    body: &mut B,
+    cancel: &mut watch::Receiver<bool>,
+) -> Result<B::Output> {
+    enum Next<M> {
+        Cancelled,
+        Mail(M),
+        Event(Result<Option<TaskEvent>>),
+    }
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = cancel.changed() => Next::Cancelled,
+            mail = body.mail() => Next::Mail(mail),
+            ev = input.next() => Next::Event(ev),
+        };
+        let step = match next {
+            Next::Cancelled => return Err(Error::Cancelled),
+            Next::Mail(mail) => body.on_mail(mail).await?,
+            Next::Event(ev) => match ev? {
+                Some(ev) => body.on_event(ev).await?,
+                None => return body.on_closed(),
+            },
+        };
+        if let Step::Done(out) = step {
+            return Ok(out);
+        }
+    }
+}
