@@ -18,8 +18,9 @@
 #   batch with the batches after it (a Kafka broker returns the batch that contains it), so
 #   resuming mid-batch would skip the rest of that batch on tansu.
 # --sink s3: both outputs go to a moto S3 server; the check downloads the objects first.
-# --require-progress: fail when no killed run checkpointed any rows (the last run then read
-#   everything again, so resuming mid-stream was not tested); without it, that is only said.
+# --require-progress: fail when no run was killed, or no killed run checkpointed any rows (the
+#   last run then read everything again, so resuming mid-stream was not tested); without it,
+#   that is only said.
 #   tansu 0.6.0 lists every record batch of a partition on each fetch, so a topic of one
 #   message per batch reads slowly once it holds more than a few hundred thousand: keep
 #   --rows small with --source kafka.
@@ -186,6 +187,10 @@ PY
 fi
 hidden=$(find "$WORK/out" -name '.*' -type f | wc -l)
 if (( hidden > 0 )); then log "FAIL: $hidden hidden files left"; exit 1; fi
+if (( killed == 0 )); then
+    log "no run was killed: the job finished before the first kill (try more --rows)"
+    if (( REQUIRE_PROGRESS )); then log "FAIL (--require-progress)"; exit 1; fi
+fi
 # The last run resumed from a checkpoint unless it was the first: events this run plus those
 # read before its checkpoint are exactly the input, so nothing was read twice.
 if (( runs > 1 )) && grep -q "restored raw_out" "$WORK/run.log"; then

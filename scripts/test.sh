@@ -29,7 +29,7 @@ custom_functions_example() {
     grep -q "press-01" target/custom_functions.out
 }
 stage "custom function example" custom_functions_example
-stage "crash test (short)" scripts/crash-test.sh --kills 4 --rows 400000 --files 4 --bin target/debug/weir
+stage "crash test (short)" scripts/crash-test.sh --kills 4 --rows 1600000 --files 4 --require-progress --bin target/debug/weir
 if [[ "${WEIR_SKIP_CONNECTOR_TESTS:-}" == "1" ]]; then
     echo "test.sh: connector tests skipped (WEIR_SKIP_CONNECTOR_TESTS=1)" >&2
     exit 0
