@@ -158,3 +158,98 @@ pub(crate) async fn run_task<I: TaskInput, B: TaskBody>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operators::test_util::int_batch;
+    use tokio::sync::mpsc;
+
+    /// An input that always has rows, up to `left`, then ends.
+    struct Busy {
+        left: usize,
+    }
+
+    impl TaskInput for Busy {
+        async fn next(&mut self) -> Result<Option<TaskEvent>> {
+            if self.left == 0 {
+                return Ok(Some(TaskEvent::End { position: None }));
+            }
+            self.left -= 1;
+            Ok(Some(TaskEvent::Batch {
+                port: 0,
+                split: None,
+                rows: int_batch(&[1]),
+            }))
+        }
+    }
+
+    /// Counts rows; records at which row count each piece of mail was handled.
+    struct Counter {
+        rows: usize,
+        mail: mpsc::UnboundedReceiver<u32>,
+        handled: Vec<(u32, usize)>,
+    }
+
+    impl TaskBody for Counter {
+        type Output = usize;
+        type Mail = Option<u32>;
+
+        async fn mail(&mut self) -> Option<u32> {
+            self.mail.recv().await
+        }
+
+        async fn on_mail(&mut self, mail: Option<u32>) -> Result<Step<usize>> {
+            match mail {
+                Some(m) => self.handled.push((m, self.rows)),
+                None => return Ok(Step::Done(self.rows)),
+            }
+            Ok(Step::Continue)
+        }
+
+        async fn on_event(&mut self, ev: TaskEvent) -> Result<Step<usize>> {
+            match ev {
+                TaskEvent::Batch { .. } => self.rows += 1,
+                TaskEvent::End { .. } => return Ok(Step::Done(self.rows)),
+                _ => {}
+            }
+            Ok(Step::Continue)
+        }
+    }
+
+    /// Mail waiting is served before more input: a busy input never starves timers and
+    /// checkpoint coordination.
+    #[tokio::test]
+    async fn mail_comes_before_input() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (_cancel_tx, mut cancel) = watch::channel(false);
+        tx.send(7).unwrap();
+        let mut body = Counter {
+            rows: 0,
+            mail: rx,
+            handled: vec![],
+        };
+        let rows = run_task(&mut Busy { left: 5 }, &mut body, &mut cancel)
+            .await
+            .unwrap();
+        assert_eq!(body.handled, vec![(7, 0)]);
+        assert_eq!(rows, 5);
+    }
+
+    /// Cancellation comes first of all, even with mail and input waiting.
+    #[tokio::test]
+    async fn cancellation_comes_first() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (cancel_tx, mut cancel) = watch::channel(false);
+        tx.send(1).unwrap();
+        cancel_tx.send(true).unwrap();
+        let mut body = Counter {
+            rows: 0,
+            mail: rx,
+            handled: vec![],
+        };
+        let r = run_task(&mut Busy { left: 5 }, &mut body, &mut cancel).await;
+        assert!(matches!(r, Err(Error::Cancelled)));
+        assert!(body.handled.is_empty() && body.rows == 0);
+    }
+}
