@@ -106,9 +106,17 @@ impl From<ArrowError> for Error {
 
 impl From<DataFusionError> for Error {
     fn from(source: DataFusionError) -> Self {
-        Error::DataFusion {
-            context: "datafusion".into(),
-            source: Box::new(source),
+        match source {
+            // Raised by an expression as it runs (weir's functions among them): the message is
+            // for the user, without DataFusion's wording around it.
+            DataFusionError::Execution(message) => Error::Execution {
+                operator: "query".into(),
+                message,
+            },
+            source => Error::DataFusion {
+                context: "datafusion".into(),
+                source: Box::new(source),
+            },
         }
     }
 }

@@ -448,30 +448,81 @@ fn timestamp_add(unit: &str, k: i64, x: i64) -> Option<i64> {
 /// The value at a JSON path (`$`, `.key`, `['key']`, `[n]`) of a document; None when the
 /// document or path does not parse, or nothing is there.
 fn json_at(doc: &str, path: &str) -> Option<serde_json::Value> {
-    let mut v: serde_json::Value = serde_json::from_str(doc).ok()?;
-    let mut p = path.trim().strip_prefix('$')?;
+    match json_lookup(doc, path) {
+        JsonLookup::Found(v) => Some(v),
+        JsonLookup::Empty | JsonLookup::Error => None,
+    }
+}
+
+/// What a JSON path finds in a document (Flink's SQL/JSON path semantics).
+#[derive(Debug, PartialEq)]
+pub(crate) enum JsonLookup {
+    /// The value at the path.
+    Found(serde_json::Value),
+    /// Nothing there, in lax mode (the default).
+    Empty,
+    /// The document is not JSON, the path is malformed, or (in strict mode) nothing is there.
+    Error,
+}
+
+/// Look `path` (`[lax|strict] $.a.b[0]['c']`) up in `doc`.
+pub(crate) fn json_lookup(doc: &str, path: &str) -> JsonLookup {
+    let Ok(mut v) = serde_json::from_str::<serde_json::Value>(doc) else {
+        return JsonLookup::Error;
+    };
+    let path = path.trim();
+    let (strict, path) = match path.split_once(char::is_whitespace) {
+        Some((mode, rest)) if mode.eq_ignore_ascii_case("strict") => (true, rest.trim_start()),
+        Some((mode, rest)) if mode.eq_ignore_ascii_case("lax") => (false, rest.trim_start()),
+        _ => (false, path),
+    };
+    let missing = if strict {
+        JsonLookup::Error
+    } else {
+        JsonLookup::Empty
+    };
+    let Some(mut p) = path.strip_prefix('$') else {
+        return JsonLookup::Error;
+    };
     while !p.is_empty() {
         if let Some(rest) = p.strip_prefix('.') {
             let end = rest.find(['.', '[']).unwrap_or(rest.len());
-            v = v.get_mut(&rest[..end])?.take();
+            if end == 0 && !rest.starts_with('[') {
+                return JsonLookup::Error;
+            }
+            if end > 0 {
+                match v.get_mut(&rest[..end]) {
+                    Some(x) => v = x.take(),
+                    None => return missing,
+                }
+            }
             p = &rest[end..];
         } else if let Some(rest) = p.strip_prefix('[') {
-            let end = rest.find(']')?;
+            let Some(end) = rest.find(']') else {
+                return JsonLookup::Error;
+            };
             let inner = rest[..end].trim();
             let key = inner
                 .strip_prefix('\'')
                 .and_then(|k| k.strip_suffix('\''))
                 .or_else(|| inner.strip_prefix('"').and_then(|k| k.strip_suffix('"')));
-            v = match key {
-                Some(k) => v.get_mut(k)?.take(),
-                None => v.get_mut(inner.parse::<usize>().ok()?)?.take(),
+            let found = match key {
+                Some(k) => v.get_mut(k),
+                None => match inner.parse::<usize>() {
+                    Ok(i) => v.get_mut(i),
+                    Err(_) => return JsonLookup::Error,
+                },
             };
+            match found {
+                Some(x) => v = x.take(),
+                None => return missing,
+            }
             p = &rest[end + 1..];
         } else {
-            return None;
+            return JsonLookup::Error;
         }
     }
-    Some(v)
+    JsonLookup::Found(v)
 }
 
 /// Flink's PARSE_URL: HOST, PATH, QUERY (or one query parameter), REF, PROTOCOL, FILE,
@@ -605,6 +656,23 @@ mod tests {
         );
         assert_eq!(json_at(r#"{"a": true}"#, "$.b"), None);
         assert_eq!(json_at("not json", "$.a"), None);
+        // Path modes: a missing member is empty in lax mode (the default), an error in strict.
+        use serde_json::json;
+        let doc = r#"{"a.b": [0.998, 0.996], "c": {"d": 1}}"#;
+        assert_eq!(
+            json_lookup(doc, r#"$.["a.b"][0]"#),
+            JsonLookup::Found(json!(0.998))
+        );
+        assert_eq!(json_lookup(doc, "lax $.c.d"), JsonLookup::Found(json!(1)));
+        assert_eq!(
+            json_lookup(doc, "STRICT $.c.d"),
+            JsonLookup::Found(json!(1))
+        );
+        assert_eq!(json_lookup(doc, "lax $.x[0]"), JsonLookup::Empty);
+        assert_eq!(json_lookup(doc, "strict $.x[0]"), JsonLookup::Error);
+        assert_eq!(json_lookup(doc, "$.c[7]"), JsonLookup::Empty);
+        assert_eq!(json_lookup(doc, "c.d"), JsonLookup::Error);
+        assert_eq!(json_lookup("{", "$.a"), JsonLookup::Error);
         // PARSE_URL('http://facebook.com/path1/p.php?k1=v1&k2=v2#Ref1', 'HOST') = facebook.com
         let u = "http://facebook.com/path1/p.php?k1=v1&k2=v2#Ref1";
         assert_eq!(parse_url(u, "HOST", None).as_deref(), Some("facebook.com"));

@@ -43,6 +43,11 @@ pub const JSON_CONSTRUCTORS: [&str; 4] =
     [JSON_OBJECT, JSON_OBJECT_ABSENT, JSON_ARRAY, JSON_ARRAY_NULL];
 /// `x IS JSON kind`: `weir_is_json(x, 'VALUE' | 'SCALAR' | 'ARRAY' | 'OBJECT')`.
 pub const IS_JSON: &str = "weir_is_json";
+/// What `JSON_VALUE(doc, path RETURNING t … ON EMPTY … ON ERROR)` found, for the `CASE` the
+/// dialect plans it as: `weir_json_value_status(doc, path, CAST(NULL AS t), error_on_empty,
+/// error_on_error)` is 0 (a value of type `t`), 1 (empty) or 2 (an error); it fails the query
+/// itself for `ERROR ON EMPTY` / `ERROR ON ERROR`.
+pub const JSON_VALUE_STATUS: &str = "weir_json_value_status";
 
 type Eval = fn(&[ArrayRef]) -> datafusion::error::Result<ArrayRef>;
 type Ret = fn(&[DataType]) -> datafusion::error::Result<DataType>;
@@ -267,6 +272,12 @@ pub fn register(ctx: &SessionContext) {
             },
         ),
         RowFn::new(IS_JSON, vec![Exact(vec![Utf8, Utf8])], boolean, is_json),
+        RowFn::new(
+            JSON_VALUE_STATUS,
+            vec![TypeSignature::Any(5)],
+            |_| Ok(DataType::Int8),
+            json_value_status,
+        ),
         RowFn::new(
             "convert_tz",
             vec![Exact(vec![Utf8, Utf8, Utf8])],
@@ -539,6 +550,83 @@ fn is_json(a: &[ArrayRef]) -> datafusion::error::Result<ArrayRef> {
             _ => false,
         };
         out.append_value(ok);
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+/// See [`JSON_VALUE_STATUS`]. As in Flink (Calcite): a JSON null, or an array or object in lax
+/// mode, is empty; an array or object in strict mode, a path not found in strict mode, a
+/// document that is not JSON, or a value that does not convert to the RETURNING type is an
+/// error.
+fn json_value_status(a: &[ArrayRef]) -> datafusion::error::Result<ArrayRef> {
+    use super::flink::{JsonLookup, json_lookup};
+    use datafusion::arrow::array::{BooleanArray, Int8Builder, StringArray};
+    let n = a[0].len();
+    let doc = cast(&a[0], &DataType::Utf8)?;
+    let path = cast(&a[1], &DataType::Utf8)?;
+    let (doc, path) = (doc.as_string::<i32>(), path.as_string::<i32>());
+    let target = a[2].data_type().clone();
+    let flag = |col: &ArrayRef, i: usize| {
+        col.as_any()
+            .downcast_ref::<BooleanArray>()
+            .is_some_and(|b| b.is_valid(i) && b.value(i))
+    };
+    let converts = |text: &str| {
+        let options = datafusion::arrow::compute::CastOptions {
+            safe: false,
+            ..Default::default()
+        };
+        let one: ArrayRef = Arc::new(StringArray::from(vec![text]));
+        datafusion::arrow::compute::cast_with_options(&one, &target, &options).is_ok()
+    };
+    let mut out = Int8Builder::with_capacity(n);
+    for i in 0..n {
+        if doc.is_null(i) || path.is_null(i) {
+            out.append_null();
+            continue;
+        }
+        let p = path.value(i);
+        let strict = p
+            .trim_start()
+            .get(..6)
+            .is_some_and(|m| m.eq_ignore_ascii_case("strict"));
+        let status = match json_lookup(doc.value(i), p) {
+            JsonLookup::Found(serde_json::Value::Null) | JsonLookup::Empty => 1,
+            JsonLookup::Found(serde_json::Value::Array(_) | serde_json::Value::Object(_)) => {
+                if strict {
+                    2
+                } else {
+                    1
+                }
+            }
+            JsonLookup::Found(serde_json::Value::String(s)) => {
+                if target == DataType::Utf8 || converts(&s) {
+                    0
+                } else {
+                    2
+                }
+            }
+            JsonLookup::Found(v) => {
+                if target == DataType::Utf8 || converts(&v.to_string()) {
+                    0
+                } else {
+                    2
+                }
+            }
+            JsonLookup::Error => 2,
+        };
+        if status == 1 && flag(&a[3], i) {
+            return datafusion::common::exec_err!(
+                "JSON_VALUE: no value at path '{p}' (ERROR ON EMPTY)"
+            );
+        }
+        if status == 2 && flag(&a[4], i) {
+            return datafusion::common::exec_err!(
+                "JSON_VALUE: path '{p}' gives no value of the RETURNING type in {} (ERROR ON ERROR)",
+                doc.value(i)
+            );
+        }
+        out.append_value(status);
     }
     Ok(Arc::new(out.finish()))
 }

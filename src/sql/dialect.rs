@@ -105,6 +105,13 @@ impl Dialect for WeirDialect {
             parser.next_token();
             return Some(parse_json_constructor(parser, object));
         }
+        let json_value = matches!(&parser.peek_token().token,
+            Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("JSON_VALUE"));
+        if json_value && parser.peek_nth_token(1).token == Token::LParen {
+            parser.next_token();
+            parser.next_token();
+            return Some(parse_json_value(parser));
+        }
         let agg = match &parser.peek_token().token {
             Token::Word(w) if w.quote_style.is_none() => {
                 match w.value.to_ascii_uppercase().as_str() {
@@ -316,6 +323,94 @@ fn parse_json_aggregate(parser: &mut Parser, object: bool) -> Result<Expr, Parse
     let mut all = vec![Expr::Value(sqlparser::ast::Value::Boolean(raw).into())];
     all.extend(args);
     Ok(call(name, all))
+}
+
+/// What `JSON_VALUE` gives when nothing is found (ON EMPTY) or on an error (ON ERROR).
+enum OnJson {
+    Null,
+    Error,
+    Default(Box<Expr>),
+}
+
+/// The rest of `JSON_VALUE(`: `doc, path [RETURNING type] [{NULL | ERROR | DEFAULT e} ON
+/// EMPTY] [{NULL | ERROR | DEFAULT e} ON ERROR)`. Without clauses, a call of `json_value`;
+/// with them, `CASE weir_json_value_status(…) WHEN 0 THEN TRY_CAST(json_value(doc, path) AS
+/// type) WHEN 1 THEN <on empty> WHEN 2 THEN <on error> END` (see
+/// [`crate::functions::rowwise::JSON_VALUE_STATUS`]).
+fn parse_json_value(parser: &mut Parser) -> Result<Expr, ParserError> {
+    use sqlparser::ast::{CaseWhen, CastKind, DataType, helpers::attached_token::AttachedToken};
+    let doc = parser.parse_expr()?;
+    parser.expect_token(&Token::Comma)?;
+    let path = parser.parse_expr()?;
+    let returning = if parser.parse_keyword(Keyword::RETURNING) {
+        Some(parser.parse_data_type()?)
+    } else {
+        None
+    };
+    let (mut on_empty, mut on_error) = (OnJson::Null, OnJson::Null);
+    loop {
+        let behaviour = if parser.parse_keyword(Keyword::NULL) {
+            OnJson::Null
+        } else if parser.parse_keyword(Keyword::ERROR) {
+            OnJson::Error
+        } else if parser.parse_keyword(Keyword::DEFAULT) {
+            OnJson::Default(Box::new(parser.parse_expr()?))
+        } else {
+            break;
+        };
+        parser.expect_keyword_is(Keyword::ON)?;
+        if parser.parse_keyword(Keyword::EMPTY) {
+            on_empty = behaviour;
+        } else if parser.parse_keyword(Keyword::ERROR) {
+            on_error = behaviour;
+        } else {
+            return parser.expected("EMPTY or ERROR", parser.peek_token());
+        }
+    }
+    parser.expect_token(&Token::RParen)?;
+    let value = call("json_value", vec![doc.clone(), path.clone()]);
+    let plain = |b: &OnJson| matches!(b, OnJson::Null);
+    if returning.is_none() && plain(&on_empty) && plain(&on_error) {
+        return Ok(value);
+    }
+    let ty = returning.unwrap_or(DataType::String(None));
+    let cast = |e: Expr, kind: CastKind| Expr::Cast {
+        kind,
+        expr: Box::new(e),
+        data_type: ty.clone(),
+        array: false,
+        format: None,
+    };
+    let null = || Expr::Value(sqlparser::ast::Value::Null.into());
+    let flag =
+        |b: &OnJson| Expr::Value(sqlparser::ast::Value::Boolean(matches!(b, OnJson::Error)).into());
+    let status = call(
+        crate::functions::rowwise::JSON_VALUE_STATUS,
+        vec![
+            doc,
+            path,
+            cast(null(), CastKind::Cast),
+            flag(&on_empty),
+            flag(&on_error),
+        ],
+    );
+    let when = |code: u8, result: Expr| CaseWhen {
+        condition: Expr::Value(sqlparser::ast::Value::Number(code.to_string(), false).into()),
+        result,
+    };
+    let mut conditions = vec![when(0, cast(value, CastKind::TryCast))];
+    for (code, b) in [(1, on_empty), (2, on_error)] {
+        if let OnJson::Default(e) = b {
+            conditions.push(when(code, cast(*e, CastKind::Cast)));
+        }
+    }
+    Ok(Expr::Case {
+        case_token: AttachedToken::empty(),
+        end_token: AttachedToken::empty(),
+        operand: Some(Box::new(status)),
+        conditions,
+        else_result: None,
+    })
 }
 
 /// `NULL ON NULL` (Some(true): keep NULLs) or `ABSENT ON NULL` (Some(false)), if next.
