@@ -605,30 +605,22 @@ impl VisitorMut for LegacyWindows<'_, '_> {
             }
         };
         // TUMBLE_START(...) and friends anywhere in this SELECT.
-        let mut error = None;
         let _ = visit_expressions_mut(select.as_mut(), |e| {
             if let Expr::Function(f) = e {
                 let n = f.name.to_string().to_ascii_uppercase();
                 let col = match n.rsplit_once('_') {
                     Some(("TUMBLE" | "HOP" | "SESSION", "START")) => &columns[0],
                     Some(("TUMBLE" | "HOP" | "SESSION", "END")) => &columns[1],
-                    Some(("TUMBLE" | "HOP" | "SESSION", "ROWTIME")) => &columns[2],
-                    Some(("TUMBLE" | "HOP" | "SESSION", "PROCTIME")) => {
-                        error = Some(Error::NotSupported(format!(
-                            "{n} (processing-time windows)"
-                        )));
-                        return ControlFlow::Break(());
-                    }
-                    _ => return ControlFlow::Continue(()),
+                    // Over a processing-time window, the window's time attribute on that
+                    // clock (its end less 1 ms), for windows downstream. Flink materialises
+                    // the wall clock when the row is read instead.
+                    Some(("TUMBLE" | "HOP" | "SESSION", "ROWTIME" | "PROCTIME")) => &columns[2],
+                    _ => return ControlFlow::<()>::Continue(()),
                 };
                 *e = Expr::Identifier(Ident::with_quote('"', col.clone()));
             }
             ControlFlow::Continue(())
         });
-        if let Some(e) = error {
-            self.r.error.get_or_insert(e);
-            return ControlFlow::Break(());
-        }
         ControlFlow::Continue(())
     }
 }

@@ -25,3 +25,16 @@ CREATE VIEW with_ws AS SELECT auction, date_time, date_time AS window_start FROM
 
 SELECT SESSION_START(date_time, INTERVAL '3' SECOND) AS s, COUNT(*) AS n, MAX(window_start) AS m
 FROM with_ws GROUP BY SESSION(date_time, INTERVAL '3' SECOND);
+
+-- Processing-time group windows: TUMBLE_PROCTIME is the window's time attribute on the
+-- processing-time clock, usable in a window downstream. (Sums over the windows, so the answer
+-- does not depend on the clock.)
+CREATE TABLE bid_pt (auction BIGINT, bidder BIGINT, price BIGINT, date_time TIMESTAMP(3),
+  pt AS PROCTIME())
+WITH ('connector' = 'filesystem', 'path' = '$DATA/bids_ooo.json', 'format' = 'json');
+
+CREATE VIEW per_hour AS
+SELECT auction, TUMBLE_PROCTIME(pt, INTERVAL '1' HOUR) AS p, COUNT(*) AS n
+FROM bid_pt GROUP BY auction, TUMBLE(pt, INTERVAL '1' HOUR);
+
+SELECT SUM(n) AS n FROM (SELECT SUM(n) AS n FROM per_hour GROUP BY TUMBLE(p, INTERVAL '1' DAY));
