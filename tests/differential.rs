@@ -583,14 +583,18 @@ async fn temporal_join_matches_batch() {
     }
 }
 
-/// CROSS JOIN UNNEST of an ARRAY column, aggregated per element, against DataFusion's batch
-/// UNNEST.
+/// CROSS JOIN UNNEST and LEFT JOIN UNNEST … ON TRUE of an ARRAY column, aggregated per
+/// element, against DataFusion's batch UNNEST (plus, for the left join, a NULL element for each
+/// row whose array is empty or NULL).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_join_unnest_matches_batch() {
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     let dir = tempdir();
     let lines: Vec<String> = (0..20_000i64)
         .map(|i| {
+            if i % 11 == 0 {
+                return format!(r#"{{"id": {i}, "items": null}}"#);
+            }
             let items: Vec<String> = (0..(i * 7) % 5)
                 .map(|j| format!("\"p{}\"", (i * 31 + j * 17) % 97))
                 .collect();
@@ -611,25 +615,41 @@ async fn cross_join_unnest_matches_batch() {
         ),
     ]));
     let ctx = batch_ctx(&[("orders", &path, schema)]).await;
-    let want = rows(
-        &batch(
-            &ctx,
-            "SELECT item, COUNT(*) AS n, SUM(id) AS s FROM \
-             (SELECT id, unnest(items) AS item FROM orders) GROUP BY item",
-        )
-        .await,
-    );
-    assert!(want.len() > 50);
-    let sql = "SELECT t.item, COUNT(*) AS n, SUM(o.id) AS s \
-               FROM orders AS o CROSS JOIN UNNEST(o.items) AS t (item) GROUP BY t.item";
-    for p in [1, 2, 4] {
-        let ddl = format!(
-            "SET 'parallelism' = '{p}';\nCREATE TABLE orders (id BIGINT, items ARRAY<STRING>) \
-             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');",
-            path.display()
+    let unnested = "SELECT id, unnest(items) AS item FROM orders";
+    let empty = "SELECT id, CAST(NULL AS VARCHAR) AS item FROM orders \
+                 WHERE items IS NULL OR cardinality(items) = 0";
+    for (join, reference) in [
+        (
+            "CROSS JOIN UNNEST(o.items) AS t (item)",
+            unnested.to_string(),
+        ),
+        (
+            "LEFT JOIN UNNEST(o.items) AS t (item) ON TRUE",
+            format!("{unnested} UNION ALL {empty}"),
+        ),
+    ] {
+        let want = rows(
+            &batch(
+                &ctx,
+                &format!(
+                    "SELECT item, COUNT(*) AS n, SUM(id) AS s FROM ({reference}) GROUP BY item"
+                ),
+            )
+            .await,
         );
-        let got = final_rows(&stream(&ddl, sql).await);
-        assert_eq!(got, want, "parallelism {p}");
+        assert!(want.len() > 50);
+        let sql = format!(
+            "SELECT t.item, COUNT(*) AS n, SUM(o.id) AS s FROM orders AS o {join} GROUP BY t.item"
+        );
+        for p in [1, 2, 4] {
+            let ddl = format!(
+                "SET 'parallelism' = '{p}';\nCREATE TABLE orders (id BIGINT, items ARRAY<STRING>) \
+                 WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');",
+                path.display()
+            );
+            let got = final_rows(&stream(&ddl, &sql).await);
+            assert_eq!(got, want, "{join}, parallelism {p}");
+        }
     }
 }
 

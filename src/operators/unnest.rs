@@ -1,7 +1,8 @@
 //! UNNEST: `SELECT id, UNNEST(items) FROM t` and `FROM t CROSS JOIN UNNEST(t.items) AS u (item)`
 //! (Flink's form): each row is repeated once per element of its array column(s), with the
 //! element in place of the array. Several arrays in one UNNEST are zipped, the shorter padded
-//! with NULLs; a row whose arrays are all empty or NULL yields no row (as a cross join does).
+//! with NULLs; a row whose arrays are all empty or NULL yields no row (as a cross join does),
+//! or one row with NULL elements for `LEFT JOIN UNNEST(…) ON TRUE` ([`UnnestSpec::keep_empty`]).
 //! Stateless.
 
 use std::fmt;
@@ -21,6 +22,8 @@ pub struct UnnestSpec {
     pub list_cols: Vec<usize>,
     /// Output schema (each array column replaced by its element type).
     pub schema: SchemaRef,
+    /// Keep a row whose arrays are all empty or NULL, with NULL elements (a LEFT JOIN).
+    pub keep_empty: bool,
 }
 
 impl fmt::Display for UnnestSpec {
@@ -30,7 +33,16 @@ impl fmt::Display for UnnestSpec {
             .iter()
             .map(|c| self.schema.field(*c).name().as_str())
             .collect();
-        write!(f, "Unnest: [{}] (a row per element)", cols.join(", "))
+        let empty = if self.keep_empty {
+            "; empty arrays kept as NULL"
+        } else {
+            ""
+        };
+        write!(
+            f,
+            "Unnest: [{}] (a row per element{empty})",
+            cols.join(", ")
+        )
     }
 }
 
@@ -63,7 +75,10 @@ impl Operator for UnnestSpec {
             }
         };
         let counts: Vec<usize> = (0..n)
-            .map(|i| lists.iter().map(|l| len(l, i)).max().unwrap_or(0))
+            .map(|i| {
+                let most = lists.iter().map(|l| len(l, i)).max().unwrap_or(0);
+                if self.keep_empty { most.max(1) } else { most }
+            })
             .collect();
         let total: usize = counts.iter().sum();
         let rows: UInt32Array = counts

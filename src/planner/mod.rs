@@ -877,12 +877,12 @@ impl<'a> Planner<'a> {
         {
             return not_supported!("UNNEST of ROW values or of nested arrays at once");
         }
-        if u.options.preserve_nulls() {
-            return not_supported!("UNNEST keeping rows of empty arrays");
-        }
+        // SQL's UNNEST never preserves NULLs; `lateral_unnest` sets it for a LEFT JOIN, whose
+        // rows of empty or NULL arrays are kept.
         s.push(OpSpec::Unnest(crate::operators::UnnestSpec {
             list_cols: u.list_type_columns.iter().map(|(i, _)| *i).collect(),
             schema: Arc::new(u.schema.as_arrow().clone()),
+            keep_empty: u.options.preserve_nulls(),
         }));
         Ok(s)
     }
@@ -896,6 +896,15 @@ impl<'a> Planner<'a> {
         if let LogicalPlan::SubqueryAlias(a) = right {
             right = a.input.as_ref();
         }
+        // `LEFT JOIN UNNEST(…) ON TRUE`: the ON TRUE is pushed into the right side.
+        if let LogicalPlan::Filter(f) = right
+            && matches!(
+                f.predicate,
+                DfExpr::Literal(datafusion::common::ScalarValue::Boolean(Some(true)), _)
+            )
+        {
+            right = f.input.as_ref();
+        }
         let LogicalPlan::Subquery(sub) = right else {
             return Ok(None);
         };
@@ -906,6 +915,12 @@ impl<'a> Planner<'a> {
         if !has_unnest {
             return Ok(None);
         }
+        use datafusion::logical_expr::JoinType;
+        let keep_empty = match j.join_type {
+            JoinType::Inner => false,
+            JoinType::Left => true,
+            _ => return not_supported!("UNNEST joined by a {} join", j.join_type),
+        };
         if !j.on.is_empty()
             || !matches!(
                 &j.filter,
@@ -914,12 +929,13 @@ impl<'a> Planner<'a> {
                     _
                 ))
             )
-            || j.join_type != datafusion::logical_expr::JoinType::Inner
         {
-            return not_supported!("UNNEST joined other than by CROSS JOIN (or JOIN … ON TRUE)");
+            return not_supported!(
+                "UNNEST joined other than by CROSS JOIN, JOIN … ON TRUE or LEFT JOIN … ON TRUE"
+            );
         }
         let left = j.left.as_ref();
-        let inner = lateralize(sub.subquery.as_ref(), left)?;
+        let inner = lateralize(sub.subquery.as_ref(), left, keep_empty)?;
         // Left columns as they were, then the unnested ones under the right side's names.
         let width = left.schema().fields().len();
         let inner_cols: Vec<datafusion::common::Column> = inner.schema().columns();
@@ -1519,12 +1535,14 @@ impl StripText for String {
 
 /// A lateral subquery planned over `left`: its empty input becomes `left`, each projection
 /// also carries `left`'s columns (first), and references to the outer row become columns.
-fn lateralize(plan: &LogicalPlan, left: &LogicalPlan) -> Result<LogicalPlan> {
+/// `keep_empty` (a LEFT JOIN): the unnest keeps rows of empty or NULL arrays, marked by
+/// DataFusion's `preserve_nulls` (which SQL's own UNNEST never sets).
+fn lateralize(plan: &LogicalPlan, left: &LogicalPlan, keep_empty: bool) -> Result<LogicalPlan> {
     use datafusion::common::tree_node::{Transformed, TreeNode};
     Ok(match plan {
         LogicalPlan::EmptyRelation(_) => left.clone(),
         LogicalPlan::Projection(p) => {
-            let input = lateralize(&p.input, left)?;
+            let input = lateralize(&p.input, left, keep_empty)?;
             let mut exprs: Vec<DfExpr> = input
                 .schema()
                 .columns()
@@ -1549,12 +1567,13 @@ fn lateralize(plan: &LogicalPlan, left: &LogicalPlan) -> Result<LogicalPlan> {
                 .build()?
         }
         LogicalPlan::Unnest(u) => {
-            let input = lateralize(&u.input, left)?;
+            let input = lateralize(&u.input, left, keep_empty)?;
+            let options = u.options.clone().with_preserve_nulls(keep_empty);
             datafusion::logical_expr::LogicalPlanBuilder::from(input)
-                .unnest_columns_with_options(u.exec_columns.clone(), u.options.clone())?
+                .unnest_columns_with_options(u.exec_columns.clone(), options)?
                 .build()?
         }
-        LogicalPlan::SubqueryAlias(a) => lateralize(&a.input, left)?,
+        LogicalPlan::SubqueryAlias(a) => lateralize(&a.input, left, keep_empty)?,
         other => {
             return not_supported!("UNNEST with {} inside", other.display());
         }

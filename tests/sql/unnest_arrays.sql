@@ -14,6 +14,10 @@ FROM orders;
 SELECT o.id, o.customer, t.item
 FROM orders AS o CROSS JOIN UNNEST(o.items) AS t (item);
 
+-- LEFT JOIN … ON TRUE keeps orders 2 and 4 (empty and NULL arrays), with a NULL item: 8 rows.
+SELECT o.id, t.item
+FROM orders AS o LEFT JOIN UNNEST(o.items) AS t (item) ON TRUE;
+
 -- UNNEST in the SELECT list.
 SELECT id, UNNEST(items) AS item FROM orders WHERE id > 2;
 
