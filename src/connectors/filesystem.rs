@@ -162,9 +162,14 @@ fn make_reader(
     follow: bool,
 ) -> Result<Reader> {
     Ok(match format {
-        "json" => {
+        "json" | "debezium-json" => {
             let policy = ErrorPolicy::from_table(table, "json", env.metrics.clone())?;
-            let r = JsonLinesReader::new(
+            let open = if format == "json" {
+                JsonLinesReader::new
+            } else {
+                JsonLinesReader::debezium
+            };
+            let r = open(
                 f.to_path_buf(),
                 table.physical.clone(),
                 table.declared_schema(),
@@ -179,7 +184,7 @@ fn make_reader(
             Reader::Csv(if follow { r.following() } else { r })
         }
         "parquet" => Reader::Parquet(ParquetReader::new(f.to_path_buf(), table.physical.clone())),
-        other => return not_supported!("format '{other}' (json, csv, parquet)"),
+        other => return not_supported!("format '{other}' (json, debezium-json, csv, parquet)"),
     })
 }
 
@@ -192,10 +197,15 @@ fn make_object_reader(
     bytes: bytes::Bytes,
 ) -> Result<Reader> {
     Ok(match format {
-        "json" => {
+        "json" | "debezium-json" => {
             let policy = ErrorPolicy::from_table(table, "json", env.metrics.clone())?;
+            let open = if format == "json" {
+                JsonLinesReader::new
+            } else {
+                JsonLinesReader::debezium
+            };
             Reader::Json(
-                JsonLinesReader::new(
+                open(
                     name,
                     table.physical.clone(),
                     table.declared_schema(),
@@ -220,7 +230,7 @@ fn make_object_reader(
             bytes,
             table.physical.clone(),
         )),
-        other => return not_supported!("format '{other}' (json, csv, parquet)"),
+        other => return not_supported!("format '{other}' (json, debezium-json, csv, parquet)"),
     })
 }
 

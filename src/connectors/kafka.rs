@@ -269,7 +269,7 @@ pub fn open(table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceShard>>>
             open: Default::default(),
             decoder: MessageDecoder::new(table, policy, METADATA_KEYS)?,
             queue: SplitQueue::default(),
-            schema: table.physical.clone(),
+            schema: table.read_schema(),
             restored: None,
             commit_on_checkpoint: env.checkpointing && user_group,
         }));

@@ -504,7 +504,7 @@ pub fn open(table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceShard>>>
             must_list: true,
             last_list: Instant::now(),
             queue: SplitQueue::default(),
-            schema: table.physical.clone(),
+            schema: table.read_schema(),
             ending: None,
         }));
     }

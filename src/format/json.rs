@@ -22,6 +22,9 @@ pub const BATCH_ROWS: usize = 8192;
 pub(crate) struct JsonDecoder {
     schema: SchemaRef,
     decoder: Decoder,
+    /// Debezium change events rather than rows ([`super::debezium`]): the declared field
+    /// names each row image must have. Batches then end with the changelog's op column.
+    debezium: Option<Vec<String>>,
 }
 
 impl JsonDecoder {
@@ -29,12 +32,24 @@ impl JsonDecoder {
         let decoder = ReaderBuilder::new(schema.clone())
             .with_batch_size(BATCH_ROWS)
             .build_decoder()?;
-        Ok(Self { schema, decoder })
+        Ok(Self {
+            schema,
+            decoder,
+            debezium: None,
+        })
     }
-}
 
-impl BlockDecoder for JsonDecoder {
-    fn decode_block(&mut self, bytes: &[u8]) -> Result<Vec<RecordBatch>, ArrowError> {
+    /// A decoder of Debezium change events into changelog rows.
+    pub(crate) fn debezium(schema: SchemaRef) -> Result<Self> {
+        let fields = schema.fields().iter().map(|f| f.name().clone()).collect();
+        Ok(Self {
+            debezium: Some(fields),
+            ..Self::new(schema)?
+        })
+    }
+
+    /// Decode the rows of `bytes` (whole JSON lines).
+    fn decode_rows(&mut self, bytes: &[u8]) -> Result<Vec<RecordBatch>, ArrowError> {
         let mut out = Vec::new();
         let mut off = 0;
         while off < bytes.len() {
@@ -53,6 +68,44 @@ impl BlockDecoder for JsonDecoder {
         }
         Ok(out)
     }
+}
+
+impl BlockDecoder for JsonDecoder {
+    fn decode_block(&mut self, bytes: &[u8]) -> Result<Vec<RecordBatch>, ArrowError> {
+        let Some(fields) = &self.debezium else {
+            return self.decode_rows(bytes);
+        };
+        // Change events to rows (one or two each), then the rows in one go.
+        let mut rows = Vec::with_capacity(bytes.len());
+        let mut ops = Vec::new();
+        for line in bytes.split(|b| *b == b'\n') {
+            if !line.iter().any(|b| !b.is_ascii_whitespace()) {
+                continue;
+            }
+            let events =
+                super::debezium::event_rows(line, fields).map_err(ArrowError::JsonError)?;
+            for (kind, row) in events {
+                rows.extend_from_slice(&row);
+                rows.push(b'\n');
+                ops.push(kind as i8);
+            }
+        }
+        let schema = crate::changelog::with_op_field(&self.schema);
+        let mut at = 0;
+        self.decode_rows(&rows)?
+            .into_iter()
+            .map(|b| {
+                let n = b.num_rows();
+                let mut columns = b.columns().to_vec();
+                let kinds = ops.get(at..at + n).unwrap_or_default().to_vec();
+                at += n;
+                columns.push(std::sync::Arc::new(
+                    datafusion::arrow::array::Int8Array::from(kinds),
+                ));
+                RecordBatch::try_new(schema.clone(), columns)
+            })
+            .collect()
+    }
 
     fn reset(&mut self) -> Result<()> {
         self.decoder = ReaderBuilder::new(self.schema.clone())
@@ -62,7 +115,8 @@ impl BlockDecoder for JsonDecoder {
     }
 
     fn needs_check(&self, batch: &RecordBatch) -> bool {
-        batch.columns().iter().any(|c| c.null_count() > 0)
+        // Change events are checked as they are turned into rows.
+        self.debezium.is_none() && batch.columns().iter().any(|c| c.null_count() > 0)
     }
 
     fn check(&self, batch: &RecordBatch, lines: &[&[u8]]) -> Vec<(usize, String)> {
@@ -134,6 +188,21 @@ impl JsonLinesReader {
     /// Continue from a position.
     pub fn seek(&mut self, pos: super::lines::LinePosition) -> Result<()> {
         self.lines.seek(pos)
+    }
+
+    /// Read `path` as Debezium change events into changelog rows of `schema` (see
+    /// [`super::debezium`]); the batches end with the changelog's op column.
+    pub fn debezium(
+        path: PathBuf,
+        schema: SchemaRef,
+        keys: SchemaRef,
+        policy: ErrorPolicy,
+    ) -> Result<Self> {
+        // An event may give two rows, so checkpoints fall only between blocks.
+        Ok(Self {
+            lines: LineReader::new(path, JsonDecoder::debezium(keys)?, policy),
+            schema: crate::changelog::with_op_field(&schema),
+        })
     }
 
     /// The next batch, or None at the end.

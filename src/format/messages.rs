@@ -45,7 +45,33 @@ pub struct MessageDecoder {
     decoder: Decoder,
     checker: JsonDecoder,
     avro: Option<AvroDecoder>,
+    /// `debezium-json`: messages are change events ([`super::debezium`]); the declared field
+    /// names each row image must have.
+    debezium: Option<Vec<String>>,
     policy: ErrorPolicy,
+}
+
+/// The metadata of the rows of change events: each row's message's.
+struct RowsMeta<'a> {
+    messages: &'a dyn MessageMeta,
+    /// Per row: its message.
+    message_of: &'a [u32],
+}
+
+impl MessageMeta for RowsMeta<'_> {
+    fn column(&self, key: &str) -> Result<ArrayRef> {
+        let col = self.messages.column(key)?;
+        Ok(take(
+            &col,
+            &UInt32Array::from(self.message_of.to_vec()),
+            None,
+        )?)
+    }
+
+    fn location(&self, i: usize) -> String {
+        let message = self.message_of.get(i).copied().unwrap_or_default();
+        self.messages.location(message as usize)
+    }
 }
 
 fn decoder(schema: &SchemaRef) -> Result<Decoder> {
@@ -60,12 +86,19 @@ impl MessageDecoder {
     pub fn new(table: &Table, policy: ErrorPolicy, known_meta: &[&str]) -> Result<Self> {
         let format = table.option("format").unwrap_or("json");
         let (payload_schema, payload_cols) = table.payload_schema();
+        let mut debezium = None;
         let avro = if super::avro::is_avro(format) {
             Some(AvroDecoder::new(table, payload_schema.clone())?)
         } else if format.eq_ignore_ascii_case("json") {
             None
+        } else if format.eq_ignore_ascii_case("debezium-json") {
+            let names = payload_schema.fields().iter().map(|f| f.name().clone());
+            debezium = Some(names.collect());
+            None
         } else {
-            return crate::not_supported!("message format '{format}' (json, avro, avro-confluent)");
+            return crate::not_supported!(
+                "message format '{format}' (json, debezium-json, avro, avro-confluent)"
+            );
         };
         let mut meta_cols = vec![];
         for (i, key) in table.metadata_columns() {
@@ -84,6 +117,7 @@ impl MessageDecoder {
             decoder: decoder(&payload_schema)?,
             checker: JsonDecoder::new(payload_schema.clone())?,
             avro,
+            debezium,
             payload_schema,
             payload_cols,
             meta_cols,
@@ -110,6 +144,69 @@ impl MessageDecoder {
                 Some(b) => self.with_metadata(b, kept, meta),
                 None => Ok(None),
             };
+        }
+        if self.debezium.is_some() {
+            return self.decode_changes(payloads, meta);
+        }
+        match self.decode_json(payloads, meta)? {
+            Some((payload, kept)) => self.with_metadata(payload, kept, meta),
+            None => Ok(None),
+        }
+    }
+
+    /// Change events: their rows, decoded as JSON, with the changelog's op column last.
+    fn decode_changes(
+        &mut self,
+        payloads: &[&[u8]],
+        meta: &dyn MessageMeta,
+    ) -> Result<Option<RecordBatch>> {
+        let fields = self.debezium.clone().unwrap_or_default();
+        let (mut rows, mut ops, mut message_of) = (vec![], vec![], vec![]);
+        for (i, p) in payloads.iter().enumerate() {
+            match super::debezium::event_rows(p, &fields) {
+                Ok(events) => {
+                    for (kind, row) in events {
+                        rows.push(row);
+                        ops.push(kind as i8);
+                        message_of.push(i as u32);
+                    }
+                }
+                Err(message) => self
+                    .policy
+                    .malformed(&meta.location(i), &message, p, false)?,
+            }
+        }
+        let refs: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
+        let rows_meta = RowsMeta {
+            messages: meta,
+            message_of: &message_of,
+        };
+        let Some((payload, kept)) = self.decode_json(&refs, &rows_meta)? else {
+            return Ok(None);
+        };
+        let ops: Vec<i8> = match &kept {
+            None => ops,
+            Some(k) => k.iter().map(|r| ops[*r as usize]).collect(),
+        };
+        let Some(batch) = self.with_metadata(payload, kept, &rows_meta)? else {
+            return Ok(None);
+        };
+        let schema = crate::changelog::with_op_field(&self.physical);
+        let columns = batch.columns().to_vec();
+        Ok(Some(crate::changelog::batch_with_ops(
+            schema, columns, ops,
+        )?))
+    }
+
+    /// JSON records, one per payload: the decoded ones, and which payloads they are (None:
+    /// all). `None` when there are none.
+    fn decode_json(
+        &mut self,
+        payloads: &[&[u8]],
+        meta: &dyn MessageMeta,
+    ) -> Result<Option<(RecordBatch, Option<Vec<u32>>)>> {
+        if payloads.is_empty() {
+            return Ok(None);
         }
         let (payload, kept) = match self.decode_all(payloads) {
             Ok(Some(b)) => (b, None),
@@ -148,7 +245,7 @@ impl MessageDecoder {
         } else {
             (payload, kept)
         };
-        self.with_metadata(payload, kept, meta)
+        Ok(Some((payload, kept)))
     }
 
     /// The table's physical columns: the payload's, and the metadata of the kept messages.

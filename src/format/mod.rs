@@ -8,6 +8,7 @@
 
 pub mod avro;
 pub mod csv;
+pub(crate) mod debezium;
 pub mod json;
 pub mod lines;
 pub mod messages;

@@ -710,12 +710,19 @@ impl<'a> Planner<'a> {
                 let table = self.catalog.table(name)?.clone();
                 let mut ops = vec![];
                 let mut time_attrs = vec![];
+                let updating = table.reads_changelog();
                 if !table.computed_exprs.is_empty() {
-                    let exprs = table.computed_exprs.clone();
-                    ops.push(OpSpec::Project(ProjectSpec {
-                        exprs,
-                        schema: table.schema.clone(),
-                    }));
+                    let mut exprs = table.computed_exprs.clone();
+                    let mut schema = table.schema.clone();
+                    if updating {
+                        // The changelog's op column rides along after the computed columns.
+                        exprs.push(Arc::new(PhysColumn::new(
+                            crate::changelog::OP_COLUMN,
+                            table.physical.fields().len(),
+                        )));
+                        schema = crate::changelog::with_op_field(&schema);
+                    }
+                    ops.push(OpSpec::Project(ProjectSpec { exprs, schema }));
                 }
                 if let Some(wm) = &table.def.watermark {
                     let time_col = table.schema.index_of(&wm.column)?;
@@ -730,7 +737,7 @@ impl<'a> Planner<'a> {
                     flow: Flow::Source { table, ops },
                     time_attrs,
                     window: None,
-                    updating: false,
+                    updating,
                 })
             }
             LogicalPlan::Projection(p) => {

@@ -387,6 +387,12 @@ impl Planner<'_> {
             _ => return not_supported!("{kind:?} lookup joins (INNER and LEFT are)"),
         };
         let table = self.catalog.table(table)?.clone();
+        if table.reads_changelog() {
+            return not_supported!(
+                "a lookup table read as a changelog ({}, format debezium-json)",
+                table.def.name
+            );
+        }
         let mut s = self.build(&j.left)?;
         if s.updating {
             return not_supported!("lookup joins over an updating (changelog) input");

@@ -162,6 +162,23 @@ impl Table {
     pub fn connector(&self) -> &str {
         self.option("connector").unwrap_or_default()
     }
+
+    /// Whether reading the table gives a changelog (format `debezium-json`): its rows carry
+    /// the op column of [`crate::changelog`].
+    pub fn reads_changelog(&self) -> bool {
+        self.option("format")
+            .is_some_and(|f| f.eq_ignore_ascii_case("debezium-json"))
+    }
+
+    /// The schema of the batches its sources read: the physical columns, then the op column
+    /// when it [`Table::reads_changelog`].
+    pub fn read_schema(&self) -> SchemaRef {
+        if self.reads_changelog() {
+            crate::changelog::with_op_field(&self.physical)
+        } else {
+            self.physical.clone()
+        }
+    }
 }
 
 /// Tables, views and settings of one engine.
