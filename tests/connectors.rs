@@ -1094,6 +1094,118 @@ async fn kafka_debezium_json_changelog_round_trip() {
     );
 }
 
+/// `'connector' = 'upsert-kafka'`: a keyed topic of upserts and tombstones, read as a table
+/// (the last value per key, deleted keys gone), and an updating query written as upserts and
+/// read back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the servers scripts/connector-tests.sh starts"]
+async fn upsert_kafka_reads_and_writes_a_keyed_table() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let n = records(5_000) as i64;
+    let topic = unique("upsert");
+    create_topic(&topic, 3).await;
+    let p: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", env("WEIR_TEST_KAFKA"))
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    // Keys 0..300 get values, some are deleted (a tombstone) and some set again.
+    let mut table = std::collections::BTreeMap::<i64, i64>::new();
+    let mut pending = vec![];
+    let mut seed = 11u64;
+    for i in 0..n {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let key = ((seed >> 33) % 300) as i64;
+        let key_text = key.to_string();
+        let record = FutureRecord::to(&topic).key(&key_text);
+        let value;
+        let record = if (seed >> 20).is_multiple_of(5) {
+            table.remove(&key);
+            record
+        } else {
+            table.insert(key, i);
+            value = format!(r#"{{"id": {key}, "v": {i}, "tag": "t{}"}}"#, i % 7);
+            record.payload(&value)
+        };
+        pending.push(p.send_result(record).map_err(|(e, _)| e).unwrap());
+    }
+    for d in pending {
+        d.await.unwrap().map_err(|(e, _)| e).unwrap();
+    }
+    let kafka = env("WEIR_TEST_KAFKA");
+    let upsert = |name: &str, topic: &str, columns: &str, key: &str| {
+        format!(
+            "CREATE TABLE {name} ({columns}, PRIMARY KEY ({key}) NOT ENFORCED) WITH ('connector' = 'upsert-kafka', \
+             'topic' = '{topic}', 'properties.bootstrap.servers' = '{kafka}', 'key.format' = 'raw', \
+             'value.format' = 'json', 'scan.bounded.mode' = 'latest-offset');"
+        )
+    };
+    let out_topic = unique("upsert-out");
+    create_topic(&out_topic, 2).await;
+    let engine = Engine::new();
+    engine
+        .execute(&format!(
+            "{}\n{}",
+            upsert("kv", &topic, "id BIGINT, v BIGINT, tag STRING", "id"),
+            upsert(
+                "per_tag",
+                &out_topic,
+                "tag STRING, n BIGINT, top BIGINT",
+                "tag"
+            ),
+        ))
+        .await
+        .unwrap();
+    let read = |sql: String| {
+        let engine = engine.clone();
+        async move {
+            let mut sub = engine.subscribe(&sql).await.unwrap();
+            let mut got = vec![];
+            while let Some(b) = sub.next().await {
+                got.push(b.unwrap());
+            }
+            final_rows(&got)
+        }
+    };
+    let mut want: Vec<String> = table
+        .iter()
+        .map(|(k, v)| format!("{k} | {v} | t{}", v % 7))
+        .collect();
+    want.sort();
+    assert_eq!(
+        read("SELECT * FROM kv".into()).await,
+        want,
+        "the table the topic holds"
+    );
+    // An updating aggregate over it, written as upserts and read back.
+    let mut per_tag = std::collections::BTreeMap::<String, (i64, i64)>::new();
+    for v in table.values() {
+        let e = per_tag.entry(format!("t{}", v % 7)).or_default();
+        e.0 += 1;
+        e.1 = e.1.max(*v);
+    }
+    let mut want: Vec<String> = per_tag
+        .iter()
+        .map(|(t, (n, top))| format!("{t} | {n} | {top}"))
+        .collect();
+    want.sort();
+    start_job(
+        &engine,
+        "INSERT INTO per_tag SELECT tag, COUNT(*) AS n, MAX(v) AS top FROM kv GROUP BY tag",
+    )
+    .await
+    .wait()
+    .await
+    .unwrap();
+    assert_eq!(
+        read("SELECT * FROM per_tag".into()).await,
+        want,
+        "the aggregate, read back"
+    );
+}
+
 /// The filesystem source over `s3://`: objects whose event times overlap (each holds every
 /// third record), read by the job's readers with a watermark per object; a TUMBLE over them
 /// equals the batch answer with no late row.

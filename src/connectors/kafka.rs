@@ -39,6 +39,17 @@
 //! what was sent after the last checkpoint. `exactly-once` (Kafka transactions) is refused:
 //! the broker the tests run against (tansu 0.6.0) does not implement transactions (EndTxn),
 //! so weir's use of them could not be verified.
+//!
+//! ## `'connector' = 'upsert-kafka'`
+//! Flink's upsert-kafka: a (compacted) topic whose message key is the table's `PRIMARY KEY`
+//! (`'key.format'` `raw` or `json`) and whose value is the whole row (`'value.format'` =
+//! `json`, `'value.fields-include'` = `ALL`), a message without a value (a tombstone) deleting
+//! its key.
+//! - Read, it is read from the earliest offset as an upsert stream (`+U` per value, `-D` per
+//!   tombstone), which the planner normalises into a full changelog (last row per key,
+//!   [`crate::operators::NormalizeSpec`]).
+//! - Written, it takes an updating query: `+I` / `+U` are written as the key's value, `-D` as a
+//!   tombstone, and `-U` is skipped (the `+U` that follows replaces it).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -63,6 +74,117 @@ use crate::format::ErrorPolicy;
 use crate::format::messages::{MAX_POLL, MessageDecoder, MessageMeta};
 use crate::sql::catalog::Table;
 use crate::{Error, Result, connector_err, plan_err};
+
+/// How an `upsert-kafka` table's message keys hold its primary key.
+#[derive(Clone)]
+struct UpsertKey {
+    /// The key columns' positions among the physical columns.
+    columns: Vec<usize>,
+    /// `'key.format'` = `raw`: the one key column's text; else a JSON object of the columns.
+    raw: bool,
+    /// The key columns' declared names and types.
+    names: Vec<(String, datafusion::arrow::datatypes::DataType)>,
+    /// Every payload column's declared name (a tombstone's row has them all, NULL but the key).
+    payload: Vec<String>,
+}
+
+impl UpsertKey {
+    /// The key of an `upsert-kafka` table (None for any other connector).
+    fn of(table: &Table) -> Result<Option<Self>> {
+        if !table.reads_upserts() {
+            return Ok(None);
+        }
+        let name = &table.def.name;
+        if table.def.primary_key.is_empty() {
+            return plan_err!(
+                "upsert-kafka table {name} needs a PRIMARY KEY (...) NOT ENFORCED: the message key"
+            );
+        }
+        for option in ["key.format", "value.format"] {
+            if table.option(option).is_none() {
+                return plan_err!("upsert-kafka table {name} needs '{option}'");
+            }
+        }
+        if table
+            .option("value.fields-include")
+            .is_some_and(|v| v.eq_ignore_ascii_case("EXCEPT_KEY"))
+        {
+            return crate::not_supported!(
+                "'value.fields-include' = 'EXCEPT_KEY' (the value holds every column: ALL)"
+            );
+        }
+        let raw = table
+            .option("key.format")
+            .is_some_and(|f| f.eq_ignore_ascii_case("raw"));
+        let mut columns = vec![];
+        let mut names = vec![];
+        for k in &table.def.primary_key {
+            let i = table.physical.index_of(k).map_err(|_| {
+                Error::Plan(format!(
+                    "upsert-kafka table {name}: no primary key column {k}"
+                ))
+            })?;
+            columns.push(i);
+            names.push((
+                table.declared_name(k).to_string(),
+                table.physical.field(i).data_type().clone(),
+            ));
+        }
+        if raw && columns.len() != 1 {
+            return plan_err!(
+                "upsert-kafka table {name}: 'key.format' = 'raw' takes a one-column primary key"
+            );
+        }
+        let payload = table
+            .payload_schema()
+            .0
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        Ok(Some(Self {
+            columns,
+            raw,
+            names,
+            payload,
+        }))
+    }
+
+    /// The row a tombstone with message key `key` deletes, as a JSON record: the key's
+    /// columns, every other column NULL.
+    fn tombstone(&self, key: Option<&[u8]>) -> std::result::Result<Vec<u8>, String> {
+        use serde_json::Value;
+        let key = key.ok_or("a tombstone (no value) without a key")?;
+        let mut row: serde_json::Map<String, Value> = self
+            .payload
+            .iter()
+            .map(|f| (f.clone(), Value::Null))
+            .collect();
+        if self.raw {
+            let text = std::str::from_utf8(key).map_err(|_| "a raw key that is not UTF-8")?;
+            let (name, ty) = &self.names[0];
+            let number = ty
+                .is_numeric()
+                .then(|| text.parse::<serde_json::Number>().ok());
+            let value = match number.flatten() {
+                Some(n) => Value::Number(n),
+                None => Value::String(text.to_string()),
+            };
+            row.insert(name.clone(), value);
+        } else {
+            let Ok(Value::Object(mut fields)) = serde_json::from_slice::<Value>(key) else {
+                return Err("a key that is not a JSON object".into());
+            };
+            for (name, _) in &self.names {
+                let v = fields
+                    .remove(name)
+                    .ok_or_else(|| format!("a key without its field {name}"))?;
+                row.insert(name.clone(), v);
+            }
+        }
+        serde_json::to_vec(&row).map_err(|e| e.to_string())
+    }
+}
 
 /// The metadata keys a Kafka table can declare.
 pub const METADATA_KEYS: &[&str] = &[
@@ -202,11 +324,14 @@ pub struct KafkaReader {
     restored: Option<BTreeMap<i32, i64>>,
     /// Commit offsets to the group after completed checkpoints (the user named a group).
     commit_on_checkpoint: bool,
+    /// An `upsert-kafka` table's key: messages are upserts and tombstones.
+    upsert: Option<UpsertKey>,
 }
 
 /// Open the readers of a Kafka table.
 pub fn open(table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceShard>>> {
     let topic = topic(table)?;
+    let upsert = UpsertKey::of(table)?;
     let mut config = client_config(table)?;
     // The Java consumer's `max.poll.records` (which librdkafka does not know): the most
     // records one poll hands on.
@@ -272,6 +397,7 @@ pub fn open(table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceShard>>>
             schema: table.read_schema(),
             restored: None,
             commit_on_checkpoint: env.checkpointing && user_group,
+            upsert: upsert.clone(),
         }));
     }
     Ok(out)
@@ -319,6 +445,37 @@ impl MessageMeta for MessagesMeta<'_> {
 }
 
 impl KafkaReader {
+    /// An upsert-kafka partition's messages: a value is the key's new row (`+U`), a
+    /// tombstone deletes it (`-D`).
+    fn upserts(
+        &mut self,
+        key: UpsertKey,
+        msgs: &[OwnedMessage],
+        meta: &MessagesMeta<'_>,
+    ) -> Result<Option<RecordBatch>> {
+        use crate::changelog::RowKind;
+        let (mut rows, mut ops, mut message_of) = (vec![], vec![], vec![]);
+        for (i, m) in msgs.iter().enumerate() {
+            let row = match m.payload() {
+                Some(value) => Ok((value.to_vec(), RowKind::UpdateAfter)),
+                None => key.tombstone(m.key()).map(|r| (r, RowKind::Delete)),
+            };
+            match row {
+                Ok((row, kind)) => {
+                    rows.push(row);
+                    ops.push(kind);
+                    message_of.push(i as u32);
+                }
+                Err(why) => {
+                    let raw = m.key().unwrap_or_default();
+                    self.decoder.reject(&meta.location(i), &why, raw)?;
+                }
+            }
+        }
+        self.decoder
+            .decode_changelog(&rows, &ops, &message_of, meta)
+    }
+
     fn context(&self) -> String {
         format!("kafka topic {} (table {})", self.topic, self.table)
     }
@@ -433,13 +590,17 @@ impl KafkaReader {
                 by_partition.entry(m.partition()).or_default().push(m);
             }
             for (p, msgs) in by_partition {
-                let payloads: Vec<&[u8]> =
-                    msgs.iter().map(|m| m.payload().unwrap_or(b"")).collect();
                 let next = msgs.last().map_or(0, |m| m.offset() + 1);
-                match self
-                    .decoder
-                    .decode(&payloads, &MessagesMeta { messages: &msgs })?
-                {
+                let meta = MessagesMeta { messages: &msgs };
+                let decoded = match &self.upsert {
+                    Some(key) => self.upserts(key.clone(), &msgs, &meta)?,
+                    None => {
+                        let payloads: Vec<&[u8]> =
+                            msgs.iter().map(|m| m.payload().unwrap_or(b"")).collect();
+                        self.decoder.decode(&payloads, &meta)?
+                    }
+                };
+                match decoded {
                     Some(b) => self.queue.rows_at(p as u64, b, next.into()),
                     None => self.queue.advance(p as u64, next.into()),
                 }
@@ -567,6 +728,8 @@ pub struct KafkaSink {
     value: crate::format::messages::MessageEncoder,
     /// Deliveries not yet confirmed, oldest first.
     pending: VecDeque<rdkafka::producer::DeliveryFuture>,
+    /// `upsert-kafka`: rows are upserts of their key, `-D` a tombstone, `-U` skipped.
+    upsert: bool,
 }
 
 /// Deliveries a sink leaves outstanding before it waits for the oldest.
@@ -599,10 +762,19 @@ impl KafkaSink {
                 );
             }
         }
-        let value = crate::format::messages::MessageEncoder::new(table, &schema)?;
-        let fields: Vec<usize> = match table.option("key.fields") {
-            None => vec![],
-            Some(f) => f
+        let upsert = UpsertKey::of(table)?;
+        let value_schema = if upsert.is_some() && crate::changelog::is_changelog(&schema) {
+            // The rows without their op, which decides what is written.
+            let keep: Vec<usize> = (0..schema.fields().len() - 1).collect();
+            Arc::new(schema.project(&keep)?)
+        } else {
+            schema.clone()
+        };
+        let value = crate::format::messages::MessageEncoder::new(table, &value_schema)?;
+        let fields: Vec<usize> = match (&upsert, table.option("key.fields")) {
+            (Some(key), _) => key.columns.clone(),
+            (None, None) => vec![],
+            (None, Some(f)) => f
                 .split(';')
                 .map(|c| c.trim().to_lowercase())
                 .filter(|c| !c.is_empty())
@@ -644,6 +816,7 @@ impl KafkaSink {
             key,
             value,
             pending: VecDeque::new(),
+            upsert: upsert.is_some(),
         })
     }
 
@@ -680,12 +853,28 @@ impl KafkaSink {
     }
 
     async fn write(&mut self, batch: RecordBatch) -> Result<()> {
-        let values = self.value.encode(&batch)?;
+        use crate::changelog::RowKind;
+        // Upserts: what each row writes (its value, a tombstone, or nothing for -U).
+        let kinds: Option<Vec<RowKind>> = match crate::changelog::ops_of(&batch) {
+            Some(ops) if self.upsert => Some(ops.iter().map(|o| RowKind::from_i8(*o)).collect()),
+            _ => None,
+        };
+        let values = match &kinds {
+            Some(_) => self.value.encode(&crate::changelog::strip_ops(&batch))?,
+            None => self.value.encode(&batch)?,
+        };
         let keys = self.keys(&batch)?;
         let ctx = || format!("kafka topic {}: produce", self.topic);
         let deliveries = &mut self.pending;
         for (i, v) in values.iter().enumerate() {
-            let mut record = FutureRecord::to(&self.topic).payload(v.as_slice());
+            let kind = kinds.as_ref().map(|k| k[i]);
+            if kind == Some(RowKind::UpdateBefore) {
+                continue;
+            }
+            let mut record = FutureRecord::to(&self.topic);
+            if kind != Some(RowKind::Delete) {
+                record = record.payload(v.as_slice());
+            }
             if let Some(k) = &keys {
                 record = record.key(k[i].as_slice());
             }

@@ -285,7 +285,7 @@ pub fn open_source(table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceS
     match table.connector() {
         "filesystem" => filesystem::open(table, env),
         "kinesis" => kinesis::open(table, env),
-        "kafka" => kafka::open(table, env),
+        "kafka" | "upsert-kafka" => kafka::open(table, env),
         "nexmark" => nexmark::open(table, env.parallelism),
         "push" => env.push.subscribe(table),
         "values" => values::open(table),
@@ -294,7 +294,7 @@ pub fn open_source(table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceS
             table.def.name
         ),
         other => plan_err!(
-            "table {}: unknown connector '{other}' (filesystem, kinesis, kafka, nexmark, push, print, blackhole, jdbc)",
+            "table {}: unknown connector '{other}' (filesystem, kinesis, kafka, upsert-kafka, nexmark, push, print, blackhole, jdbc)",
             table.def.name
         ),
     }
@@ -333,7 +333,7 @@ pub fn open_sink(table: &Table, schema: SchemaRef) -> Result<Box<dyn Sink>> {
         "blackhole" => Ok(Box::new(blackhole::BlackholeSink)),
         "filesystem" => Ok(Box::new(fs_sink::FileSink::new(table, schema)?)),
         "kinesis" => Ok(Box::new(kinesis::KinesisSink::new(table, schema)?)),
-        "kafka" => Ok(Box::new(kafka::KafkaSink::new(table, schema)?)),
+        "kafka" | "upsert-kafka" => Ok(Box::new(kafka::KafkaSink::new(table, schema)?)),
         "jdbc" => Ok(Box::new(jdbc::JdbcSink::new(table, schema)?)),
         other @ ("nexmark" | "push") => plan_err!(
             "table {} uses connector '{other}', which can only be read",
@@ -414,6 +414,8 @@ pub fn check_accepts_changelog(table: &Table) -> Result<()> {
                 Ok(())
             }
         }
+        // Upserts by primary key, deletes as tombstones (checked when the sink opens).
+        "upsert-kafka" => Ok(()),
         connector @ ("kafka" | "kinesis") => {
             let format = table.option("format").unwrap_or("json");
             if crate::format::messages::MessageEncoder::takes_changelog(format) {

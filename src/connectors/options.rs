@@ -151,12 +151,28 @@ const JDBC: &[(&str, Kind)] = &[
     ("lookup.join.cache.ttl", Duration),
 ];
 
+/// `'connector' = 'upsert-kafka'` (Flink's): a compacted topic read as an upsert stream.
+const UPSERT_KAFKA: &[(&str, Kind)] = &[
+    ("topic", Text),
+    ("key.format", OneOf(&["raw", "json"])),
+    ("value.format", OneOf(&["json"])),
+    ("value.fields-include", OneOf(&["ALL", "EXCEPT_KEY"])),
+    ("scan.bounded.mode", OneOf(&["unbounded", "latest-offset"])),
+    (
+        "sink.delivery-guarantee",
+        OneOf(&["at-least-once", "exactly-once", "none"]),
+    ),
+    ("json.ignore-parse-errors", Bool),
+    ("json.fail-on-missing-field", Bool),
+];
+
 const PRINT: &[(&str, Kind)] = &[("print-identifier", Text)];
 
 /// Every connector and the option groups it takes.
 const CONNECTORS: &[(&str, &[Group])] = &[
     ("filesystem", &[SOURCE, FORMAT, AWS, FILESYSTEM]),
     ("kafka", &[SOURCE, FORMAT, KAFKA]),
+    ("upsert-kafka", &[SOURCE, UPSERT_KAFKA]),
     ("kinesis", &[SOURCE, FORMAT, AWS, KINESIS]),
     ("nexmark", &[SOURCE, NEXMARK]),
     ("push", &[SOURCE]),
@@ -166,7 +182,7 @@ const CONNECTORS: &[(&str, &[Group])] = &[
 ];
 
 /// Free-form prefixes, per connector.
-const PREFIXES: &[(&str, &str)] = &[("kafka", "properties.")];
+const PREFIXES: &[(&str, &str)] = &[("kafka", "properties."), ("upsert-kafka", "properties.")];
 
 /// Flink options weir does not implement, and what to do instead.
 const UNSUPPORTED: &[(&str, &str)] = &[

@@ -167,7 +167,7 @@ impl MessageDecoder {
                 Ok(events) => {
                     for (kind, row) in events {
                         rows.push(row);
-                        ops.push(kind as i8);
+                        ops.push(kind);
                         message_of.push(i as u32);
                     }
                 }
@@ -176,17 +176,29 @@ impl MessageDecoder {
                     .malformed(&meta.location(i), &message, p, false)?,
             }
         }
+        self.decode_changelog(&rows, &ops, &message_of, meta)
+    }
+
+    /// Changelog rows: each a JSON record with its op, from message `message_of[i]` (for its
+    /// metadata and for messages). The physical columns, then the op column.
+    pub fn decode_changelog(
+        &mut self,
+        rows: &[Vec<u8>],
+        ops: &[crate::changelog::RowKind],
+        message_of: &[u32],
+        meta: &dyn MessageMeta,
+    ) -> Result<Option<RecordBatch>> {
         let refs: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
         let rows_meta = RowsMeta {
             messages: meta,
-            message_of: &message_of,
+            message_of,
         };
         let Some((payload, kept)) = self.decode_json(&refs, &rows_meta)? else {
             return Ok(None);
         };
         let ops: Vec<i8> = match &kept {
-            None => ops,
-            Some(k) => k.iter().map(|r| ops[*r as usize]).collect(),
+            None => ops.iter().map(|k| *k as i8).collect(),
+            Some(k) => k.iter().map(|r| ops[*r as usize] as i8).collect(),
         };
         let Some(batch) = self.with_metadata(payload, kept, &rows_meta)? else {
             return Ok(None);
@@ -196,6 +208,11 @@ impl MessageDecoder {
         Ok(Some(crate::changelog::batch_with_ops(
             schema, columns, ops,
         )?))
+    }
+
+    /// Count (and report, or dead-letter) a message that cannot be read.
+    pub fn reject(&self, location: &str, message: &str, raw: &[u8]) -> Result<()> {
+        self.policy.malformed(location, message, raw, false)
     }
 
     /// JSON records, one per payload: the decoded ones, and which payloads they are (None:

@@ -13,6 +13,7 @@ mod join;
 mod limit;
 mod lookup;
 mod multiset;
+mod normalize;
 mod over;
 mod over_updating;
 mod project;
@@ -32,6 +33,7 @@ pub use join::{Expire, JoinKind, JoinMode, JoinSpec, StreamingJoin};
 pub use limit::LimitSpec;
 pub use lookup::{Loaded, LookupJoin, LookupSpec, TableLoader};
 pub use multiset::{Multiset, MultisetAccumulator};
+pub use normalize::NormalizeSpec;
 pub use over::{Frame, OffsetFn, OverAggregate, OverOutput, OverSpec};
 pub use over_updating::{UpdatingOver, UpdatingOverSpec, output_schema as over_updating_schema};
 pub use project::ProjectSpec;
@@ -168,6 +170,8 @@ pub enum OpSpec {
     TemporalJoin(TemporalJoinSpec),
     /// SESSION TVF rows without aggregation.
     SessionAssign(SessionAssignSpec),
+    /// An upsert stream to a full changelog (last row per primary key).
+    Normalize(NormalizeSpec),
 }
 
 impl OpSpec {
@@ -184,6 +188,7 @@ impl OpSpec {
                 | OpSpec::OverUpdating(_)
                 | OpSpec::TemporalJoin(_)
                 | OpSpec::SessionAssign(_)
+                | OpSpec::Normalize(_)
         )
     }
 
@@ -204,7 +209,8 @@ impl OpSpec {
             OpSpec::Over(_)
             | OpSpec::OverUpdating(_)
             | OpSpec::TemporalJoin(_)
-            | OpSpec::SessionAssign(_) => Ok(()),
+            | OpSpec::SessionAssign(_)
+            | OpSpec::Normalize(_) => Ok(()),
         }
     }
 
@@ -236,6 +242,7 @@ impl OpSpec {
             OpSpec::Lookup(s) => Box::new(LookupJoin::new(s.clone())),
             OpSpec::TemporalJoin(s) => Box::new(TemporalJoin::new(s.clone())?),
             OpSpec::SessionAssign(s) => Box::new(SessionAssign::new(s.clone())?),
+            OpSpec::Normalize(s) => Box::new(normalize::Normalize::new(s.clone())?),
         })
     }
 }
@@ -258,6 +265,7 @@ impl fmt::Display for OpSpec {
             OpSpec::Lookup(s) => write!(f, "{s}"),
             OpSpec::TemporalJoin(s) => write!(f, "{s}"),
             OpSpec::SessionAssign(s) => write!(f, "{s}"),
+            OpSpec::Normalize(s) => write!(f, "{s}"),
         }
     }
 }

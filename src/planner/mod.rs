@@ -733,12 +733,32 @@ impl<'a> Planner<'a> {
                     }));
                     time_attrs.push(wm.column.clone());
                 }
-                Ok(Stream {
+                let upserts = table.reads_upserts();
+                let keys = table
+                    .def
+                    .primary_key
+                    .iter()
+                    .map(|k| {
+                        let i = table.schema.index_of(k)?;
+                        Ok(Arc::new(PhysColumn::new(k, i)) as Arc<dyn PhysicalExpr>)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let schema = table.schema.clone();
+                let mut s = Stream {
                     flow: Flow::Source { table, ops },
                     time_attrs,
                     window: None,
                     updating,
-                })
+                };
+                if upserts {
+                    // Upserts (+U per value, -D per tombstone) to a full changelog, per key.
+                    let spec = crate::operators::NormalizeSpec {
+                        keys: keys.clone(),
+                        schema,
+                    };
+                    s.stage(OpSpec::Normalize(spec), keys);
+                }
+                Ok(s)
             }
             LogicalPlan::Projection(p) => {
                 let mut s = self.build(&p.input)?;

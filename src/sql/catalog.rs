@@ -163,11 +163,19 @@ impl Table {
         self.option("connector").unwrap_or_default()
     }
 
-    /// Whether reading the table gives a changelog (format `debezium-json`): its rows carry
-    /// the op column of [`crate::changelog`].
+    /// Whether reading the table gives a changelog (format `debezium-json`, or an
+    /// `upsert-kafka` table): its rows carry the op column of [`crate::changelog`].
     pub fn reads_changelog(&self) -> bool {
-        self.option("format")
-            .is_some_and(|f| f.eq_ignore_ascii_case("debezium-json"))
+        self.reads_upserts()
+            || self
+                .option("format")
+                .is_some_and(|f| f.eq_ignore_ascii_case("debezium-json"))
+    }
+
+    /// Whether reading the table gives upserts (`upsert-kafka`): each row the new value of
+    /// its primary key (`+U`), or a delete of it (`-D`).
+    pub fn reads_upserts(&self) -> bool {
+        self.connector() == "upsert-kafka"
     }
 
     /// The schema of the batches its sources read: the physical columns, then the op column
