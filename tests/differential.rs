@@ -753,3 +753,66 @@ async fn debezium_changelog_source_matches_batch_over_final_table() {
         assert_eq!(all.len(), table.len(), "parallelism {p}");
     }
 }
+
+/// MATCH_RECOGNIZE: three rising prices in a row per symbol (`UP{3}`, `UP.price >
+/// PREV(UP.price)`, overlapping matches with AFTER MATCH SKIP TO NEXT ROW), over rows out of
+/// order within the watermark delay, against the batch form with LAG / LEAD.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn match_recognize_rising_prices_match_batch() {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    let dir = tempdir();
+    let mut seed = 3u64;
+    let mut lines: Vec<String> = (0..40_000i64)
+        .map(|i| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let ts = chrono::DateTime::from_timestamp_millis(1_767_225_600_000 + i * 7)
+                .unwrap()
+                .naive_utc()
+                .format("%Y-%m-%dT%H:%M:%S%.3f");
+            format!(
+                r#"{{"sym": "s{}", "ts": "{ts}", "price": {}}}"#,
+                (seed >> 40) % 37,
+                (seed >> 20) % 100
+            )
+        })
+        .collect();
+    shuffle_blocks(&mut lines, 100);
+    let path = dir.path().join("ticks.json");
+    write_lines(&path, &lines);
+    let schema = std::sync::Arc::new(Schema::new(vec![
+        Field::new("sym", DataType::Utf8, true),
+        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+        Field::new("price", DataType::Int64, true),
+    ]));
+    let ctx = batch_ctx(&[("ticks", &path, schema)]).await;
+    let want = rows(
+        &batch(
+            &ctx,
+            "SELECT sym, price AS first_price, n2 AS last_price, price + n1 + n2 AS total, t2 AS at \
+             FROM (SELECT sym, price, LAG(price) OVER w AS p0, LEAD(price, 1) OVER w AS n1, \
+                          LEAD(price, 2) OVER w AS n2, LEAD(ts, 2) OVER w AS t2 \
+                   FROM ticks WINDOW w AS (PARTITION BY sym ORDER BY ts)) \
+             WHERE price > p0 AND n1 > price AND n2 > n1",
+        )
+        .await,
+    );
+    assert!(want.len() > 500, "{}", want.len());
+    let sql = "SELECT * FROM ticks MATCH_RECOGNIZE (PARTITION BY sym ORDER BY ts \
+               MEASURES FIRST(UP.price) AS first_price, LAST(UP.price) AS last_price, \
+                        SUM(UP.price) AS total, MATCH_ROWTIME() AS at \
+               AFTER MATCH SKIP TO NEXT ROW PATTERN (UP{3}) \
+               DEFINE UP AS UP.price > PREV(UP.price))";
+    for p in [1, 2, 4] {
+        let ddl = format!(
+            "SET 'parallelism' = '{p}';\nCREATE TABLE ticks (sym STRING, ts TIMESTAMP(3), price BIGINT, \
+             WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) \
+             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');",
+            path.display()
+        );
+        let got = rows(&stream(&ddl, sql).await);
+        assert_eq!(got.len(), want.len(), "parallelism {p}");
+        assert!(got == want, "parallelism {p}: rows differ");
+    }
+}

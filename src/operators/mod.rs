@@ -16,6 +16,7 @@ mod multiset;
 mod normalize;
 mod over;
 mod over_updating;
+pub mod pattern;
 mod project;
 mod session;
 mod session_assign;
@@ -172,6 +173,8 @@ pub enum OpSpec {
     SessionAssign(SessionAssignSpec),
     /// An upsert stream to a full changelog (last row per primary key).
     Normalize(NormalizeSpec),
+    /// MATCH_RECOGNIZE.
+    MatchRecognize(pattern::MatchSpec),
 }
 
 impl OpSpec {
@@ -189,6 +192,7 @@ impl OpSpec {
                 | OpSpec::TemporalJoin(_)
                 | OpSpec::SessionAssign(_)
                 | OpSpec::Normalize(_)
+                | OpSpec::MatchRecognize(_)
         )
     }
 
@@ -210,7 +214,8 @@ impl OpSpec {
             | OpSpec::OverUpdating(_)
             | OpSpec::TemporalJoin(_)
             | OpSpec::SessionAssign(_)
-            | OpSpec::Normalize(_) => Ok(()),
+            | OpSpec::Normalize(_)
+            | OpSpec::MatchRecognize(_) => Ok(()),
         }
     }
 
@@ -243,6 +248,7 @@ impl OpSpec {
             OpSpec::TemporalJoin(s) => Box::new(TemporalJoin::new(s.clone())?),
             OpSpec::SessionAssign(s) => Box::new(SessionAssign::new(s.clone())?),
             OpSpec::Normalize(s) => Box::new(normalize::Normalize::new(s.clone())?),
+            OpSpec::MatchRecognize(s) => Box::new(pattern::MatchRecognize::new(s.clone())?),
         })
     }
 }
@@ -266,6 +272,7 @@ impl fmt::Display for OpSpec {
             OpSpec::TemporalJoin(s) => write!(f, "{s}"),
             OpSpec::SessionAssign(s) => write!(f, "{s}"),
             OpSpec::Normalize(s) => write!(f, "{s}"),
+            OpSpec::MatchRecognize(s) => write!(f, "{s}"),
         }
     }
 }

@@ -9,6 +9,7 @@
 //! fail here with "not supported yet: ...", never at run time with wrong rows.
 
 mod explain;
+pub mod pattern;
 pub mod rewrite;
 mod stateful;
 
@@ -101,6 +102,8 @@ pub struct Planner<'a> {
     catalog: &'a Catalog,
     ctx: SessionContext,
     windows: HashMap<String, (WindowTvf, LogicalPlan)>,
+    /// MATCH_RECOGNIZE placeholders: the compiled clause and its input.
+    matches: HashMap<String, (crate::operators::pattern::MatchSpec, LogicalPlan)>,
     next_id: usize,
     props: ExecutionProps,
     /// Set by a `WHERE rn <= N` filter for the ROW_NUMBER window below it.
@@ -305,6 +308,7 @@ impl<'a> Planner<'a> {
             catalog,
             ctx,
             windows: HashMap::new(),
+            matches: HashMap::new(),
             next_id: 0,
             props: ExecutionProps::new(),
             topn_bound: Default::default(),
@@ -349,9 +353,9 @@ impl<'a> Planner<'a> {
                     }
                     if let Some(source) = ins.source.as_mut() {
                         rewrite::alias_insert_columns(source, &targets);
-                        let windows =
+                        let found =
                             rewrite::rewrite_query(self.catalog, source, &mut self.next_id)?;
-                        self.register_windows(windows).await?;
+                        self.register_placeholders(found).await?;
                         self.register_versioned(source.as_ref())?;
                     }
                 }
@@ -584,8 +588,8 @@ impl<'a> Planner<'a> {
 
     /// Rewrite and plan a query AST into an analyzed DataFusion logical plan.
     async fn logical_query(&mut self, mut query: Query) -> Result<LogicalPlan> {
-        let windows = rewrite::rewrite_query(self.catalog, &mut query, &mut self.next_id)?;
-        self.register_windows(windows).await?;
+        let found = rewrite::rewrite_query(self.catalog, &mut query, &mut self.next_id)?;
+        self.register_placeholders(found).await?;
         self.register_versioned(&query)?;
         self.logical_statement(sqlparser::ast::Statement::Query(Box::new(query)))
             .await
@@ -615,6 +619,20 @@ impl<'a> Planner<'a> {
                 TableReference::bare(name.as_str()),
                 Arc::new(EmptyTable::new(schema)),
             )?;
+        }
+        Ok(())
+    }
+
+    async fn register_placeholders(&mut self, found: rewrite::Placeholders) -> Result<()> {
+        self.register_windows(found.windows).await?;
+        for m in found.matches {
+            let input = Box::pin(self.logical_query(m.input.as_ref().clone())).await?;
+            let spec = pattern::compile(&m, input.schema().as_arrow())?;
+            let provider: Arc<dyn TableProvider> =
+                Arc::new(EmptyTable::new(spec.output_schema.clone()));
+            self.ctx
+                .register_table(TableReference::bare(m.placeholder.as_str()), provider)?;
+            self.matches.insert(m.placeholder.clone(), (spec, input));
         }
         Ok(())
     }
@@ -699,6 +717,9 @@ impl<'a> Planner<'a> {
                 }
                 if let Some((w, input)) = self.windows.get(name) {
                     return self.window_assign(w, input, scan.projected_schema.as_arrow());
+                }
+                if let Some((spec, input)) = self.matches.get(name) {
+                    return self.match_recognize(spec, input);
                 }
                 if name.starts_with(rewrite::LOOKUP_PREFIX)
                     || name.starts_with(rewrite::VERSIONED_PREFIX)
@@ -911,6 +932,42 @@ impl<'a> Planner<'a> {
             schema: Arc::new(u.schema.as_arrow().clone()),
             keep_empty: u.options.preserve_nulls(),
         }));
+        Ok(s)
+    }
+
+    /// `MATCH_RECOGNIZE` over `input`: a stage keyed by its PARTITION BY columns (see
+    /// [`crate::operators::pattern`]). Its output's time attributes are its `MATCH_ROWTIME()`
+    /// measures.
+    fn match_recognize(
+        &self,
+        spec: &crate::operators::pattern::MatchSpec,
+        input: &LogicalPlan,
+    ) -> Result<Stream> {
+        let mut s = self.build(input)?;
+        if s.updating {
+            return not_supported!("MATCH_RECOGNIZE over an updating (changelog) input");
+        }
+        let time = spec.input_schema.field(spec.time_col).name();
+        if !s.time_attrs.iter().any(|t| t == time) {
+            return plan_err!(
+                "MATCH_RECOGNIZE ORDER BY {time}: not a time attribute of its input (declare a WATERMARK FOR {time})"
+            );
+        }
+        let rowtimes: Vec<String> = spec
+            .measures
+            .iter()
+            .zip(
+                spec.output_schema
+                    .fields()
+                    .iter()
+                    .skip(spec.partition.len()),
+            )
+            .filter(|(m, _)| matches!(m, crate::operators::pattern::MExpr::MatchRowtime))
+            .map(|(_, f)| f.name().clone())
+            .collect();
+        s.stage(OpSpec::MatchRecognize(spec.clone()), spec.keys.clone());
+        s.time_attrs = rowtimes;
+        s.window = None;
         Ok(s)
     }
 

@@ -50,15 +50,25 @@ fn tvf_columns() -> [String; 3] {
     ["window_start", "window_end", "window_time"].map(String::from)
 }
 
-/// Rewrite `query` in place; returns the window TVFs found, in order.
+/// The placeholders a rewrite introduced.
+#[derive(Default)]
+pub struct Placeholders {
+    /// Window TVFs (and legacy group windows), in order.
+    pub windows: Vec<WindowTvf>,
+    /// MATCH_RECOGNIZE clauses, in order.
+    pub matches: Vec<super::pattern::MatchAst>,
+}
+
+/// Rewrite `query` in place; returns the placeholders it introduced.
 pub fn rewrite_query(
     catalog: &Catalog,
     query: &mut Query,
     next_id: &mut usize,
-) -> Result<Vec<WindowTvf>> {
+) -> Result<Placeholders> {
     let mut r = Rewriter {
         catalog,
         windows: vec![],
+        matches: vec![],
         error: None,
         next_id,
         depth: 0,
@@ -66,13 +76,17 @@ pub fn rewrite_query(
     r.rewrite(query);
     match r.error {
         Some(e) => Err(e),
-        None => Ok(r.windows),
+        None => Ok(Placeholders {
+            windows: r.windows,
+            matches: r.matches,
+        }),
     }
 }
 
 struct Rewriter<'a> {
     catalog: &'a Catalog,
     windows: Vec<WindowTvf>,
+    matches: Vec<super::pattern::MatchAst>,
     error: Option<Error>,
     next_id: &'a mut usize,
     depth: usize,
@@ -440,6 +454,54 @@ impl VisitorMut for Rewriter<'_> {
                     alias,
                     sample: None,
                 }
+            }
+            TableFactor::MatchRecognize {
+                table,
+                partition_by,
+                order_by,
+                measures,
+                rows_per_match,
+                after_match_skip,
+                pattern,
+                symbols,
+                alias,
+            } => {
+                let input = match table.as_ref() {
+                    TableFactor::Table {
+                        name, args: None, ..
+                    } => {
+                        let t = name
+                            .0
+                            .last()
+                            .and_then(|p| p.as_ident())
+                            .map(normalize_ident)
+                            .unwrap_or_default();
+                        select_all_from(&t)
+                    }
+                    TableFactor::Derived { subquery, .. } => Ok(subquery.clone()),
+                    other => not_supported!("MATCH_RECOGNIZE over {other}"),
+                };
+                let input = match input {
+                    Ok(i) => i,
+                    Err(e) => {
+                        self.error.get_or_insert(e);
+                        return ControlFlow::Break(());
+                    }
+                };
+                *self.next_id += 1;
+                let placeholder = format!("__weir_match_{}", self.next_id);
+                self.matches.push(super::pattern::MatchAst {
+                    placeholder: placeholder.clone(),
+                    input,
+                    partition_by: partition_by.clone(),
+                    order_by: order_by.clone(),
+                    measures: measures.clone(),
+                    rows_per_match: rows_per_match.clone(),
+                    skip: after_match_skip.clone(),
+                    pattern: pattern.clone(),
+                    symbols: symbols.clone(),
+                });
+                table_factor(&placeholder, alias.clone())
             }
             TableFactor::TableFunction { expr, alias } => match self.window_tvf(expr) {
                 Ok(w) => {

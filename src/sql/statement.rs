@@ -176,7 +176,11 @@ fn err_at(msg: impl std::fmt::Display, loc: Location) -> ParserError {
 /// Parse a script of `;`-separated statements.
 pub fn parse_sql(sql: &str) -> Result<Vec<Located>> {
     let dialect = WeirDialect;
-    let mut parser = Parser::new(&dialect).try_with_sql(sql)?;
+    let tokens = sqlparser::tokenizer::Tokenizer::new(&dialect, sql)
+        .with_unescape(true)
+        .tokenize_with_location()
+        .map_err(|e| ParserError::TokenizerError(e.to_string()))?;
+    let mut parser = Parser::new(&dialect).with_tokens_with_locations(within_to_define(tokens));
     let mut out = Vec::new();
     loop {
         while parser.consume_token(&Token::SemiColon) {}
@@ -205,6 +209,63 @@ pub fn parse_sql(sql: &str) -> Result<Vec<Located>> {
         }
     }
     Ok(out)
+}
+
+/// The symbol under which a MATCH_RECOGNIZE's `WITHIN` interval reaches the planner.
+pub const WITHIN_SYMBOL: &str = "__weir_within";
+
+/// Flink's `PATTERN (…) WITHIN INTERVAL '…' unit` in MATCH_RECOGNIZE, which sqlparser does not
+/// parse: the interval is moved to the front of the DEFINE list that follows, as the
+/// definition of [`WITHIN_SYMBOL`] (the planner takes it from there).
+fn within_to_define(
+    mut tokens: Vec<sqlparser::tokenizer::TokenWithSpan>,
+) -> Vec<sqlparser::tokenizer::TokenWithSpan> {
+    use sqlparser::tokenizer::{TokenWithSpan, Whitespace};
+    let word = |t: &Token, w: &str| matches!(t, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
+    let significant: Vec<usize> = (0..tokens.len())
+        .filter(|i| !matches!(tokens[*i].token, Token::Whitespace(_)))
+        .collect();
+    let mut k = 0;
+    while k + 3 < significant.len() {
+        let at = |j: usize| &tokens[significant[k + j]].token;
+        let is_within = word(at(0), "WITHIN")
+            && word(at(1), "INTERVAL")
+            && matches!(at(2), Token::SingleQuotedString(_))
+            && matches!(at(3), Token::Word(_))
+            && k > 0
+            && matches!(tokens[significant[k - 1]].token, Token::RParen);
+        let define =
+            (k + 4..significant.len()).find(|j| word(&tokens[significant[*j]].token, "DEFINE"));
+        let (true, Some(define)) = (is_within, define) else {
+            k += 1;
+            continue;
+        };
+        let span = tokens[significant[k]].span;
+        let moved: Vec<Token> = (1..4).map(|j| at(j).clone()).collect();
+        for j in 0..4 {
+            tokens[significant[k + j]].token = Token::Whitespace(Whitespace::Space);
+        }
+        let mut inserted = vec![
+            Token::make_word(WITHIN_SYMBOL, None),
+            Token::Whitespace(Whitespace::Space),
+            Token::make_keyword("AS"),
+            Token::Whitespace(Whitespace::Space),
+        ];
+        for t in moved {
+            inserted.push(t);
+            inserted.push(Token::Whitespace(Whitespace::Space));
+        }
+        inserted.push(Token::Comma);
+        let after = significant[define] + 1;
+        tokens.splice(
+            after..after,
+            inserted
+                .into_iter()
+                .map(|token| TokenWithSpan { token, span }),
+        );
+        return within_to_define(tokens);
+    }
+    tokens
 }
 
 /// Whether `text` holds at least one complete statement: used by the REPL to decide when a
