@@ -740,6 +740,21 @@ pub(crate) mod test_util {
         datafusion::arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
     }
 
+    /// 200 rows of `(ts ms, k, v)` from `from` on, slightly out of order, five keys, through
+    /// a source's per-shard operators; with `from` as the watermark after them.
+    pub fn varied_tkv(source: &[crate::operators::OpSpec], from: i64) -> (RecordBatch, i64) {
+        let rows: Vec<(i64, i64, i64)> = (0..200)
+            .map(|i| {
+                (
+                    from + i * 10 - (i % 7) * 3,
+                    (i * 13) % 5,
+                    (i * 7919 + from) % 1000,
+                )
+            })
+            .collect();
+        (through(source, &rows), from)
+    }
+
     /// Rows of `(ts ms, k, v)`.
     pub fn tkv(rows: &[(i64, i64, i64)]) -> RecordBatch {
         RecordBatch::try_new(

@@ -741,25 +741,9 @@ impl Operator for OverAggregate {
 
 #[cfg(test)]
 mod tests {
-    use crate::operators::test_util::{rescaled_run, stage_spec};
+    use crate::operators::test_util::{rescaled_run, stage_spec, varied_tkv as input};
 
     /// Rows `(ts, k, v)` through the source's operators (the watermark generator).
-    fn input(
-        source: &[crate::operators::OpSpec],
-        from: i64,
-    ) -> (datafusion::arrow::record_batch::RecordBatch, i64) {
-        let rows: Vec<(i64, i64, i64)> = (0..200)
-            .map(|i| {
-                (
-                    from + i * 10 - (i % 7) * 3,
-                    (i * 13) % 5,
-                    (i * 7919 + from) % 1000,
-                )
-            })
-            .collect();
-        (crate::operators::test_util::through(source, &rows), from)
-    }
-
     #[tokio::test]
     async fn order_by_time_emits_rows_in_time_order() {
         use crate::operators::test_util::{emitted, through};

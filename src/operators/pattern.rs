@@ -307,8 +307,8 @@ impl MatchRecognize {
         })
     }
 
-    /// Buffer rows (of the input schema) under their partitions.
-    fn buffer(&mut self, batch: &RecordBatch) -> Result<()> {
+    /// Rows of `batch` (of the input schema) with their partitions' keys.
+    fn rows_of(&self, batch: &RecordBatch) -> Result<Vec<(Vec<u8>, Row)>> {
         let keys = self.keys.of(batch)?;
         let times = time_millis(batch.column(self.spec.time_col))?;
         let converted = self.rows.convert_columns(batch.columns())?;
@@ -317,25 +317,30 @@ impl MatchRecognize {
             .iter()
             .map(|c| values(c.as_ref()))
             .collect::<Result<_>>()?;
-        for (i, key) in keys.into_iter().enumerate() {
-            let Some(time) = times.get(i).copied() else {
-                continue;
-            };
-            let row = Row {
-                time,
-                bytes: converted.row(i).as_ref().to_vec(),
-                vals: columns.iter().map(|c| c[i].clone()).collect(),
-            };
-            self.bytes += row.bytes.len() + row.vals.len() * 16;
-            self.seq += 1;
-            self.parts
-                .entry(key.clone())
-                .or_default()
-                .pending
-                .insert((time, self.seq), row);
-            self.waiting.insert(key);
-        }
-        Ok(())
+        Ok(keys
+            .into_iter()
+            .enumerate()
+            .map(|(i, key)| {
+                let row = Row {
+                    time: times.get(i).copied().unwrap_or(Timestamp::MIN),
+                    bytes: converted.row(i).as_ref().to_vec(),
+                    vals: columns.iter().map(|c| c[i].clone()).collect(),
+                };
+                (key, row)
+            })
+            .collect())
+    }
+
+    /// Hold `row` until the watermark passes it.
+    fn wait(&mut self, key: Vec<u8>, row: Row) {
+        self.bytes += row.bytes.len() + row.vals.len() * 16;
+        self.seq += 1;
+        self.parts
+            .entry(key.clone())
+            .or_default()
+            .pending
+            .insert((row.time, self.seq), row);
+        self.waiting.insert(key);
     }
 
     /// Move the rows the watermark passed into their partitions' order and search them.
@@ -820,8 +825,8 @@ impl Operator for MatchRecognize {
     ) -> Result<()> {
         let wm = self.watermark;
         let batch = drop_late(batch, self.spec.time_col, |t| t <= wm, out)?;
-        if batch.num_rows() > 0 {
-            self.buffer(&batch)?;
+        for (key, row) in self.rows_of(&batch)? {
+            self.wait(key, row);
         }
         Ok(())
     }
@@ -885,30 +890,14 @@ impl Operator for MatchRecognize {
         let history = all.column(width).as_boolean().clone();
         // Rows already searched past come back as history; the rest wait for the watermark
         // again, and the search resumes where it stood.
-        let keep: Vec<bool> = (0..data.num_rows()).map(|i| history.value(i)).collect();
-        let keys = self.keys.of(&data)?;
-        let times = time_millis(data.column(self.spec.time_col))?;
-        let converted = self.rows.convert_columns(data.columns())?;
-        let columns: Vec<Vec<V>> = data
-            .columns()
-            .iter()
-            .map(|c| values(c.as_ref()))
-            .collect::<Result<_>>()?;
-        for (i, key) in keys.into_iter().enumerate() {
-            let row = Row {
-                time: times.get(i).copied().unwrap_or(Timestamp::MIN),
-                bytes: converted.row(i).as_ref().to_vec(),
-                vals: columns.iter().map(|c| c[i].clone()).collect(),
-            };
-            self.bytes += row.bytes.len() + row.vals.len() * 16;
-            let part = self.parts.entry(key.clone()).or_default();
-            if keep[i] {
+        for (i, (key, row)) in self.rows_of(&data)?.into_iter().enumerate() {
+            if history.value(i) {
+                self.bytes += row.bytes.len() + row.vals.len() * 16;
+                let part = self.parts.entry(key).or_default();
                 part.rows.push(row);
                 part.start = part.rows.len();
             } else {
-                self.seq += 1;
-                part.pending.insert((row.time, self.seq), row);
-                self.waiting.insert(key);
+                self.wait(key, row);
             }
         }
         Ok(())
@@ -1044,27 +1033,11 @@ mod tests {
         assert_eq!(out.len(), 1);
     }
 
-    fn input(
-        source: &[crate::operators::OpSpec],
-        from: i64,
-    ) -> (datafusion::arrow::record_batch::RecordBatch, i64) {
-        let rows: Vec<(i64, i64, i64)> = (0..200)
-            .map(|i| {
-                (
-                    from + i * 10 - (i % 7) * 3,
-                    (i * 13) % 5,
-                    (i * 7919 + from) % 1000,
-                )
-            })
-            .collect();
-        (crate::operators::test_util::through(source, &rows), from)
-    }
-
     /// Matches found before a checkpoint and after a restore at another parallelism are those
     /// of an uninterrupted run, including searches that were waiting for rows.
     #[tokio::test]
     async fn snapshot_restore_at_other_parallelism_gives_the_same_matches() {
-        use crate::operators::test_util::{rescaled_run, stage_spec};
+        use crate::operators::test_util::{rescaled_run, stage_spec, varied_tkv as input};
         let query = "SELECT * FROM t MATCH_RECOGNIZE (PARTITION BY k ORDER BY ts \
                      MEASURES FIRST(A.v) AS a, LAST(B.v) AS b, COUNT(B.v) AS n, \
                      SUM(B.v) AS s, MATCH_ROWTIME() AS at \
