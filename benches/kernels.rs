@@ -193,7 +193,7 @@ fn kernels(c: &mut Criterion) {
     };
     g.bench_function("interval_join", |b| {
         b.iter(|| {
-            let mut op = OpSpec::Join(spec.clone()).instantiate().expect("join");
+            let mut op = OpSpec::new(spec.clone()).instantiate().expect("join");
             let mut out = Emitter::default();
             for (i, batch) in input.iter().enumerate() {
                 op.process_batch(i % 2, batch.clone(), &mut out)

@@ -54,3 +54,5 @@ impl Operator for FilterSpec {
         Ok(())
     }
 }
+
+super::operator_spec!(FilterSpec, stateful = false, Ok::<_, crate::Error>);

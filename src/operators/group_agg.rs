@@ -682,6 +682,8 @@ impl GroupAggSpec {
     }
 }
 
+super::operator_spec!(GroupAggSpec, stateful = true, GroupAggregate::new);
+
 #[cfg(test)]
 mod tests {
     use crate::operators::test_util::{rescaled_run, stage_spec, through};
@@ -715,11 +717,12 @@ mod tests {
         use crate::operators::test_util::{emitted, rows};
         use crate::operators::{Emitter, OpSpec};
         let (spec, _, source) = stage_spec("SELECT k, COUNT(*) AS n FROM t GROUP BY k").await;
-        let OpSpec::GroupAggregate(mut g) = spec else {
-            panic!("not a group aggregate");
-        };
+        let mut g = spec
+            .downcast_ref::<crate::operators::GroupAggSpec>()
+            .expect("a group aggregate")
+            .clone();
         g.ttl = Some(std::time::Duration::from_millis(2000));
-        let spec = OpSpec::GroupAggregate(g);
+        let spec = OpSpec::new(g);
         let mut op = spec.instantiate().unwrap();
         let mut out = Emitter::default();
         op.process_batch(0, through(&source, &[(0, 1, 0), (0, 2, 0)]), &mut out)

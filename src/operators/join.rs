@@ -926,6 +926,10 @@ impl Operator for StreamingJoin {
     }
 }
 
+super::operator_spec!(JoinSpec, stateful = true, |s| Ok::<_, crate::Error>(
+    StreamingJoin::new(s)
+));
+
 #[cfg(test)]
 mod tests {
     use super::*;

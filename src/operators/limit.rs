@@ -67,6 +67,10 @@ impl Operator for Limit {
     }
 }
 
+super::operator_spec!(LimitSpec, stateful = true, |s| Ok::<_, crate::Error>(
+    Limit::new(s)
+));
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -240,3 +240,7 @@ impl Operator for LookupJoin {
         self.current.as_ref().map_or(0, |t| t.store.bytes())
     }
 }
+
+super::operator_spec!(LookupSpec, stateful = false, |s| Ok::<_, crate::Error>(
+    LookupJoin::new(s)
+));

@@ -1,11 +1,12 @@
 //! Operators: push-based, batch-at-a-time transformations of a dataflow.
 //!
 //! Each operator has two halves, as in DataFusion's `XExec` / `XStream`:
-//! a *spec* ([`OpSpec`]: cloneable, printable by EXPLAIN) and its runtime *state*
-//! (a `Box<dyn Operator>` made by [`OpSpec::instantiate`]). Operators never touch channels:
-//! the runtime owns the select loop, watermark merging and barrier alignment, and calls the
-//! hooks below. Adding an operator means: its file here (with unit tests), one [`OpSpec`]
-//! variant, one arm in the planner.
+//! a *spec* (an [`OperatorSpec`], shared in an [`OpSpec`]: printable by EXPLAIN, the identity
+//! of its state) and its runtime *state* (a `Box<dyn Operator>` made by
+//! [`OperatorSpec::instantiate`]). Operators never touch channels: the runtime's task loop
+//! owns the inputs, watermark merging and barrier alignment, and calls the hooks below.
+//! Adding an operator means: its file here (the spec with `operator_spec!` or its own
+//! `OperatorSpec` impl, the operator, unit tests), one arm in the planner, and a SQL test.
 
 mod filter;
 mod group_agg;
@@ -136,90 +137,49 @@ pub trait Operator: Send {
     }
 }
 
-/// The static description of one operator: what EXPLAIN prints and the runtime instantiates.
-// A plan node, built once per job: variant sizes do not matter.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone)]
-pub enum OpSpec {
-    /// Per-shard watermark generator placed right after a source shard.
-    Watermark(WatermarkGenSpec),
-    /// WHERE / HAVING.
-    Filter(FilterSpec),
-    /// SELECT list.
-    Project(ProjectSpec),
-    /// A row per array element.
-    Unnest(UnnestSpec),
-    /// LIMIT.
-    Limit(LimitSpec),
-    /// A window TVF used without aggregation: adds window_start, window_end, window_time.
-    WindowAssign(WindowAssignSpec),
-    /// Windowed aggregation (TUMBLE, HOP, CUMULATE, SESSION).
-    WindowAggregate(WindowAggSpec),
-    /// Two-input streaming join (window, interval, regular).
-    Join(JoinSpec),
-    /// GROUP BY without a window TVF (updating, or per window of a windowed input).
-    GroupAggregate(GroupAggSpec),
-    /// ROW_NUMBER() ... WHERE rn <= N.
-    TopN(TopNSpec),
-    /// Aggregates OVER an event-time ordered frame.
-    Over(OverSpec),
-    /// Aggregates OVER a frame of an updating input, kept up to date.
-    OverUpdating(UpdatingOverSpec),
-    /// Stream ⋈ reference table FOR SYSTEM_TIME AS OF a processing time.
-    Lookup(LookupSpec),
-    /// Stream ⋈ versioned table FOR SYSTEM_TIME AS OF the stream's event time.
-    TemporalJoin(TemporalJoinSpec),
-    /// SESSION TVF rows without aggregation.
-    SessionAssign(SessionAssignSpec),
-    /// An upsert stream to a full changelog (last row per primary key).
-    Normalize(NormalizeSpec),
-    /// MATCH_RECOGNIZE.
-    MatchRecognize(pattern::MatchSpec),
+/// The static description of one operator, built by the planner: what EXPLAIN prints, what
+/// the runtime instantiates in each task, and what identifies its state in a checkpoint.
+/// Each operator's file implements it for its spec, so adding an operator touches its file,
+/// one planner arm and its tests.
+pub trait OperatorSpec: fmt::Display + fmt::Debug + Send + Sync + 'static {
+    /// Build the runtime half.
+    fn instantiate(&self) -> Result<Box<dyn Operator>>;
+
+    /// Whether the operator keeps state across batches (and so must see all shards' rows).
+    fn is_stateful(&self) -> bool {
+        false
+    }
+
+    /// Whether the operator's state can be checkpointed yet (an error names what cannot).
+    fn check_checkpointable(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// The spec itself, for the planner to look inside (`OpSpec::downcast_ref`).
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
+/// One operator of a plan: a shared [`OperatorSpec`].
+#[derive(Debug, Clone)]
+pub struct OpSpec(std::sync::Arc<dyn OperatorSpec>);
+
 impl OpSpec {
+    /// Wrap an operator's spec.
+    pub fn new(spec: impl OperatorSpec) -> Self {
+        Self(std::sync::Arc::new(spec))
+    }
+
     /// Whether the operator keeps state across batches (and so must see all shards' rows).
     pub fn is_stateful(&self) -> bool {
-        matches!(
-            self,
-            OpSpec::WindowAggregate(_)
-                | OpSpec::Limit(_)
-                | OpSpec::Join(_)
-                | OpSpec::GroupAggregate(_)
-                | OpSpec::TopN(_)
-                | OpSpec::Over(_)
-                | OpSpec::OverUpdating(_)
-                | OpSpec::TemporalJoin(_)
-                | OpSpec::SessionAssign(_)
-                | OpSpec::Normalize(_)
-                | OpSpec::MatchRecognize(_)
-        )
+        self.0.is_stateful()
     }
 
     /// Whether the operator's state can be checkpointed yet (an error names what cannot).
     pub fn check_checkpointable(&self) -> Result<()> {
-        match self {
-            OpSpec::Watermark(_)
-            | OpSpec::Filter(_)
-            | OpSpec::Project(_)
-            | OpSpec::Unnest(_)
-            | OpSpec::Limit(_)
-            | OpSpec::WindowAssign(_)
-            | OpSpec::Lookup(_) => Ok(()),
-            OpSpec::WindowAggregate(_) => Ok(()),
-            OpSpec::GroupAggregate(_) => Ok(()),
-            OpSpec::Join(_) => Ok(()),
-            OpSpec::TopN(_) => Ok(()),
-            OpSpec::Over(_)
-            | OpSpec::OverUpdating(_)
-            | OpSpec::TemporalJoin(_)
-            | OpSpec::SessionAssign(_)
-            | OpSpec::Normalize(_)
-            | OpSpec::MatchRecognize(_) => Ok(()),
-        }
+        self.0.check_checkpointable()
     }
 
-    /// A stable identity for the operator's state: its kind and printed definition (keys,
+    /// A stable identity for the operator's state: its printed definition (kind, keys,
     /// window, aggregates, output), so an unchanged operator keeps its id when the query
     /// around it changes.
     pub fn state_identity(&self) -> String {
@@ -228,54 +188,41 @@ impl OpSpec {
 
     /// Build the runtime half.
     pub fn instantiate(&self) -> Result<Box<dyn Operator>> {
-        Ok(match self {
-            OpSpec::Watermark(s) => Box::new(WatermarkGenerator::new(s.clone())),
-            OpSpec::Filter(s) => Box::new(s.clone()),
-            OpSpec::Project(s) => Box::new(s.clone()),
-            OpSpec::Unnest(s) => Box::new(s.clone()),
-            OpSpec::Limit(s) => Box::new(limit::Limit::new(s.clone())),
-            OpSpec::WindowAssign(s) => Box::new(s.clone()),
-            OpSpec::WindowAggregate(s) => match s.kind {
-                WindowKind::Session { .. } => Box::new(SessionAggregate::new(s.clone())?),
-                _ => Box::new(SlicedWindowAggregate::new(s.clone())?),
-            },
-            OpSpec::Join(s) => Box::new(StreamingJoin::new(s.clone())),
-            OpSpec::GroupAggregate(s) => Box::new(GroupAggregate::new(s.clone())?),
-            OpSpec::TopN(s) => Box::new(TopN::new(s.clone())?),
-            OpSpec::Over(s) => Box::new(OverAggregate::new(s.clone())?),
-            OpSpec::OverUpdating(s) => Box::new(UpdatingOver::new(s.clone())?),
-            OpSpec::Lookup(s) => Box::new(LookupJoin::new(s.clone())),
-            OpSpec::TemporalJoin(s) => Box::new(TemporalJoin::new(s.clone())?),
-            OpSpec::SessionAssign(s) => Box::new(SessionAssign::new(s.clone())?),
-            OpSpec::Normalize(s) => Box::new(normalize::Normalize::new(s.clone())?),
-            OpSpec::MatchRecognize(s) => Box::new(pattern::MatchRecognize::new(s.clone())?),
-        })
+        self.0.instantiate()
+    }
+
+    /// The spec, if it is a `T`.
+    pub fn downcast_ref<T: 'static>(&self) -> Option<&T> {
+        self.0.as_any().downcast_ref::<T>()
     }
 }
 
 impl fmt::Display for OpSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            OpSpec::Watermark(s) => write!(f, "{s}"),
-            OpSpec::Filter(s) => write!(f, "{s}"),
-            OpSpec::Project(s) => write!(f, "{s}"),
-            OpSpec::Unnest(s) => write!(f, "{s}"),
-            OpSpec::Limit(s) => write!(f, "{s}"),
-            OpSpec::WindowAssign(s) => write!(f, "{s}"),
-            OpSpec::WindowAggregate(s) => write!(f, "{s}"),
-            OpSpec::Join(s) => write!(f, "{s}"),
-            OpSpec::GroupAggregate(s) => write!(f, "{s}"),
-            OpSpec::TopN(s) => write!(f, "{s}"),
-            OpSpec::Over(s) => write!(f, "{s}"),
-            OpSpec::OverUpdating(s) => write!(f, "{s}"),
-            OpSpec::Lookup(s) => write!(f, "{s}"),
-            OpSpec::TemporalJoin(s) => write!(f, "{s}"),
-            OpSpec::SessionAssign(s) => write!(f, "{s}"),
-            OpSpec::Normalize(s) => write!(f, "{s}"),
-            OpSpec::MatchRecognize(s) => write!(f, "{s}"),
-        }
+        self.0.fmt(f)
     }
 }
+
+/// `impl OperatorSpec` for a spec whose runtime half is built by `$make` from a clone of it.
+macro_rules! operator_spec {
+    ($spec:ty, stateful = $stateful:expr, $make:expr) => {
+        impl $crate::operators::OperatorSpec for $spec {
+            fn instantiate(&self) -> $crate::Result<Box<dyn $crate::operators::Operator>> {
+                #[allow(clippy::redundant_closure_call)]
+                Ok(Box::new(($make)(self.clone())?))
+            }
+
+            fn is_stateful(&self) -> bool {
+                $stateful
+            }
+
+            fn as_any(&self) -> &dyn std::any::Any {
+                self
+            }
+        }
+    };
+}
+pub(crate) use operator_spec;
 
 /// Evaluate a physical expression over a batch into an array of the batch's length.
 pub(crate) fn eval(

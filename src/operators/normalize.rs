@@ -165,6 +165,8 @@ impl Operator for Normalize {
     }
 }
 
+super::operator_spec!(NormalizeSpec, stateful = true, Normalize::new);
+
 #[cfg(test)]
 mod tests {
     use super::*;

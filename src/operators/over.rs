@@ -739,6 +739,8 @@ impl Operator for OverAggregate {
     }
 }
 
+super::operator_spec!(OverSpec, stateful = true, OverAggregate::new);
+
 #[cfg(test)]
 mod tests {
     use crate::operators::test_util::{rescaled_run, stage_spec, varied_tkv as input};

@@ -511,3 +511,5 @@ pub fn output_schema(input: &Schema, names: &[Field]) -> SchemaRef {
     fields.extend(names.iter().cloned());
     crate::changelog::with_op_field(&Schema::new(fields))
 }
+
+super::operator_spec!(UpdatingOverSpec, stateful = true, UpdatingOver::new);

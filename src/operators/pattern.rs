@@ -916,6 +916,8 @@ fn state_schema(input: &Schema) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
+super::operator_spec!(MatchSpec, stateful = true, MatchRecognize::new);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -57,3 +57,5 @@ impl Operator for ProjectSpec {
         Ok(())
     }
 }
+
+super::operator_spec!(ProjectSpec, stateful = false, Ok::<_, crate::Error>);

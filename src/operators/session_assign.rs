@@ -212,3 +212,5 @@ impl Operator for SessionAssign {
         self.bytes
     }
 }
+
+super::operator_spec!(SessionAssignSpec, stateful = true, SessionAssign::new);

@@ -370,3 +370,5 @@ impl Operator for TemporalJoin {
         self.bytes
     }
 }
+
+super::operator_spec!(TemporalJoinSpec, stateful = true, TemporalJoin::new);

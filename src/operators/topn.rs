@@ -600,6 +600,8 @@ impl Operator for TopN {
     }
 }
 
+super::operator_spec!(TopNSpec, stateful = true, TopN::new);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -116,3 +116,5 @@ impl Operator for UnnestSpec {
         Ok(())
     }
 }
+
+super::operator_spec!(UnnestSpec, stateful = false, Ok::<_, crate::Error>);

@@ -123,6 +123,12 @@ impl Operator for WatermarkGenerator {
     }
 }
 
+super::operator_spec!(
+    WatermarkGenSpec,
+    stateful = false,
+    |s| Ok::<_, crate::Error>(WatermarkGenerator::new(s))
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

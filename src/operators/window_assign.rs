@@ -99,3 +99,5 @@ impl Operator for WindowAssignSpec {
         Ok(())
     }
 }
+
+super::operator_spec!(WindowAssignSpec, stateful = false, Ok::<_, crate::Error>);

@@ -275,6 +275,24 @@ impl WindowAggSpec {
     }
 }
 
+/// Sessions merge; the other windows are cut into slices.
+impl super::OperatorSpec for WindowAggSpec {
+    fn instantiate(&self) -> Result<Box<dyn super::Operator>> {
+        Ok(match self.kind {
+            WindowKind::Session { .. } => Box::new(super::SessionAggregate::new(self.clone())?),
+            _ => Box::new(super::SlicedWindowAggregate::new(self.clone())?),
+        })
+    }
+
+    fn is_stateful(&self) -> bool {
+        true
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -579,7 +579,7 @@ impl<'a> Planner<'a> {
                 fields.push(f.as_ref().clone().with_nullable(true));
             }
         }
-        s.push(OpSpec::Project(ProjectSpec {
+        s.push(OpSpec::new(ProjectSpec {
             exprs,
             schema: Arc::new(Schema::new(fields)),
         }));
@@ -743,11 +743,11 @@ impl<'a> Planner<'a> {
                         )));
                         schema = crate::changelog::with_op_field(&schema);
                     }
-                    ops.push(OpSpec::Project(ProjectSpec { exprs, schema }));
+                    ops.push(OpSpec::new(ProjectSpec { exprs, schema }));
                 }
                 if let Some(wm) = &table.def.watermark {
                     let time_col = table.schema.index_of(&wm.column)?;
-                    ops.push(OpSpec::Watermark(WatermarkGenSpec {
+                    ops.push(OpSpec::new(WatermarkGenSpec {
                         time_col,
                         time_name: wm.column.clone(),
                         delay_ms: wm.delay_ms,
@@ -777,7 +777,7 @@ impl<'a> Planner<'a> {
                         keys: keys.clone(),
                         schema,
                     };
-                    s.stage(OpSpec::Normalize(spec), keys);
+                    s.stage(OpSpec::new(spec), keys);
                 }
                 Ok(s)
             }
@@ -840,7 +840,7 @@ impl<'a> Planner<'a> {
                     fields.push(crate::changelog::op_field());
                 }
                 if !identity {
-                    s.push(OpSpec::Project(ProjectSpec {
+                    s.push(OpSpec::new(ProjectSpec {
                         exprs,
                         schema: Arc::new(Schema::new(fields)),
                     }));
@@ -854,7 +854,7 @@ impl<'a> Planner<'a> {
                 }
                 let mut s = self.build(&f.input)?;
                 let predicate = self.phys(&f.predicate, f.input.schema())?;
-                s.push(OpSpec::Filter(FilterSpec { predicate }));
+                s.push(OpSpec::new(FilterSpec { predicate }));
                 Ok(s)
             }
             LogicalPlan::SubqueryAlias(a) => self.build(&a.input),
@@ -871,7 +871,7 @@ impl<'a> Planner<'a> {
                     return not_supported!("LIMIT over an updating (changelog) result");
                 }
                 if let Some(fetch) = fetch {
-                    s.stage(OpSpec::Limit(LimitSpec { fetch }), vec![])
+                    s.stage(OpSpec::new(LimitSpec { fetch }), vec![])
                 }
                 Ok(s)
             }
@@ -927,7 +927,7 @@ impl<'a> Planner<'a> {
         }
         // SQL's UNNEST never preserves NULLs; `lateral_unnest` sets it for a LEFT JOIN, whose
         // rows of empty or NULL arrays are kept.
-        s.push(OpSpec::Unnest(crate::operators::UnnestSpec {
+        s.push(OpSpec::new(crate::operators::UnnestSpec {
             list_cols: u.list_type_columns.iter().map(|(i, _)| *i).collect(),
             schema: Arc::new(u.schema.as_arrow().clone()),
             keep_empty: u.options.preserve_nulls(),
@@ -965,7 +965,7 @@ impl<'a> Planner<'a> {
             .filter(|(m, _)| matches!(m, crate::operators::pattern::MExpr::MatchRowtime))
             .map(|(_, f)| f.name().clone())
             .collect();
-        s.stage(OpSpec::MatchRecognize(spec.clone()), spec.keys.clone());
+        s.stage(OpSpec::new(spec.clone()), spec.keys.clone());
         s.time_attrs = rowtimes;
         s.window = None;
         Ok(s)
@@ -1275,7 +1275,7 @@ impl<'a> Planner<'a> {
                 return not_supported!("windows over an updating (changelog) input");
             }
             let time_col = input.schema().as_arrow().index_of(&w.time_col)?;
-            s.push(OpSpec::Watermark(WatermarkGenSpec {
+            s.push(OpSpec::new(WatermarkGenSpec {
                 time_col,
                 time_name: w.time_col.clone(),
                 delay_ms: 0,
@@ -1319,7 +1319,7 @@ impl<'a> Planner<'a> {
             s.time_attrs.push(w.columns[2].clone());
             s.window = Some((w.columns[0].clone(), w.columns[1].clone()));
             s.stage(
-                OpSpec::SessionAssign(crate::operators::SessionAssignSpec {
+                OpSpec::new(crate::operators::SessionAssignSpec {
                     gap,
                     partition: partition.clone(),
                     time_col,
@@ -1335,7 +1335,7 @@ impl<'a> Planner<'a> {
         let local = self.wall_clock_zone(time_type);
         s.time_attrs.push(w.columns[2].clone());
         s.window = Some((w.columns[0].clone(), w.columns[1].clone()));
-        s.push(OpSpec::WindowAssign(WindowAssignSpec {
+        s.push(OpSpec::new(WindowAssignSpec {
             kind,
             time_col,
             output_schema: Arc::new(schema.clone()),
@@ -1386,7 +1386,7 @@ impl<'a> Planner<'a> {
                     "a WHERE condition on window columns before aggregation (use HAVING)"
                 );
             }
-            s.push(OpSpec::Filter(FilterSpec { predicate }));
+            s.push(OpSpec::new(FilterSpec { predicate }));
         }
         let in_schema = agg.input.schema();
         let in_arrow = in_schema.as_arrow();
@@ -1481,7 +1481,7 @@ impl<'a> Planner<'a> {
         }
         let kind = self.zoned_window(w.kind, &time_type)?;
         s.stage(
-            OpSpec::WindowAggregate(WindowAggSpec {
+            OpSpec::new(WindowAggSpec {
                 kind,
                 time_col,
                 time_name: w.time_col.clone(),

@@ -54,7 +54,9 @@ impl Planner<'_> {
         // per instance).
         let single =
             |s: &Stream| matches!(&s.flow, Flow::Stage(st) if st.parallelism(usize::MAX) == 1);
-        let temporal = matches!(op, OpSpec::TemporalJoin(_));
+        let temporal = op
+            .downcast_ref::<crate::operators::TemporalJoinSpec>()
+            .is_some();
         let (lx, rx) = match kind {
             // A temporal join's versions of one key must meet in one instance: never broadcast
             // its left side.
@@ -68,12 +70,14 @@ impl Planner<'_> {
             _ => (Exchange::Hash, Exchange::Hash),
         };
         let mut op = op;
-        if let OpSpec::Join(spec) = &mut op {
+        if let Some(spec) = op.downcast_ref::<JoinSpec>() {
+            let mut spec = spec.clone();
             spec.broadcast = match (lx, rx) {
                 (Exchange::Broadcast, _) => Some(0),
                 (_, Exchange::Broadcast) => Some(1),
                 _ => None,
             };
+            op = OpSpec::new(spec);
         }
         Flow::Stage(Box::new(Stage {
             inputs: vec![
@@ -266,7 +270,7 @@ impl Planner<'_> {
         } else {
             None
         };
-        let flow = Self::two_input(left, right, keys, kind, OpSpec::Join(spec));
+        let flow = Self::two_input(left, right, keys, kind, OpSpec::new(spec));
         Ok(Stream {
             flow,
             time_attrs,
@@ -369,7 +373,7 @@ impl Planner<'_> {
             table: table.to_string(),
         };
         let time_attrs = left.time_attrs.clone();
-        let flow = Self::two_input(left, right, keys, kind, OpSpec::TemporalJoin(spec));
+        let flow = Self::two_input(left, right, keys, kind, OpSpec::new(spec));
         Ok(Stream {
             flow,
             time_attrs,
@@ -428,7 +432,7 @@ impl Planner<'_> {
             updating: false,
             broadcast: None,
         };
-        s.push(OpSpec::Lookup(crate::operators::LookupSpec {
+        s.push(OpSpec::new(crate::operators::LookupSpec {
             join,
             loader: crate::connectors::lookup_table::lookup_loader(&table),
             outer,
@@ -619,7 +623,7 @@ impl Planner<'_> {
         if !keys.is_empty() && !spec.input_updating {
             self.prune_for_exchange(&mut s, in_arrow, &used, &keep)?;
         }
-        s.stage(OpSpec::GroupAggregate(spec), keys);
+        s.stage(OpSpec::new(spec), keys);
         Ok(s)
     }
 
@@ -765,7 +769,7 @@ impl Planner<'_> {
         };
         // Rows keep their time attributes (emitted once the watermark passes them).
         s.window = None;
-        s.stage(OpSpec::Over(spec), partition);
+        s.stage(OpSpec::new(spec), partition);
         Ok(s)
     }
 
@@ -979,7 +983,7 @@ impl Planner<'_> {
         };
         s.window = None;
         s.time_attrs = vec![];
-        s.stage(OpSpec::OverUpdating(spec), partition);
+        s.stage(OpSpec::new(spec), partition);
         Ok(s)
     }
 
@@ -1074,7 +1078,7 @@ impl Planner<'_> {
             input_schema: schema.clone(),
             output_schema: schema,
         };
-        s.stage(OpSpec::Over(spec), vec![]);
+        s.stage(OpSpec::new(spec), vec![]);
         Ok(s)
     }
 
@@ -1127,7 +1131,7 @@ impl Planner<'_> {
             };
             s.time_attrs = vec![];
             s.window = None;
-            s.stage(OpSpec::OverUpdating(spec), partition);
+            s.stage(OpSpec::new(spec), partition);
             return Ok(s);
         }
         let in_arrow = in_schema.as_arrow();
@@ -1187,7 +1191,7 @@ impl Planner<'_> {
             s.window = None;
         }
         s.updating = updating;
-        s.stage(OpSpec::TopN(spec), partition);
+        s.stage(OpSpec::new(spec), partition);
         Ok(s)
     }
 }
