@@ -191,7 +191,7 @@ impl JsonLinesReader {
     }
 
     /// Read `path` as Debezium change events into changelog rows of `schema` (see
-    /// [`super::debezium`]); the batches end with the changelog's op column.
+    /// `format::debezium`); the batches end with the changelog's op column.
     pub fn debezium(
         path: PathBuf,
         schema: SchemaRef,
