@@ -599,6 +599,7 @@ impl Engine {
                     statement: inner.as_ref().clone(),
                     line: stmt.line,
                     column: stmt.column,
+                    set: vec![],
                 };
                 Ok(StatementOutput::Explain(self.plan(&inner).await?.explain()))
             }
@@ -617,6 +618,7 @@ impl Engine {
                 self.start(pipeline, sink, tx, short_name(stmt), identity)
                     .await
             }
+            Statement::Insert { .. } if !stmt.set.is_empty() => self.start_set(stmt).await,
             Statement::Insert { .. } => {
                 let pipeline = self.plan(stmt).await?;
                 let Some(table) = pipeline.sink.clone() else {
@@ -631,6 +633,77 @@ impl Engine {
                     .await
             }
         }
+    }
+
+    /// A statement set: its INSERTs planned one by one, then run as one job whose sink
+    /// writes each INSERT's rows to its table ([`crate::connectors::FanOutSink`]). INSERTs
+    /// into one table share its sink. The job is named after its tables, sorted.
+    async fn start_set(&self, stmt: &Located) -> Result<StatementOutput> {
+        let mut first = stmt.clone();
+        let rest = std::mem::take(&mut first.set);
+        let mut pipelines = vec![];
+        for s in std::iter::once(&first).chain(&rest) {
+            pipelines.push(self.plan(s).await.map_err(|e| located(e, s))?);
+        }
+        // One sink per table, in order of first appearance; each INSERT feeds its table's.
+        let mut tables: Vec<(crate::sql::catalog::Table, bool)> = vec![];
+        let mut ports = vec![];
+        for p in &pipelines {
+            let Some(table) = p.sink.clone() else {
+                return plan_err!("INSERT without a target");
+            };
+            let port = match tables
+                .iter()
+                .position(|(t, _)| t.def.name == table.def.name)
+            {
+                Some(i) => {
+                    if tables[i].1 != p.updating {
+                        return crate::not_supported!(
+                            "a statement set writing both updating and append-only rows into table {}",
+                            table.def.name
+                        );
+                    }
+                    i
+                }
+                None => {
+                    if p.updating {
+                        crate::connectors::check_accepts_changelog(&table)?;
+                    }
+                    tables.push((table, p.updating));
+                    tables.len() - 1
+                }
+            };
+            ports.push(port);
+        }
+        let mut sinks = vec![];
+        for (table, _) in &tables {
+            // The rows of the first INSERT into the table (every INSERT conforms to it).
+            let port = sinks.len();
+            let Some(first) = ports.iter().position(|p| *p == port) else {
+                return plan_err!("internal: no INSERT into table {}", table.def.name);
+            };
+            sinks.push(open_sink(table, pipelines[first].schema.clone())?);
+        }
+        let mut names: Vec<String> = tables.iter().map(|(t, _)| t.def.name.clone()).collect();
+        names.sort();
+        let identity = self.identity(Some(&names.join(",")))?;
+        let mut pipelines = pipelines.into_iter();
+        let Some(mut job) = pipelines.next() else {
+            return plan_err!("an empty statement set");
+        };
+        for (p, port) in pipelines.zip(ports.iter().skip(1)) {
+            if p.parallelism != job.parallelism {
+                return plan_err!("the INSERTs of a statement set run at one parallelism");
+            }
+            job.also.push((*port, p.root));
+        }
+        let sink: Box<dyn Sink> = if sinks.len() == 1 {
+            sinks.remove(0)
+        } else {
+            Box::new(crate::connectors::FanOutSink::new(sinks))
+        };
+        let name = format!("STATEMENT SET ({})", names.join(", "));
+        self.start(job, sink, None, name, identity).await
     }
 
     async fn describe(&self, name: &str) -> Result<StatementOutput> {
@@ -776,11 +849,8 @@ impl Engine {
             .cloned();
         let mut sources = vec![];
         let mut late_sink = None;
-        let mut tables = pipeline.root.sources();
-        // A table scanned by several branches (a self-join) is read once.
-        let mut seen = std::collections::HashSet::new();
-        tables.retain(|t| seen.insert(t.def.name.clone()));
-        for table in tables {
+        // A table scanned by several branches (a self-join, a statement set) is read once.
+        for table in pipeline.sources() {
             let idle = table
                 .option("scan.watermark.idle-timeout")
                 .map(str::to_string)
@@ -922,7 +992,7 @@ impl Engine {
         let Some((dir, config)) = crate::settings::checkpoint_config(&catalog.settings)? else {
             return Ok(Prior::Run(None));
         };
-        pipeline.root.check_checkpointable()?;
+        pipeline.check_checkpointable()?;
         sink.delivery()?;
         if pipeline.parallelism > config.key_groups {
             return plan_err!(

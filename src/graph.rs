@@ -34,6 +34,35 @@ pub struct Pipeline {
     pub sink: Option<Table>,
     /// Instances of each keyed stage.
     pub parallelism: usize,
+    /// A statement set's other INSERTs, run in the same job: each flow with the sink input
+    /// (port) its rows go to. The job's sink then routes rows by port.
+    pub also: Vec<(usize, Flow)>,
+}
+
+impl Pipeline {
+    /// Every flow of the job: the root (into port 0), then a statement set's others.
+    pub fn roots(&self) -> Vec<(usize, &Flow)> {
+        std::iter::once((0, &self.root))
+            .chain(self.also.iter().map(|(p, f)| (*p, f)))
+            .collect()
+    }
+
+    /// The source tables of every flow, each once (a table read by several is read once).
+    pub fn sources(&self) -> Vec<&Table> {
+        let mut seen = std::collections::HashSet::new();
+        self.roots()
+            .into_iter()
+            .flat_map(|(_, f)| f.sources())
+            .filter(|t| seen.insert(t.def.name.clone()))
+            .collect()
+    }
+
+    /// Whether every operator's state can be checkpointed.
+    pub fn check_checkpointable(&self) -> crate::Result<()> {
+        self.roots()
+            .into_iter()
+            .try_for_each(|(_, f)| f.check_checkpointable())
+    }
 }
 
 /// A node of the dataflow graph.

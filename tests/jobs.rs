@@ -348,3 +348,63 @@ SHOW JOBS;
     assert!(out.contains("restored out from checkpoint"), "{out}");
     assert!(out.contains("Job 'out' stopped"), "{out}");
 }
+
+/// A statement set is one job: its source is read once for all its INSERTs, and each table
+/// gets exactly its INSERT's rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_set_reads_its_source_once() {
+    let dir = tempdir();
+    let input = dir.path().join("bids.json");
+    let lines: Vec<String> = (0..1000)
+        .map(|i| {
+            format!(
+                r#"{{"auction": {}, "price": {}, "date_time": "2026-01-01 00:00:{:02}.{:03}"}}"#,
+                i % 10,
+                i,
+                i / 100,
+                i % 100
+            )
+        })
+        .collect();
+    write_lines(&input, &lines);
+    let out = |name: &str| dir.path().join(name);
+    let sql = format!(
+        "CREATE TABLE bid (auction BIGINT, price BIGINT, date_time TIMESTAMP(3)) \
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         CREATE TABLE cheap (auction BIGINT, price BIGINT) \
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         CREATE TABLE dear (auction BIGINT, price BIGINT) \
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         EXECUTE STATEMENT SET BEGIN
+           INSERT INTO cheap SELECT auction, price FROM bid WHERE price < 300;
+           INSERT INTO dear SELECT auction, price FROM bid WHERE price >= 300;
+         END;",
+        input.display(),
+        out("cheap").display(),
+        out("dear").display()
+    );
+    let engine = weir::Engine::new();
+    let mut jobs = vec![];
+    for o in engine
+        .execute_with(&sql, SelectOutput::Discard)
+        .await
+        .unwrap()
+    {
+        if let StatementOutput::Job(j) = o {
+            jobs.push(j);
+        }
+    }
+    assert_eq!(jobs.len(), 1, "one job for the statement set");
+    assert_eq!(jobs[0].identity, "cheap,dear");
+    let summary = jobs.remove(0).wait().await.unwrap();
+    assert_eq!(summary.events_in, 1000, "bid read once");
+    assert_eq!(summary.rows_out, 1000);
+    let count = |name: &str| -> usize {
+        files_under(&out(name))
+            .iter()
+            .filter(|p| !is_hidden(p))
+            .map(|p| std::fs::read_to_string(p).unwrap().lines().count())
+            .sum()
+    };
+    assert_eq!((count("cheap"), count("dear")), (300, 700));
+}

@@ -206,6 +206,11 @@ impl SplitQueue {
 pub trait Sink: Send {
     /// Write one batch.
     fn write_batch(&mut self, batch: RecordBatch) -> BoxFuture<'_, Result<()>>;
+    /// Write one batch that arrived on sink input `port` (a statement set's jobs write to
+    /// several tables: [`FanOutSink`]). Default: any port is the one sink.
+    fn write_batch_at(&mut self, _port: usize, batch: RecordBatch) -> BoxFuture<'_, Result<()>> {
+        self.write_batch(batch)
+    }
     /// Called periodically (every [`Sink::tick_interval_ms`]) for time-based work such as rolling files.
     fn tick(&mut self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async { Ok(()) })
@@ -252,6 +257,146 @@ pub trait Sink: Send {
     /// "already done" (a restore replays it).
     fn commit(&mut self, _epoch: u64, _info: serde_json::Value) -> BoxFuture<'_, Result<()>> {
         Box::pin(async { Ok(()) })
+    }
+}
+
+/// The sinks of a statement set run as one job: input port `i` writes to `sinks[i]`. With
+/// checkpoints, each sink keeps its own two-phase commit: what they pre-commit travels as
+/// `{"fanout": [info, …]}` (merged sink by sink when a checkpoint fails), and each gets its
+/// own tag, so their files and progress rows never collide.
+pub struct FanOutSink {
+    sinks: Vec<Box<dyn Sink>>,
+}
+
+impl FanOutSink {
+    /// Port `i` writes to `sinks[i]`.
+    pub fn new(sinks: Vec<Box<dyn Sink>>) -> Self {
+        Self { sinks }
+    }
+
+    fn infos(info: serde_json::Value, n: usize) -> Vec<serde_json::Value> {
+        let mut parts = match info {
+            serde_json::Value::Object(mut o) => match o.remove("fanout") {
+                Some(serde_json::Value::Array(a)) => a,
+                _ => vec![],
+            },
+            _ => vec![],
+        };
+        parts.resize(n, serde_json::Value::Null);
+        parts
+    }
+}
+
+impl Sink for FanOutSink {
+    fn write_batch(&mut self, batch: RecordBatch) -> BoxFuture<'_, Result<()>> {
+        self.write_batch_at(0, batch)
+    }
+
+    fn write_batch_at(&mut self, port: usize, batch: RecordBatch) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            match self.sinks.get_mut(port) {
+                Some(s) => s.write_batch(batch).await,
+                None => crate::exec_err!("sink", "no sink for input {port} of the statement set"),
+            }
+        })
+    }
+
+    fn tick(&mut self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            for s in &mut self.sinks {
+                s.tick().await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn tick_interval_ms(&self) -> u64 {
+        self.sinks
+            .iter()
+            .map(|s| s.tick_interval_ms())
+            .min()
+            .unwrap_or(1000)
+    }
+
+    fn finish(&mut self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            for s in &mut self.sinks {
+                s.finish().await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn abort(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            for s in &mut self.sinks {
+                s.abort().await;
+            }
+        })
+    }
+
+    fn flush(&mut self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            for s in &mut self.sinks {
+                s.flush().await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn delivery(&self) -> Result<Delivery> {
+        let mut all = Delivery::ExactlyOnce;
+        for s in &self.sinks {
+            if s.delivery()? == Delivery::AtLeastOnce {
+                all = Delivery::AtLeastOnce;
+            }
+        }
+        Ok(all)
+    }
+
+    fn begin_checkpointing(
+        &mut self,
+        tag: &str,
+        restored: Option<(u64, serde_json::Value, bool)>,
+    ) -> BoxFuture<'_, Result<()>> {
+        let tag = tag.to_string();
+        Box::pin(async move {
+            let n = self.sinks.len();
+            let parts = restored.map(|(epoch, info, done)| {
+                Self::infos(info, n)
+                    .into_iter()
+                    .map(move |i| (epoch, i, done))
+            });
+            let mut parts: Vec<Option<(u64, serde_json::Value, bool)>> = match parts {
+                Some(p) => p.map(Some).collect(),
+                None => vec![None; n],
+            };
+            for (i, s) in self.sinks.iter_mut().enumerate() {
+                s.begin_checkpointing(&format!("{tag}-{i}"), parts[i].take())
+                    .await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn pre_commit(&mut self, epoch: u64) -> BoxFuture<'_, Result<serde_json::Value>> {
+        Box::pin(async move {
+            let mut infos = vec![];
+            for s in &mut self.sinks {
+                infos.push(s.pre_commit(epoch).await?);
+            }
+            Ok(serde_json::json!({ "fanout": infos }))
+        })
+    }
+
+    fn commit(&mut self, epoch: u64, info: serde_json::Value) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let infos = Self::infos(info, self.sinks.len());
+            for (s, i) in self.sinks.iter_mut().zip(infos) {
+                s.commit(epoch, i).await?;
+            }
+            Ok(())
+        })
     }
 }
 

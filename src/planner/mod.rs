@@ -387,6 +387,7 @@ impl<'a> Planner<'a> {
             updating: stream.updating,
             sink,
             parallelism,
+            also: vec![],
         })
     }
 

@@ -79,6 +79,15 @@ pub(crate) fn merge_sink_info(carried: Value, next: Value) -> Value {
         (Value::Object(mut c), Value::Object(n)) => {
             for (k, v) in n {
                 match (c.get_mut(&k), v) {
+                    // A statement set's sinks (`FanOutSink`): merged sink by sink.
+                    (Some(Value::Array(a)), Value::Array(b)) if k == "fanout" => {
+                        let old = std::mem::take(a);
+                        let mut old = old.into_iter();
+                        *a = b
+                            .into_iter()
+                            .map(|n| merge_sink_info(old.next().unwrap_or(Value::Null), n))
+                            .collect();
+                    }
                     (Some(Value::Array(a)), Value::Array(b)) => a.extend(b),
                     (_, v) => {
                         c.insert(k, v);

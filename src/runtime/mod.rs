@@ -470,8 +470,11 @@ pub async fn run_checkpointed(
     };
     let mut root = Inboxes::new(1);
     let spawn_started = std::time::Instant::now();
-    let spawned = spawner
-        .spawn(&pipeline.root, 0, &mut root, &[], Exchange::Hash)
+    // A statement set's flows feed the sink's inputs (ports) of their tables.
+    let spawned = pipeline
+        .roots()
+        .into_iter()
+        .try_for_each(|(port, flow)| spawner.spawn(flow, port, &mut root, &[], Exchange::Hash))
         .and_then(|_| spawner.spawn_readers());
     let _abort_on_exit = AbortOnDrop(std::mem::take(&mut spawner.tasks));
     let task_count = spawner.next_task;

@@ -411,9 +411,9 @@ impl TaskBody for SinkDriver<'_> {
 
     async fn on_event(&mut self, ev: TaskEvent) -> Result<Step<Outcome>> {
         match ev {
-            TaskEvent::Batch { rows, .. } => {
+            TaskEvent::Batch { port, rows, .. } => {
                 JobMetrics::add(&self.metrics.rows_out, rows.num_rows() as u64);
-                self.sink.write_batch(rows).await?;
+                self.sink.write_batch_at(port, rows).await?;
             }
             TaskEvent::Watermark(wm) => self.watermark(wm),
             TaskEvent::Barrier { barrier, .. } => {

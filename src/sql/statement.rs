@@ -148,6 +148,9 @@ pub struct Located {
     pub line: u64,
     /// 1-based column of its first token.
     pub column: u64,
+    /// The other INSERTs of the statement set this INSERT opens (empty otherwise): the set
+    /// runs as one job, reading each of its sources once.
+    pub set: Vec<Located>,
 }
 
 impl Located {
@@ -189,14 +192,19 @@ pub fn parse_sql(sql: &str) -> Result<Vec<Located>> {
             break;
         }
         match parse_statement_set(&mut parser)? {
-            // A statement set's INSERTs, each a job of its own (see `parse_statement_set`).
-            Some(inserts) => out.extend(inserts),
+            // A statement set: one job (see `parse_statement_set`).
+            Some(mut inserts) => {
+                let mut first = inserts.remove(0);
+                first.set = inserts;
+                out.push(first);
+            }
             None => {
                 let statement = parse_statement(&mut parser)?;
                 out.push(Located {
                     statement,
                     line: start.span.start.line,
                     column: start.span.start.column,
+                    set: vec![],
                 });
             }
         }
@@ -298,9 +306,9 @@ pub fn is_complete(text: &str) -> bool {
 }
 
 /// Flink's statement sets, `EXECUTE STATEMENT SET BEGIN <insert>; … END` and
-/// `BEGIN STATEMENT SET; <insert>; … END`: their INSERTs, in order. weir runs each as a job of
-/// its own, started together, so each reads its sources itself (Flink shares them in one job);
-/// the results are the same. `None` when the next statement is not a statement set.
+/// `BEGIN STATEMENT SET; <insert>; … END`: their INSERTs, in order. They run as one job, as in
+/// Flink: each source table is read once for all of them. `None` when the next statement is
+/// not a statement set.
 fn parse_statement_set(p: &mut Parser) -> Result<Option<Vec<Located>>, ParserError> {
     let idx = p.index();
     let start = p.peek_token().span.start;
@@ -343,6 +351,7 @@ fn parse_statement_set(p: &mut Parser) -> Result<Option<Vec<Located>>, ParserErr
             statement,
             line: at.span.start.line,
             column: at.span.start.column,
+            set: vec![],
         });
     }
     if inserts.is_empty() {

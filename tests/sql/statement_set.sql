@@ -1,4 +1,5 @@
--- A statement set: its INSERTs run together (each a job of its own in weir).
+-- A statement set: its INSERTs run as one job, reading bid once (as in Flink); the job
+-- writes 20 rows (9 cheap, 11 dear), the second 10 (4 and 6).
 CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, date_time TIMESTAMP(3),
   WATERMARK FOR date_time AS date_time - INTERVAL '2' SECOND)
 WITH ('connector' = 'filesystem', 'path' = '$DATA/bids_ooo.json', 'format' = 'json');
