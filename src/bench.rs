@@ -22,8 +22,28 @@ use crate::connectors::nexmark::{Config, Generator, Kind};
 use crate::engine::{SelectOutput, StatementOutput};
 use crate::{Engine, Error, Result};
 
-/// The queries `weir bench nexmark` runs when none are named.
-pub const DEFAULT_QUERIES: &[&str] = &["q0", "q1", "q2", "q3", "q5", "q7", "q8", "q11", "q12"];
+/// The queries `weir bench nexmark` runs when none are named: every `q<n>.sql` of `dir`, in
+/// order of n (the whole suite, q0 to q22).
+pub fn suite(dir: &std::path::Path) -> Result<Vec<String>> {
+    let entries = std::fs::read_dir(dir).map_err(|source| Error::Io {
+        context: format!("listing the Nexmark queries in {}", dir.display()),
+        source,
+    })?;
+    let mut queries: Vec<(u32, String)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            let n = name
+                .strip_prefix('q')?
+                .strip_suffix(".sql")?
+                .parse::<u32>()
+                .ok()?;
+            Some((n, format!("q{n}")))
+        })
+        .collect();
+    queries.sort();
+    Ok(queries.into_iter().map(|(_, q)| q).collect())
+}
 
 /// What one run measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]

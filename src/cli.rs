@@ -87,7 +87,7 @@ enum Bench {
         /// Events of the Nexmark sequence per query.
         #[arg(long, default_value_t = 10_000_000)]
         events: u64,
-        /// Queries to run, e.g. q0,q5,q7 (default: q0,q1,q2,q3,q5,q7,q8,q11,q12).
+        /// Queries to run, e.g. q0,q5,q7 (default: every query of the suite, q0 to q22).
         #[arg(long, value_delimiter = ',')]
         queries: Vec<String>,
         /// Instances of each keyed operator (default: the number of cores).
@@ -398,9 +398,9 @@ fn bench_nexmark(
     format: &str,
     dir: &std::path::Path,
 ) -> Result<()> {
-    use crate::bench::{DEFAULT_QUERIES, Measurement, render};
+    use crate::bench::{Measurement, render, suite};
     let queries: Vec<String> = if queries.is_empty() {
-        DEFAULT_QUERIES.iter().map(|q| q.to_string()).collect()
+        suite(dir)?
     } else {
         queries
     };
