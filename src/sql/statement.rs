@@ -865,14 +865,16 @@ mod tests {
     }
 
     #[test]
-    fn statement_sets_are_their_inserts() {
+    fn statement_sets_are_one_statement_of_inserts() {
         for sql in [
             "EXECUTE STATEMENT SET BEGIN INSERT INTO a SELECT * FROM t; INSERT INTO b SELECT * FROM t; END;",
             "BEGIN STATEMENT SET; INSERT INTO a SELECT * FROM t; INSERT INTO b SELECT * FROM t; END;",
         ] {
+            // One statement (one job), the set's further INSERTs inside it.
             let stmts = parse_sql(sql).unwrap();
-            let tables: Vec<_> = stmts
-                .iter()
+            assert_eq!(stmts.len(), 1);
+            let tables: Vec<_> = std::iter::once(&stmts[0])
+                .chain(&stmts[0].set)
                 .map(|s| match &s.statement {
                     Statement::Insert { table, .. } => table.clone(),
                     other => panic!("{other:?}"),
