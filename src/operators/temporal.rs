@@ -10,6 +10,11 @@
 //! or before its time (INNER: dropped without one; LEFT: padded with NULLs). The output is
 //! append-only and keeps the left side's time attributes.
 //!
+//! A versioned table read as a changelog (debezium-json, upsert-kafka; Flink's usual versioned
+//! tables) is taken as Flink's temporal join takes it: `+I` and `+U` rows are versions, `-U`
+//! rows are skipped (the `+U` that follows is the new version), and a `-D` row ends its key at
+//! the row's event time (a join at or after it finds no version).
+//!
 //! State: the left rows still ahead of the watermark, and per key the versions from the one
 //! valid at the watermark onwards (older ones can no longer be chosen, and are freed). A
 //! snapshot holds both, each row with its key group.
@@ -77,8 +82,8 @@ pub struct TemporalJoin {
     watermark: Timestamp,
     /// Left rows ahead of the watermark.
     pending: Vec<RecordBatch>,
-    /// Per key: version time → the version's row (row format).
-    versions: HashMap<Vec<u8>, BTreeMap<Timestamp, Vec<u8>>>,
+    /// Per key: version time → the version's row (row format), and whether it deletes the key.
+    versions: HashMap<Vec<u8>, BTreeMap<Timestamp, (bool, Vec<u8>)>>,
     /// Keys given versions since the last clean-up.
     dirty: HashSet<Vec<u8>>,
     keys: RowConverter,
@@ -126,6 +131,31 @@ impl TemporalJoin {
 
     /// Store versions (right rows).
     fn add_versions(&mut self, batch: &RecordBatch) -> Result<u64> {
+        // A changelog's rows: -U skipped, -D a deletion of the key from its time on.
+        let ops = crate::changelog::ops_of(batch).map(<[i8]>::to_vec);
+        let width = self.spec.inputs[1].fields().len();
+        let batch = RecordBatch::try_new(
+            self.spec.inputs[1].clone(),
+            batch.columns()[..width].to_vec(),
+        )?;
+        let deletes = |i: usize| {
+            ops.as_ref()
+                .map(|o| crate::changelog::RowKind::from_i8(o[i]))
+                .map_or(Some(false), |k| match k {
+                    crate::changelog::RowKind::UpdateBefore => None,
+                    crate::changelog::RowKind::Delete => Some(true),
+                    _ => Some(false),
+                })
+        };
+        self.add_rows(&batch, deletes)
+    }
+
+    /// Versions (or, where `deletes` says so, deletions; `None`: skipped) of `batch`'s rows.
+    fn add_rows(
+        &mut self,
+        batch: &RecordBatch,
+        deletes: impl Fn(usize) -> Option<bool>,
+    ) -> Result<u64> {
         let times = time_millis(batch.column(self.spec.right_time))?.into_owned();
         let nulls = batch.column(self.spec.right_time).clone();
         let keys = self.key_bytes(1, batch)?;
@@ -136,12 +166,15 @@ impl TemporalJoin {
                 skipped += 1;
                 continue;
             }
+            let Some(deleted) = deletes(i) else {
+                continue;
+            };
             let row = rows.row(i).as_ref().to_vec();
             self.bytes += row.len() + key.len() + 48;
             self.versions
                 .entry(key.clone())
                 .or_default()
-                .insert(times[i], row);
+                .insert(times[i], (deleted, row));
             self.dirty.insert(key);
         }
         Ok(skipped)
@@ -181,7 +214,7 @@ impl TemporalJoin {
                 .versions
                 .get(key)
                 .and_then(|v| v.range(..=times[i]).next_back())
-                .map(|(_, row)| row.as_slice());
+                .and_then(|(_, (deleted, row))| (!deleted).then_some(row.as_slice()));
             match version {
                 Some(row) => {
                     left_idx.push(i as u32);
@@ -267,7 +300,11 @@ impl TemporalJoin {
     fn version_bytes(&self) -> usize {
         self.versions
             .iter()
-            .map(|(k, v)| v.values().map(|r| r.len() + k.len() + 48).sum::<usize>())
+            .map(|(k, v)| {
+                v.values()
+                    .map(|(_, r)| r.len() + k.len() + 48)
+                    .sum::<usize>()
+            })
             .sum()
     }
 }
@@ -327,19 +364,23 @@ impl Operator for TemporalJoin {
         )?
         .into_iter()
         .collect();
-        let rows: Vec<&[u8]> = self
-            .versions
-            .values()
-            .flat_map(|v| v.values().map(|r| r.as_slice()))
-            .collect();
-        if !rows.is_empty() {
+        for (name, deleted) in [("versions", false), ("deletions", true)] {
+            let rows: Vec<&[u8]> = self
+                .versions
+                .values()
+                .flat_map(|v| v.values().filter(|(d, _)| *d == deleted))
+                .map(|(_, r)| r.as_slice())
+                .collect();
+            if rows.is_empty() {
+                continue;
+            }
             let parser = self.rows.parser();
             let cols = self
                 .rows
                 .convert_rows(rows.iter().map(|r| parser.parse(r)))?;
             let batch = RecordBatch::try_new(spec.inputs[1].clone(), cols)?;
             tables.extend(rows_table(
-                "versions",
+                name,
                 &[batch],
                 &spec.inputs[1],
                 &spec.keys[1],
@@ -359,9 +400,11 @@ impl Operator for TemporalJoin {
             self.bytes += rows.get_array_memory_size();
             self.pending.push(rows);
         }
-        if let Some(t) = snapshot.table("versions") {
-            let rows = table_rows(t, &self.spec.inputs[1])?;
-            self.add_versions(&rows)?;
+        for (name, deleted) in [("versions", false), ("deletions", true)] {
+            if let Some(t) = snapshot.table(name) {
+                let rows = table_rows(t, &self.spec.inputs[1])?;
+                self.add_rows(&rows, |_| Some(deleted))?;
+            }
         }
         Ok(())
     }

@@ -309,11 +309,8 @@ impl Planner<'_> {
             })?
             .data;
         let right = self.build(&right_plan)?;
-        if right.updating {
-            return not_supported!(
-                "temporal joins against an updating (changelog) versioned table"
-            );
-        }
+        // A versioned table read as a changelog (debezium-json, upsert-kafka) is taken as its
+        // versions: see `operators::temporal`.
         let (ls, rs) = (j.left.schema(), j.right.schema());
         let (keys, filter) = self.join_condition(j)?;
         if filter.is_some() && outer {
