@@ -76,14 +76,17 @@ impl fmt::Display for TemporalJoinSpec {
     }
 }
 
+/// A key's versions: time → whether it deletes the key, and the row (row format).
+type Versions = BTreeMap<Timestamp, (bool, Vec<u8>)>;
+
 /// The running join.
 pub struct TemporalJoin {
     spec: TemporalJoinSpec,
     watermark: Timestamp,
     /// Left rows ahead of the watermark.
     pending: Vec<RecordBatch>,
-    /// Per key: version time → the version's row (row format), and whether it deletes the key.
-    versions: HashMap<Vec<u8>, BTreeMap<Timestamp, (bool, Vec<u8>)>>,
+    /// Per key: its versions.
+    versions: HashMap<Vec<u8>, Versions>,
     /// Keys given versions since the last clean-up.
     dirty: HashSet<Vec<u8>>,
     keys: RowConverter,
