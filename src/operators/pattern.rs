@@ -164,6 +164,8 @@ pub struct Element {
     pub min: usize,
     /// At most this many rows.
     pub max: usize,
+    /// Greedy (as many rows as it can), or reluctant (`A*?`: as few as the rest allows).
+    pub greedy: bool,
 }
 
 /// Where the search after a match starts.
@@ -223,7 +225,8 @@ impl fmt::Display for MatchSpec {
                     (n, m) if n == m => format!("{{{n}}}"),
                     (n, m) => format!("{{{n},{m}}}"),
                 };
-                format!("{}{q}", self.vars[e.var])
+                let lazy = if e.greedy { "" } else { "?" };
+                format!("{}{q}{lazy}", self.vars[e.var])
             })
             .collect();
         let out: Vec<&str> = self
@@ -470,6 +473,9 @@ fn element(
         return Found::Match(assign.clone());
     };
     let base = assign.len();
+    if !el.greedy {
+        return reluctant(spec, rows, e, pos, fin, assign);
+    }
     let mut taken = 0;
     let mut ran_out = false;
     while taken < el.max {
@@ -478,22 +484,7 @@ fn element(
             ran_out = true;
             break;
         }
-        let first = assign.first().map_or(p, |(q, _)| *q);
-        let in_time = spec
-            .within
-            .is_none_or(|w| rows[p].time - rows[first].time < w);
-        let holds = in_time
-            && match &spec.defines[el.var] {
-                None => true,
-                Some(cond) => {
-                    let ctx = Ctx {
-                        rows,
-                        assign,
-                        current: Some((p, el.var)),
-                    };
-                    eval(cond, &ctx) == V::Bool(true)
-                }
-            };
+        let holds = maps(spec, rows, p, el.var, assign);
         if !holds {
             break;
         }
@@ -522,6 +513,68 @@ fn element(
         }
         count -= 1;
     }
+}
+
+/// Whether row `p` can map to `var` after the rows mapped in `assign` (its condition, and
+/// WITHIN from the match's first row).
+fn maps(spec: &MatchSpec, rows: &[Row], p: usize, var: usize, assign: &[(usize, usize)]) -> bool {
+    let first = assign.first().map_or(p, |(q, _)| *q);
+    if spec
+        .within
+        .is_some_and(|w| rows[p].time - rows[first].time >= w)
+    {
+        return false;
+    }
+    match &spec.defines[var] {
+        None => true,
+        Some(cond) => {
+            let ctx = Ctx {
+                rows,
+                assign,
+                current: Some((p, var)),
+            };
+            eval(cond, &ctx) == V::Bool(true)
+        }
+    }
+}
+
+/// A reluctant element (`A*?`, `A+?`, `A??`, `A{n,m}?`): as few rows as the rest of the
+/// pattern allows, one more at a time.
+fn reluctant(
+    spec: &MatchSpec,
+    rows: &[Row],
+    e: usize,
+    pos: usize,
+    fin: bool,
+    assign: &mut Vec<(usize, usize)>,
+) -> Found {
+    let el = &spec.pattern[e];
+    let base = assign.len();
+    let mut count = 0;
+    loop {
+        if count >= el.min {
+            match element(spec, rows, e + 1, pos + count, fin, assign) {
+                Found::None => {}
+                decided => return decided,
+            }
+            assign.truncate(base + count);
+        }
+        if count >= el.max {
+            break;
+        }
+        let p = pos + count;
+        if p >= rows.len() {
+            assign.truncate(base);
+            return if fin { Found::None } else { Found::NeedMore };
+        }
+        if !maps(spec, rows, p, el.var, assign) {
+            break;
+        }
+        assign.push((p, el.var));
+        count += 1;
+    }
+    assign.truncate(base);
+    Found::None
 }
 
 /// What expressions see: the partition's rows, the rows mapped so far, and the row being
@@ -977,16 +1030,19 @@ mod tests {
                     var: 0,
                     min: 1,
                     max: 1,
+                    greedy: true,
                 },
                 Element {
                     var: 1,
                     min: 1,
                     max: usize::MAX,
+                    greedy: true,
                 },
                 Element {
                     var: 2,
                     min: 1,
                     max: 1,
+                    greedy: true,
                 },
             ],
             defines: vec![None, Some(down), Some(up)],

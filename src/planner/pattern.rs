@@ -89,17 +89,19 @@ pub fn compile(ast: &MatchAst, input: &Schema) -> Result<MatchSpec> {
     let mut vars: Vec<String> = vec![];
     let mut pattern = vec![];
     for item in items {
-        let (symbol, min, max) = match item {
-            MatchRecognizePattern::Symbol(s) => (s, 1, 1),
+        let (symbol, min, max, greedy) = match item {
+            MatchRecognizePattern::Symbol(s) => (s, 1, 1, true),
             MatchRecognizePattern::Repetition(inner, q) => {
-                if matches!(inner.as_ref(), MatchRecognizePattern::Repetition(..))
-                    && *q == RepetitionQuantifier::AtMostOne
-                {
-                    return not_supported!(
-                        "MATCH_RECOGNIZE reluctant quantifiers ({item}): greedy ones are"
-                    );
-                }
-                let MatchRecognizePattern::Symbol(s) = inner.as_ref() else {
+                // `A*?`: sqlparser reads a reluctant quantifier as `?` after a quantifier.
+                let (inner, q, greedy) = match inner.as_ref() {
+                    MatchRecognizePattern::Repetition(i, q0)
+                        if *q == RepetitionQuantifier::AtMostOne =>
+                    {
+                        (i.as_ref(), q0, false)
+                    }
+                    _ => (inner.as_ref(), q, true),
+                };
+                let MatchRecognizePattern::Symbol(s) = inner else {
                     return not_supported!("MATCH_RECOGNIZE quantified groups ({item})");
                 };
                 let (min, max) = match q {
@@ -111,7 +113,7 @@ pub fn compile(ast: &MatchAst, input: &Schema) -> Result<MatchSpec> {
                     RepetitionQuantifier::AtMost(n) => (0, *n as usize),
                     RepetitionQuantifier::Range(n, m) => (*n as usize, *m as usize),
                 };
-                (s, min, max)
+                (s, min, max, greedy)
             }
             other => {
                 return not_supported!(
@@ -131,6 +133,7 @@ pub fn compile(ast: &MatchAst, input: &Schema) -> Result<MatchSpec> {
             var: vars.len() - 1,
             min,
             max,
+            greedy,
         });
     }
     let var_of = |id: &sqlparser::ast::Ident| -> Option<usize> {

@@ -82,12 +82,24 @@ SELECT * FROM ticker MATCH_RECOGNIZE (PARTITION BY symbol ORDER BY rowtime
   PATTERN (S D+ U) WITHIN INTERVAL '4' SECOND
   DEFINE D AS D.price < PREV(D.price), U AS U.price > PREV(U.price));
 
+-- Greedy and reluctant quantifiers (Flink's example: lastPrice 16 with B*, 13 with B*?; after
+-- the reluctant match, the search from 14 finds A = 14, C = 16 as well).
+CREATE TABLE ticker_xyz (symbol STRING, rowtime TIMESTAMP(3), price BIGINT, tax BIGINT,
+  WATERMARK FOR rowtime AS rowtime - INTERVAL '1' SECOND)
+WITH ('connector' = 'filesystem', 'path' = '$DATA/ticker_xyz.json', 'format' = 'json');
+
+SELECT * FROM ticker_xyz MATCH_RECOGNIZE (PARTITION BY symbol ORDER BY rowtime
+  MEASURES C.price AS lastPrice ONE ROW PER MATCH AFTER MATCH SKIP PAST LAST ROW
+  PATTERN (A B* C) DEFINE A AS A.price > 10, B AS B.price < 15, C AS C.price > 12);
+
+SELECT * FROM ticker_xyz MATCH_RECOGNIZE (PARTITION BY symbol ORDER BY rowtime
+  MEASURES C.price AS lastPrice ONE ROW PER MATCH AFTER MATCH SKIP PAST LAST ROW
+  PATTERN (A B*? C) DEFINE A AS A.price > 10, B AS B.price < 15, C AS C.price > 12);
+
 -- Not supported yet, each saying so.
 SELECT * FROM ticker MATCH_RECOGNIZE (PARTITION BY symbol ORDER BY rowtime
   MEASURES A.price AS p ALL ROWS PER MATCH PATTERN (A B) DEFINE A AS A.price > 10);
 SELECT * FROM ticker MATCH_RECOGNIZE (PARTITION BY symbol ORDER BY rowtime
   MEASURES A.price AS p PATTERN (A | B) DEFINE A AS A.price > 10);
-SELECT * FROM ticker MATCH_RECOGNIZE (PARTITION BY symbol ORDER BY rowtime
-  MEASURES A.price AS p PATTERN (A B*? C) DEFINE A AS A.price > 10);
 SELECT * FROM ticker MATCH_RECOGNIZE (PARTITION BY symbol ORDER BY rowtime
   MEASURES A.price AS p PATTERN (A B) DEFINE A AS UPPER(A.symbol) = 'ACME');
