@@ -46,6 +46,10 @@ impl SourceShard for FileShard {
         self.path.display().to_string()
     }
 
+    fn reads_without_waiting(&self) -> bool {
+        true
+    }
+
     fn next_batch(&mut self) -> BoxFuture<'_, Result<Option<RecordBatch>>> {
         Box::pin(async move { next_of(&mut self.reader) })
     }

@@ -64,6 +64,12 @@ pub trait SourceShard: Send {
     fn finished_splits(&mut self) -> Vec<u64> {
         Vec::new()
     }
+    /// Whether `next_batch` never waits (a generator, a file read to its end): the runtime
+    /// then calls it directly instead of racing it against barriers and idleness, which it
+    /// checks before each batch instead. Default: it may wait.
+    fn reads_without_waiting(&self) -> bool {
+        false
+    }
     /// Whether a checkpoint can record and replay this shard's position; an error says why
     /// not (a pipe cannot be read again; a connector without positions yet).
     fn check_replayable(&self) -> Result<()> {

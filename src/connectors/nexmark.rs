@@ -478,6 +478,10 @@ impl SourceShard for NexmarkShard {
         format!("nexmark:{:?}#{}", self.generator.kind, self.generator.shard)
     }
 
+    fn reads_without_waiting(&self) -> bool {
+        !self.generator.config.real_time
+    }
+
     fn next_batch(&mut self) -> BoxFuture<'_, Result<Option<RecordBatch>>> {
         Box::pin(async move {
             if let Some(d) = self.generator.delay() {

@@ -60,23 +60,28 @@ impl Alignment {
         }
     }
 
+    /// Whether `shard` may read on: it is not too far ahead of the slowest shard.
+    fn may_read(&self, shard: usize) -> bool {
+        let Some(mine) = self
+            .watermarks
+            .get(shard)
+            .map(|w| w.load(Ordering::Relaxed))
+        else {
+            return true;
+        };
+        let slowest = self
+            .watermarks
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(Timestamp::MAX);
+        mine == Timestamp::MAX || mine <= slowest.saturating_add(self.max_drift)
+    }
+
     /// Wait while `shard` is too far ahead of the slowest shard.
     async fn wait_turn(&self, shard: usize, cancel: &mut watch::Receiver<bool>) {
         loop {
-            let Some(mine) = self
-                .watermarks
-                .get(shard)
-                .map(|w| w.load(Ordering::Relaxed))
-            else {
-                return;
-            };
-            let slowest = self
-                .watermarks
-                .iter()
-                .map(|w| w.load(Ordering::Relaxed))
-                .min()
-                .unwrap_or(Timestamp::MAX);
-            if mine == Timestamp::MAX || mine <= slowest.saturating_add(self.max_drift) {
+            if self.may_read(shard) {
                 return;
             }
             // Re-check on any move, and now and then in case a notification was missed.
@@ -303,6 +308,10 @@ impl Reader {
 }
 
 impl TaskInput for Reader {
+    fn retry_is_cheap(&self) -> bool {
+        self.shard.reads_without_waiting()
+    }
+
     async fn next(&mut self) -> Result<Option<TaskEvent>> {
         // A source decodes and routes synchronously: hand the worker back every few
         // milliseconds, so timers (checkpoint triggers, file rolling) and other tasks are not
@@ -344,6 +353,26 @@ impl TaskInput for Reader {
                 }));
             }
             let draining = self.drain.as_mut().is_some_and(|d| *d.borrow());
+            // A shard that never waits, with its turn under alignment and nothing to react
+            // to: read it directly (racing it against barrier and completion notices costs
+            // more than the batch, for a generator's small batches). Those notices are
+            // looked at before each batch instead.
+            if !draining && self.pending.is_none() && self.shard.reads_without_waiting() {
+                if self.barriers.has_changed().unwrap_or(false) {
+                    self.requested();
+                    continue;
+                }
+                if self.completed.has_changed().unwrap_or(false) {
+                    let epoch = *self.completed.borrow_and_update();
+                    self.checkpoint_completed(epoch);
+                    continue;
+                }
+                if self.align.may_read(self.slot) {
+                    let read = self.shard.next_batch().await;
+                    self.take(read)?;
+                    continue;
+                }
+            }
             if !draining && self.pending.is_none() {
                 // Barriers never wait behind watermark alignment.
                 let requested = tokio::select! {
@@ -418,27 +447,35 @@ impl TaskInput for Reader {
                 self.idle = true;
                 return Ok(Some(TaskEvent::Idle));
             };
-            self.idle = false;
-            // Splits that ended no longer hold the watermark back.
-            let finished = self.shard.finished_splits();
-            if !finished.is_empty() {
-                self.queued.push_back(TaskEvent::SplitsEnded(finished));
-            }
-            match result? {
-                Some(b) if b.num_rows() == 0 => {
-                    // An empty batch of a split announces it.
-                    if let Some(s) = self.shard.split() {
-                        self.queued.push_back(TaskEvent::SplitStarted(s));
-                    }
-                }
-                Some(rows) => self.queued.push_back(TaskEvent::Batch {
-                    port: 0,
-                    split: self.shard.split(),
-                    rows,
-                }),
-                None => self.done = true,
-            }
+            self.take(result)?;
         }
+    }
+}
+
+impl Reader {
+    /// What a read gave: queue its events (ended splits, an announced split, rows, the end).
+    fn take(&mut self, result: Result<Option<RecordBatch>>) -> Result<()> {
+        self.idle = false;
+        // Splits that ended no longer hold the watermark back.
+        let finished = self.shard.finished_splits();
+        if !finished.is_empty() {
+            self.queued.push_back(TaskEvent::SplitsEnded(finished));
+        }
+        match result? {
+            Some(b) if b.num_rows() == 0 => {
+                // An empty batch of a split announces it.
+                if let Some(s) = self.shard.split() {
+                    self.queued.push_back(TaskEvent::SplitStarted(s));
+                }
+            }
+            Some(rows) => self.queued.push_back(TaskEvent::Batch {
+                port: 0,
+                split: self.shard.split(),
+                rows,
+            }),
+            None => self.done = true,
+        }
+        Ok(())
     }
 }
 
@@ -502,6 +539,7 @@ impl SourceBody {
 impl TaskBody for SourceBody {
     type Output = ();
     type Mail = ();
+    const MAILBOX: bool = false;
 
     async fn on_event(&mut self, ev: TaskEvent) -> Result<Step<()>> {
         if matches!(ev, TaskEvent::Idle) {

@@ -57,6 +57,7 @@ impl StageBody {
 impl TaskBody for StageBody {
     type Output = ();
     type Mail = ();
+    const MAILBOX: bool = false;
 
     async fn on_event(&mut self, ev: TaskEvent) -> Result<Step<()>> {
         let mut done = false;
