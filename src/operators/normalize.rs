@@ -224,6 +224,42 @@ mod tests {
         got
     }
 
+    /// Upserts before a snapshot and after a restore at another parallelism give the
+    /// changelog of an uninterrupted run.
+    #[test]
+    fn restore_at_other_parallelism_gives_the_same_changelog() {
+        use crate::operators::test_util::rescaled_run;
+        let spec = crate::operators::OpSpec::new(spec());
+        let keys = spec_keys();
+        let batch = |from: i64| {
+            let rows: Vec<(i64, Option<String>)> = (0..300)
+                .map(|i| {
+                    let k = (i * 7 + from) % 41;
+                    let v = ((i + from) % 5 != 0).then(|| format!("v{}", i + from));
+                    (k, v)
+                })
+                .collect();
+            let refs: Vec<(i64, Option<&str>)> =
+                rows.iter().map(|(k, v)| (*k, v.as_deref())).collect();
+            (upserts(&refs), from)
+        };
+        let before: Vec<_> = (0..3).map(|b| batch(b * 1000)).collect();
+        let after: Vec<_> = (3..6).map(|b| batch(b * 1000)).collect();
+        let straight = rescaled_run(&spec, &keys, &before, &after, 1, 0);
+        assert!(straight.len() > 500, "{}", straight.len());
+        for (p1, p2) in [(1, 1), (2, 3), (3, 1)] {
+            assert_eq!(
+                rescaled_run(&spec, &keys, &before, &after, p1, p2),
+                straight,
+                "{p1} -> {p2}"
+            );
+        }
+    }
+
+    fn spec_keys() -> Vec<Arc<dyn PhysicalExpr>> {
+        vec![Arc::new(Column::new("k", 0))]
+    }
+
     #[test]
     fn upserts_become_a_full_changelog_and_survive_a_restore() {
         let mut op = Normalize::new(spec()).unwrap();

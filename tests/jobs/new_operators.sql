@@ -35,3 +35,15 @@ FROM bid AS b JOIN person FOR SYSTEM_TIME AS OF b.date_time AS p ON b.bidder = p
 INSERT INTO sessions
 SELECT bidder, date_time, window_start, window_end
 FROM TABLE(SESSION(TABLE bid PARTITION BY bidder, DESCRIPTOR(date_time), INTERVAL '1' SECOND));
+
+-- MATCH_RECOGNIZE: runs of bids with rising times per auction, within 2 s. The pattern reads
+-- only event times, so rows of one time (which arrive in a different order at another
+-- parallelism) cannot change the matches.
+CREATE TABLE bursts (auction BIGINT, first_at TIMESTAMP(3), last_at TIMESTAMP(3), n BIGINT)
+WITH ('connector' = 'blackhole');
+INSERT INTO bursts
+SELECT * FROM bid MATCH_RECOGNIZE (
+    PARTITION BY auction ORDER BY date_time
+    MEASURES FIRST(A.date_time) AS first_at, LAST(B.date_time) AS last_at, COUNT(*) AS n
+    PATTERN (A B+) WITHIN INTERVAL '2' SECOND
+    DEFINE B AS B.date_time > PREV(B.date_time));
