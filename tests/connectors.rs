@@ -1094,6 +1094,76 @@ async fn kafka_debezium_json_changelog_round_trip() {
     );
 }
 
+/// An updating aggregate written to Kinesis as Debezium JSON and read back by a
+/// `debezium-json` Kinesis table: the changelog applied is the batch answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the servers scripts/connector-tests.sh starts"]
+async fn kinesis_debezium_json_changelog_round_trip() {
+    let n = records(5_000);
+    let k = kinesis().await;
+    let stream = unique("cdc");
+    create_stream(&k, &stream, 2).await;
+    // Four files, so the aggregate updates its rows (-U/+U) as each one's rows arrive.
+    let dir = tempdir();
+    let path = dir.path().join("events");
+    std::fs::create_dir_all(&path).unwrap();
+    let data = events(n);
+    let lines: Vec<String> = data.iter().map(json).collect();
+    for (i, part) in lines.chunks(n.div_ceil(4)).enumerate() {
+        write_lines(&path.join(format!("part-{i}.json")), part);
+    }
+    let aws = aws_options("WEIR_TEST_KINESIS");
+    let engine = Engine::new();
+    engine
+        .execute(&format!(
+            "CREATE TABLE src ({EVENT_COLUMNS}) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             CREATE TABLE totals (user_id STRING, n BIGINT, total BIGINT) PARTITIONED BY (user_id) \
+             WITH ('connector' = 'kinesis', 'stream' = '{stream}', 'format' = 'debezium-json', {aws});
+             CREATE TABLE back (user_id STRING, n BIGINT, total BIGINT) \
+             WITH ('connector' = 'kinesis', 'stream' = '{stream}', 'format' = 'debezium-json', {aws});",
+            path.display()
+        ))
+        .await
+        .unwrap();
+    let per_user =
+        "SELECT user_id, COUNT(*) AS n, SUM(amount) AS total FROM events GROUP BY user_id";
+    start_job(
+        &engine,
+        &per_user
+            .replace("FROM events", "FROM src")
+            .replace("SELECT", "INSERT INTO totals SELECT"),
+    )
+    .await
+    .wait()
+    .await
+    .unwrap();
+    let want = rows(&batch_answer(&data, per_user).await);
+    assert!(want.len() > 10, "{}", want.len());
+    let mut sub = engine.subscribe("SELECT * FROM back").await.unwrap();
+    let mut got = vec![];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), sub.next()).await {
+            Ok(Some(b)) => got.push(b.unwrap()),
+            _ => panic!("the changelog read back never reached the batch answer"),
+        }
+        if final_rows(&got) == want {
+            break;
+        }
+    }
+    let changes: usize = got.iter().map(|b| b.num_rows()).sum();
+    eprintln!(
+        "kinesis debezium-json: {changes} changes read back for {} users",
+        want.len()
+    );
+    assert!(
+        changes > want.len(),
+        "updates were read back, not only inserts"
+    );
+    if let Some(j) = sub.job() {
+        j.cancel();
+    }
+}
+
 /// `'connector' = 'upsert-kafka'`: a keyed topic of upserts and tombstones, read as a table
 /// (the last value per key, deleted keys gone), and an updating query written as upserts and
 /// read back.

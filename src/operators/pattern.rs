@@ -351,8 +351,14 @@ impl MatchRecognize {
         let wm = self.watermark;
         let fin = wm == Timestamp::MAX;
         let mut matches: Vec<(Vec<u8>, Vec<V>)> = vec![];
-        let waiting: Vec<Vec<u8>> = self.waiting.iter().cloned().collect();
-        for key in waiting {
+        // At the end of the input every partition is searched once more (a search that was
+        // waiting for rows is decided now), not only those that were given rows.
+        let keys: Vec<Vec<u8>> = if fin {
+            self.parts.keys().cloned().collect()
+        } else {
+            self.waiting.iter().cloned().collect()
+        };
+        for key in keys {
             let Some(part) = self.parts.get_mut(&key) else {
                 continue;
             };
@@ -1109,6 +1115,27 @@ mod tests {
             let got = rescaled_run(&spec, &keys, &before, &after, p1, p2);
             assert_eq!(got, straight, "{p1} -> {p2}");
         }
+    }
+
+    /// A search still waiting for rows when the input ends is decided then, also for a
+    /// partition that got no rows since (the bug: only partitions with new rows were).
+    #[tokio::test]
+    async fn the_end_of_input_decides_waiting_searches() {
+        use crate::operators::test_util::{emitted, rows, stage_spec, through};
+        let query = "SELECT * FROM t MATCH_RECOGNIZE (PARTITION BY k ORDER BY ts \
+                     MEASURES COUNT(*) AS n PATTERN (A B+) DEFINE B AS B.v > PREV(B.v))";
+        let (spec, _, source) = stage_spec(query).await;
+        let mut op = spec.instantiate().unwrap();
+        let mut out = Emitter::default();
+        let batch = through(&source, &[(0, 1, 1), (1, 1, 2), (2, 1, 3), (3, 1, 4)]);
+        op.process_batch(0, batch, &mut out).unwrap();
+        // Every row is behind the watermark; the greedy B+ waits for a row that ends it.
+        op.on_watermark(10_000, &mut out).unwrap();
+        op.on_watermark(20_000, &mut out).unwrap();
+        assert!(rows(&emitted(std::mem::take(&mut out))).is_empty());
+        op.on_watermark(i64::MAX, &mut out).unwrap();
+        op.on_end(&mut out).unwrap();
+        assert_eq!(rows(&emitted(out)), vec!["1 | 4".to_string()]);
     }
 
     #[test]

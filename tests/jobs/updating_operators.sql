@@ -13,3 +13,9 @@ INSERT INTO spread
 SELECT k, MIN(n), MAX(n), COUNT(DISTINCT n)
 FROM (SELECT auction % 10 AS k, auction, COUNT(*) AS n FROM bid GROUP BY auction)
 GROUP BY k;
+
+-- A changelog source (debezium-json): its change events through an updating aggregate.
+CREATE TABLE products (id INT, name STRING, weight DOUBLE)
+WITH ('connector' = 'filesystem', 'path' = '$DATA/products_cdc.json', 'format' = 'debezium-json');
+CREATE TABLE product_weights (name STRING, n BIGINT, heaviest DOUBLE) WITH ('connector' = 'blackhole');
+INSERT INTO product_weights SELECT name, COUNT(*), MAX(weight) FROM products GROUP BY name;
