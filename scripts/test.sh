@@ -36,5 +36,5 @@ if [[ "${WEIR_SKIP_CONNECTOR_TESTS:-}" == "1" ]]; then
 fi
 # The same features as above, so nothing is compiled again.
 stage "connector tests" env WEIR_CARGO_FLAGS="--features failpoints ${WEIR_CARGO_FLAGS:-}" scripts/connector-tests.sh
-stage "crash test, kafka source (short)" scripts/crash-test.sh --kills 3 --rows 100000 --source kafka --bin target/debug/weir
+stage "crash test, kafka source (short)" scripts/crash-test.sh --kills 3 --rows 300000 --source kafka --bin target/debug/weir
 stage "crash test, s3 sink (short)" scripts/crash-test.sh --kills 3 --rows 1000000 --sink s3 --bin target/debug/weir
