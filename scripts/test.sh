@@ -37,4 +37,4 @@ fi
 # The same features as above, so nothing is compiled again.
 stage "connector tests" env WEIR_CARGO_FLAGS="--features failpoints ${WEIR_CARGO_FLAGS:-}" scripts/connector-tests.sh
 stage "crash test, kafka source (short)" scripts/crash-test.sh --kills 3 --rows 300000 --source kafka --bin target/debug/weir
-stage "crash test, s3 sink (short)" scripts/crash-test.sh --kills 3 --rows 1000000 --sink s3 --bin target/debug/weir
+stage "crash test, s3 sink (short)" scripts/crash-test.sh --kills 3 --rows 3000000 --sink s3 --bin target/debug/weir
