@@ -1017,6 +1017,24 @@ async fn kafka_avro_confluent_round_trip() {
     assert_same_rows(&got, &want, "avro-confluent round trip through kafka");
 }
 
+/// Run `INSERT INTO totals` of the per-user aggregate over `src` (an updating query) to its
+/// end; returns the aggregate over `events`, for its batch answer.
+async fn write_per_user_totals(engine: &Engine) -> &'static str {
+    let per_user =
+        "SELECT user_id, COUNT(*) AS n, SUM(amount) AS total FROM events GROUP BY user_id";
+    start_job(
+        engine,
+        &per_user
+            .replace("FROM events", "FROM src")
+            .replace("SELECT", "INSERT INTO totals SELECT"),
+    )
+    .await
+    .wait()
+    .await
+    .unwrap();
+    per_user
+}
+
 /// An updating query written to Kafka as Debezium JSON, read back by a `debezium-json` source
 /// table: the changelog applied is the aggregate's batch answer, and an aggregate over the
 /// read-back changelog equals the batch aggregate over that answer.
@@ -1045,18 +1063,7 @@ async fn kafka_debezium_json_changelog_round_trip() {
         ))
         .await
         .unwrap();
-    let per_user =
-        "SELECT user_id, COUNT(*) AS n, SUM(amount) AS total FROM events GROUP BY user_id";
-    start_job(
-        &engine,
-        &per_user
-            .replace("FROM events", "FROM src")
-            .replace("SELECT", "INSERT INTO totals SELECT"),
-    )
-    .await
-    .wait()
-    .await
-    .unwrap();
+    let per_user = write_per_user_totals(&engine).await;
     let read_back = |sql: &'static str| {
         let engine = engine.clone();
         async move {
@@ -1125,18 +1132,7 @@ async fn kinesis_debezium_json_changelog_round_trip() {
         ))
         .await
         .unwrap();
-    let per_user =
-        "SELECT user_id, COUNT(*) AS n, SUM(amount) AS total FROM events GROUP BY user_id";
-    start_job(
-        &engine,
-        &per_user
-            .replace("FROM events", "FROM src")
-            .replace("SELECT", "INSERT INTO totals SELECT"),
-    )
-    .await
-    .wait()
-    .await
-    .unwrap();
+    let per_user = write_per_user_totals(&engine).await;
     let want = rows(&batch_answer(&data, per_user).await);
     assert!(want.len() > 10, "{}", want.len());
     let mut sub = engine.subscribe("SELECT * FROM back").await.unwrap();

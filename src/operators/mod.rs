@@ -667,6 +667,22 @@ pub(crate) mod test_util {
         finish(&mut second, out)
     }
 
+    /// [`rescaled_run`] restored at parallelism 1 → 1, 2 → 3 and 3 → 1 gives the rows of an
+    /// uninterrupted run (returned).
+    pub fn assert_rescales_alike(
+        spec: &crate::operators::OpSpec,
+        keys: &[Arc<dyn datafusion::physical_expr::PhysicalExpr>],
+        before: &[(RecordBatch, i64)],
+        after: &[(RecordBatch, i64)],
+    ) -> Vec<String> {
+        let straight = rescaled_run(spec, keys, before, after, 1, 0);
+        for (p1, p2) in [(1, 1), (2, 3), (3, 1)] {
+            let got = rescaled_run(spec, keys, before, after, p1, p2);
+            assert_eq!(got, straight, "{p1} -> {p2}");
+        }
+        straight
+    }
+
     /// `tkv` rows through a source's per-shard operators (computed columns, watermark
     /// generator), as the stage would receive them.
     pub fn through(
