@@ -24,9 +24,11 @@ stage "cargo clippy" cargo clippy --all-targets --features failpoints -- -D warn
 stage "cargo test" cargo test --features failpoints
 # A weir binary with a user-defined function (weir::cli::main_with), run on its job file.
 custom_functions_example() {
+    local out="${CARGO_TARGET_DIR:-target}/custom_functions.out"
+    mkdir -p "$(dirname "$out")"
     cargo run -q --features failpoints --example custom_functions -- \
-        run --quiet examples/custom_functions.sql > target/custom_functions.out
-    grep -q "press-01" target/custom_functions.out
+        run --quiet examples/custom_functions.sql > "$out"
+    grep -q "press-01" "$out"
 }
 stage "custom function example" custom_functions_example
 stage "crash test (short)" scripts/crash-test.sh --kills 4 --rows 1600000 --files 4 --require-progress --bin target/debug/weir
