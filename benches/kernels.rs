@@ -190,6 +190,7 @@ fn kernels(c: &mut Criterion) {
         ttl: None,
         updating: false,
         broadcast: None,
+        null_aware: false,
     };
     g.bench_function("interval_join", |b| {
         b.iter(|| {

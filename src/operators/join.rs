@@ -137,6 +137,11 @@ pub struct JoinSpec {
     /// The side every instance receives whole (a broadcast input), if any: its stored rows
     /// are the same in every instance, so a checkpoint restores them whole to each.
     pub broadcast: Option<usize>,
+    /// `NOT IN (SELECT …)`, a regular anti join on one key with SQL's three-valued logic: once
+    /// the right side holds a NULL key no left row is in the result, and a left row with a
+    /// NULL key is only while the right side is empty. The planner broadcasts the right side,
+    /// so every instance sees all of it.
+    pub null_aware: bool,
 }
 
 impl fmt::Display for JoinSpec {
@@ -152,6 +157,9 @@ impl fmt::Display for JoinSpec {
         )?;
         if let Some(c) = &self.filter {
             write!(f, " if {c}")?;
+        }
+        if self.null_aware {
+            write!(f, " (NOT IN: null-aware)")?;
         }
         for (side, name) in [(0, "left"), (1, "right")] {
             if let Some(e) = self.expire[side] {
@@ -401,6 +409,9 @@ pub struct StreamingJoin {
     sides: [Side; 2],
     watermark: Timestamp,
     last_ttl_check: Instant,
+    /// Null-aware anti join: right rows seen, and those with a NULL key.
+    right_rows: u64,
+    right_nulls: u64,
 }
 
 impl StreamingJoin {
@@ -411,6 +422,8 @@ impl StreamingJoin {
             sides: [Side::default(), Side::default()],
             watermark: Timestamp::MIN,
             last_ttl_check: Instant::now(),
+            right_rows: 0,
+            right_nulls: 0,
         }
     }
 
@@ -700,6 +713,104 @@ impl StreamingJoin {
         self.store(side, batch, hashes, matched)
     }
 
+    /// A batch of a null-aware anti join (`NOT IN`, see [`JoinSpec::null_aware`]): as
+    /// [`Self::process_semi`], and besides, the first right row retracts the left rows with a
+    /// NULL key, and the first NULL on the right retracts every row (the result stays empty).
+    fn process_not_in(
+        &mut self,
+        side: usize,
+        batch: RecordBatch,
+        hashes: Vec<u64>,
+        out: &mut Emitter,
+    ) -> Result<()> {
+        let key = self.key_column(side, &batch)?;
+        if side == 0 {
+            if self.right_nulls > 0 {
+                return Ok(());
+            }
+            let mut matched = vec![0u32; batch.num_rows()];
+            if let Some((_, probe_rows, _)) = self.probe(0, &batch, &hashes)? {
+                for r in probe_rows {
+                    matched[r as usize] += 1;
+                }
+            }
+            if self.right_rows > 0 {
+                for (i, m) in matched.iter_mut().enumerate() {
+                    if key.is_null(i) {
+                        *m = 1;
+                    }
+                }
+            }
+            let rows: Vec<u32> = (0..batch.num_rows() as u32)
+                .filter(|r| matched[*r as usize] == 0)
+                .collect();
+            if !rows.is_empty() {
+                let n = rows.len();
+                let cols = take_rows(&batch, rows)?;
+                out.emit(self.left_rows(cols, n, RowKind::Insert)?);
+            }
+            return self.store(0, batch, hashes, matched);
+        }
+        let nulls = key.null_count() as u64;
+        let first_rows = self.right_rows == 0;
+        if self.right_nulls == 0 && (nulls > 0 || first_rows) {
+            // Retract the left rows in the result: all of them after a NULL, else those with
+            // a NULL key.
+            let mut gone: Vec<(u32, u32)> = vec![];
+            for b in 0..self.sides[0].batches.len() {
+                let Some(stored) = &self.sides[0].batches[b] else {
+                    continue;
+                };
+                let keys = if nulls > 0 {
+                    None
+                } else {
+                    Some(self.key_column(0, &stored.batch)?)
+                };
+                let Some(stored) = self.sides[0].batches[b].as_mut() else {
+                    continue;
+                };
+                for (r, m) in stored.matched.iter_mut().enumerate() {
+                    if *m == 0 && keys.as_ref().is_none_or(|k| k.is_null(r)) {
+                        *m = 1;
+                        gone.push((b as u32, r as u32));
+                    }
+                }
+            }
+            if !gone.is_empty() {
+                let n = gone.len();
+                let cols = self.gather(0, &gone)?;
+                out.emit(self.left_rows(cols, n, RowKind::Delete)?);
+            }
+            if nulls > 0 {
+                // Nothing on the left can be in the result again.
+                self.sides[0] = Side::default();
+            }
+        }
+        self.right_rows += batch.num_rows() as u64;
+        self.right_nulls += nulls;
+        self.process_semi(1, batch, hashes, out)
+    }
+
+    /// The (single) join key of `side`'s rows.
+    fn key_column(&self, side: usize, batch: &RecordBatch) -> Result<ArrayRef> {
+        match self.spec.keys[side].as_slice() {
+            [k] => eval(k, batch),
+            _ => exec_err!("join", "NOT IN needs exactly one key column"),
+        }
+    }
+
+    /// Count the right rows held (and those with a NULL key), after a restore.
+    fn recount_right(&mut self) -> Result<()> {
+        let (mut rows, mut nulls) = (0, 0);
+        for stored in self.sides[1].batches.iter().flatten() {
+            rows += stored.batch.num_rows() as u64;
+            nulls += self.key_column(1, &stored.batch)?.null_count() as u64;
+        }
+        self.right_rows = rows;
+        self.right_nulls = nulls;
+        Ok(())
+    }
+
     fn side_table(&self, side: usize) -> String {
         if self.spec.broadcast == Some(side) {
             format!("{}side{side}", crate::state::BROADCAST_PREFIX)
@@ -741,6 +852,9 @@ impl Operator for StreamingJoin {
         let hashes = self.hashes(side, &batch)?;
         if hashes.len() > SCAN_PROBE_ROWS {
             self.sides[other].index_pending();
+        }
+        if self.spec.null_aware {
+            return self.process_not_in(side, batch, hashes, out);
         }
         if self.semi_or_anti() {
             return self.process_semi(side, batch, hashes, out);
@@ -915,6 +1029,9 @@ impl Operator for StreamingJoin {
                 start = end;
             }
         }
+        if self.spec.null_aware {
+            self.recount_right()?;
+        }
         Ok(())
     }
 
@@ -989,6 +1106,7 @@ mod tests {
             ttl: None,
             updating,
             broadcast: None,
+            null_aware: false,
         }
     }
 
@@ -1164,5 +1282,52 @@ mod tests {
         j.process_batch(1, batch(&r, &[1], &[11]), &mut em)
             .expect("right");
         assert!(all(&mut em).is_empty(), "the left row outlived its TTL");
+    }
+    fn nullable(schema: &SchemaRef, k: &[Option<i64>], t: i64) -> RecordBatch {
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(k.to_vec())),
+                Arc::new(Int64Array::from(vec![t; k.len()])),
+            ],
+        )
+        .expect("batch")
+    }
+
+    /// `NOT IN`: a left NULL is in the result only while the right side is empty, and a
+    /// right NULL empties the result for good.
+    #[test]
+    fn not_in_follows_three_valued_logic() {
+        let mut spec = spec(JoinKind::Anti, [None, None]);
+        spec.null_aware = true;
+        let mut j = StreamingJoin::new(spec);
+        let (l, r) = (side_schema("l"), side_schema("r"));
+        let mut em = Emitter::default();
+        j.process_batch(0, nullable(&l, &[Some(1), None, Some(2)], 1), &mut em)
+            .expect("left");
+        assert_eq!(all(&mut em), vec![" | 1 | 0", "1 | 1 | 0", "2 | 1 | 0"]);
+        // The first right row retracts the NULL key, and its match.
+        j.process_batch(1, nullable(&r, &[Some(2)], 2), &mut em)
+            .expect("right");
+        assert_eq!(all(&mut em), vec![" | 1 | 3", "2 | 1 | 3"]);
+        j.process_batch(0, nullable(&l, &[Some(3), None], 3), &mut em)
+            .expect("left");
+        assert_eq!(all(&mut em), vec!["3 | 3 | 0"]);
+        // A NULL on the right: nothing is in the result, now or later.
+        j.process_batch(1, nullable(&r, &[None], 4), &mut em)
+            .expect("right");
+        assert_eq!(all(&mut em), vec!["1 | 1 | 3", "3 | 3 | 3"]);
+        j.process_batch(0, nullable(&l, &[Some(5)], 5), &mut em)
+            .expect("left");
+        assert!(all(&mut em).is_empty());
+        // Restored, the join still knows the right side holds a NULL.
+        let snap = j.snapshot(128).expect("snapshot").expect("state");
+        let mut spec2 = j.spec().clone();
+        spec2.null_aware = true;
+        let mut k = StreamingJoin::new(spec2);
+        k.restore(snap).expect("restore");
+        k.process_batch(0, nullable(&l, &[Some(6)], 6), &mut em)
+            .expect("left");
+        assert!(all(&mut em).is_empty());
     }
 }

@@ -21,6 +21,7 @@ pub mod pattern;
 mod project;
 mod session;
 mod session_assign;
+mod set_all;
 mod temporal;
 mod topn;
 mod unnest;
@@ -41,6 +42,7 @@ pub use over_updating::{UpdatingOver, UpdatingOverSpec, output_schema as over_up
 pub use project::ProjectSpec;
 pub use session::SessionAggregate;
 pub use session_assign::{SessionAssign, SessionAssignSpec};
+pub use set_all::{SetAllKind, SetAllSpec};
 pub use temporal::{TemporalJoin, TemporalJoinSpec};
 pub use topn::{TopN, TopNSpec};
 pub use unnest::UnnestSpec;

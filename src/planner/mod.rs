@@ -703,6 +703,11 @@ impl<'a> Planner<'a> {
                 s.push(OpSpec::new(FilterSpec { predicate }));
                 Ok(s)
             }
+            LogicalPlan::SubqueryAlias(a)
+                if a.alias.table().starts_with(rewrite::SET_ALL_PREFIX) =>
+            {
+                self.set_all(a)
+            }
             LogicalPlan::SubqueryAlias(a) => self.build(&a.input),
             LogicalPlan::Aggregate(agg) => self.window_aggregate(agg),
             LogicalPlan::Limit(l) => {

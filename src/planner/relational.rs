@@ -213,6 +213,40 @@ impl Planner<'_> {
         })
     }
 
+    /// `INTERSECT ALL` / `EXCEPT ALL`: the rewriter's tagged union of both branches (see
+    /// `rewrite::rewrite_set_all`), hash-partitioned by the whole row into a
+    /// [`crate::operators::SetAllSpec`]. Rows leave when their count changes, at any event
+    /// time: the result has no time attributes.
+    pub(super) fn set_all(&self, a: &datafusion::logical_expr::SubqueryAlias) -> Result<Stream> {
+        use crate::operators::{SetAllKind, SetAllSpec};
+        let kind = match a.alias.table().strip_prefix(super::rewrite::SET_ALL_PREFIX) {
+            Some("intersect_all") => SetAllKind::Intersect,
+            Some("except_all") => SetAllKind::Except,
+            _ => return plan_err!("unexpected set operation {}", a.alias),
+        };
+        let schema = Arc::new(a.input.schema().as_arrow().clone());
+        let tagged = schema.fields().last().is_some_and(|f| {
+            f.name() == super::rewrite::SET_SIDE_COLUMN
+                && f.data_type() == &datafusion::arrow::datatypes::DataType::Int64
+        });
+        if !tagged {
+            return plan_err!("{}: the union's last column is not its side tag", a.alias);
+        }
+        let mut s = self.build(&a.input)?;
+        let spec = SetAllSpec {
+            kind,
+            schema,
+            updating_input: s.updating,
+            updating: s.updating || kind == SetAllKind::Except,
+        };
+        s.updating = spec.updating;
+        s.time_attrs = vec![];
+        s.window = None;
+        let keys = spec.row_keys();
+        s.stage(OpSpec::new(spec), keys);
+        Ok(s)
+    }
+
     /// `GROUPING SETS`, `ROLLUP` and `CUBE`: one aggregate per grouping set, each padded with
     /// NULL for the columns it does not group by and tagged with its grouping id (what
     /// `GROUPING()` reads), then a UNION ALL of them. Each set is planned as any GROUP BY:

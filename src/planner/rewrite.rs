@@ -1048,9 +1048,19 @@ struct ExprNames {
     error: Option<Error>,
 }
 
+/// The column that tags each row of an `INTERSECT ALL` / `EXCEPT ALL`'s union with its side.
+pub(crate) const SET_SIDE_COLUMN: &str = "__weir_side";
+/// The alias under which the planner finds the union of an `INTERSECT ALL` (`…_except_all`:
+/// an `EXCEPT ALL`).
+pub(crate) const SET_ALL_PREFIX: &str = "__weir_set_";
+
 /// `INTERSECT ALL` / `EXCEPT ALL` keep duplicates by count, which DataFusion's plan (a semi or
-/// anti join) does not: refused rather than answered differently.
-fn set_all_error(body: &SetExpr) -> Option<Error> {
+/// anti join) does not. Each becomes a `UNION ALL` of its branches, tagged with their side
+/// and aliased so that the planner puts a [`crate::operators::SetAllSpec`] over it:
+/// `SELECT * EXCLUDE (__weir_side) FROM (SELECT *, 0 AS __weir_side FROM (a) UNION ALL
+/// SELECT *, 1 FROM (b)) AS __weir_set_intersect_all`. Nested ones are rewritten when the
+/// visitor reaches their (now derived-table) queries.
+fn rewrite_set_all(body: &mut SetExpr) -> Result<()> {
     use sqlparser::ast::{SetOperator, SetQuantifier};
     let SetExpr::SetOperation {
         op,
@@ -1059,23 +1069,45 @@ fn set_all_error(body: &SetExpr) -> Option<Error> {
         right,
     } = body
     else {
-        return None;
+        return Ok(());
     };
-    if matches!(op, SetOperator::Intersect | SetOperator::Except)
-        && matches!(set_quantifier, SetQuantifier::All)
+    if !(matches!(op, SetOperator::Intersect | SetOperator::Except)
+        && matches!(set_quantifier, SetQuantifier::All))
     {
-        return Some(Error::NotSupported(format!(
-            "{op} ALL (INTERSECT and EXCEPT without ALL are supported)"
-        )));
+        rewrite_set_all(left)?;
+        return rewrite_set_all(right);
     }
-    set_all_error(left).or_else(|| set_all_error(right))
+    let name = if matches!(op, SetOperator::Intersect) {
+        "intersect_all"
+    } else {
+        "except_all"
+    };
+    let text = format!(
+        "SELECT * FROM (SELECT *, 0 AS {SET_SIDE_COLUMN} FROM ({left}) AS __weir_l \
+         UNION ALL SELECT *, 1 AS {SET_SIDE_COLUMN} FROM ({right}) AS __weir_r) \
+         AS {SET_ALL_PREFIX}{name}"
+    );
+    let dialect = crate::sql::dialect::WeirDialect;
+    let mut query = sqlparser::parser::Parser::new(&dialect)
+        .try_with_sql(&text)
+        .and_then(|mut p| p.parse_query())
+        .map_err(|e| Error::Plan(format!("{op} ALL: {e}")))?;
+    if let SetExpr::Select(select) = query.body.as_mut()
+        && let Some(sqlparser::ast::SelectItem::Wildcard(opts)) = select.projection.first_mut()
+    {
+        opts.opt_exclude = Some(sqlparser::ast::ExcludeSelectItem::Single(
+            sqlparser::ast::ObjectName::from(vec![Ident::new(SET_SIDE_COLUMN)]),
+        ));
+    }
+    *body = SetExpr::Query(query);
+    Ok(())
 }
 
 impl VisitorMut for ExprNames {
     type Break = ();
 
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
-        if let Some(e) = set_all_error(query.body.as_ref()) {
+        if let Err(e) = rewrite_set_all(query.body.as_mut()) {
             self.error = Some(e);
             return ControlFlow::Break(());
         }

@@ -57,7 +57,11 @@ impl Planner<'_> {
         let temporal = op
             .downcast_ref::<crate::operators::TemporalJoinSpec>()
             .is_some();
+        let null_aware = op.downcast_ref::<JoinSpec>().is_some_and(|s| s.null_aware);
         let (lx, rx) = match kind {
+            // NOT IN: every instance must see every right row (a NULL among them, or none at
+            // all, decides for every left row).
+            _ if null_aware => (Exchange::Forward, Exchange::Broadcast),
             // A temporal join's versions of one key must meet in one instance: never broadcast
             // its left side.
             _ if temporal && (!single(&right) || single(&left)) => (Exchange::Hash, Exchange::Hash),
@@ -149,9 +153,10 @@ impl Planner<'_> {
             JoinType::Right => JoinKind::Right,
             JoinType::Full => JoinKind::Full,
             JoinType::LeftSemi => JoinKind::Semi,
-            JoinType::LeftAnti if j.null_aware => {
+            JoinType::LeftAnti if j.null_aware && (j.on.len() != 1 || j.filter.is_some()) => {
                 return not_supported!(
-                    "NOT IN (SELECT ...) (a NULL in the subquery empties the result): write NOT EXISTS"
+                    "NOT IN (SELECT ...) over several columns or with a correlated condition \
+                     (a NULL in the subquery empties the result): write NOT EXISTS"
                 );
             }
             JoinType::LeftAnti => JoinKind::Anti,
@@ -230,6 +235,12 @@ impl Planner<'_> {
         } else {
             (JoinMode::Regular, [None, None], self.state_ttl()?)
         };
+        if j.null_aware && mode != JoinMode::Regular {
+            return not_supported!(
+                "NOT IN (SELECT ...) in a {mode} (a NULL in the subquery empties the result): \
+                 write NOT EXISTS"
+            );
+        }
         let updating =
             !matches!(kind, JoinKind::Inner | JoinKind::Semi) && expire.iter().any(Option::is_none);
         let joined_schema = Arc::new(j.left.schema().join(j.right.schema())?.as_arrow().clone());
@@ -253,6 +264,7 @@ impl Planner<'_> {
             ttl,
             updating,
             broadcast: None,
+            null_aware: j.null_aware,
         };
         let time_attrs = if mode == JoinMode::Regular {
             vec![]
@@ -428,6 +440,7 @@ impl Planner<'_> {
             ttl: None,
             updating: false,
             broadcast: None,
+            null_aware: false,
         };
         s.push(OpSpec::new(crate::operators::LookupSpec {
             join,

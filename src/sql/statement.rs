@@ -505,14 +505,27 @@ fn parse_set(p: &mut Parser) -> Result<Statement, ParserError> {
 fn parse_create_view(p: &mut Parser) -> Result<ViewDef, ParserError> {
     let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
     let name = object_name(p)?;
-    if p.peek_token().token == Token::LParen {
-        return Err(err_at(
-            "not supported yet: a column list on CREATE VIEW (alias the columns in the query)",
-            p.peek_token().span.start,
-        ));
-    }
+    let columns = if p.consume_token(&Token::LParen) {
+        let cols = p.parse_comma_separated(|p| p.parse_identifier())?;
+        p.expect_token(&Token::RParen)?;
+        cols
+    } else {
+        vec![]
+    };
     p.expect_keyword(Keyword::AS)?;
-    let query = p.parse_query()?;
+    let mut query = p.parse_query()?;
+    if !columns.is_empty() {
+        // `CREATE VIEW v (a, b) AS q` names q's columns by position: `SELECT * FROM (q) AS
+        // v (a, b)`.
+        let cols: Vec<String> = columns.iter().map(ToString::to_string).collect();
+        let text = format!(
+            "SELECT * FROM ({query}) AS __weir_view ({})",
+            cols.join(", ")
+        );
+        query = Parser::new(&WeirDialect)
+            .try_with_sql(&text)?
+            .parse_query()?;
+    }
     Ok(ViewDef {
         name,
         query,

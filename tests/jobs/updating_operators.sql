@@ -19,3 +19,16 @@ CREATE TABLE products (id INT, name STRING, weight DOUBLE)
 WITH ('connector' = 'filesystem', 'path' = '$DATA/products_cdc.json', 'format' = 'debezium-json');
 CREATE TABLE product_weights (name STRING, n BIGINT, heaviest DOUBLE) WITH ('connector' = 'blackhole');
 INSERT INTO product_weights SELECT name, COUNT(*), MAX(weight) FROM products GROUP BY name;
+
+-- EXCEPT ALL: copies per row by count, retracted as the right side catches up.
+CREATE TABLE leftover (k BIGINT) WITH ('connector' = 'blackhole');
+INSERT INTO leftover
+SELECT auction % 50 FROM bid WHERE price % 100 = 0
+EXCEPT ALL SELECT bidder % 50 FROM bid WHERE price % 100 = 1;
+
+-- NOT IN (a broadcast subquery): left rows retracted when their value arrives on the right.
+CREATE TABLE outsiders (auction BIGINT, price BIGINT) WITH ('connector' = 'blackhole');
+INSERT INTO outsiders
+SELECT auction, price FROM bid
+WHERE price % 1000 = 7
+  AND auction % 20 NOT IN (SELECT bidder % 20 FROM bid WHERE price % 1000 = 3 AND bidder % 20 < 15);

@@ -3,9 +3,8 @@ CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, date_time TIMESTA
   WATERMARK FOR date_time AS date_time - INTERVAL '2' SECOND)
 WITH ('connector' = 'filesystem', 'path' = '$DATA/bids_ooo.json', 'format' = 'json');
 
-SELECT auction FROM bid INTERSECT ALL SELECT auction FROM bid WHERE price > 100;
-
-SELECT auction FROM bid WHERE auction NOT IN (SELECT auction FROM bid WHERE price > 150);
+SELECT auction FROM bid b1 WHERE auction NOT IN
+  (SELECT auction FROM bid b2 WHERE b2.price > b1.price);
 
 SELECT auction, (SELECT MAX(price) FROM bid) AS top FROM bid;
 
