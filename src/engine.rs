@@ -881,7 +881,7 @@ impl Engine {
             // positions were taken with; the stages after it take the new parallelism.
             let prefix = match table.connector() {
                 "nexmark" if table.option("nexmark.shards").is_none() => Some("nexmark:"),
-                "kafka" => Some("kafka topic "),
+                "kafka" | "upsert-kafka" => Some("kafka topic "),
                 "filesystem"
                     if table
                         .option("path")

@@ -1160,53 +1160,177 @@ async fn kinesis_debezium_json_changelog_round_trip() {
     }
 }
 
+/// `n` upserts of keys 0..300 (the value `i` for the i-th change, `None`: a tombstone).
+fn upsert_changes(n: i64) -> Vec<(i64, Option<i64>)> {
+    let mut seed = 11u64;
+    (0..n)
+        .map(|i| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let key = ((seed >> 33) % 300) as i64;
+            (key, (!(seed >> 20).is_multiple_of(5)).then_some(i))
+        })
+        .collect()
+}
+
+/// The table `changes` leave: key → value.
+fn upsert_table(changes: &[(i64, Option<i64>)]) -> std::collections::BTreeMap<i64, i64> {
+    let mut table = std::collections::BTreeMap::new();
+    for (k, v) in changes {
+        match v {
+            Some(v) => table.insert(*k, *v),
+            None => table.remove(k),
+        };
+    }
+    table
+}
+
+/// Write `changes` to `topic`, keyed by the key's text, values as JSON `{id, v, tag}`.
+async fn produce_upserts(topic: &str, changes: &[(i64, Option<i64>)]) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let p: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", env("WEIR_TEST_KAFKA"))
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    let mut pending = vec![];
+    for (key, v) in changes {
+        let key_text = key.to_string();
+        let value = v.map(|i| format!(r#"{{"id": {key}, "v": {i}, "tag": "t{}"}}"#, i % 7));
+        let mut record = FutureRecord::to(topic).key(&key_text);
+        if let Some(value) = &value {
+            record = record.payload(value);
+        }
+        pending.push(p.send_result(record).map_err(|(e, _)| e).unwrap());
+    }
+    for d in pending {
+        d.await.unwrap().map_err(|(e, _)| e).unwrap();
+    }
+}
+
+/// Per tag of `table`'s values: `tag | count | largest value`, sorted.
+fn per_tag_answer(table: &std::collections::BTreeMap<i64, i64>) -> Vec<String> {
+    let mut per_tag = std::collections::BTreeMap::<String, (i64, i64)>::new();
+    for v in table.values() {
+        let e = per_tag.entry(format!("t{}", v % 7)).or_default();
+        e.0 += 1;
+        e.1 = e.1.max(*v);
+    }
+    per_tag
+        .iter()
+        .map(|(t, (n, top))| format!("{t} | {n} | {top}"))
+        .collect()
+}
+
+/// The `CREATE TABLE` of an upsert-kafka table (bounded at the latest offsets when read).
+fn upsert_ddl(name: &str, topic: &str, columns: &str, key: &str, bounded: bool) -> String {
+    let kafka = env("WEIR_TEST_KAFKA");
+    let bound = if bounded {
+        ", 'scan.bounded.mode' = 'latest-offset'"
+    } else {
+        ""
+    };
+    format!(
+        "CREATE TABLE {name} ({columns}, PRIMARY KEY ({key}) NOT ENFORCED) WITH ('connector' = 'upsert-kafka', \
+         'topic' = '{topic}', 'properties.bootstrap.servers' = '{kafka}', 'key.format' = 'raw', \
+         'value.format' = 'json'{bound});"
+    )
+}
+
+/// An upsert-kafka source's normalised table (ChangelogNormalize) crosses a restart: a job
+/// counting per tag, stopped with a final checkpoint after the first half of the upserts and
+/// restarted at another parallelism by a new engine for the second half, writes the counts of
+/// the final table. Without the restored table, an update after the restart would count a
+/// key twice (an insert instead of -U/+U).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the servers scripts/connector-tests.sh starts"]
+async fn upsert_kafka_normalized_table_survives_a_restart() {
+    let n = records(4_000) as i64;
+    let (topic, out_topic) = (unique("upsert-resume"), unique("upsert-resume-out"));
+    create_topic(&topic, 3).await;
+    create_topic(&out_topic, 2).await;
+    let changes = upsert_changes(n);
+    let half = (n / 2) as usize;
+    produce_upserts(&topic, &changes[..half]).await;
+    let dir = tempdir();
+    let script = |p: usize| {
+        format!(
+            "SET 'parallelism' = '{p}';
+             SET 'state.checkpoints.dir' = '{}';
+             SET 'execution.checkpointing.interval' = '1 h';
+             {}
+             {}
+             INSERT INTO per_tag SELECT tag, COUNT(*) AS n, MAX(v) AS top FROM kv GROUP BY tag;",
+            dir.path().display(),
+            upsert_ddl("kv", &topic, "id BIGINT, v BIGINT, tag STRING", "id", false),
+            upsert_ddl(
+                "per_tag",
+                &out_topic,
+                "tag STRING, n BIGINT, top BIGINT",
+                "tag",
+                false
+            ),
+        )
+    };
+    let jobs = start_jobs(&script(2)).await;
+    wait_read(&jobs, half as u64).await;
+    for j in &jobs {
+        j.checkpoint().await.unwrap();
+    }
+    for j in jobs {
+        j.stop();
+        j.wait().await.unwrap();
+    }
+    produce_upserts(&topic, &changes[half..]).await;
+    let jobs = start_jobs(&script(3)).await;
+    wait_read(&jobs, (changes.len() - half) as u64).await;
+    for j in jobs {
+        j.drain();
+        let s = j.wait().await.unwrap();
+        assert_eq!(
+            s.events_in,
+            (changes.len() - half) as u64,
+            "the restart read only what was new"
+        );
+    }
+    let engine = Engine::new();
+    engine
+        .execute(&upsert_ddl(
+            "per_tag",
+            &out_topic,
+            "tag STRING, n BIGINT, top BIGINT",
+            "tag",
+            true,
+        ))
+        .await
+        .unwrap();
+    let mut sub = engine.subscribe("SELECT * FROM per_tag").await.unwrap();
+    let mut got = vec![];
+    while let Some(b) = sub.next().await {
+        got.push(b.unwrap());
+    }
+    assert_eq!(
+        final_rows(&got),
+        per_tag_answer(&upsert_table(&changes)),
+        "counts per tag of the final table"
+    );
+}
+
 /// `'connector' = 'upsert-kafka'`: a keyed topic of upserts and tombstones, read as a table
 /// (the last value per key, deleted keys gone), and an updating query written as upserts and
 /// read back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the servers scripts/connector-tests.sh starts"]
 async fn upsert_kafka_reads_and_writes_a_keyed_table() {
-    use rdkafka::producer::{FutureProducer, FutureRecord};
     let n = records(5_000) as i64;
     let topic = unique("upsert");
     create_topic(&topic, 3).await;
-    let p: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", env("WEIR_TEST_KAFKA"))
-        .set("linger.ms", "5")
-        .create()
-        .unwrap();
-    // Keys 0..300 get values, some are deleted (a tombstone) and some set again.
-    let mut table = std::collections::BTreeMap::<i64, i64>::new();
-    let mut pending = vec![];
-    let mut seed = 11u64;
-    for i in 0..n {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let key = ((seed >> 33) % 300) as i64;
-        let key_text = key.to_string();
-        let record = FutureRecord::to(&topic).key(&key_text);
-        let value;
-        let record = if (seed >> 20).is_multiple_of(5) {
-            table.remove(&key);
-            record
-        } else {
-            table.insert(key, i);
-            value = format!(r#"{{"id": {key}, "v": {i}, "tag": "t{}"}}"#, i % 7);
-            record.payload(&value)
-        };
-        pending.push(p.send_result(record).map_err(|(e, _)| e).unwrap());
-    }
-    for d in pending {
-        d.await.unwrap().map_err(|(e, _)| e).unwrap();
-    }
-    let kafka = env("WEIR_TEST_KAFKA");
+    let changes = upsert_changes(n);
+    produce_upserts(&topic, &changes).await;
+    let table = upsert_table(&changes);
     let upsert = |name: &str, topic: &str, columns: &str, key: &str| {
-        format!(
-            "CREATE TABLE {name} ({columns}, PRIMARY KEY ({key}) NOT ENFORCED) WITH ('connector' = 'upsert-kafka', \
-             'topic' = '{topic}', 'properties.bootstrap.servers' = '{kafka}', 'key.format' = 'raw', \
-             'value.format' = 'json', 'scan.bounded.mode' = 'latest-offset');"
-        )
+        upsert_ddl(name, topic, columns, key, true)
     };
     let out_topic = unique("upsert-out");
     create_topic(&out_topic, 2).await;
@@ -1246,17 +1370,7 @@ async fn upsert_kafka_reads_and_writes_a_keyed_table() {
         "the table the topic holds"
     );
     // An updating aggregate over it, written as upserts and read back.
-    let mut per_tag = std::collections::BTreeMap::<String, (i64, i64)>::new();
-    for v in table.values() {
-        let e = per_tag.entry(format!("t{}", v % 7)).or_default();
-        e.0 += 1;
-        e.1 = e.1.max(*v);
-    }
-    let mut want: Vec<String> = per_tag
-        .iter()
-        .map(|(t, (n, top))| format!("{t} | {n} | {top}"))
-        .collect();
-    want.sort();
+    let want = per_tag_answer(&table);
     start_job(
         &engine,
         "INSERT INTO per_tag SELECT tag, COUNT(*) AS n, MAX(v) AS top FROM kv GROUP BY tag",
