@@ -240,6 +240,39 @@ fn kernels(c: &mut Criterion) {
             assert_eq!(n, rows);
         })
     });
+    // The same file with every tenth record cut short (malformed): the bad records are
+    // isolated without decoding each line on its own (issue: no cliff for bad records).
+    let broken = dir.path().join("bids_10pct_malformed.json");
+    {
+        let text = std::fs::read_to_string(&json).expect("read");
+        let mut out = String::with_capacity(text.len());
+        for (i, line) in text.lines().enumerate() {
+            out.push_str(if i % 10 == 3 {
+                &line[..line.len() / 2]
+            } else {
+                line
+            });
+            out.push('\n');
+        }
+        std::fs::write(&broken, out).expect("write");
+    }
+    g.bench_function("json_decode_10pct_malformed", |b| {
+        b.iter(|| {
+            let policy = weir::format::ErrorPolicy::lenient(metrics.clone());
+            let mut r = weir::format::json::JsonLinesReader::new(
+                broken.clone(),
+                schema.clone(),
+                schema.clone(),
+                policy,
+            )
+            .expect("reader");
+            let mut n = 0;
+            while let Some(batch) = r.next_batch().expect("decodes") {
+                n += batch.num_rows();
+            }
+            assert_eq!(n, rows - (rows / 10 + usize::from(rows % 10 > 3)));
+        })
+    });
     // Messages (Kafka values, Kinesis records): one record each, decoded a poll at a time.
     for format in ["json", "avro"] {
         let ddl = format!(

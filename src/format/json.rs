@@ -119,6 +119,18 @@ impl BlockDecoder for JsonDecoder {
         self.debezium.is_none() && batch.columns().iter().any(|c| c.null_count() > 0)
     }
 
+    fn screen(&self, line: &[u8]) -> Option<String> {
+        if self.debezium.is_some() {
+            return None;
+        }
+        if line.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Some("not a JSON object".into());
+        }
+        serde_json::from_slice::<serde::de::IgnoredAny>(line)
+            .err()
+            .map(|e| format!("invalid JSON: {e}"))
+    }
+
     fn check(&self, batch: &RecordBatch, lines: &[&[u8]]) -> Vec<(usize, String)> {
         let mut bad = Vec::new();
         for (row, line) in lines.iter().enumerate().take(batch.num_rows()) {
@@ -214,5 +226,60 @@ impl JsonLinesReader {
             )?)),
             None => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+
+    use super::*;
+    use crate::runtime::JobMetrics;
+
+    /// Bad lines of every kind (broken syntax, not an object, a wrong type, a missing field)
+    /// among good ones: exactly the bad ones are counted, and the good rows come out in order.
+    #[test]
+    fn bad_lines_are_isolated_and_the_rest_kept_in_order() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("b", DataType::Utf8, true),
+        ]));
+        let mut text = String::new();
+        let mut want = vec![];
+        let mut bad = 0;
+        for i in 0..20_000i64 {
+            match i % 97 {
+                5 => text.push_str(&format!("{{\"a\": {i}, \"b\": \n")),
+                17 => text.push_str("[1, 2]\n"),
+                29 => text.push_str(&format!("{{\"a\": \"x{i}\", \"b\": \"s\"}}\n")),
+                41 => text.push_str(&format!("{{\"b\": \"only b {i}\"}}\n")),
+                _ => {
+                    text.push_str(&format!("{{\"a\": {i}, \"b\": \"v{i}\"}}\n"));
+                    want.push(i);
+                    continue;
+                }
+            }
+            bad += 1;
+        }
+        let metrics = Arc::new(JobMetrics::default());
+        let policy = crate::format::ErrorPolicy::lenient(metrics.clone());
+        let mut r = JsonLinesReader::new("mem.json".into(), schema.clone(), schema, policy)
+            .expect("reader")
+            .over_bytes(bytes::Bytes::from(text));
+        let mut got = vec![];
+        while let Some(b) = r.next_batch().expect("decodes") {
+            got.extend(
+                b.column(0)
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .iter()
+                    .copied(),
+            );
+        }
+        assert_eq!(got, want);
+        assert_eq!(JobMetrics::get(&metrics.malformed), bad);
     }
 }

@@ -1,6 +1,9 @@
 //! Line-oriented reading shared by JSON lines and CSV: read a file in large blocks of whole
-//! lines, decode each block in one go, and only when a block fails, decode it line by line to
-//! isolate and skip the bad records.
+//! lines and decode each block in one go. When a block fails, its bad records are isolated
+//! without decoding every line on its own: lines the decoder's syntax screen rejects are
+//! dropped, the rest decoded together, and a part that still fails is halved until each bad
+//! line is alone. A file with many bad records thus costs a screen and a few decodes per
+//! block, not one decode (and one batch) per line.
 
 use std::fs::File;
 use std::io::Read;
@@ -28,6 +31,11 @@ pub(crate) trait BlockDecoder: Send {
     /// Whether `check` has anything to look at in this batch (cheap).
     fn needs_check(&self, _batch: &RecordBatch) -> bool {
         false
+    }
+    /// Why `line` cannot be a record, found without decoding it (a syntax check); None when
+    /// it may be one. Run only on the lines of a block that failed.
+    fn screen(&self, _line: &[u8]) -> Option<String> {
+        None
     }
 }
 
@@ -324,7 +332,7 @@ impl<D: BlockDecoder> LineReader<D> {
             }
             Err(_) => {
                 self.decoder.reset()?;
-                self.decode_line_by_line(block, first_line)
+                self.decode_isolating(block, first_line)
             }
         }
     }
@@ -351,38 +359,73 @@ impl<D: BlockDecoder> LineReader<D> {
         )?)
     }
 
-    fn decode_line_by_line(&mut self, block: &[u8], first_line: u64) -> Result<()> {
-        let mut good: Vec<RecordBatch> = Vec::new();
+    /// A block that failed as a whole (see the module doc): screened, then decoded in parts.
+    fn decode_isolating(&mut self, block: &[u8], first_line: u64) -> Result<()> {
+        let mut candidates = Vec::new();
         for (line_no, line) in non_blank_lines(block, first_line) {
-            let mut bytes = line.to_vec();
-            bytes.push(b'\n');
-            match self.decoder.decode_block(&bytes) {
-                Ok(batches) => {
-                    for b in batches {
-                        let bad = if self.decoder.needs_check(&b) {
-                            self.decoder.check(&b, &[line])
-                        } else {
-                            vec![]
-                        };
-                        let b = self.drop_rows(b, &bad, &[(line_no, line)])?;
-                        if b.num_rows() > 0 {
-                            good.push(b);
-                        }
-                    }
-                }
-                Err(e) => {
-                    self.decoder.reset()?;
-                    self.policy
-                        .malformed(&self.location(line_no), &e.to_string(), line, false)?;
-                }
+            match self.decoder.screen(line) {
+                Some(msg) => self
+                    .policy
+                    .malformed(&self.location(line_no), &msg, line, false)?,
+                None => candidates.push((line_no, line)),
             }
         }
+        let mut good: Vec<RecordBatch> = Vec::new();
+        self.decode_part(&candidates, &mut good)?;
         if let Some(first) = good.first() {
             let schema = first.schema();
             let merged = datafusion::arrow::compute::concat_batches(&schema, &good)?;
             self.pending.push_back((merged, None));
         }
         Ok(())
+    }
+
+    /// Decode `lines` together into `good`; if that fails, each half on its own, down to
+    /// single lines, which are then malformed.
+    fn decode_part(&mut self, lines: &[(u64, &[u8])], good: &mut Vec<RecordBatch>) -> Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let mut bytes = Vec::with_capacity(lines.iter().map(|(_, l)| l.len() + 1).sum());
+        for (_, l) in lines {
+            bytes.extend_from_slice(l);
+            bytes.push(b'\n');
+        }
+        match self.decoder.decode_block(&bytes) {
+            Ok(batches) => {
+                let mut at = 0;
+                for b in batches {
+                    let n = b.num_rows();
+                    let part = &lines[at.min(lines.len())..(at + n).min(lines.len())];
+                    at += n;
+                    let bad = if self.decoder.needs_check(&b) && part.len() == n {
+                        let raw: Vec<&[u8]> = part.iter().map(|(_, l)| *l).collect();
+                        self.decoder.check(&b, &raw)
+                    } else {
+                        vec![]
+                    };
+                    let b = self.drop_rows(b, &bad, part)?;
+                    if b.num_rows() > 0 {
+                        good.push(b);
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.decoder.reset()?;
+                if let [(line_no, line)] = lines {
+                    return self.policy.malformed(
+                        &self.location(*line_no),
+                        &e.to_string(),
+                        line,
+                        false,
+                    );
+                }
+                let mid = lines.len() / 2;
+                self.decode_part(&lines[..mid], good)?;
+                self.decode_part(&lines[mid..], good)
+            }
+        }
     }
 }
 
