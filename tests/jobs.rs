@@ -408,3 +408,57 @@ async fn a_statement_set_reads_its_source_once() {
     };
     assert_eq!((count("cheap"), count("dear")), (300, 700));
 }
+
+/// `producer | weir run job.sql`: a JSON source on `/dev/stdin` (a pipe) hands rows on while
+/// the producer still writes. Each record is written only after the row before it came out of
+/// the job's print sink, so a source that read to EOF first would never print it (the test
+/// gives up after two minutes rather than hang).
+#[test]
+fn a_pipe_on_stdin_is_read_as_it_arrives() {
+    use std::io::{BufRead, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("pipe.sql");
+    std::fs::write(
+        &job,
+        "CREATE TABLE ev (k BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts)
+           WITH ('connector' = 'filesystem', 'path' = '/dev/stdin', 'format' = 'json');
+         CREATE TABLE out (k BIGINT) WITH ('connector' = 'print');
+         INSERT INTO out SELECT k * 10 FROM ev;",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("run")
+        .arg(&job)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    for k in 1..=5 {
+        writeln!(stdin, r#"{{"k": {k}, "ts": "2026-01-01 00:00:0{k}.000"}}"#).unwrap();
+        stdin.flush().unwrap();
+        // The row must come out while stdin is still open.
+        let want = format!("+I[{}]", k * 10);
+        loop {
+            let line = rx
+                .recv_timeout(std::time::Duration::from_secs(120))
+                .expect("no row while stdin stays open: the pipe is not read as it arrives");
+            if line.contains(&want) {
+                break;
+            }
+        }
+    }
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+}

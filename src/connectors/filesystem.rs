@@ -67,13 +67,64 @@ impl SourceShard for FileShard {
     }
 }
 
+/// Whether `path` is a named pipe or a device (a terminal, `/dev/stdin` on a pipe): read as
+/// one stream until EOF.
+fn is_pipe(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path)
+        .map(|m| m.file_type().is_fifo() || m.file_type().is_char_device())
+        .unwrap_or(false)
+}
+
+/// A named pipe or `/dev/stdin` (`producer | weir run job.sql`): read as one stream until EOF,
+/// each read decoded as soon as it brings complete lines, so rows go on while the producer
+/// still writes. A read blocks until the producer writes, so it runs on tokio's blocking
+/// pool, never on a runtime worker.
+pub struct PipeShard {
+    path: PathBuf,
+    reader: Option<Reader>,
+    /// The read in progress: kept across a dropped `next_batch` future (cancel safety).
+    reading: Option<tokio::task::JoinHandle<(Reader, Result<Option<RecordBatch>>)>>,
+}
+
+impl SourceShard for PipeShard {
+    fn name(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn next_batch(&mut self) -> BoxFuture<'_, Result<Option<RecordBatch>>> {
+        Box::pin(async move {
+            if self.reading.is_none() {
+                let Some(mut reader) = self.reader.take() else {
+                    return Ok(None);
+                };
+                self.reading = Some(tokio::task::spawn_blocking(move || {
+                    let batch = next_of(&mut reader);
+                    (reader, batch)
+                }));
+            }
+            let Some(reading) = self.reading.as_mut() else {
+                return Ok(None);
+            };
+            let joined = reading.await;
+            self.reading = None;
+            let (reader, batch) = joined.map_err(|e| Error::Execution {
+                operator: "source".into(),
+                message: format!("reading {}: {e}", self.path.display()),
+            })?;
+            self.reader = Some(reader);
+            batch
+        })
+    }
+
+    fn check_replayable(&self) -> Result<()> {
+        check_not_pipe(&self.path)
+    }
+}
+
 /// A pipe cannot be read again after a restart, so a job reading it cannot checkpoint.
 fn check_not_pipe(path: &Path) -> Result<()> {
-    use std::os::unix::fs::FileTypeExt;
-    let pipe = std::fs::metadata(path)
-        .map(|m| m.file_type().is_fifo() || m.file_type().is_char_device())
-        .unwrap_or(false);
-    if pipe || path.starts_with("/dev/") || path.starts_with("/proc/") {
+    if is_pipe(path) || path.starts_with("/dev/") || path.starts_with("/proc/") {
         return plan_err!(
             "{} is a pipe: it cannot be read again after a restart, so a job reading it \
              cannot be checkpointed (unset 'state.checkpoints.dir', or read a file)",
@@ -482,6 +533,26 @@ pub fn open(table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceShard>>>
     let files = list_files(Path::new(path))?;
     let mut shards: Vec<Box<dyn SourceShard>> = Vec::with_capacity(files.len());
     for f in files {
+        if is_pipe(&f) {
+            let reader = match make_reader(table, env, &format, &f, false)? {
+                Reader::Json(r) => Reader::Json(r.streaming()),
+                Reader::Csv(r) => Reader::Csv(r.streaming()),
+                Reader::Parquet(_) => {
+                    return plan_err!(
+                        "table {}: {} is a pipe, and Parquet cannot be read from a pipe \
+                         (json and csv can)",
+                        table.def.name,
+                        f.display()
+                    );
+                }
+            };
+            shards.push(Box::new(PipeShard {
+                path: f,
+                reader: Some(reader),
+                reading: None,
+            }));
+            continue;
+        }
         let reader = make_reader(table, env, &format, &f, false)?;
         shards.push(Box::new(FileShard { path: f, reader }));
     }

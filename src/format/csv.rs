@@ -135,6 +135,11 @@ impl CsvReader {
         Self(self.0.following())
     }
 
+    /// Read a pipe: rows go on as each read brings complete lines.
+    pub fn streaming(self) -> Self {
+        Self(self.0.streaming())
+    }
+
     /// The position of the next batch, at a line boundary (see [`super::lines::LinePosition`]).
     pub fn position(&self) -> Option<super::lines::LinePosition> {
         self.0.position()

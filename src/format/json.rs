@@ -192,6 +192,12 @@ impl JsonLinesReader {
         self
     }
 
+    /// Read a pipe: rows go on as each read brings complete lines.
+    pub fn streaming(mut self) -> Self {
+        self.lines = self.lines.streaming();
+        self
+    }
+
     /// The position of the next batch, at a line boundary (see [`super::lines::LinePosition`]).
     pub fn position(&self) -> Option<super::lines::LinePosition> {
         self.lines.position()

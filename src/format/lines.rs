@@ -58,6 +58,8 @@ pub(crate) struct LineReader<D: BlockDecoder> {
     eof: bool,
     skip_first_line: bool,
     follow: bool,
+    /// A pipe: decode what each read brings (its complete lines) instead of filling a block.
+    stream: bool,
     /// Byte offset (in the file) just past the last block decoded: the next complete line.
     offset: u64,
     /// The whole content, when reading an object's bytes rather than a file.
@@ -95,6 +97,7 @@ impl<D: BlockDecoder> LineReader<D> {
             eof: false,
             skip_first_line: false,
             follow: false,
+            stream: false,
             offset: 0,
             bytes: None,
             last: None,
@@ -179,6 +182,13 @@ impl<D: BlockDecoder> LineReader<D> {
         self
     }
 
+    /// Read a pipe: each read's complete lines are decoded at once, so rows go on while the
+    /// producer still writes.
+    pub(crate) fn streaming(mut self) -> Self {
+        self.stream = true;
+        self
+    }
+
     /// Skip the first line if `header(first_line)` says it is a header.
     pub(crate) fn with_header_check(mut self, skip: bool) -> Self {
         self.skip_first_line = skip;
@@ -230,6 +240,9 @@ impl<D: BlockDecoder> LineReader<D> {
                 break;
             }
             filled += n;
+            if self.stream {
+                break;
+            }
         }
         buf.truncate(filled);
         let read_any = filled > start;
