@@ -29,6 +29,7 @@ pub mod options;
 pub mod print;
 pub mod push;
 pub mod values;
+pub mod webhook;
 
 use std::sync::Arc;
 
@@ -440,12 +441,12 @@ pub fn open_source(table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceS
         "nexmark" => nexmark::open(table, env.parallelism),
         "push" => env.push.subscribe(table),
         "values" => values::open(table),
-        other @ ("print" | "blackhole" | "jdbc") => plan_err!(
+        other @ ("print" | "blackhole" | "jdbc" | "webhook") => plan_err!(
             "table {} uses connector '{other}', which can only be written to",
             table.def.name
         ),
         other => plan_err!(
-            "table {}: unknown connector '{other}' (filesystem, kinesis, kafka, upsert-kafka, nexmark, push, print, blackhole, jdbc)",
+            "table {}: unknown connector '{other}' (filesystem, kinesis, kafka, upsert-kafka, nexmark, push, print, blackhole, jdbc, webhook)",
             table.def.name
         ),
     }
@@ -486,6 +487,7 @@ pub fn open_sink(table: &Table, schema: SchemaRef) -> Result<Box<dyn Sink>> {
         "kinesis" => Ok(Box::new(kinesis::KinesisSink::new(table, schema)?)),
         "kafka" | "upsert-kafka" => Ok(Box::new(kafka::KafkaSink::new(table, schema)?)),
         "jdbc" => Ok(Box::new(jdbc::JdbcSink::new(table, schema)?)),
+        "webhook" => Ok(Box::new(webhook::WebhookSink::new(table, schema)?)),
         other @ ("nexmark" | "push") => plan_err!(
             "table {} uses connector '{other}', which can only be read",
             table.def.name
@@ -552,7 +554,8 @@ impl Sink for ProjectingSink {
 /// Whether `table` can take an updating query's output (a changelog).
 pub fn check_accepts_changelog(table: &Table) -> Result<()> {
     match table.connector() {
-        "print" | "blackhole" => Ok(()),
+        // Each row carries its op.
+        "print" | "blackhole" | "webhook" => Ok(()),
         "jdbc" => {
             if table.def.primary_key.is_empty() {
                 plan_err!(

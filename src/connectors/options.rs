@@ -168,6 +168,16 @@ const UPSERT_KAFKA: &[(&str, Kind)] = &[
 
 const PRINT: &[(&str, Kind)] = &[("print-identifier", Text)];
 
+/// `'connector' = 'webhook'` (see `connectors::webhook`).
+const WEBHOOK: &[(&str, Kind)] = &[
+    ("url", Text),
+    ("format", OneOf(&["json"])),
+    ("sink.max-retries", Count),
+    ("webhook.timeout", Duration),
+    ("webhook.secret", Text),
+    ("dead-letter.path", Text),
+];
+
 /// Every connector and the option groups it takes.
 const CONNECTORS: &[(&str, &[Group])] = &[
     ("filesystem", &[SOURCE, FORMAT, AWS, FILESYSTEM]),
@@ -178,6 +188,7 @@ const CONNECTORS: &[(&str, &[Group])] = &[
     ("push", &[SOURCE]),
     ("jdbc", &[JDBC]),
     ("print", &[PRINT]),
+    ("webhook", &[WEBHOOK]),
     ("blackhole", &[]),
 ];
 
