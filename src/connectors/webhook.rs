@@ -167,21 +167,7 @@ impl WebhookSink {
         self.given_up += 1;
         let whereto = match &self.dead_letter {
             Some(path) => {
-                use std::io::Write;
-                let mut f = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .map_err(|source| Error::Io {
-                        context: format!("opening dead-letter file {}", path.display()),
-                        source,
-                    })?;
-                f.write_all(body)
-                    .and_then(|_| f.write_all(b"\n"))
-                    .map_err(|source| Error::Io {
-                        context: format!("writing dead-letter file {}", path.display()),
-                        source,
-                    })?;
+                crate::format::append_dead_letter(path, body)?;
                 format!("written to {}", path.display())
             }
             None => "dropped (set 'dead-letter.path' to keep such rows)".to_string(),

@@ -111,24 +111,31 @@ impl ErrorPolicy {
             eprintln!("weir: skipped malformed record at {location}: {message}");
         }
         if let Some(path) = &self.dead_letter {
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|source| Error::Io {
-                    context: format!("opening dead-letter file {}", path.display()),
-                    source,
-                })?;
             let line = serde_json::json!({
                 "location": location,
                 "error": message,
                 "record": String::from_utf8_lossy(raw),
             });
-            writeln!(f, "{line}").map_err(|source| Error::Io {
-                context: format!("writing {}", path.display()),
-                source,
-            })?;
+            append_dead_letter(path, line.to_string().as_bytes())?;
         }
         Ok(())
     }
+}
+
+/// Append `line` (and a newline) to the dead-letter file at `path`, creating it.
+pub(crate) fn append_dead_letter(path: &std::path::Path, line: &[u8]) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|source| Error::Io {
+            context: format!("opening dead-letter file {}", path.display()),
+            source,
+        })?;
+    f.write_all(line)
+        .and_then(|_| f.write_all(b"\n"))
+        .map_err(|source| Error::Io {
+            context: format!("writing dead-letter file {}", path.display()),
+            source,
+        })
 }
