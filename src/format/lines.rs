@@ -373,18 +373,23 @@ impl<D: BlockDecoder> LineReader<D> {
     }
 
     /// A block that failed as a whole (see the module doc): screened, then decoded in parts.
+    /// Bad records are reported in line order, so a job that fails on the first names it.
     fn decode_isolating(&mut self, block: &[u8], first_line: u64) -> Result<()> {
         let mut candidates = Vec::new();
+        let mut bad: Vec<Bad> = Vec::new();
         for (line_no, line) in non_blank_lines(block, first_line) {
             match self.decoder.screen(line) {
-                Some(msg) => self
-                    .policy
-                    .malformed(&self.location(line_no), &msg, line, false)?,
+                Some(msg) => bad.push((line_no, msg, line, false)),
                 None => candidates.push((line_no, line)),
             }
         }
         let mut good: Vec<RecordBatch> = Vec::new();
-        self.decode_part(&candidates, &mut good)?;
+        self.decode_part(&candidates, &mut good, &mut bad)?;
+        bad.sort_by_key(|b| b.0);
+        for (line_no, msg, raw, missing_field) in bad {
+            self.policy
+                .malformed(&self.location(line_no), &msg, raw, missing_field)?;
+        }
         if let Some(first) = good.first() {
             let schema = first.schema();
             let merged = datafusion::arrow::compute::concat_batches(&schema, &good)?;
@@ -394,8 +399,13 @@ impl<D: BlockDecoder> LineReader<D> {
     }
 
     /// Decode `lines` together into `good`; if that fails, each half on its own, down to
-    /// single lines, which are then malformed.
-    fn decode_part(&mut self, lines: &[(u64, &[u8])], good: &mut Vec<RecordBatch>) -> Result<()> {
+    /// single lines, which are then `bad`.
+    fn decode_part<'a>(
+        &mut self,
+        lines: &[(u64, &'a [u8])],
+        good: &mut Vec<RecordBatch>,
+        bad: &mut Vec<Bad<'a>>,
+    ) -> Result<()> {
         if lines.is_empty() {
             return Ok(());
         }
@@ -411,13 +421,26 @@ impl<D: BlockDecoder> LineReader<D> {
                     let n = b.num_rows();
                     let part = &lines[at.min(lines.len())..(at + n).min(lines.len())];
                     at += n;
-                    let bad = if self.decoder.needs_check(&b) && part.len() == n {
+                    let dropped = if self.decoder.needs_check(&b) && part.len() == n {
                         let raw: Vec<&[u8]> = part.iter().map(|(_, l)| *l).collect();
                         self.decoder.check(&b, &raw)
                     } else {
                         vec![]
                     };
-                    let b = self.drop_rows(b, &bad, part)?;
+                    let mut keep = vec![true; n];
+                    for (row, msg) in dropped {
+                        let (line_no, raw) = part[row];
+                        bad.push((line_no, msg, raw, true));
+                        keep[row] = false;
+                    }
+                    let b = if keep.iter().all(|k| *k) {
+                        b
+                    } else {
+                        datafusion::arrow::compute::filter_record_batch(
+                            &b,
+                            &datafusion::arrow::array::BooleanArray::from(keep),
+                        )?
+                    };
                     if b.num_rows() > 0 {
                         good.push(b);
                     }
@@ -427,20 +450,19 @@ impl<D: BlockDecoder> LineReader<D> {
             Err(e) => {
                 self.decoder.reset()?;
                 if let [(line_no, line)] = lines {
-                    return self.policy.malformed(
-                        &self.location(*line_no),
-                        &e.to_string(),
-                        line,
-                        false,
-                    );
+                    bad.push((*line_no, e.to_string(), line, false));
+                    return Ok(());
                 }
                 let mid = lines.len() / 2;
-                self.decode_part(&lines[..mid], good)?;
-                self.decode_part(&lines[mid..], good)
+                self.decode_part(&lines[..mid], good, bad)?;
+                self.decode_part(&lines[mid..], good, bad)
             }
         }
     }
 }
+
+/// A bad record: its line, why, its bytes, and whether it is only missing a field.
+type Bad<'a> = (u64, String, &'a [u8], bool);
 
 /// For each cumulative count of records (one per non-blank line), the byte offset just past
 /// that record's line and the newlines before that offset; None past the block's records.
