@@ -2,8 +2,10 @@
 //! lines and decode each block in one go. When a block fails, its bad records are isolated
 //! without decoding every line on its own: lines the decoder's syntax screen rejects are
 //! dropped, the rest decoded together, and a part that still fails is halved until each bad
-//! line is alone. A file with many bad records thus costs a screen and a few decodes per
-//! block, not one decode (and one batch) per line.
+//! line is alone; where both halves fail (bad lines are dense), its lines are tried one by one
+//! only to tell them apart, and the good ones decoded together. Broken syntax thus costs a
+//! screen and one decode per block, a few bad values a few decodes, not one decode (and one
+//! batch) per line.
 
 use std::fs::File;
 use std::io::Read;
@@ -384,7 +386,7 @@ impl<D: BlockDecoder> LineReader<D> {
             }
         }
         let mut good: Vec<RecordBatch> = Vec::new();
-        self.decode_part(&candidates, &mut good, &mut bad)?;
+        self.decode_part(&candidates, None, &mut good, &mut bad)?;
         bad.sort_by_key(|b| b.0);
         for (line_no, msg, raw, missing_field) in bad {
             self.policy
@@ -398,66 +400,132 @@ impl<D: BlockDecoder> LineReader<D> {
         Ok(())
     }
 
-    /// Decode `lines` together into `good`; if that fails, each half on its own, down to
-    /// single lines, which are then `bad`.
+    /// Decode `lines` together into `good` (`failed`: that was tried and failed already). A
+    /// part that fails is halved; when both halves fail too, bad lines are dense there and
+    /// halving further would decode the same lines many times, so each line of such a part is
+    /// tried on its own and its good lines are then decoded together.
     fn decode_part<'a>(
         &mut self,
         lines: &[(u64, &'a [u8])],
+        failed: Option<String>,
         good: &mut Vec<RecordBatch>,
         bad: &mut Vec<Bad<'a>>,
     ) -> Result<()> {
         if lines.is_empty() {
             return Ok(());
         }
+        let error = match failed {
+            Some(e) => e,
+            None => match self.try_decode(lines)? {
+                Ok(batches) => return self.keep_decoded(lines, batches, good, bad),
+                Err(e) => e,
+            },
+        };
+        if let [(line_no, line)] = lines {
+            bad.push((*line_no, error, line, false));
+            return Ok(());
+        }
+        let (left, right) = lines.split_at(lines.len() / 2);
+        let l = self.try_decode(left)?;
+        let r = self.try_decode(right)?;
+        if let (Err(_), Err(_)) = (&l, &r) {
+            return self.decode_dense(lines, good, bad);
+        }
+        for (half, result) in [(left, l), (right, r)] {
+            match result {
+                Ok(batches) => self.keep_decoded(half, batches, good, bad)?,
+                Err(e) => self.decode_part(half, Some(e), good, bad)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Each line on its own (only to tell good from bad), then the good ones together.
+    fn decode_dense<'a>(
+        &mut self,
+        lines: &[(u64, &'a [u8])],
+        good: &mut Vec<RecordBatch>,
+        bad: &mut Vec<Bad<'a>>,
+    ) -> Result<()> {
+        let mut ok = Vec::with_capacity(lines.len());
+        for &(line_no, line) in lines {
+            match self.try_decode(&[(line_no, line)])? {
+                Ok(_) => ok.push((line_no, line)),
+                Err(e) => bad.push((line_no, e, line, false)),
+            }
+        }
+        match self.try_decode(&ok)? {
+            Ok(batches) => self.keep_decoded(&ok, batches, good, bad),
+            // Lines that decode alone but not together (a record spread over lines): alone.
+            Err(_) => {
+                for line in &ok {
+                    if let Ok(batches) = self.try_decode(std::slice::from_ref(line))? {
+                        self.keep_decoded(std::slice::from_ref(line), batches, good, bad)?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Decode `lines` together: the batches, or why they failed (the decoder reset).
+    fn try_decode(
+        &mut self,
+        lines: &[(u64, &[u8])],
+    ) -> Result<std::result::Result<Vec<RecordBatch>, String>> {
         let mut bytes = Vec::with_capacity(lines.iter().map(|(_, l)| l.len() + 1).sum());
         for (_, l) in lines {
             bytes.extend_from_slice(l);
             bytes.push(b'\n');
         }
         match self.decoder.decode_block(&bytes) {
-            Ok(batches) => {
-                let mut at = 0;
-                for b in batches {
-                    let n = b.num_rows();
-                    let part = &lines[at.min(lines.len())..(at + n).min(lines.len())];
-                    at += n;
-                    let dropped = if self.decoder.needs_check(&b) && part.len() == n {
-                        let raw: Vec<&[u8]> = part.iter().map(|(_, l)| *l).collect();
-                        self.decoder.check(&b, &raw)
-                    } else {
-                        vec![]
-                    };
-                    let mut keep = vec![true; n];
-                    for (row, msg) in dropped {
-                        let (line_no, raw) = part[row];
-                        bad.push((line_no, msg, raw, true));
-                        keep[row] = false;
-                    }
-                    let b = if keep.iter().all(|k| *k) {
-                        b
-                    } else {
-                        datafusion::arrow::compute::filter_record_batch(
-                            &b,
-                            &datafusion::arrow::array::BooleanArray::from(keep),
-                        )?
-                    };
-                    if b.num_rows() > 0 {
-                        good.push(b);
-                    }
-                }
-                Ok(())
-            }
+            Ok(batches) => Ok(Ok(batches)),
             Err(e) => {
                 self.decoder.reset()?;
-                if let [(line_no, line)] = lines {
-                    bad.push((*line_no, e.to_string(), line, false));
-                    return Ok(());
-                }
-                let mid = lines.len() / 2;
-                self.decode_part(&lines[..mid], good, bad)?;
-                self.decode_part(&lines[mid..], good, bad)
+                Ok(Err(e.to_string()))
             }
         }
+    }
+
+    /// Keep the decoded `batches` of `lines` in `good`, less the rows the decoder's check
+    /// finds malformed (those go to `bad`).
+    fn keep_decoded<'a>(
+        &self,
+        lines: &[(u64, &'a [u8])],
+        batches: Vec<RecordBatch>,
+        good: &mut Vec<RecordBatch>,
+        bad: &mut Vec<Bad<'a>>,
+    ) -> Result<()> {
+        let mut at = 0;
+        for b in batches {
+            let n = b.num_rows();
+            let part = &lines[at.min(lines.len())..(at + n).min(lines.len())];
+            at += n;
+            let dropped = if self.decoder.needs_check(&b) && part.len() == n {
+                let raw: Vec<&[u8]> = part.iter().map(|(_, l)| *l).collect();
+                self.decoder.check(&b, &raw)
+            } else {
+                vec![]
+            };
+            let mut keep = vec![true; n];
+            for (row, msg) in dropped {
+                let (line_no, raw) = part[row];
+                bad.push((line_no, msg, raw, true));
+                keep[row] = false;
+            }
+            let b = if keep.iter().all(|k| *k) {
+                b
+            } else {
+                datafusion::arrow::compute::filter_record_batch(
+                    &b,
+                    &datafusion::arrow::array::BooleanArray::from(keep),
+                )?
+            };
+            if b.num_rows() > 0 {
+                good.push(b);
+            }
+        }
+        Ok(())
     }
 }
 
