@@ -326,12 +326,17 @@ impl<D: BlockDecoder> LineReader<D> {
                     let n = batch.num_rows();
                     let batch = if self.decoder.needs_check(&batch) {
                         let lines = lines.get_or_insert_with(|| non_blank_lines(block, first_line));
-                        let raw: Vec<&[u8]> = lines[row_offset..row_offset + n]
-                            .iter()
-                            .map(|(_, l)| *l)
-                            .collect();
-                        let bad = self.decoder.check(&batch, &raw);
-                        self.drop_rows(batch, &bad, &lines[row_offset..row_offset + n])?
+                        let (batch, bad) =
+                            self.without_checked(batch, &lines[row_offset..row_offset + n])?;
+                        for (line_no, msg, raw, missing_field) in bad {
+                            self.policy.malformed(
+                                &self.location(line_no),
+                                &msg,
+                                raw,
+                                missing_field,
+                            )?;
+                        }
+                        batch
                     } else {
                         batch
                     };
@@ -350,28 +355,6 @@ impl<D: BlockDecoder> LineReader<D> {
                 self.decode_isolating(block, first_line)
             }
         }
-    }
-
-    fn drop_rows(
-        &self,
-        batch: RecordBatch,
-        bad: &[(usize, String)],
-        lines: &[(u64, &[u8])],
-    ) -> Result<RecordBatch> {
-        if bad.is_empty() {
-            return Ok(batch);
-        }
-        let mut keep = vec![true; batch.num_rows()];
-        for (row, msg) in bad {
-            let (line, raw) = lines[*row];
-            self.policy
-                .malformed(&self.location(line), msg, raw, true)?;
-            keep[*row] = false;
-        }
-        let mask = datafusion::arrow::array::BooleanArray::from(keep);
-        Ok(datafusion::arrow::compute::filter_record_batch(
-            &batch, &mask,
-        )?)
     }
 
     /// A block that failed as a whole (see the module doc): screened, then decoded in parts.
@@ -501,31 +484,40 @@ impl<D: BlockDecoder> LineReader<D> {
             let n = b.num_rows();
             let part = &lines[at.min(lines.len())..(at + n).min(lines.len())];
             at += n;
-            let dropped = if self.decoder.needs_check(&b) && part.len() == n {
-                let raw: Vec<&[u8]> = part.iter().map(|(_, l)| *l).collect();
-                self.decoder.check(&b, &raw)
-            } else {
-                vec![]
-            };
-            let mut keep = vec![true; n];
-            for (row, msg) in dropped {
-                let (line_no, raw) = part[row];
-                bad.push((line_no, msg, raw, true));
-                keep[row] = false;
-            }
-            let b = if keep.iter().all(|k| *k) {
-                b
-            } else {
-                datafusion::arrow::compute::filter_record_batch(
-                    &b,
-                    &datafusion::arrow::array::BooleanArray::from(keep),
-                )?
-            };
+            let (b, dropped) = self.without_checked(b, part)?;
+            bad.extend(dropped);
             if b.num_rows() > 0 {
                 good.push(b);
             }
         }
         Ok(())
+    }
+
+    /// `batch` (decoded from `lines`, one row each) less the rows the decoder's check finds
+    /// malformed, and those rows.
+    fn without_checked<'a>(
+        &self,
+        batch: RecordBatch,
+        lines: &[(u64, &'a [u8])],
+    ) -> Result<(RecordBatch, Vec<Bad<'a>>)> {
+        if !self.decoder.needs_check(&batch) || lines.len() != batch.num_rows() {
+            return Ok((batch, vec![]));
+        }
+        let raw: Vec<&[u8]> = lines.iter().map(|(_, l)| *l).collect();
+        let dropped = self.decoder.check(&batch, &raw);
+        if dropped.is_empty() {
+            return Ok((batch, vec![]));
+        }
+        let mut keep = vec![true; batch.num_rows()];
+        let mut bad = Vec::with_capacity(dropped.len());
+        for (row, msg) in dropped {
+            let (line_no, raw) = lines[row];
+            bad.push((line_no, msg, raw, true));
+            keep[row] = false;
+        }
+        let mask = datafusion::arrow::array::BooleanArray::from(keep);
+        let kept = datafusion::arrow::compute::filter_record_batch(&batch, &mask)?;
+        Ok((kept, bad))
     }
 }
 
