@@ -1,5 +1,5 @@
-//! The `weir` command line: the REPL (no arguments), `weir run job.sql`, `weir checkpoints`
-//! and `weir bench`.
+//! The `weir` command line: the REPL (no arguments), `weir run job.sql`, `weir serve` and its
+//! clients (`weir submit`, `weir jobs`, `weir stop`), `weir checkpoints` and `weir bench`.
 //!
 //! The `weir` binary is [`main_with`] with nothing added. A crate can build its own `weir`
 //! with extra functions by calling it with a setup hook, as `examples/custom_functions.rs`
@@ -59,6 +59,45 @@ enum Command {
         #[arg(long)]
         allow_non_restored_state: bool,
     },
+    /// Serve HTTP: ingest into http tables, jobs over HTTP, results, metrics, a live page.
+    Serve {
+        /// Address to listen on (port 0: any free port; the first stderr line names it).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// serve.toml: tenants, keys, limits, directories.
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+        /// Instances of each keyed operator (default: the number of cores).
+        #[arg(long, short)]
+        parallelism: Option<usize>,
+        /// Job files to run at start.
+        jobs: Vec<std::path::PathBuf>,
+    },
+    /// Submit a job file to a running `weir serve`.
+    Submit {
+        /// The job file.
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List the jobs of a running `weir serve`.
+    Jobs {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Stop a job of a running `weir serve` (a final checkpoint; resumable).
+    Stop {
+        /// The job's id (see `weir jobs`).
+        id: String,
+        /// Drain instead: end its sources so every window fires.
+        #[arg(long, conflicts_with = "cancel")]
+        drain: bool,
+        /// Cancel instead: stop at once, without a final checkpoint.
+        #[arg(long)]
+        cancel: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// List the jobs, checkpoints and state sizes of a checkpoint directory.
     Checkpoints {
         /// The directory (`state.checkpoints.dir`): a path or `s3://bucket/prefix`.
@@ -69,6 +108,17 @@ enum Command {
         #[command(subcommand)]
         what: Bench,
     },
+}
+
+/// Where a running `weir serve` is.
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// The server's URL (default: $WEIR_SERVER, else http://127.0.0.1:8080).
+    #[arg(long)]
+    server: Option<String>,
+    /// An admin key (default: $WEIR_KEY).
+    #[arg(long)]
+    key: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -175,6 +225,81 @@ pub fn main_with(setup: impl Fn(&Engine) -> Result<()>) -> ExitCode {
                 allow_non_restored_state,
             },
         )),
+        Some(Command::Serve {
+            listen,
+            config,
+            parallelism,
+            jobs,
+        }) => runtime.block_on(async {
+            let engine = Engine::new();
+            setup(&engine)?;
+            crate::serve::serve(
+                engine,
+                crate::serve::ServeOptions {
+                    listen,
+                    config,
+                    jobs,
+                    parallelism,
+                },
+            )
+            .await
+        }),
+        Some(Command::Submit { file, server }) => runtime.block_on(async {
+            let sql = std::fs::read_to_string(&file).map_err(|source| crate::Error::Io {
+                context: format!("reading {}", file.display()),
+                source,
+            })?;
+            let body = client(&server, reqwest::Method::POST, "/v1/jobs", Some(sql)).await?;
+            for id in body["jobs"].as_array().into_iter().flatten() {
+                println!("{}", id.as_str().unwrap_or_default());
+            }
+            Ok(())
+        }),
+        Some(Command::Jobs { server }) => runtime.block_on(async {
+            let body = client(&server, reqwest::Method::GET, "/v1/jobs", None).await?;
+            println!(
+                "{:<24} {:<10} {:>12} {:>12} {:>12} {:>10} {:>10}",
+                "ID", "STATUS", "EVENTS/S", "IN", "OUT", "LAG S", "MALFORMED"
+            );
+            for j in body["jobs"].as_array().into_iter().flatten() {
+                let lag = j["watermark_lag_ms"]
+                    .as_i64()
+                    .map_or("-".to_string(), |l| format!("{:.1}", l as f64 / 1000.0));
+                println!(
+                    "{:<24} {:<10} {:>12} {:>12} {:>12} {:>10} {:>10}",
+                    j["id"].as_str().unwrap_or_default(),
+                    j["status"].as_str().unwrap_or_default(),
+                    j["events_per_s"],
+                    j["events_in"],
+                    j["events_out"],
+                    lag,
+                    j["malformed"]
+                );
+            }
+            Ok(())
+        }),
+        Some(Command::Stop {
+            id,
+            drain,
+            cancel,
+            server,
+        }) => runtime.block_on(async {
+            let how = if drain {
+                "?drain=true"
+            } else if cancel {
+                "?cancel=true"
+            } else {
+                ""
+            };
+            let path = format!("/v1/jobs/{}{how}", url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>());
+            let body = client(&server, reqwest::Method::DELETE, &path, None).await?;
+            println!(
+                "{}: {}",
+                body["id"].as_str().unwrap_or_default(),
+                body["status"].as_str().unwrap_or_default()
+            );
+            Ok(())
+        }),
         Some(Command::Checkpoints { dir }) => runtime.block_on(list_checkpoints(&dir)),
         Some(Command::Bench {
             what: Bench::Generator { events, table },
@@ -208,6 +333,43 @@ pub fn main_with(setup: impl Fn(&Engine) -> Result<()>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// One request to a running `weir serve`; its JSON answer, or its error as a weir error.
+async fn client(
+    args: &ServerArgs,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<String>,
+) -> Result<serde_json::Value> {
+    let base = args
+        .server
+        .clone()
+        .or_else(|| std::env::var("WEIR_SERVER").ok())
+        .unwrap_or_else(|| "http://127.0.0.1:8080".into());
+    let key = args.key.clone().or_else(|| std::env::var("WEIR_KEY").ok());
+    let url = format!("{}{path}", base.trim_end_matches('/'));
+    let mut req = reqwest::Client::new().request(method, &url);
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    if let Some(b) = body {
+        req = req.body(b);
+    }
+    let failed = |message: String| crate::Error::Execution {
+        operator: format!("weir serve at {base}"),
+        message,
+    };
+    let resp = req.send().await.map_err(|e| failed(e.to_string()))?;
+    let status = resp.status();
+    let text = resp.text().await.map_err(|e| failed(e.to_string()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    if !status.is_success() {
+        let message = json["error"].as_str().map_or(json.to_string(), str::to_string);
+        return Err(failed(format!("{status}: {message}")));
+    }
+    Ok(json)
 }
 
 /// `weir run` flags about restoring from checkpoints.

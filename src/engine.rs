@@ -225,6 +225,11 @@ impl Job {
         let _ = self.drain.send(true);
     }
 
+    /// A handle that can drain the job from elsewhere (see [`Job::drain`]).
+    pub fn drainer(&self) -> watch::Sender<bool> {
+        self.drain.clone()
+    }
+
     /// Whether the job has ended (finished, stopped or failed); [`Job::wait`] tells which.
     pub fn is_finished(&self) -> bool {
         self.handle.is_finished()
@@ -333,6 +338,8 @@ pub struct Engine {
     catalog: Arc<Mutex<Catalog>>,
     push: PushRegistry,
     names: Arc<Mutex<JobNames>>,
+    /// The http tables, under `weir serve`.
+    http: Arc<std::sync::OnceLock<Arc<crate::connectors::http::HttpHub>>>,
 }
 
 /// How the jobs of an engine are named (see [`Job::identity`]).
@@ -356,6 +363,11 @@ enum Prior {
     Finished(u64),
 }
 
+/// `e` with the position of `stmt` added (unless it names one).
+pub(crate) fn located_error(e: Error, stmt: &Located) -> Error {
+    located(e, stmt)
+}
+
 fn located(e: Error, stmt: &Located) -> Error {
     let add = |m: String| {
         if m.contains("Line:") {
@@ -377,6 +389,67 @@ impl Engine {
     /// An engine with an empty catalog.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Serve http tables from `hub` (what `weir serve` does; elsewhere they are refused).
+    pub(crate) fn serve_http(&self, hub: Arc<crate::connectors::http::HttpHub>) -> Result<()> {
+        self.http.set(hub).map_err(|_| Error::Execution {
+            operator: "engine".into(),
+            message: "http tables are already served".into(),
+        })
+    }
+
+    /// A scratch engine over a copy of this one's catalog (to plan without starting).
+    pub(crate) fn scratch(&self) -> Result<Engine> {
+        let e = Engine::new();
+        *e.lock()? = self.catalog()?;
+        Ok(e)
+    }
+
+    /// The session settings (`weir serve` gives each submitted file its own SETs).
+    pub(crate) fn settings(&self) -> Result<std::collections::BTreeMap<String, String>> {
+        Ok(self.lock()?.settings.clone())
+    }
+
+    /// Put back settings taken with [`Engine::settings`].
+    pub(crate) fn restore_settings(
+        &self,
+        settings: std::collections::BTreeMap<String, String>,
+    ) -> Result<()> {
+        self.lock()?.settings = settings;
+        Ok(())
+    }
+
+    /// A stopped job's identity may be used again (a job submitted again resumes its
+    /// checkpoints under the same name).
+    pub(crate) fn release_identity(&self, identity: &str) -> Result<()> {
+        let mut names = self.names.lock().map_err(|_| Error::Execution {
+            operator: "engine".into(),
+            message: "job names lock poisoned".into(),
+        })?;
+        names.used.remove(identity);
+        let (base, n) = match identity.rsplit_once('#') {
+            Some((b, n)) => (b, n.parse::<usize>().unwrap_or(0)),
+            None => (identity, 1),
+        };
+        if let Some(count) = names.per_sink.get_mut(base)
+            && *count == n
+        {
+            *count -= 1;
+        }
+        Ok(())
+    }
+
+    /// The sink for `table`: http tables are served by the hub, others opened as usual.
+    fn open_sink(
+        &self,
+        table: &crate::sql::catalog::Table,
+        schema: SchemaRef,
+    ) -> Result<Box<dyn Sink>> {
+        match (table.connector(), self.http.get()) {
+            ("http", Some(hub)) => hub.open_sink(table, schema),
+            _ => open_sink(table, schema),
+        }
     }
 
     /// Register a user-defined scalar function (a vectorised DataFusion UDF: arrays in, an
@@ -627,7 +700,7 @@ impl Engine {
                 if pipeline.updating {
                     crate::connectors::check_accepts_changelog(&table)?;
                 }
-                let sink = open_sink(&table, pipeline.schema.clone())?;
+                let sink = self.open_sink(&table, pipeline.schema.clone())?;
                 let identity = self.identity(Some(&table.def.name))?;
                 self.start(pipeline, sink, None, short_name(stmt), identity)
                     .await
@@ -682,7 +755,7 @@ impl Engine {
             let Some(first) = ports.iter().position(|p| *p == port) else {
                 return plan_err!("internal: no INSERT into table {}", table.def.name);
             };
-            sinks.push(open_sink(table, pipelines[first].schema.clone())?);
+            sinks.push(self.open_sink(table, pipelines[first].schema.clone())?);
         }
         let mut names: Vec<String> = tables.iter().map(|(t, _)| t.def.name.clone()).collect();
         names.sort();
@@ -842,6 +915,7 @@ impl Engine {
                 .as_ref()
                 .and_then(|c| c.restored.as_ref())
                 .map(|r| Arc::new(r.sources.clone())),
+            http: self.http.get().cloned(),
         };
         let default_idle = catalog
             .settings
@@ -918,7 +992,7 @@ impl Engine {
             if let (None, Some(t)) = (&late_sink, table.option("late-data.table")) {
                 // With checkpoints, late rows are flushed at every barrier: at least once.
                 let target = catalog.table(&t.to_lowercase())?.clone();
-                let inner = open_sink(&target, target.schema.clone())?;
+                let inner = self.open_sink(&target, target.schema.clone())?;
                 late_sink = Some(Box::new(ConformingSink {
                     schema: target.schema.clone(),
                     inner,

@@ -25,6 +25,7 @@
 //! - [`bench`]: the Nexmark benchmark behind `weir bench nexmark`.
 //! - [`message`]: what flows on an edge (batches, watermarks, barriers, end).
 //! - [`engine`]: [`Engine`], the embedding API; the CLI and REPL are built on it.
+//! - [`serve`]: `weir serve`, the HTTP server: ingest, jobs, results, metrics, live page.
 //! - [`repl`]: the interactive shell behind `weir` with no arguments.
 //! - [`cli`]: the `weir` command line, with a hook for user-defined functions.
 
@@ -44,6 +45,7 @@ pub mod operators;
 pub mod planner;
 pub mod repl;
 pub mod runtime;
+pub mod serve;
 pub mod settings;
 pub mod sql;
 pub mod state;

@@ -43,6 +43,7 @@ impl TableLoader for FileTable {
                 parallelism: 1,
                 checkpointing: false,
                 restored: None,
+                http: None,
             };
             let mut out = vec![];
             for mut shard in open_source(&self.table, &env)? {

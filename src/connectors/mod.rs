@@ -19,6 +19,7 @@ pub mod aws;
 pub mod blackhole;
 pub mod filesystem;
 pub mod fs_sink;
+pub mod http;
 pub mod jdbc;
 pub mod kafka;
 pub mod kinesis;
@@ -430,6 +431,8 @@ pub struct SourceEnv {
     /// The source positions of the checkpoint the job resumes from, by `table:shard` (for
     /// readers that share their splits: Kinesis).
     pub restored: Option<Arc<std::collections::BTreeMap<String, serde_json::Value>>>,
+    /// The http tables of `weir serve` (None elsewhere: http tables are refused).
+    pub http: Option<Arc<http::HttpHub>>,
 }
 
 /// Open the shards of a source table.
@@ -441,12 +444,16 @@ pub fn open_source(table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceS
         "nexmark" => nexmark::open(table, env.parallelism),
         "push" => env.push.subscribe(table),
         "values" => values::open(table),
+        "http" => match &env.http {
+            Some(hub) => hub.open_source(table, env),
+            None => needs_serve(table),
+        },
         other @ ("print" | "blackhole" | "jdbc" | "webhook") => plan_err!(
             "table {} uses connector '{other}', which can only be written to",
             table.def.name
         ),
         other => plan_err!(
-            "table {}: unknown connector '{other}' (filesystem, kinesis, kafka, upsert-kafka, nexmark, push, print, blackhole, jdbc, webhook)",
+            "table {}: unknown connector '{other}' (filesystem, kinesis, kafka, upsert-kafka, nexmark, push, http, print, blackhole, jdbc, webhook)",
             table.def.name
         ),
     }
@@ -488,12 +495,21 @@ pub fn open_sink(table: &Table, schema: SchemaRef) -> Result<Box<dyn Sink>> {
         "kafka" | "upsert-kafka" => Ok(Box::new(kafka::KafkaSink::new(table, schema)?)),
         "jdbc" => Ok(Box::new(jdbc::JdbcSink::new(table, schema)?)),
         "webhook" => Ok(Box::new(webhook::WebhookSink::new(table, schema)?)),
+        "http" => needs_serve(table),
         other @ ("nexmark" | "push") => plan_err!(
             "table {} uses connector '{other}', which can only be read",
             table.def.name
         ),
         other => plan_err!("table {}: unknown connector '{other}'", table.def.name),
     }
+}
+
+/// The error for an http table outside `weir serve`.
+fn needs_serve<T>(table: &Table) -> Result<T> {
+    plan_err!(
+        "table {}: http tables need `weir serve` (they are fed and served over its HTTP API)",
+        table.def.name
+    )
 }
 
 /// Drops columns (VIRTUAL metadata) before the sink it wraps.

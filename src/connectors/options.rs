@@ -178,6 +178,16 @@ const WEBHOOK: &[(&str, Kind)] = &[
     ("dead-letter.path", Text),
 ];
 
+/// `'connector' = 'http'` (`weir serve`'s ingest and served tables, see `connectors::http`).
+const HTTP: &[(&str, Kind)] = &[
+    ("format", OneOf(&["json"])),
+    ("scan.startup.mode", OneOf(&["earliest-offset", "latest-offset"])),
+    ("scan.watermark.idle-advance", Bool),
+    ("http.retention", Duration),
+    ("http.max-journal-size", Size),
+    ("http.retain", Count),
+];
+
 /// Every connector and the option groups it takes.
 const CONNECTORS: &[(&str, &[Group])] = &[
     ("filesystem", &[SOURCE, FORMAT, AWS, FILESYSTEM]),
@@ -189,6 +199,7 @@ const CONNECTORS: &[(&str, &[Group])] = &[
     ("jdbc", &[JDBC]),
     ("print", &[PRINT]),
     ("webhook", &[WEBHOOK]),
+    ("http", &[SOURCE, HTTP]),
     ("blackhole", &[]),
 ];
 

@@ -52,6 +52,9 @@ pub struct ErrorPolicy {
     /// Counters.
     pub metrics: Arc<JobMetrics>,
     reported: Arc<AtomicU64>,
+    /// Where malformed records' (location, error) go instead of stderr (`weir serve` answers
+    /// a POST with them).
+    collected: Option<Arc<std::sync::Mutex<Vec<(String, String)>>>>,
 }
 
 impl ErrorPolicy {
@@ -68,6 +71,7 @@ impl ErrorPolicy {
             dead_letter: table.option("dead-letter.path").map(PathBuf::from),
             metrics,
             reported: Arc::new(AtomicU64::new(0)),
+            collected: None,
         })
     }
 
@@ -79,7 +83,14 @@ impl ErrorPolicy {
             dead_letter: None,
             metrics,
             reported: Arc::new(AtomicU64::new(0)),
+            collected: None,
         }
+    }
+
+    /// Malformed records' locations and errors go to `into` rather than stderr.
+    pub(crate) fn collecting(mut self, into: Arc<std::sync::Mutex<Vec<(String, String)>>>) -> Self {
+        self.collected = Some(into);
+        self
     }
 
     /// Handle one malformed record: count, report, dead-letter, or fail.
@@ -107,7 +118,11 @@ impl ErrorPolicy {
             });
         }
         JobMetrics::add(&self.metrics.malformed, 1);
-        if self.reported.fetch_add(1, Ordering::Relaxed) < REPORTED {
+        if let Some(c) = &self.collected {
+            if let Ok(mut c) = c.lock() {
+                c.push((location.to_string(), message.to_string()));
+            }
+        } else if self.reported.fetch_add(1, Ordering::Relaxed) < REPORTED {
             eprintln!("weir: skipped malformed record at {location}: {message}");
         }
         if let Some(path) = &self.dead_letter {

@@ -1,0 +1,786 @@
+//! `'connector' = 'http'` tables, which only `weir serve` runs: as a source, an ingest
+//! journal that `POST /v1/tables/{t}/records` appends to; as a sink, the served state behind
+//! `GET /v1/tables/{t}` and its server-sent events.
+//!
+//! **The journal** of a table is a directory of Arrow IPC stream segments under the server's
+//! journal directory, named by the offset (row number) of their first row. An append writes
+//! one IPC message and fsyncs the file before the POST is acknowledged, so an acknowledged
+//! record survives `kill -9`. After a restart, appends go to a new segment (the last one may
+//! end in a torn message: it is read up to its last whole batch, which is exactly what was
+//! acknowledged, and perhaps one batch whose acknowledgement never left). The active segment is
+//! also kept in memory; readers behind it read sealed segments from disk.
+//!
+//! A job reads a journal with one shard whose checkpointed position is its offset, so a
+//! restored job re-reads exactly the rows after its checkpoint. A sealed segment is deleted
+//! once every reader is past it (checkpointing readers count only completed checkpoints) and
+//! it is older than `'http.retention'`.
+//!
+//! **Served tables** keep, per table, the retained tail of rows (`'http.retain'`) with their
+//! sequence numbers and, for a table with a PRIMARY KEY, the latest row per key; each write is
+//! also broadcast to subscribers. A slow subscriber falls behind the broadcast buffer and is
+//! told so; it never holds the job up.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::ipc::reader::StreamReader;
+use datafusion::arrow::ipc::writer::StreamWriter;
+use datafusion::arrow::record_batch::RecordBatch;
+use futures::future::BoxFuture;
+use serde_json::Value;
+use tokio::sync::{broadcast, watch};
+
+use super::{Sink, SourceEnv, SourceShard};
+use crate::sql::catalog::Table;
+use crate::sql::interval::parse_duration_option;
+use crate::{Error, Result, plan_err};
+
+/// A sealed segment is about this large.
+const SEGMENT_BYTES: u64 = 16 << 20;
+/// Batches a reader takes from memory per call.
+const READ_BATCHES: usize = 64;
+/// Events buffered per subscriber before it is told it lagged.
+const BROADCAST: usize = 1024;
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let context = context.into();
+    move |source| Error::Io { context, source }
+}
+
+fn locked<'a, T>(m: &'a Mutex<T>, what: &str) -> Result<MutexGuard<'a, T>> {
+    m.lock().map_err(|_| Error::Execution {
+        operator: what.into(),
+        message: "lock poisoned".into(),
+    })
+}
+
+/// The http tables of one server: their journals and their served state.
+pub struct HttpHub {
+    dir: PathBuf,
+    journals: Mutex<HashMap<String, Arc<Journal>>>,
+    served: Mutex<HashMap<String, Arc<Served>>>,
+    /// This server run's epoch (ms at start): the first part of event ids.
+    epoch: u64,
+}
+
+impl HttpHub {
+    /// A hub whose journals live under `dir` (created).
+    pub fn new(dir: PathBuf) -> Result<Self> {
+        std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        let epoch = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Ok(Self {
+            dir,
+            journals: Mutex::default(),
+            served: Mutex::default(),
+            epoch,
+        })
+    }
+
+    /// The journal of http table `table` (opened on first use).
+    pub fn journal(&self, table: &Table) -> Result<Arc<Journal>> {
+        let mut journals = locked(&self.journals, "http journal")?;
+        if let Some(j) = journals.get(&table.def.name) {
+            return Ok(j.clone());
+        }
+        let retention = duration_option(table, "http.retention", 24 * 3600 * 1000)?;
+        let max_bytes = match table.option("http.max-journal-size") {
+            None => u64::MAX,
+            Some(v) => crate::sql::interval::parse_size_option(v).ok_or_else(|| {
+                Error::Plan(format!(
+                    "'http.max-journal-size' = '{v}' is not a size such as '1 GB'"
+                ))
+            })?,
+        };
+        let j = Arc::new(Journal::open(
+            &table.def.name,
+            self.dir.join(&table.def.name),
+            table.physical.clone(),
+            retention,
+            max_bytes,
+        )?);
+        journals.insert(table.def.name.clone(), j.clone());
+        Ok(j)
+    }
+
+    /// The served state of http sink table `table`, for rows of `schema`.
+    pub fn served(&self, table: &Table, schema: &SchemaRef) -> Result<Arc<Served>> {
+        let mut served = locked(&self.served, "http table")?;
+        if let Some(s) = served.get(&table.def.name) {
+            return Ok(s.clone());
+        }
+        let retain = match table.option("http.retain") {
+            None => 10_000,
+            Some(v) => v
+                .parse::<usize>()
+                .map_err(|_| Error::Plan(format!("'http.retain' = '{v}' is not a count")))?,
+        };
+        let data: SchemaRef = if crate::changelog::is_changelog(schema) {
+            let n = schema.fields().len() - 1;
+            Arc::new(schema.project(&(0..n).collect::<Vec<_>>())?)
+        } else {
+            schema.clone()
+        };
+        let mut key = vec![];
+        for k in &table.def.primary_key {
+            match data.index_of(k) {
+                Ok(i) => key.push(i),
+                Err(_) => return plan_err!("table {}: no key column {k}", table.def.name),
+            }
+        }
+        let s = Arc::new(Served {
+            schema: data,
+            key,
+            retain,
+            epoch: self.epoch,
+            tx: broadcast::channel(BROADCAST).0,
+            state: Mutex::new(ServedState::default()),
+        });
+        served.insert(table.def.name.clone(), s.clone());
+        Ok(s)
+    }
+
+    /// The served state of `table`, if anything serves it yet.
+    pub fn served_table(&self, table: &str) -> Option<Arc<Served>> {
+        locked(&self.served, "http table")
+            .ok()
+            .and_then(|s| s.get(table).cloned())
+    }
+
+    /// Every journal opened so far (for metrics).
+    pub fn journals(&self) -> Vec<Arc<Journal>> {
+        locked(&self.journals, "http journal")
+            .map(|j| j.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The shard that reads `table`'s journal for one job.
+    pub fn open_source(&self, table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceShard>>> {
+        let journal = self.journal(table)?;
+        let start = match table.option("scan.startup.mode") {
+            None | Some("earliest-offset") => journal.first_offset()?,
+            Some("latest-offset") => journal.end_offset(),
+            Some(other) => {
+                return plan_err!(
+                    "table {}: 'scan.startup.mode' = '{other}' (earliest-offset or latest-offset)",
+                    table.def.name
+                );
+            }
+        };
+        let reader = journal.register(start)?;
+        Ok(vec![Box::new(JournalShard {
+            end: journal.end.subscribe(),
+            journal,
+            offset: start,
+            pending: VecDeque::new(),
+            reader,
+            checkpointing: env.checkpointing,
+        })])
+    }
+
+    /// The sink that serves what a job writes into `table`.
+    pub fn open_sink(&self, table: &Table, schema: SchemaRef) -> Result<Box<dyn Sink>> {
+        let served = self.served(table, &schema)?;
+        Ok(Box::new(ServedSink { served, schema }))
+    }
+}
+
+fn duration_option(table: &Table, key: &str, default_ms: i64) -> Result<Duration> {
+    match table.option(key) {
+        None => Ok(Duration::from_millis(default_ms as u64)),
+        Some(v) => match parse_duration_option(v) {
+            Some(ms) if ms >= 0 => Ok(Duration::from_millis(ms as u64)),
+            _ => plan_err!("'{key}' = '{v}' is not a duration such as '24 h'"),
+        },
+    }
+}
+
+struct Segment {
+    first: u64,
+    rows: u64,
+    bytes: u64,
+    path: PathBuf,
+    sealed_at: SystemTime,
+    /// The active segment's batches with their first offsets.
+    cached: Option<Vec<(u64, RecordBatch)>>,
+}
+
+struct JournalInner {
+    segments: Vec<Segment>,
+    writer: Option<StreamWriter<File>>,
+    next: u64,
+    bytes: u64,
+}
+
+/// One http table's ingest journal (see the module doc).
+pub struct Journal {
+    table: String,
+    dir: PathBuf,
+    schema: SchemaRef,
+    retention: Duration,
+    max_bytes: u64,
+    inner: Mutex<JournalInner>,
+    end: watch::Sender<u64>,
+    /// Per reader: the offset before which it needs nothing.
+    readers: Mutex<HashMap<u64, u64>>,
+    next_reader: AtomicU64,
+    /// Records appended by this run.
+    pub appended: AtomicU64,
+}
+
+fn segment_path(dir: &Path, first: u64) -> PathBuf {
+    dir.join(format!("{first:020}.arrow"))
+}
+
+/// The whole batches of a segment file (a torn last message ends it).
+fn read_segment(path: &Path, schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
+    let f = File::open(path).map_err(io(format!("opening {}", path.display())))?;
+    let reader = StreamReader::try_new(std::io::BufReader::new(f), None).map_err(|e| {
+        Error::Execution {
+            operator: "http journal".into(),
+            message: format!("{}: {e}", path.display()),
+        }
+    })?;
+    if reader.schema().fields() != schema.fields() {
+        return plan_err!(
+            "the journal segment {} holds rows of another schema than its table's; move it away",
+            path.display()
+        );
+    }
+    let mut out = vec![];
+    for b in reader {
+        match b {
+            Ok(b) => out.push(b),
+            Err(_) => break,
+        }
+    }
+    Ok(out)
+}
+
+impl Journal {
+    fn open(
+        table: &str,
+        dir: PathBuf,
+        schema: SchemaRef,
+        retention: Duration,
+        max_bytes: u64,
+    ) -> Result<Self> {
+        std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        let mut firsts = vec![];
+        for e in std::fs::read_dir(&dir).map_err(io(format!("listing {}", dir.display())))? {
+            let e = e.map_err(io(format!("listing {}", dir.display())))?;
+            let name = e.file_name().to_string_lossy().to_string();
+            if let Some(n) = name.strip_suffix(".arrow").and_then(|n| n.parse::<u64>().ok()) {
+                firsts.push(n);
+            }
+        }
+        firsts.sort_unstable();
+        let mut segments = vec![];
+        let mut bytes = 0;
+        for first in firsts {
+            let path = segment_path(&dir, first);
+            let rows = if std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) == 0 {
+                0
+            } else {
+                read_segment(&path, &schema)?
+                    .iter()
+                    .map(|b| b.num_rows() as u64)
+                    .sum()
+            };
+            let meta = std::fs::metadata(&path).map_err(io(format!("{}", path.display())))?;
+            bytes += meta.len();
+            segments.push(Segment {
+                first,
+                rows,
+                bytes: meta.len(),
+                path,
+                sealed_at: meta.modified().unwrap_or_else(|_| SystemTime::now()),
+                cached: None,
+            });
+        }
+        // Segments that a torn write left short: offsets go on from the rows they hold.
+        let next = segments.last().map_or(0, |s| s.first + s.rows);
+        Ok(Self {
+            table: table.into(),
+            dir,
+            schema,
+            retention,
+            max_bytes,
+            inner: Mutex::new(JournalInner {
+                segments,
+                writer: None,
+                next,
+                bytes,
+            }),
+            end: watch::channel(next).0,
+            readers: Mutex::default(),
+            next_reader: AtomicU64::new(0),
+            appended: AtomicU64::new(0),
+        })
+    }
+
+    /// The table's name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// The rows' schema (the table's physical columns).
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// The offset after the last appended row.
+    pub fn end_offset(&self) -> u64 {
+        *self.end.borrow()
+    }
+
+    /// The first offset still in the journal.
+    pub fn first_offset(&self) -> Result<u64> {
+        let g = locked(&self.inner, "http journal")?;
+        Ok(g.segments.first().map_or(g.next, |s| s.first))
+    }
+
+    /// Bytes on disk.
+    pub fn bytes(&self) -> u64 {
+        locked(&self.inner, "http journal").map_or(0, |g| g.bytes)
+    }
+
+    /// Whether the journal is over `'http.max-journal-size'` (appends answer 503).
+    pub fn is_full(&self) -> bool {
+        self.bytes() >= self.max_bytes
+    }
+
+    /// Append `batch` durably (written and fsynced); returns the offset after it. Blocking:
+    /// call from a blocking thread.
+    pub fn append(&self, batch: &RecordBatch) -> Result<u64> {
+        let mut g = locked(&self.inner, "http journal")?;
+        let roll = match g.segments.last() {
+            Some(s) => g.writer.is_none() || s.bytes >= SEGMENT_BYTES,
+            None => true,
+        };
+        if roll {
+            if let Some(mut w) = g.writer.take() {
+                w.finish().map_err(|e| self.failed(e))?;
+                w.get_ref()
+                    .sync_data()
+                    .map_err(io(format!("syncing the journal of {}", self.table)))?;
+            }
+            if let Some(s) = g.segments.last_mut() {
+                s.cached = None;
+                s.sealed_at = SystemTime::now();
+            }
+            let first = g.next;
+            let path = segment_path(&self.dir, first);
+            let f = File::create(&path).map_err(io(format!("creating {}", path.display())))?;
+            let w = StreamWriter::try_new(f, &self.schema).map_err(|e| self.failed(e))?;
+            // The new file's name must survive a crash too.
+            File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io(format!("syncing {}", self.dir.display())))?;
+            g.writer = Some(w);
+            g.segments.push(Segment {
+                first,
+                rows: 0,
+                bytes: 0,
+                path,
+                sealed_at: SystemTime::now(),
+                cached: Some(vec![]),
+            });
+            self.collect(&mut g)?;
+        }
+        let Some(w) = g.writer.as_mut() else {
+            return plan_err!("internal: no journal writer");
+        };
+        w.write(batch).map_err(|e| self.failed(e))?;
+        w.flush().map_err(|e| self.failed(e))?;
+        let file = w.get_ref();
+        file.sync_data()
+            .map_err(io(format!("syncing the journal of {}", self.table)))?;
+        let len = file
+            .metadata()
+            .map_err(io(format!("the journal of {}", self.table)))?
+            .len();
+        let rows = batch.num_rows() as u64;
+        let first = g.next;
+        g.next += rows;
+        let next = g.next;
+        let g = &mut *g;
+        if let Some(s) = g.segments.last_mut() {
+            g.bytes = g.bytes - s.bytes + len;
+            s.bytes = len;
+            s.rows += rows;
+            if let Some(c) = &mut s.cached {
+                c.push((first, batch.clone()));
+            }
+        }
+        self.appended.fetch_add(rows, Ordering::Relaxed);
+        self.end.send_replace(next);
+        Ok(next)
+    }
+
+    fn failed(&self, e: impl std::fmt::Display) -> Error {
+        Error::Execution {
+            operator: format!("http journal of {}", self.table),
+            message: e.to_string(),
+        }
+    }
+
+    /// Delete sealed segments every reader is past and that are older than the retention.
+    fn collect(&self, g: &mut JournalInner) -> Result<()> {
+        let needed = locked(&self.readers, "http journal")?
+            .values()
+            .copied()
+            .min()
+            .unwrap_or(u64::MAX);
+        let now = SystemTime::now();
+        while g.segments.len() > 1 {
+            let s = &g.segments[0];
+            let old = now
+                .duration_since(s.sealed_at)
+                .is_ok_and(|age| age >= self.retention);
+            if s.first + s.rows > needed || !old {
+                break;
+            }
+            std::fs::remove_file(&s.path).map_err(io(format!("removing {}", s.path.display())))?;
+            g.bytes -= s.bytes;
+            g.segments.remove(0);
+        }
+        Ok(())
+    }
+
+    /// Rows from `from` on: a few batches (empty at the end). Reads a sealed segment from
+    /// disk (blocking) when `from` is not in memory.
+    fn read(&self, from: u64) -> Result<Vec<RecordBatch>> {
+        let (path, first) = {
+            let g = locked(&self.inner, "http journal")?;
+            if from >= g.next {
+                return Ok(vec![]);
+            }
+            let Some(s) = g
+                .segments
+                .iter()
+                .rev()
+                .find(|s| s.first <= from)
+                .or(g.segments.first())
+            else {
+                return Ok(vec![]);
+            };
+            if let Some(cached) = &s.cached {
+                return Ok(from_offset(
+                    cached.iter().map(|(o, b)| (*o, b.clone())),
+                    from,
+                ));
+            }
+            (s.path.clone(), s.first)
+        };
+        let mut offset = first;
+        let with_offsets = read_segment(&path, &self.schema)?.into_iter().map(|b| {
+            let o = offset;
+            offset += b.num_rows() as u64;
+            (o, b)
+        });
+        Ok(from_offset(with_offsets, from))
+    }
+
+    fn is_cached(&self, from: u64) -> bool {
+        locked(&self.inner, "http journal").is_ok_and(|g| {
+            from >= g.next
+                || g.segments
+                    .last()
+                    .is_some_and(|s| s.first <= from && s.cached.is_some())
+        })
+    }
+
+    fn register(&self, start: u64) -> Result<u64> {
+        let id = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        locked(&self.readers, "http journal")?.insert(id, start);
+        Ok(id)
+    }
+
+    fn mark(&self, reader: u64, offset: u64) {
+        if let Ok(mut r) = locked(&self.readers, "http journal") {
+            r.insert(reader, offset);
+        }
+    }
+
+    fn unregister(&self, reader: u64) {
+        if let Ok(mut r) = locked(&self.readers, "http journal") {
+            r.remove(&reader);
+        }
+    }
+}
+
+/// The batches from offset `from` on (the first one sliced), at most [`READ_BATCHES`].
+fn from_offset(
+    batches: impl Iterator<Item = (u64, RecordBatch)>,
+    from: u64,
+) -> Vec<RecordBatch> {
+    batches
+        .filter(|(o, b)| o + b.num_rows() as u64 > from)
+        .take(READ_BATCHES)
+        .map(|(o, b)| {
+            if o < from {
+                let skip = (from - o) as usize;
+                b.slice(skip, b.num_rows() - skip)
+            } else {
+                b
+            }
+        })
+        .collect()
+}
+
+struct JournalShard {
+    journal: Arc<Journal>,
+    end: watch::Receiver<u64>,
+    offset: u64,
+    pending: VecDeque<RecordBatch>,
+    reader: u64,
+    checkpointing: bool,
+}
+
+impl Drop for JournalShard {
+    fn drop(&mut self) {
+        self.journal.unregister(self.reader);
+    }
+}
+
+impl SourceShard for JournalShard {
+    fn name(&self) -> String {
+        format!("http:{}", self.journal.table)
+    }
+
+    fn next_batch(&mut self) -> BoxFuture<'_, Result<Option<RecordBatch>>> {
+        Box::pin(async move {
+            loop {
+                if let Some(b) = self.pending.pop_front() {
+                    self.offset += b.num_rows() as u64;
+                    if !self.checkpointing {
+                        self.journal.mark(self.reader, self.offset);
+                    }
+                    return Ok(Some(b));
+                }
+                let from = self.offset;
+                let batches = if self.journal.is_cached(from) {
+                    self.journal.read(from)?
+                } else {
+                    let j = self.journal.clone();
+                    tokio::task::spawn_blocking(move || j.read(from))
+                        .await
+                        .map_err(|e| Error::Execution {
+                            operator: "http source".into(),
+                            message: e.to_string(),
+                        })??
+                };
+                if batches.is_empty() {
+                    // Wait for an append past our offset.
+                    if self.end.wait_for(|end| *end > from).await.is_err() {
+                        return Ok(None);
+                    }
+                    continue;
+                }
+                self.pending = batches.into();
+            }
+        })
+    }
+
+    fn check_replayable(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn position(&self) -> Option<Value> {
+        Some(serde_json::json!({ "offset": self.offset }))
+    }
+
+    fn restore(&mut self, position: &Value) -> Result<()> {
+        let Some(offset) = position.get("offset").and_then(Value::as_u64) else {
+            return plan_err!("http source: a checkpointed position without an offset");
+        };
+        let first = self.journal.first_offset()?;
+        if offset < first {
+            eprintln!(
+                "weir: the journal of table {} no longer holds rows {offset}..{first} that the \
+                 checkpoint needs (deleted after 'http.retention'); reading on from {first}",
+                self.journal.table
+            );
+        }
+        self.offset = offset.max(first);
+        self.pending.clear();
+        self.journal.mark(self.reader, self.offset);
+        Ok(())
+    }
+
+    fn checkpoint_complete(&mut self, position: &Value) {
+        if let Some(o) = position.get("offset").and_then(Value::as_u64) {
+            self.journal.mark(self.reader, o);
+        }
+    }
+}
+
+/// What a subscriber receives.
+#[derive(Debug, Clone)]
+pub enum ServedEvent {
+    /// Rows with the sequence number of the first.
+    Rows(u64, Arc<Vec<Value>>),
+}
+
+#[derive(Default)]
+struct ServedState {
+    /// Rows written so far (the last row's sequence number).
+    seq: u64,
+    tail: VecDeque<(u64, Value)>,
+    latest: BTreeMap<String, Value>,
+}
+
+/// What an http sink table serves (see the module doc).
+pub struct Served {
+    schema: SchemaRef,
+    key: Vec<usize>,
+    retain: usize,
+    epoch: u64,
+    tx: broadcast::Sender<ServedEvent>,
+    state: Mutex<ServedState>,
+}
+
+/// A snapshot of a served table.
+pub struct Snapshot {
+    /// The sequence number of the last row it covers.
+    pub seq: u64,
+    /// For a keyed table the latest row per key, else the tail.
+    pub rows: Vec<Value>,
+}
+
+impl Served {
+    /// This run's epoch, the first part of event ids.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The key columns' names (empty: not keyed).
+    pub fn key_columns(&self) -> Vec<String> {
+        self.key
+            .iter()
+            .map(|i| self.schema.field(*i).name().clone())
+            .collect()
+    }
+
+    /// The column names, in order.
+    pub fn columns(&self) -> Vec<String> {
+        self.schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
+    }
+
+    /// New events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<ServedEvent> {
+        self.tx.subscribe()
+    }
+
+    /// The current contents.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        let s = locked(&self.state, "http table")?;
+        let rows = if self.key.is_empty() {
+            s.tail.iter().map(|(_, r)| r.clone()).collect()
+        } else {
+            s.latest.values().cloned().collect()
+        };
+        Ok(Snapshot { seq: s.seq, rows })
+    }
+
+    /// The retained rows after sequence number `after`, if the tail still holds all of them.
+    pub fn since(&self, after: u64) -> Result<Option<(u64, Vec<Value>)>> {
+        let s = locked(&self.state, "http table")?;
+        let oldest = s.tail.front().map_or(s.seq + 1, |(q, _)| *q);
+        if after > s.seq || after + 1 < oldest {
+            return Ok(None);
+        }
+        let rows = s
+            .tail
+            .iter()
+            .filter(|(q, _)| *q > after)
+            .map(|(_, r)| r.clone())
+            .collect();
+        Ok(Some((s.seq, rows)))
+    }
+
+    /// The latest row of key `key` (values in key-column order, as text).
+    pub fn lookup(&self, key: &[String]) -> Result<Option<Value>> {
+        let s = locked(&self.state, "http table")?;
+        Ok(s.latest.get(&key_text_of(key)).cloned())
+    }
+
+    fn write(&self, rows: Vec<Value>) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let names = self.key_columns();
+        let mut s = locked(&self.state, "http table")?;
+        let first = s.seq + 1;
+        for row in &rows {
+            s.seq += 1;
+            let seq = s.seq;
+            s.tail.push_back((seq, row.clone()));
+            if s.tail.len() > self.retain {
+                s.tail.pop_front();
+            }
+            if !names.is_empty() {
+                let key: Vec<String> = names.iter().map(|n| value_text(&row[n])).collect();
+                let key = key_text_of(&key);
+                match row.get("op").and_then(Value::as_str) {
+                    Some("-D" | "-U") => {
+                        s.latest.remove(&key);
+                    }
+                    _ => {
+                        let mut latest = row.clone();
+                        if let Some(o) = latest.as_object_mut() {
+                            o.remove("op");
+                        }
+                        s.latest.insert(key, latest);
+                    }
+                }
+            }
+        }
+        drop(s);
+        // No subscriber is fine.
+        let _ = self.tx.send(ServedEvent::Rows(first, Arc::new(rows)));
+        Ok(())
+    }
+}
+
+/// A JSON value as the text a `?key=` parameter would give.
+pub fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn key_text_of(key: &[String]) -> String {
+    serde_json::to_string(key).unwrap_or_default()
+}
+
+struct ServedSink {
+    served: Arc<Served>,
+    schema: SchemaRef,
+}
+
+impl Sink for ServedSink {
+    fn write_batch(&mut self, batch: RecordBatch) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let rows = super::webhook::row_objects(&batch, &self.schema)?;
+            self.served.write(rows)
+        })
+    }
+
+    fn finish(&mut self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+}
