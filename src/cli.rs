@@ -291,7 +291,10 @@ pub fn main_with(setup: impl Fn(&Engine) -> Result<()>) -> ExitCode {
             } else {
                 ""
             };
-            let path = format!("/v1/jobs/{}{how}", url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>());
+            let path = format!(
+                "/v1/jobs/{}{how}",
+                url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
+            );
             let body = client(&server, reqwest::Method::DELETE, &path, None).await?;
             println!(
                 "{}: {}",
@@ -366,7 +369,9 @@ async fn client(
     let json: serde_json::Value =
         serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
     if !status.is_success() {
-        let message = json["error"].as_str().map_or(json.to_string(), str::to_string);
+        let message = json["error"]
+            .as_str()
+            .map_or(json.to_string(), str::to_string);
         return Err(failed(format!("{status}: {message}")));
     }
     Ok(json)

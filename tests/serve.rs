@@ -123,8 +123,14 @@ fn ts(minute: i64, ms: i64) -> String {
     t.format("%Y-%m-%d %H:%M:%S%.3f").to_string()
 }
 
-fn record(i: i64, minute: i64) -> Value {
-    json!({ "device": format!("d{}", i % 5), "temp": (i * 37 % 100) as f64 / 4.0, "ts": ts(minute, (i * 7919) % 60_000) })
+/// Record `i`: 600 ms after record `i - 1` (watermarks are tracked per row, so a producer's
+/// records are roughly in time order), or at `minute` when given.
+fn record(i: i64, minute: Option<i64>) -> Value {
+    let at = match minute {
+        Some(m) => ts(m, 0),
+        None => ts(0, i * 600),
+    };
+    json!({ "device": format!("d{}", i % 5), "temp": (i * 37 % 100) as f64 / 4.0, "ts": at })
 }
 
 /// Server-sent events from a subscription, as (event, id, data), gathered in the background.
@@ -143,7 +149,8 @@ fn sse(url: String, last_id: Option<String>) -> Arc<Mutex<Vec<(String, String, V
             buf.push_str(&String::from_utf8_lossy(&chunk));
             while let Some(end) = buf.find("\n\n") {
                 let block: String = buf.drain(..end + 2).collect();
-                let (mut ev, mut id, mut data) = (String::from("message"), String::new(), String::new());
+                let (mut ev, mut id, mut data) =
+                    (String::from("message"), String::new(), String::new());
                 for line in block.lines() {
                     if let Some(v) = line.strip_prefix("event: ") {
                         ev = v.into();
@@ -194,21 +201,34 @@ async fn post(
 
 /// DataFusion's batch answer: per device and minute, count and average.
 async fn batch_windows(records: &[Value]) -> BTreeSet<(String, String, i64, i64)> {
-    let device: Vec<&str> = records.iter().map(|r| r["device"].as_str().unwrap()).collect();
-    let temp: Vec<f64> = records.iter().map(|r| r["temp"].as_f64().unwrap()).collect();
+    let device: Vec<&str> = records
+        .iter()
+        .map(|r| r["device"].as_str().unwrap())
+        .collect();
+    let temp: Vec<f64> = records
+        .iter()
+        .map(|r| r["temp"].as_f64().unwrap())
+        .collect();
     let ts: Vec<i64> = records
         .iter()
         .map(|r| {
-            chrono::NaiveDateTime::parse_from_str(r["ts"].as_str().unwrap(), "%Y-%m-%d %H:%M:%S%.3f")
-                .unwrap()
-                .and_utc()
-                .timestamp_millis()
+            chrono::NaiveDateTime::parse_from_str(
+                r["ts"].as_str().unwrap(),
+                "%Y-%m-%d %H:%M:%S%.3f",
+            )
+            .unwrap()
+            .and_utc()
+            .timestamp_millis()
         })
         .collect();
     let schema = Arc::new(Schema::new(vec![
         Field::new("device", DataType::Utf8, false),
         Field::new("temp", DataType::Float64, false),
-        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ),
     ]));
     let batch = RecordBatch::try_new(
         schema,
@@ -240,7 +260,12 @@ async fn batch_windows(records: &[Value]) -> BTreeSet<(String, String, i64, i64)
             let ws = fmt(1, r).replace('T', " ");
             let ws = format!("{}.000", &ws[..19]);
             let a: f64 = fmt(3, r).parse().unwrap();
-            set.insert((fmt(0, r), ws, fmt(2, r).parse().unwrap(), (a * 1e6).round() as i64));
+            set.insert((
+                fmt(0, r),
+                ws,
+                fmt(2, r).parse().unwrap(),
+                (a * 1e6).round() as i64,
+            ));
         }
     }
     set
@@ -277,34 +302,56 @@ async fn ingest_every_body_type_and_serve_the_batch_answer_live() {
     let c = reqwest::Client::new();
     let events = sse(format!("{}/v1/tables/per_minute/subscribe", s.url), None);
     let ingest = format!("{}/v1/tables/events/records", s.url);
-    // Minutes 0-2 as NDJSON, then one record at minute 3 that fires minutes 0-1.
-    let first: Vec<Value> = (0..300).map(|i| record(i, i % 3)).collect();
+    // Minutes 0-2 as NDJSON: the first minutes fire as later rows arrive.
+    let first: Vec<Value> = (0..300).map(|i| record(i, None)).collect();
     let body: String = first.iter().map(|r| r.to_string() + "\n").collect();
-    assert_eq!(post(&c, &ingest, "application/x-ndjson", body).await, (200, json!({"accepted": 300, "rejected": 0})));
-    let trigger = record(1000, 3);
-    assert_eq!(post(&c, &ingest, "application/json", trigger.to_string()).await.0, 200);
+    assert_eq!(
+        post(&c, &ingest, "application/x-ndjson", body).await,
+        (200, json!({"accepted": 300, "rejected": 0}))
+    );
     // Rows arrive while input is still to come.
     wait_until("the first windows over SSE", || {
-        events.lock().unwrap().iter().any(|(e, _, d)| e == "rows" && !d.as_array().unwrap().is_empty())
+        events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(e, _, d)| e == "rows" && !d.as_array().unwrap().is_empty())
     })
     .await;
-    // Minutes 3-5 as a JSON array and as CSV, then a record at minute 9.
-    let second: Vec<Value> = (300..500).map(|i| record(i, 3 + i % 2)).collect();
+    // Minutes 3-6 as a JSON array and as CSV, then a record at minute 9.
+    let second: Vec<Value> = (300..500).map(|i| record(i, None)).collect();
     assert_eq!(
-        post(&c, &ingest, "application/json", Value::Array(second.clone()).to_string()).await.1["accepted"],
+        post(
+            &c,
+            &ingest,
+            "application/json",
+            Value::Array(second.clone()).to_string()
+        )
+        .await
+        .1["accepted"],
         200
     );
-    let third: Vec<Value> = (500..700).map(|i| record(i, 5)).collect();
+    let third: Vec<Value> = (500..700).map(|i| record(i, None)).collect();
     let mut csv = String::from("device,temp,ts\n");
     for r in &third {
-        csv.push_str(&format!("{},{},{}\n", r["device"].as_str().unwrap(), r["temp"], r["ts"].as_str().unwrap()));
+        csv.push_str(&format!(
+            "{},{},{}\n",
+            r["device"].as_str().unwrap(),
+            r["temp"],
+            r["ts"].as_str().unwrap()
+        ));
     }
     assert_eq!(post(&c, &ingest, "text/csv", csv).await.1["accepted"], 200);
-    let last = record(2000, 9);
-    assert_eq!(post(&c, &ingest, "application/x-ndjson", last.to_string()).await.0, 200);
-    let mut all: Vec<Value> = first.iter().chain([&trigger]).chain(&second).chain(&third).cloned().collect();
+    let last = record(2000, Some(9));
+    assert_eq!(
+        post(&c, &ingest, "application/x-ndjson", last.to_string())
+            .await
+            .0,
+        200
+    );
+    let mut all: Vec<Value> = first.iter().chain(&second).chain(&third).cloned().collect();
     let expected = batch_windows(&all).await;
-    wait_until("every window up to minute 8", || {
+    let streamed = || -> BTreeSet<(String, String, i64, i64)> {
         let got: Vec<Value> = events
             .lock()
             .unwrap()
@@ -312,21 +359,47 @@ async fn ingest_every_body_type_and_serve_the_batch_answer_live() {
             .filter(|(e, _, _)| e == "rows" || e == "snapshot")
             .flat_map(|(_, _, d)| d.as_array().unwrap().clone())
             .collect();
-        served_windows(&got) == expected
-    })
-    .await;
+        served_windows(&got)
+    };
+    for _ in 0..600 {
+        if streamed() == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = streamed();
+    assert_eq!(
+        got.symmetric_difference(&expected).collect::<Vec<_>>(),
+        Vec::<&(String, String, i64, i64)>::new(),
+        "streamed vs batch; log: {}",
+        s.log.lock().unwrap()
+    );
     // GET gives the same rows.
-    let got: Vec<Value> = c.get(format!("{}/v1/tables/per_minute", s.url)).send().await.unwrap().json().await.unwrap();
+    let got: Vec<Value> = c
+        .get(format!("{}/v1/tables/per_minute", s.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(served_windows(&got), expected);
     // The keyed table: the latest row per device, and one row by key.
     all.push(last);
     let n_d3 = all.iter().filter(|r| r["device"] == "d3").count() as i64;
-    let max_d3 = all.iter().filter(|r| r["device"] == "d3").map(|r| r["temp"].as_f64().unwrap()).fold(f64::MIN, f64::max);
+    let max_d3 = all
+        .iter()
+        .filter(|r| r["device"] == "d3")
+        .map(|r| r["temp"].as_f64().unwrap())
+        .fold(f64::MIN, f64::max);
     let url = format!("{}/v1/tables/latest?key=d3", s.url);
     wait_until("the keyed row", || {
         let url = url.clone();
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async { reqwest::get(&url).await.ok()?.json::<Value>().await.ok() })
         })
         .join()
@@ -336,31 +409,73 @@ async fn ingest_every_body_type_and_serve_the_batch_answer_live() {
     .await;
     let row: Value = c.get(&url).send().await.unwrap().json().await.unwrap();
     assert_eq!(row, json!({"device": "d3", "n": n_d3, "max_temp": max_d3}));
-    let latest: Vec<Value> = c.get(format!("{}/v1/tables/latest", s.url)).send().await.unwrap().json().await.unwrap();
+    let latest: Vec<Value> = c
+        .get(format!("{}/v1/tables/latest", s.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(latest.len(), 5);
-    assert_eq!(c.get(format!("{}/v1/tables/latest?key=nope", s.url)).send().await.unwrap().status(), 404);
+    assert_eq!(
+        c.get(format!("{}/v1/tables/latest?key=nope", s.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
     // A reconnect from the first rows event's id: no gap, no duplicate.
     let (first_id, before): (String, Vec<Value>) = {
         let ev = events.lock().unwrap();
-        let i = ev.iter().position(|(e, _, d)| e == "rows" && !d.as_array().unwrap().is_empty()).unwrap();
-        let before = ev[..=i].iter().filter(|(e, _, _)| e == "rows" || e == "snapshot").flat_map(|(_, _, d)| d.as_array().unwrap().clone()).collect();
+        let i = ev
+            .iter()
+            .position(|(e, _, d)| e == "rows" && !d.as_array().unwrap().is_empty())
+            .unwrap();
+        let before = ev[..=i]
+            .iter()
+            .filter(|(e, _, _)| e == "rows" || e == "snapshot")
+            .flat_map(|(_, _, d)| d.as_array().unwrap().clone())
+            .collect();
         (ev[i].1.clone(), before)
     };
-    let resumed = sse(format!("{}/v1/tables/per_minute/subscribe", s.url), Some(first_id));
+    let resumed = sse(
+        format!("{}/v1/tables/per_minute/subscribe", s.url),
+        Some(first_id),
+    );
     wait_until("the resumed tail", || {
-        let after: Vec<Value> = resumed.lock().unwrap().iter().flat_map(|(_, _, d)| d.as_array().unwrap().clone()).collect();
+        let after: Vec<Value> = resumed
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|(_, _, d)| d.as_array().unwrap().clone())
+            .collect();
         before.len() + after.len() == got.len()
     })
     .await;
-    let after: Vec<Value> = resumed.lock().unwrap().iter().flat_map(|(_, _, d)| d.as_array().unwrap().clone()).collect();
+    let after: Vec<Value> = resumed
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|(_, _, d)| d.as_array().unwrap().clone())
+        .collect();
     assert!(resumed.lock().unwrap().iter().all(|(e, _, _)| e == "rows"));
     let mut joined = before.clone();
     joined.extend(after);
     assert_eq!(served_windows(&joined), expected);
     // An id of another server run: reset and a snapshot.
-    let other = sse(format!("{}/v1/tables/per_minute/subscribe", s.url), Some("1:5".into()));
+    let other = sse(
+        format!("{}/v1/tables/per_minute/subscribe", s.url),
+        Some("1:5".into()),
+    );
     wait_until("reset", || other.lock().unwrap().len() >= 2).await;
-    let kinds: Vec<String> = other.lock().unwrap().iter().map(|(e, _, _)| e.clone()).collect();
+    let kinds: Vec<String> = other
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(e, _, _)| e.clone())
+        .collect();
     assert_eq!(kinds[..2], ["reset".to_string(), "snapshot".to_string()]);
 }
 
@@ -398,7 +513,8 @@ read = [\"out\"]
     )
 }
 
-const PASSTHROUGH: &str = "CREATE TABLE out (tenant STRING, device STRING, temp DOUBLE) WITH ('connector' = 'http');
+const PASSTHROUGH: &str =
+    "CREATE TABLE out (tenant STRING, device STRING, temp DOUBLE) WITH ('connector' = 'http');
      INSERT INTO out SELECT tenant, device, temp FROM events;";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -408,40 +524,75 @@ async fn rejections_limits_and_tenants() {
     let s = start(dir.path(), &tenants_config(), &[&job]);
     let c = reqwest::Client::new();
     let url = format!("{}/v1/tables/events/records", s.url);
-    let one = record(1, 0).to_string();
+    let one = record(1, None).to_string();
     // 401 without a key and with a wrong one; 403; 404; 415.
     let r = c.post(&url).body(one.clone()).send().await.unwrap();
     assert_eq!(r.status(), 401);
     assert!(r.headers().contains_key("www-authenticate"));
-    let r = c.post(&url).bearer_auth("nope").body(one.clone()).send().await.unwrap();
+    let r = c
+        .post(&url)
+        .bearer_auth("nope")
+        .body(one.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
-    let r = c.post(&url).bearer_auth("reader-key").body(one.clone()).send().await.unwrap();
+    let r = c
+        .post(&url)
+        .bearer_auth("reader-key")
+        .body(one.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
-    let r = c.post(format!("{}/v1/tables/nosuch/records", s.url)).bearer_auth("globex-key").body(one.clone()).send().await.unwrap();
+    let r = c
+        .post(format!("{}/v1/tables/nosuch/records", s.url))
+        .bearer_auth("globex-key")
+        .body(one.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
-    let r = c.post(&url).bearer_auth("globex-key").header("content-type", "application/xml").body(one.clone()).send().await.unwrap();
+    let r = c
+        .post(&url)
+        .bearer_auth("globex-key")
+        .header("content-type", "application/xml")
+        .body(one.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 415);
     // 413: declared, chunked, and a small gzip body that inflates past the limit.
-    let big = "x".repeat(6 << 20);
-    let r = c.post(&url).bearer_auth("globex-key").body(big.clone()).send().await.unwrap();
-    assert_eq!(r.status(), 413);
+    // Declared: the answer comes before the body is sent.
     let addr = s.url.strip_prefix("http://").unwrap().to_string();
-    let status = std::thread::spawn(move || {
-        let mut t = std::net::TcpStream::connect(&addr).unwrap();
-        write!(t, "POST /v1/tables/events/records HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer globex-key\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
-        let chunk = vec![b'{'; 1 << 20];
-        for _ in 0..6 {
-            if write!(t, "{:x}\r\n", chunk.len()).is_err() || t.write_all(&chunk).is_err() || t.write_all(b"\r\n").is_err() {
-                break;
+    let raw = |head: String, chunked: bool| {
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            let mut t = std::net::TcpStream::connect(&addr).unwrap();
+            t.write_all(head.as_bytes()).unwrap();
+            if chunked {
+                let chunk = vec![b'{'; 1 << 20];
+                for _ in 0..6 {
+                    if write!(t, "{:x}\r\n", chunk.len()).is_err()
+                        || t.write_all(&chunk).is_err()
+                        || t.write_all(b"\r\n").is_err()
+                    {
+                        break;
+                    }
+                }
+                let _ = t.write_all(b"0\r\n\r\n");
             }
-        }
-        let _ = t.write_all(b"0\r\n\r\n");
-        let mut resp = String::new();
-        let _ = t.read_to_string(&mut resp);
-        resp
-    })
-    .join()
-    .unwrap();
+            let mut resp = vec![0u8; 4096];
+            let n = t.read(&mut resp).unwrap_or(0);
+            String::from_utf8_lossy(&resp[..n]).to_string()
+        })
+        .join()
+        .unwrap()
+    };
+    let head = "POST /v1/tables/events/records HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer globex-key\r\n";
+    let status = raw(format!("{head}Content-Length: {}\r\n\r\n", 6 << 20), false);
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}");
+    let status = raw(format!("{head}Transfer-Encoding: chunked\r\n\r\n"), true);
     assert!(status.starts_with("HTTP/1.1 413"), "{status}");
     let mut gz = flate2::write::GzEncoder::new(vec![], flate2::Compression::best());
     for _ in 0..(6 << 20) / one.len() + 1 {
@@ -450,12 +601,26 @@ async fn rejections_limits_and_tenants() {
     }
     let gz = gz.finish().unwrap();
     assert!(gz.len() < 1 << 20);
-    let r = c.post(&url).bearer_auth("globex-key").header("content-encoding", "gzip").body(gz).send().await.unwrap();
+    let r = c
+        .post(&url)
+        .bearer_auth("globex-key")
+        .header("content-encoding", "gzip")
+        .body(gz)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 413);
     // A small gzip body is inflated and accepted.
     let mut gz = flate2::write::GzEncoder::new(vec![], flate2::Compression::fast());
     gz.write_all(format!("{one}\n{one}\n").as_bytes()).unwrap();
-    let r = c.post(&url).bearer_auth("globex-key").header("content-encoding", "gzip").body(gz.finish().unwrap()).send().await.unwrap();
+    let r = c
+        .post(&url)
+        .bearer_auth("globex-key")
+        .header("content-encoding", "gzip")
+        .body(gz.finish().unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["accepted"], 2);
 
@@ -463,11 +628,26 @@ async fn rejections_limits_and_tenants() {
     let t0 = std::time::Instant::now();
     let flood = (0..15).map(|_| {
         let (c, url, one) = (c.clone(), url.clone(), one.clone());
-        tokio::spawn(async move { c.post(&url).bearer_auth("acme-key").body(one).send().await.unwrap() })
+        tokio::spawn(async move {
+            c.post(&url)
+                .bearer_auth("acme-key")
+                .body(one)
+                .send()
+                .await
+                .unwrap()
+        })
     });
     let others = (0..20).map(|_| {
         let (c, url, one) = (c.clone(), url.clone(), one.clone());
-        tokio::spawn(async move { c.post(&url).bearer_auth("globex-key").body(one).send().await.unwrap().status() })
+        tokio::spawn(async move {
+            c.post(&url)
+                .bearer_auth("globex-key")
+                .body(one)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
     });
     let mut ok = 0;
     for f in flood {
@@ -477,28 +657,70 @@ async fn rejections_limits_and_tenants() {
             assert!(r.headers().contains_key("x-ratelimit-remaining"));
         } else {
             assert_eq!(r.status(), 429);
-            assert!(r.headers()["retry-after"].to_str().unwrap().parse::<u32>().unwrap() >= 1);
+            assert!(
+                r.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse::<u32>()
+                    .unwrap()
+                    >= 1
+            );
             assert!(r.headers().contains_key("x-ratelimit-limit"));
             assert!(r.headers().contains_key("x-ratelimit-reset"));
         }
     }
     let elapsed = t0.elapsed().as_secs_f64();
-    assert!(ok >= 5 && ok as f64 <= 5.0 + elapsed.ceil(), "{ok} in {elapsed} s");
+    assert!(
+        ok >= 5 && ok as f64 <= 5.0 + elapsed.ceil(),
+        "{ok} in {elapsed} s"
+    );
     for o in others {
         assert_eq!(o.await.unwrap(), 200);
     }
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let r = c.post(&url).bearer_auth("acme-key").body(one.clone()).send().await.unwrap();
+    let r = c
+        .post(&url)
+        .bearer_auth("acme-key")
+        .body(one.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 
     // The tenant column comes from the key, never from the payload.
-    let spoof = json!({"tenant": "globex", "device": "spoof", "temp": 1.0, "ts": ts(0, 0)}).to_string();
+    let spoof =
+        json!({"tenant": "globex", "device": "spoof", "temp": 1.0, "ts": ts(0, 0)}).to_string();
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(c.post(&url).bearer_auth("acme-key").body(spoof).send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.post(&url)
+            .bearer_auth("acme-key")
+            .body(spoof)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     let out_url = format!("{}/v1/tables/out", s.url);
-    assert_eq!(c.get(&out_url).bearer_auth("globex-key").send().await.unwrap().status(), 403);
+    assert_eq!(
+        c.get(&out_url)
+            .bearer_auth("globex-key")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
     let rows = loop {
-        let rows: Vec<Value> = c.get(&out_url).bearer_auth("reader-key").send().await.unwrap().json().await.unwrap();
+        let rows: Vec<Value> = c
+            .get(&out_url)
+            .bearer_auth("reader-key")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         if rows.iter().any(|r| r["device"] == "spoof") {
             break rows;
         }
@@ -507,15 +729,45 @@ async fn rejections_limits_and_tenants() {
     let spoofed = rows.iter().find(|r| r["device"] == "spoof").unwrap();
     assert_eq!(spoofed["tenant"], "acme");
     // ?access_token= for browsers' EventSource.
-    let r = c.get(format!("{}/v1/tables/out/subscribe?access_token=reader-key", s.url)).send().await.unwrap();
+    let r = c
+        .get(format!(
+            "{}/v1/tables/out/subscribe?access_token=reader-key",
+            s.url
+        ))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     drop(r);
 
     // The jobs API needs the admin key.
-    assert_eq!(c.get(format!("{}/v1/jobs", s.url)).bearer_auth("acme-key").send().await.unwrap().status(), 403);
-    assert_eq!(c.get(format!("{}/v1/jobs", s.url)).bearer_auth("admin-key").send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.get(format!("{}/v1/jobs", s.url))
+            .bearer_auth("acme-key")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        c.get(format!("{}/v1/jobs", s.url))
+            .bearer_auth("admin-key")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     // Metrics count per tenant.
-    let m = c.get(format!("{}/metrics", s.url)).send().await.unwrap().text().await.unwrap();
+    let m = c
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let value = |name: &str| -> f64 {
         m.lines()
             .find(|l| l.starts_with(name))
@@ -541,17 +793,29 @@ async fn bad_lines_are_skipped_or_reject_the_request() {
     let mut body = String::new();
     for i in 0..20_000i64 {
         if i % 2 == 1 {
-            body.push_str(&format!("{{\"device\": \"d\", \"temp\": \"hot{i}\", \"ts\": \"{}\"}}\n", ts(0, 0)));
+            body.push_str(&format!(
+                "{{\"device\": \"d\", \"temp\": \"hot{i}\", \"ts\": \"{}\"}}\n",
+                ts(0, 0)
+            ));
         } else {
-            body.push_str(&(record(i, 0).to_string() + "\n"));
+            body.push_str(&(record(i, None).to_string() + "\n"));
         }
     }
     let (status, r) = post(&c, &url, "application/x-ndjson", body.clone()).await;
     assert_eq!(status, 400, "{r}");
     assert_eq!(r["rejected"], 10_000);
-    let (status, r) = post(&c, &format!("{url}?on_error=skip"), "application/x-ndjson", body).await;
+    let (status, r) = post(
+        &c,
+        &format!("{url}?on_error=skip"),
+        "application/x-ndjson",
+        body,
+    )
+    .await;
     assert_eq!(status, 200, "{r}");
-    assert_eq!((r["accepted"].as_u64(), r["rejected"].as_u64()), (Some(10_000), Some(10_000)));
+    assert_eq!(
+        (r["accepted"].as_u64(), r["rejected"].as_u64()),
+        (Some(10_000), Some(10_000))
+    );
     let errors = r["errors"].as_array().unwrap();
     assert_eq!(errors.len(), 20);
     assert_eq!(errors[0]["line"], 2);
@@ -561,15 +825,32 @@ async fn bad_lines_are_skipped_or_reject_the_request() {
     wait_until("the good rows", || {
         let url = format!("{}/v1/tables/out?x=1", s.url);
         let rows = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async { reqwest::get(&url).await.unwrap().json::<Vec<Value>>().await.unwrap() })
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                reqwest::get(&url)
+                    .await
+                    .unwrap()
+                    .json::<Vec<Value>>()
+                    .await
+                    .unwrap()
+            })
         })
         .join()
         .unwrap();
         rows.len() == 10_000
     })
     .await;
-    let jobs: Value = c.get(format!("{}/v1/jobs", s.url)).send().await.unwrap().json().await.unwrap();
+    let jobs: Value = c
+        .get(format!("{}/v1/jobs", s.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(jobs["jobs"][0]["status"], "running");
     assert_eq!(jobs["jobs"][0]["events_in"], 10_000);
 }
@@ -579,12 +860,20 @@ async fn jobs_are_submitted_listed_and_stopped_over_http_and_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("lake");
     std::fs::create_dir_all(&data).unwrap();
-    let cfg = format!("[server]\njournal_dir = \"JOURNAL\"\ndata_dirs = [\"{}\"]", data.display());
+    let cfg = format!(
+        "[server]\njournal_dir = \"JOURNAL\"\ndata_dirs = [\"{}\"]",
+        data.display()
+    );
     let s = start(dir.path(), &cfg, &[]);
     let c = reqwest::Client::new();
     let jobs = format!("{}/v1/jobs", s.url);
     // A syntax error: 400 with its line and column; nothing started.
-    let r = c.post(&jobs).body(format!("{EVENTS}\nINSERT INTO nowhere SELEKT 1;")).send().await.unwrap();
+    let r = c
+        .post(&jobs)
+        .body(format!("{EVENTS}\nINSERT INTO nowhere SELEKT 1;"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     let e: Value = r.json().await.unwrap();
     assert_eq!(e["line"], 2, "{e}");
@@ -592,7 +881,9 @@ async fn jobs_are_submitted_listed_and_stopped_over_http_and_the_cli() {
     // A planning error in the second INSERT starts nothing, and its DDL is not kept.
     let r = c
         .post(&jobs)
-        .body(format!("{EVENTS}\n{PASSTHROUGH}\nINSERT INTO out SELECT nosuch, device, temp FROM events;"))
+        .body(format!(
+            "{EVENTS}\n{PASSTHROUGH}\nINSERT INTO out SELECT nosuch, device, temp FROM events;"
+        ))
         .send()
         .await
         .unwrap();
@@ -614,9 +905,18 @@ async fn jobs_are_submitted_listed_and_stopped_over_http_and_the_cli() {
         .args(["submit", file.to_str().unwrap(), "--server", &s.url])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "out");
-    let r = c.post(&jobs).body(EVENTS.replace("temp DOUBLE", "temp FLOAT")).send().await.unwrap();
+    let r = c
+        .post(&jobs)
+        .body(EVENTS.replace("temp DOUBLE", "temp FLOAT"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 409);
     let r = c
         .post(&jobs)
@@ -631,9 +931,28 @@ async fn jobs_are_submitted_listed_and_stopped_over_http_and_the_cli() {
         .output()
         .unwrap();
     let listing = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(listing.contains("out ") && listing.contains("out2") && listing.contains("running"), "{listing}");
-    let one: Value = c.get(format!("{jobs}/out")).send().await.unwrap().json().await.unwrap();
-    for k in ["events_in", "events_out", "events_per_s", "watermark_lag_ms", "late_rows", "malformed", "checkpoint", "state_bytes"] {
+    assert!(
+        listing.contains("out ") && listing.contains("out2") && listing.contains("running"),
+        "{listing}"
+    );
+    let one: Value = c
+        .get(format!("{jobs}/out"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for k in [
+        "events_in",
+        "events_out",
+        "events_per_s",
+        "watermark_lag_ms",
+        "late_rows",
+        "malformed",
+        "checkpoint",
+        "state_bytes",
+    ] {
         assert!(one.get(k).is_some(), "{k} in {one}");
     }
     // Stopped with the CLI and over HTTP (drain).
@@ -641,12 +960,25 @@ async fn jobs_are_submitted_listed_and_stopped_over_http_and_the_cli() {
         .args(["stop", "out", "--server", &s.url])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("stopped"));
-    let r: Value = c.delete(format!("{jobs}/out2?drain=true")).send().await.unwrap().json().await.unwrap();
+    let r: Value = c
+        .delete(format!("{jobs}/out2?drain=true"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(r["status"], "finished", "{r}");
     // No kept files remain: a restart resumes nothing.
-    let kept = std::fs::read_dir(dir.path().join("data/jobs")).unwrap().count();
+    let kept = std::fs::read_dir(dir.path().join("data/jobs"))
+        .unwrap()
+        .count();
     assert_eq!(kept, 0);
 }
 
@@ -655,17 +987,20 @@ fn parquet_devices(dir: &Path) -> Vec<String> {
     let mut out = vec![];
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p: PathBuf = e.path();
             if p.is_dir() {
                 stack.push(p);
             } else if p.extension().is_some_and(|e| e == "parquet") {
                 let f = std::fs::File::open(&p).unwrap();
-                let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
-                    .unwrap()
-                    .build()
-                    .unwrap();
+                let reader =
+                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+                        .unwrap()
+                        .build()
+                        .unwrap();
                 for b in reader {
                     let b = b.unwrap();
                     let col = b.column_by_name("device").unwrap();
@@ -706,8 +1041,15 @@ async fn acknowledged_records_survive_kill_9_exactly_once() {
             let base = next + p * 1_000_000;
             producers.push(tokio::spawn(async move {
                 for b in 0.. {
-                    let ids: Vec<String> = (0..50).map(|i| format!("r{round}-{}", base + b * 50 + i)).collect();
-                    let body: String = ids.iter().map(|id| json!({"device": id, "temp": 1.0, "ts": ts(0, 0)}).to_string() + "\n").collect();
+                    let ids: Vec<String> = (0..50)
+                        .map(|i| format!("r{round}-{}", base + b * 50 + i))
+                        .collect();
+                    let body: String = ids
+                        .iter()
+                        .map(|id| {
+                            json!({"device": id, "temp": 1.0, "ts": ts(0, 0)}).to_string() + "\n"
+                        })
+                        .collect();
                     match c.post(&url).body(body).send().await {
                         Ok(r) if r.status() == 200 => {
                             let _ = tx.send(ids);
@@ -737,7 +1079,14 @@ async fn acknowledged_records_survive_kill_9_exactly_once() {
         if round == 2 {
             // Once the job has read the whole journal, stop cleanly: a final checkpoint
             // publishes everything read.
-            let metrics = c.get(format!("{}/metrics", s.url)).send().await.unwrap().text().await.unwrap();
+            let metrics = c
+                .get(format!("{}/metrics", s.url))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
             let end: u64 = metrics
                 .lines()
                 .find_map(|l| l.strip_prefix("weir_journal_offset{table=\"events\"} "))
@@ -746,7 +1095,14 @@ async fn acknowledged_records_survive_kill_9_exactly_once() {
                 .unwrap();
             let mut read = 0;
             for _ in 0..1200 {
-                let j: Value = c.get(format!("{}/v1/jobs/lake", s.url)).send().await.unwrap().json().await.unwrap();
+                let j: Value = c
+                    .get(format!("{}/v1/jobs/lake", s.url))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
                 read = j["events_in"].as_u64().unwrap() + j["events_before"].as_u64().unwrap();
                 if read >= end {
                     break;
@@ -767,8 +1123,17 @@ async fn acknowledged_records_survive_kill_9_exactly_once() {
     }
     let dup: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).take(5).collect();
     assert!(dup.is_empty(), "duplicated: {dup:?}");
-    let missing: Vec<_> = acked.iter().filter(|id| !counts.contains_key(id.as_str())).take(5).collect();
-    assert!(missing.is_empty(), "acknowledged but missing ({} acked, {} out): {missing:?}", acked.len(), out.len());
+    let missing: Vec<_> = acked
+        .iter()
+        .filter(|id| !counts.contains_key(id.as_str()))
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but missing ({} acked, {} out): {missing:?}",
+        acked.len(),
+        out.len()
+    );
 }
 
 #[test]
@@ -776,7 +1141,11 @@ fn http_tables_need_weir_serve_and_non_loopback_needs_tenants() {
     let dir = tempfile::tempdir().unwrap();
     let job = dir.path().join("job.sql");
     std::fs::write(&job, format!("{EVENTS}\nCREATE TABLE o (device STRING) WITH ('connector' = 'print');\nINSERT INTO o SELECT device FROM events;")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_weir")).arg("run").arg(&job).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("run")
+        .arg(&job)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("http tables need `weir serve`"));
     let out = Command::new(env!("CARGO_BIN_EXE_weir"))
@@ -785,15 +1154,29 @@ fn http_tables_need_weir_serve_and_non_loopback_needs_tenants() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("needs [[tenant]] entries"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("needs [[tenant]] entries"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // A misspelt limit in serve.toml is an error.
     let cfg = dir.path().join("serve.toml");
     std::fs::write(&cfg, "[defaults]\nrte = 5\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            cfg.to_str().unwrap(),
+        ])
         .current_dir(dir.path())
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("rte"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("rte"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

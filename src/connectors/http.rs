@@ -241,12 +241,11 @@ fn segment_path(dir: &Path, first: u64) -> PathBuf {
 /// The whole batches of a segment file (a torn last message ends it).
 fn read_segment(path: &Path, schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
     let f = File::open(path).map_err(io(format!("opening {}", path.display())))?;
-    let reader = StreamReader::try_new(std::io::BufReader::new(f), None).map_err(|e| {
-        Error::Execution {
+    let reader =
+        StreamReader::try_new(std::io::BufReader::new(f), None).map_err(|e| Error::Execution {
             operator: "http journal".into(),
             message: format!("{}: {e}", path.display()),
-        }
-    })?;
+        })?;
     if reader.schema().fields() != schema.fields() {
         return plan_err!(
             "the journal segment {} holds rows of another schema than its table's; move it away",
@@ -276,7 +275,10 @@ impl Journal {
         for e in std::fs::read_dir(&dir).map_err(io(format!("listing {}", dir.display())))? {
             let e = e.map_err(io(format!("listing {}", dir.display())))?;
             let name = e.file_name().to_string_lossy().to_string();
-            if let Some(n) = name.strip_suffix(".arrow").and_then(|n| n.parse::<u64>().ok()) {
+            if let Some(n) = name
+                .strip_suffix(".arrow")
+                .and_then(|n| n.parse::<u64>().ok())
+            {
                 firsts.push(n);
             }
         }
@@ -517,10 +519,7 @@ impl Journal {
 }
 
 /// The batches from offset `from` on (the first one sliced), at most [`READ_BATCHES`].
-fn from_offset(
-    batches: impl Iterator<Item = (u64, RecordBatch)>,
-    from: u64,
-) -> Vec<RecordBatch> {
+fn from_offset(batches: impl Iterator<Item = (u64, RecordBatch)>, from: u64) -> Vec<RecordBatch> {
     batches
         .filter(|(o, b)| o + b.num_rows() as u64 > from)
         .take(READ_BATCHES)

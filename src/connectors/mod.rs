@@ -571,7 +571,7 @@ impl Sink for ProjectingSink {
 pub fn check_accepts_changelog(table: &Table) -> Result<()> {
     match table.connector() {
         // Each row carries its op.
-        "print" | "blackhole" | "webhook" => Ok(()),
+        "print" | "blackhole" | "webhook" | "http" => Ok(()),
         "jdbc" => {
             if table.def.primary_key.is_empty() {
                 plan_err!(

@@ -181,7 +181,10 @@ const WEBHOOK: &[(&str, Kind)] = &[
 /// `'connector' = 'http'` (`weir serve`'s ingest and served tables, see `connectors::http`).
 const HTTP: &[(&str, Kind)] = &[
     ("format", OneOf(&["json"])),
-    ("scan.startup.mode", OneOf(&["earliest-offset", "latest-offset"])),
+    (
+        "scan.startup.mode",
+        OneOf(&["earliest-offset", "latest-offset"]),
+    ),
     ("scan.watermark.idle-advance", Bool),
     ("http.retention", Duration),
     ("http.max-journal-size", Size),

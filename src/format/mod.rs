@@ -40,6 +40,9 @@ pub fn cast_to(
 /// How many malformed records are printed on stderr per job.
 const REPORTED: u64 = 5;
 
+/// Malformed records' (location, error), gathered instead of reported.
+pub(crate) type Collected = Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
 /// What to do with malformed records.
 #[derive(Clone)]
 pub struct ErrorPolicy {
@@ -54,7 +57,7 @@ pub struct ErrorPolicy {
     reported: Arc<AtomicU64>,
     /// Where malformed records' (location, error) go instead of stderr (`weir serve` answers
     /// a POST with them).
-    collected: Option<Arc<std::sync::Mutex<Vec<(String, String)>>>>,
+    collected: Option<Collected>,
 }
 
 impl ErrorPolicy {
@@ -88,7 +91,7 @@ impl ErrorPolicy {
     }
 
     /// Malformed records' locations and errors go to `into` rather than stderr.
-    pub(crate) fn collecting(mut self, into: Arc<std::sync::Mutex<Vec<(String, String)>>>) -> Self {
+    pub(crate) fn collecting(mut self, into: Collected) -> Self {
         self.collected = Some(into);
         self
     }

@@ -188,8 +188,7 @@ impl Settings {
                     context: format!("reading {}", p.display()),
                     source,
                 })?;
-                toml::from_str(&text)
-                    .map_err(|e| Error::Plan(format!("{}: {e}", p.display())))?
+                toml::from_str(&text).map_err(|e| Error::Plan(format!("{}: {e}", p.display())))?
             }
         };
         if file.server.tls_cert.is_some() || file.server.tls_key.is_some() {

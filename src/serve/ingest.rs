@@ -103,7 +103,11 @@ pub(crate) async fn post_records(
         r
     };
     let name = table_name.to_lowercase();
-    let table = match server.engine.catalog().and_then(|c| c.table(&name).cloned()) {
+    let table = match server
+        .engine
+        .catalog()
+        .and_then(|c| c.table(&name).cloned())
+    {
         Ok(t) if t.connector() == "http" => t,
         Ok(_) => {
             return fail(
@@ -224,10 +228,8 @@ pub(crate) async fn post_records(
         return r;
     }
     let tenant_id = (!tenant.id.is_empty()).then(|| tenant.id.clone());
-    let decoded = tokio::task::spawn_blocking(move || {
-        decode(&table, &bytes, kind, tenant_id, skip)
-    })
-    .await;
+    let decoded =
+        tokio::task::spawn_blocking(move || decode(&table, &bytes, kind, tenant_id, skip)).await;
     let (batch, bad) = match decoded {
         Ok(Ok(d)) => d,
         Ok(Err(e)) => {
@@ -337,10 +339,7 @@ impl MessageMeta for Meta {
         let n = self.lines.len();
         Ok(match key {
             "tenant" => Arc::new(StringArray::from(vec![self.tenant.clone(); n])),
-            "received-at" => Arc::new(TimestampMillisecondArray::from(vec![
-                self.received_ms;
-                n
-            ])),
+            "received-at" => Arc::new(TimestampMillisecondArray::from(vec![self.received_ms; n])),
             "request-id" => crate::format::messages::repeat_str(&self.request_id, n),
             other => return crate::plan_err!("unknown metadata key '{other}'"),
         })
@@ -372,7 +371,10 @@ fn decode(
     kind: Body3,
     tenant: Option<String>,
     skip: bool,
-) -> Result<(Option<datafusion::arrow::record_batch::RecordBatch>, Vec<Value>)> {
+) -> Result<(
+    Option<datafusion::arrow::record_batch::RecordBatch>,
+    Vec<Value>,
+)> {
     let mut bad: Vec<Value> = vec![];
     let mut payloads: Vec<(usize, Cow<'_, [u8]>)> = vec![];
     match kind {
@@ -393,7 +395,9 @@ fn decode(
                         payloads.push((i + 1, Cow::Owned(item.to_string().into_bytes())));
                     }
                 }
-                obj @ Value::Object(_) => payloads.push((1, Cow::Owned(obj.to_string().into_bytes()))),
+                obj @ Value::Object(_) => {
+                    payloads.push((1, Cow::Owned(obj.to_string().into_bytes())))
+                }
                 _ => return crate::plan_err!("a JSON body is an object or an array of objects"),
             }
         }
@@ -435,7 +439,10 @@ fn decode(
                         .unwrap_or(DataType::Utf8);
                     obj.insert(name.clone(), csv_value(text, &ty));
                 }
-                payloads.push((line, Cow::Owned(Value::Object(obj).to_string().into_bytes())));
+                payloads.push((
+                    line,
+                    Cow::Owned(Value::Object(obj).to_string().into_bytes()),
+                ));
             }
         }
     }

@@ -27,28 +27,30 @@ use crate::runtime::JobMetrics;
 use crate::sql::{Located, Statement, parse_sql};
 use crate::{Error, Result};
 
-/// A refused submission: its status and JSON body.
-pub(crate) struct Refused(StatusCode, Value);
+/// A refused submission: its status and JSON body (and the error, when there is one).
+pub(crate) struct Refused(StatusCode, Value, Option<Error>);
 
 impl Refused {
-    fn new(status: StatusCode, e: &Error) -> Self {
+    fn new(status: StatusCode, e: Error) -> Self {
         let message = e.to_string();
         let mut body = json!({ "error": message });
         if let Some((line, column)) = position(&message) {
             body["line"] = json!(line);
             body["column"] = json!(column);
         }
-        Self(status, body)
+        Self(status, body, Some(e))
     }
 
     /// As a weir error (for job files given on the command line).
     pub(crate) fn into_error(self) -> Error {
-        Error::Plan(
-            self.1["error"]
-                .as_str()
-                .unwrap_or("the job file was refused")
-                .to_string(),
-        )
+        self.2.unwrap_or_else(|| {
+            Error::Plan(
+                self.1["error"]
+                    .as_str()
+                    .unwrap_or("the job file was refused")
+                    .to_string(),
+            )
+        })
     }
 }
 
@@ -180,7 +182,7 @@ impl Jobs {
         keep: Option<Option<PathBuf>>,
     ) -> std::result::Result<Vec<String>, Refused> {
         let _one = self.submitting.lock().await;
-        let bad = |e: Error| Refused::new(StatusCode::BAD_REQUEST, &e);
+        let bad = |e: Error| Refused::new(StatusCode::BAD_REQUEST, e);
         let stmts = parse_sql(sql).map_err(bad)?;
         if keep.is_some() {
             check_paths(&stmts, &server.settings().data_dirs).map_err(bad)?;
@@ -209,6 +211,7 @@ impl Jobs {
                                 def.name,
                                 stmt.position()
                             ), "line": stmt.line, "column": stmt.column }),
+                            None,
                         ));
                     }
                     scratch
@@ -355,7 +358,7 @@ impl Jobs {
                     path.display(),
                     ids.join(", ")
                 ),
-                Err(Refused(_, body)) => eprintln!(
+                Err(Refused(_, body, _)) => eprintln!(
                     "weir serve: could not resume {}: {}",
                     path.display(),
                     body["error"]
@@ -436,7 +439,11 @@ fn admin(server: &Server, headers: &HeaderMap) -> std::result::Result<(), Respon
     }
 }
 
-pub(crate) async fn submit(State(server): State<Shared>, headers: HeaderMap, body: String) -> Response {
+pub(crate) async fn submit(
+    State(server): State<Shared>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
     if let Err(r) = admin(&server, &headers) {
         return r;
     }
@@ -446,7 +453,7 @@ pub(crate) async fn submit(State(server): State<Shared>, headers: HeaderMap, bod
     });
     match started {
         Ok(ids) => (StatusCode::CREATED, axum::Json(json!({ "jobs": ids }))).into_response(),
-        Err(Refused(status, body)) => (status, axum::Json(body)).into_response(),
+        Err(Refused(status, body, _)) => (status, axum::Json(body)).into_response(),
     }
 }
 
@@ -461,6 +468,7 @@ pub(crate) async fn list(State(server): State<Shared>, headers: HeaderMap) -> Re
     axum::Json(json!({ "jobs": jobs })).into_response()
 }
 
+#[allow(clippy::result_large_err)]
 fn entry(server: &Server, id: &str) -> std::result::Result<Arc<Entry>, Response> {
     lock(&server.jobs.entries)
         .get(id)
@@ -558,34 +566,63 @@ pub(crate) async fn metrics(State(server): State<Shared>) -> Response {
     let now = chrono::Utc::now().timestamp_millis();
     type Get = fn(&JobMetrics, i64) -> Option<f64>;
     let job_series: [(&str, &str, &str, Get); 9] = [
-        ("weir_job_events_in_total", "counter", "Rows read from sources", |m, _| {
-            Some(JobMetrics::get(&m.events_in) as f64)
-        }),
-        ("weir_job_events_out_total", "counter", "Rows written out", |m, _| {
-            Some(JobMetrics::get(&m.rows_out) as f64)
-        }),
-        ("weir_job_late_rows_total", "counter", "Rows dropped or routed as late", |m, _| {
-            Some(JobMetrics::get(&m.late_rows) as f64)
-        }),
-        ("weir_job_malformed_total", "counter", "Malformed records skipped", |m, _| {
-            Some(JobMetrics::get(&m.malformed) as f64)
-        }),
-        ("weir_job_watermark_lag_seconds", "gauge", "Wall clock minus the watermark", |m, now| {
-            let wm = m.watermark.load(Ordering::Relaxed);
-            (wm != i64::MIN).then(|| (now - wm) as f64 / 1000.0)
-        }),
-        ("weir_job_checkpoint_epoch", "gauge", "The last completed checkpoint", |m, _| {
-            Some(JobMetrics::get(&m.checkpoint_epoch) as f64)
-        }),
-        ("weir_job_checkpoint_duration_seconds", "gauge", "The last checkpoint's duration", |m, _| {
-            Some(JobMetrics::get(&m.checkpoint_ms) as f64 / 1000.0)
-        }),
-        ("weir_job_checkpoint_bytes", "gauge", "The last checkpoint's size", |m, _| {
-            Some(JobMetrics::get(&m.checkpoint_bytes) as f64)
-        }),
-        ("weir_job_state_bytes", "gauge", "Bytes of operator state", |m, _| {
-            Some(JobMetrics::get(&m.state_bytes) as f64)
-        }),
+        (
+            "weir_job_events_in_total",
+            "counter",
+            "Rows read from sources",
+            |m, _| Some(JobMetrics::get(&m.events_in) as f64),
+        ),
+        (
+            "weir_job_events_out_total",
+            "counter",
+            "Rows written out",
+            |m, _| Some(JobMetrics::get(&m.rows_out) as f64),
+        ),
+        (
+            "weir_job_late_rows_total",
+            "counter",
+            "Rows dropped or routed as late",
+            |m, _| Some(JobMetrics::get(&m.late_rows) as f64),
+        ),
+        (
+            "weir_job_malformed_total",
+            "counter",
+            "Malformed records skipped",
+            |m, _| Some(JobMetrics::get(&m.malformed) as f64),
+        ),
+        (
+            "weir_job_watermark_lag_seconds",
+            "gauge",
+            "Wall clock minus the watermark",
+            |m, now| {
+                let wm = m.watermark.load(Ordering::Relaxed);
+                (wm != i64::MIN).then(|| (now - wm) as f64 / 1000.0)
+            },
+        ),
+        (
+            "weir_job_checkpoint_epoch",
+            "gauge",
+            "The last completed checkpoint",
+            |m, _| Some(JobMetrics::get(&m.checkpoint_epoch) as f64),
+        ),
+        (
+            "weir_job_checkpoint_duration_seconds",
+            "gauge",
+            "The last checkpoint's duration",
+            |m, _| Some(JobMetrics::get(&m.checkpoint_ms) as f64 / 1000.0),
+        ),
+        (
+            "weir_job_checkpoint_bytes",
+            "gauge",
+            "The last checkpoint's size",
+            |m, _| Some(JobMetrics::get(&m.checkpoint_bytes) as f64),
+        ),
+        (
+            "weir_job_state_bytes",
+            "gauge",
+            "Bytes of operator state",
+            |m, _| Some(JobMetrics::get(&m.state_bytes) as f64),
+        ),
     ];
     for (name, kind, help, get) in job_series {
         let _ = writeln!(out, "# HELP {name} {help}.\n# TYPE {name} {kind}");
@@ -601,14 +638,22 @@ pub(crate) async fn metrics(State(server): State<Shared>) -> Response {
         .collect();
     type Stat = fn(&super::config::TenantStats) -> u64;
     let tenant_series: [(&str, &str, Stat); 4] = [
-        ("weir_tenant_requests_total", "Ingest requests", |s| s.requests.load(Ordering::Relaxed)),
-        ("weir_tenant_records_total", "Records accepted", |s| s.records.load(Ordering::Relaxed)),
-        ("weir_tenant_rejected_total", "Requests answered 4xx other than 429", |s| {
-            s.rejected_4xx.load(Ordering::Relaxed)
+        ("weir_tenant_requests_total", "Ingest requests", |s| {
+            s.requests.load(Ordering::Relaxed)
         }),
-        ("weir_tenant_throttled_total", "Requests answered 429", |s| {
-            s.throttled.load(Ordering::Relaxed)
+        ("weir_tenant_records_total", "Records accepted", |s| {
+            s.records.load(Ordering::Relaxed)
         }),
+        (
+            "weir_tenant_rejected_total",
+            "Requests answered 4xx other than 429",
+            |s| s.rejected_4xx.load(Ordering::Relaxed),
+        ),
+        (
+            "weir_tenant_throttled_total",
+            "Requests answered 429",
+            |s| s.throttled.load(Ordering::Relaxed),
+        ),
     ];
     for (name, help, get) in tenant_series {
         let _ = writeln!(out, "# HELP {name} {help}.\n# TYPE {name} counter");
@@ -623,14 +668,24 @@ pub(crate) async fn metrics(State(server): State<Shared>) -> Response {
         "# HELP weir_journal_bytes Bytes of an http table's ingest journal on disk.\n# TYPE weir_journal_bytes gauge"
     );
     for j in &journals {
-        let _ = writeln!(out, "weir_journal_bytes{{table=\"{}\"}} {}", label(j.table()), j.bytes());
+        let _ = writeln!(
+            out,
+            "weir_journal_bytes{{table=\"{}\"}} {}",
+            label(j.table()),
+            j.bytes()
+        );
     }
     let _ = writeln!(
         out,
         "# HELP weir_journal_offset The offset after an http table's last appended record.\n# TYPE weir_journal_offset gauge"
     );
     for j in &journals {
-        let _ = writeln!(out, "weir_journal_offset{{table=\"{}\"}} {}", label(j.table()), j.end_offset());
+        let _ = writeln!(
+            out,
+            "weir_journal_offset{{table=\"{}\"}} {}",
+            label(j.table()),
+            j.end_offset()
+        );
     }
     let _ = writeln!(
         out,
@@ -645,7 +700,10 @@ pub(crate) async fn metrics(State(server): State<Shared>) -> Response {
         );
     }
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
         out,
     )
         .into_response()

@@ -90,7 +90,10 @@ impl Server {
         let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim);
         let cookie = headers
             .get_all(header::COOKIE)
@@ -198,7 +201,11 @@ pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<()> {
             context: format!("reading {}", path.display()),
             source,
         })?;
-        server.jobs.start(&server, &sql, None).await.map_err(|e| e.into_error())?;
+        server
+            .jobs
+            .start(&server, &sql, None)
+            .await
+            .map_err(|e| e.into_error())?;
     }
     server.jobs.resume(&server).await;
     server.ready.store(true, Ordering::SeqCst);

@@ -31,7 +31,11 @@ fn readable(
 ) -> Result<Arc<Served>, Response> {
     let caller = server.caller(headers, query.get("access_token").map(String::as_str))?;
     let name = name.to_lowercase();
-    let table = match server.engine.catalog().and_then(|c| c.table(&name).cloned()) {
+    let table = match server
+        .engine
+        .catalog()
+        .and_then(|c| c.table(&name).cloned())
+    {
         Ok(t) if t.connector() == "http" => t,
         _ => {
             return Err(error(
@@ -131,7 +135,10 @@ pub(crate) async fn get_table(
         }
         return match served.lookup(&key) {
             Ok(Some(row)) => axum::Json(row).into_response(),
-            Ok(None) => error(StatusCode::NOT_FOUND, format!("no row with key {}", key.join(","))),
+            Ok(None) => error(
+                StatusCode::NOT_FOUND,
+                format!("no row with key {}", key.join(",")),
+            ),
             Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         };
     }
@@ -142,8 +149,12 @@ pub(crate) async fn get_table(
 }
 
 fn rows_event(epoch: u64, seq: u64, rows: &[Value]) -> Event {
+    named_rows("rows", epoch, seq, rows)
+}
+
+fn named_rows(name: &str, epoch: u64, seq: u64, rows: &[Value]) -> Event {
     Event::default()
-        .event("rows")
+        .event(name)
         .id(format!("{epoch}:{seq}"))
         .data(Value::Array(rows.to_vec()).to_string())
 }
@@ -200,7 +211,12 @@ async fn feed(
             seq
         }
         None => {
-            if last_id.is_some() && tx.send(Event::default().event("reset").data("{}")).await.is_err() {
+            if last_id.is_some()
+                && tx
+                    .send(Event::default().event("reset").data("{}"))
+                    .await
+                    .is_err()
+            {
                 return;
             }
             match snapshot(&served, &tx).await {
@@ -217,7 +233,11 @@ async fn feed(
                     continue;
                 }
                 let skip = sent.saturating_sub(first - 1) as usize;
-                if tx.send(rows_event(epoch, last, &rows[skip..])).await.is_err() {
+                if tx
+                    .send(rows_event(epoch, last, &rows[skip..]))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 sent = last;
@@ -242,7 +262,7 @@ async fn feed(
 /// Send the table's current contents; the sequence number they cover (None: gone).
 async fn snapshot(served: &Served, tx: &mpsc::Sender<Event>) -> Option<u64> {
     let snap = served.snapshot().ok()?;
-    let ev = rows_event(served.epoch(), snap.seq, &snap.rows).event("snapshot");
+    let ev = named_rows("snapshot", served.epoch(), snap.seq, &snap.rows);
     tx.send(ev).await.ok()?;
     Some(snap.seq)
 }
