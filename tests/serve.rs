@@ -1180,3 +1180,135 @@ fn http_tables_need_weir_serve_and_non_loopback_needs_tenants() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_replay_the_first_answer_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = format!("{EVENTS}\n{PASSTHROUGH}");
+    let c = reqwest::Client::new();
+    let body: String = (0..10)
+        .map(|i| record(i, None).to_string() + "\n")
+        .collect();
+    for round in 0..2 {
+        let s = start(dir.path(), NO_TENANTS, &[&job]);
+        let url = format!("{}/v1/tables/events/records", s.url);
+        for attempt in 0..2 {
+            let r = c
+                .post(&url)
+                .header("idempotency-key", "batch-1")
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            let replayed = r.headers().get("idempotent-replayed").is_some();
+            assert_eq!(
+                replayed,
+                round > 0 || attempt > 0,
+                "round {round} attempt {attempt}"
+            );
+            assert_eq!(r.json::<Value>().await.unwrap()["accepted"], 10);
+        }
+        // Another key appends.
+        let r = c
+            .post(&url)
+            .header("idempotency-key", format!("other-{round}"))
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert!(r.headers().get("idempotent-replayed").is_none());
+        let m = c
+            .get(format!("{}/metrics", s.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let end: u64 = m
+            .lines()
+            .find_map(|l| l.strip_prefix("weir_journal_offset{table=\"events\"} "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            end,
+            20 + round * 10,
+            "batch-1 appended once, each other key once"
+        );
+        drop(s); // kill -9
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_never_reads_lags_and_the_others_get_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = "CREATE TABLE events (device STRING, payload STRING) WITH ('connector' = 'http', 'format' = 'json');
+         CREATE TABLE out (device STRING, payload STRING) WITH ('connector' = 'http', 'http.retain' = '10');
+         INSERT INTO out SELECT device, payload FROM events;";
+    let s = start(dir.path(), NO_TENANTS, &[job]);
+    // The stalled subscriber: connects, then never reads.
+    let addr = s.url.strip_prefix("http://").unwrap().to_string();
+    let mut stalled = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        stalled,
+        "GET /v1/tables/out/subscribe HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    .unwrap();
+    let reader = sse(format!("{}/v1/tables/out/subscribe", s.url), None);
+    let c = reqwest::Client::new();
+    let url = format!("{}/v1/tables/events/records", s.url);
+    // Rows big enough to fill the stalled connection's socket buffers, one event per POST.
+    let payload = "p".repeat(32 << 10);
+    let posts = 2500;
+    for i in 0..posts {
+        let body = json!({"device": format!("d{i}"), "payload": payload}).to_string();
+        assert_eq!(c.post(&url).body(body).send().await.unwrap().status(), 200);
+    }
+    wait_until("every row at the reading subscriber", || {
+        reader
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(e, _, _)| e == "rows")
+            .map(|(_, _, d)| d.as_array().unwrap().len())
+            .sum::<usize>()
+            == posts
+    })
+    .await;
+    // The reading subscriber got every row once, in order.
+    let devices: Vec<String> = reader
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(e, _, _)| e == "rows")
+        .flat_map(|(_, _, d)| {
+            d.as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["device"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(
+        devices,
+        (0..posts).map(|i| format!("d{i}")).collect::<Vec<_>>()
+    );
+    // The stalled one, reading now, is told it lagged (after what its buffers held).
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = vec![0u8; 1 << 20];
+    while !String::from_utf8_lossy(&seen).contains("event: lagged") {
+        let n = stalled
+            .read(&mut buf)
+            .expect("the stalled subscriber's stream");
+        assert!(n > 0, "the stream ended without lagged");
+        seen.extend_from_slice(&buf[..n]);
+        if seen.len() > 200 << 20 {
+            panic!("no lagged event in 200 MB");
+        }
+    }
+}

@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,6 +26,107 @@ use crate::format::ErrorPolicy;
 use crate::format::messages::{MessageDecoder, MessageMeta};
 use crate::sql::catalog::Table;
 use crate::{Error, Result};
+
+/// How long a stored response to an `Idempotency-Key` is replayed.
+const IDEMPOTENCY_MS: i64 = 24 * 3600 * 1000;
+
+/// Responses stored by `Idempotency-Key` (per tenant), kept in the journal directory across
+/// restarts: a retried POST gets the first answer back instead of appending twice.
+pub(crate) struct Idempotency {
+    path: std::path::PathBuf,
+    stored: Mutex<HashMap<String, (u16, Value, i64)>>,
+    in_flight: Mutex<std::collections::HashSet<String>>,
+}
+
+impl Idempotency {
+    /// Load what is still fresh from `<dir>/idempotency.jsonl`, and rewrite the file with it.
+    pub(crate) fn open(dir: &std::path::Path) -> Result<Self> {
+        let path = dir.join("idempotency.jsonl");
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut stored = HashMap::new();
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            for line in text.lines() {
+                let Ok(v) = serde_json::from_str::<Value>(line) else {
+                    continue; // a torn last line
+                };
+                let (Some(k), Some(status), Some(at)) =
+                    (v["key"].as_str(), v["status"].as_u64(), v["at"].as_i64())
+                else {
+                    continue;
+                };
+                if now - at < IDEMPOTENCY_MS {
+                    stored.insert(k.to_string(), (status as u16, v["body"].clone(), at));
+                }
+            }
+        }
+        let text: String = stored
+            .iter()
+            .map(|(k, (status, body, at))| {
+                json!({"key": k, "status": status, "body": body, "at": at}).to_string() + "\n"
+            })
+            .collect();
+        std::fs::write(&path, text).map_err(|source| Error::Io {
+            context: format!("writing {}", path.display()),
+            source,
+        })?;
+        Ok(Self {
+            path,
+            stored: Mutex::new(stored),
+            in_flight: Mutex::default(),
+        })
+    }
+
+    fn replay(&self, key: &str) -> Option<Response> {
+        let stored = self.stored.lock().ok()?;
+        let (status, body, at) = stored.get(key)?;
+        if chrono::Utc::now().timestamp_millis() - at >= IDEMPOTENCY_MS {
+            return None;
+        }
+        let mut r = (
+            StatusCode::from_u16(*status).unwrap_or(StatusCode::OK),
+            axum::Json(body.clone()),
+        )
+            .into_response();
+        r.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+        Some(r)
+    }
+
+    /// Keep an answer (fsynced before it is given).
+    fn store(&self, key: &str, status: StatusCode, body: &Value) -> Result<()> {
+        let at = chrono::Utc::now().timestamp_millis();
+        let line = json!({"key": key, "status": status.as_u16(), "body": body, "at": at});
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .and_then(|mut f| {
+                f.write_all((line.to_string() + "\n").as_bytes())?;
+                f.sync_data()?;
+                Ok(f)
+            })
+            .map_err(|source| Error::Io {
+                context: format!("appending to {}", self.path.display()),
+                source,
+            })?;
+        let _ = f.flush();
+        if let Ok(mut s) = self.stored.lock() {
+            s.insert(key.to_string(), (status.as_u16(), body.clone(), at));
+        }
+        Ok(())
+    }
+}
+
+/// A request holding an `Idempotency-Key`: released when dropped.
+struct InFlight<'a>(&'a Idempotency, String);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut f) = self.0.in_flight.lock() {
+            f.remove(&self.1);
+        }
+    }
+}
 
 /// Errors listed in a response.
 const LISTED: usize = 20;
@@ -134,6 +236,35 @@ pub(crate) async fn post_records(
             ),
         );
     }
+    // A retried request with an Idempotency-Key gets the stored answer.
+    let idem_key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(|k| format!("{}\u{0}{name}\u{0}{k}", tenant.id));
+    let _in_flight = match &idem_key {
+        None => None,
+        Some(k) => {
+            if let Some(r) = server.idempotency.replay(k) {
+                return r;
+            }
+            let fresh = server
+                .idempotency
+                .in_flight
+                .lock()
+                .map(|mut f| f.insert(k.clone()))
+                .unwrap_or(false);
+            if !fresh {
+                return fail(
+                    StatusCode::CONFLICT,
+                    error(
+                        StatusCode::CONFLICT,
+                        "a request with this Idempotency-Key is in progress",
+                    ),
+                );
+            }
+            Some(InFlight(&server.idempotency, k.clone()))
+        }
+    };
     // The request bucket, before the body is read.
     let mut remaining = None;
     if let Some(limit) = &tenant.requests {
@@ -243,17 +374,19 @@ pub(crate) async fn post_records(
     let accepted = batch.as_ref().map_or(0, |b| b.num_rows());
     let errors: Vec<Value> = bad.iter().take(LISTED).cloned().collect();
     if !bad.is_empty() && !skip {
-        let mut r = (
-            StatusCode::BAD_REQUEST,
-            axum::Json(json!({
-                "error": format!("{} records are malformed; nothing was appended (?on_error=skip \
-                                  accepts the others)", bad.len()),
-                "accepted": 0,
-                "rejected": bad.len(),
-                "errors": errors,
-            })),
-        )
-            .into_response();
+        let body = json!({
+            "error": format!("{} records are malformed; nothing was appended (?on_error=skip \
+                              accepts the others)", bad.len()),
+            "accepted": 0,
+            "rejected": bad.len(),
+            "errors": errors,
+        });
+        if let Some(k) = &idem_key
+            && let Err(e) = server.idempotency.store(k, StatusCode::BAD_REQUEST, &body)
+        {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+        }
+        let mut r = (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
         if let (Some(limit), Some(rem)) = (&tenant.requests, remaining) {
             rate_headers(r.headers_mut(), limit, rem);
         }
@@ -318,6 +451,11 @@ pub(crate) async fn post_records(
     let mut body = json!({ "accepted": accepted, "rejected": bad.len() });
     if !bad.is_empty() {
         body["errors"] = Value::Array(errors);
+    }
+    if let Some(k) = &idem_key
+        && let Err(e) = server.idempotency.store(k, status, &body)
+    {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
     }
     let mut r = (status, axum::Json(body)).into_response();
     if let (Some(limit), Some(rem)) = (&tenant.requests, remaining) {

@@ -13,10 +13,10 @@
 //! On SIGINT/SIGTERM every job stops with a final checkpoint (when it checkpoints) and its
 //! sinks are flushed; submitted jobs still running are resumed on the next start.
 //!
-//! Not done yet (refused or absent, never silently wrong): TLS (`tls_cert` is refused),
-//! `Idempotency-Key` replay, the idle-advancing watermark of http tables, `event: watermark`,
-//! and keeping the served state in checkpoints (after a restart `GET` starts empty and
-//! subscribers get `event: reset`).
+//! Not done yet (refused or absent, never silently wrong): TLS (`tls_cert` is refused), the
+//! idle-advancing watermark of http tables (`'scan.watermark.idle-advance'` is refused),
+//! `event: watermark`, and keeping the served state in checkpoints (after a restart `GET`
+//! starts empty and subscribers get `event: reset`).
 
 pub(crate) mod config;
 mod ingest;
@@ -63,6 +63,7 @@ pub(crate) struct Server {
     config_path: Option<PathBuf>,
     stats: Mutex<HashMap<String, Arc<TenantStats>>>,
     jobs: jobs::Jobs,
+    idempotency: ingest::Idempotency,
     ready: AtomicBool,
 }
 
@@ -156,7 +157,8 @@ pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<()> {
             "weir serve: no tenants configured: accepting requests without a key, on loopback only"
         );
     }
-    let hub = Arc::new(HttpHub::new(settings.journal_dir.clone())?);
+    let journal_dir = settings.journal_dir.clone();
+    let hub = Arc::new(HttpHub::new(journal_dir.clone())?);
     engine.serve_http(hub.clone())?;
     if let Some(p) = opts.parallelism {
         engine
@@ -184,6 +186,7 @@ pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<()> {
         config_path: opts.config.clone(),
         stats,
         jobs: jobs::Jobs::new(jobs_dir)?,
+        idempotency: ingest::Idempotency::open(&journal_dir)?,
         ready: AtomicBool::new(false),
     });
     let app = router(server.clone(), &cors)?;
