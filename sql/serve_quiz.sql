@@ -1,6 +1,7 @@
 -- A quiz service on `weir serve`: students' answers are POSTed to the `answers` table; each
 -- question's results per quiz window are served live the moment the window closes
--- (the watermark, the latest answer time minus 2 s, passes its end).
+-- (the watermark, the latest answer time minus 2 s, passes its end). When answers stop for
+-- 5 s the watermark follows the wall clock instead, so the last window closes too.
 --
 --   weir serve sql/serve_quiz.sql
 --   curl -X POST localhost:8080/v1/tables/answers/records --data-binary @answers.ndjson
@@ -13,7 +14,12 @@ CREATE TABLE answers (
   correct     BOOLEAN,
   answered_at TIMESTAMP(3),
   WATERMARK FOR answered_at AS answered_at - INTERVAL '2' SECOND
-) WITH ('connector' = 'http', 'format' = 'json');
+) WITH (
+  'connector' = 'http',
+  'format' = 'json',
+  'scan.watermark.idle-advance' = 'true',
+  'scan.watermark.idle-timeout' = '5 s'
+);
 
 -- The latest window's results per quiz and question (GET ?key=quiz_id,question_id).
 CREATE TABLE question_results (

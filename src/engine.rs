@@ -983,10 +983,32 @@ impl Engine {
                     })?;
                 }
             }
+            let idle_advance_ms = if table.connector() == "http"
+                && crate::connectors::bool_option(table, "scan.watermark.idle-advance", false)?
+            {
+                let Some(wm) = &table.def.watermark else {
+                    return plan_err!(
+                        "table {}: 'scan.watermark.idle-advance' needs a WATERMARK declaration",
+                        table.def.name
+                    );
+                };
+                if idle_timeout.is_none() {
+                    return plan_err!(
+                        "table {}: 'scan.watermark.idle-advance' needs \
+                         'scan.watermark.idle-timeout' (how long without records before the \
+                         watermark follows the wall clock)",
+                        table.def.name
+                    );
+                }
+                Some(wm.delay_ms)
+            } else {
+                None
+            };
             sources.push(OpenSource {
                 name: table.def.name.clone(),
                 shards,
                 idle_timeout,
+                idle_advance_ms,
                 max_drift_ms,
             });
             if let (None, Some(t)) = (&late_sink, table.option("late-data.table")) {

@@ -90,6 +90,7 @@ async fn first_window(idle: Option<Duration>) -> Option<RecordBatch> {
         name: "t".into(),
         shards: vec![busy, silent],
         idle_timeout: idle,
+        idle_advance_ms: None,
         max_drift_ms: None,
     };
     let job = tokio::spawn(async move {

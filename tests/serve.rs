@@ -1312,3 +1312,105 @@ async fn a_subscriber_that_never_reads_lags_and_the_others_get_every_row() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_advancing_table_fires_its_last_window_when_producers_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = "CREATE TABLE answers (quiz STRING, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+           WITH ('connector' = 'http', 'format' = 'json', 'scan.watermark.idle-advance' = 'true',
+                 'scan.watermark.idle-timeout' = '300 ms');
+         CREATE TABLE results (quiz STRING, window_start TIMESTAMP(3), answers BIGINT) WITH ('connector' = 'http');
+         INSERT INTO results SELECT quiz, window_start, COUNT(*)
+           FROM TABLE(TUMBLE(TABLE answers, DESCRIPTOR(ts), INTERVAL '2' SECOND))
+           GROUP BY quiz, window_start, window_end;";
+    let s = start(dir.path(), NO_TENANTS, &[job]);
+    let c = reqwest::Client::new();
+    let now = chrono::Utc::now().naive_utc();
+    let body: String = (0..3)
+        .map(|i| json!({"quiz": "q1", "ts": (now - chrono::Duration::milliseconds(100 * i)).format("%Y-%m-%d %H:%M:%S%.3f").to_string()}).to_string() + "\n")
+        .collect();
+    let r = c
+        .post(format!("{}/v1/tables/answers/records", s.url))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // No further record: the wall clock closes the window.
+    let url = format!("{}/v1/tables/results", s.url);
+    let mut rows = vec![];
+    for _ in 0..300 {
+        rows = c
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .json::<Vec<Value>>()
+            .await
+            .unwrap();
+        if !rows.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let total: i64 = rows.iter().map(|r| r["answers"].as_i64().unwrap()).sum();
+    assert_eq!(total, 3, "{rows:?}");
+    // Without a declared idle timeout the option is refused.
+    let r = c
+        .post(format!("{}/v1/jobs", s.url))
+        .body("CREATE TABLE a2 (ts TIMESTAMP(3), WATERMARK FOR ts AS ts) WITH ('connector' = 'http', 'scan.watermark.idle-advance' = 'true');
+               CREATE TABLE r2 (ts TIMESTAMP(3)) WITH ('connector' = 'http');
+               INSERT INTO r2 SELECT ts FROM a2;")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("idle-timeout"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_serve_jobs_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let quiz = std::fs::read_to_string(root.join("sql/serve_quiz.sql")).unwrap();
+    let devices = std::fs::read_to_string(root.join("sql/serve_devices.sql")).unwrap();
+    let s = start(dir.path(), NO_TENANTS, &[&quiz, &devices]);
+    let c = reqwest::Client::new();
+    let mut body = String::new();
+    for (i, (q, correct)) in [(3, true), (3, false), (4, true)].iter().enumerate() {
+        body.push_str(&format!(
+            "{{\"quiz_id\":\"q7\",\"question_id\":{q},\"student_id\":\"s{i}\",\"correct\":{correct},\"answered_at\":\"2026-01-01 10:00:0{i}.000\"}}\n"
+        ));
+    }
+    body.push_str("{\"quiz_id\":\"q7\",\"question_id\":1,\"student_id\":\"s9\",\"correct\":true,\"answered_at\":\"2026-01-01 10:02:00.000\"}\n");
+    let (status, _) = post(
+        &c,
+        &format!("{}/v1/tables/answers/records", s.url),
+        "application/x-ndjson",
+        body,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let url = format!("{}/v1/tables/question_results?key=q7,3", s.url);
+    let mut row = Value::Null;
+    for _ in 0..300 {
+        let r = c.get(&url).send().await.unwrap();
+        if r.status() == 200 {
+            row = r.json().await.unwrap();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(row["answers"], 2, "{row}");
+    assert_eq!(row["correct"], 1);
+    assert_eq!(row["pct_correct"], 50.0);
+    let csv = "device_id,temperature,vibration,reading_time\nd1,91.5,0.2,2026-01-01 10:00:00.000\n";
+    let (status, r) = post(
+        &c,
+        &format!("{}/v1/tables/readings/records", s.url),
+        "text/csv",
+        csv,
+    )
+    .await;
+    assert_eq!(status, 200, "{r}");
+}

@@ -162,13 +162,6 @@ impl HttpHub {
 
     /// The shard that reads `table`'s journal for one job.
     pub fn open_source(&self, table: &Table, env: &SourceEnv) -> Result<Vec<Box<dyn SourceShard>>> {
-        if crate::connectors::bool_option(table, "scan.watermark.idle-advance", false)? {
-            return crate::not_supported!(
-                "'scan.watermark.idle-advance' (table {}): a quiet http table's last window fires \
-                 with its next record",
-                table.def.name
-            );
-        }
         let journal = self.journal(table)?;
         let start = match table.option("scan.startup.mode") {
             None | Some("earliest-offset") => journal.first_offset()?,

@@ -107,6 +107,18 @@ impl Operator for WatermarkGenerator {
         Ok(())
     }
 
+    /// A watermark pushed in from the source (the wall clock of an idle http table with
+    /// `'scan.watermark.idle-advance'`, or the end of input): the generator moves on to it, so
+    /// what it emits afterwards never goes back.
+    fn on_watermark(&mut self, t: Timestamp, out: &mut Emitter) -> Result<()> {
+        if t > self.emitted {
+            self.max_ts = self.max_ts.max(t.saturating_add(self.spec.delay_ms));
+            out.emit_watermark(t);
+            self.emitted = t;
+        }
+        Ok(())
+    }
+
     /// The shard's progress: the largest event time seen and the watermark sent.
     fn snapshot(&mut self, _key_groups: usize) -> Result<Option<crate::state::StateSnapshot>> {
         Ok(Some(crate::state::StateSnapshot {

@@ -112,6 +112,9 @@ pub struct OpenSource {
     pub shards: Vec<Box<dyn SourceShard>>,
     /// A silent shard becomes idle after this long.
     pub idle_timeout: Option<Duration>,
+    /// `'scan.watermark.idle-advance'` (http tables): while the source is idle, every idle
+    /// timeout its watermark moves to the wall clock minus this delay (ms).
+    pub idle_advance_ms: Option<i64>,
     /// `'scan.watermark.alignment.max-drift'` (ms): how far ahead of the job's slowest shard
     /// a shard may read. The job uses the smallest given, else [`DEFAULT_MAX_DRIFT_MS`].
     pub max_drift_ms: Option<i64>,
@@ -296,6 +299,7 @@ impl Spawner<'_> {
                     self.align.clone(),
                     slot,
                     source.idle_timeout,
+                    source.idle_advance_ms.is_some(),
                 );
                 let body = SourceBody {
                     consumers,
@@ -303,6 +307,7 @@ impl Spawner<'_> {
                     align: self.align.clone(),
                     slot,
                     idle_timeout: source.idle_timeout,
+                    idle_advance_ms: source.idle_advance_ms,
                     task,
                     key,
                     rows: 0,

@@ -220,6 +220,8 @@ pub(super) struct Reader {
     align: Arc<Alignment>,
     slot: usize,
     idle_timeout: Option<Duration>,
+    /// Idle again every idle timeout while nothing arrives (the watermark advances each time).
+    idle_repeats: bool,
     cancel: watch::Receiver<bool>,
     drain: Option<watch::Receiver<bool>>,
     barriers: watch::Receiver<BarrierRequest>,
@@ -249,12 +251,14 @@ impl Reader {
         align: Arc<Alignment>,
         slot: usize,
         idle_timeout: Option<Duration>,
+        idle_repeats: bool,
     ) -> Self {
         Self {
             shard,
             align,
             slot,
             idle_timeout,
+            idle_repeats,
             cancel: env.cancel.clone(),
             drain: env.drain.clone(),
             barriers: env.barriers.clone(),
@@ -393,8 +397,11 @@ impl TaskInput for Reader {
                 Completed,
                 Read(Option<Result<Option<RecordBatch>>>),
             }
-            let (idle_timeout, idle, pending) =
-                (self.idle_timeout, self.idle, self.pending.is_some());
+            let (idle_timeout, idle, pending) = (
+                self.idle_timeout,
+                self.idle && !self.idle_repeats,
+                self.pending.is_some(),
+            );
             let (shard, drain) = (&mut self.shard, &mut self.drain);
             let next = tokio::select! {
                 biased;
@@ -487,6 +494,8 @@ pub(super) struct SourceBody {
     pub(super) align: Arc<Alignment>,
     pub(super) slot: usize,
     pub(super) idle_timeout: Option<Duration>,
+    /// See [`super::OpenSource::idle_advance_ms`].
+    pub(super) idle_advance_ms: Option<i64>,
     /// Task number, for checkpoint acknowledgements.
     pub(super) task: usize,
     /// `table:shard`: where its position is kept in a checkpoint.
@@ -546,6 +555,25 @@ impl TaskBody for SourceBody {
             self.idle = true;
             self.align.set(self.slot, Timestamp::MAX);
             let idle_timeout = self.idle_timeout;
+            if let Some(delay) = self.idle_advance_ms {
+                // The wall clock moves the watermark of a quiet single-split shard on.
+                let wm = chrono::Utc::now().timestamp_millis().saturating_sub(delay);
+                for (i, c) in self.consumers.iter_mut().enumerate() {
+                    if !c.splits.is_empty() {
+                        continue;
+                    }
+                    let out = c
+                        .chain
+                        .push(0, Message::Watermark(Watermark::EventTime(wm)))?;
+                    self.env.drain(&mut c.chain).await;
+                    for m in out {
+                        if let (0, Message::Watermark(Watermark::EventTime(t))) = (i, &m) {
+                            self.watermark = *t;
+                        }
+                        c.router.send(m).await?;
+                    }
+                }
+            }
             for (i, c) in self.consumers.iter_mut().enumerate() {
                 // Splits silent for the idle timeout stop holding the shard back: its
                 // watermark moves to what its splits with rows have reached.
