@@ -1414,3 +1414,79 @@ async fn the_shipped_serve_jobs_run() {
     .await;
     assert_eq!(status, 200, "{r}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn served_state_is_part_of_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = format!(
+        "SET 'execution.checkpointing.interval' = '200 ms';
+         SET 'state.checkpoints.dir' = '{}';
+         {EVENTS}
+         CREATE TABLE latest (device STRING, n BIGINT, PRIMARY KEY (device) NOT ENFORCED) WITH ('connector' = 'http');
+         INSERT INTO latest SELECT device, COUNT(*) FROM events GROUP BY device;",
+        dir.path().join("cp").display()
+    );
+    let c = reqwest::Client::new();
+    let before = {
+        let s = start(dir.path(), NO_TENANTS, &[&job]);
+        let body: String = (0..50)
+            .map(|i| record(i, None).to_string() + "\n")
+            .collect();
+        assert_eq!(
+            post(
+                &c,
+                &format!("{}/v1/tables/events/records", s.url),
+                "application/x-ndjson",
+                body
+            )
+            .await
+            .0,
+            200
+        );
+        // Wait for a checkpoint taken after every row was counted.
+        let url = format!("{}/v1/jobs/latest", s.url);
+        let mut counted_at = None;
+        for _ in 0..600 {
+            let j: Value = c.get(&url).send().await.unwrap().json().await.unwrap();
+            let epoch = j["checkpoint"]["epoch"].as_u64().unwrap();
+            match counted_at {
+                None if j["events_out"].as_u64().unwrap() > 0 && j["events_in"] == 50 => {
+                    counted_at = Some(epoch)
+                }
+                Some(e) if epoch > e + 1 => break,
+                _ => {}
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let rows: Vec<Value> = c
+            .get(format!("{}/v1/tables/latest", s.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 5);
+        rows
+        // kill -9 here
+    };
+    let s = start(dir.path(), NO_TENANTS, &[&job]);
+    let rows: Vec<Value> = c
+        .get(format!("{}/v1/tables/latest", s.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rows, before);
+    let one: Value = c
+        .get(format!("{}/v1/tables/latest?key=d2", s.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one, json!({"device": "d2", "n": 10}));
+}

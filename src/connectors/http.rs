@@ -18,7 +18,8 @@
 //! **Served tables** keep, per table, the retained tail of rows (`'http.retain'`) with their
 //! sequence numbers and, for a table with a PRIMARY KEY, the latest row per key; each write is
 //! also broadcast to subscribers. A slow subscriber falls behind the broadcast buffer and is
-//! told so; it never holds the job up.
+//! told so; it never holds the job up. The served state is the sink's pre-commit info, so it is
+//! part of every checkpoint and a restored job serves what its checkpoint served.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::File;
@@ -715,6 +716,38 @@ impl Served {
         Ok(s.latest.get(&key_text_of(key)).cloned())
     }
 
+    /// The served state, for a checkpoint.
+    fn to_json(&self) -> Result<Value> {
+        let s = locked(&self.state, "http table")?;
+        Ok(serde_json::json!({
+            "seq": s.seq,
+            "tail": s.tail.iter().map(|(q, r)| serde_json::json!([q, r])).collect::<Vec<_>>(),
+            "latest": s.latest.iter().map(|(k, r)| serde_json::json!([k, r])).collect::<Vec<_>>(),
+        }))
+    }
+
+    /// Take the served state of a checkpoint, unless this run already serves rows.
+    fn restore_json(&self, v: &Value) -> Result<()> {
+        let mut s = locked(&self.state, "http table")?;
+        if s.seq > 0 {
+            return Ok(());
+        }
+        s.seq = v["seq"].as_u64().unwrap_or(0);
+        s.tail = v["tail"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| Some((e[0].as_u64()?, e[1].clone())))
+            .collect();
+        s.latest = v["latest"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| Some((e[0].as_str()?.to_string(), e[1].clone())))
+            .collect();
+        Ok(())
+    }
+
     fn write(&self, rows: Vec<Value>) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
@@ -781,5 +814,27 @@ impl Sink for ServedSink {
 
     fn finish(&mut self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async { Ok(()) })
+    }
+
+    /// A restored job serves what its checkpoint served (rows written after it are written
+    /// again by the replay).
+    fn begin_checkpointing(
+        &mut self,
+        _tag: &str,
+        restored: Option<(u64, Value, bool)>,
+    ) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            if let Some((_, info, _)) = restored
+                && let Some(state) = info["served"].as_array().and_then(|a| a.last())
+            {
+                self.served.restore_json(state)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The served state goes into the checkpoint.
+    fn pre_commit(&mut self, _epoch: u64) -> BoxFuture<'_, Result<Value>> {
+        Box::pin(async move { Ok(serde_json::json!({ "served": [self.served.to_json()?] })) })
     }
 }

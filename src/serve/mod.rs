@@ -13,9 +13,8 @@
 //! On SIGINT/SIGTERM every job stops with a final checkpoint (when it checkpoints) and its
 //! sinks are flushed; submitted jobs still running are resumed on the next start.
 //!
-//! Not done yet (refused or absent, never silently wrong): TLS (`tls_cert` is refused),
-//! `event: watermark`, and keeping the served state in checkpoints (after a restart `GET`
-//! starts empty and subscribers get `event: reset`).
+//! Not done yet (refused or absent, never silently wrong): TLS (`tls_cert` is refused) and
+//! `event: watermark`.
 
 pub(crate) mod config;
 mod ingest;
