@@ -4,11 +4,13 @@
 #   2. cargo test (with the `failpoints` feature, so the crash tests can abort the job at each
 #      step of a checkpoint): unit, end-to-end, differential and fault-tolerance tests;
 #   3. the examples/custom_functions binary (a weir with a UDF) on its job file;
-#   4. scripts/crash-test.sh, short: a file job killed with kill -9 at random moments and
+#   4. scripts/browser-test.sh: the live page of `weir serve` in headless Chromium (Debian's,
+#      installed when missing);
+#   5. scripts/crash-test.sh, short: a file job killed with kill -9 at random moments and
 #      checked against DuckDB;
-#   5. scripts/connector-tests.sh: the Kinesis, S3, Kafka and PostgreSQL connectors against
+#   6. scripts/connector-tests.sh: the Kinesis, S3, Kafka and PostgreSQL connectors against
 #      real servers on loopback, which it installs (once, cached) and starts;
-#   6. the crash test again, short, with a Kafka source (tansu) and with an S3 sink (moto).
+#   7. the crash test again, short, with a Kafka source (tansu) and with an S3 sink (moto).
 # WEIR_SKIP_CONNECTOR_TESTS=1 skips the last two parts. Each stage prints how long it took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +33,7 @@ custom_functions_example() {
     grep -q "press-01" "$out"
 }
 stage "custom function example" custom_functions_example
+stage "browser test" scripts/browser-test.sh target/debug/weir
 stage "crash test (short)" scripts/crash-test.sh --kills 4 --rows 1600000 --files 4 --require-progress --bin target/debug/weir
 if [[ "${WEIR_SKIP_CONNECTOR_TESTS:-}" == "1" ]]; then
     echo "test.sh: connector tests skipped (WEIR_SKIP_CONNECTOR_TESTS=1)" >&2
