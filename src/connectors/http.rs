@@ -99,13 +99,13 @@ impl HttpHub {
                 ))
             })?,
         };
-        let j = Arc::new(Journal::open(
+        let j = Journal::open(
             &table.def.name,
             self.dir.join(&table.def.name),
             table.physical.clone(),
             retention,
             max_bytes,
-        )?);
+        )?;
         journals.insert(table.def.name.clone(), j.clone());
         Ok(j)
     }
@@ -233,7 +233,17 @@ pub struct Journal {
     next_reader: AtomicU64,
     /// Records appended by this run.
     pub appended: AtomicU64,
+    queue: tokio::sync::mpsc::Sender<Queued>,
 }
+
+/// A batch waiting for the writer thread, and who waits for it to be durable.
+type Queued = (
+    RecordBatch,
+    Option<tokio::sync::oneshot::Sender<Result<u64>>>,
+);
+
+/// Batches queued per journal before appends answer 503.
+const QUEUED: usize = 1024;
 
 fn segment_path(dir: &Path, first: u64) -> PathBuf {
     dir.join(format!("{first:020}.arrow"))
@@ -270,7 +280,7 @@ impl Journal {
         schema: SchemaRef,
         retention: Duration,
         max_bytes: u64,
-    ) -> Result<Self> {
+    ) -> Result<Arc<Self>> {
         std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
         let mut firsts = vec![];
         for e in std::fs::read_dir(&dir).map_err(io(format!("listing {}", dir.display())))? {
@@ -309,7 +319,8 @@ impl Journal {
         }
         // Segments that a torn write left short: offsets go on from the rows they hold.
         let next = segments.last().map_or(0, |s| s.first + s.rows);
-        Ok(Self {
+        let (queue, rx) = tokio::sync::mpsc::channel(QUEUED);
+        let journal = Arc::new(Self {
             table: table.into(),
             dir,
             schema,
@@ -325,7 +336,14 @@ impl Journal {
             readers: Mutex::default(),
             next_reader: AtomicU64::new(0),
             appended: AtomicU64::new(0),
-        })
+            queue,
+        });
+        let writer = journal.clone();
+        std::thread::Builder::new()
+            .name(format!("journal-{table}"))
+            .spawn(move || writer.write_loop(rx))
+            .map_err(io("starting a journal writer"))?;
+        Ok(journal)
     }
 
     /// The table's name.
@@ -359,9 +377,9 @@ impl Journal {
         self.bytes() >= self.max_bytes
     }
 
-    /// Append `batch` durably (written and fsynced); returns the offset after it. Blocking:
-    /// call from a blocking thread.
-    pub fn append(&self, batch: &RecordBatch) -> Result<u64> {
+    /// Append `batches` durably (written, then one fsync for all); returns the offset after
+    /// them. Blocking: the journal's writer thread calls it.
+    fn append_all(&self, batches: &[RecordBatch]) -> Result<u64> {
         let mut g = locked(&self.inner, "http journal")?;
         let roll = match g.segments.last() {
             Some(s) => g.writer.is_none() || s.bytes >= SEGMENT_BYTES,
@@ -397,34 +415,88 @@ impl Journal {
             });
             self.collect(&mut g)?;
         }
-        let Some(w) = g.writer.as_mut() else {
-            return plan_err!("internal: no journal writer");
+        let written = (|| {
+            let Some(w) = g.writer.as_mut() else {
+                return plan_err!("internal: no journal writer");
+            };
+            for b in batches {
+                w.write(b).map_err(|e| self.failed(e))?;
+            }
+            w.flush().map_err(|e| self.failed(e))?;
+            let file = w.get_ref();
+            file.sync_data()
+                .map_err(io(format!("syncing the journal of {}", self.table)))?;
+            Ok(file
+                .metadata()
+                .map_err(io(format!("the journal of {}", self.table)))?
+                .len())
+        })();
+        let len = match written {
+            Ok(len) => len,
+            Err(e) => {
+                // What was written is not acknowledged: go on in a new segment.
+                g.writer = None;
+                return Err(e);
+            }
         };
-        w.write(batch).map_err(|e| self.failed(e))?;
-        w.flush().map_err(|e| self.failed(e))?;
-        let file = w.get_ref();
-        file.sync_data()
-            .map_err(io(format!("syncing the journal of {}", self.table)))?;
-        let len = file
-            .metadata()
-            .map_err(io(format!("the journal of {}", self.table)))?
-            .len();
-        let rows = batch.num_rows() as u64;
-        let first = g.next;
-        g.next += rows;
-        let next = g.next;
         let g = &mut *g;
+        let mut rows = 0;
         if let Some(s) = g.segments.last_mut() {
             g.bytes = g.bytes - s.bytes + len;
             s.bytes = len;
-            s.rows += rows;
-            if let Some(c) = &mut s.cached {
-                c.push((first, batch.clone()));
+            for b in batches {
+                let n = b.num_rows() as u64;
+                if let Some(c) = &mut s.cached {
+                    c.push((g.next, b.clone()));
+                }
+                s.rows += n;
+                g.next += n;
+                rows += n;
             }
         }
         self.appended.fetch_add(rows, Ordering::Relaxed);
-        self.end.send_replace(next);
-        Ok(next)
+        self.end.send_replace(g.next);
+        Ok(g.next)
+    }
+
+    /// Queue `batch` for the writer thread; `ack` hears once it is durable. `Err` when the
+    /// queue is full (the disk cannot keep up): the caller answers 503.
+    pub fn submit(
+        &self,
+        batch: RecordBatch,
+        ack: Option<tokio::sync::oneshot::Sender<Result<u64>>>,
+    ) -> std::result::Result<(), ()> {
+        self.queue.try_send((batch, ack)).map_err(|_| ())
+    }
+
+    /// The writer thread: takes what is queued, appends it with one fsync (group commit) and
+    /// acknowledges each request.
+    fn write_loop(self: Arc<Self>, mut rx: tokio::sync::mpsc::Receiver<Queued>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut items = vec![first];
+            while items.len() < 256 {
+                match rx.try_recv() {
+                    Ok(i) => items.push(i),
+                    Err(_) => break,
+                }
+            }
+            let batches: Vec<RecordBatch> = items.iter().map(|(b, _)| b.clone()).collect();
+            let result = self.append_all(&batches);
+            if let Err(e) = &result {
+                eprintln!(
+                    "weir serve: appending to the journal of {} failed: {e}",
+                    self.table
+                );
+            }
+            for (_, ack) in items {
+                if let Some(ack) = ack {
+                    let _ = ack.send(match &result {
+                        Ok(n) => Ok(*n),
+                        Err(e) => Err(self.failed(e)),
+                    });
+                }
+            }
+        }
     }
 
     fn failed(&self, e: impl std::fmt::Display) -> Error {

@@ -418,31 +418,38 @@ pub(crate) async fn post_records(
             }
         }
     }
-    let status = if let Some(batch) = batch {
-        let j = journal.clone();
-        let append = tokio::task::spawn_blocking(move || j.append(&batch));
-        if wait_accepted {
-            let table = name.clone();
-            tokio::spawn(async move {
-                if let Ok(Err(e)) | Err(e) = append.await.map_err(|e| Error::Execution {
-                    operator: "http ingest".into(),
-                    message: e.to_string(),
-                }) {
-                    eprintln!("weir serve: appending to the journal of {table} failed: {e}");
+    let status = match batch {
+        Some(batch) => {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if journal
+                .submit(batch, (!wait_accepted).then_some(tx))
+                .is_err()
+            {
+                let mut r = error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the journal of table {name} cannot keep up; retry later"),
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(1u32));
+                return r;
+            }
+            if wait_accepted {
+                StatusCode::ACCEPTED
+            } else {
+                match rx.await {
+                    Ok(Ok(_)) => StatusCode::OK,
+                    Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+                    Err(_) => {
+                        return error(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "the journal writer stopped",
+                        );
+                    }
                 }
-            });
-            StatusCode::ACCEPTED
-        } else {
-            match append.await {
-                Ok(Ok(_)) => StatusCode::OK,
-                Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-                Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
             }
         }
-    } else if wait_accepted {
-        StatusCode::ACCEPTED
-    } else {
-        StatusCode::OK
+        None if wait_accepted => StatusCode::ACCEPTED,
+        None => StatusCode::OK,
     };
     tenant
         .stats
