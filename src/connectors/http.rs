@@ -459,14 +459,14 @@ impl Journal {
         Ok(g.next)
     }
 
-    /// Queue `batch` for the writer thread; `ack` hears once it is durable. `Err` when the
+    /// Queue `batch` for the writer thread; `ack` hears once it is durable. `false` when the
     /// queue is full (the disk cannot keep up): the caller answers 503.
     pub fn submit(
         &self,
         batch: RecordBatch,
         ack: Option<tokio::sync::oneshot::Sender<Result<u64>>>,
-    ) -> std::result::Result<(), ()> {
-        self.queue.try_send((batch, ack)).map_err(|_| ())
+    ) -> bool {
+        self.queue.try_send((batch, ack)).is_ok()
     }
 
     /// The writer thread: takes what is queued, appends it with one fsync (group commit) and

@@ -421,10 +421,7 @@ pub(crate) async fn post_records(
     let status = match batch {
         Some(batch) => {
             let (tx, rx) = tokio::sync::oneshot::channel();
-            if journal
-                .submit(batch, (!wait_accepted).then_some(tx))
-                .is_err()
-            {
+            if !journal.submit(batch, (!wait_accepted).then_some(tx)) {
                 let mut r = error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!("the journal of table {name} cannot keep up; retry later"),
