@@ -1490,3 +1490,170 @@ async fn served_state_is_part_of_the_checkpoint() {
         .unwrap();
     assert_eq!(one, json!({"device": "d2", "n": 10}));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_keeps_records_for_a_later_job_and_answers_503_when_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let ddl = "CREATE TABLE early (device STRING, temp DOUBLE) WITH ('connector' = 'http', 'format' = 'json', 'http.max-journal-size' = '4 KB');";
+    let s = start(dir.path(), NO_TENANTS, &[ddl]);
+    let c = reqwest::Client::new();
+    let url = format!("{}/v1/tables/early/records", s.url);
+    // No job reads it yet: accepted and kept, until the journal is over its size.
+    let mut accepted = 0;
+    let mut full = None;
+    for i in 0..200 {
+        let body: String = (0..10)
+            .map(|j| json!({"device": format!("d{i}-{j}"), "temp": 1.5}).to_string() + "\n")
+            .collect();
+        let r = c.post(&url).body(body).send().await.unwrap();
+        if r.status() == 503 {
+            full = Some(r);
+            break;
+        }
+        assert_eq!(r.status(), 200);
+        accepted += 10;
+    }
+    let full = full.expect("503 once the journal is over 'http.max-journal-size'");
+    assert!(full.headers().contains_key("retry-after"));
+    // A job started later reads the retained journal from its start.
+    let r = c
+        .post(format!("{}/v1/jobs", s.url))
+        .body("CREATE TABLE later (device STRING) WITH ('connector' = 'http'); INSERT INTO later SELECT device FROM early;")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let mut rows = vec![];
+    for _ in 0..300 {
+        rows = c
+            .get(format!("{}/v1/tables/later", s.url))
+            .send()
+            .await
+            .unwrap()
+            .json::<Vec<Value>>()
+            .await
+            .unwrap();
+        if rows.len() >= accepted {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(rows.len(), accepted);
+    assert_eq!(rows[0]["device"], "d0-0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_tenants_and_submitted_jobs_resume_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = |keys: &[&str]| {
+        format!(
+            "[server]\njournal_dir = \"JOURNAL\"\ncheckpoint_dir = \"{}\"\nadmin_keys_sha256 = [\"{}\"]\n\n[[tenant]]\nid = \"a\"\nkeys_sha256 = [{}]\ntables = [\"events\"]\n",
+            dir.path().join("cp").display(),
+            sha("admin"),
+            keys.iter()
+                .map(|k| format!("\"{}\"", sha(k)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let mut s = start(dir.path(), &cfg(&["old"]), &[]);
+    let c = reqwest::Client::new();
+    let job =
+        format!("SET 'execution.checkpointing.interval' = '200 ms';\n{EVENTS}\n{PASSTHROUGH}");
+    let r = c
+        .post(format!("{}/v1/jobs", s.url))
+        .bearer_auth("admin")
+        .body(job)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let url = format!("{}/v1/tables/events/records", s.url);
+    let one = record(1, None).to_string();
+    assert_eq!(
+        c.post(&url)
+            .bearer_auth("new")
+            .body(one.clone())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    // Reload with another key: it works at once, the old one no longer does.
+    std::fs::write(
+        dir.path().join("serve.toml"),
+        cfg(&["new"]).replace(
+            "JOURNAL",
+            &dir.path().join("data/journal").display().to_string(),
+        ),
+    )
+    .unwrap();
+    unsafe { libc::kill(s.child.id() as i32, libc::SIGHUP) };
+    let mut status = 0;
+    for _ in 0..100 {
+        status = c
+            .post(&url)
+            .bearer_auth("new")
+            .body(one.clone())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 200);
+    assert_eq!(
+        c.post(&url)
+            .bearer_auth("old")
+            .body(one.clone())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    // Once the job has read the record, SIGTERM: a final checkpoint; the submitted job comes
+    // back on the next start, from that checkpoint.
+    for _ in 0..600 {
+        let j: Value = c
+            .get(format!("{}/v1/jobs/out", s.url))
+            .bearer_auth("admin")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if j["events_in"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    unsafe { libc::kill(s.child.id() as i32, libc::SIGTERM) };
+    s.child.wait().unwrap();
+    let first_log = s.log.lock().unwrap().clone();
+    drop(s);
+    let s = start(dir.path(), &cfg(&["new"]), &[]);
+    let jobs: Value = c
+        .get(format!("{}/v1/jobs", s.url))
+        .bearer_auth("admin")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jobs["jobs"][0]["id"], "out", "{jobs}");
+    assert_eq!(jobs["jobs"][0]["status"], "running");
+    assert_eq!(
+        jobs["jobs"][0]["events_before"],
+        1,
+        "resumed from its final checkpoint: {jobs}\nfirst run: {first_log}\nthis run: {}",
+        s.log.lock().unwrap()
+    );
+}
