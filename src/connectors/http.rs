@@ -699,7 +699,12 @@ impl SourceShard for JournalShard {
 pub enum ServedEvent {
     /// Rows with the sequence number of the first.
     Rows(u64, Arc<Vec<Value>>),
+    /// The writing job's watermark (ms) advanced.
+    Watermark(i64),
 }
+
+/// Watermark events go out at most this often per table.
+const WATERMARK_EVERY: Duration = Duration::from_millis(200);
 
 #[derive(Default)]
 struct ServedState {
@@ -707,6 +712,8 @@ struct ServedState {
     seq: u64,
     tail: VecDeque<(u64, Value)>,
     latest: BTreeMap<String, Value>,
+    /// The last watermark told, and when.
+    watermark: Option<(i64, std::time::Instant)>,
 }
 
 /// What an http sink table serves (see the module doc).
@@ -786,6 +793,28 @@ impl Served {
     pub fn lookup(&self, key: &[String]) -> Result<Option<Value>> {
         let s = locked(&self.state, "http table")?;
         Ok(s.latest.get(&key_text_of(key)).cloned())
+    }
+
+    /// The last watermark told to subscribers (ms).
+    pub fn watermark(&self) -> Option<i64> {
+        locked(&self.state, "http table")
+            .ok()
+            .and_then(|s| s.watermark.map(|(w, _)| w))
+    }
+
+    fn advance(&self, wm: i64) {
+        let Ok(mut s) = locked(&self.state, "http table") else {
+            return;
+        };
+        let due = match s.watermark {
+            None => true,
+            Some((last, at)) => wm > last && at.elapsed() >= WATERMARK_EVERY,
+        };
+        if due {
+            s.watermark = Some((wm, std::time::Instant::now()));
+            drop(s);
+            let _ = self.tx.send(ServedEvent::Watermark(wm));
+        }
     }
 
     /// The served state, for a checkpoint.
@@ -886,6 +915,10 @@ impl Sink for ServedSink {
 
     fn finish(&mut self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async { Ok(()) })
+    }
+
+    fn on_watermark(&mut self, wm: i64) {
+        self.served.advance(wm);
     }
 
     /// A restored job serves what its checkpoint served (rows written after it are written

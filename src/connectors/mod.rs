@@ -239,6 +239,9 @@ pub trait Sink: Send {
     fn flush(&mut self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async { Ok(()) })
     }
+    /// The job's watermark at the sink advanced to `wm` (ms; served tables tell their
+    /// subscribers). Default: nothing.
+    fn on_watermark(&mut self, _wm: i64) {}
     /// How the sink delivers under checkpoints; an error refuses checkpointing the job.
     fn delivery(&self) -> Result<Delivery> {
         Ok(Delivery::AtLeastOnce)
@@ -298,6 +301,12 @@ impl FanOutSink {
 impl Sink for FanOutSink {
     fn write_batch(&mut self, batch: RecordBatch) -> BoxFuture<'_, Result<()>> {
         self.write_batch_at(0, batch)
+    }
+
+    fn on_watermark(&mut self, wm: i64) {
+        for s in &mut self.sinks {
+            s.on_watermark(wm);
+        }
     }
 
     fn write_batch_at(&mut self, port: usize, batch: RecordBatch) -> BoxFuture<'_, Result<()>> {
@@ -519,6 +528,10 @@ struct ProjectingSink {
 }
 
 impl Sink for ProjectingSink {
+    fn on_watermark(&mut self, wm: i64) {
+        self.inner.on_watermark(wm);
+    }
+
     fn write_batch(&mut self, batch: RecordBatch) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             let b = batch.project(&self.keep)?;

@@ -272,6 +272,7 @@ impl<'a> SinkDriver<'a> {
             self.sink_watermark = wm;
             if wm < Timestamp::MAX {
                 self.metrics.watermark.fetch_max(wm, Ordering::Relaxed);
+                self.sink.on_watermark(wm);
             }
             if let Some(trace) = &self.metrics.trace
                 && let Ok(mut t) = trace.sink.lock()

@@ -13,8 +13,7 @@
 //! On SIGINT/SIGTERM every job stops with a final checkpoint (when it checkpoints) and its
 //! sinks are flushed; submitted jobs still running are resumed on the next start.
 //!
-//! Not done yet (refused or absent, never silently wrong): TLS (`tls_cert` is refused) and
-//! `event: watermark`.
+//! Not done yet (refused, never silently ignored): TLS (`tls_cert` is refused).
 
 pub(crate) mod config;
 mod ingest;

@@ -242,6 +242,11 @@ async fn feed(
                 }
                 sent = last;
             }
+            Ok(ServedEvent::Watermark(wm)) => {
+                if tx.send(watermark_event(wm)).await.is_err() {
+                    return;
+                }
+            }
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 let lagged = Event::default()
                     .event("lagged")
@@ -259,10 +264,20 @@ async fn feed(
     }
 }
 
-/// Send the table's current contents; the sequence number they cover (None: gone).
+fn watermark_event(wm: i64) -> Event {
+    Event::default().event("watermark").data(
+        serde_json::json!({ "watermark": crate::runtime::metrics::format_time(wm) }).to_string(),
+    )
+}
+
+/// Send the table's current contents (and watermark); the sequence number they cover (None:
+/// gone).
 async fn snapshot(served: &Served, tx: &mpsc::Sender<Event>) -> Option<u64> {
     let snap = served.snapshot().ok()?;
     let ev = named_rows("snapshot", served.epoch(), snap.seq, &snap.rows);
     tx.send(ev).await.ok()?;
+    if let Some(wm) = served.watermark() {
+        tx.send(watermark_event(wm)).await.ok()?;
+    }
     Some(snap.seq)
 }
