@@ -144,6 +144,8 @@ pub(crate) struct Settings {
     pub admin_keys: Vec<[u8; 32]>,
     pub data_dirs: Vec<PathBuf>,
     pub cors_origins: Vec<String>,
+    /// PEM certificate chain and private key: serve HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
     pub tenants: Vec<Arc<Tenant>>,
     /// Used when no tenants are configured.
     pub anonymous: Arc<Tenant>,
@@ -191,13 +193,15 @@ impl Settings {
                 toml::from_str(&text).map_err(|e| Error::Plan(format!("{}: {e}", p.display())))?
             }
         };
-        if file.server.tls_cert.is_some() || file.server.tls_key.is_some() {
-            return Err(Error::NotSupported(
-                "TLS in serve.toml (tls_cert, tls_key): terminate TLS in a proxy in front of \
-                 weir serve for now"
-                    .into(),
-            ));
-        }
+        let tls = match (file.server.tls_cert, file.server.tls_key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => {
+                return Err(Error::Plan(
+                    "serve.toml: tls_cert and tls_key go together".into(),
+                ));
+            }
+        };
         let max_body = match &file.server.max_body {
             None => 5 << 20,
             Some(v) => crate::sql::interval::parse_size_option(v).ok_or_else(|| {
@@ -268,6 +272,7 @@ impl Settings {
             admin_keys,
             data_dirs: file.server.data_dirs,
             cors_origins: file.server.cors_origins,
+            tls,
             tenants,
             anonymous,
         })

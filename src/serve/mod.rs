@@ -13,7 +13,8 @@
 //! On SIGINT/SIGTERM every job stops with a final checkpoint (when it checkpoints) and its
 //! sinks are flushed; submitted jobs still running are resumed on the next start.
 //!
-//! Not done yet (refused, never silently ignored): TLS (`tls_cert` is refused).
+//! With `tls_cert` and `tls_key` it serves HTTPS (rustls, through axum-server), and SIGHUP
+//! reloads the certificate too.
 
 pub(crate) mod config;
 mod ingest;
@@ -62,6 +63,8 @@ pub(crate) struct Server {
     jobs: jobs::Jobs,
     idempotency: ingest::Idempotency,
     ready: AtomicBool,
+    /// With TLS: the certificate, reloaded on SIGHUP.
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
 }
 
 type Shared = Arc<Server>;
@@ -138,8 +141,8 @@ pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<()> {
              loopback needs [[tenant]] entries with keys_sha256 in serve.toml (--config)"
         )));
     }
-    let listener = tokio::net::TcpListener::bind(opts.listen)
-        .await
+    let listener = std::net::TcpListener::bind(opts.listen)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|source| Error::Io {
             context: format!("listening on {}", opts.listen),
             source,
@@ -148,7 +151,29 @@ pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<()> {
         context: "the listening address".into(),
         source,
     })?;
-    eprintln!("listening on http://{addr}");
+    let tls = match &settings.tls {
+        None => None,
+        Some((cert, key)) => {
+            // reqwest's provider; a second install (tests, embedding) is harmless.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            Some(
+                axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                    .await
+                    .map_err(|source| Error::Io {
+                        context: format!(
+                            "loading tls_cert {} and tls_key {}",
+                            cert.display(),
+                            key.display()
+                        ),
+                        source,
+                    })?,
+            )
+        }
+    };
+    eprintln!(
+        "listening on {}://{addr}",
+        if tls.is_some() { "https" } else { "http" }
+    );
     if !settings.secured() {
         eprintln!(
             "weir serve: no tenants configured: accepting requests without a key, on loopback only"
@@ -185,16 +210,29 @@ pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<()> {
         jobs: jobs::Jobs::new(jobs_dir)?,
         idempotency: ingest::Idempotency::open(&journal_dir)?,
         ready: AtomicBool::new(false),
+        tls: tls.clone(),
     });
     let app = router(server.clone(), &cors)?;
-    let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
-    let serving = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown_rx.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let handle = axum_server::Handle::new();
+    let serving = match tls {
+        Some(config) => {
+            let server =
+                axum_server::from_tcp_rustls(listener, config).map_err(|source| Error::Io {
+                    context: format!("serving HTTPS on {addr}"),
+                    source,
+                })?;
+            let handle = handle.clone();
+            tokio::spawn(async move { server.handle(handle).serve(app.into_make_service()).await })
+        }
+        None => {
+            let server = axum_server::from_tcp(listener).map_err(|source| Error::Io {
+                context: format!("serving HTTP on {addr}"),
+                source,
+            })?;
+            let handle = handle.clone();
+            tokio::spawn(async move { server.handle(handle).serve(app.into_make_service()).await })
+        }
+    };
     // Job files from the command line, then the submitted jobs of earlier runs.
     for path in &opts.jobs {
         let sql = std::fs::read_to_string(path).map_err(|source| Error::Io {
@@ -213,9 +251,9 @@ pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<()> {
     wait_for_signals(&server).await?;
     eprintln!("weir serve: stopping: a final checkpoint for checkpointing jobs, sinks flushed...");
     server.jobs.stop_all().await;
-    let _ = shutdown_tx.send(true);
     // Open event streams would hold a graceful shutdown forever: give them a moment.
-    let _ = tokio::time::timeout(Duration::from_secs(2), serving).await;
+    handle.graceful_shutdown(Some(Duration::from_secs(2)));
+    let _ = tokio::time::timeout(Duration::from_secs(3), serving).await;
     Ok(())
 }
 
@@ -234,15 +272,22 @@ async fn wait_for_signals(server: &Shared) -> Result<()> {
         tokio::select! {
             _ = term.recv() => return Ok(()),
             _ = int.recv() => return Ok(()),
-            _ = hup.recv() => reload(server),
+            _ = hup.recv() => reload(server).await,
         }
     }
 }
 
-/// SIGHUP: read serve.toml again. Connections stay; a bad file keeps the old settings.
-fn reload(server: &Shared) {
+/// SIGHUP: read serve.toml (and the TLS certificate) again. Connections stay; a bad file keeps
+/// the old settings.
+async fn reload(server: &Shared) {
     match Settings::load(server.config_path.as_deref(), &server.stats) {
         Ok(new) => {
+            if let (Some(config), Some((cert, key))) = (&server.tls, &new.tls)
+                && let Err(e) = config.reload_from_pem_file(cert, key).await
+            {
+                eprintln!("weir serve: reload failed, keeping the old certificate: {e}");
+                return;
+            }
             let old = server.settings();
             if !new.secured() && old.secured() {
                 eprintln!(
