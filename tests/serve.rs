@@ -1792,3 +1792,196 @@ async fn https_with_tls_cert_and_key() {
             .unwrap_or(true)
     );
 }
+
+/// A receiver that answers 503 to its first `fail` requests, then keeps the bodies.
+async fn flaky_receiver(fail: usize) -> (String, Arc<Mutex<Vec<Value>>>, Arc<Mutex<usize>>) {
+    let got = Arc::new(Mutex::new(vec![]));
+    let attempts = Arc::new(Mutex::new(0usize));
+    let (g, a) = (got.clone(), attempts.clone());
+    let app = axum::Router::new().route(
+        "/alerts",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let (g, a) = (g.clone(), a.clone());
+            async move {
+                let n = {
+                    let mut a = a.lock().unwrap();
+                    *a += 1;
+                    *a
+                };
+                if n <= fail {
+                    return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                }
+                g.lock()
+                    .unwrap()
+                    .push(serde_json::from_slice(&body).unwrap());
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/alerts"), got, attempts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_alerts_metadata_latest_offset_and_cors() {
+    let (hook, got, attempts) = flaky_receiver(2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let job = format!(
+        "CREATE TABLE readings (tenant STRING METADATA FROM 'tenant' VIRTUAL,
+           received TIMESTAMP(3) METADATA FROM 'received-at' VIRTUAL,
+           rid STRING METADATA FROM 'request-id' VIRTUAL,
+           device STRING, temp DOUBLE) WITH ('connector' = 'http', 'format' = 'json');
+         CREATE TABLE alerts (device STRING, temp DOUBLE, tenant STRING, rid STRING)
+           WITH ('connector' = 'webhook', 'url' = '{hook}');
+         INSERT INTO alerts SELECT device, temp, tenant, rid FROM readings WHERE temp > 80;
+         CREATE TABLE seen (device STRING, received TIMESTAMP(3)) WITH ('connector' = 'http');
+         INSERT INTO seen SELECT device, received FROM readings;"
+    );
+    let cfg = format!(
+        "[server]\njournal_dir = \"JOURNAL\"\nadmin_keys_sha256 = [\"{}\"]\ncors_origins = [\"http://dash.test\"]\n\n[[tenant]]\nid = \"plant-7\"\nkeys_sha256 = [\"{}\"]\ntables = [\"readings\"]\nread = [\"seen\", \"late\"]\n",
+        sha("admin"),
+        sha("k7")
+    );
+    let s = start(dir.path(), &cfg, &[&job]);
+    let c = reqwest::Client::new();
+    let url = format!("{}/v1/tables/readings/records", s.url);
+    let before = chrono::Utc::now().timestamp_millis();
+    let body = "{\"device\": \"a\", \"temp\": 91.5}\n{\"device\": \"b\", \"temp\": 20}\n{\"device\": \"c\", \"temp\": 85}\n";
+    let r = c
+        .post(&url)
+        .bearer_auth("k7")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The alerts arrive after the receiver's two failures, with the tenant from the key.
+    let mut alerts = vec![];
+    for _ in 0..300 {
+        alerts = got
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|b| b["rows"].as_array().unwrap().clone())
+            .collect();
+        if alerts.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    assert!(*attempts.lock().unwrap() >= 3);
+    assert_eq!(alerts[0]["device"], "a");
+    assert_eq!(alerts[0]["tenant"], "plant-7");
+    assert_eq!(
+        alerts[0]["rid"], alerts[1]["rid"],
+        "one request, one request id"
+    );
+    // received-at is the server's clock.
+    let seen: Vec<Value> = loop {
+        let rows: Vec<Value> = c
+            .get(format!("{}/v1/tables/seen", s.url))
+            .bearer_auth("k7")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if rows.len() == 3 {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let received = chrono::NaiveDateTime::parse_from_str(
+        seen[0]["received"].as_str().unwrap(),
+        "%Y-%m-%d %H:%M:%S%.3f",
+    )
+    .unwrap()
+    .and_utc()
+    .timestamp_millis();
+    assert!(received >= before - 1000 && received <= chrono::Utc::now().timestamp_millis() + 1000);
+    // A job reading from the latest offset sees only what comes after it starts.
+    let ddl = "CREATE TABLE readings_now (device STRING, temp DOUBLE) WITH ('connector' = 'http', 'format' = 'json', 'scan.startup.mode' = 'latest-offset');";
+    let jobs_url = format!("{}/v1/jobs", s.url);
+    assert_eq!(
+        c.post(&jobs_url)
+            .bearer_auth("admin")
+            .body(ddl)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    let now_url = format!("{}/v1/tables/readings_now/records", s.url);
+    let r = c
+        .post(&now_url)
+        .bearer_auth("admin")
+        .body("{\"device\": \"before\", \"temp\": 1}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let late = format!(
+        "{ddl}
+        CREATE TABLE late (device STRING) WITH ('connector' = 'http');
+        INSERT INTO late SELECT device FROM readings_now;"
+    );
+    assert_eq!(
+        c.post(&jobs_url)
+            .bearer_auth("admin")
+            .body(late)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    let r = c
+        .post(&now_url)
+        .bearer_auth("admin")
+        .body("{\"device\": \"after\", \"temp\": 1}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let late_rows: Vec<Value> = loop {
+        let rows: Vec<Value> = c
+            .get(format!("{}/v1/tables/late", s.url))
+            .bearer_auth("k7")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if !rows.is_empty() {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(late_rows, vec![json!({"device": "after"})]);
+    // CORS: a preflight from the configured origin is allowed, another origin is not.
+    let pre = c
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("origin", "http://dash.test")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "authorization")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        pre.headers().get("access-control-allow-origin").unwrap(),
+        "http://dash.test"
+    );
+    let other = c
+        .get(format!("{}/healthz", s.url))
+        .header("origin", "http://evil.test")
+        .send()
+        .await
+        .unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+}
