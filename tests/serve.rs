@@ -178,6 +178,25 @@ fn sse(url: String, last_id: Option<String>) -> Arc<Mutex<Vec<(String, String, V
     out
 }
 
+/// The offset after the last record of `table`'s journal, from `/metrics`.
+async fn journal_offset(c: &reqwest::Client, base: &str, table: &str) -> u64 {
+    let metrics = c
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let prefix = format!("weir_journal_offset{{table=\"{table}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("{prefix} in {metrics}"))
+        .parse()
+        .unwrap()
+}
+
 async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     for _ in 0..1200 {
         if f() {
@@ -307,6 +326,8 @@ async fn ingest_every_body_type_and_serve_the_batch_answer_live() {
     let s = start(dir.path(), NO_TENANTS, &[&job]);
     let c = reqwest::Client::new();
     let events = sse(format!("{}/v1/tables/per_minute/subscribe", s.url), None);
+    // Subscribed (its first snapshot is in) before anything is posted.
+    wait_until("the subscription", || !events.lock().unwrap().is_empty()).await;
     let ingest = format!("{}/v1/tables/events/records", s.url);
     // Minutes 0-2 as NDJSON: the first minutes fire as later rows arrive.
     let first: Vec<Value> = (0..300).map(|i| record(i, None)).collect();
@@ -1103,20 +1124,7 @@ async fn acknowledged_records_survive_kill_9_exactly_once() {
         if round == 2 {
             // Once the job has read the whole journal, stop cleanly: a final checkpoint
             // publishes everything read.
-            let metrics = c
-                .get(format!("{}/metrics", s.url))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            let end: u64 = metrics
-                .lines()
-                .find_map(|l| l.strip_prefix("weir_journal_offset{table=\"events\"} "))
-                .unwrap()
-                .parse()
-                .unwrap();
+            let end = journal_offset(&c, &s.url, "events").await;
             let mut read = 0;
             for _ in 0..1200 {
                 let j: Value = c
@@ -1242,20 +1250,7 @@ async fn idempotency_keys_replay_the_first_answer_across_restarts() {
             .await
             .unwrap();
         assert!(r.headers().get("idempotent-replayed").is_none());
-        let m = c
-            .get(format!("{}/metrics", s.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let end: u64 = m
-            .lines()
-            .find_map(|l| l.strip_prefix("weir_journal_offset{table=\"events\"} "))
-            .unwrap()
-            .parse()
-            .unwrap();
+        let end = journal_offset(&c, &s.url, "events").await;
         assert_eq!(
             end,
             20 + round * 10,
@@ -1281,6 +1276,7 @@ async fn a_subscriber_that_never_reads_lags_and_the_others_get_every_row() {
     )
     .unwrap();
     let reader = sse(format!("{}/v1/tables/out/subscribe", s.url), None);
+    wait_until("the subscription", || !reader.lock().unwrap().is_empty()).await;
     let c = reqwest::Client::new();
     let url = format!("{}/v1/tables/events/records", s.url);
     // Rows big enough to fill the stalled connection's socket buffers, one event per POST.
