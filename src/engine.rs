@@ -399,6 +399,11 @@ impl Engine {
         })
     }
 
+    /// One table of the catalog (a copy), without copying the whole catalog.
+    pub(crate) fn table(&self, name: &str) -> Result<crate::sql::catalog::Table> {
+        self.lock()?.table(name).cloned()
+    }
+
     /// A scratch engine over a copy of this one's catalog (to plan without starting).
     pub(crate) fn scratch(&self) -> Result<Engine> {
         let e = Engine::new();

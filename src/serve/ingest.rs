@@ -205,11 +205,7 @@ pub(crate) async fn post_records(
         r
     };
     let name = table_name.to_lowercase();
-    let table = match server
-        .engine
-        .catalog()
-        .and_then(|c| c.table(&name).cloned())
-    {
+    let table = match server.engine.table(&name) {
         Ok(t) if t.connector() == "http" => t,
         Ok(_) => {
             return fail(

@@ -31,11 +31,7 @@ fn readable(
 ) -> Result<Arc<Served>, Response> {
     let caller = server.caller(headers, query.get("access_token").map(String::as_str))?;
     let name = name.to_lowercase();
-    let table = match server
-        .engine
-        .catalog()
-        .and_then(|c| c.table(&name).cloned())
-    {
+    let table = match server.engine.table(&name) {
         Ok(t) if t.connector() == "http" => t,
         _ => {
             return Err(error(
