@@ -40,15 +40,11 @@ CREATE TABLE fan_out (device STRING, payload STRING) WITH ('connector' = 'http')
 INSERT INTO fan_out SELECT device, payload FROM fan_in;
 SQL
 printf '[server]\njournal_dir = "%s/data/journal"\nmax_body = "16MB"\n' "$RUN" > "$RUN/serve.toml"
-"$BIN" serve --listen 127.0.0.1:0 --config "$RUN/serve.toml" "$RUN/job.sql" 2> "$RUN/serve.log" &
-SERVER=$!
-URL=""
-for _ in $(seq 1 600); do
-    URL="$(head -n 1 "$RUN/serve.log" 2>/dev/null | sed -n 's/^listening on //p')"
-    [[ -n "$URL" ]] && curl -sf "$URL/readyz" >/dev/null && break
-    sleep 0.1
-done
-[[ -n "$URL" ]] || { cat "$RUN/serve.log" >&2; exit 1; }
+# shellcheck source=scripts/servers.sh
+source "$(dirname "$0")/servers.sh"
+start_weir_serve "$BIN" "$RUN/serve.toml" "$RUN/job.sql" || { log "weir serve did not start"; exit 1; }
+SERVER=$SERVE_PID
+URL=$SERVE_URL
 
 # One 1,000-record body, in event-time order.
 python3 - "$RUN/body.ndjson" <<'PY'

@@ -47,15 +47,11 @@ INSERT INTO per_second SELECT window_start, COUNT(*), AVG(temp)
   GROUP BY window_start, window_end;
 SQL
 printf '[server]\njournal_dir = "%s/data/journal"\n' "$RUN" > "$RUN/serve.toml"
-"$BIN" serve --listen 127.0.0.1:0 --config "$RUN/serve.toml" "$RUN/job.sql" 2> "$RUN/serve.log" &
-SERVER=$!
-URL=""
-for _ in $(seq 1 600); do
-    URL="$(head -n 1 "$RUN/serve.log" 2>/dev/null | sed -n 's/^listening on //p')"
-    [[ -n "$URL" ]] && curl -sf "$URL/readyz" >/dev/null && break
-    sleep 0.1
-done
-[[ -n "$URL" ]] || { cat "$RUN/serve.log" >&2; log "weir serve did not start"; exit 1; }
+# shellcheck source=scripts/servers.sh
+source "$(dirname "$0")/servers.sh"
+start_weir_serve "$BIN" "$RUN/serve.toml" "$RUN/job.sql" || { log "weir serve did not start"; exit 1; }
+SERVER=$SERVE_PID
+URL=$SERVE_URL
 
 # A producer: ten readings every 200 ms, in event-time order, until stopped.
 python3 - "$URL" <<'PY' &

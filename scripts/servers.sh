@@ -2,6 +2,7 @@
 # $CACHE, reused across clones and runs) and starts the test servers on free loopback ports.
 #   install_moto / start_moto      S3: moto 5.2.5 server (PyPI, in a venv)   -> S3_PORT
 #   install_tansu / start_tansu    Kafka: tansu 0.6.0 (cargo install)         -> KAFKA_PORT
+#   start_weir_serve                `weir serve` on a free port      -> SERVE_PID, SERVE_URL
 # Started servers' pids go to PIDS (the caller kills them); their logs to $RUN.
 
 free_port() {
@@ -18,7 +19,7 @@ wait_port() {
     return 1
 }
 
-MOTO_VENV="$CACHE/moto-5.2.5"
+MOTO_VENV="${CACHE:=${WEIR_CACHE_DIR:-$HOME/.cache/weir}}/moto-5.2.5"
 install_moto() {
     if [[ ! -x "$MOTO_VENV/bin/moto_server" ]]; then
         echo "installing moto 5.2.5" >&2
@@ -59,5 +60,21 @@ start_tansu() {
     done
     cat "$RUN/tansu.log" >&2
     echo "tansu did not start" >&2
+    return 1
+}
+
+# Start `weir serve` (binary $1) with config $2 and job file $3, logging to $RUN/serve.log; once
+# it is ready, SERVE_PID and SERVE_URL (from its first stderr line) are set. The caller stops it.
+start_weir_serve() {
+    "$1" serve --listen 127.0.0.1:0 --config "$2" "$3" 2> "$RUN/serve.log" &
+    SERVE_PID=$!
+    SERVE_URL=""
+    for _ in $(seq 1 600); do
+        SERVE_URL="$(head -n 1 "$RUN/serve.log" 2>/dev/null | sed -n 's/^listening on //p')"
+        if [[ -n "$SERVE_URL" ]] && curl -sf "$SERVE_URL/readyz" >/dev/null; then return 0; fi
+        kill -0 "$SERVE_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    cat "$RUN/serve.log" >&2
     return 1
 }
