@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, UInt32Array};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt32Array};
 use datafusion::arrow::compute::take;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -214,45 +214,91 @@ impl GroupTable {
             order[fill[*id] as usize] = row as u32;
             fill[*id] += 1;
         }
-        let ops = if spec.input_updating {
-            changelog::ops_of(batch)
-        } else {
-            None
-        };
+        // Reorder every input column once so each group's rows are one contiguous slice:
+        // per group and aggregate, a zero-copy slice (filtered only where its FILTER or the
+        // changelog splits the group) instead of a gather per group and aggregate, which cost
+        // more than the aggregate itself where most groups get a row or two per batch.
         let (args, filters) = aggregate_inputs(&spec.aggs, &spec.agg_filters, batch)?;
+        let identity = order.iter().enumerate().all(|(i, r)| i == *r as usize);
+        let idx = UInt32Array::from(order);
+        // Aggregates over the same column get the same array: gather it once.
+        let mut gathered: Vec<(ArrayRef, ArrayRef)> = vec![];
+        let mut sort = |a: &ArrayRef| -> Result<ArrayRef> {
+            if identity {
+                return Ok(a.clone());
+            }
+            if let Some((_, s)) = gathered.iter().find(|(o, _)| Arc::ptr_eq(o, a)) {
+                return Ok(s.clone());
+            }
+            let s = take(a.as_ref(), &idx, None)?;
+            gathered.push((a.clone(), s.clone()));
+            Ok(s)
+        };
+        let args = args
+            .iter()
+            .map(|cols| cols.iter().map(&mut sort).collect::<Result<Vec<_>>>())
+            .collect::<Result<Vec<_>>>()?;
+        let filters = filters
+            .iter()
+            .map(|f| f.as_ref().map(&mut sort).transpose())
+            .collect::<Result<Vec<_>>>()?;
+        // Over a changelog: which rows accumulate (+I/+U) and which retract (-U/-D).
+        let accumulate: Option<BooleanArray> = match spec.input_updating {
+            true => changelog::ops_of(batch).map(|ops| {
+                idx.values()
+                    .iter()
+                    .map(|r| Some(RowKind::from_i8(ops[*r as usize]).is_accumulate()))
+                    .collect()
+            }),
+            false => None,
+        };
         for g in &touched {
             let (from, to) = (start[*g] as usize, fill[*g] as usize);
-            let mine = &order[from..to];
-            let (add, sub): (Vec<u32>, Vec<u32>) = match ops {
-                Some(ops) => mine
-                    .iter()
-                    .partition(|r| RowKind::from_i8(ops[**r as usize]).is_accumulate()),
-                None => (mine.to_vec(), vec![]),
+            let len = to - from;
+            // The rows to add and to take back, as masks over the group's slice (None: all).
+            let (add, sub, added) = match &accumulate {
+                Some(mask) => {
+                    let mask = mask.slice(from, len);
+                    let added = mask.true_count();
+                    let sub = datafusion::arrow::compute::not(&mask)?;
+                    (Some(mask), Some(sub), added)
+                }
+                None => (None, None, len),
             };
             let group = &mut self.groups[*g];
-            group.rows += add.len() as i64 - sub.len() as i64;
-            for (retract, rows) in [(false, add), (true, sub)] {
-                if rows.is_empty() {
+            group.rows += added as i64 - (len - added) as i64;
+            for (retract, mask, n) in [(false, add, added), (true, sub, len - added)] {
+                if n == 0 {
                     continue;
                 }
+                let mask = mask.filter(|_| n < len);
                 for (i, acc) in group.accs.iter_mut().enumerate() {
-                    let rows: Vec<u32> = match &filters[i] {
-                        Some(f) => {
+                    let mask = match (&filters[i], &mask) {
+                        (Some(f), m) => {
+                            let f = f.slice(from, len);
                             let f = f.as_boolean();
-                            rows.iter()
-                                .copied()
-                                .filter(|r| f.is_valid(*r as usize) && f.value(*r as usize))
-                                .collect()
+                            match m {
+                                Some(m) => Some(datafusion::arrow::compute::and(f, m)?),
+                                None => Some(f.clone()),
+                            }
                         }
-                        None => rows.clone(),
+                        (None, m) => m.clone(),
                     };
-                    if rows.is_empty() {
+                    let keep = mask.as_ref().map_or(len, |m| m.true_count());
+                    if keep == 0 {
                         continue;
                     }
-                    let idx = UInt32Array::from(rows);
                     let cols = args[i]
                         .iter()
-                        .map(|a| Ok(take(a.as_ref(), &idx, None)?))
+                        .map(|a| {
+                            let a = a.slice(from, len);
+                            Ok(match &mask {
+                                Some(m) if keep < len => {
+                                    datafusion::arrow::compute::filter(a.as_ref(), m)?
+                                }
+                                _ => a,
+                            })
+                        })
                         .collect::<Result<Vec<_>>>()?;
                     if retract {
                         acc.retract_batch(&cols)?
@@ -331,6 +377,18 @@ impl RowsOut {
         self.ops.push(kind as i8);
     }
 
+    /// [`Self::push`] of values the caller no longer needs (moved, not cloned).
+    fn push_owned(&mut self, key: &[ScalarValue], values: Vec<ScalarValue>, kind: RowKind) {
+        let (keys, rest) = self.columns.split_at_mut(key.len());
+        for (c, v) in keys.iter_mut().zip(key) {
+            c.push(v.clone());
+        }
+        for (c, v) in rest.iter_mut().zip(values) {
+            c.push(v);
+        }
+        self.ops.push(kind as i8);
+    }
+
     fn finish(self, out: &mut Emitter) -> Result<()> {
         if self.ops.is_empty() {
             return Ok(());
@@ -398,13 +456,13 @@ impl GroupAggregate {
                 }
                 (Some(old), Some(new)) => {
                     if old != new {
-                        rows.push(&group.key, &old, RowKind::UpdateBefore);
+                        rows.push_owned(&group.key, old, RowKind::UpdateBefore);
                         rows.push(&group.key, &new, RowKind::UpdateAfter);
                     }
                     group.last = Some(new);
                 }
                 (Some(old), None) => {
-                    rows.push(&group.key, &old, RowKind::Delete);
+                    rows.push_owned(&group.key, old, RowKind::Delete);
                     group.accs = GroupTable::new_accs(spec)?;
                 }
                 (None, None) => {}
@@ -474,7 +532,7 @@ impl Operator for GroupAggregate {
             let mut rows = RowsOut::new(self.spec.output_schema.clone(), false);
             for g in 0..table.groups.len() {
                 let values = table.evaluate(g)?;
-                rows.push(&table.groups[g].key, &values, RowKind::Insert);
+                rows.push_owned(&table.groups[g].key, values, RowKind::Insert);
             }
             rows.finish(out)?;
         }
