@@ -58,6 +58,14 @@ impl BlockDecoder for CsvDecoder {
         self.decoder = Self::build(&self.schema, self.delimiter);
         Ok(())
     }
+
+    fn fork(&self) -> Result<Self> {
+        Ok(Self {
+            schema: self.schema.clone(),
+            delimiter: self.delimiter,
+            decoder: Self::build(&self.schema, self.delimiter),
+        })
+    }
 }
 
 /// A CSV file reader.

@@ -29,14 +29,23 @@ pub(crate) struct JsonDecoder {
 
 impl JsonDecoder {
     pub(crate) fn new(schema: SchemaRef) -> Result<Self> {
-        let decoder = ReaderBuilder::new(schema.clone())
-            .with_batch_size(BATCH_ROWS)
-            .build_decoder()?;
+        let decoder = Self::build(&schema)?;
         Ok(Self {
             schema,
             decoder,
             debezium: None,
         })
+    }
+
+    /// arrow-json's decoder. A value of the wrong type (`"price": "x12"`) decodes as NULL
+    /// instead of failing the whole block; the check after the decode tells such a NULL from
+    /// an explicit one and drops the row as malformed, so wrong-typed values cost a look at
+    /// their own lines only.
+    fn build(schema: &SchemaRef) -> Result<Decoder> {
+        Ok(ReaderBuilder::new(schema.clone())
+            .with_batch_size(BATCH_ROWS)
+            .with_ignore_type_conflicts(true)
+            .build_decoder()?)
     }
 
     /// A decoder of Debezium change events into changelog rows.
@@ -108,10 +117,15 @@ impl BlockDecoder for JsonDecoder {
     }
 
     fn reset(&mut self) -> Result<()> {
-        self.decoder = ReaderBuilder::new(self.schema.clone())
-            .with_batch_size(BATCH_ROWS)
-            .build_decoder()?;
+        self.decoder = Self::build(&self.schema)?;
         Ok(())
+    }
+
+    fn fork(&self) -> Result<Self> {
+        Ok(Self {
+            debezium: self.debezium.clone(),
+            ..Self::new(self.schema.clone())?
+        })
     }
 
     fn needs_check(&self, batch: &RecordBatch) -> bool {
@@ -131,7 +145,7 @@ impl BlockDecoder for JsonDecoder {
             .map(|e| format!("invalid JSON: {e}"))
     }
 
-    fn check(&self, batch: &RecordBatch, lines: &[&[u8]]) -> Vec<(usize, String)> {
+    fn check(&self, batch: &RecordBatch, lines: &[&[u8]]) -> Vec<(usize, String, bool)> {
         let mut bad = Vec::new();
         for (row, line) in lines.iter().enumerate().take(batch.num_rows()) {
             let null_cols: Vec<usize> = (0..batch.num_columns())
@@ -143,16 +157,47 @@ impl BlockDecoder for JsonDecoder {
             let Ok(obj) =
                 serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(line)
             else {
-                bad.push((row, "not a JSON object".to_string()));
+                bad.push((row, "not a JSON object".to_string(), false));
                 continue;
             };
+            // A NULL where the record holds a value: the value has the wrong type.
+            if let Some((field, value)) = null_cols.iter().find_map(|c| {
+                let field = self.schema.field(*c);
+                obj.get(field.name())
+                    .filter(|v| !v.is_null())
+                    .map(|v| (field, v))
+            }) {
+                let mut shown = value.to_string();
+                if shown.len() > 60 {
+                    let cut = (0..=60)
+                        .rev()
+                        .find(|i| shown.is_char_boundary(*i))
+                        .unwrap_or(0);
+                    shown.truncate(cut);
+                    shown.push('…');
+                }
+                bad.push((
+                    row,
+                    format!(
+                        "field '{}': {shown} is not a valid {}",
+                        field.name(),
+                        crate::sql::types::display_type(field.data_type())
+                    ),
+                    false,
+                ));
+                continue;
+            }
             let missing: Vec<&str> = null_cols
                 .iter()
                 .map(|c| self.schema.field(*c).name().as_str())
                 .filter(|name| !obj.contains_key(*name))
                 .collect();
             if !missing.is_empty() {
-                bad.push((row, format!("missing field(s): {}", missing.join(", "))));
+                bad.push((
+                    row,
+                    format!("missing field(s): {}", missing.join(", ")),
+                    true,
+                ));
             }
         }
         bad
@@ -183,6 +228,13 @@ impl JsonLinesReader {
     /// Read `bytes` (an object named `name`) instead of a file.
     pub fn over_bytes(mut self, bytes: bytes::Bytes) -> Self {
         self.lines = self.lines.over_bytes(bytes);
+        self
+    }
+
+    /// Read blocks of `block` bytes, `workers` at once (tests).
+    #[cfg(test)]
+    pub(crate) fn with_blocks(mut self, block: usize, workers: usize) -> Self {
+        self.lines = self.lines.with_blocks(block, workers);
         self
     }
 
@@ -270,22 +322,56 @@ mod tests {
             }
             bad += 1;
         }
-        let metrics = Arc::new(JobMetrics::default());
-        let policy = crate::format::ErrorPolicy::lenient(metrics.clone());
-        let mut r = JsonLinesReader::new("mem.json".into(), schema.clone(), schema, policy)
-            .expect("reader")
-            .over_bytes(bytes::Bytes::from(text));
-        let mut got = vec![];
-        while let Some(b) = r.next_batch().expect("decodes") {
-            got.extend(
-                b.column(0)
-                    .as_primitive::<Int64Type>()
-                    .values()
-                    .iter()
-                    .copied(),
-            );
+        let text = bytes::Bytes::from(text);
+        // One 4 MiB block, and blocks of 4 KiB decoded one, two and four at once: the same
+        // rows in the same order, the bad lines reported in line order.
+        let mut reports = vec![];
+        for (block, workers) in [(4 << 20, 1), (4096, 1), (4096, 2), (4096, 4)] {
+            let metrics = Arc::new(JobMetrics::default());
+            let collected = Arc::new(std::sync::Mutex::new(vec![]));
+            let policy =
+                crate::format::ErrorPolicy::lenient(metrics.clone()).collecting(collected.clone());
+            let mut r =
+                JsonLinesReader::new("mem.json".into(), schema.clone(), schema.clone(), policy)
+                    .expect("reader")
+                    .over_bytes(text.clone())
+                    .with_blocks(block, workers);
+            let mut got = vec![];
+            let mut offsets = vec![];
+            while let Some(b) = r.next_batch().expect("decodes") {
+                got.extend(
+                    b.column(0)
+                        .as_primitive::<Int64Type>()
+                        .values()
+                        .iter()
+                        .copied(),
+                );
+                offsets.extend(r.position().map(|p| p.offset));
+            }
+            assert_eq!(got, want, "block {block}, {workers} workers");
+            assert_eq!(JobMetrics::get(&metrics.malformed), bad);
+            assert!(offsets.is_sorted(), "positions go forward");
+            assert_eq!(offsets.last().copied(), Some(text.len() as u64));
+            let reported = collected.lock().expect("lock").clone();
+            let lines: Vec<u64> = reported
+                .iter()
+                .map(|(loc, _)| {
+                    loc.rsplit(':')
+                        .next()
+                        .and_then(|l| l.parse().ok())
+                        .expect("line")
+                })
+                .collect();
+            assert!(lines.is_sorted(), "reported in line order: {lines:?}");
+            reports.push(reported);
         }
-        assert_eq!(got, want);
-        assert_eq!(JobMetrics::get(&metrics.malformed), bad);
+        assert!(reports.windows(2).all(|w| w[0] == w[1]));
+        // Wrong-typed values are named with the field and the declared type.
+        assert!(
+            reports[0].iter().any(|(loc, msg)| loc == "mem.json:30"
+                && msg == "field 'a': \"x29\" is not a valid BIGINT"),
+            "{:?}",
+            &reports[0][..4]
+        );
     }
 }

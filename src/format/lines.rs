@@ -6,6 +6,12 @@
 //! only to tell them apart, and the good ones decoded together. Broken syntax thus costs a
 //! screen and one decode per block, a few bad values a few decodes, not one decode (and one
 //! batch) per line.
+//!
+//! One file is decoded by every core while it stays one split: the reader reads as many
+//! blocks as there are cores, decodes them at once (each on its own thread with a fork of the
+//! decoder), and hands their batches on in file order. Positions (byte offset and line),
+//! watermarks and malformed-record handling are exactly those of reading block by block; a
+//! pipe or a followed file is still read one block at a time, as its lines arrive.
 
 use std::fs::File;
 use std::io::Read;
@@ -26,8 +32,13 @@ pub(crate) trait BlockDecoder: Send {
     fn decode_block(&mut self, bytes: &[u8]) -> Result<Vec<RecordBatch>, ArrowError>;
     /// Forget any partial state after an error.
     fn reset(&mut self) -> Result<()>;
+    /// A fresh decoder with the same settings, for decoding another block at the same time.
+    fn fork(&self) -> Result<Self>
+    where
+        Self: Sized;
     /// Rows that decoded but are still malformed (e.g. a missing field): (row, message).
-    fn check(&self, _batch: &RecordBatch, _lines: &[&[u8]]) -> Vec<(usize, String)> {
+    /// Each with whether it is only a missing field (`'json.fail-on-missing-field'`).
+    fn check(&self, _batch: &RecordBatch, _lines: &[&[u8]]) -> Vec<(usize, String, bool)> {
         vec![]
     }
     /// Whether `check` has anything to look at in this batch (cheap).
@@ -66,7 +77,32 @@ pub(crate) struct LineReader<D: BlockDecoder> {
     offset: u64,
     /// The whole content, when reading an object's bytes rather than a file.
     bytes: Option<bytes::Bytes>,
+    /// Blocks read and decoded at once (one per core): each on its own thread, with its own
+    /// fork of the decoder, then handed on in file order.
+    workers: usize,
+    forks: Vec<D>,
+    /// Bytes per block ([`BLOCK`]; smaller in tests).
+    block: usize,
 }
+
+/// A block of whole lines read from the file, not decoded yet.
+struct Block {
+    buf: Vec<u8>,
+    /// Where its lines start in `buf` (past a skipped header).
+    start: usize,
+    /// Byte offset of `buf[start]` in the file, and its line number.
+    offset: u64,
+    first_line: u64,
+}
+
+impl Block {
+    fn lines(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+}
+
+/// Blocks decoded at once by one reader: one per core, at most this many.
+const MAX_WORKERS: usize = 8;
 
 /// Where a line reader is: the byte offset of the next complete line and its line number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -104,7 +140,20 @@ impl<D: BlockDecoder> LineReader<D> {
             bytes: None,
             last: None,
             row_per_line: false,
+            workers: std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .clamp(1, MAX_WORKERS),
+            forks: Vec::new(),
+            block: BLOCK,
         }
+    }
+
+    /// Read blocks of `block` bytes, `workers` at once (tests: many blocks from a small file).
+    #[cfg(test)]
+    pub(crate) fn with_blocks(mut self, block: usize, workers: usize) -> Self {
+        self.block = block;
+        self.workers = workers.max(1);
+        self
     }
 
     /// Every record is one line: checkpoints may fall between the batches of a block.
@@ -217,8 +266,66 @@ impl<D: BlockDecoder> LineReader<D> {
         }
     }
 
-    /// Read and decode one block; false when nothing new was read.
+    /// Read and decode the next blocks (one per worker, or one when following a file or
+    /// reading a pipe); false when nothing new was read.
     fn read_block(&mut self) -> Result<bool> {
+        let want = if self.stream || self.follow {
+            1
+        } else {
+            self.workers
+        };
+        let mut blocks = Vec::with_capacity(want);
+        let mut read_any = false;
+        while blocks.len() < want && !self.eof {
+            let (block, read) = self.read_one()?;
+            read_any |= read;
+            match block {
+                Some(b) => blocks.push(b),
+                None => break,
+            }
+        }
+        let results = self.decode_blocks(&blocks)?;
+        for (block, result) in blocks.iter().zip(results) {
+            self.decoded(block.lines(), block.first_line, block.offset, result)?;
+        }
+        Ok(read_any)
+    }
+
+    /// Decode `blocks` at once, the first with this reader's decoder and each other one on its
+    /// own thread with a fork (a block that fails is isolated there too); in block order.
+    fn decode_blocks<'a>(&mut self, blocks: &'a [Block]) -> Result<Vec<Decoded<'a>>> {
+        let Some((first, rest)) = blocks.split_first() else {
+            return Ok(vec![]);
+        };
+        while self.forks.len() < rest.len() {
+            self.forks.push(self.decoder.fork()?);
+        }
+        let decoder = &mut self.decoder;
+        let forks = &mut self.forks;
+        let path = &self.path;
+        std::thread::scope(|scope| {
+            let others: Vec<_> = rest
+                .iter()
+                .zip(forks.iter_mut())
+                .map(|(block, fork)| scope.spawn(move || decode_one(fork, block)))
+                .collect();
+            let mut results = Vec::with_capacity(blocks.len());
+            results.push(decode_one(decoder, first));
+            for handle in others {
+                results.push(handle.join().unwrap_or_else(|_| {
+                    Err(crate::Error::Execution {
+                        operator: "source".into(),
+                        message: format!("a thread decoding {} panicked", path.display()),
+                    })
+                }));
+            }
+            results.into_iter().collect()
+        })
+    }
+
+    /// Read the next block of whole lines: None when there is none yet (at the end, or a line
+    /// longer than the block is still being read), with whether any bytes were read.
+    fn read_one(&mut self) -> Result<(Option<Block>, bool)> {
         if self.file.is_none() {
             let f =
                 File::open(&self.path).context(|| format!("opening {}", self.path.display()))?;
@@ -226,7 +333,7 @@ impl<D: BlockDecoder> LineReader<D> {
         }
         let mut buf = std::mem::take(&mut self.carry);
         let start = buf.len();
-        buf.resize(start + BLOCK, 0);
+        buf.resize(start + self.block, 0);
         let mut filled = start;
         let file = self
             .file
@@ -258,36 +365,49 @@ impl<D: BlockDecoder> LineReader<D> {
                 None => {
                     // A line longer than the block (or not yet terminated): keep it for later.
                     self.carry = buf;
-                    return Ok(read_any && !at_end);
+                    return Ok((None, read_any && !at_end));
                 }
             }
         };
         self.carry = buf[complete..].to_vec();
         // The block decoded now starts where the last one ended (the carry's first byte).
-        let mut block_offset = self.offset;
+        let mut offset = self.offset;
         self.offset += complete as u64;
         buf.truncate(complete);
-        let mut block: &[u8] = &buf;
         let mut first_line = self.next_line;
+        let mut start = 0;
         if self.skip_first_line {
             self.skip_first_line = false;
-            let end = block
+            start = buf
                 .iter()
                 .position(|b| *b == b'\n')
-                .map_or(block.len(), |p| p + 1);
-            block = &block[end..];
-            block_offset += end as u64;
+                .map_or(buf.len(), |p| p + 1);
+            offset += start as u64;
             first_line += 1;
         }
-        let newlines = bytecount(block);
-        self.decode(block, first_line, block_offset)?;
-        self.next_line = first_line + newlines;
-        Ok(read_any)
+        self.next_line = first_line + bytecount(&buf[start..]);
+        Ok((
+            Some(Block {
+                buf,
+                start,
+                offset,
+                first_line,
+            }),
+            read_any,
+        ))
     }
 
-    fn decode(&mut self, block: &[u8], first_line: u64, block_offset: u64) -> Result<()> {
-        match self.decoder.decode_block(block) {
-            Ok(batches) => {
+    /// Hand on the result of decoding `block` whole: its batches, less the rows the decoder's
+    /// check finds malformed, or (when it failed) its good records, isolated from the bad.
+    fn decoded(
+        &mut self,
+        block: &[u8],
+        first_line: u64,
+        block_offset: u64,
+        result: Decoded<'_>,
+    ) -> Result<()> {
+        match result {
+            Decoded::Whole(batches) => {
                 let mut row_offset = 0;
                 let mut lines = None;
                 let ends = if self.row_per_line {
@@ -326,8 +446,11 @@ impl<D: BlockDecoder> LineReader<D> {
                     let n = batch.num_rows();
                     let batch = if self.decoder.needs_check(&batch) {
                         let lines = lines.get_or_insert_with(|| non_blank_lines(block, first_line));
-                        let (batch, bad) =
-                            self.without_checked(batch, &lines[row_offset..row_offset + n])?;
+                        let (batch, bad) = without_checked(
+                            &self.decoder,
+                            batch,
+                            &lines[row_offset..row_offset + n],
+                        )?;
                         for (line_no, msg, raw, missing_field) in bad {
                             self.policy.malformed(
                                 &self.location(line_no),
@@ -350,16 +473,60 @@ impl<D: BlockDecoder> LineReader<D> {
                 }
                 Ok(())
             }
-            Err(_) => {
-                self.decoder.reset()?;
-                self.decode_isolating(block, first_line)
+            Decoded::Isolated { good, mut bad } => {
+                // Bad records are reported in line order, so a job that fails on the first
+                // names it.
+                bad.sort_by_key(|b| b.0);
+                for (line_no, msg, raw, missing_field) in bad {
+                    self.policy
+                        .malformed(&self.location(line_no), &msg, raw, missing_field)?;
+                }
+                if let Some(first) = good.first() {
+                    let schema = first.schema();
+                    let merged = datafusion::arrow::compute::concat_batches(&schema, &good)?;
+                    self.pending.push_back((merged, None));
+                }
+                Ok(())
             }
         }
     }
+}
 
-    /// A block that failed as a whole (see the module doc): screened, then decoded in parts.
-    /// Bad records are reported in line order, so a job that fails on the first names it.
-    fn decode_isolating(&mut self, block: &[u8], first_line: u64) -> Result<()> {
+/// A block decoded: whole, or (when it failed as a whole) its good records, isolated from the
+/// bad ones (not yet reported).
+enum Decoded<'a> {
+    Whole(Vec<RecordBatch>),
+    Isolated {
+        good: Vec<RecordBatch>,
+        bad: Vec<Bad<'a>>,
+    },
+}
+
+/// Decode one block with `decoder`; runs on a worker thread, so nothing is reported here.
+fn decode_one<'a, D: BlockDecoder>(decoder: &mut D, block: &'a Block) -> Result<Decoded<'a>> {
+    match decoder.decode_block(block.lines()) {
+        Ok(batches) => Ok(Decoded::Whole(batches)),
+        Err(_) => {
+            decoder.reset()?;
+            let mut isolate = Isolate { decoder };
+            let (good, bad) = isolate.block(block.lines(), block.first_line)?;
+            Ok(Decoded::Isolated { good, bad })
+        }
+    }
+}
+
+/// Tells the good records of a failed block from the bad (see the module doc).
+struct Isolate<'d, D> {
+    decoder: &'d mut D,
+}
+
+impl<D: BlockDecoder> Isolate<'_, D> {
+    /// A block that failed as a whole: screened, then decoded in parts.
+    fn block<'a>(
+        &mut self,
+        block: &'a [u8],
+        first_line: u64,
+    ) -> Result<(Vec<RecordBatch>, Vec<Bad<'a>>)> {
         let mut candidates = Vec::new();
         let mut bad: Vec<Bad> = Vec::new();
         for (line_no, line) in non_blank_lines(block, first_line) {
@@ -369,25 +536,15 @@ impl<D: BlockDecoder> LineReader<D> {
             }
         }
         let mut good: Vec<RecordBatch> = Vec::new();
-        self.decode_part(&candidates, None, &mut good, &mut bad)?;
-        bad.sort_by_key(|b| b.0);
-        for (line_no, msg, raw, missing_field) in bad {
-            self.policy
-                .malformed(&self.location(line_no), &msg, raw, missing_field)?;
-        }
-        if let Some(first) = good.first() {
-            let schema = first.schema();
-            let merged = datafusion::arrow::compute::concat_batches(&schema, &good)?;
-            self.pending.push_back((merged, None));
-        }
-        Ok(())
+        self.part(&candidates, None, &mut good, &mut bad)?;
+        Ok((good, bad))
     }
 
     /// Decode `lines` together into `good` (`failed`: that was tried and failed already). A
     /// part that fails is halved; when both halves fail too, bad lines are dense there and
     /// halving further would decode the same lines many times, so each line of such a part is
     /// tried on its own and its good lines are then decoded together.
-    fn decode_part<'a>(
+    fn part<'a>(
         &mut self,
         lines: &[(u64, &'a [u8])],
         failed: Option<String>,
@@ -400,7 +557,7 @@ impl<D: BlockDecoder> LineReader<D> {
         let error = match failed {
             Some(e) => e,
             None => match self.try_decode(lines)? {
-                Ok(batches) => return self.keep_decoded(lines, batches, good, bad),
+                Ok(batches) => return self.keep(lines, batches, good, bad),
                 Err(e) => e,
             },
         };
@@ -412,19 +569,19 @@ impl<D: BlockDecoder> LineReader<D> {
         let l = self.try_decode(left)?;
         let r = self.try_decode(right)?;
         if let (Err(_), Err(_)) = (&l, &r) {
-            return self.decode_dense(lines, good, bad);
+            return self.dense(lines, good, bad);
         }
         for (half, result) in [(left, l), (right, r)] {
             match result {
-                Ok(batches) => self.keep_decoded(half, batches, good, bad)?,
-                Err(e) => self.decode_part(half, Some(e), good, bad)?,
+                Ok(batches) => self.keep(half, batches, good, bad)?,
+                Err(e) => self.part(half, Some(e), good, bad)?,
             }
         }
         Ok(())
     }
 
     /// Each line on its own (only to tell good from bad), then the good ones together.
-    fn decode_dense<'a>(
+    fn dense<'a>(
         &mut self,
         lines: &[(u64, &'a [u8])],
         good: &mut Vec<RecordBatch>,
@@ -438,12 +595,12 @@ impl<D: BlockDecoder> LineReader<D> {
             }
         }
         match self.try_decode(&ok)? {
-            Ok(batches) => self.keep_decoded(&ok, batches, good, bad),
+            Ok(batches) => self.keep(&ok, batches, good, bad),
             // Lines that decode alone but not together (a record spread over lines): alone.
             Err(_) => {
                 for line in &ok {
                     if let Ok(batches) = self.try_decode(std::slice::from_ref(line))? {
-                        self.keep_decoded(std::slice::from_ref(line), batches, good, bad)?;
+                        self.keep(std::slice::from_ref(line), batches, good, bad)?;
                     }
                 }
                 Ok(())
@@ -472,7 +629,7 @@ impl<D: BlockDecoder> LineReader<D> {
 
     /// Keep the decoded `batches` of `lines` in `good`, less the rows the decoder's check
     /// finds malformed (those go to `bad`).
-    fn keep_decoded<'a>(
+    fn keep<'a>(
         &self,
         lines: &[(u64, &'a [u8])],
         batches: Vec<RecordBatch>,
@@ -484,7 +641,7 @@ impl<D: BlockDecoder> LineReader<D> {
             let n = b.num_rows();
             let part = &lines[at.min(lines.len())..(at + n).min(lines.len())];
             at += n;
-            let (b, dropped) = self.without_checked(b, part)?;
+            let (b, dropped) = without_checked(&*self.decoder, b, part)?;
             bad.extend(dropped);
             if b.num_rows() > 0 {
                 good.push(b);
@@ -492,33 +649,33 @@ impl<D: BlockDecoder> LineReader<D> {
         }
         Ok(())
     }
+}
 
-    /// `batch` (decoded from `lines`, one row each) less the rows the decoder's check finds
-    /// malformed, and those rows.
-    fn without_checked<'a>(
-        &self,
-        batch: RecordBatch,
-        lines: &[(u64, &'a [u8])],
-    ) -> Result<(RecordBatch, Vec<Bad<'a>>)> {
-        if !self.decoder.needs_check(&batch) || lines.len() != batch.num_rows() {
-            return Ok((batch, vec![]));
-        }
-        let raw: Vec<&[u8]> = lines.iter().map(|(_, l)| *l).collect();
-        let dropped = self.decoder.check(&batch, &raw);
-        if dropped.is_empty() {
-            return Ok((batch, vec![]));
-        }
-        let mut keep = vec![true; batch.num_rows()];
-        let mut bad = Vec::with_capacity(dropped.len());
-        for (row, msg) in dropped {
-            let (line_no, raw) = lines[row];
-            bad.push((line_no, msg, raw, true));
-            keep[row] = false;
-        }
-        let mask = datafusion::arrow::array::BooleanArray::from(keep);
-        let kept = datafusion::arrow::compute::filter_record_batch(&batch, &mask)?;
-        Ok((kept, bad))
+/// `batch` (decoded from `lines`, one row each) less the rows the decoder's check finds
+/// malformed, and those rows.
+fn without_checked<'a, D: BlockDecoder>(
+    decoder: &D,
+    batch: RecordBatch,
+    lines: &[(u64, &'a [u8])],
+) -> Result<(RecordBatch, Vec<Bad<'a>>)> {
+    if !decoder.needs_check(&batch) || lines.len() != batch.num_rows() {
+        return Ok((batch, vec![]));
     }
+    let raw: Vec<&[u8]> = lines.iter().map(|(_, l)| *l).collect();
+    let dropped = decoder.check(&batch, &raw);
+    if dropped.is_empty() {
+        return Ok((batch, vec![]));
+    }
+    let mut keep = vec![true; batch.num_rows()];
+    let mut bad = Vec::with_capacity(dropped.len());
+    for (row, msg, missing_field) in dropped {
+        let (line_no, raw) = lines[row];
+        bad.push((line_no, msg, raw, missing_field));
+        keep[row] = false;
+    }
+    let mask = datafusion::arrow::array::BooleanArray::from(keep);
+    let kept = datafusion::arrow::compute::filter_record_batch(&batch, &mask)?;
+    Ok((kept, bad))
 }
 
 /// A bad record: its line, why, its bytes, and whether it is only missing a field.

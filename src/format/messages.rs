@@ -74,9 +74,12 @@ impl MessageMeta for RowsMeta<'_> {
     }
 }
 
+/// A wrong-typed value decodes as NULL (the checker then drops its record as malformed)
+/// rather than failing the whole poll, as in files (`format::json`).
 fn decoder(schema: &SchemaRef) -> Result<Decoder> {
     Ok(ReaderBuilder::new(schema.clone())
         .with_batch_size(MAX_POLL)
+        .with_ignore_type_conflicts(true)
         .build_decoder()?)
 }
 
@@ -243,10 +246,14 @@ impl MessageDecoder {
                 (payload, kept)
             } else {
                 let mut keep = vec![true; payload.num_rows()];
-                for (row, msg) in &bad {
+                for (row, msg, missing_field) in &bad {
                     let original = kept.as_ref().map_or(*row, |k| k[*row] as usize);
-                    self.policy
-                        .malformed(&meta.location(original), msg, raw[*row], true)?;
+                    self.policy.malformed(
+                        &meta.location(original),
+                        msg,
+                        raw[*row],
+                        *missing_field,
+                    )?;
                     keep[*row] = false;
                 }
                 let mask = BooleanArray::from(keep.clone());

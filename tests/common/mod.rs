@@ -26,6 +26,7 @@ pub fn bids(events: u64) -> Vec<RecordBatch> {
             shards: 1,
             chunk: 8192,
             real_time: false,
+            max_rate: None,
         },
         0,
     );
