@@ -25,6 +25,7 @@ fn generator(c: &mut Criterion) {
                 shards: 1,
                 chunk: 8192,
                 real_time: false,
+                max_rate: None,
             };
             let mut generator = Generator::new(Kind::Bid, cfg, 0);
             let mut rows = 0;
@@ -105,6 +106,7 @@ fn bids(events: u64) -> Vec<datafusion::arrow::record_batch::RecordBatch> {
         shards: 1,
         chunk: 8192,
         real_time: false,
+        max_rate: None,
     };
     let mut g = Generator::new(Kind::Bid, cfg, 0);
     let mut out = vec![];
@@ -338,7 +340,7 @@ fn kernels(c: &mut Criterion) {
 }
 
 fn joins(c: &mut Criterion) {
-    for q in ["q5", "q7", "q8"] {
+    for q in ["q5", "q7", "q8", "q16"] {
         let path =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("sql/nexmark/{q}.sql"));
         let sql =

@@ -66,7 +66,8 @@ pub struct Measurement {
     pub parallelism: usize,
     /// Peak resident memory of the process, MiB.
     pub peak_rss_mib: f64,
-    /// Latency from an event's ingestion to the emit of its window, ms (windowed queries).
+    /// Latency from an event's ingestion to the emit of its window (q5, q7, q8), or to the
+    /// sink's watermark passing its source's watermark after it (other queries), ms.
     pub latency_p50_ms: Option<f64>,
     /// The 99th percentile of the same.
     pub latency_p99_ms: Option<f64>,
@@ -179,18 +180,32 @@ pub fn with_events(sql: &str, events: u64) -> String {
     out
 }
 
-/// Run one query file as a streaming job and measure it.
+/// The query file's text with every nexmark table paced to `rate` events per second of wall
+/// clock (`'nexmark.max-rate'`, set next to each `'nexmark.events'`).
+pub fn with_max_rate(sql: &str, rate: u64) -> String {
+    sql.replace(
+        "'nexmark.events'",
+        &format!("'nexmark.max-rate' = '{rate}', 'nexmark.events'"),
+    )
+}
+
+/// Run one query file as a streaming job and measure it; with `rate`, its generators are paced
+/// to that many events per second.
 pub async fn run_stream(
     query: &str,
     file: &Path,
     events: u64,
     parallelism: Option<usize>,
+    rate: Option<u64>,
 ) -> Result<Measurement> {
     let sql = std::fs::read_to_string(file).map_err(|source| Error::Io {
         context: format!("reading {}", file.display()),
         source,
     })?;
-    let sql = with_events(&sql, events);
+    let mut sql = with_events(&sql, events);
+    if let Some(rate) = rate {
+        sql = with_max_rate(&sql, rate);
+    }
     let engine = Engine::new();
     engine.execute("SET 'weir.trace-latency' = 'true';").await?;
     if let Some(p) = parallelism {
@@ -220,12 +235,10 @@ pub async fn run_stream(
         .filter_map(|t| t.def.watermark.as_ref().map(|w| w.delay_ms))
         .max()
         .unwrap_or(0);
-    let latency = window_ms(query).and_then(|w| {
-        metrics
-            .first()
-            .and_then(|m| m.trace.as_ref())
-            .and_then(|t| t.percentiles(w, delay))
-    });
+    let latency = metrics
+        .first()
+        .and_then(|m| m.trace.as_ref())
+        .and_then(|t| t.percentiles(window_ms(query), delay));
     let parallelism = parallelism.unwrap_or_else(crate::planner::default_parallelism);
     Ok(Measurement {
         query: query.into(),
@@ -311,6 +324,7 @@ pub async fn run_batch(query: &str, events: u64) -> Result<Measurement> {
             shards: 1,
             chunk: 8192,
             real_time: false,
+            max_rate: None,
         };
         let mut g = Generator::new(kind, config, 0);
         let mut parts: Vec<Vec<RecordBatch>> = vec![vec![]; cores];
@@ -395,6 +409,15 @@ pub fn render(rows: &[Measurement]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_rate_is_set_beside_every_events_option() {
+        let sql = "WITH ('nexmark.events' = '1');\nWITH ('nexmark.events'='5')";
+        assert_eq!(
+            with_max_rate(sql, 7),
+            "WITH ('nexmark.max-rate' = '7', 'nexmark.events' = '1');\nWITH ('nexmark.max-rate' = '7', 'nexmark.events'='5')"
+        );
+    }
 
     #[test]
     fn events_are_substituted_everywhere() {

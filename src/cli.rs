@@ -152,6 +152,10 @@ enum Bench {
         /// Where the query files are.
         #[arg(long, default_value = "sql/nexmark")]
         dir: std::path::PathBuf,
+        /// Pace the generator to this many events per second of wall clock (all shards
+        /// together), to measure latency below full speed.
+        #[arg(long)]
+        rate: Option<u64>,
     },
     /// One query of the suite, measured in this process (used by `bench nexmark`).
     #[command(hide = true)]
@@ -166,6 +170,8 @@ enum Bench {
         batch: bool,
         #[arg(long)]
         dir: std::path::PathBuf,
+        #[arg(long)]
+        rate: Option<u64>,
     },
 }
 
@@ -316,8 +322,17 @@ pub fn main_with(setup: impl Fn(&Engine) -> Result<()>) -> ExitCode {
                     batch_baseline,
                     format,
                     dir,
+                    rate,
                 },
-        }) => bench_nexmark(events, queries, parallelism, batch_baseline, &format, &dir),
+        }) => bench_nexmark(
+            events,
+            queries,
+            parallelism,
+            batch_baseline,
+            &format,
+            &dir,
+            rate,
+        ),
         Some(Command::Bench {
             what:
                 Bench::NexmarkOne {
@@ -326,8 +341,16 @@ pub fn main_with(setup: impl Fn(&Engine) -> Result<()>) -> ExitCode {
                     parallelism,
                     batch,
                     dir,
+                    rate,
                 },
-        }) => runtime.block_on(bench_nexmark_one(&query, events, parallelism, batch, &dir)),
+        }) => runtime.block_on(bench_nexmark_one(
+            &query,
+            events,
+            parallelism,
+            batch,
+            &dir,
+            rate,
+        )),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -539,6 +562,7 @@ fn bench_generator(events: u64, table: &str) -> Result<()> {
         shards: 1,
         chunk: 8192,
         real_time: false,
+        max_rate: None,
     };
     let mut g = Generator::new(kind, config, 0);
     let start = Instant::now();
@@ -564,6 +588,7 @@ fn bench_nexmark(
     batch_baseline: bool,
     format: &str,
     dir: &std::path::Path,
+    rate: Option<u64>,
 ) -> Result<()> {
     use crate::bench::{Measurement, render, suite};
     let queries: Vec<String> = if queries.is_empty() {
@@ -598,6 +623,8 @@ fn bench_nexmark(
             }
             if batch {
                 cmd.arg("--batch");
+            } else if let Some(r) = rate {
+                cmd.args(["--rate", &r.to_string()]);
             }
             let mode = if batch { "batch" } else { "stream" };
             if format != "json" {
@@ -654,6 +681,7 @@ async fn bench_nexmark_one(
     parallelism: Option<usize>,
     batch: bool,
     dir: &std::path::Path,
+    rate: Option<u64>,
 ) -> Result<()> {
     let m = if batch {
         crate::bench::run_batch(query, events).await?
@@ -663,6 +691,7 @@ async fn bench_nexmark_one(
             &dir.join(format!("{query}.sql")),
             events,
             parallelism,
+            rate,
         )
         .await?
     };

@@ -9,7 +9,9 @@
 //! Options: `'nexmark.table'` (person | auction | bid; default: the table's name),
 //! `'nexmark.events'` (events of the sequence; absent or 0: unbounded), `'nexmark.rate'`
 //! (events per second of event time, default 10000), `'nexmark.shards'` (default 1: shard k
-//! generates every k-th chunk of the sequence), `'nexmark.real-time'`.
+//! generates every k-th chunk of the sequence), `'nexmark.real-time'`, `'nexmark.max-rate'`
+//! (events per second of wall clock over all shards: the generator waits until each chunk is
+//! due, so a benchmark can run below full speed; event times are unchanged).
 //! Declared columns are matched by name to the standard snake_case schema and cast if needed.
 
 use std::sync::Arc;
@@ -210,6 +212,9 @@ pub struct Config {
     pub chunk: u64,
     /// Pace events to the wall clock.
     pub real_time: bool,
+    /// Pace generation to at most this many events per second of wall clock (all shards
+    /// together); event times are not changed.
+    pub max_rate: Option<u64>,
 }
 
 /// Generates one table's rows for a shard of the event sequence.
@@ -302,13 +307,22 @@ impl Generator {
 
     /// How long to wait before the chunk starting at the next event is due (real-time mode).
     pub fn delay(&self) -> Option<Duration> {
-        if !self.config.real_time {
-            return None;
-        }
-        let due_ms =
-            (self.next_chunk * self.config.chunk) as u128 * 1000 / self.config.rate as u128;
-        let now = self.started.elapsed().as_millis();
-        (due_ms > now).then(|| Duration::from_millis((due_ms - now) as u64))
+        let rate = match (self.config.real_time, self.config.max_rate) {
+            (true, Some(max)) => max.min(self.config.rate),
+            (true, None) => self.config.rate,
+            (false, Some(max)) => max,
+            (false, None) => return None,
+        };
+        // The chunk's first event is due when the sequence (every shard together) has been
+        // generated up to it at `rate`.
+        let due_us = (self.next_chunk * self.config.chunk) as u128 * 1_000_000 / rate as u128;
+        let now = self.started.elapsed().as_micros();
+        (due_us > now).then(|| Duration::from_micros((due_us - now) as u64))
+    }
+
+    /// Whether the generator waits for the wall clock.
+    fn paced(&self) -> bool {
+        self.config.real_time || self.config.max_rate.is_some()
     }
 
     fn bids(&self, start: u64, end: u64) -> Result<RecordBatch> {
@@ -479,7 +493,7 @@ impl SourceShard for NexmarkShard {
     }
 
     fn reads_without_waiting(&self) -> bool {
-        !self.generator.config.real_time
+        !self.generator.paced()
     }
 
     fn next_batch(&mut self) -> BoxFuture<'_, Result<Option<RecordBatch>>> {
@@ -583,6 +597,7 @@ pub fn config(table: &Table, default_shards: usize) -> Result<(Kind, Config)> {
         );
     }
     let real_time = super::bool_option(table, "nexmark.real-time", false)?;
+    let max_rate = u64_option(table, &["nexmark.max-rate"], 0)?;
     Ok((
         kind,
         Config {
@@ -591,6 +606,7 @@ pub fn config(table: &Table, default_shards: usize) -> Result<(Kind, Config)> {
             shards: shards as usize,
             chunk,
             real_time,
+            max_rate: (max_rate > 0).then_some(max_rate),
         },
     ))
 }
@@ -640,6 +656,7 @@ mod tests {
             shards: 1,
             chunk: 1000,
             real_time: false,
+            max_rate: None,
         }
     }
 

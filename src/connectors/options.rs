@@ -138,6 +138,7 @@ const NEXMARK: &[(&str, Kind)] = &[
     ("nexmark.split.num", Count),
     ("nexmark.chunk", Count),
     ("nexmark.real-time", Bool),
+    ("nexmark.max-rate", Count),
 ];
 
 const JDBC: &[(&str, Kind)] = &[

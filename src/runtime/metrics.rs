@@ -43,7 +43,9 @@ pub struct JobMetrics {
 
 /// When watermarks were seen: at the sources (after each batch, with its row count) and at
 /// the sink. An event's latency is the time from its batch's ingestion to the moment the sink's
-/// watermark passed the end of the first window holding it.
+/// watermark passed the end of the first window holding it (windowed queries), or passed the
+/// watermark its source had after the batch (any query: by then everything the batch caused
+/// has reached the sink, since watermarks travel behind the rows they follow).
 #[derive(Debug, Default)]
 pub struct LatencyTrace {
     /// (when, source watermark, rows of the batch).
@@ -53,16 +55,22 @@ pub struct LatencyTrace {
 }
 
 impl LatencyTrace {
-    /// Weighted p50 and p99 (ms) of the latency of events whose window of width `window_ms`
-    /// (aligned to the epoch) closes when the watermark reaches its end; `delay_ms` is the
-    /// sources' watermark delay. None when no window was seen closing.
-    pub fn percentiles(&self, window_ms: i64, delay_ms: i64) -> Option<(f64, f64)> {
+    /// Weighted p50 and p99 (ms) of the latency of events: with `window_ms`, until their
+    /// window of that width (aligned to the epoch) closes, when the watermark reaches its end
+    /// (`delay_ms` is the sources' watermark delay); without, until the sink's watermark
+    /// reaches the source's watermark after their batch. None when no such moment was seen.
+    pub fn percentiles(&self, window_ms: Option<i64>, delay_ms: i64) -> Option<(f64, f64)> {
         let sources = self.sources.lock().ok()?;
         let sink = self.sink.lock().ok()?;
         let mut samples: Vec<(f64, usize)> = vec![];
         for (at, wm, rows) in sources.iter() {
-            let t = wm.saturating_add(delay_ms);
-            let end = t.div_euclid(window_ms) * window_ms + window_ms;
+            let end = match window_ms {
+                Some(w) => {
+                    let t = wm.saturating_add(delay_ms);
+                    t.div_euclid(w) * w + w
+                }
+                None => *wm,
+            };
             let i = sink.partition_point(|(_, w)| *w < end);
             if let Some((closed, _)) = sink.get(i) {
                 samples.push((
