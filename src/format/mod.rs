@@ -1,10 +1,12 @@
 //! Formats: decoding JSON lines, CSV and Parquet into Arrow batches, and encoding batches back.
 //!
-//! Decoding is batch-at-a-time (arrow-json's and arrow-csv's vectorized decoders). A record
-//! that cannot be decoded is isolated (the block it is in is decoded again line by line, which
-//! only happens when there is a bad record), counted, reported on stderr (the first few, with
-//! file and line), optionally written to a dead-letter file, and skipped — or, when the table's
-//! options say so, fails the job with a clear message.
+//! Decoding is batch-at-a-time (arrow-json's and arrow-csv's vectorized decoders, Parquet's
+//! reader), and one file is decoded by several cores at once while it stays one split: blocks
+//! of lines ([`lines`]) or row groups ([`parquet`]), handed on in file order. A record that
+//! cannot be decoded is isolated (only the bad lines of its block are told apart, see
+//! [`lines`]), counted, reported on stderr (the first few, with file and line), optionally
+//! written to a dead-letter file, and skipped — or, when the table's options say so, fails the
+//! job with a clear message.
 
 pub mod avro;
 pub mod csv;
