@@ -451,6 +451,56 @@ async fn semi_and_anti_joins_match_batch() {
     }
 }
 
+/// Joins of which little is read above: the columns nothing names are nulled before the join
+/// exchanges and stores its inputs. The rows must stay the batch answer through aggregates,
+/// aliases, DISTINCT, a self-join whose sides share every column name, an interval join and
+/// a column read only by a correlated subquery above the join.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_that_read_few_columns_match_batch() {
+    let d = data_of(50_000);
+    let ctx = batch_ctx(&[("bid", &d.file, bid_schema())]).await;
+    // Price as well: hot auctions and bidders would otherwise pair up thousands of bids.
+    let same = "b1.auction = b2.auction AND b1.bidder = b2.bidder AND b1.price = b2.price";
+    let cases = [
+        format!(
+            "SELECT b1.auction % 100 AS k, COUNT(*) AS n, MAX(b2.price) AS m \
+             FROM bid b1 JOIN bid b2 ON {same} GROUP BY b1.auction % 100"
+        ),
+        format!(
+            "SELECT DISTINCT q.channel, q.u FROM \
+             (SELECT b1.channel, b2.url AS u FROM bid b1 JOIN bid b2 ON {same}) q"
+        ),
+        format!(
+            "SELECT x.auction, x.extra FROM (SELECT b1.auction, b2.extra, b1.bidder \
+             FROM bid b1 JOIN bid b2 ON {same}) x \
+             WHERE x.bidder % 10 = 0"
+        ),
+        format!(
+            "SELECT b1.auction, b2.price FROM bid b1 JOIN bid b2 ON {same} \
+             WHERE b2.date_time BETWEEN b1.date_time AND b1.date_time + INTERVAL '2' SECOND"
+        ),
+        format!(
+            "SELECT j.auction, j.price FROM (SELECT b1.auction, b2.price, b2.url \
+             FROM bid b1 JOIN bid b2 ON {same}) j \
+             WHERE EXISTS (SELECT 1 FROM bid b3 WHERE b3.auction = j.auction AND b3.url <> j.url)"
+        ),
+    ];
+    for sql in &cases {
+        let b = rows(&batch(&ctx, sql).await);
+        assert!(b.len() > 3, "{sql}: {} rows", b.len());
+        for p in [1, 2, 4] {
+            let ddl = format!("SET 'parallelism' = '{p}';\n{}", bid_ddl("bid", &d.file, 4));
+            let s = final_rows(&stream(&ddl, sql).await);
+            assert!(
+                s == b,
+                "{sql} (parallelism {p}): {} rows against {}",
+                s.len(),
+                b.len()
+            );
+        }
+    }
+}
+
 /// INTERSECT ALL and EXCEPT ALL (rows with NULLs, duplicates counted) against the counts of
 /// each branch's rows in DataFusion batch (whose own `INTERSECT ALL` is a semi join that does
 /// not count duplicates).

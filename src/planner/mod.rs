@@ -118,6 +118,71 @@ pub struct Planner<'a> {
     topn_bound: std::cell::Cell<Option<usize>>,
     /// Inline `VALUES` tables planned so far (they are named by their order).
     values_seen: std::cell::Cell<usize>,
+    /// What the plan being built reads of its joins' outputs ([`JoinUse`]).
+    join_use: JoinUse,
+}
+
+/// Which joins of a plan may drop columns before they store rows, and which columns anything
+/// in the plan names. A join's output column that no expression of the plan names (by its
+/// bare name, whatever the qualifier) is not read, provided the join's rows reach a projection
+/// or an aggregate (through filters, sorts, limits, aliases, OVER windows and other joins)
+/// before anything that reads whole rows: a sink, DISTINCT, UNION, or an operator weir adds.
+#[derive(Default)]
+struct JoinUse {
+    /// The joins (by address in the plan) whose unnamed columns are not read.
+    prunable: std::collections::HashSet<usize>,
+    /// Every column name an expression of the plan (or of its subqueries) refers to.
+    named: std::collections::HashSet<String>,
+}
+
+impl JoinUse {
+    fn of(plan: &LogicalPlan) -> Self {
+        let mut u = Self::default();
+        u.visit(plan, false);
+        u
+    }
+
+    /// `read_by_projection`: the nearest node above that is not a pass-through is a
+    /// projection or an aggregate (which name every column they read).
+    fn visit(&mut self, plan: &LogicalPlan, read_by_projection: bool) {
+        use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+        for e in plan.expressions() {
+            let _ = e.apply(|x| {
+                match x {
+                    DfExpr::Column(c) => {
+                        self.named.insert(c.name.clone());
+                    }
+                    DfExpr::OuterReferenceColumn(_, c) => {
+                        self.named.insert(c.name.clone());
+                    }
+                    DfExpr::ScalarSubquery(q) => self.visit(&q.subquery, false),
+                    DfExpr::Exists(q) => self.visit(&q.subquery.subquery, false),
+                    DfExpr::InSubquery(q) => self.visit(&q.subquery.subquery, false),
+                    _ => {}
+                }
+                Ok(TreeNodeRecursion::Continue)
+            });
+        }
+        let below = match plan {
+            LogicalPlan::Join(j) => {
+                if read_by_projection {
+                    self.prunable
+                        .insert(j as *const datafusion::logical_expr::Join as usize);
+                }
+                read_by_projection
+            }
+            LogicalPlan::Filter(_)
+            | LogicalPlan::Sort(_)
+            | LogicalPlan::Limit(_)
+            | LogicalPlan::SubqueryAlias(_)
+            | LogicalPlan::Window(_) => read_by_projection,
+            LogicalPlan::Projection(_) | LogicalPlan::Aggregate(_) => true,
+            _ => false,
+        };
+        for input in plan.inputs() {
+            self.visit(input, below);
+        }
+    }
 }
 
 fn session() -> SessionContext {
@@ -321,6 +386,7 @@ impl<'a> Planner<'a> {
             props: ExecutionProps::new(),
             topn_bound: Default::default(),
             values_seen: Default::default(),
+            join_use: JoinUse::default(),
         })
     }
 
@@ -375,7 +441,9 @@ impl<'a> Planner<'a> {
             Statement::Query(_) => self.in_session_zone(plan)?,
             _ => plan,
         };
+        self.join_use = JoinUse::of(&plan);
         let stream = self.build(&plan)?;
+        self.join_use = JoinUse::default();
         let schema = match &plan {
             LogicalPlan::Dml(d) => Arc::new(d.input.schema().as_arrow().clone()),
             p => Arc::new(p.schema().as_arrow().clone()),
@@ -455,31 +523,10 @@ impl<'a> Planner<'a> {
                     .map(|c| c.index()),
             );
         }
-        let n = schema.fields().len();
-        if (0..n).all(|i| needed.contains(&i)) {
-            return Ok(());
-        }
-        let mut exprs: Vec<Arc<dyn PhysicalExpr>> = vec![];
-        let mut fields = vec![];
-        for (i, f) in schema.fields().iter().enumerate() {
-            if needed.contains(&i) {
-                exprs.push(Arc::new(PhysColumn::new(f.name(), i)));
-                fields.push(f.as_ref().clone());
-            } else {
-                let null = datafusion::common::ScalarValue::try_from(f.data_type())?;
-                exprs.push(Arc::new(
-                    datafusion::physical_expr::expressions::Literal::new(null),
-                ));
-                fields.push(f.as_ref().clone().with_nullable(true));
-            }
-        }
-        s.push(OpSpec::new(ProjectSpec {
-            exprs,
-            schema: Arc::new(Schema::new(fields)),
-        }));
-        Ok(())
+        null_unneeded(s, schema, &needed, true)
     }
 
+    /// Rewrite and plan a query AST into an analyzed DataFusion logical plan.
     /// Rewrite and plan a query AST into an analyzed DataFusion logical plan.
     async fn logical_query(&mut self, mut query: Query) -> Result<LogicalPlan> {
         let found = rewrite::rewrite_query(self.catalog, &mut query, &mut self.next_id)?;
@@ -762,6 +809,42 @@ impl<'a> Planner<'a> {
             other => not_supported!("{}", other.display()),
         }
     }
+}
+
+/// Replace the columns of `s` (rows of `schema`) outside `needed` with NULLs of their type, so
+/// an exchange does not copy them and state does not keep them; the schema, and so every
+/// column index, stays. A NOT NULL column is nulled only when `relax` (nothing downstream
+/// checks the declared nullability: the operator does not output the column), and kept
+/// otherwise.
+fn null_unneeded(
+    s: &mut Stream,
+    schema: &Schema,
+    needed: &std::collections::HashSet<usize>,
+    relax: bool,
+) -> Result<()> {
+    let keep = |i: usize, f: &Field| needed.contains(&i) || (!relax && !f.is_nullable());
+    if schema.fields().iter().enumerate().all(|(i, f)| keep(i, f)) {
+        return Ok(());
+    }
+    let mut exprs: Vec<Arc<dyn PhysicalExpr>> = vec![];
+    let mut fields = vec![];
+    for (i, f) in schema.fields().iter().enumerate() {
+        if keep(i, f) {
+            exprs.push(Arc::new(PhysColumn::new(f.name(), i)));
+            fields.push(f.as_ref().clone());
+        } else {
+            let null = datafusion::common::ScalarValue::try_from(f.data_type())?;
+            exprs.push(Arc::new(
+                datafusion::physical_expr::expressions::Literal::new(null),
+            ));
+            fields.push(f.as_ref().clone().with_nullable(true));
+        }
+    }
+    s.push(OpSpec::new(ProjectSpec {
+        exprs,
+        schema: Arc::new(Schema::new(fields)),
+    }));
+    Ok(())
 }
 
 fn has_join(plan: &LogicalPlan) -> bool {

@@ -124,6 +124,56 @@ impl Planner<'_> {
         Ok((keys, filter))
     }
 
+    /// Null the columns of each join input that neither the join nor anything above it reads
+    /// ([`super::JoinUse`]), so that they are neither exchanged nor stored. NOT NULL columns
+    /// stay (the join's schemas keep their declared nullability).
+    fn null_unread_join_columns(
+        &self,
+        j: &Join,
+        sides: [&mut Stream; 2],
+        keys: &[Vec<Arc<dyn PhysicalExpr>>; 2],
+        filter: Option<&Arc<dyn PhysicalExpr>>,
+    ) -> Result<()> {
+        use datafusion::physical_expr::utils::collect_columns;
+        if !self
+            .join_use
+            .prunable
+            .contains(&(j as *const Join as usize))
+        {
+            return Ok(());
+        }
+        let schemas = [j.left.schema().as_arrow(), j.right.schema().as_arrow()];
+        let left_len = schemas[0].fields().len();
+        let mut needed: [std::collections::HashSet<usize>; 2] = Default::default();
+        for (side, keys) in keys.iter().enumerate() {
+            for k in keys {
+                needed[side].extend(collect_columns(k).iter().map(|c| c.index()));
+            }
+        }
+        for c in filter.map(collect_columns).unwrap_or_default() {
+            match c.index().checked_sub(left_len) {
+                Some(r) => needed[1].insert(r),
+                None => needed[0].insert(c.index()),
+            };
+        }
+        // A semi or anti join outputs its left rows only.
+        let output_sides = match j.join_type {
+            JoinType::LeftSemi | JoinType::LeftAnti => 1,
+            _ => 2,
+        };
+        for side in 0..output_sides {
+            for (i, f) in schemas[side].fields().iter().enumerate() {
+                if self.join_use.named.contains(f.name()) {
+                    needed[side].insert(i);
+                }
+            }
+        }
+        for ((s, schema), needed) in sides.into_iter().zip(schemas).zip(&needed) {
+            super::null_unneeded(s, schema, needed, false)?;
+        }
+        Ok(())
+    }
+
     pub(super) fn join(&self, j: &Join) -> Result<Stream> {
         // INTERSECT / EXCEPT: DataFusion plans a semi / anti join of the distinct left rows.
         // The distinct of the joined rows is the same answer, and keeps the join's inputs
@@ -188,6 +238,8 @@ impl Planner<'_> {
         }
         let (ls, rs) = (j.left.schema(), j.right.schema());
         let (keys, filter) = self.join_condition(j)?;
+        let (mut left, mut right) = (left, right);
+        self.null_unread_join_columns(j, [&mut left, &mut right], &keys, filter.as_ref())?;
         let col_name = |e: &DfExpr| match e {
             DfExpr::Column(c) => Some(c.name.clone()),
             _ => None,
