@@ -15,6 +15,7 @@
 # DataFusion reads both outputs back and checks they hold the same rows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/bids-file.sh
 ROWS=5000000
 RUNS=3
 FORMAT=json
@@ -46,27 +47,9 @@ fi
 WORK="$(mktemp -d /tmp/weir-compare.XXXXXX)"
 trap 'rm -rf "$WORK"' EXIT
 
-# The input: the first ROWS bids of the Nexmark sequence (92% of events are bids), one file.
-EVENTS=$(( (ROWS * 100 + 91) / 92 ))
-cat > "$WORK/gen.sql" <<SQL
-SET 'parallelism' = '1';
-CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, url STRING,
-    date_time TIMESTAMP(3), extra STRING)
-WITH ('connector' = 'nexmark', 'nexmark.events' = '$EVENTS');
-CREATE TABLE out (auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, url STRING,
-    date_time TIMESTAMP(3), extra STRING)
-WITH ('connector' = 'filesystem', 'path' = '$WORK/gen', 'format' = '$FORMAT',
-      'sink.rolling-policy.file-size' = '100GB');
-INSERT INTO out SELECT * FROM bid LIMIT $ROWS;
-SQL
-"$BIN" run --quiet "$WORK/gen.sql" >&2
-mapfile -t FILES < <(find "$WORK/gen" -type f ! -name '.*')
-if [[ ${#FILES[@]} -ne 1 ]]; then
-    log "expected one input file, found ${#FILES[@]}"
-    exit 1
-fi
+# The input: the first ROWS bids of the Nexmark sequence, one file.
 INPUT="$WORK/bids.$FORMAT"
-mv "${FILES[0]}" "$INPUT"
+bids_file "$BIN" "$ROWS" "$FORMAT" "$WORK" "$INPUT"
 log "input: $ROWS bids, $(du -m "$INPUT" | cut -f1) MB of $FORMAT"
 
 cat > "$WORK/weir.sql" <<SQL

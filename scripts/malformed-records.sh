@@ -10,6 +10,7 @@
 # file, and the malformed records the job reported skipping (a tenth of the lines).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/bids-file.sh
 ROWS=2000000
 RUNS=3
 BIN=""
@@ -28,22 +29,7 @@ fi
 WORK="$(mktemp -d /tmp/weir-malformed.XXXXXX)"
 trap 'rm -rf "$WORK"' EXIT
 
-EVENTS=$(( (ROWS * 100 + 91) / 92 ))
-cat > "$WORK/gen.sql" <<SQL
-SET 'parallelism' = '1';
-CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, url STRING,
-    date_time TIMESTAMP(3), extra STRING)
-WITH ('connector' = 'nexmark', 'nexmark.events' = '$EVENTS');
-CREATE TABLE out (auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, url STRING,
-    date_time TIMESTAMP(3), extra STRING)
-WITH ('connector' = 'filesystem', 'path' = '$WORK/gen', 'format' = 'json',
-      'sink.rolling-policy.file-size' = '100GB');
-INSERT INTO out SELECT * FROM bid LIMIT $ROWS;
-SQL
-"$BIN" run --quiet "$WORK/gen.sql" >&2
-mapfile -t FILES < <(find "$WORK/gen" -type f ! -name '.*')
-[[ ${#FILES[@]} -eq 1 ]] || { echo "malformed-records: expected one file" >&2; exit 1; }
-mv "${FILES[0]}" "$WORK/clean.json"
+bids_file "$BIN" "$ROWS" json "$WORK" "$WORK/clean.json"
 python3 - "$WORK" <<'PY'
 import re, sys
 work = sys.argv[1]
