@@ -6,7 +6,11 @@
 //!   the partition and order columns), cut into partitions (`partition`), and the first N of
 //!   each emitted with their row number. Append-only; the buffer is freed.
 //! - *Unwindowed*: each partition keeps its current top N rows in Arrow's row format (sort key
-//!   and whole row, converted per batch by `RowConverter`). After a batch, every partition
+//!   and whole row, converted per batch by `RowConverter`). The bytes of every ranked row live
+//!   packed in one arena of 1 MiB chunks (no allocation per row); a partition holds only
+//!   slots (24 bytes a row). Rows pushed out leave dead bytes behind, and once they pass half
+//!   of the live ones the arena is compacted after the batch, so the state stays within 1.5×
+//!   of its rows' bytes. After a batch, every partition
 //!   whose ranking changed emits the difference per rank: -U of the row that held the rank,
 //!   +U of the one that holds it now (+I when the rank is new). Ties keep arrival order.
 //!   `'table.exec.state.ttl'`: a partition whose ranking was not written for that long (wall
@@ -14,7 +18,7 @@
 //!   ranking. Partitions are swept at most every tenth of the TTL, and their interned keys
 //!   rebuilt without the dropped ones.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -24,7 +28,7 @@ use datafusion::arrow::compute::{
     SortColumn, concat_batches, lexsort_to_indices, take, take_record_batch,
 };
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
+use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
@@ -74,10 +78,93 @@ impl fmt::Display for TopNSpec {
     }
 }
 
+/// A ranked row: its arrival number and where its bytes are in the arena.
+#[derive(Clone, Copy)]
 struct Ranked {
-    key: OwnedRow,
     seq: u64,
-    row: OwnedRow,
+    at: Slot,
+}
+
+/// Where a ranked row's sort key, then its whole row, lie in the [`Arena`].
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    chunk: u32,
+    off: u32,
+    key_len: u32,
+    row_len: u32,
+}
+
+impl Slot {
+    fn len(self) -> usize {
+        self.key_len as usize + self.row_len as usize
+    }
+}
+
+/// Bytes of a chunk of the arena (a longer row gets a chunk of its own).
+const CHUNK: usize = 1 << 20;
+/// Dead bytes below this are never worth a compaction.
+const MIN_COMPACT: usize = 4 << 20;
+
+/// The bytes of every ranked row (sort key then whole row, Arrow's row format), appended to
+/// chunks. Freed rows stay as dead bytes until [`Arena::compact`] copies the live ones out.
+#[derive(Default)]
+struct Arena {
+    chunks: Vec<Vec<u8>>,
+    live: usize,
+    dead: usize,
+}
+
+impl Arena {
+    fn push(&mut self, key: &[u8], row: &[u8]) -> Result<Slot> {
+        let len = key.len() + row.len();
+        if self
+            .chunks
+            .last()
+            .is_none_or(|c| c.capacity() - c.len() < len)
+        {
+            self.chunks.push(Vec::with_capacity(CHUNK.max(len)));
+        }
+        let chunk = self.chunks.len() - 1;
+        let c = &mut self.chunks[chunk];
+        let too_long = || crate::Error::Plan(format!("Top-N: a row of {len} bytes is too long"));
+        let at = Slot {
+            chunk: u32::try_from(chunk).map_err(|_| too_long())?,
+            off: u32::try_from(c.len()).map_err(|_| too_long())?,
+            key_len: u32::try_from(key.len()).map_err(|_| too_long())?,
+            row_len: u32::try_from(row.len()).map_err(|_| too_long())?,
+        };
+        c.extend_from_slice(key);
+        c.extend_from_slice(row);
+        self.live += len;
+        Ok(at)
+    }
+
+    fn key(&self, at: Slot) -> &[u8] {
+        let start = at.off as usize;
+        &self.chunks[at.chunk as usize][start..start + at.key_len as usize]
+    }
+
+    fn row(&self, at: Slot) -> &[u8] {
+        let start = at.off as usize + at.key_len as usize;
+        &self.chunks[at.chunk as usize][start..start + at.row_len as usize]
+    }
+
+    /// The row at `at` is no longer ranked (its bytes stay until a compaction).
+    fn free(&mut self, at: Slot) {
+        self.live = self.live.saturating_sub(at.len());
+        self.dead += at.len();
+    }
+
+    /// Whether enough bytes are dead to copy the live ones out.
+    fn wants_compaction(&self) -> bool {
+        self.dead >= MIN_COMPACT && self.dead * 2 > self.live
+    }
+
+    /// Heap bytes held.
+    fn size(&self) -> usize {
+        self.chunks.iter().map(Vec::capacity).sum::<usize>()
+            + self.chunks.capacity() * std::mem::size_of::<Vec<u8>>()
+    }
 }
 
 /// The running Top-N.
@@ -91,9 +178,14 @@ pub struct TopN {
     full_rows: RowConverter,
     seq: u64,
     ids: Vec<usize>,
+    /// Bytes of the windowed buffers.
     bytes: usize,
-    /// Rows pushed out of a ranking during the current batch (sequence number, row).
-    retired: Vec<(u64, OwnedRow)>,
+    /// The bytes of the ranked rows (unwindowed).
+    arena: Arena,
+    /// Ranked rows held over all partitions.
+    held: usize,
+    /// Rows pushed out of a ranking during the current batch (sequence number, bytes).
+    retired: Vec<(u64, Slot)>,
     /// Per partition: when its ranking was last written (wall clock, ms), for the TTL.
     written: Vec<i64>,
     /// When the TTL last swept the partitions.
@@ -142,6 +234,8 @@ impl TopN {
             seq: 0,
             ids: vec![],
             bytes: 0,
+            arena: Arena::default(),
+            held: 0,
             retired: vec![],
             written: vec![],
             swept_ms: now_ms(),
@@ -206,8 +300,10 @@ impl TopN {
         self.intern_partitions(batch)?;
         let now = now_ms();
         let expired_before = self.spec.ttl.map(|t| now - t.as_millis() as i64);
-        // Partition → its ranking before this batch (by sequence number), first time touched.
+        // Partition → its ranking before this batch (by sequence number), first time touched
+        // (`seen`: the partitions already there).
         let mut before: Vec<(usize, Vec<u64>)> = vec![];
+        let mut seen: HashSet<usize> = HashSet::new();
         for r in 0..rows {
             let g = self.ids[r];
             if self.ranked.len() <= g {
@@ -216,44 +312,35 @@ impl TopN {
             }
             // Expired state is never used, swept or not.
             if expired_before.is_some_and(|b| self.written[g] < b) && !self.ranked[g].is_empty() {
-                let gone = std::mem::take(&mut self.ranked[g]);
-                self.bytes = self.bytes.saturating_sub(
-                    gone.iter()
-                        .map(|x| x.row.as_ref().len() + x.key.as_ref().len() + 16)
-                        .sum(),
-                );
+                for x in std::mem::take(&mut self.ranked[g]) {
+                    self.arena.free(x.at);
+                    self.held -= 1;
+                }
             }
-            let list = &mut self.ranked[g];
             let key = keys.row(r);
-            let pos = list.partition_point(|x| x.key.row() <= key);
+            let list = &self.ranked[g];
+            let pos = list.partition_point(|x| self.arena.key(x.at) <= key.as_ref());
             if pos >= self.spec.n {
                 continue;
             }
-            if !before.iter().any(|(x, _)| *x == g) {
+            if seen.insert(g) {
                 before.push((g, list.iter().map(|x| x.seq).collect()));
             }
             self.written[g] = now;
             self.seq += 1;
-            let row = full.row(r).owned();
-            self.bytes += row.as_ref().len() + key.as_ref().len() + 16;
-            list.insert(
-                pos,
-                Ranked {
-                    key: key.owned(),
-                    seq: self.seq,
-                    row,
-                },
-            );
+            let at = self.arena.push(key.as_ref(), full.row(r).as_ref())?;
+            self.held += 1;
+            let list = &mut self.ranked[g];
+            list.insert(pos, Ranked { seq: self.seq, at });
             if list.len() > self.spec.n
                 && let Some(x) = list.pop()
             {
-                self.bytes = self
-                    .bytes
-                    .saturating_sub(x.row.as_ref().len() + x.key.as_ref().len() + 16);
-                self.retired.push((x.seq, x.row));
+                self.arena.free(x.at);
+                self.held -= 1;
+                self.retired.push((x.seq, x.at));
             }
         }
-        let mut out_rows: Vec<OwnedRow> = vec![];
+        let mut out_rows: Vec<Slot> = vec![];
         let (mut rn, mut ops) = (vec![], vec![]);
         for (g, old) in before {
             let new = &self.ranked[g];
@@ -275,7 +362,7 @@ impl TopN {
                     } as i8);
                 }
                 if let Some(x) = now {
-                    out_rows.push(x.row.clone());
+                    out_rows.push(x.at);
                     rn.push(i as i64 + 1);
                     ops.push(if old.get(i).is_some() {
                         RowKind::UpdateAfter
@@ -285,6 +372,18 @@ impl TopN {
                 }
             }
         }
+        if !out_rows.is_empty() {
+            let parser = self.full_rows.parser();
+            let mut cols = self
+                .full_rows
+                .convert_rows(out_rows.iter().map(|at| parser.parse(self.arena.row(*at))))?;
+            cols.push(self.rn_column(rn)?);
+            out.emit(changelog::batch_with_ops(
+                self.spec.output_schema.clone(),
+                cols,
+                ops,
+            )?);
+        }
         self.retired.clear();
         if let Some(ttl) = self.spec.ttl {
             let ttl_ms = ttl.as_millis() as i64;
@@ -293,18 +392,9 @@ impl TopN {
                 self.expire(now - ttl_ms)?;
             }
         }
-        if out_rows.is_empty() {
-            return Ok(());
+        if self.arena.wants_compaction() {
+            self.compact()?;
         }
-        let mut cols = self
-            .full_rows
-            .convert_rows(out_rows.iter().map(|r| r.row()))?;
-        cols.push(self.rn_column(rn)?);
-        out.emit(changelog::batch_with_ops(
-            self.spec.output_schema.clone(),
-            cols,
-            ops,
-        )?);
         Ok(())
     }
 }
@@ -325,11 +415,10 @@ impl TopN {
             if *k {
                 kept.push((list, w));
             } else {
-                self.bytes = self.bytes.saturating_sub(
-                    list.iter()
-                        .map(|x| x.row.as_ref().len() + x.key.as_ref().len() + 16)
-                        .sum(),
-                );
+                for x in list {
+                    self.arena.free(x.at);
+                    self.held -= 1;
+                }
             }
         }
         if let Some(g) = self.groups.as_mut() {
@@ -398,17 +487,37 @@ impl TopN {
     }
 
     /// A row that was ranked before this batch: still in its partition, or pushed out.
-    fn row_by_seq(&self, g: usize, seq: u64) -> Option<OwnedRow> {
+    fn row_by_seq(&self, g: usize, seq: u64) -> Option<Slot> {
         self.ranked[g]
             .iter()
             .find(|x| x.seq == seq)
-            .map(|x| x.row.clone())
+            .map(|x| x.at)
             .or_else(|| {
                 self.retired
                     .iter()
                     .find(|(s, _)| *s == seq)
-                    .map(|(_, r)| r.clone())
+                    .map(|(_, at)| *at)
             })
+    }
+
+    /// Copy the ranked rows' bytes into a fresh arena, leaving the dead ones behind (between
+    /// batches only: no retired row may point into the old arena).
+    fn compact(&mut self) -> Result<()> {
+        let old = std::mem::take(&mut self.arena);
+        for list in &mut self.ranked {
+            for x in list.iter_mut() {
+                x.at = self.arena.push(old.key(x.at), old.row(x.at))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Heap bytes of the unwindowed rankings: the arena, and the slots of every partition.
+    fn ranked_size(&self) -> usize {
+        self.arena.size()
+            + self.ranked.capacity() * std::mem::size_of::<Vec<Ranked>>()
+            + self.held * std::mem::size_of::<Ranked>()
+            + self.written.capacity() * std::mem::size_of::<i64>()
     }
 }
 
@@ -456,7 +565,7 @@ impl Operator for TopN {
     }
 
     fn state_size(&self) -> usize {
-        self.bytes
+        self.bytes + self.ranked_size()
     }
 
     /// Windowed: table `windows`, the buffered rows with their `window_end`. Unwindowed: table
@@ -471,17 +580,20 @@ impl Operator for TopN {
         }
         let mut seqs = vec![];
         let mut written = vec![];
-        let mut rows: Vec<OwnedRow> = vec![];
+        let mut rows: Vec<Slot> = vec![];
         for (g, list) in self.ranked.iter().enumerate() {
             for x in list {
-                rows.push(x.row.clone());
+                rows.push(x.at);
                 seqs.push(x.seq as i64);
                 written.push(self.written.get(g).copied().unwrap_or(0));
             }
         }
         let mut written = Some(written);
         if !rows.is_empty() {
-            let cols = self.full_rows.convert_rows(rows.iter().map(|r| r.row()))?;
+            let parser = self.full_rows.parser();
+            let cols = self
+                .full_rows
+                .convert_rows(rows.iter().map(|at| parser.parse(self.arena.row(*at))))?;
             parts.push((
                 RecordBatch::try_new(self.spec.input_schema.clone(), cols)?,
                 seqs,
@@ -584,16 +696,15 @@ impl Operator for TopN {
                 }
                 let seq = seqs.value(r) as u64;
                 self.seq = self.seq.max(seq);
-                let row = full.row(r).owned();
-                self.bytes += row.as_ref().len() + keys.row(r).as_ref().len() + 16;
-                self.ranked[g].push(Ranked {
-                    key: keys.row(r).owned(),
-                    seq,
-                    row,
-                });
+                let at = self
+                    .arena
+                    .push(keys.row(r).as_ref(), full.row(r).as_ref())?;
+                self.held += 1;
+                self.ranked[g].push(Ranked { seq, at });
             }
+            let arena = &self.arena;
             for list in &mut self.ranked {
-                list.sort_by(|a, b| a.key.cmp(&b.key).then(a.seq.cmp(&b.seq)));
+                list.sort_by(|a, b| arena.key(a.at).cmp(arena.key(b.at)).then(a.seq.cmp(&b.seq)));
             }
         }
         Ok(())
@@ -729,6 +840,46 @@ mod tests {
                 "1 | 30 | 1 | 2"
             ]
         );
+    }
+
+    /// Rankings kept through compactions of the arena (forced after every batch) end where a
+    /// direct top 2 of all rows ends, and the changelog folds to them.
+    #[test]
+    fn compacted_rankings_match_a_direct_top_n() {
+        let mut t = TopN::new(spec(2, None)).expect("topn");
+        let mut em = Emitter::default();
+        let mut all: Vec<(i64, i64)> = vec![];
+        let mut folded: BTreeMap<(i64, i64), i64> = BTreeMap::new();
+        let mut compacted_dead = false;
+        for b in 0..40i64 {
+            let k: Vec<i64> = (0..500).map(|i| (i * 7 + b) % 13).collect();
+            let v: Vec<i64> = (0..500).map(|i| (i * 7919 + b * 104_729) % 1000).collect();
+            all.extend(k.iter().copied().zip(v.iter().copied()));
+            t.process_batch(0, batch(&k, &v), &mut em).expect("batch");
+            for line in drain(&mut em) {
+                let f: Vec<i64> = line.split(" | ").map(|x| x.parse().expect("int")).collect();
+                match f[3] {
+                    0 | 2 => folded.insert((f[0], f[2]), f[1]),
+                    _ => folded.remove(&(f[0], f[2])),
+                };
+            }
+            compacted_dead |= t.arena.dead > 0;
+            t.compact().expect("compacts");
+            assert_eq!(t.arena.dead, 0);
+        }
+        assert!(compacted_dead, "no compaction had dead bytes to drop");
+        let mut want: BTreeMap<(i64, i64), i64> = BTreeMap::new();
+        for k in 0..13 {
+            let mut vs: Vec<i64> = all.iter().filter(|x| x.0 == k).map(|x| x.1).collect();
+            vs.sort_by(|a, b| b.cmp(a));
+            for (i, v) in vs.iter().take(2).enumerate() {
+                want.insert((k, i as i64 + 1), *v);
+            }
+        }
+        assert_eq!(folded, want);
+        assert_eq!(t.held, 26);
+        let slots: usize = t.ranked.iter().flatten().map(|x| x.at.len()).sum();
+        assert_eq!(t.arena.live, slots);
     }
 
     #[test]
