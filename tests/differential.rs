@@ -42,6 +42,21 @@ async fn check(d: &Path, stream_sql: &str, batch_sql: &str, what: &str) {
     }
 }
 
+/// The streaming query's final rows (its changelog applied) must equal `want` at parallelism
+/// 1, 2 and 4.
+async fn check_final_rows(d: &Path, sql: &str, want: &[String], what: &str) {
+    for p in [1, 2, 4] {
+        let ddl = format!("SET 'parallelism' = '{p}';\n{}", bid_ddl("bid", d, 4));
+        let s = final_rows(&stream(&ddl, sql).await);
+        assert!(
+            s == want,
+            "{what} (parallelism {p}): {} rows against {}",
+            s.len(),
+            want.len()
+        );
+    }
+}
+
 const BIN10: &str = "date_bin(INTERVAL '10 seconds', date_time, TIMESTAMP '1970-01-01 00:00:00')";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -359,16 +374,7 @@ async fn grouping_sets_match_batch() {
     for (stream_sql, batch_sql) in cases {
         let b = rows(&batch(&ctx, &batch_sql).await);
         assert!(b.len() > 3, "{batch_sql}: too few rows to compare");
-        for p in [1, 2, 4] {
-            let ddl = format!("SET 'parallelism' = '{p}';\n{}", bid_ddl("bid", &d.file, 4));
-            let s = final_rows(&stream(&ddl, &stream_sql).await);
-            assert!(
-                s == b,
-                "{stream_sql} (parallelism {p}): {} rows against {}",
-                s.len(),
-                b.len()
-            );
-        }
+        check_final_rows(&d.file, &stream_sql, &b, &stream_sql).await;
     }
 }
 
@@ -438,16 +444,7 @@ async fn semi_and_anti_joins_match_batch() {
             "{sql}: {} rows",
             b.len()
         );
-        for p in [1, 2, 4] {
-            let ddl = format!("SET 'parallelism' = '{p}';\n{}", bid_ddl("bid", &d.file, 4));
-            let s = final_rows(&stream(&ddl, sql).await);
-            assert!(
-                s == b,
-                "{sql} (parallelism {p}): {} rows against {}",
-                s.len(),
-                b.len()
-            );
-        }
+        check_final_rows(&d.file, sql, &b, sql).await;
     }
 }
 
@@ -488,16 +485,7 @@ async fn joins_that_read_few_columns_match_batch() {
     for sql in &cases {
         let b = rows(&batch(&ctx, sql).await);
         assert!(b.len() > 3, "{sql}: {} rows", b.len());
-        for p in [1, 2, 4] {
-            let ddl = format!("SET 'parallelism' = '{p}';\n{}", bid_ddl("bid", &d.file, 4));
-            let s = final_rows(&stream(&ddl, sql).await);
-            assert!(
-                s == b,
-                "{sql} (parallelism {p}): {} rows against {}",
-                s.len(),
-                b.len()
-            );
-        }
+        check_final_rows(&d.file, sql, &b, sql).await;
     }
 }
 
@@ -538,16 +526,7 @@ async fn intersect_and_except_all_match_counts() {
         assert!(want.len() > 50, "{op}: too few rows to compare");
         assert!(want.iter().any(|w| w.contains("NULL")), "{op}: no NULLs");
         let sql = format!("{left} {op} {right}");
-        for p in [1, 2, 4] {
-            let ddl = format!("SET 'parallelism' = '{p}';\n{}", bid_ddl("bid", &d.file, 4));
-            let s = final_rows(&stream(&ddl, &sql).await);
-            assert!(
-                s == want,
-                "{op} (parallelism {p}): {} rows against {}",
-                s.len(),
-                want.len()
-            );
-        }
+        check_final_rows(&d.file, &sql, &want, op).await;
     }
 }
 
@@ -564,11 +543,7 @@ async fn min_max_distinct_over_updating_input_match_batch() {
                GROUP BY k";
     let b = rows(&batch(&ctx, sql).await);
     assert!(b.len() > 3, "too few rows to compare");
-    for p in [1, 2, 4] {
-        let ddl = format!("SET 'parallelism' = '{p}';\n{}", bid_ddl("bid", &d.file, 4));
-        let s = final_rows(&stream(&ddl, sql).await);
-        assert_eq!(s, b, "parallelism {p}");
-    }
+    check_final_rows(&d.file, sql, &b, "aggregates over an updating input").await;
 }
 
 /// Top-N over an updating input (the auctions with the most bids per group, counts changing
@@ -592,11 +567,7 @@ async fn top_n_over_updating_input_matches_batch() {
     ] {
         let b = rows(&batch(&ctx, &sql).await);
         assert!(b.len() > 3, "{sql}: too few rows to compare");
-        for p in [1, 2, 4] {
-            let ddl = format!("SET 'parallelism' = '{p}';\n{}", bid_ddl("bid", &d.file, 4));
-            let s = final_rows(&stream(&ddl, &sql).await);
-            assert_eq!(s, b, "{sql} (parallelism {p})");
-        }
+        check_final_rows(&d.file, &sql, &b, &sql).await;
     }
 }
 
