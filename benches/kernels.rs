@@ -4,8 +4,9 @@
 //!
 //! `cargo bench` runs them all; `cargo bench -- kernels/` or `cargo bench -- nexmark/q7` a part.
 //! Groups: `generator`, `kernels` (exchange, interval join, JSON decode, message decode in
-//! JSON and Avro, Parquet encode),
-//! `nexmark` (window aggregates, q5 window aggregate join, q7 interval join, q8 window join).
+//! JSON and Avro, Parquet encode and decode on one thread and on every core),
+//! `nexmark` (window aggregates, q3 and q4 regular joins, q5 window aggregate join, q7 interval
+//! join, q8 window join, q16 COUNT DISTINCT).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use weir::connectors::nexmark::{Config, Generator, Kind};
@@ -336,11 +337,45 @@ fn kernels(c: &mut Criterion) {
             w.close().expect("close");
         })
     });
+    // Parquet → Arrow: the same rows in row groups of 122,880 rows (DuckDB's size; weir's
+    // writer makes groups of a million), decoded by one thread, then by one per core (handed on
+    // in file order either way).
+    let grouped = dir.path().join("bids_grouped.parquet");
+    {
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(Some(122_880))
+            .set_compression(parquet::basic::Compression::SNAPPY)
+            .build();
+        let file = std::fs::File::create(&grouped).expect("create");
+        let mut w = parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(props))
+            .expect("writer");
+        for batch in &input {
+            w.write(batch).expect("write");
+        }
+        w.close().expect("close");
+    }
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    for workers in [1, cores] {
+        g.bench_function(format!("parquet_decode_{workers}_threads"), |b| {
+            b.iter(|| {
+                let mut r =
+                    weir::format::parquet::ParquetReader::new(grouped.clone(), schema.clone())
+                        .with_workers(workers);
+                let mut n = 0;
+                while let Some(batch) = r.next_batch().expect("decodes") {
+                    n += batch.num_rows();
+                }
+                assert_eq!(n, rows);
+            })
+        });
+    }
     g.finish();
 }
 
 fn joins(c: &mut Criterion) {
-    for q in ["q5", "q7", "q8", "q16"] {
+    // q3 and q4 are regular joins whose unread input columns are nulled before they are
+    // stored (planner::JoinUse).
+    for q in ["q3", "q4", "q5", "q7", "q8", "q16"] {
         let path =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("sql/nexmark/{q}.sql"));
         let sql =

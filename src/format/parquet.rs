@@ -92,9 +92,9 @@ impl ParquetReader {
         }
     }
 
-    /// Decode with `workers` threads (tests: the same rows whatever the count).
-    #[cfg(test)]
-    pub(crate) fn with_workers(mut self, workers: usize) -> Self {
+    /// Decode with `workers` threads (at least one) instead of one per core up to 8; the rows
+    /// are the same whatever the count.
+    pub fn with_workers(mut self, workers: usize) -> Self {
         self.workers = workers.max(1);
         self
     }
