@@ -92,14 +92,15 @@ fn arrow_row_bytes(b: &RecordBatch, r: usize) -> usize {
         .sum()
 }
 
-/// Feed every batch to a fresh instance of `spec` (outputs dropped) and return the heap it
-/// then holds.
-fn held_after(spec: OpSpec, input: &[RecordBatch], side: usize) -> usize {
+/// Feed the bids of `events` events, generated afresh (so an operator that keeps the
+/// batches themselves is charged for them), to a fresh instance of `spec` on input `side`
+/// (outputs dropped), and return the heap it then holds.
+fn held_after(spec: OpSpec, events: u64, side: usize) -> usize {
     let mut op = spec.instantiate().expect("operator");
     let mut out = Emitter::default();
     let before = LIVE.load(Ordering::Relaxed);
-    for b in input {
-        op.process_batch(side, b.clone(), &mut out).expect("runs");
+    for b in bids(events) {
+        op.process_batch(side, b, &mut out).expect("runs");
         out.messages.clear();
     }
     let held = LIVE.load(Ordering::Relaxed).saturating_sub(before);
@@ -220,7 +221,7 @@ fn main() {
     }
     let held = held_after(
         OpSpec::new(topn_spec(&schema, &["bidder", "auction"], "date_time", 1)),
-        &input,
+        events,
         0,
     );
     report(
@@ -231,7 +232,7 @@ fn main() {
     );
     let held = held_after(
         OpSpec::new(topn_spec(&schema, &["auction"], "price", 10)),
-        &input,
+        events,
         0,
     );
     report(
@@ -283,7 +284,7 @@ fn main() {
                 .sum::<usize>()
         })
         .sum();
-    let held = held_after(OpSpec::new(spec), &input, 0);
+    let held = held_after(OpSpec::new(spec), events, 0);
     report("regular join, stored bids", rows, held, arrow);
 
     // Whole jobs: peak heap per row of final state.
