@@ -20,15 +20,7 @@ fn generator(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function("bid", |b| {
         b.iter(|| {
-            let cfg = Config {
-                events: Some(EVENTS),
-                rate: 10_000,
-                shards: 1,
-                chunk: 8192,
-                real_time: false,
-                max_rate: None,
-            };
-            let mut generator = Generator::new(Kind::Bid, cfg, 0);
+            let mut generator = Generator::new(Kind::Bid, Config::bounded(EVENTS), 0);
             let mut rows = 0;
             while let Some(batch) = generator.next_batch().expect("generates") {
                 rows += batch.num_rows();
@@ -101,20 +93,7 @@ fn windows(c: &mut Criterion) {
 }
 
 fn bids(events: u64) -> Vec<datafusion::arrow::record_batch::RecordBatch> {
-    let cfg = Config {
-        events: Some(events),
-        rate: 10_000,
-        shards: 1,
-        chunk: 8192,
-        real_time: false,
-        max_rate: None,
-    };
-    let mut g = Generator::new(Kind::Bid, cfg, 0);
-    let mut out = vec![];
-    while let Some(b) = g.next_batch().expect("generates") {
-        out.push(b);
-    }
-    out
+    weir::connectors::nexmark::bounded_rows(Kind::Bid, events).expect("generates")
 }
 
 fn col(

@@ -22,7 +22,7 @@ use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, TimestampMillisecondType};
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
-use weir::connectors::nexmark::{Config, Generator, Kind};
+use weir::connectors::nexmark::Kind;
 use weir::operators::{Emitter, JoinKind, JoinMode, JoinSpec, OpSpec, TopNSpec};
 
 /// Counts the bytes the process holds on the heap.
@@ -60,20 +60,7 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOC: Counting = Counting;
 
 fn bids(events: u64) -> Vec<RecordBatch> {
-    let cfg = Config {
-        events: Some(events),
-        rate: 10_000,
-        shards: 1,
-        chunk: 8192,
-        real_time: false,
-        max_rate: None,
-    };
-    let mut g = Generator::new(Kind::Bid, cfg, 0);
-    let mut out = vec![];
-    while let Some(b) = g.next_batch().expect("generates") {
-        out.push(b);
-    }
-    out
+    weir::connectors::nexmark::bounded_rows(Kind::Bid, events).expect("generates")
 }
 
 fn col(name: &str, schema: &Schema) -> Arc<dyn PhysicalExpr> {

@@ -318,14 +318,7 @@ pub async fn run_batch(query: &str, events: u64) -> Result<Measurement> {
         if !sql.contains(kind.name()) {
             continue;
         }
-        let config = Config {
-            events: Some(events),
-            rate: 10_000,
-            shards: 1,
-            chunk: 8192,
-            real_time: false,
-            max_rate: None,
-        };
+        let config = Config::bounded(events);
         let mut g = Generator::new(kind, config, 0);
         let mut parts: Vec<Vec<RecordBatch>> = vec![vec![]; cores];
         let mut i = 0;

@@ -556,14 +556,7 @@ fn bench_generator(events: u64, table: &str) -> Result<()> {
         "person" => Kind::Person,
         other => return Err(crate::Error::Plan(format!("unknown nexmark table {other}"))),
     };
-    let config = Config {
-        events: Some(events),
-        rate: 10_000,
-        shards: 1,
-        chunk: 8192,
-        real_time: false,
-        max_rate: None,
-    };
+    let config = Config::bounded(events);
     let mut g = Generator::new(kind, config, 0);
     let start = Instant::now();
     let mut rows = 0usize;

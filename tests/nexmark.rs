@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use common::*;
 use datafusion::arrow::array::RecordBatch;
 use weir::changelog::{RowKind, ops_of, strip_ops};
-use weir::connectors::nexmark::{Config, Generator, Kind};
+use weir::connectors::nexmark::{Kind, bounded_rows};
 
 const EVENTS: u64 = 300_000;
 
@@ -29,22 +29,7 @@ fn data() -> Data {
     let dir = tempdir();
     let mut files = vec![];
     for kind in [Kind::Person, Kind::Auction, Kind::Bid] {
-        let mut g = Generator::new(
-            kind,
-            Config {
-                events: Some(EVENTS),
-                rate: 10_000,
-                shards: 1,
-                chunk: 8192,
-                real_time: false,
-                max_rate: None,
-            },
-            0,
-        );
-        let mut batches = vec![];
-        while let Some(b) = g.next_batch().unwrap() {
-            batches.push(b);
-        }
+        let batches = bounded_rows(kind, EVENTS).expect("generates");
         let mut lines = json_lines(&batches);
         // 10k events are 1 s of event time; a block of table rows spans less than that.
         shuffle_blocks(&mut lines, 1_000);

@@ -217,6 +217,31 @@ pub struct Config {
     pub max_rate: Option<u64>,
 }
 
+impl Config {
+    /// The first `events` events at 10,000 per second of event time, one shard, in chunks of
+    /// 8192, generated as fast as they can be (what benchmarks and tests compare against).
+    pub fn bounded(events: u64) -> Self {
+        Self {
+            events: Some(events),
+            rate: 10_000,
+            shards: 1,
+            chunk: 8192,
+            real_time: false,
+            max_rate: None,
+        }
+    }
+}
+
+/// Every batch of `kind`'s rows among the first `events` events ([`Config::bounded`]).
+pub fn bounded_rows(kind: Kind, events: u64) -> Result<Vec<RecordBatch>> {
+    let mut g = Generator::new(kind, Config::bounded(events), 0);
+    let mut out = vec![];
+    while let Some(b) = g.next_batch()? {
+        out.push(b);
+    }
+    Ok(out)
+}
+
 /// Generates one table's rows for a shard of the event sequence.
 pub struct Generator {
     kind: Kind,
@@ -651,12 +676,8 @@ mod tests {
 
     fn cfg(events: u64) -> Config {
         Config {
-            events: Some(events),
-            rate: 10_000,
-            shards: 1,
             chunk: 1000,
-            real_time: false,
-            max_rate: None,
+            ..Config::bounded(events)
         }
     }
 

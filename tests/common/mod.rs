@@ -10,7 +10,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::prelude::{JsonReadOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
-use weir::connectors::nexmark::{Config, Generator, Kind};
+use weir::connectors::nexmark::Kind;
 
 /// The bid columns as weir declares them.
 pub const BID_COLUMNS: &str = "auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, url STRING, \
@@ -18,23 +18,7 @@ pub const BID_COLUMNS: &str = "auction BIGINT, bidder BIGINT, price BIGINT, chan
 
 /// Nexmark bid rows (about 92% of `events`).
 pub fn bids(events: u64) -> Vec<RecordBatch> {
-    let mut g = Generator::new(
-        Kind::Bid,
-        Config {
-            events: Some(events),
-            rate: 10_000,
-            shards: 1,
-            chunk: 8192,
-            real_time: false,
-            max_rate: None,
-        },
-        0,
-    );
-    let mut out = vec![];
-    while let Some(b) = g.next_batch().unwrap() {
-        out.push(b);
-    }
-    out
+    weir::connectors::nexmark::bounded_rows(Kind::Bid, events).expect("generates")
 }
 
 /// Rows of batches as JSON lines (timestamps as 'YYYY-MM-DD HH:MM:SS.fff').
