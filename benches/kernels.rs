@@ -6,7 +6,8 @@
 //! Groups: `generator`, `kernels` (exchange, interval join, JSON decode, message decode in
 //! JSON and Avro, Parquet encode and decode on one thread and on every core),
 //! `nexmark` (window aggregates, q3 and q4 regular joins, q5 window aggregate join, q7 interval
-//! join, q8 window join, q16 COUNT DISTINCT, q18 and q19 unwindowed Top-N).
+//! join, q8 window join, q15–q17 updating aggregates (COUNT DISTINCT and FILTER, per day, per
+//! channel and day, per auction and day), q18 and q19 unwindowed Top-N).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use weir::connectors::nexmark::{Config, Generator, Kind};
@@ -353,8 +354,11 @@ fn kernels(c: &mut Criterion) {
 
 fn joins(c: &mut Criterion) {
     // q3 and q4 are regular joins whose unread input columns are nulled before they are
-    // stored (planner::JoinUse); q18 and q19 are unwindowed Top-N (operators/topn.rs).
-    for q in ["q3", "q4", "q5", "q7", "q8", "q16", "q18", "q19"] {
+    // stored (planner::JoinUse); q15–q17 are updating group aggregates (operators/group_agg.rs
+    // and agg_columns.rs); q18 and q19 are unwindowed Top-N (operators/topn.rs).
+    for q in [
+        "q3", "q4", "q5", "q7", "q8", "q15", "q16", "q17", "q18", "q19",
+    ] {
         let path =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("sql/nexmark/{q}.sql"));
         let sql =

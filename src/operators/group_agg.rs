@@ -2,15 +2,18 @@
 //! already-windowed stream (grouped by its `window_start, window_end`, as Nexmark q5's
 //! "maximum per window" is).
 //!
-//! Keys are interned with DataFusion's `GroupValues`; the batch's rows are bucketed by group
-//! and each touched group's DataFusion `Accumulator` is fed whole slices (`update_batch`, or
-//! `retract_batch` for -U/-D rows of an updating input). Unlike `GroupsAccumulator`, an
-//! `Accumulator` can be evaluated without being consumed, which a result that keeps changing
-//! needs.
+//! Keys are interned with DataFusion's `GroupValues` into dense group ids, and each group's
+//! key is kept once in Arrow's row format. A batch's rows are bucketed by group (a counting
+//! sort) and every aggregate's state, held per aggregate over all groups (`agg_columns.rs`:
+//! typed vectors for the common aggregates, a DataFusion `Accumulator` per group for the
+//! rest), takes each touched group's span of rows. Results are evaluated for the touched groups
+//! only, straight into Arrow arrays.
 //!
 //! - *Updating*: after each batch, every touched group emits -U (its previous result) and +U
 //!   (the new one), +I when it is new, -D when its last row was retracted; nothing when the
-//!   result did not change (as Flink does). State is one entry per key ever seen.
+//!   result did not change (as Flink does). The previous result is evaluated before the batch
+//!   is applied rather than stored per group (aggregates are deterministic, so it is what was
+//!   emitted). State is one entry per key ever seen.
 //! - *Windowed*: one table per `window_end`; when the watermark reaches it the window's
 //!   groups are emitted once and freed (append-only).
 //! - `'table.exec.state.ttl'` (updating only): a group not written for that long (wall clock,
@@ -26,13 +29,14 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt32Arr
 use datafusion::arrow::compute::take;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::ScalarValue;
-use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
+use super::agg_columns::{AggColumn, Span, agg_column};
 use super::{Emitter, Operator, StateSnapshot, aggregate_inputs, eval, split_by_time};
 use crate::Result;
 use crate::changelog::{self, RowKind};
@@ -95,68 +99,102 @@ impl fmt::Display for GroupAggSpec {
     }
 }
 
-struct Group {
-    key: Vec<ScalarValue>,
-    accs: Vec<Box<dyn Accumulator>>,
-    rows: i64,
-    last: Option<Vec<ScalarValue>>,
-    /// When it was last written (wall clock, ms), for the state TTL.
-    written_ms: i64,
-}
-
 /// The wall clock in ms (state TTL times are absolute, as Flink's).
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// Groups of one table: interned keys and their accumulators.
+/// Groups of one table: interned keys, each group's key row and row count, and every
+/// aggregate's state over all groups (see `agg_columns.rs`). Group ids are dense, in order
+/// of first sight.
 struct GroupTable {
+    /// Key → group id (`None` without GROUP BY keys: one group, id 0).
     values: Option<Box<dyn GroupValues>>,
-    groups: Vec<Group>,
+    /// Each group's key in Arrow's row format, by id (for output and snapshots).
+    keys: Option<(RowConverter, Rows)>,
+    /// Per group: rows added minus rows taken back.
+    rows: Vec<i64>,
+    /// Per group: when it was last written (wall clock, ms), for the state TTL.
+    written_ms: Vec<i64>,
+    /// Per aggregate: its state for every group.
+    aggs: Vec<Box<dyn AggColumn>>,
+    /// Scratch: the last batch's group id per row.
     ids: Vec<usize>,
+    /// Scratch, per group id: `u32::MAX`, or while a batch is bucketed its row count, then
+    /// its next slot.
+    slot: Vec<u32>,
+}
+
+/// What one batch did to an updating table, for its changelog.
+struct Changes {
+    /// The groups touched, in order of first sight in the batch.
+    touched: Vec<u32>,
+    /// The touched groups that had rows before the batch (in `touched` order)...
+    before: Vec<u32>,
+    /// ...and their results then, per aggregate: what was last emitted for them.
+    old: Vec<ArrayRef>,
 }
 
 impl GroupTable {
     fn new(spec: &GroupAggSpec) -> Result<Self> {
-        let values = if spec.keys.is_empty() {
-            None
+        let (values, keys) = if spec.keys.is_empty() {
+            (None, None)
         } else {
-            Some(new_group_values(
-                spec.key_schema.clone(),
-                &GroupOrdering::None,
-            )?)
+            let fields = spec
+                .key_schema
+                .fields()
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect();
+            let converter = RowConverter::new(fields)?;
+            let rows = converter.empty_rows(0, 0);
+            let values = new_group_values(spec.key_schema.clone(), &GroupOrdering::None)?;
+            (Some(values), Some((converter, rows)))
         };
-        Ok(Self {
-            values,
-            groups: vec![],
-            ids: vec![],
-        })
-    }
-
-    fn new_accs(spec: &GroupAggSpec) -> Result<Vec<Box<dyn Accumulator>>> {
-        spec.aggs
+        let aggs = spec
+            .aggs
             .iter()
             .enumerate()
             .map(|(i, a)| {
-                Ok(match spec.multiset.get(i).cloned().flatten() {
-                    Some((kind, arg)) => Box::new(super::MultisetAccumulator::new(kind, arg)?)
-                        as Box<dyn Accumulator>,
-                    None if spec.input_updating => a.create_sliding_accumulator()?,
-                    None => a.create_accumulator()?,
-                })
+                let multiset = spec.multiset.get(i).cloned().flatten();
+                agg_column(a, multiset, spec.input_updating)
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            values,
+            keys,
+            rows: vec![],
+            written_ms: vec![],
+            aggs,
+            ids: vec![],
+            slot: vec![],
+        })
     }
 
-    /// Add (and retract) the rows of `batch`; returns the groups touched, in first-seen order.
-    /// A group last written before `expired_before` (the state TTL) is started afresh, as if
-    /// it had been dropped: expired state is never used, swept or not.
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Room for `groups` groups (new ones empty).
+    fn grow(&mut self, groups: usize) {
+        self.rows.resize(groups, 0);
+        self.written_ms.resize(groups, 0);
+        for a in &mut self.aggs {
+            a.grow(groups);
+        }
+    }
+
+    /// Add (and retract) the rows of `batch`. A group last written before `expired_before`
+    /// (the state TTL) is started afresh, as if it had been dropped: expired state is never
+    /// used, swept or not. With `want_old`, the touched groups' results before the batch are
+    /// kept for the changelog.
     fn update(
         &mut self,
         spec: &GroupAggSpec,
         batch: &RecordBatch,
         expired_before: Option<i64>,
-    ) -> Result<Vec<usize>> {
+        want_old: bool,
+    ) -> Result<Changes> {
         let rows = batch.num_rows();
         let keys = spec
             .keys
@@ -170,54 +208,91 @@ impl GroupTable {
                 self.ids.resize(rows, 0);
             }
         }
-        // Bucket rows by group (counting sort).
-        let mut touched: Vec<usize> = vec![];
-        let mut start: Vec<u32> = vec![];
+        // Bucket rows by group (a counting sort); a new group's first row gives its key.
+        let known = self.len();
+        let mut touched: Vec<u32> = vec![];
+        let mut firsts: Vec<u32> = vec![];
         for (row, id) in self.ids.iter().enumerate() {
-            while self.groups.len() <= *id {
-                let key = keys
-                    .iter()
-                    .map(|k| ScalarValue::try_from_array(k, row))
-                    .collect::<datafusion::error::Result<Vec<_>>>()?;
-                self.groups.push(Group {
-                    key,
-                    accs: Self::new_accs(spec)?,
-                    rows: 0,
-                    last: None,
-                    written_ms: 0,
-                });
+            if *id >= self.slot.len() {
+                self.slot.resize(*id + 1, u32::MAX);
             }
-            if start.len() <= *id {
-                start.resize(*id + 1, u32::MAX);
-            }
-            if start[*id] == u32::MAX {
-                start[*id] = 0;
-                touched.push(*id);
-                let g = &mut self.groups[*id];
-                if expired_before.is_some_and(|b| g.written_ms < b) && g.rows != 0 {
-                    g.accs = Self::new_accs(spec)?;
-                    g.rows = 0;
-                    g.last = None;
+            let slot = &mut self.slot[*id];
+            if *slot == u32::MAX {
+                *slot = 0;
+                touched.push(*id as u32);
+                if *id >= known {
+                    firsts.push(row as u32);
                 }
             }
-            start[*id] += 1;
+            *slot += 1;
         }
+        if !firsts.is_empty() {
+            self.grow(known + firsts.len());
+            if let Some((converter, key_rows)) = &mut self.keys {
+                let idx = UInt32Array::from(firsts);
+                let new_keys = keys
+                    .iter()
+                    .map(|k| Ok(take(k.as_ref(), &idx, None)?))
+                    .collect::<Result<Vec<_>>>()?;
+                converter.append(key_rows, &new_keys)?;
+            }
+        }
+        let mut spans = Vec::with_capacity(touched.len());
         let mut offset = 0u32;
         for g in &touched {
-            let n = start[*g];
-            start[*g] = offset;
+            let n = self.slot[*g as usize];
+            self.slot[*g as usize] = offset;
+            spans.push(Span {
+                group: *g,
+                from: offset,
+                to: offset + n,
+            });
             offset += n;
         }
         let mut order = vec![0u32; rows];
-        let mut fill = start.clone();
         for (row, id) in self.ids.iter().enumerate() {
-            order[fill[*id] as usize] = row as u32;
-            fill[*id] += 1;
+            let slot = &mut self.slot[*id];
+            order[*slot as usize] = row as u32;
+            *slot += 1;
         }
-        // Reorder every input column once so each group's rows are one contiguous slice:
-        // per group and aggregate, a zero-copy slice (filtered only where its FILTER or the
-        // changelog splits the group) instead of a gather per group and aggregate, which cost
-        // more than the aggregate itself where most groups get a row or two per batch.
+        for g in &touched {
+            self.slot[*g as usize] = u32::MAX;
+        }
+        // Expired groups start afresh.
+        if let Some(before) = expired_before {
+            let expired: Vec<u32> = touched
+                .iter()
+                .copied()
+                .filter(|g| {
+                    let g = *g as usize;
+                    self.written_ms[g] < before && self.rows[g] != 0
+                })
+                .collect();
+            for g in &expired {
+                self.rows[*g as usize] = 0;
+            }
+            for a in &mut self.aggs {
+                a.reset(&expired);
+            }
+        }
+        let (before, old) = if want_old {
+            let before: Vec<u32> = touched
+                .iter()
+                .copied()
+                .filter(|g| self.rows[*g as usize] > 0)
+                .collect();
+            let old = self
+                .aggs
+                .iter_mut()
+                .map(|a| a.evaluate(&before))
+                .collect::<Result<Vec<_>>>()?;
+            (before, old)
+        } else {
+            (vec![], vec![])
+        };
+        // Reorder every input column once so each group's rows are one contiguous span
+        // (a zero-copy slice for the aggregates kept per group), instead of a gather per
+        // group and aggregate.
         let (args, filters) = aggregate_inputs(&spec.aggs, &spec.agg_filters, batch)?;
         let identity = order.iter().enumerate().all(|(i, r)| i == *r as usize);
         let idx = UInt32Array::from(order);
@@ -252,160 +327,154 @@ impl GroupTable {
             }),
             false => None,
         };
-        for g in &touched {
-            let (from, to) = (start[*g] as usize, fill[*g] as usize);
-            let len = to - from;
-            // The rows to add and to take back, as masks over the group's slice (None: all).
-            let (add, sub, added) = match &accumulate {
+        for s in &spans {
+            let n = &mut self.rows[s.group as usize];
+            match &accumulate {
                 Some(mask) => {
-                    let mask = mask.slice(from, len);
-                    let added = mask.true_count();
-                    let sub = datafusion::arrow::compute::not(&mask)?;
-                    (Some(mask), Some(sub), added)
-                }
-                None => (None, None, len),
-            };
-            let group = &mut self.groups[*g];
-            group.rows += added as i64 - (len - added) as i64;
-            for (retract, mask, n) in [(false, add, added), (true, sub, len - added)] {
-                if n == 0 {
-                    continue;
-                }
-                let mask = mask.filter(|_| n < len);
-                for (i, acc) in group.accs.iter_mut().enumerate() {
-                    let mask = match (&filters[i], &mask) {
-                        (Some(f), m) => {
-                            let f = f.slice(from, len);
-                            let f = f.as_boolean();
-                            match m {
-                                Some(m) => Some(datafusion::arrow::compute::and(f, m)?),
-                                None => Some(f.clone()),
-                            }
-                        }
-                        (None, m) => m.clone(),
-                    };
-                    let keep = mask.as_ref().map_or(len, |m| m.true_count());
-                    if keep == 0 {
-                        continue;
-                    }
-                    let cols = args[i]
-                        .iter()
-                        .map(|a| {
-                            let a = a.slice(from, len);
-                            Ok(match &mask {
-                                Some(m) if keep < len => {
-                                    datafusion::arrow::compute::filter(a.as_ref(), m)?
-                                }
-                                _ => a,
-                            })
-                        })
-                        .collect::<Result<Vec<_>>>()?;
-                    if retract {
-                        acc.retract_batch(&cols)?
-                    } else {
-                        acc.update_batch(&cols)?
+                    for r in s.from..s.to {
+                        *n += if mask.value(r as usize) { 1 } else { -1 };
                     }
                 }
+                None => *n += i64::from(s.to - s.from),
             }
         }
-        Ok(touched)
+        for (i, agg) in self.aggs.iter_mut().enumerate() {
+            agg.update(&spans, &args[i], filters[i].as_ref(), accumulate.as_ref())?;
+        }
+        Ok(Changes {
+            touched,
+            before,
+            old,
+        })
     }
 
     /// Drop the groups not written since `before_ms`; the interned keys are rebuilt.
     fn expire(&mut self, spec: &GroupAggSpec, before_ms: i64) -> Result<()> {
-        if !self.groups.iter().any(|g| g.written_ms < before_ms) {
+        let keep: Vec<u32> = (0..self.len() as u32)
+            .filter(|g| self.written_ms[*g as usize] >= before_ms)
+            .collect();
+        if keep.len() == self.len() {
             return Ok(());
         }
-        let kept: Vec<Group> = std::mem::take(&mut self.groups)
-            .into_iter()
-            .filter(|g| g.written_ms >= before_ms)
-            .collect();
         let mut fresh = GroupTable::new(spec)?;
-        if let (Some(values), false) = (fresh.values.as_mut(), kept.is_empty()) {
-            let keys = (0..spec.keys.len())
-                .map(|i| ScalarValue::iter_to_array(kept.iter().map(|g| g.key[i].clone())))
-                .collect::<datafusion::error::Result<Vec<ArrayRef>>>()?;
-            // Distinct keys interned in order get the ids 0, 1, 2, …: the groups' positions.
-            values.intern(&keys, &mut fresh.ids)?;
+        if let (Some((converter, old)), Some((_, rows)), Some(values)) =
+            (&self.keys, &mut fresh.keys, &mut fresh.values)
+        {
+            for g in &keep {
+                rows.push(old.row(*g as usize));
+            }
+            if !keep.is_empty() {
+                // Distinct keys interned in order get the ids 0, 1, 2, …: the groups' positions.
+                let keys = converter.convert_rows(rows.iter())?;
+                values.intern(&keys, &mut fresh.ids)?;
+            }
         }
-        fresh.groups = kept;
+        fresh.rows = keep.iter().map(|g| self.rows[*g as usize]).collect();
+        fresh.written_ms = keep.iter().map(|g| self.written_ms[*g as usize]).collect();
+        fresh.aggs = std::mem::take(&mut self.aggs);
+        for a in &mut fresh.aggs {
+            a.retain(&keep);
+        }
         *self = fresh;
         Ok(())
     }
 
-    fn evaluate(&mut self, g: usize) -> Result<Vec<ScalarValue>> {
-        Ok(self.groups[g]
-            .accs
+    /// The keys of `groups`, as columns of the output schema's types.
+    fn key_columns(&self, spec: &GroupAggSpec, groups: &[u32]) -> Result<Vec<ArrayRef>> {
+        let Some((converter, rows)) = &self.keys else {
+            return Ok(vec![]);
+        };
+        let keys = converter.convert_rows(groups.iter().map(|g| rows.row(*g as usize)))?;
+        keys.iter()
+            .zip(spec.output_schema.fields())
+            .map(|(k, f)| crate::format::cast_to(k, f.data_type()))
+            .collect()
+    }
+
+    /// The current results of `groups`, per aggregate, as the output schema's types.
+    fn results(&mut self, spec: &GroupAggSpec, groups: &[u32]) -> Result<Vec<ArrayRef>> {
+        let fields = &spec.output_schema.fields()[spec.keys.len()..];
+        self.aggs
             .iter_mut()
-            .map(|a| a.evaluate())
-            .collect::<datafusion::error::Result<Vec<_>>>()?)
+            .zip(fields)
+            .map(|(a, f)| crate::format::cast_to(&a.evaluate(groups)?, f.data_type()))
+            .collect()
     }
 
     fn size(&self) -> usize {
         self.values.as_ref().map_or(0, |v| v.size())
-            + self
-                .groups
-                .iter()
-                .map(|g| g.accs.iter().map(|a| a.size()).sum::<usize>() + 64)
-                .sum::<usize>()
+            + self.keys.as_ref().map_or(0, |(c, r)| c.size() + r.size())
+            + (self.rows.capacity() + self.written_ms.capacity()) * 8
+            + self.slot.capacity() * 4
+            + self.aggs.iter().map(|a| a.size()).sum::<usize>()
+    }
+
+    /// This table's rows of a snapshot's `groups` table (see [`groups_names`]).
+    fn snapshot_columns(&mut self, spec: &GroupAggSpec, end: Timestamp) -> Result<Vec<ArrayRef>> {
+        use datafusion::arrow::array::Int64Array;
+        let n = self.len();
+        let all: Vec<u32> = (0..n as u32).collect();
+        let has_last = BooleanArray::from_iter(self.rows.iter().map(|r| Some(*r > 0)));
+        let no_last = datafusion::arrow::compute::not(&has_last)?;
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_value(end, n)),
+            Arc::new(Int64Array::from_iter_values(self.rows.iter().copied())),
+            Arc::new(has_last),
+        ];
+        columns.extend(self.key_columns(spec, &all)?);
+        for last in self.results(spec, &all)? {
+            columns.push(datafusion::arrow::compute::nullif(&last, &no_last)?);
+        }
+        for a in &mut self.aggs {
+            columns.extend(a.state(n)?);
+        }
+        columns.push(Arc::new(Int64Array::from_iter_values(
+            self.written_ms.iter().copied(),
+        )));
+        Ok(columns)
     }
 }
 
-/// Builds output batches from rows of scalars.
-struct RowsOut {
-    schema: SchemaRef,
-    columns: Vec<Vec<ScalarValue>>,
-    ops: Vec<i8>,
-    updating: bool,
+/// The column names of a snapshot's `groups` table: window, row count, whether a result was
+/// emitted, keys, last results (what a group emitted last), aggregate states, write time.
+fn groups_names(spec: &GroupAggSpec, state_width: usize) -> Vec<String> {
+    let mut names = vec!["__end".to_string(), "__rows".into(), "__has_last".into()];
+    names.extend((0..spec.keys.len()).map(|i| format!("k{i}")));
+    names.extend((0..spec.aggs.len()).map(|i| format!("l{i}")));
+    names.extend((0..state_width).map(|i| format!("s{i}")));
+    names.push("__written".into());
+    names
 }
 
-impl RowsOut {
-    fn new(schema: SchemaRef, updating: bool) -> Self {
-        let n = schema.fields().len() - usize::from(updating);
-        Self {
-            schema,
-            columns: vec![vec![]; n],
-            ops: vec![],
-            updating,
+/// Columns of equal length: do rows `old[bs[i]]` and `new[as_[i]]` hold the same values?
+fn same_rows(old: &[ArrayRef], new: &[ArrayRef], bs: &[u32], as_: &[u32]) -> Result<Vec<bool>> {
+    let mut same = vec![true; bs.len()];
+    if bs.is_empty() {
+        return Ok(same);
+    }
+    let (bi, ai) = (
+        UInt32Array::from(bs.to_vec()),
+        UInt32Array::from(as_.to_vec()),
+    );
+    for (o, n) in old.iter().zip(new) {
+        let o = take(o.as_ref(), &bi, None)?;
+        let n = take(n.as_ref(), &ai, None)?;
+        match datafusion::arrow::compute::kernels::cmp::not_distinct(&o, &n) {
+            Ok(eq) => {
+                for (s, e) in same.iter_mut().zip(eq.values().iter()) {
+                    *s &= e;
+                }
+            }
+            // Types the comparison kernel does not take (nested ones): compare as scalars.
+            Err(_) => {
+                for (i, s) in same.iter_mut().enumerate() {
+                    *s &=
+                        ScalarValue::try_from_array(&o, i)? == ScalarValue::try_from_array(&n, i)?;
+                }
+            }
         }
     }
-
-    fn push(&mut self, key: &[ScalarValue], values: &[ScalarValue], kind: RowKind) {
-        for (c, v) in self.columns.iter_mut().zip(key.iter().chain(values)) {
-            c.push(v.clone());
-        }
-        self.ops.push(kind as i8);
-    }
-
-    /// [`Self::push`] of values the caller no longer needs (moved, not cloned).
-    fn push_owned(&mut self, key: &[ScalarValue], values: Vec<ScalarValue>, kind: RowKind) {
-        let (keys, rest) = self.columns.split_at_mut(key.len());
-        for (c, v) in keys.iter_mut().zip(key) {
-            c.push(v.clone());
-        }
-        for (c, v) in rest.iter_mut().zip(values) {
-            c.push(v);
-        }
-        self.ops.push(kind as i8);
-    }
-
-    fn finish(self, out: &mut Emitter) -> Result<()> {
-        if self.ops.is_empty() {
-            return Ok(());
-        }
-        let mut cols = vec![];
-        for (values, field) in self.columns.into_iter().zip(self.schema.fields()) {
-            let array = ScalarValue::iter_to_array(values)?;
-            cols.push(crate::format::cast_to(&array, field.data_type())?);
-        }
-        let batch = if self.updating {
-            changelog::batch_with_ops(self.schema, cols, self.ops)?
-        } else {
-            RecordBatch::try_new(self.schema, cols)?
-        };
-        out.emit(batch);
-        Ok(())
-    }
+    Ok(same)
 }
 
 /// The running aggregate (updating or windowed, per its spec).
@@ -435,40 +504,102 @@ impl GroupAggregate {
         })
     }
 
+    /// The changelog of one batch: per touched group in order, -U/+U when its result
+    /// changed, +I when it is new, -D when its last row was taken back, nothing when the
+    /// result did not change (as Flink does).
     fn emit_changes(
         spec: &GroupAggSpec,
         table: &mut GroupTable,
-        touched: &[usize],
+        changes: Changes,
         out: &mut Emitter,
     ) -> Result<()> {
-        let mut rows = RowsOut::new(spec.output_schema.clone(), true);
-        for g in touched {
-            let now = if table.groups[*g].rows > 0 {
-                Some(table.evaluate(*g)?)
-            } else {
-                None
-            };
-            let group = &mut table.groups[*g];
-            match (group.last.take(), now) {
-                (None, Some(new)) => {
-                    rows.push(&group.key, &new, RowKind::Insert);
-                    group.last = Some(new);
+        let Changes {
+            touched,
+            before,
+            old,
+        } = changes;
+        let after: Vec<u32> = touched
+            .iter()
+            .copied()
+            .filter(|g| table.rows[*g as usize] > 0)
+            .collect();
+        let new = table
+            .aggs
+            .iter_mut()
+            .map(|a| a.evaluate(&after))
+            .collect::<Result<Vec<_>>>()?;
+        // Walk the touched groups with a cursor into `before` and one into `after` (both
+        // are in `touched` order).
+        let (was_in, is_in) = (&before, &after);
+        let walk = || {
+            let (mut b, mut a) = (0usize, 0usize);
+            touched.iter().map(move |g| {
+                let was = (was_in.get(b) == Some(g)).then(|| {
+                    b += 1;
+                    b - 1
+                });
+                let is = (is_in.get(a) == Some(g)).then(|| {
+                    a += 1;
+                    a - 1
+                });
+                (*g, was, is)
+            })
+        };
+        let (mut bs, mut as_) = (vec![], vec![]);
+        for (_, was, is) in walk() {
+            if let (Some(b), Some(a)) = (was, is) {
+                bs.push(b as u32);
+                as_.push(a as u32);
+            }
+        }
+        let same = same_rows(&old, &new, &bs, &as_)?;
+        let mut same = same.into_iter();
+        // Output rows: a group and an index into `old` followed by `new`.
+        let shift = before.len() as u32;
+        let (mut groups, mut picks, mut ops, mut deleted) = (vec![], vec![], vec![], vec![]);
+        for (g, was, is) in walk() {
+            match (was, is) {
+                (None, Some(a)) => {
+                    groups.push(g);
+                    picks.push(shift + a as u32);
+                    ops.push(RowKind::Insert as i8);
                 }
-                (Some(old), Some(new)) => {
-                    if old != new {
-                        rows.push_owned(&group.key, old, RowKind::UpdateBefore);
-                        rows.push(&group.key, &new, RowKind::UpdateAfter);
+                (Some(b), Some(a)) => {
+                    if !same.next().unwrap_or(false) {
+                        groups.extend([g, g]);
+                        picks.extend([b as u32, shift + a as u32]);
+                        ops.extend([RowKind::UpdateBefore as i8, RowKind::UpdateAfter as i8]);
                     }
-                    group.last = Some(new);
                 }
-                (Some(old), None) => {
-                    rows.push_owned(&group.key, old, RowKind::Delete);
-                    group.accs = GroupTable::new_accs(spec)?;
+                (Some(b), None) => {
+                    groups.push(g);
+                    picks.push(b as u32);
+                    ops.push(RowKind::Delete as i8);
+                    deleted.push(g);
                 }
                 (None, None) => {}
             }
         }
-        rows.finish(out)
+        for a in &mut table.aggs {
+            a.reset(&deleted);
+        }
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let mut columns = table.key_columns(spec, &groups)?;
+        let picks = UInt32Array::from(picks);
+        let fields = &spec.output_schema.fields()[spec.keys.len()..];
+        for ((o, n), f) in old.iter().zip(&new).zip(fields) {
+            let both = datafusion::arrow::compute::concat(&[o.as_ref(), n.as_ref()])?;
+            let col = take(both.as_ref(), &picks, None)?;
+            columns.push(crate::format::cast_to(&col, f.data_type())?);
+        }
+        out.emit(changelog::batch_with_ops(
+            spec.output_schema.clone(),
+            columns,
+            ops,
+        )?);
+        Ok(())
     }
 }
 
@@ -492,17 +623,18 @@ impl Operator for GroupAggregate {
             };
             let now = now_ms();
             let ttl_ms = self.spec.ttl.map(|t| t.as_millis() as i64);
-            let touched = table.update(&self.spec, &batch, ttl_ms.map(|t| now - t))?;
-            Self::emit_changes(&self.spec, table, &touched, out)?;
-            if let Some(ttl) = self.spec.ttl {
-                for g in &touched {
-                    table.groups[*g].written_ms = now;
+            let changes = table.update(&self.spec, &batch, ttl_ms.map(|t| now - t), true)?;
+            if self.spec.ttl.is_some() {
+                for g in &changes.touched {
+                    table.written_ms[*g as usize] = now;
                 }
-                let ttl_ms = ttl.as_millis() as i64;
-                if now - self.swept_ms >= (ttl_ms / 10).max(1) {
-                    self.swept_ms = now;
-                    table.expire(&self.spec, now - ttl_ms)?;
-                }
+            }
+            Self::emit_changes(&self.spec, table, changes, out)?;
+            if let Some(ttl_ms) = ttl_ms
+                && now - self.swept_ms >= (ttl_ms / 10).max(1)
+            {
+                self.swept_ms = now;
+                table.expire(&self.spec, now - ttl_ms)?;
             }
             return Ok(());
         };
@@ -517,7 +649,7 @@ impl Operator for GroupAggregate {
                     v.insert(GroupTable::new(&self.spec)?)
                 }
             };
-            table.update(&self.spec, &part, None)?;
+            table.update(&self.spec, &part, None, false)?;
         }
         Ok(())
     }
@@ -529,12 +661,16 @@ impl Operator for GroupAggregate {
                 break;
             }
             let mut table = entry.remove();
-            let mut rows = RowsOut::new(self.spec.output_schema.clone(), false);
-            for g in 0..table.groups.len() {
-                let values = table.evaluate(g)?;
-                rows.push_owned(&table.groups[g].key, values, RowKind::Insert);
+            if table.len() == 0 {
+                continue;
             }
-            rows.finish(out)?;
+            let all: Vec<u32> = (0..table.len() as u32).collect();
+            let mut columns = table.key_columns(&self.spec, &all)?;
+            columns.extend(table.results(&self.spec, &all)?);
+            out.emit(RecordBatch::try_new(
+                self.spec.output_schema.clone(),
+                columns,
+            )?);
         }
         Ok(())
     }
@@ -544,46 +680,39 @@ impl Operator for GroupAggregate {
             + self.windows.values().map(|t| t.size()).sum::<usize>()
     }
 
-    /// Table `groups`: per group its window (`i64::MIN` for the updating aggregate), key,
-    /// row count, last emitted result and every accumulator's state, and the key group.
-    /// Accumulators are merged back from their states right after, so the operator runs on.
+    /// Table `groups`: per group its window (`i64::MIN` for the updating aggregate), row
+    /// count, whether it has emitted a result and that result, key, every aggregate's
+    /// DataFusion state and write time, and the key group.
     fn snapshot(&mut self, key_groups: usize) -> Result<Option<StateSnapshot>> {
-        let mut rows: Vec<GroupRow> = vec![];
         let spec = &self.spec;
-        let mut take = |end: Timestamp, table: &mut GroupTable| -> Result<()> {
-            for g in &mut table.groups {
-                let mut state = vec![];
-                let mut fresh = GroupTable::new_accs(spec)?;
-                for (acc, new) in g.accs.iter_mut().zip(fresh.iter_mut()) {
-                    let st = acc.state()?;
-                    let arrays = st
-                        .iter()
-                        .map(|v| Ok(v.to_array()?))
-                        .collect::<Result<Vec<_>>>()?;
-                    new.merge_batch(&arrays)?;
-                    state.extend(st);
-                }
-                g.accs = fresh;
-                rows.push(GroupRow {
-                    end,
-                    key: g.key.clone(),
-                    rows: g.rows,
-                    last: g.last.clone(),
-                    state,
-                    written_ms: g.written_ms,
-                });
-            }
-            Ok(())
-        };
-        if let Some(t) = self.table.as_mut() {
-            take(Timestamp::MIN, t)?;
+        let mut parts: Vec<Vec<ArrayRef>> = vec![];
+        if let Some(t) = self.table.as_mut().filter(|t| t.len() > 0) {
+            parts.push(t.snapshot_columns(spec, Timestamp::MIN)?);
         }
         for (end, t) in self.windows.iter_mut() {
-            take(*end, t)?;
+            if t.len() > 0 {
+                parts.push(t.snapshot_columns(spec, *end)?);
+            }
         }
         let mut tables = vec![];
-        if !rows.is_empty() {
-            tables.push(("groups".to_string(), groups_table(spec, &rows, key_groups)?));
+        if let Some(first) = parts.first() {
+            let width = super::state_widths(&spec.aggs)?.iter().sum();
+            let columns = (0..first.len())
+                .map(|c| {
+                    let pieces: Vec<&dyn Array> = parts.iter().map(|p| p[c].as_ref()).collect();
+                    Ok(datafusion::arrow::compute::concat(&pieces)?)
+                })
+                .collect::<Result<Vec<ArrayRef>>>()?;
+            let rows = columns[0].len();
+            let keys = columns[3..3 + spec.keys.len()].to_vec();
+            let batch = crate::state::keyed_batch(
+                &groups_names(spec, width),
+                columns,
+                &keys,
+                rows,
+                key_groups,
+            )?;
+            tables.push(("groups".to_string(), batch));
         }
         Ok(Some(StateSnapshot {
             tables,
@@ -605,15 +734,13 @@ impl Operator for GroupAggregate {
         let counts = t
             .column(1)
             .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
-        let has_last = t.column(2).as_boolean();
         let written = t.column_by_name("__written").map(|c| {
             c.as_primitive::<datafusion::arrow::datatypes::Int64Type>()
                 .clone()
         });
         let restored_at = now_ms();
         let keys_at = 3;
-        let last_at = keys_at + nkeys;
-        let state_at = last_at + nout;
+        let state_at = keys_at + nkeys + nout;
         for r in 0..t.num_rows() {
             let end = ends.value(r);
             let table = if end == Timestamp::MIN && self.spec.window_end.is_none() {
@@ -632,105 +759,30 @@ impl Operator for GroupAggregate {
             let key_arrays: Vec<ArrayRef> = (0..nkeys)
                 .map(|i| t.column(keys_at + i).slice(r, 1))
                 .collect();
-            match &mut table.values {
-                Some(v) => v.intern(&key_arrays, &mut table.ids)?,
-                None => {
-                    table.ids.clear();
-                    table.ids.push(0);
+            let id = match &mut table.values {
+                Some(v) => {
+                    v.intern(&key_arrays, &mut table.ids)?;
+                    table.ids.first().copied().unwrap_or(0)
+                }
+                None => 0,
+            };
+            if id >= table.len() {
+                table.grow(id + 1);
+                if let Some((converter, rows)) = &mut table.keys {
+                    converter.append(rows, &key_arrays)?;
                 }
             }
-            let id = table.ids.first().copied().unwrap_or(0);
-            let key = key_arrays
-                .iter()
-                .map(|a| ScalarValue::try_from_array(a, 0))
-                .collect::<datafusion::error::Result<Vec<_>>>()?;
-            let last = if has_last.value(r) {
-                Some(
-                    (0..nout)
-                        .map(|i| ScalarValue::try_from_array(t.column(last_at + i), r))
-                        .collect::<datafusion::error::Result<Vec<_>>>()?,
-                )
-            } else {
-                None
-            };
-            let mut accs = GroupTable::new_accs(&self.spec)?;
+            table.rows[id] = counts.value(r);
+            table.written_ms[id] = written.as_ref().map_or(restored_at, |w| w.value(r));
             let mut col = state_at;
-            for (acc, w) in accs.iter_mut().zip(&widths) {
-                let arrays: Vec<ArrayRef> =
-                    (col..col + w).map(|c| t.column(c).slice(r, 1)).collect();
-                acc.merge_batch(&arrays)?;
+            for (agg, w) in table.aggs.iter_mut().zip(&widths) {
+                let state: Vec<ArrayRef> = t.columns()[col..col + w].to_vec();
+                agg.merge(id as u32, &state, r)?;
                 col += w;
-            }
-            let group = Group {
-                key,
-                accs,
-                rows: counts.value(r),
-                last,
-                written_ms: written.as_ref().map_or(restored_at, |w| w.value(r)),
-            };
-            if id < table.groups.len() {
-                table.groups[id] = group;
-            } else {
-                table.groups.push(group);
             }
         }
         Ok(())
     }
-}
-
-/// One group in a snapshot.
-struct GroupRow {
-    end: Timestamp,
-    key: Vec<ScalarValue>,
-    rows: i64,
-    last: Option<Vec<ScalarValue>>,
-    state: Vec<ScalarValue>,
-    written_ms: i64,
-}
-
-/// The `groups` table of a snapshot (see [`GroupAggregate::snapshot`]).
-fn groups_table(spec: &GroupAggSpec, rows: &[GroupRow], key_groups: usize) -> Result<RecordBatch> {
-    use datafusion::arrow::array::{BooleanArray, Int64Array};
-    let nkeys = spec.keys.len();
-    let out_fields = spec.output_schema.fields();
-    let mut names = vec!["__end".to_string(), "__rows".into(), "__has_last".into()];
-    let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.end))),
-        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.rows))),
-        Arc::new(BooleanArray::from_iter(
-            rows.iter().map(|r| Some(r.last.is_some())),
-        )),
-    ];
-    let mut keys = vec![];
-    for i in 0..nkeys {
-        let col = ScalarValue::iter_to_array(rows.iter().map(|r| r.key[i].clone()))?;
-        keys.push(col.clone());
-        names.push(format!("k{i}"));
-        columns.push(col);
-    }
-    for i in 0..spec.aggs.len() {
-        let field = &out_fields[nkeys + i];
-        let null = ScalarValue::try_from(field.data_type())?;
-        let col = ScalarValue::iter_to_array(rows.iter().map(|r| {
-            r.last
-                .as_ref()
-                .and_then(|l| l.get(i).cloned())
-                .unwrap_or_else(|| null.clone())
-        }))?;
-        names.push(format!("l{i}"));
-        columns.push(crate::format::cast_to(&col, field.data_type())?);
-    }
-    let width = rows[0].state.len();
-    for i in 0..width {
-        let col = ScalarValue::iter_to_array(rows.iter().map(|r| r.state[i].clone()))?;
-        names.push(format!("s{i}"));
-        columns.push(col);
-    }
-    names.push("__written".into());
-    columns.push(Arc::new(Int64Array::from_iter_values(
-        rows.iter().map(|r| r.written_ms),
-    )));
-    crate::state::keyed_batch(&names, columns, &keys, rows.len(), key_groups)
 }
 
 impl GroupAggSpec {

@@ -8,6 +8,7 @@
 //! Adding an operator means: its file here (the spec with `operator_spec!` or its own
 //! `OperatorSpec` impl, the operator, unit tests), one arm in the planner, and a SQL test.
 
+mod agg_columns;
 mod filter;
 mod group_agg;
 mod join;
