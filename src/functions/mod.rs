@@ -8,7 +8,8 @@
 //! - `CAST(x AS STRING)`: Flink's text for TIMESTAMP and BOOLEAN (the planner rewrites string
 //!   casts to [`string::CAST_TO_STRING`]);
 //! - [`time`]: `TO_TIMESTAMP` / `TO_DATE` with Java date patterns, NULL for a string that
-//!   does not parse;
+//!   does not parse; `DATE_FORMAT` as DataFusion's `to_char`, its pattern parsed once per
+//!   batch;
 //! - [`flink`]: functions DataFusion lacks (LOCATE, TIMESTAMPDIFF, JSON_VALUE, PARSE_URL,
 //!   SHA2, TYPEOF, …);
 //! - [`rowwise`]: more of them, each a plain row-wise body (TO_BASE64, HEX, IS_DIGIT, ENCODE,
@@ -51,6 +52,7 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::from(string::Chr::default()));
     ctx.register_udf(ScalarUDF::from(time::ParseTime::timestamp()));
     ctx.register_udf(ScalarUDF::from(time::ParseTime::date()));
+    ctx.register_udf(ScalarUDF::from(time::DateFormat::default()));
     register_zone(ctx, "UTC");
     ctx.register_udf(ScalarUDF::from(string::LeftRight::left()));
     ctx.register_udf(ScalarUDF::from(string::LeftRight::right()));

@@ -736,7 +736,8 @@ pub fn java_to_chrono(pattern: &str) -> String {
 }
 
 /// Flink scalar functions DataFusion spells differently: MOD(a, b) → a % b,
-/// DATE_FORMAT(ts, 'yyyy-MM-dd') → to_char(ts, '%Y-%m-%d').
+/// DATE_FORMAT(ts, 'yyyy-MM-dd') → weir_date_format(ts, '%Y-%m-%d') (DataFusion's to_char,
+/// made cheap for a column of timestamps: `functions::time::DateFormat`).
 fn flink_functions(query: &mut Query) -> Result<()> {
     let mut error = None;
     let _ = visit_expressions_mut(query, |e| {
@@ -934,7 +935,11 @@ fn flink_functions(query: &mut Query) -> Result<()> {
                         return ControlFlow::Break(());
                     };
                     let pattern = java_to_chrono(p);
-                    let text = format!("to_char(x, '{}')", pattern.replace('\'', "''"));
+                    let text = format!(
+                        "{}(x, '{}')",
+                        crate::functions::time::DATE_FORMAT,
+                        pattern.replace('\'', "''")
+                    );
                     match crate::sql::parse_sql(&format!("SELECT {text}"))
                         .ok()
                         .and_then(|mut s| s.pop())
