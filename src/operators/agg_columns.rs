@@ -209,6 +209,17 @@ fn int64(a: &ArrayRef) -> Result<Int64Array> {
     })
 }
 
+/// The counted rows and the BIGINT argument of `op`, an aggregate of one BIGINT kept columnar.
+fn bigint_rows(
+    op: &str,
+    args: &[ArrayRef],
+    filter: Option<&ArrayRef>,
+    ops: Option<&BooleanArray>,
+) -> Result<(Option<BooleanBuffer>, Int64Array)> {
+    appends_only(op, ops)?;
+    Ok((counted_rows(args, filter), int64(&args[0])?))
+}
+
 fn appends_only(op: &str, ops: Option<&BooleanArray>) -> Result<()> {
     match ops {
         None => Ok(()),
@@ -323,9 +334,7 @@ impl AggColumn for DistinctCount {
         filter: Option<&ArrayRef>,
         ops: Option<&BooleanArray>,
     ) -> Result<()> {
-        appends_only("COUNT(DISTINCT)", ops)?;
-        let valid = counted_rows(args, filter);
-        let values = int64(&args[0])?;
+        let (valid, values) = bigint_rows("COUNT(DISTINCT)", args, filter, ops)?;
         let values = values.values();
         for s in spans {
             let set = &mut self.sets[s.group as usize];
@@ -562,9 +571,7 @@ impl AggColumn for Sum {
         filter: Option<&ArrayRef>,
         ops: Option<&BooleanArray>,
     ) -> Result<()> {
-        appends_only("SUM", ops)?;
-        let valid = counted_rows(args, filter);
-        let values = int64(&args[0])?;
+        let (valid, values) = bigint_rows("SUM", args, filter, ops)?;
         let values = values.values();
         for s in spans {
             let sum = &mut self.sums[s.group as usize];

@@ -276,17 +276,7 @@ impl GroupTable {
             }
         }
         let (before, old) = if want_old {
-            let before: Vec<u32> = touched
-                .iter()
-                .copied()
-                .filter(|g| self.rows[*g as usize] > 0)
-                .collect();
-            let old = self
-                .aggs
-                .iter_mut()
-                .map(|a| a.evaluate(&before))
-                .collect::<Result<Vec<_>>>()?;
-            (before, old)
+            self.live_results(&touched)?
         } else {
             (vec![], vec![])
         };
@@ -346,6 +336,21 @@ impl GroupTable {
             before,
             old,
         })
+    }
+
+    /// Of `groups`, those holding rows, and their results per aggregate.
+    fn live_results(&mut self, groups: &[u32]) -> Result<(Vec<u32>, Vec<ArrayRef>)> {
+        let live: Vec<u32> = groups
+            .iter()
+            .copied()
+            .filter(|g| self.rows[*g as usize] > 0)
+            .collect();
+        let results = self
+            .aggs
+            .iter_mut()
+            .map(|a| a.evaluate(&live))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((live, results))
     }
 
     /// Drop the groups not written since `before_ms`; the interned keys are rebuilt.
@@ -518,16 +523,7 @@ impl GroupAggregate {
             before,
             old,
         } = changes;
-        let after: Vec<u32> = touched
-            .iter()
-            .copied()
-            .filter(|g| table.rows[*g as usize] > 0)
-            .collect();
-        let new = table
-            .aggs
-            .iter_mut()
-            .map(|a| a.evaluate(&after))
-            .collect::<Result<Vec<_>>>()?;
+        let (after, new) = table.live_results(&touched)?;
         // Walk the touched groups with a cursor into `before` and one into `after` (both
         // are in `touched` order).
         let (was_in, is_in) = (&before, &after);
