@@ -231,7 +231,7 @@ fn appends_only(op: &str, ops: Option<&BooleanArray>) -> Result<()> {
 }
 
 /// Keep the elements at `keep` (ascending indices) of `v`.
-fn retain_at<T>(v: &mut Vec<T>, keep: &[u32]) {
+pub(crate) fn retain_at<T>(v: &mut Vec<T>, keep: &[u32]) {
     let mut next = keep.iter().peekable();
     let mut i = 0u32;
     v.retain(|_| {

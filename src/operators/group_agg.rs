@@ -36,7 +36,7 @@ use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
-use super::agg_columns::{AggColumn, Span, agg_column};
+use super::agg_columns::{AggColumn, Span, agg_column, retain_at};
 use super::{Emitter, Operator, StateSnapshot, aggregate_inputs, eval, split_by_time};
 use crate::Result;
 use crate::changelog::{self, RowKind};
@@ -361,6 +361,7 @@ impl GroupTable {
         if keep.len() == self.len() {
             return Ok(());
         }
+        // The interned keys are rebuilt from the kept ones; the rest is kept in place.
         let mut fresh = GroupTable::new(spec)?;
         if let (Some((converter, old)), Some((_, rows)), Some(values)) =
             (&self.keys, &mut fresh.keys, &mut fresh.values)
@@ -374,13 +375,13 @@ impl GroupTable {
                 values.intern(&keys, &mut fresh.ids)?;
             }
         }
-        fresh.rows = keep.iter().map(|g| self.rows[*g as usize]).collect();
-        fresh.written_ms = keep.iter().map(|g| self.written_ms[*g as usize]).collect();
-        fresh.aggs = std::mem::take(&mut self.aggs);
-        for a in &mut fresh.aggs {
+        self.values = fresh.values;
+        self.keys = fresh.keys;
+        retain_at(&mut self.rows, &keep);
+        retain_at(&mut self.written_ms, &keep);
+        for a in &mut self.aggs {
             a.retain(&keep);
         }
-        *self = fresh;
         Ok(())
     }
 
