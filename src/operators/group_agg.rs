@@ -36,7 +36,7 @@ use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
-use super::agg_columns::{AggColumn, Span, agg_column, retain_at};
+use super::agg_columns::{AggColumn, Span, agg_columns, retain_at};
 use super::{Emitter, Operator, StateSnapshot, aggregate_inputs, eval, split_by_time};
 use crate::Result;
 use crate::changelog::{self, RowKind};
@@ -151,15 +151,7 @@ impl GroupTable {
             let values = new_group_values(spec.key_schema.clone(), &GroupOrdering::None)?;
             (Some(values), Some((converter, rows)))
         };
-        let aggs = spec
-            .aggs
-            .iter()
-            .enumerate()
-            .map(|(i, a)| {
-                let multiset = spec.multiset.get(i).cloned().flatten();
-                agg_column(a, multiset, spec.input_updating)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let aggs = agg_columns(&spec.aggs, &spec.multiset, spec.input_updating)?;
         Ok(Self {
             values,
             keys,
