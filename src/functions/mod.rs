@@ -49,6 +49,7 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::from(Clock::new(false)));
     ctx.register_udf(ScalarUDF::from(Clock::new(true)));
     ctx.register_udf(ScalarUDF::from(string::RegexpReplace::default()));
+    ctx.register_udf(ScalarUDF::from(string::RegexpExtract::default()));
     ctx.register_udf(ScalarUDF::from(string::Chr::default()));
     ctx.register_udf(ScalarUDF::from(time::ParseTime::timestamp()));
     ctx.register_udf(ScalarUDF::from(time::ParseTime::date()));

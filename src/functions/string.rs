@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
 use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature, Volatility,
 };
@@ -72,6 +73,119 @@ impl ScalarUDFImpl for RegexpReplace {
                 }
             }
             Ok(Arc::new(out.finish()) as ArrayRef)
+        })
+    }
+}
+
+/// `REGEXP_EXTRACT(str, regex[, index])` (`weir_regexp_extract(str, regex, index)`, the
+/// planner passing 0 for a missing index): group `index` of the first match of `regex` in
+/// `str`, 0 being the whole match. NULL when an argument is NULL, nothing matches, the group
+/// did not take part in the match or does not exist, or the pattern is not a valid regular
+/// expression (Flink answers NULL for each).
+///
+/// The pattern is compiled once per batch (once per distinct pattern when it is a column), and
+/// only the asked group is copied out.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct RegexpExtract {
+    signature: Signature,
+}
+
+impl Default for RegexpExtract {
+    fn default() -> Self {
+        Self {
+            signature: Signature::exact(
+                vec![DataType::Utf8, DataType::Utf8, DataType::Int64],
+                Volatility::Immutable,
+            ),
+        }
+    }
+}
+
+/// Row `i` of a string argument, a scalar standing for every row.
+fn str_at(a: &ColumnarValue, i: usize) -> Option<&str> {
+    match a {
+        ColumnarValue::Scalar(ScalarValue::Utf8(v)) => v.as_deref(),
+        ColumnarValue::Array(a) => {
+            let a = a.as_string::<i32>();
+            a.is_valid(i).then(|| a.value(i))
+        }
+        _ => None,
+    }
+}
+
+/// Row `i` of a BIGINT argument, a scalar standing for every row.
+fn int_at(a: &ColumnarValue, i: usize) -> Option<i64> {
+    match a {
+        ColumnarValue::Scalar(ScalarValue::Int64(v)) => *v,
+        ColumnarValue::Array(a) => {
+            let a = a.as_primitive::<Int64Type>();
+            a.is_valid(i).then(|| a.value(i))
+        }
+        _ => None,
+    }
+}
+
+impl ScalarUDFImpl for RegexpExtract {
+    fn name(&self) -> &str {
+        "weir_regexp_extract"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        let [s, p, g] = args.args.as_slice() else {
+            return datafusion::common::exec_err!("REGEXP_EXTRACT takes 2 or 3 arguments");
+        };
+        let scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let rows = if scalar { 1 } else { args.number_rows };
+        let bytes = match s {
+            ColumnarValue::Array(a) => a.as_string::<i32>().value_data().len(),
+            ColumnarValue::Scalar(_) => 0,
+        };
+        let mut out = StringBuilder::with_capacity(rows, bytes / 2);
+        let mut cached: Option<(String, Option<(regex::Regex, regex::CaptureLocations)>)> = None;
+        for i in 0..rows {
+            let (Some(text), Some(pattern), Some(group)) =
+                (str_at(s, i), str_at(p, i), int_at(g, i))
+            else {
+                out.append_null();
+                continue;
+            };
+            if cached.as_ref().is_none_or(|(c, _)| c != pattern) {
+                let re = regex::Regex::new(pattern).ok().map(|re| {
+                    let locs = re.capture_locations();
+                    (re, locs)
+                });
+                cached = Some((pattern.to_string(), re));
+            }
+            let found = match cached.as_mut().and_then(|(_, re)| re.as_mut()) {
+                Some((re, locs)) => usize::try_from(group)
+                    .ok()
+                    .filter(|g| *g < locs.len())
+                    .and_then(|g| re.captures_read(locs, text).and_then(|_| locs.get(g))),
+                None => None,
+            };
+            match found {
+                Some((from, to)) => out.append_value(&text[from..to]),
+                None => out.append_null(),
+            }
+        }
+        let out = out.finish();
+        Ok(match scalar {
+            true => ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?),
+            false => ColumnarValue::Array(Arc::new(out)),
         })
     }
 }

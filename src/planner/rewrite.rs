@@ -988,12 +988,10 @@ fn flink_functions(query: &mut Query) -> Result<()> {
                     ("SPLIT_INDEX", [s, d, i]) => {
                         format!("NULLIF(split_part({s}, {d}, {i} + 1), '')")
                     }
-                    // Group 0 is the whole match: wrap the pattern in one more group.
-                    ("REGEXP_EXTRACT", [s, p]) => {
-                        format!("array_element(regexp_match({s}, concat('(', {p}, ')')), 1)")
-                    }
+                    // Without an index, group 0: the whole match (functions/string.rs).
+                    ("REGEXP_EXTRACT", [s, p]) => format!("weir_regexp_extract({s}, {p}, 0)"),
                     ("REGEXP_EXTRACT", [s, p, g]) => {
-                        format!("array_element(regexp_match({s}, concat('(', {p}, ')')), {g} + 1)")
+                        format!("weir_regexp_extract({s}, {p}, {g})")
                     }
                     // A TIMESTAMP_LTZ is read on the session zone's wall clock (weir_local).
                     ("HOUR" | "MINUTE" | "SECOND" | "YEAR" | "QUARTER" | "MONTH" | "WEEK", [x]) => {

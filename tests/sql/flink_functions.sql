@@ -56,6 +56,16 @@ SELECT JSON_VALUE('{"a": true}', '$.a') AS jv, JSON_VALUE('{"a": [1, {"b": "x"}]
 SELECT PARSE_URL('http://facebook.com/path1/p.php?k1=v1&k2=v2#Ref1', 'HOST') AS host,
        PARSE_URL('http://facebook.com/path1/p.php?k1=v1&k2=v2#Ref1', 'QUERY', 'k1') AS k1,
        MD5('') AS md5_empty, SHA256('abc') AS sha, SHA2('abc', 224) AS sha224;
+-- REGEXP_EXTRACT: Flink's example ('bar'); without an index the whole match; a group that
+-- took no part in the match, a missing group, no match and a bad pattern are NULL; the
+-- pattern and index may be columns.
+SELECT REGEXP_EXTRACT('foothebar', 'foo(.*?)(bar)', 2) AS x1, REGEXP_EXTRACT('foothebar', 'the') AS x2,
+       REGEXP_EXTRACT('b', '(a)?(b)', 2) AS x3, REGEXP_EXTRACT('b', '(a)?(b)', 1) AS x4,
+       REGEXP_EXTRACT('abc', '(b)', 2) AS x5, REGEXP_EXTRACT('abc', 'x(y)', 1) AS x6,
+       REGEXP_EXTRACT('abc', '(', 1) AS x7, REGEXP_EXTRACT('abc', '(b)', -1) AS x8;
+SELECT s, REGEXP_EXTRACT(s, p, i) AS x
+FROM (VALUES ('k1=v1&k2=v2', 'k2=([^&]*)', 1), ('k1=v1&k2=v2', '(k1)=([^&]*)', 2),
+             ('k1=v1', 'k2=([^&]*)', 1), (CAST(NULL AS STRING), 'a', 0), ('aa', 'a+', 0)) AS t(s, p, i);
 -- ---
 SELECT JSON_OBJECTAGG(KEY 'a' VALUE 1);
 -- ---
