@@ -405,21 +405,37 @@ impl FileSink {
                 })
             })
             .collect::<Result<_>>()?;
-        // Group rows by partition, keeping first-seen order.
-        let mut order: Vec<String> = Vec::new();
-        let mut rows: HashMap<String, Vec<u32>> = HashMap::new();
+        // Group rows by partition, keeping first-seen order. Rows come in runs of one
+        // partition (a day, an hour): a row equal to the previous one's partition values joins
+        // its group without a lookup, and a partition's path is built once per batch.
+        use datafusion::arrow::array::{AsArray, StringArray};
+        let strs: Vec<Option<&StringArray>> = cols.iter().map(|c| c.as_string_opt()).collect();
+        let value = |c: usize, r: usize| -> Option<&str> {
+            strs[c].filter(|a| a.is_valid(r)).map(|a| a.value(r))
+        };
+        let same = |a: usize, b: usize| (0..cols.len()).all(|c| value(c, a) == value(c, b));
+        let mut groups: Vec<(String, Vec<u32>)> = vec![];
+        let mut index: HashMap<Vec<Option<&str>>, usize> = HashMap::new();
+        let mut last: Option<(usize, usize)> = None; // (a row of the group, the group)
         for r in 0..batch.num_rows() {
-            let key = self.partition_key(&cols, r);
-            rows.entry(key.clone())
-                .or_insert_with(|| {
-                    order.push(key);
-                    Vec::new()
-                })
-                .push(r as u32);
+            let g = match last {
+                Some((row, g)) if same(row, r) => g,
+                _ => {
+                    let values = (0..cols.len()).map(|c| value(c, r)).collect();
+                    *index.entry(values).or_insert_with(|| {
+                        groups.push((self.partition_key(&cols, r), vec![]));
+                        groups.len() - 1
+                    })
+                }
+            };
+            last = Some((r, g));
+            groups[g].1.push(r as u32);
         }
-        for key in order {
-            let idx = UInt32Array::from(rows.remove(&key).unwrap_or_default());
-            let part = take_record_batch(&data, &idx)?;
+        for (key, rows) in groups {
+            let part = match rows.len() == data.num_rows() {
+                true => data.clone(),
+                false => take_record_batch(&data, &UInt32Array::from(rows))?,
+            };
             self.write_part(key, part).await?;
         }
         Ok(())
