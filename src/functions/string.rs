@@ -150,11 +150,8 @@ impl ScalarUDFImpl for RegexpExtract {
             .iter()
             .all(|a| matches!(a, ColumnarValue::Scalar(_)));
         let rows = if scalar { 1 } else { args.number_rows };
-        let bytes = match s {
-            ColumnarValue::Array(a) => a.as_string::<i32>().value_data().len(),
-            ColumnarValue::Scalar(_) => 0,
-        };
-        let mut out = StringBuilder::with_capacity(rows, bytes / 2);
+        // A group is usually a short part of the text: start small, let the builder grow.
+        let mut out = StringBuilder::with_capacity(rows, rows * 8);
         let mut cached: Option<(String, Option<(regex::Regex, regex::CaptureLocations)>)> = None;
         for i in 0..rows {
             let (Some(text), Some(pattern), Some(group)) =
