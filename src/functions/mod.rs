@@ -4,6 +4,7 @@
 //! function of the same name answers differently from Flink's, the one registered here wins:
 //!
 //! - [`string`]: `REGEXP_REPLACE` (every match, literal replacement, NULL for a bad pattern),
+//!   `REGEXP_EXTRACT` (one group copied out; NULL where Flink answers NULL),
 //!   `CHR` (the low 8 bits), `LEFT`/`RIGHT` (a negative length gives `''`);
 //! - `CAST(x AS STRING)`: Flink's text for TIMESTAMP and BOOLEAN (the planner rewrites string
 //!   casts to [`string::CAST_TO_STRING`]);
