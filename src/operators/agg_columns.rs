@@ -312,6 +312,36 @@ pub(crate) fn retain_at<T>(v: &mut Vec<T>, keep: &[u32]) {
     });
 }
 
+/// DataFusion's COUNT(DISTINCT) state: each group's values (`lengths` of them, in group
+/// order, in `values`) as a list per group.
+fn distinct_state(
+    item: &FieldRef,
+    lengths: impl Iterator<Item = usize>,
+    values: Int64Array,
+) -> Result<Vec<ArrayRef>> {
+    if values.len() > i32::MAX as usize {
+        return crate::exec_err!("group aggregate", "COUNT(DISTINCT) state over 2^31 values");
+    }
+    let list = ListArray::try_new(
+        item.clone(),
+        OffsetBuffer::from_lengths(lengths),
+        Arc::new(values),
+        None,
+    )?;
+    Ok(vec![Arc::new(list)])
+}
+
+/// Row `row` of a COUNT(DISTINCT) state (see [`distinct_state`]): its values, or None.
+fn distinct_state_row(state: &[ArrayRef], row: usize) -> Result<Option<Int64Array>> {
+    let Some(list) = state[0].as_list_opt::<i32>() else {
+        return crate::exec_err!("group aggregate", "COUNT(DISTINCT) state is not a list");
+    };
+    if list.is_null(row) {
+        return Ok(None);
+    }
+    Ok(Some(int64(&list.value(row))?))
+}
+
 /// COUNT(*) and COUNT(x, ...) (non-NULL arguments).
 struct Count {
     counts: Vec<i64>,
@@ -436,30 +466,17 @@ impl AggColumn for DistinctCount {
     fn state(&mut self, groups: usize) -> Result<Vec<ArrayRef>> {
         // Each group's values, as a list per group (DataFusion's COUNT DISTINCT state).
         let sets = &self.sets[..groups];
-        if sets.iter().map(|s| s.len()).sum::<usize>() > i32::MAX as usize {
-            return crate::exec_err!("group aggregate", "COUNT(DISTINCT) state over 2^31 values");
-        }
-        let lengths = sets.iter().map(|s| s.len());
         let values: Int64Array = sets.iter().flat_map(|s| s.iter().copied()).collect();
-        let list = ListArray::try_new(
-            self.item.clone(),
-            OffsetBuffer::from_lengths(lengths),
-            Arc::new(values),
-            None,
-        )?;
-        Ok(vec![Arc::new(list)])
+        distinct_state(&self.item, sets.iter().map(|s| s.len()), values)
     }
 
     fn merge(&mut self, group: u32, state: &[ArrayRef], row: usize) -> Result<()> {
-        let Some(list) = state[0].as_list_opt::<i32>() else {
-            return crate::exec_err!("group aggregate", "COUNT(DISTINCT) state is not a list");
-        };
-        if list.is_null(row) {
+        let Some(values) = distinct_state_row(state, row)? else {
             return Ok(());
-        }
+        };
         let set = &mut self.sets[group as usize];
         let before = set.len();
-        set.extend(int64(&list.value(row))?.iter().flatten());
+        set.extend(values.iter().flatten());
         self.held += set.len() - before;
         Ok(())
     }
@@ -612,33 +629,19 @@ impl AggColumn for DistinctMember {
         // This member's values per group, as a list per group (DataFusion's state).
         let s = self.share();
         let bit = 1u64 << self.bit;
-        let counts = &s.counts[self.bit][..groups];
-        if counts.iter().sum::<i64>() > i64::from(i32::MAX) {
-            return crate::exec_err!("group aggregate", "COUNT(DISTINCT) state over 2^31 values");
-        }
-        let lengths = counts.iter().map(|n| *n as usize);
+        let lengths = s.counts[self.bit][..groups].iter().map(|n| *n as usize);
         let values: Int64Array = s.maps[..groups]
             .iter()
             .flat_map(|m| m.iter().filter(|(_, b)| *b & bit != 0).map(|(v, _)| *v))
             .collect();
-        let list = ListArray::try_new(
-            s.item.clone(),
-            OffsetBuffer::from_lengths(lengths),
-            Arc::new(values),
-            None,
-        )?;
-        Ok(vec![Arc::new(list)])
+        distinct_state(&s.item, lengths, values)
     }
 
     fn merge(&mut self, group: u32, state: &[ArrayRef], row: usize) -> Result<()> {
-        let Some(list) = state[0].as_list_opt::<i32>() else {
-            return crate::exec_err!("group aggregate", "COUNT(DISTINCT) state is not a list");
-        };
-        if list.is_null(row) {
+        let Some(values) = distinct_state_row(state, row)? else {
             return Ok(());
-        }
+        };
         let bit = 1u64 << self.bit;
-        let values = int64(&list.value(row))?;
         let mut guard = self.share();
         let s = &mut *guard;
         let g = group as usize;
