@@ -375,10 +375,11 @@ impl ScalarUDFImpl for CastToString {
                         TimeUnit::Nanosecond => 9,
                     };
                     let mut out = StringBuilder::with_capacity(ns.len(), ns.len() * 23);
+                    let mut text = TimestampText::default();
                     for v in ns.iter() {
                         match v {
                             None => out.append_null(),
-                            Some(v) => out.append_value(format_timestamp(v, digits)),
+                            Some(v) => out.append_value(text.format(v, digits)),
                         }
                     }
                     Ok(Arc::new(out.finish()) as ArrayRef)
@@ -397,8 +398,52 @@ impl ScalarUDFImpl for CastToString {
     }
 }
 
-/// Nanoseconds since the epoch as Flink prints a TIMESTAMP with `digits` of fraction.
-pub(crate) fn format_timestamp(ns: i64, digits: usize) -> String {
+/// Flink's text of TIMESTAMPs (`yyyy-MM-dd HH:mm:ss` and `digits` of fraction), the text of
+/// a second kept while rows stay within it: chrono formats once per second of input, not
+/// once per row.
+#[derive(Default)]
+struct TimestampText {
+    /// The second last formatted, and its text (None: out of chrono's range).
+    second: Option<(i64, Option<String>)>,
+    out: String,
+}
+
+impl TimestampText {
+    /// Nanoseconds since the epoch as Flink prints a TIMESTAMP with `digits` of fraction.
+    fn format(&mut self, ns: i64, digits: usize) -> &str {
+        let secs = ns.div_euclid(1_000_000_000);
+        let frac = ns.rem_euclid(1_000_000_000);
+        if self.second.as_ref().is_none_or(|(s, _)| *s != secs) {
+            let text = chrono::DateTime::from_timestamp(secs, 0)
+                .map(|t| t.naive_utc().format("%Y-%m-%d %H:%M:%S").to_string());
+            self.second = Some((secs, text));
+        }
+        self.out.clear();
+        match self.second.as_ref().and_then(|(_, t)| t.as_ref()) {
+            Some(t) => self.out.push_str(t),
+            None => {
+                self.out.push_str(&ns.to_string());
+                return &self.out;
+            }
+        }
+        if digits > 0 {
+            self.out.push('.');
+            let mut scale = 100_000_000;
+            let mut rest = frac;
+            for _ in 0..digits.min(9) {
+                self.out.push(char::from(b'0' + (rest / scale) as u8));
+                rest %= scale;
+                scale /= 10;
+            }
+        }
+        &self.out
+    }
+}
+
+/// Nanoseconds since the epoch as Flink prints a TIMESTAMP with `digits` of fraction (the
+/// reference [`TimestampText`] is tested against).
+#[cfg(test)]
+fn format_timestamp(ns: i64, digits: usize) -> String {
     let secs = ns.div_euclid(1_000_000_000);
     let frac = ns.rem_euclid(1_000_000_000);
     let Some(t) = chrono::DateTime::from_timestamp(secs, frac as u32) else {
@@ -411,4 +456,32 @@ pub(crate) fn format_timestamp(ns: i64, digits: usize) -> String {
         s.push_str(&f[..digits]);
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The per-second text answers as formatting each row afresh: rows within a second, across
+    /// seconds, before 1970, out of chrono's range, at every number of digits.
+    #[test]
+    fn timestamp_text_reuses_a_second_and_answers_the_same() {
+        let mut values: Vec<i64> = vec![0, -1, 1, 999_999_999, 1_000_000_000, -1_000_000_001];
+        let base = 1_700_000_000_123_456_789i64;
+        for i in 0..200i64 {
+            values.push(base + i * 7_654_321);
+            values.push(-base / 3 + i * 123_456_789);
+        }
+        values.extend([i64::MAX, i64::MIN, base, base]);
+        for digits in [0, 3, 6, 9] {
+            let mut text = TimestampText::default();
+            for v in &values {
+                assert_eq!(
+                    text.format(*v, digits),
+                    format_timestamp(*v, digits),
+                    "{v} {digits}"
+                );
+            }
+        }
+    }
 }
