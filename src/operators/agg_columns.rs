@@ -1180,7 +1180,8 @@ impl Boxed {
 mod tests {
     use super::*;
     use crate::operators::test_util::{stage_spec, through};
-    use crate::operators::{GroupAggSpec, aggregate_inputs};
+    use crate::operators::{GroupAggSpec, OpSpec, aggregate_inputs};
+    use datafusion::arrow::array::RecordBatch;
 
     /// Every columnar kind, with FILTERs and NULL arguments.
     const QUERY: &str = "SELECT k, COUNT(*) AS a, COUNT(NULLIF(v, 3)) FILTER (WHERE v > 2) AS b, \
@@ -1208,6 +1209,35 @@ mod tests {
         })
     }
 
+    /// The group aggregate `query` plans, and the source to feed it through.
+    async fn group_agg(query: &str) -> (GroupAggSpec, Vec<OpSpec>) {
+        let (spec, _, source) = stage_spec(query).await;
+        let spec = spec
+            .downcast_ref::<GroupAggSpec>()
+            .expect("a group aggregate")
+            .clone();
+        (spec, source)
+    }
+
+    /// Batch `batch` of (ts, k, v) rows: runs of 15 rows per group of 4 (contiguous, as the
+    /// group aggregate sorts them), one group left out of odd batches; `step` varies v.
+    fn runs(source: &[OpSpec], batch: i64, step: i64) -> (RecordBatch, Vec<Span>) {
+        let n = if batch % 2 == 1 { 45 } else { 60 };
+        let rows: Vec<(i64, i64, i64)> = (0..n)
+            .map(|i| (i, (i / 15 + batch) % 4, (i * 7 + batch * step) % 50))
+            .collect();
+        let input = through(source, &rows);
+        assert_eq!(input.num_rows(), rows.len());
+        let spans = (0..n as u32 / 15)
+            .map(|s| Span {
+                group: rows[(s * 15) as usize].1 as u32,
+                from: s * 15,
+                to: s * 15 + 15,
+            })
+            .collect();
+        (input, spans)
+    }
+
     /// COUNT(DISTINCT) aggregates of one argument differing only in FILTER share a map
     /// (a different argument gets its own), and each answers as DataFusion's accumulator:
     /// after every batch, from a state merged both ways, and after a reset and a retain.
@@ -1218,11 +1248,7 @@ mod tests {
             COUNT(DISTINCT NULLIF(v % 7, 2)) FILTER (WHERE v % 3 = 0) AS d, \
             COUNT(DISTINCT v % 5) FILTER (WHERE v < 30) AS e, COUNT(DISTINCT v % 5) AS f \
             FROM t GROUP BY k";
-        let (spec, _, source) = stage_spec(query).await;
-        let spec = spec
-            .downcast_ref::<GroupAggSpec>()
-            .expect("a group aggregate")
-            .clone();
+        let (spec, source) = group_agg(query).await;
         let groups = 4usize;
         let all: Vec<u32> = (0..groups as u32).collect();
         let fresh = || {
@@ -1252,18 +1278,7 @@ mod tests {
             }
         };
         for batch in 0..5i64 {
-            let n = if batch % 2 == 1 { 45 } else { 60 };
-            let rows: Vec<(i64, i64, i64)> = (0..n)
-                .map(|i| (i, (i / 15 + batch) % 4, (i * 7 + batch * 13) % 50))
-                .collect();
-            let input = through(&source, &rows);
-            let spans: Vec<Span> = (0..n as u32 / 15)
-                .map(|s| Span {
-                    group: rows[(s * 15) as usize].1 as u32,
-                    from: s * 15,
-                    to: s * 15 + 15,
-                })
-                .collect();
+            let (input, spans) = runs(&source, batch, 13);
             let (args, filters) = aggregate_inputs(&spec.aggs, &spec.agg_filters, &input).unwrap();
             for (i, (c, r)) in cols.iter_mut().zip(refs.iter_mut()).enumerate() {
                 c.update(&spans, &args[i], filters[i].as_ref(), None)
@@ -1308,11 +1323,7 @@ mod tests {
     /// a retain.
     #[tokio::test]
     async fn columnar_aggregates_match_datafusion_accumulators() {
-        let (spec, _, source) = stage_spec(QUERY).await;
-        let spec = spec
-            .downcast_ref::<GroupAggSpec>()
-            .expect("a group aggregate")
-            .clone();
+        let (spec, source) = group_agg(QUERY).await;
         let groups = 4usize;
         let all: Vec<u32> = (0..groups as u32).collect();
         let mut cols: Vec<Box<dyn AggColumn>> = vec![];
@@ -1323,21 +1334,7 @@ mod tests {
             refs.push(boxed(a));
         }
         for batch in 0..4i64 {
-            // Runs of 15 rows per group (contiguous, as the group aggregate sorts them), one
-            // group left out of odd batches.
-            let n = if batch % 2 == 1 { 45 } else { 60 };
-            let rows: Vec<(i64, i64, i64)> = (0..n)
-                .map(|i| (i, (i / 15 + batch) % 4, (i * 7 + batch * 11) % 50))
-                .collect();
-            let input = through(&source, &rows);
-            assert_eq!(input.num_rows(), rows.len());
-            let spans: Vec<Span> = (0..n as u32 / 15)
-                .map(|s| Span {
-                    group: rows[(s * 15) as usize].1 as u32,
-                    from: s * 15,
-                    to: s * 15 + 15,
-                })
-                .collect();
+            let (input, spans) = runs(&source, batch, 11);
             let (args, filters) = aggregate_inputs(&spec.aggs, &spec.agg_filters, &input).unwrap();
             for (i, (c, r)) in cols.iter_mut().zip(refs.iter_mut()).enumerate() {
                 c.grow(groups);
