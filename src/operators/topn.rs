@@ -296,41 +296,10 @@ impl TopN {
             .map(|o| eval(&o.expr, batch))
             .collect::<Result<Vec<_>>>()?;
         let keys = self.sort_rows.convert_columns(&keys)?;
+        let full = self.full_rows.convert_columns(batch.columns())?;
         self.intern_partitions(batch)?;
         let now = now_ms();
         let expired_before = self.spec.ttl.map(|t| now - t.as_millis() as i64);
-        // Rows that cannot enter their ranking need not be encoded whole: a row that does not
-        // beat the last of a full ranking as it stood before the batch cannot (a ranking only
-        // gets better within a batch). In Nexmark q18 (the latest bid per bidder and auction)
-        // about two rows in three are such.
-        let mut entry = vec![u32::MAX; rows];
-        let mut candidates: Vec<u32> = vec![];
-        for (r, e) in entry.iter_mut().enumerate() {
-            let g = self.ids[r];
-            let beaten = self
-                .ranked
-                .get(g)
-                .and_then(|list| match list.len() >= self.spec.n {
-                    true => list.last(),
-                    false => None,
-                });
-            let expired =
-                expired_before.is_some_and(|b| self.written.get(g).is_some_and(|w| *w < b));
-            if expired || beaten.is_none_or(|x| keys.row(r).as_ref() < self.arena.key(x.at)) {
-                *e = candidates.len() as u32;
-                candidates.push(r as u32);
-            }
-        }
-        // Gathering the candidates copies them once more: worth it when they are few.
-        let full = if candidates.len() * 2 >= rows {
-            for r in &candidates {
-                entry[*r as usize] = *r;
-            }
-            self.full_rows.convert_columns(batch.columns())?
-        } else {
-            let taken = take_record_batch(batch, &UInt32Array::from(candidates))?;
-            self.full_rows.convert_columns(taken.columns())?
-        };
         // Partition → its ranking before this batch (by sequence number), first time touched
         // (`seen`: the partitions already there).
         let mut before: Vec<(usize, Vec<u64>)> = vec![];
@@ -359,12 +328,7 @@ impl TopN {
             }
             self.written[g] = now;
             self.seq += 1;
-            let Some(row) = entry.get(r).filter(|e| **e != u32::MAX) else {
-                return crate::exec_err!("Top-N", "a row entered that was not a candidate");
-            };
-            let at = self
-                .arena
-                .push(key.as_ref(), full.row(*row as usize).as_ref())?;
+            let at = self.arena.push(key.as_ref(), full.row(r).as_ref())?;
             self.held += 1;
             let list = &mut self.ranked[g];
             list.insert(pos, Ranked { seq: self.seq, at });
