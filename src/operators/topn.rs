@@ -5,12 +5,15 @@
 //!   buffered until the watermark reaches its end, then sorted once (`lexsort_to_indices` over
 //!   the partition and order columns), cut into partitions (`partition`), and the first N of
 //!   each emitted with their row number. Append-only; the buffer is freed.
-//! - *Unwindowed*: each partition keeps its current top N rows in Arrow's row format (sort key
-//!   and whole row, converted per batch by `RowConverter`). The bytes of every ranked row live
-//!   packed in one arena of 1 MiB chunks (no allocation per row); a partition holds only
-//!   slots (24 bytes a row). Rows pushed out leave dead bytes behind, and once they pass half
-//!   of the live ones the arena is compacted after the batch, so the state stays within 1.5×
-//!   of its rows' bytes. After a batch, every partition
+//! - *Unwindowed*: each partition keeps its current top N rows: the sort key in Arrow's row
+//!   format (compared as bytes) and the whole row packed ([`crate::state::packed`]: no
+//!   per-value validity bytes or string blocks). The bytes of every ranked row live in one
+//!   arena of 1 MiB chunks (no allocation per row); a partition holds only slots (24 bytes a
+//!   row), its first inline (a deduplication's partition allocates nothing) and the rest on
+//!   the heap, growing to at most N. Rows pushed out leave dead bytes behind, and once they
+//!   pass half of the live ones the arena is compacted after the batch, a chunk at a time (an
+//!   old chunk is freed as soon as its live rows are copied out), so the state stays within
+//!   1.5× of its rows' bytes plus a chunk. After a batch, every partition
 //!   whose ranking changed emits the difference per rank: -U of the row that held the rank,
 //!   +U of the one that holds it now (+I when the rank is new). Ties keep arrival order.
 //!   `'table.exec.state.ttl'`: a partition whose ranking was not written for that long (wall
@@ -29,6 +32,7 @@ use datafusion::arrow::compute::{
 };
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{RowConverter, SortField};
+use smallvec::SmallVec;
 use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
@@ -37,6 +41,7 @@ use super::{Emitter, Operator, StateSnapshot, eval, split_by_time};
 use crate::Result;
 use crate::changelog::{self, RowKind};
 use crate::message::Timestamp;
+use crate::state::packed::RowPacker;
 
 /// The static description of a Top-N.
 #[derive(Debug, Clone)]
@@ -85,6 +90,9 @@ struct Ranked {
     at: Slot,
 }
 
+/// A partition's ranked rows, best first: the first inline, the rest on the heap.
+type Ranking = SmallVec<[Ranked; 1]>;
+
 /// Where a ranked row's sort key, then its whole row, lie in the [`Arena`].
 #[derive(Clone, Copy, Debug)]
 struct Slot {
@@ -105,16 +113,32 @@ const CHUNK: usize = 1 << 20;
 /// Dead bytes below this are never worth a compaction.
 const MIN_COMPACT: usize = 4 << 20;
 
-/// The bytes of every ranked row (sort key then whole row, Arrow's row format), appended to
-/// chunks. Freed rows stay as dead bytes until [`Arena::compact`] copies the live ones out.
-#[derive(Default)]
+/// The bytes of every ranked row (sort key in Arrow's row format, then the packed row),
+/// appended to chunks. Freed rows stay as dead bytes until [`Arena::compact`] copies the live ones out.
 struct Arena {
     chunks: Vec<Vec<u8>>,
     live: usize,
     dead: usize,
+    /// Bytes of a new chunk ([`CHUNK`]; smaller in tests).
+    chunk: usize,
+}
+
+impl Default for Arena {
+    fn default() -> Self {
+        Self::with_chunk(CHUNK)
+    }
 }
 
 impl Arena {
+    fn with_chunk(chunk: usize) -> Self {
+        Self {
+            chunks: vec![],
+            live: 0,
+            dead: 0,
+            chunk,
+        }
+    }
+
     fn push(&mut self, key: &[u8], row: &[u8]) -> Result<Slot> {
         let len = key.len() + row.len();
         if self
@@ -122,7 +146,7 @@ impl Arena {
             .last()
             .is_none_or(|c| c.capacity() - c.len() < len)
         {
-            self.chunks.push(Vec::with_capacity(CHUNK.max(len)));
+            self.chunks.push(Vec::with_capacity(self.chunk.max(len)));
         }
         let chunk = self.chunks.len() - 1;
         let c = &mut self.chunks[chunk];
@@ -173,9 +197,11 @@ pub struct TopN {
     windows: BTreeMap<Timestamp, Vec<RecordBatch>>,
     watermark: Timestamp,
     groups: Option<Box<dyn GroupValues>>,
-    ranked: Vec<Vec<Ranked>>,
+    ranked: Vec<Ranking>,
+    /// Slots on the heap over all partitions (beyond each one's inline slot).
+    heap_slots: usize,
     sort_rows: RowConverter,
-    full_rows: RowConverter,
+    full_rows: RowPacker,
     seq: u64,
     ids: Vec<usize>,
     /// Bytes of the windowed buffers.
@@ -190,6 +216,11 @@ pub struct TopN {
     written: Vec<i64>,
     /// When the TTL last swept the partitions.
     swept_ms: i64,
+}
+
+/// Slots a ranking holds on the heap (none while it fits inline).
+fn heap_slots(list: &Ranking) -> usize {
+    if list.spilled() { list.capacity() } else { 0 }
 }
 
 fn now_ms() -> i64 {
@@ -209,12 +240,6 @@ impl TopN {
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
-        let full_fields = spec
-            .input_schema
-            .fields()
-            .iter()
-            .map(|f| SortField::new(f.data_type().clone()))
-            .collect();
         let groups = if spec.partition.is_empty() {
             None
         } else {
@@ -225,12 +250,13 @@ impl TopN {
         };
         Ok(Self {
             sort_rows: RowConverter::new(sort_fields)?,
-            full_rows: RowConverter::new(full_fields)?,
+            full_rows: RowPacker::new(spec.input_schema.clone())?,
             spec,
             windows: BTreeMap::new(),
             watermark: Timestamp::MIN,
             groups,
             ranked: vec![],
+            heap_slots: 0,
             seq: 0,
             ids: vec![],
             bytes: 0,
@@ -296,7 +322,7 @@ impl TopN {
             .map(|o| eval(&o.expr, batch))
             .collect::<Result<Vec<_>>>()?;
         let keys = self.sort_rows.convert_columns(&keys)?;
-        let full = self.full_rows.convert_columns(batch.columns())?;
+        let full = self.full_rows.pack(batch.columns())?;
         self.intern_partitions(batch)?;
         let now = now_ms();
         let expired_before = self.spec.ttl.map(|t| now - t.as_millis() as i64);
@@ -307,12 +333,14 @@ impl TopN {
         for r in 0..rows {
             let g = self.ids[r];
             if self.ranked.len() <= g {
-                self.ranked.resize_with(g + 1, Vec::new);
+                self.ranked.resize_with(g + 1, Ranking::new);
                 self.written.resize(g + 1, now);
             }
             // Expired state is never used, swept or not.
             if expired_before.is_some_and(|b| self.written[g] < b) && !self.ranked[g].is_empty() {
-                for x in std::mem::take(&mut self.ranked[g]) {
+                let list = std::mem::take(&mut self.ranked[g]);
+                self.heap_slots -= heap_slots(&list);
+                for x in list {
                     self.arena.free(x.at);
                     self.held -= 1;
                 }
@@ -328,17 +356,24 @@ impl TopN {
             }
             self.written[g] = now;
             self.seq += 1;
-            let at = self.arena.push(key.as_ref(), full.row(r).as_ref())?;
+            let at = self.arena.push(key.as_ref(), full.row(r))?;
             self.held += 1;
             let list = &mut self.ranked[g];
-            list.insert(pos, Ranked { seq: self.seq, at });
-            if list.len() > self.spec.n
+            // The last row is pushed out first, so a ranking never holds more than N.
+            if list.len() >= self.spec.n
                 && let Some(x) = list.pop()
             {
                 self.arena.free(x.at);
                 self.held -= 1;
                 self.retired.push((x.seq, x.at));
             }
+            if list.len() == list.capacity() {
+                let before = heap_slots(list);
+                // Doubling, but never past N.
+                list.reserve_exact(list.len().clamp(1, self.spec.n - list.len()));
+                self.heap_slots += heap_slots(list) - before;
+            }
+            list.insert(pos, Ranked { seq: self.seq, at });
         }
         let mut out_rows: Vec<Slot> = vec![];
         let (mut rn, mut ops) = (vec![], vec![]);
@@ -373,10 +408,9 @@ impl TopN {
             }
         }
         if !out_rows.is_empty() {
-            let parser = self.full_rows.parser();
             let mut cols = self
                 .full_rows
-                .convert_rows(out_rows.iter().map(|at| parser.parse(self.arena.row(*at))))?;
+                .unpack(out_rows.iter().map(|at| self.arena.row(*at)))?;
             cols.push(self.rn_column(rn)?);
             out.emit(changelog::batch_with_ops(
                 self.spec.output_schema.clone(),
@@ -415,6 +449,7 @@ impl TopN {
             if *k {
                 kept.push((list, w));
             } else {
+                self.heap_slots -= heap_slots(&list);
                 for x in list {
                     self.arena.free(x.at);
                     self.held -= 1;
@@ -501,13 +536,35 @@ impl TopN {
     }
 
     /// Copy the ranked rows' bytes into a fresh arena, leaving the dead ones behind (between
-    /// batches only: no retired row may point into the old arena).
+    /// batches only: no retired row may point into the old arena). The old arena is walked a
+    /// chunk at a time, and each chunk is freed once its live rows are copied, so the copy
+    /// never holds much more than the live bytes twice over.
     fn compact(&mut self) -> Result<()> {
-        let old = std::mem::take(&mut self.arena);
-        for list in &mut self.ranked {
-            for x in list.iter_mut() {
+        let chunk = self.arena.chunk;
+        let mut old = std::mem::replace(&mut self.arena, Arena::with_chunk(chunk));
+        // The slots (partition, index) in each old chunk: a counting sort by chunk.
+        let mut starts = vec![0usize; old.chunks.len() + 1];
+        for x in self.ranked.iter().flatten() {
+            starts[x.at.chunk as usize + 1] += 1;
+        }
+        for c in 1..starts.len() {
+            starts[c] += starts[c - 1];
+        }
+        let mut next = starts.clone();
+        let mut slots = vec![(0u32, 0u32); self.held];
+        for (g, list) in self.ranked.iter().enumerate() {
+            for (i, x) in list.iter().enumerate() {
+                let c = x.at.chunk as usize;
+                slots[next[c]] = (g as u32, i as u32);
+                next[c] += 1;
+            }
+        }
+        for c in 0..old.chunks.len() {
+            for &(g, i) in &slots[starts[c]..starts[c + 1]] {
+                let x = &mut self.ranked[g as usize][i as usize];
                 x.at = self.arena.push(old.key(x.at), old.row(x.at))?;
             }
+            old.chunks[c] = Vec::new();
         }
         Ok(())
     }
@@ -515,8 +572,8 @@ impl TopN {
     /// Heap bytes of the unwindowed rankings: the arena, and the slots of every partition.
     fn ranked_size(&self) -> usize {
         self.arena.size()
-            + self.ranked.capacity() * std::mem::size_of::<Vec<Ranked>>()
-            + self.held * std::mem::size_of::<Ranked>()
+            + self.ranked.capacity() * std::mem::size_of::<Ranking>()
+            + self.heap_slots * std::mem::size_of::<Ranked>()
             + self.written.capacity() * std::mem::size_of::<i64>()
     }
 }
@@ -590,10 +647,9 @@ impl Operator for TopN {
         }
         let mut written = Some(written);
         if !rows.is_empty() {
-            let parser = self.full_rows.parser();
             let cols = self
                 .full_rows
-                .convert_rows(rows.iter().map(|at| parser.parse(self.arena.row(*at))))?;
+                .unpack(rows.iter().map(|at| self.arena.row(*at)))?;
             parts.push((
                 RecordBatch::try_new(self.spec.input_schema.clone(), cols)?,
                 seqs,
@@ -683,12 +739,12 @@ impl Operator for TopN {
                 .map(|o| eval(&o.expr, &rows))
                 .collect::<Result<Vec<_>>>()?;
             let keys = self.sort_rows.convert_columns(&keys)?;
-            let full = self.full_rows.convert_columns(rows.columns())?;
+            let full = self.full_rows.pack(rows.columns())?;
             self.intern_partitions(&rows)?;
             for r in 0..rows.num_rows() {
                 let g = self.ids[r];
                 if self.ranked.len() <= g {
-                    self.ranked.resize_with(g + 1, Vec::new);
+                    self.ranked.resize_with(g + 1, Ranking::new);
                     self.written.resize(g + 1, restored_at);
                 }
                 if let Some(w) = &written {
@@ -696,11 +752,12 @@ impl Operator for TopN {
                 }
                 let seq = seqs.value(r) as u64;
                 self.seq = self.seq.max(seq);
-                let at = self
-                    .arena
-                    .push(keys.row(r).as_ref(), full.row(r).as_ref())?;
+                let at = self.arena.push(keys.row(r).as_ref(), full.row(r))?;
                 self.held += 1;
-                self.ranked[g].push(Ranked { seq, at });
+                let list = &mut self.ranked[g];
+                let before = heap_slots(list);
+                list.push(Ranked { seq, at });
+                self.heap_slots += heap_slots(list) - before;
             }
             let arena = &self.arena;
             for list in &mut self.ranked {
@@ -846,7 +903,15 @@ mod tests {
     /// direct top 2 of all rows ends, and the changelog folds to them.
     #[test]
     fn compacted_rankings_match_a_direct_top_n() {
-        let mut t = TopN::new(spec(2, None)).expect("topn");
+        for n in [1, 2, 5] {
+            compacted_top_n_matches_a_direct_one(n);
+        }
+    }
+
+    fn compacted_top_n_matches_a_direct_one(n: usize) {
+        let mut t = TopN::new(spec(n, None)).expect("topn");
+        // Chunks of a few rows, so a compaction walks many of them.
+        t.arena = Arena::with_chunk(64);
         let mut em = Emitter::default();
         let mut all: Vec<(i64, i64)> = vec![];
         let mut folded: BTreeMap<(i64, i64), i64> = BTreeMap::new();
@@ -872,12 +937,16 @@ mod tests {
         for k in 0..13 {
             let mut vs: Vec<i64> = all.iter().filter(|x| x.0 == k).map(|x| x.1).collect();
             vs.sort_by(|a, b| b.cmp(a));
-            for (i, v) in vs.iter().take(2).enumerate() {
+            for (i, v) in vs.iter().take(n).enumerate() {
                 want.insert((k, i as i64 + 1), *v);
             }
         }
-        assert_eq!(folded, want);
-        assert_eq!(t.held, 26);
+        assert_eq!(folded, want, "top {n}");
+        assert_eq!(t.held, 13 * n);
+        assert!(t.arena.chunks.len() > 1, "one chunk only");
+        // No ranking holds more slots than N; the heap count is their sum.
+        assert!(t.ranked.iter().all(|l| l.capacity() <= n.max(1)));
+        assert_eq!(t.heap_slots, t.ranked.iter().map(heap_slots).sum::<usize>());
         let slots: usize = t.ranked.iter().flatten().map(|x| x.at.len()).sum();
         assert_eq!(t.arena.live, slots);
     }

@@ -8,9 +8,11 @@
 //! - Key groups: a key hashes into one of K groups (`'pipeline.max-parallelism'`, default
 //!   128); instance i of P owns a contiguous range of them. The exchange routes by the same
 //!   function, so a row and the state of its key always meet in one instance.
+//! - [`packed`]: whole rows as compact bytes, for operators that keep rows one by one.
 //! - [`store`]: the checkpoint directory's layout and its object-store backend (a local path,
 //!   `file://…` or `s3://…`, one code path).
 
+pub(crate) mod packed;
 pub(crate) mod store;
 
 use std::sync::Arc;
