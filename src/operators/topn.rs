@@ -10,10 +10,11 @@
 //!   per-value validity bytes or string blocks). The bytes of every ranked row live in one
 //!   arena of 1 MiB chunks (no allocation per row); a partition holds only slots (24 bytes a
 //!   row), its first inline (a deduplication's partition allocates nothing) and the rest on
-//!   the heap, growing to at most N. Rows pushed out leave dead bytes behind, and once they
-//!   pass half of the live ones the arena is compacted after the batch, a chunk at a time (an
-//!   old chunk is freed as soon as its live rows are copied out), so the state stays within
-//!   1.5× of its rows' bytes plus a chunk. After a batch, every partition
+//!   the heap, growing to at most N. Rows pushed out leave dead bytes behind, counted per
+//!   chunk; once they pass a quarter of the live ones, the live rows of the chunks with the
+//!   most dead bytes are copied to the arena's end and those chunks freed, one at a time,
+//!   until an eighth is left. The state stays within 1.25× of its rows' bytes plus a chunk.
+//!   After a batch, every partition
 //!   whose ranking changed emits the difference per rank: -U of the row that held the rank,
 //!   +U of the one that holds it now (+I when the rank is new). Ties keep arrival order.
 //!   `'table.exec.state.ttl'`: a partition whose ranking was not written for that long (wall
@@ -114,9 +115,16 @@ const CHUNK: usize = 1 << 20;
 const MIN_COMPACT: usize = 4 << 20;
 
 /// The bytes of every ranked row (sort key in Arrow's row format, then the packed row),
-/// appended to chunks. Freed rows stay as dead bytes until [`Arena::compact`] copies the live ones out.
+/// appended to chunks. Freed rows stay as dead bytes until a compaction copies the live rows
+/// of the chunks with the most dead bytes out and frees those chunks ([`TopN::compact`]).
 struct Arena {
     chunks: Vec<Vec<u8>>,
+    /// Dead bytes per chunk.
+    dead_in: Vec<usize>,
+    /// Chunks freed by a compaction, for reuse.
+    spare: Vec<usize>,
+    /// The chunk rows are appended to.
+    current: Option<usize>,
     live: usize,
     dead: usize,
     /// Bytes of a new chunk ([`CHUNK`]; smaller in tests).
@@ -133,6 +141,9 @@ impl Arena {
     fn with_chunk(chunk: usize) -> Self {
         Self {
             chunks: vec![],
+            dead_in: vec![],
+            spare: vec![],
+            current: None,
             live: 0,
             dead: 0,
             chunk,
@@ -141,14 +152,25 @@ impl Arena {
 
     fn push(&mut self, key: &[u8], row: &[u8]) -> Result<Slot> {
         let len = key.len() + row.len();
-        if self
-            .chunks
-            .last()
-            .is_none_or(|c| c.capacity() - c.len() < len)
-        {
-            self.chunks.push(Vec::with_capacity(self.chunk.max(len)));
-        }
-        let chunk = self.chunks.len() - 1;
+        let chunk = match self.current {
+            Some(c) if self.chunks[c].capacity() - self.chunks[c].len() >= len => c,
+            _ => {
+                let fresh = Vec::with_capacity(self.chunk.max(len));
+                let c = match self.spare.pop() {
+                    Some(c) => {
+                        self.chunks[c] = fresh;
+                        c
+                    }
+                    None => {
+                        self.chunks.push(fresh);
+                        self.dead_in.push(0);
+                        self.chunks.len() - 1
+                    }
+                };
+                self.current = Some(c);
+                c
+            }
+        };
         let c = &mut self.chunks[chunk];
         let too_long = || crate::Error::Plan(format!("Top-N: a row of {len} bytes is too long"));
         let at = Slot {
@@ -177,17 +199,50 @@ impl Arena {
     fn free(&mut self, at: Slot) {
         self.live = self.live.saturating_sub(at.len());
         self.dead += at.len();
+        self.dead_in[at.chunk as usize] += at.len();
     }
 
-    /// Whether enough bytes are dead to copy the live ones out.
+    /// Whether enough bytes are dead to be worth copying live rows out: a quarter of the live
+    /// ones.
     fn wants_compaction(&self) -> bool {
-        self.dead >= MIN_COMPACT && self.dead * 2 > self.live
+        self.dead >= MIN_COMPACT && self.dead * 4 > self.live
+    }
+
+    /// The chunks to compact so that at most `keep_dead` dead bytes stay: those with the most
+    /// dead bytes first.
+    fn victims(&self, keep_dead: usize) -> Vec<usize> {
+        let mut by_dead: Vec<usize> = (0..self.chunks.len())
+            .filter(|c| self.dead_in[*c] > 0)
+            .collect();
+        by_dead.sort_unstable_by_key(|c| std::cmp::Reverse(self.dead_in[*c]));
+        let mut dead = self.dead;
+        by_dead
+            .into_iter()
+            .take_while(|c| {
+                let go = dead > keep_dead;
+                dead = dead.saturating_sub(self.dead_in[*c]);
+                go
+            })
+            .collect()
+    }
+
+    /// Free chunk `c` (`used` bytes), whose live rows have been copied out.
+    fn drop_chunk(&mut self, c: usize, used: usize) {
+        self.live = self.live.saturating_sub(used - self.dead_in[c]);
+        self.dead = self.dead.saturating_sub(self.dead_in[c]);
+        self.dead_in[c] = 0;
+        self.chunks[c] = Vec::new();
+        if self.current == Some(c) {
+            self.current = None;
+        }
+        self.spare.push(c);
     }
 
     /// Heap bytes held.
     fn size(&self) -> usize {
         self.chunks.iter().map(Vec::capacity).sum::<usize>()
             + self.chunks.capacity() * std::mem::size_of::<Vec<u8>>()
+            + (self.dead_in.capacity() + self.spare.capacity()) * std::mem::size_of::<usize>()
     }
 }
 
@@ -427,7 +482,7 @@ impl TopN {
             }
         }
         if self.arena.wants_compaction() {
-            self.compact()?;
+            self.compact(self.arena.live / 8)?;
         }
         Ok(())
     }
@@ -535,36 +590,54 @@ impl TopN {
             })
     }
 
-    /// Copy the ranked rows' bytes into a fresh arena, leaving the dead ones behind (between
-    /// batches only: no retired row may point into the old arena). The old arena is walked a
-    /// chunk at a time, and each chunk is freed once its live rows are copied, so the copy
-    /// never holds much more than the live bytes twice over.
-    fn compact(&mut self) -> Result<()> {
-        let chunk = self.arena.chunk;
-        let mut old = std::mem::replace(&mut self.arena, Arena::with_chunk(chunk));
-        // The slots (partition, index) in each old chunk: a counting sort by chunk.
-        let mut starts = vec![0usize; old.chunks.len() + 1];
-        for x in self.ranked.iter().flatten() {
-            starts[x.at.chunk as usize + 1] += 1;
+    /// Copy the live rows out of the arena's chunks with the most dead bytes, and free those
+    /// chunks, until at most `keep_dead` dead bytes are left (between batches only: no
+    /// retired row may point into a freed chunk). A chunk is freed as soon as its rows are
+    /// copied, so a compaction holds at most one chunk more than the rows need.
+    fn compact(&mut self, keep_dead: usize) -> Result<()> {
+        let victims = self.arena.victims(keep_dead);
+        if victims.is_empty() {
+            return Ok(());
         }
-        for c in 1..starts.len() {
-            starts[c] += starts[c - 1];
+        // The victim chunks' slots (partition, index), grouped by chunk (a counting sort).
+        let mut order = vec![usize::MAX; self.arena.chunks.len()];
+        for (i, c) in victims.iter().enumerate() {
+            order[*c] = i;
+        }
+        let mut starts = vec![0usize; victims.len() + 1];
+        for x in self.ranked.iter().flatten() {
+            if let Some(&v) = order.get(x.at.chunk as usize).filter(|v| **v != usize::MAX) {
+                starts[v + 1] += 1;
+            }
+        }
+        for v in 1..starts.len() {
+            starts[v] += starts[v - 1];
         }
         let mut next = starts.clone();
-        let mut slots = vec![(0u32, 0u32); self.held];
+        let mut slots = vec![(0u32, 0u32); starts[victims.len()]];
         for (g, list) in self.ranked.iter().enumerate() {
             for (i, x) in list.iter().enumerate() {
-                let c = x.at.chunk as usize;
-                slots[next[c]] = (g as u32, i as u32);
-                next[c] += 1;
+                if let Some(&v) = order.get(x.at.chunk as usize).filter(|v| **v != usize::MAX) {
+                    slots[next[v]] = (g as u32, i as u32);
+                    next[v] += 1;
+                }
             }
         }
-        for c in 0..old.chunks.len() {
-            for &(g, i) in &slots[starts[c]..starts[c + 1]] {
-                let x = &mut self.ranked[g as usize][i as usize];
-                x.at = self.arena.push(old.key(x.at), old.row(x.at))?;
+        for (v, &c) in victims.iter().enumerate() {
+            if self.arena.current == Some(c) {
+                // Rows copied out of it must go elsewhere.
+                self.arena.current = None;
             }
-            old.chunks[c] = Vec::new();
+            // Taken out while its rows are copied (pushes never go to it: it is neither the
+            // current chunk nor spare).
+            let old = std::mem::take(&mut self.arena.chunks[c]);
+            for &(g, i) in &slots[starts[v]..starts[v + 1]] {
+                let x = &mut self.ranked[g as usize][i as usize];
+                let (start, key_end) = (x.at.off as usize, (x.at.off + x.at.key_len) as usize);
+                let end = key_end + x.at.row_len as usize;
+                x.at = self.arena.push(&old[start..key_end], &old[key_end..end])?;
+            }
+            self.arena.drop_chunk(c, old.len());
         }
         Ok(())
     }
@@ -929,8 +1002,10 @@ mod tests {
                 };
             }
             compacted_dead |= t.arena.dead > 0;
-            t.compact().expect("compacts");
-            assert_eq!(t.arena.dead, 0);
+            // Every other batch a partial compaction: the deadest chunks only.
+            let keep = if b % 2 == 0 { 0 } else { t.arena.live / 8 };
+            t.compact(keep).expect("compacts");
+            assert!(t.arena.dead <= keep, "{} dead bytes left", t.arena.dead);
         }
         assert!(compacted_dead, "no compaction had dead bytes to drop");
         let mut want: BTreeMap<(i64, i64), i64> = BTreeMap::new();
