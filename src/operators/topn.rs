@@ -623,11 +623,11 @@ impl TopN {
                 }
             }
         }
+        if self.arena.current.is_some_and(|c| order[c] != usize::MAX) {
+            // Rows copied out must not go into a chunk that is yet to be freed.
+            self.arena.current = None;
+        }
         for (v, &c) in victims.iter().enumerate() {
-            if self.arena.current == Some(c) {
-                // Rows copied out of it must go elsewhere.
-                self.arena.current = None;
-            }
             // Taken out while its rows are copied (pushes never go to it: it is neither the
             // current chunk nor spare).
             let old = std::mem::take(&mut self.arena.chunks[c]);
@@ -977,35 +977,60 @@ mod tests {
     #[test]
     fn compacted_rankings_match_a_direct_top_n() {
         for n in [1, 2, 5] {
-            compacted_top_n_matches_a_direct_one(n);
+            for (chunk, rows) in [(64, 500), (100, 37), (256, 7)] {
+                compacted_top_n_matches_a_direct_one(n, chunk, rows);
+            }
         }
     }
 
-    fn compacted_top_n_matches_a_direct_one(n: usize) {
+    fn compacted_top_n_matches_a_direct_one(n: usize, chunk: usize, rows: i64) {
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::Int64Type;
         let mut t = TopN::new(spec(n, None)).expect("topn");
         // Chunks of a few rows, so a compaction walks many of them.
-        t.arena = Arena::with_chunk(64);
+        t.arena = Arena::with_chunk(chunk);
         let mut em = Emitter::default();
         let mut all: Vec<(i64, i64)> = vec![];
         let mut folded: BTreeMap<(i64, i64), i64> = BTreeMap::new();
         let mut compacted_dead = false;
         for b in 0..40i64 {
-            let k: Vec<i64> = (0..500).map(|i| (i * 7 + b) % 13).collect();
-            let v: Vec<i64> = (0..500).map(|i| (i * 7919 + b * 104_729) % 1000).collect();
+            let k: Vec<i64> = (0..rows).map(|i| (i * 7 + b) % 13).collect();
+            // Rising on the whole, so rows keep entering the rankings and pushing others out.
+            let v: Vec<i64> = (0..rows)
+                .map(|i| (i * 7919 + b * 104_729) % 1000 + b * 50)
+                .collect();
             all.extend(k.iter().copied().zip(v.iter().copied()));
             t.process_batch(0, batch(&k, &v), &mut em).expect("batch");
-            for line in drain(&mut em) {
-                let f: Vec<i64> = line.split(" | ").map(|x| x.parse().expect("int")).collect();
-                match f[3] {
-                    0 | 2 => folded.insert((f[0], f[2]), f[1]),
-                    _ => folded.remove(&(f[0], f[2])),
-                };
+            // A batch's lines come sorted: retractions are applied before insertions.
+            let lines: Vec<Vec<i64>> = drain(&mut em)
+                .iter()
+                .map(|l| l.split(" | ").map(|x| x.parse().expect("int")).collect())
+                .collect();
+            for f in lines.iter().filter(|f| matches!(f[3], 1 | 3)) {
+                assert_eq!(folded.remove(&(f[0], f[2])), Some(f[1]), "retracted {f:?}");
+            }
+            for f in lines.iter().filter(|f| matches!(f[3], 0 | 2)) {
+                folded.insert((f[0], f[2]), f[1]);
             }
             compacted_dead |= t.arena.dead > 0;
             // Every other batch a partial compaction: the deadest chunks only.
             let keep = if b % 2 == 0 { 0 } else { t.arena.live / 8 };
             t.compact(keep).expect("compacts");
             assert!(t.arena.dead <= keep, "{} dead bytes left", t.arena.dead);
+            // Every ranked row still reads back as what the changelog says it is.
+            let mut held: Vec<(i64, i64)> = vec![];
+            for list in &t.ranked {
+                let cols = t
+                    .full_rows
+                    .unpack(list.iter().map(|x| t.arena.row(x.at)))
+                    .expect("unpacks");
+                let (k, v) = (cols[0].as_primitive::<Int64Type>(), cols[1].as_primitive::<Int64Type>());
+                held.extend((0..k.len()).map(|i| (k.value(i), v.value(i))));
+            }
+            held.sort_unstable();
+            let mut said: Vec<(i64, i64)> = folded.iter().map(|((k, _), v)| (*k, *v)).collect();
+            said.sort_unstable();
+            assert_eq!(held, said, "batch {b}, top {n}");
         }
         assert!(compacted_dead, "no compaction had dead bytes to drop");
         let mut want: BTreeMap<(i64, i64), i64> = BTreeMap::new();
