@@ -11,9 +11,10 @@
 //!   arena of 1 MiB chunks (no allocation per row); a partition holds only slots (24 bytes a
 //!   row), its first inline (a deduplication's partition allocates nothing) and the rest on
 //!   the heap, growing to at most N. Rows pushed out leave dead bytes behind, counted per
-//!   chunk; once they pass a quarter of the live ones, the live rows of the chunks with the
+//!   chunk; once they pass an eighth of the live ones, the live rows of the chunks with the
 //!   most dead bytes are copied to the arena's end and those chunks freed, one at a time,
-//!   until an eighth is left. The state stays within 1.25× of its rows' bytes plus a chunk.
+//!   until a sixteenth is left. The state stays within 1.125× of its rows' bytes plus a
+//!   chunk.
 //!   After a batch, every partition
 //!   whose ranking changed emits the difference per rank: -U of the row that held the rank,
 //!   +U of the one that holds it now (+I when the rank is new). Ties keep arrival order.
@@ -202,10 +203,10 @@ impl Arena {
         self.dead_in[at.chunk as usize] += at.len();
     }
 
-    /// Whether enough bytes are dead to be worth copying live rows out: a quarter of the live
+    /// Whether enough bytes are dead to be worth copying live rows out: an eighth of the live
     /// ones.
     fn wants_compaction(&self) -> bool {
-        self.dead >= MIN_COMPACT && self.dead * 4 > self.live
+        self.dead >= MIN_COMPACT && self.dead * 8 > self.live
     }
 
     /// The chunks to compact so that at most `keep_dead` dead bytes stay: those with the most
@@ -482,7 +483,7 @@ impl TopN {
             }
         }
         if self.arena.wants_compaction() {
-            self.compact(self.arena.live / 8)?;
+            self.compact(self.arena.live / 16)?;
         }
         Ok(())
     }
