@@ -8,7 +8,7 @@
 //! - *Unwindowed*: each partition keeps its current top N rows: the sort key in Arrow's row
 //!   format (compared as bytes) and the whole row packed ([`crate::state::packed`]: no
 //!   per-value validity bytes or string blocks). The bytes of every ranked row live in one
-//!   arena of 1 MiB chunks (no allocation per row); a partition holds only slots (24 bytes a
+//!   arena of 1 MiB chunks (no allocation per row); a partition holds only slots (16 bytes a
 //!   row), its first inline (a deduplication's partition allocates nothing) and the rest on
 //!   the heap, growing to at most N. Rows pushed out leave dead bytes behind, counted per
 //!   chunk; once they pass an eighth of the live ones, the live rows of the chunks with the
@@ -85,18 +85,13 @@ impl fmt::Display for TopNSpec {
     }
 }
 
-/// A ranked row: its arrival number and where its bytes are in the arena.
-#[derive(Clone, Copy)]
-struct Ranked {
-    seq: u64,
-    at: Slot,
-}
+/// A partition's ranked rows, best first (ties in arrival order): the first inline, the rest
+/// on the heap.
+type Ranking = SmallVec<[Slot; 1]>;
 
-/// A partition's ranked rows, best first: the first inline, the rest on the heap.
-type Ranking = SmallVec<[Ranked; 1]>;
-
-/// Where a ranked row's sort key, then its whole row, lie in the [`Arena`].
-#[derive(Clone, Copy, Debug)]
+/// Where a ranked row's sort key, then its whole row, lie in the [`Arena`]. Within a batch a
+/// slot also names its row: the arena only appends until the batch ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Slot {
     chunk: u32,
     off: u32,
@@ -258,7 +253,6 @@ pub struct TopN {
     heap_slots: usize,
     sort_rows: RowConverter,
     full_rows: RowPacker,
-    seq: u64,
     ids: Vec<usize>,
     /// Bytes of the windowed buffers.
     bytes: usize,
@@ -266,8 +260,6 @@ pub struct TopN {
     arena: Arena,
     /// Ranked rows held over all partitions.
     held: usize,
-    /// Rows pushed out of a ranking during the current batch (sequence number, bytes).
-    retired: Vec<(u64, Slot)>,
     /// Per partition: when its ranking was last written (wall clock, ms), for the TTL.
     written: Vec<i64>,
     /// When the TTL last swept the partitions.
@@ -313,12 +305,10 @@ impl TopN {
             groups,
             ranked: vec![],
             heap_slots: 0,
-            seq: 0,
             ids: vec![],
             bytes: 0,
             arena: Arena::default(),
             held: 0,
-            retired: vec![],
             written: vec![],
             swept_ms: now_ms(),
         })
@@ -382,9 +372,9 @@ impl TopN {
         self.intern_partitions(batch)?;
         let now = now_ms();
         let expired_before = self.spec.ttl.map(|t| now - t.as_millis() as i64);
-        // Partition → its ranking before this batch (by sequence number), first time touched
-        // (`seen`: the partitions already there).
-        let mut before: Vec<(usize, Vec<u64>)> = vec![];
+        // Partition → its ranking before this batch, first time touched (`seen`: the partitions
+        // already there).
+        let mut before: Vec<(usize, Ranking)> = vec![];
         let mut seen: HashSet<usize> = HashSet::new();
         for r in 0..rows {
             let g = self.ids[r];
@@ -397,21 +387,20 @@ impl TopN {
                 let list = std::mem::take(&mut self.ranked[g]);
                 self.heap_slots -= heap_slots(&list);
                 for x in list {
-                    self.arena.free(x.at);
+                    self.arena.free(x);
                     self.held -= 1;
                 }
             }
             let key = keys.row(r);
             let list = &self.ranked[g];
-            let pos = list.partition_point(|x| self.arena.key(x.at) <= key.as_ref());
+            let pos = list.partition_point(|x| self.arena.key(*x) <= key.as_ref());
             if pos >= self.spec.n {
                 continue;
             }
             if seen.insert(g) {
-                before.push((g, list.iter().map(|x| x.seq).collect()));
+                before.push((g, list.clone()));
             }
             self.written[g] = now;
-            self.seq += 1;
             let at = self.arena.push(key.as_ref(), full.row(r))?;
             self.held += 1;
             let list = &mut self.ranked[g];
@@ -419,9 +408,8 @@ impl TopN {
             if list.len() >= self.spec.n
                 && let Some(x) = list.pop()
             {
-                self.arena.free(x.at);
+                self.arena.free(x);
                 self.held -= 1;
-                self.retired.push((x.seq, x.at));
             }
             if list.len() == list.capacity() {
                 let before = heap_slots(list);
@@ -429,7 +417,7 @@ impl TopN {
                 list.reserve_exact(list.len().clamp(1, self.spec.n - list.len()));
                 self.heap_slots += heap_slots(list) - before;
             }
-            list.insert(pos, Ranked { seq: self.seq, at });
+            list.insert(pos, at);
         }
         let mut out_rows: Vec<Slot> = vec![];
         let (mut rn, mut ops) = (vec![], vec![]);
@@ -437,14 +425,12 @@ impl TopN {
             let new = &self.ranked[g];
             for i in 0..old.len().max(new.len()) {
                 let now = new.get(i);
-                if old.get(i).copied() == now.map(|x| x.seq) {
+                if old.get(i) == now {
                     continue;
                 }
                 if let Some(prev) = old.get(i) {
-                    let Some(prev_row) = self.row_by_seq(g, *prev) else {
-                        continue;
-                    };
-                    out_rows.push(prev_row);
+                    // Still in the arena: freed bytes stay until a compaction.
+                    out_rows.push(*prev);
                     rn.push(i as i64 + 1);
                     ops.push(if now.is_some() {
                         RowKind::UpdateBefore
@@ -453,7 +439,7 @@ impl TopN {
                     } as i8);
                 }
                 if let Some(x) = now {
-                    out_rows.push(x.at);
+                    out_rows.push(*x);
                     rn.push(i as i64 + 1);
                     ops.push(if old.get(i).is_some() {
                         RowKind::UpdateAfter
@@ -474,7 +460,6 @@ impl TopN {
                 ops,
             )?);
         }
-        self.retired.clear();
         if let Some(ttl) = self.spec.ttl {
             let ttl_ms = ttl.as_millis() as i64;
             if now - self.swept_ms >= (ttl_ms / 10).max(1) {
@@ -507,7 +492,7 @@ impl TopN {
             } else {
                 self.heap_slots -= heap_slots(&list);
                 for x in list {
-                    self.arena.free(x.at);
+                    self.arena.free(x);
                     self.held -= 1;
                 }
             }
@@ -577,24 +562,10 @@ impl TopN {
         )?)
     }
 
-    /// A row that was ranked before this batch: still in its partition, or pushed out.
-    fn row_by_seq(&self, g: usize, seq: u64) -> Option<Slot> {
-        self.ranked[g]
-            .iter()
-            .find(|x| x.seq == seq)
-            .map(|x| x.at)
-            .or_else(|| {
-                self.retired
-                    .iter()
-                    .find(|(s, _)| *s == seq)
-                    .map(|(_, at)| *at)
-            })
-    }
-
     /// Copy the live rows out of the arena's chunks with the most dead bytes, and free those
-    /// chunks, until at most `keep_dead` dead bytes are left (between batches only: no
-    /// retired row may point into a freed chunk). A chunk is freed as soon as its rows are
-    /// copied, so a compaction holds at most one chunk more than the rows need.
+    /// chunks, until at most `keep_dead` dead bytes are left (between batches only: a batch
+    /// still reads the rows it pushed out). A chunk is freed as soon as its rows are copied,
+    /// so a compaction holds at most one chunk more than the rows need.
     fn compact(&mut self, keep_dead: usize) -> Result<()> {
         let victims = self.arena.victims(keep_dead);
         if victims.is_empty() {
@@ -607,7 +578,7 @@ impl TopN {
         }
         let mut starts = vec![0usize; victims.len() + 1];
         for x in self.ranked.iter().flatten() {
-            if let Some(&v) = order.get(x.at.chunk as usize).filter(|v| **v != usize::MAX) {
+            if let Some(&v) = order.get(x.chunk as usize).filter(|v| **v != usize::MAX) {
                 starts[v + 1] += 1;
             }
         }
@@ -618,7 +589,7 @@ impl TopN {
         let mut slots = vec![(0u32, 0u32); starts[victims.len()]];
         for (g, list) in self.ranked.iter().enumerate() {
             for (i, x) in list.iter().enumerate() {
-                if let Some(&v) = order.get(x.at.chunk as usize).filter(|v| **v != usize::MAX) {
+                if let Some(&v) = order.get(x.chunk as usize).filter(|v| **v != usize::MAX) {
                     slots[next[v]] = (g as u32, i as u32);
                     next[v] += 1;
                 }
@@ -634,9 +605,9 @@ impl TopN {
             let old = std::mem::take(&mut self.arena.chunks[c]);
             for &(g, i) in &slots[starts[v]..starts[v + 1]] {
                 let x = &mut self.ranked[g as usize][i as usize];
-                let (start, key_end) = (x.at.off as usize, (x.at.off + x.at.key_len) as usize);
-                let end = key_end + x.at.row_len as usize;
-                x.at = self.arena.push(&old[start..key_end], &old[key_end..end])?;
+                let (start, key_end) = (x.off as usize, (x.off + x.key_len) as usize);
+                let end = key_end + x.row_len as usize;
+                *x = self.arena.push(&old[start..key_end], &old[key_end..end])?;
             }
             self.arena.drop_chunk(c, old.len());
         }
@@ -647,7 +618,7 @@ impl TopN {
     fn ranked_size(&self) -> usize {
         self.arena.size()
             + self.ranked.capacity() * std::mem::size_of::<Ranking>()
-            + self.heap_slots * std::mem::size_of::<Ranked>()
+            + self.heap_slots * std::mem::size_of::<Slot>()
             + self.written.capacity() * std::mem::size_of::<i64>()
     }
 }
@@ -700,7 +671,7 @@ impl Operator for TopN {
     }
 
     /// Windowed: table `windows`, the buffered rows with their `window_end`. Unwindowed: table
-    /// `ranked`, every partition's current top rows with their arrival numbers (ties keep
+    /// `ranked`, every partition's current top rows with their places in it (ties keep
     /// arrival order). Both with the key group of the PARTITION BY values.
     fn snapshot(&mut self, key_groups: usize) -> Result<Option<StateSnapshot>> {
         let mut parts: Vec<(RecordBatch, Vec<i64>)> = vec![];
@@ -709,13 +680,13 @@ impl Operator for TopN {
                 parts.push((b.clone(), vec![*end; b.num_rows()]));
             }
         }
-        let mut seqs = vec![];
+        let mut places = vec![];
         let mut written = vec![];
         let mut rows: Vec<Slot> = vec![];
         for (g, list) in self.ranked.iter().enumerate() {
-            for x in list {
-                rows.push(x.at);
-                seqs.push(x.seq as i64);
+            for (place, x) in list.iter().enumerate() {
+                rows.push(*x);
+                places.push(place as i64);
                 written.push(self.written.get(g).copied().unwrap_or(0));
             }
         }
@@ -726,7 +697,7 @@ impl Operator for TopN {
                 .unpack(rows.iter().map(|at| self.arena.row(*at)))?;
             parts.push((
                 RecordBatch::try_new(self.spec.input_schema.clone(), cols)?,
-                seqs,
+                places,
             ));
         }
         let mut tables = vec![];
@@ -800,7 +771,9 @@ impl Operator for TopN {
             }
         }
         if let Some(t) = snapshot.table("ranked") {
-            let seqs = t.column(width).as_primitive::<Int64Type>().clone();
+            // Each row's place among its partition's ties (snapshots before December 2026: its
+            // arrival number, which orders ties the same way).
+            let places = t.column(width).as_primitive::<Int64Type>().clone();
             let written = t
                 .column_by_name("__written")
                 .map(|c| c.as_primitive::<Int64Type>().clone());
@@ -815,6 +788,7 @@ impl Operator for TopN {
             let keys = self.sort_rows.convert_columns(&keys)?;
             let full = self.full_rows.pack(rows.columns())?;
             self.intern_partitions(&rows)?;
+            let mut restored: Vec<(usize, i64, Slot)> = Vec::with_capacity(rows.num_rows());
             for r in 0..rows.num_rows() {
                 let g = self.ids[r];
                 if self.ranked.len() <= g {
@@ -824,18 +798,21 @@ impl Operator for TopN {
                 if let Some(w) = &written {
                     self.written[g] = w.value(r);
                 }
-                let seq = seqs.value(r) as u64;
-                self.seq = self.seq.max(seq);
                 let at = self.arena.push(keys.row(r).as_ref(), full.row(r))?;
                 self.held += 1;
-                let list = &mut self.ranked[g];
-                let before = heap_slots(list);
-                list.push(Ranked { seq, at });
-                self.heap_slots += heap_slots(list) - before;
+                restored.push((g, places.value(r), at));
             }
             let arena = &self.arena;
-            for list in &mut self.ranked {
-                list.sort_by(|a, b| arena.key(a.at).cmp(arena.key(b.at)).then(a.seq.cmp(&b.seq)));
+            restored.sort_by(|a, b| {
+                (a.0.cmp(&b.0))
+                    .then_with(|| arena.key(a.2).cmp(arena.key(b.2)))
+                    .then(a.1.cmp(&b.1))
+            });
+            for (g, _, at) in restored {
+                let list = &mut self.ranked[g];
+                let before = heap_slots(list);
+                list.push(at);
+                self.heap_slots += heap_slots(list) - before;
             }
         }
         Ok(())
@@ -1023,7 +1000,7 @@ mod tests {
             for list in &t.ranked {
                 let cols = t
                     .full_rows
-                    .unpack(list.iter().map(|x| t.arena.row(x.at)))
+                    .unpack(list.iter().map(|x| t.arena.row(*x)))
                     .expect("unpacks");
                 let (k, v) = (cols[0].as_primitive::<Int64Type>(), cols[1].as_primitive::<Int64Type>());
                 held.extend((0..k.len()).map(|i| (k.value(i), v.value(i))));
@@ -1048,7 +1025,7 @@ mod tests {
         // No ranking holds more slots than N; the heap count is their sum.
         assert!(t.ranked.iter().all(|l| l.capacity() <= n.max(1)));
         assert_eq!(t.heap_slots, t.ranked.iter().map(heap_slots).sum::<usize>());
-        let slots: usize = t.ranked.iter().flatten().map(|x| x.at.len()).sum();
+        let slots: usize = t.ranked.iter().flatten().map(|x| x.len()).sum();
         assert_eq!(t.arena.live, slots);
     }
 
