@@ -6,8 +6,9 @@
 //!   the partition and order columns), cut into partitions (`partition`), and the first N of
 //!   each emitted with their row number. Append-only; the buffer is freed.
 //! - *Unwindowed*: each partition keeps its current top N rows: the sort key in Arrow's row
-//!   format (compared as bytes) and the whole row packed ([`crate::state::packed`]: no
-//!   per-value validity bytes or string blocks). The bytes of every ranked row live in one
+//!   format (compared as bytes) and the rest of the row packed ([`crate::state::packed`]: no
+//!   per-value validity bytes or string blocks); an ORDER BY column is kept only in the sort
+//!   key and read back from it. The bytes of every ranked row live in one
 //!   arena of 1 MiB chunks (no allocation per row); a partition holds only slots (16 bytes a
 //!   row), its first inline (a deduplication's partition allocates nothing) and the rest on
 //!   the heap, growing to at most N. Rows pushed out leave dead bytes behind, counted per
@@ -32,7 +33,7 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::compute::{
     SortColumn, concat_batches, lexsort_to_indices, take, take_record_batch,
 };
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
 use smallvec::SmallVec;
 use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
@@ -252,7 +253,11 @@ pub struct TopN {
     /// Slots on the heap over all partitions (beyond each one's inline slot).
     heap_slots: usize,
     sort_rows: RowConverter,
+    /// Packs the input columns that the sort key does not already hold ([`TopN::rest`]).
     full_rows: RowPacker,
+    /// Per input column: `Key(k)` when it is ORDER BY expression k (a plain column, read back
+    /// from the sort key), `Rest(j)` when it is column j of the packed rest.
+    columns: Vec<Held>,
     ids: Vec<usize>,
     /// Bytes of the windowed buffers.
     bytes: usize,
@@ -264,6 +269,15 @@ pub struct TopN {
     written: Vec<i64>,
     /// When the TTL last swept the partitions.
     swept_ms: i64,
+}
+
+/// Where an input column of a ranked row is kept.
+#[derive(Debug, Clone, Copy)]
+enum Held {
+    /// ORDER BY expression k: read back from the sort key.
+    Key(usize),
+    /// Column j of the packed rest of the row.
+    Rest(usize),
 }
 
 /// Slots a ranking holds on the heap (none while it fits inline).
@@ -296,9 +310,36 @@ impl TopN {
                 &GroupOrdering::None,
             )?)
         };
+        // An ORDER BY column is stored once, in the sort key, when the row format gives it back
+        // as it was (flat types).
+        let mut columns = vec![];
+        let mut rest = vec![];
+        for (i, f) in spec.input_schema.fields().iter().enumerate() {
+            let in_key = spec.order.iter().position(|o| {
+                o.expr
+                    .downcast_ref::<datafusion::physical_expr::expressions::Column>()
+                    .is_some_and(|c| c.index() == i)
+            });
+            let flat = matches!(
+                f.data_type(),
+                DataType::Boolean
+                    | DataType::Utf8
+                    | DataType::LargeUtf8
+                    | DataType::Binary
+                    | DataType::LargeBinary
+            ) || f.data_type().primitive_width().is_some();
+            match in_key {
+                Some(k) if flat => columns.push(Held::Key(k)),
+                _ => {
+                    columns.push(Held::Rest(rest.len()));
+                    rest.push(f.as_ref().clone());
+                }
+            }
+        }
         Ok(Self {
             sort_rows: RowConverter::new(sort_fields)?,
-            full_rows: RowPacker::new(spec.input_schema.clone())?,
+            full_rows: RowPacker::new(Arc::new(Schema::new(rest)))?,
+            columns,
             spec,
             windows: BTreeMap::new(),
             watermark: Timestamp::MIN,
@@ -368,7 +409,7 @@ impl TopN {
             .map(|o| eval(&o.expr, batch))
             .collect::<Result<Vec<_>>>()?;
         let keys = self.sort_rows.convert_columns(&keys)?;
-        let full = self.full_rows.pack(batch.columns())?;
+        let full = self.full_rows.pack(&self.rest(batch))?;
         self.intern_partitions(batch)?;
         let now = now_ms();
         let expired_before = self.spec.ttl.map(|t| now - t.as_millis() as i64);
@@ -450,9 +491,7 @@ impl TopN {
             }
         }
         if !out_rows.is_empty() {
-            let mut cols = self
-                .full_rows
-                .unpack(out_rows.iter().map(|at| self.arena.row(*at)))?;
+            let mut cols = self.unpack(&out_rows)?;
             cols.push(self.rn_column(rn)?);
             out.emit(changelog::batch_with_ops(
                 self.spec.output_schema.clone(),
@@ -528,6 +567,37 @@ impl TopN {
             self.written = times;
         }
         Ok(())
+    }
+
+    /// The input columns of `batch` that are packed (not held by the sort key).
+    fn rest(&self, batch: &RecordBatch) -> Vec<ArrayRef> {
+        (self.columns.iter().zip(batch.columns()))
+            .filter(|(h, _)| matches!(h, Held::Rest(_)))
+            .map(|(_, c)| c.clone())
+            .collect()
+    }
+
+    /// The input columns of the rows at `slots`: the packed ones, and those read back from
+    /// the sort key.
+    fn unpack(&self, slots: &[Slot]) -> Result<Vec<ArrayRef>> {
+        let rest = self
+            .full_rows
+            .unpack(slots.iter().map(|at| self.arena.row(*at)))?;
+        let keys = if self.columns.iter().any(|h| matches!(h, Held::Key(_))) {
+            let parser = self.sort_rows.parser();
+            self.sort_rows
+                .convert_rows(slots.iter().map(|at| parser.parse(self.arena.key(*at))))?
+        } else {
+            vec![]
+        };
+        Ok(self
+            .columns
+            .iter()
+            .map(|h| match h {
+                Held::Key(k) => keys[*k].clone(),
+                Held::Rest(j) => rest[*j].clone(),
+            })
+            .collect())
     }
 
     /// The partition of each row of `batch`, into `self.ids`.
@@ -692,9 +762,7 @@ impl Operator for TopN {
         }
         let mut written = Some(written);
         if !rows.is_empty() {
-            let cols = self
-                .full_rows
-                .unpack(rows.iter().map(|at| self.arena.row(*at)))?;
+            let cols = self.unpack(&rows)?;
             parts.push((
                 RecordBatch::try_new(self.spec.input_schema.clone(), cols)?,
                 places,
@@ -786,7 +854,7 @@ impl Operator for TopN {
                 .map(|o| eval(&o.expr, &rows))
                 .collect::<Result<Vec<_>>>()?;
             let keys = self.sort_rows.convert_columns(&keys)?;
-            let full = self.full_rows.pack(rows.columns())?;
+            let full = self.full_rows.pack(&self.rest(&rows))?;
             self.intern_partitions(&rows)?;
             let mut restored: Vec<(usize, i64, Slot)> = Vec::with_capacity(rows.num_rows());
             for r in 0..rows.num_rows() {
@@ -998,10 +1066,7 @@ mod tests {
             // Every ranked row still reads back as what the changelog says it is.
             let mut held: Vec<(i64, i64)> = vec![];
             for list in &t.ranked {
-                let cols = t
-                    .full_rows
-                    .unpack(list.iter().map(|x| t.arena.row(*x)))
-                    .expect("unpacks");
+                let cols = t.unpack(list).expect("unpacks");
                 let (k, v) = (cols[0].as_primitive::<Int64Type>(), cols[1].as_primitive::<Int64Type>());
                 held.extend((0..k.len()).map(|i| (k.value(i), v.value(i))));
             }
