@@ -35,10 +35,10 @@ use datafusion::arrow::compute::{
 };
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
-use smallvec::SmallVec;
 use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
+use smallvec::SmallVec;
 
 use super::{Emitter, Operator, StateSnapshot, eval, split_by_time};
 use crate::Result;
@@ -1067,7 +1067,10 @@ mod tests {
             let mut held: Vec<(i64, i64)> = vec![];
             for list in &t.ranked {
                 let cols = t.unpack(list).expect("unpacks");
-                let (k, v) = (cols[0].as_primitive::<Int64Type>(), cols[1].as_primitive::<Int64Type>());
+                let (k, v) = (
+                    cols[0].as_primitive::<Int64Type>(),
+                    cols[1].as_primitive::<Int64Type>(),
+                );
                 held.extend((0..k.len()).map(|i| (k.value(i), v.value(i))));
             }
             held.sort_unstable();

@@ -127,7 +127,9 @@ impl RowPacker {
         for ((c, kind), nulls) in columns.iter().zip(kinds).zip(&nulls) {
             let valid = |r: usize| nulls.as_ref().is_none_or(|n| n.is_valid(r));
             match kind {
-                Kind::Fixed(w) => (0..rows).for_each(|r| offsets[r] += if valid(r) { *w } else { 0 }),
+                Kind::Fixed(w) => {
+                    (0..rows).for_each(|r| offsets[r] += if valid(r) { *w } else { 0 })
+                }
                 Kind::Bool => (0..rows).for_each(|r| offsets[r] += usize::from(valid(r))),
                 Kind::Var(v) => {
                     let value = var_values(c, *v);
@@ -187,7 +189,10 @@ impl RowPacker {
     }
 
     /// The columns of `rows` (each packed by this packer), in order.
-    pub(crate) fn unpack<'a>(&self, rows: impl IntoIterator<Item = &'a [u8]>) -> Result<Vec<ArrayRef>> {
+    pub(crate) fn unpack<'a>(
+        &self,
+        rows: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<Vec<ArrayRef>> {
         let kinds = match &self.codec {
             Codec::Packed(kinds) => kinds,
             Codec::Rows(conv) => {
@@ -232,7 +237,10 @@ impl RowPacker {
                             values.append(false);
                         }
                     }
-                    Arc::new(datafusion::arrow::array::BooleanArray::new(values.finish(), nulls))
+                    Arc::new(datafusion::arrow::array::BooleanArray::new(
+                        values.finish(),
+                        nulls,
+                    ))
                 }
                 Kind::Var(v) => {
                     let mut values: Vec<Option<&[u8]>> = Vec::with_capacity(rows.len());
@@ -323,7 +331,9 @@ fn var_array(v: Var, values: &[Option<&[u8]>]) -> Result<ArrayRef> {
                 .iter()
                 .map(|b| b.map(|b| std::str::from_utf8(b)).transpose())
                 .collect::<std::result::Result<Vec<Option<&str>>, _>>()
-                .map_err(|e| crate::Error::Plan(format!("a packed state string is not UTF-8: {e}")));
+                .map_err(|e| {
+                    crate::Error::Plan(format!("a packed state string is not UTF-8: {e}"))
+                });
             let strs = strs?;
             match v {
                 Var::Utf8 => {
@@ -400,9 +410,27 @@ mod tests {
     fn every_packed_type_round_trips_with_nulls_and_offsets() {
         let long = "x".repeat(70_000);
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(Int64Array::from(vec![Some(1), None, Some(-3), Some(i64::MAX), None])),
-            Arc::new(Int8Array::from(vec![None, Some(-1), Some(2), None, Some(127)])),
-            Arc::new(BooleanArray::from(vec![Some(true), Some(false), None, Some(true), None])),
+            Arc::new(Int64Array::from(vec![
+                Some(1),
+                None,
+                Some(-3),
+                Some(i64::MAX),
+                None,
+            ])),
+            Arc::new(Int8Array::from(vec![
+                None,
+                Some(-1),
+                Some(2),
+                None,
+                Some(127),
+            ])),
+            Arc::new(BooleanArray::from(vec![
+                Some(true),
+                Some(false),
+                None,
+                Some(true),
+                None,
+            ])),
             Arc::new(StringArray::from(vec![
                 Some("a"),
                 None,
@@ -410,7 +438,13 @@ mod tests {
                 Some("https://www.nexmark.com/abcde/fghij/klmno/item.htm?query=1&channel_id=7"),
                 Some(long.as_str()),
             ])),
-            Arc::new(LargeStringArray::from(vec![Some("é"), Some("b"), None, None, Some("")])),
+            Arc::new(LargeStringArray::from(vec![
+                Some("é"),
+                Some("b"),
+                None,
+                None,
+                Some(""),
+            ])),
             Arc::new(StringViewArray::from(vec![
                 Some("a string longer than twelve bytes"),
                 Some("short"),
@@ -436,8 +470,14 @@ mod tests {
             ),
             Arc::new(
                 FixedSizeBinaryArray::try_from_sparse_iter_with_size(
-                    vec![Some(vec![1u8, 2]), None, Some(vec![3, 4]), Some(vec![5, 6]), None]
-                        .into_iter(),
+                    vec![
+                        Some(vec![1u8, 2]),
+                        None,
+                        Some(vec![3, 4]),
+                        Some(vec![5, 6]),
+                        None,
+                    ]
+                    .into_iter(),
                     2,
                 )
                 .expect("fixed"),
@@ -460,13 +500,26 @@ mod tests {
             Field::new("a", DataType::Int64, true),
             Field::new("u", DataType::Utf8, true),
         ]));
-        let packed = RowPacker::new(schema).expect("packer").pack(&columns).expect("packs");
+        let packed = RowPacker::new(schema)
+            .expect("packer")
+            .pack(&columns)
+            .expect("packs");
         assert_eq!(packed.row(0).len(), 1 + 8 + 1 + url.len());
     }
 
     #[test]
     fn varints_round_trip_and_reject_cut_short_bytes() {
-        for n in [0usize, 1, 127, 128, 300, 16_383, 16_384, u32::MAX as usize, usize::MAX] {
+        for n in [
+            0usize,
+            1,
+            127,
+            128,
+            300,
+            16_383,
+            16_384,
+            u32::MAX as usize,
+            usize::MAX,
+        ] {
             let mut bytes = vec![0u8; 10];
             let end = put_varint(&mut bytes, 0, n);
             assert_eq!(end, varint_len(n), "{n}");
