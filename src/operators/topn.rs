@@ -265,7 +265,8 @@ pub struct TopN {
     arena: Arena,
     /// Ranked rows held over all partitions.
     held: usize,
-    /// Per partition: when its ranking was last written (wall clock, ms), for the TTL.
+    /// Per partition: when its ranking was last written (wall clock, ms), for the TTL (empty
+    /// without one).
     written: Vec<i64>,
     /// When the TTL last swept the partitions.
     swept_ms: i64,
@@ -421,7 +422,9 @@ impl TopN {
             let g = self.ids[r];
             if self.ranked.len() <= g {
                 self.ranked.resize_with(g + 1, Ranking::new);
-                self.written.resize(g + 1, now);
+                if self.spec.ttl.is_some() {
+                    self.written.resize(g + 1, now);
+                }
             }
             // Expired state is never used, swept or not.
             if expired_before.is_some_and(|b| self.written[g] < b) && !self.ranked[g].is_empty() {
@@ -441,7 +444,9 @@ impl TopN {
             if seen.insert(g) {
                 before.push((g, list.clone()));
             }
-            self.written[g] = now;
+            if self.spec.ttl.is_some() {
+                self.written[g] = now;
+            }
             let at = self.arena.push(key.as_ref(), full.row(r))?;
             self.held += 1;
             let list = &mut self.ranked[g];
@@ -752,12 +757,14 @@ impl Operator for TopN {
         }
         let mut places = vec![];
         let mut written = vec![];
+        // Without a TTL no write times are kept: a restore with one starts them here.
+        let taken_at = now_ms();
         let mut rows: Vec<Slot> = vec![];
         for (g, list) in self.ranked.iter().enumerate() {
             for (place, x) in list.iter().enumerate() {
                 rows.push(*x);
                 places.push(place as i64);
-                written.push(self.written.get(g).copied().unwrap_or(0));
+                written.push(self.written.get(g).copied().unwrap_or(taken_at));
             }
         }
         let mut written = Some(written);
@@ -861,9 +868,11 @@ impl Operator for TopN {
                 let g = self.ids[r];
                 if self.ranked.len() <= g {
                     self.ranked.resize_with(g + 1, Ranking::new);
-                    self.written.resize(g + 1, restored_at);
+                    if self.spec.ttl.is_some() {
+                        self.written.resize(g + 1, restored_at);
+                    }
                 }
-                if let Some(w) = &written {
+                if let Some(w) = written.as_ref().filter(|_| self.spec.ttl.is_some()) {
                     self.written[g] = w.value(r);
                 }
                 let at = self.arena.push(keys.row(r).as_ref(), full.row(r))?;

@@ -16,8 +16,8 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayData, ArrayRef, AsArray, BinaryViewBuilder, BooleanBufferBuilder,
-    GenericBinaryBuilder, GenericStringBuilder, StringViewBuilder, make_array,
+    Array, ArrayData, ArrayRef, AsArray, BinaryArray, BinaryViewArray, BooleanBufferBuilder,
+    LargeBinaryArray, LargeStringArray, StringArray, StringViewArray, make_array,
 };
 use datafusion::arrow::buffer::{Buffer, MutableBuffer, NullBuffer};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
@@ -324,50 +324,21 @@ fn var_values<'a>(c: &'a ArrayRef, v: Var) -> Box<dyn Fn(usize) -> &'a [u8] + 'a
 
 /// A string or binary column of `values` (strings are checked to be UTF-8).
 fn var_array(v: Var, values: &[Option<&[u8]>]) -> Result<ArrayRef> {
-    let bytes: usize = values.iter().flatten().map(|b| b.len()).sum();
+    let bytes = values.iter().copied();
+    let text = || {
+        bytes
+            .clone()
+            .map(|b| b.map(std::str::from_utf8).transpose())
+            .collect::<std::result::Result<Vec<Option<&str>>, _>>()
+            .map_err(|e| crate::Error::Plan(format!("a packed state string is not UTF-8: {e}")))
+    };
     Ok(match v {
-        Var::Utf8 | Var::LargeUtf8 | Var::Utf8View => {
-            let strs = values
-                .iter()
-                .map(|b| b.map(|b| std::str::from_utf8(b)).transpose())
-                .collect::<std::result::Result<Vec<Option<&str>>, _>>()
-                .map_err(|e| {
-                    crate::Error::Plan(format!("a packed state string is not UTF-8: {e}"))
-                });
-            let strs = strs?;
-            match v {
-                Var::Utf8 => {
-                    let mut b = GenericStringBuilder::<i32>::with_capacity(values.len(), bytes);
-                    strs.iter().for_each(|s| b.append_option(*s));
-                    Arc::new(b.finish())
-                }
-                Var::LargeUtf8 => {
-                    let mut b = GenericStringBuilder::<i64>::with_capacity(values.len(), bytes);
-                    strs.iter().for_each(|s| b.append_option(*s));
-                    Arc::new(b.finish())
-                }
-                _ => {
-                    let mut b = StringViewBuilder::with_capacity(values.len());
-                    strs.iter().for_each(|s| b.append_option(*s));
-                    Arc::new(b.finish())
-                }
-            }
-        }
-        Var::Binary => {
-            let mut b = GenericBinaryBuilder::<i32>::with_capacity(values.len(), bytes);
-            values.iter().for_each(|s| b.append_option(*s));
-            Arc::new(b.finish())
-        }
-        Var::LargeBinary => {
-            let mut b = GenericBinaryBuilder::<i64>::with_capacity(values.len(), bytes);
-            values.iter().for_each(|s| b.append_option(*s));
-            Arc::new(b.finish())
-        }
-        Var::BinaryView => {
-            let mut b = BinaryViewBuilder::with_capacity(values.len());
-            values.iter().for_each(|s| b.append_option(*s));
-            Arc::new(b.finish())
-        }
+        Var::Utf8 => Arc::new(StringArray::from_iter(text()?)),
+        Var::LargeUtf8 => Arc::new(LargeStringArray::from_iter(text()?)),
+        Var::Utf8View => Arc::new(StringViewArray::from_iter(text()?)),
+        Var::Binary => Arc::new(BinaryArray::from_iter(bytes)),
+        Var::LargeBinary => Arc::new(LargeBinaryArray::from_iter(bytes)),
+        Var::BinaryView => Arc::new(BinaryViewArray::from_iter(bytes)),
     })
 }
 
@@ -375,8 +346,8 @@ fn var_array(v: Var, values: &[Option<&[u8]>]) -> Result<ArrayRef> {
 mod tests {
     use super::*;
     use datafusion::arrow::array::{
-        BinaryArray, BooleanArray, Decimal128Array, FixedSizeBinaryArray, Int8Array, Int64Array,
-        LargeStringArray, ListArray, StringArray, StringViewArray, TimestampMillisecondArray,
+        BooleanArray, Decimal128Array, FixedSizeBinaryArray, Int8Array, Int64Array, ListArray,
+        TimestampMillisecondArray,
     };
     use datafusion::arrow::datatypes::{Field, Int32Type, Schema};
 
@@ -457,6 +428,20 @@ mod tests {
                 None,
                 Some(&b""[..]),
                 Some(&b"z"[..]),
+                None,
+            ])),
+            Arc::new(LargeBinaryArray::from(vec![
+                None,
+                Some(&b"\x01"[..]),
+                Some(&b""[..]),
+                None,
+                Some(&b"\xfe\xfd"[..]),
+            ])),
+            Arc::new(BinaryViewArray::from(vec![
+                Some(&b"a binary longer than twelve bytes"[..]),
+                None,
+                Some(&b""[..]),
+                Some(&b"\xff"[..]),
                 None,
             ])),
             Arc::new(
