@@ -977,7 +977,7 @@ impl Engine {
             }) {
                 env.parallelism = n;
             }
-            let shards = open_source(table, &env)?;
+            let shards = open_source(&table, &env)?;
             if checkpointing.is_some() {
                 for shard in &shards {
                     shard.check_replayable().map_err(|e| match e {
@@ -989,7 +989,7 @@ impl Engine {
                 }
             }
             let idle_advance_ms = if table.connector() == "http"
-                && crate::connectors::bool_option(table, "scan.watermark.idle-advance", false)?
+                && crate::connectors::bool_option(&table, "scan.watermark.idle-advance", false)?
             {
                 let Some(wm) = &table.def.watermark else {
                     return plan_err!(

@@ -47,14 +47,23 @@ impl Pipeline {
             .collect()
     }
 
-    /// The source tables of every flow, each once (a table read by several is read once).
-    pub fn sources(&self) -> Vec<&Table> {
-        let mut seen = std::collections::HashSet::new();
-        self.roots()
-            .into_iter()
-            .flat_map(|(_, f)| f.sources())
-            .filter(|t| seen.insert(t.def.name.clone()))
-            .collect()
+    /// The source tables of every flow, each once (a table read by several is read once), with
+    /// the columns read by any of its scans ([`Table::read`]: every column if one scan reads all).
+    pub fn sources(&self) -> Vec<Table> {
+        let mut out: Vec<Table> = vec![];
+        for t in self.roots().into_iter().flat_map(|(_, f)| f.sources()) {
+            let Some(seen) = out.iter_mut().find(|s| s.def.name == t.def.name) else {
+                out.push(t.clone());
+                continue;
+            };
+            seen.read = match (&seen.read, &t.read) {
+                (Some(a), Some(b)) if a.len() == b.len() => {
+                    Some(a.iter().zip(b.iter()).map(|(x, y)| *x || *y).collect())
+                }
+                _ => None,
+            };
+        }
+        out
     }
 
     /// Whether every operator's state can be checkpointed.

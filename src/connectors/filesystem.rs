@@ -35,6 +35,18 @@ enum Reader {
     Parquet(ParquetReader),
 }
 
+impl Reader {
+    /// Decode only the columns the job reads ([`crate::format::ReadColumns`]).
+    fn reading(self, table: &Table) -> Result<Self> {
+        let read = crate::format::ReadColumns::of(table);
+        Ok(match self {
+            Reader::Json(r) => Reader::Json(r.reading(read)?),
+            Reader::Csv(r) => Reader::Csv(r.reading(read)?),
+            Reader::Parquet(r) => Reader::Parquet(r.reading(read)),
+        })
+    }
+}
+
 /// One file.
 pub struct FileShard {
     path: PathBuf,
@@ -216,7 +228,7 @@ fn make_reader(
     f: &Path,
     follow: bool,
 ) -> Result<Reader> {
-    Ok(match format {
+    match format {
         "json" | "debezium-json" => {
             let policy = ErrorPolicy::from_table(table, "json", env.metrics.clone())?;
             let open = if format == "json" {
@@ -240,7 +252,8 @@ fn make_reader(
         }
         "parquet" => Reader::Parquet(ParquetReader::new(f.to_path_buf(), table.physical.clone())),
         other => return not_supported!("format '{other}' (json, debezium-json, csv, parquet)"),
-    })
+    }
+    .reading(table)
 }
 
 /// A reader of one object's bytes (`name` names it in messages).
@@ -251,7 +264,7 @@ fn make_object_reader(
     name: PathBuf,
     bytes: bytes::Bytes,
 ) -> Result<Reader> {
-    Ok(match format {
+    match format {
         "json" | "debezium-json" => {
             let policy = ErrorPolicy::from_table(table, "json", env.metrics.clone())?;
             let open = if format == "json" {
@@ -286,7 +299,8 @@ fn make_object_reader(
             table.physical.clone(),
         )),
         other => return not_supported!("format '{other}' (json, debezium-json, csv, parquet)"),
-    })
+    }
+    .reading(table)
 }
 
 fn csv_delimiter(table: &Table) -> Result<u8> {

@@ -251,6 +251,11 @@ pub struct Generator {
     shard: u64,
     base: i64,
     started: Instant,
+    /// Generated columns (bit i: column i of [`Kind::schema`]) that no query reads: their
+    /// strings are not built and the column is NULL. The random draws stay the same.
+    unread: u32,
+    /// The generated batches' schema: [`Kind::schema`], unread columns nullable.
+    schema: SchemaRef,
 }
 
 fn last_person(n: u64) -> i64 {
@@ -300,6 +305,35 @@ impl Generator {
             config,
             base,
             started: Instant::now(),
+            unread: 0,
+            schema: kind.schema(),
+        }
+    }
+
+    /// Leave the string columns that `read` (one flag per generated column) marks as unread
+    /// NULL instead of building them.
+    pub(crate) fn with_read(mut self, read: &[bool]) -> Self {
+        self.unread = (read.iter().enumerate())
+            .filter(|(i, r)| !**r && *i < 32)
+            .fold(0, |m, (i, _)| m | (1 << i));
+        let fields: Vec<Field> = (self.kind.schema().fields().iter().enumerate())
+            .map(|(i, f)| f.as_ref().clone().with_nullable(!self.builds(i)))
+            .collect();
+        self.schema = Arc::new(Schema::new(fields));
+        self
+    }
+
+    /// Whether generated column `i` is built.
+    fn builds(&self, i: usize) -> bool {
+        self.unread & (1 << i) == 0
+    }
+
+    /// Generated string column `i`: its builder's strings, or NULLs when it is not built.
+    fn strings(&self, i: usize, mut b: StringBuilder, rows: usize) -> ArrayRef {
+        if self.builds(i) {
+            Arc::new(b.finish())
+        } else {
+            datafusion::arrow::array::new_null_array(&DataType::Utf8, rows)
         }
     }
 
@@ -390,22 +424,30 @@ impl Generator {
                 let i = rng.below(CHANNELS as u64) as usize;
                 (self.text.channels[i].as_str(), self.text.urls[i].as_str())
             };
-            channel.append_value(ch);
-            url.append_value(u);
+            if self.builds(3) {
+                channel.append_value(ch);
+            }
+            if self.builds(4) {
+                url.append_value(u);
+            }
             let size = 32 + ch.len() + u.len();
             let want = 100usize.saturating_sub(size) + rng.below(20) as usize;
-            extra.append_value(self.text.padding(&mut rng, want));
+            let pad = self.text.padding(&mut rng, want);
+            if self.builds(6) {
+                extra.append_value(pad);
+            }
         }
+        let rows = times.len();
         let cols: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from(auction)),
             Arc::new(Int64Array::from(bidder)),
             Arc::new(Int64Array::from(price_col)),
-            Arc::new(channel.finish()),
-            Arc::new(url.finish()),
+            self.strings(3, channel, rows),
+            self.strings(4, url, rows),
             Arc::new(TimestampMillisecondArray::from(times)),
-            Arc::new(extra.finish()),
+            self.strings(6, extra, rows),
         ];
-        Ok(RecordBatch::try_new(Kind::Bid.schema(), cols)?)
+        Ok(RecordBatch::try_new(self.schema.clone(), cols)?)
     }
 
     fn auctions(&self, start: u64, end: u64) -> Result<RecordBatch> {
@@ -436,24 +478,34 @@ impl Generator {
             };
             seller.push(FIRST_ID + s.min(last_p));
             category.push(10 + rng.below(5) as i64);
-            item.append_value(self.text.padding(&mut rng, 20));
-            desc.append_value(self.text.padding(&mut rng, 100));
+            let text = self.text.padding(&mut rng, 20);
+            if self.builds(1) {
+                item.append_value(text);
+            }
+            let text = self.text.padding(&mut rng, 100);
+            if self.builds(2) {
+                desc.append_value(text);
+            }
             let want = 500 - 200 + rng.below(40) as usize;
-            extra.append_value(self.text.padding(&mut rng, want));
+            let text = self.text.padding(&mut rng, want);
+            if self.builds(9) {
+                extra.append_value(text);
+            }
         }
+        let rows = times.len();
         let cols: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from(id)),
-            Arc::new(item.finish()),
-            Arc::new(desc.finish()),
+            self.strings(1, item, rows),
+            self.strings(2, desc, rows),
             Arc::new(Int64Array::from(initial)),
             Arc::new(Int64Array::from(reserve)),
             Arc::new(TimestampMillisecondArray::from(times)),
             Arc::new(TimestampMillisecondArray::from(expires)),
             Arc::new(Int64Array::from(seller)),
             Arc::new(Int64Array::from(category)),
-            Arc::new(extra.finish()),
+            self.strings(9, extra, rows),
         ];
-        Ok(RecordBatch::try_new(Kind::Auction.schema(), cols)?)
+        Ok(RecordBatch::try_new(self.schema.clone(), cols)?)
     }
 
     fn people(&self, start: u64, end: u64) -> Result<RecordBatch> {
@@ -474,34 +526,52 @@ impl Generator {
             times.push(self.time(n));
             let first = FIRST_NAMES[rng.below(FIRST_NAMES.len() as u64) as usize];
             let last = LAST_NAMES[rng.below(LAST_NAMES.len() as u64) as usize];
-            name.append_value(format!("{first} {last}"));
+            if self.builds(1) {
+                name.append_value(format!("{first} {last}"));
+            }
             let user = self.text.padding(&mut rng, 7);
             let host = self.text.padding(&mut rng, 5);
-            email.append_value(format!("{user}@{host}.com"));
+            if self.builds(2) {
+                email.append_value(format!("{user}@{host}.com"));
+            }
             let digits = rng.next();
-            card.append_value(format!(
-                "{:04} {:04} {:04} {:04}",
-                digits % 10_000,
-                (digits >> 16) % 10_000,
-                (digits >> 32) % 10_000,
-                (digits >> 48) % 10_000
-            ));
-            city.append_value(CITIES[rng.below(CITIES.len() as u64) as usize]);
-            state.append_value(STATES[rng.below(STATES.len() as u64) as usize]);
+            if self.builds(3) {
+                card.append_value(format!(
+                    "{:04} {:04} {:04} {:04}",
+                    digits % 10_000,
+                    (digits >> 16) % 10_000,
+                    (digits >> 32) % 10_000,
+                    (digits >> 48) % 10_000
+                ));
+            }
+            let (c, st) = (
+                CITIES[rng.below(CITIES.len() as u64) as usize],
+                STATES[rng.below(STATES.len() as u64) as usize],
+            );
+            if self.builds(4) {
+                city.append_value(c);
+            }
+            if self.builds(5) {
+                state.append_value(st);
+            }
             let want = 200 - 90 + rng.below(20) as usize;
-            extra.append_value(self.text.padding(&mut rng, want));
+            let text = self.text.padding(&mut rng, want);
+            if self.builds(7) {
+                extra.append_value(text);
+            }
         }
+        let rows = times.len();
         let cols: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from(id)),
-            Arc::new(name.finish()),
-            Arc::new(email.finish()),
-            Arc::new(card.finish()),
-            Arc::new(city.finish()),
-            Arc::new(state.finish()),
+            self.strings(1, name, rows),
+            self.strings(2, email, rows),
+            self.strings(3, card, rows),
+            self.strings(4, city, rows),
+            self.strings(5, state, rows),
             Arc::new(TimestampMillisecondArray::from(times)),
-            Arc::new(extra.finish()),
+            self.strings(7, extra, rows),
         ];
-        Ok(RecordBatch::try_new(Kind::Person.schema(), cols)?)
+        Ok(RecordBatch::try_new(self.schema.clone(), cols)?)
     }
 }
 
@@ -658,11 +728,17 @@ pub fn open(table: &Table, default_shards: usize) -> Result<Vec<Box<dyn SourceSh
         };
         projection.push(i);
     }
+    // A generated column is built when a declared column that reads it is read.
+    let mut read = vec![false; full.fields().len()];
+    for (declared, generated) in projection.iter().enumerate() {
+        read[*generated] |= table.reads_column(declared);
+    }
     let text = Arc::new(Text::new());
     Ok((0..config.shards)
         .map(|s| {
             Box::new(NexmarkShard {
-                generator: Generator::with_text(kind, config.clone(), s, text.clone()),
+                generator: Generator::with_text(kind, config.clone(), s, text.clone())
+                    .with_read(&read),
                 projection: projection.clone(),
                 schema: table.physical.clone(),
             }) as Box<dyn SourceShard>
@@ -701,6 +777,34 @@ mod tests {
             .next_batch()
             .unwrap();
         assert_eq!(a, b);
+    }
+
+    /// Columns left unread are NULL; every other column is what a full generation gives (the
+    /// random draws do not depend on what is built).
+    #[test]
+    fn unread_columns_are_null_and_the_rest_unchanged() {
+        for kind in [Kind::Bid, Kind::Auction, Kind::Person] {
+            let width = kind.schema().fields().len();
+            for skip in 0..width {
+                let read: Vec<bool> = (0..width).map(|i| i % 2 == skip % 2 || i == 0).collect();
+                let mut full = Generator::new(kind, cfg(5000), 0);
+                let mut part = Generator::new(kind, cfg(5000), 0).with_read(&read);
+                while let Some(f) = full.next_batch().unwrap() {
+                    let p = part.next_batch().unwrap().expect("as many batches");
+                    assert_eq!(f.num_rows(), p.num_rows());
+                    for (i, r) in read.iter().enumerate() {
+                        let (fc, pc) = (f.column(i), p.column(i));
+                        let string = fc.data_type() == &DataType::Utf8;
+                        if *r || !string {
+                            assert_eq!(fc, pc, "{kind:?} column {i}");
+                        } else {
+                            assert_eq!(pc.null_count(), p.num_rows(), "{kind:?} column {i}");
+                        }
+                    }
+                }
+                assert!(part.next_batch().unwrap().is_none());
+            }
+        }
     }
 
     #[test]

@@ -19,15 +19,31 @@ use crate::error::Context;
 pub(crate) struct CsvDecoder {
     schema: SchemaRef,
     delimiter: u8,
+    /// The columns decoded (indices into `schema`); None: all.
+    projection: Option<Vec<usize>>,
     decoder: Decoder,
 }
 
 impl CsvDecoder {
-    fn build(schema: &SchemaRef, delimiter: u8) -> Decoder {
-        ReaderBuilder::new(schema.clone())
+    fn new(schema: SchemaRef, delimiter: u8, read: Option<&super::ReadColumns>) -> Self {
+        let projection = read.map(|r| (0..schema.fields().len()).filter(|i| r.reads(*i)).collect());
+        Self {
+            decoder: Self::build(&schema, delimiter, &projection),
+            schema,
+            delimiter,
+            projection,
+        }
+    }
+
+    fn build(schema: &SchemaRef, delimiter: u8, projection: &Option<Vec<usize>>) -> Decoder {
+        let builder = ReaderBuilder::new(schema.clone())
             .with_delimiter(delimiter)
-            .with_batch_size(BATCH_ROWS)
-            .build_decoder()
+            .with_batch_size(BATCH_ROWS);
+        match projection {
+            Some(p) => builder.with_projection(p.clone()),
+            None => builder,
+        }
+        .build_decoder()
     }
 }
 
@@ -36,26 +52,25 @@ impl BlockDecoder for CsvDecoder {
         let mut out = Vec::new();
         let mut off = 0;
         loop {
+            // The decoder stops at a full batch: flush it and go on with the rest.
             let n = self.decoder.decode(&bytes[off..])?;
             off += n;
-            if n == 0 || off >= bytes.len() {
+            let full = self.decoder.capacity() == 0;
+            if full || n == 0 || off >= bytes.len() {
                 match self.decoder.flush()? {
                     Some(b) if b.num_rows() > 0 => out.push(b),
                     _ => {}
                 }
-                if off >= bytes.len() {
-                    break;
-                }
-                if n == 0 && self.decoder.capacity() > 0 {
-                    break;
-                }
+            }
+            if off >= bytes.len() || (n == 0 && !full) {
+                break;
             }
         }
         Ok(out)
     }
 
     fn reset(&mut self) -> Result<()> {
-        self.decoder = Self::build(&self.schema, self.delimiter);
+        self.decoder = Self::build(&self.schema, self.delimiter, &self.projection);
         Ok(())
     }
 
@@ -63,13 +78,17 @@ impl BlockDecoder for CsvDecoder {
         Ok(Self {
             schema: self.schema.clone(),
             delimiter: self.delimiter,
-            decoder: Self::build(&self.schema, self.delimiter),
+            projection: self.projection.clone(),
+            decoder: Self::build(&self.schema, self.delimiter, &self.projection),
         })
     }
 }
 
 /// A CSV file reader.
-pub struct CsvReader(LineReader<CsvDecoder>);
+pub struct CsvReader(
+    LineReader<CsvDecoder>,
+    Option<(SchemaRef, super::ReadColumns)>,
+);
 
 fn first_line_is_header(path: &Path, schema: &SchemaRef, delimiter: u8) -> Result<bool> {
     let f = std::fs::File::open(path).context(|| format!("opening {}", path.display()))?;
@@ -103,14 +122,22 @@ impl CsvReader {
         policy: ErrorPolicy,
     ) -> Result<Self> {
         let header = first_line_is_header(&path, &schema, delimiter)?;
-        let decoder = CsvDecoder {
-            decoder: CsvDecoder::build(&schema, delimiter),
-            schema,
-            delimiter,
-        };
+        let decoder = CsvDecoder::new(schema, delimiter, None);
         Ok(Self(
             LineReader::new(path, decoder, policy).with_header_check(header),
+            None,
         ))
+    }
+
+    /// Decode only the columns in `read` (the others are NULL, and not checked).
+    pub(crate) fn reading(self, read: Option<super::ReadColumns>) -> Result<Self> {
+        let Some(read) = read else { return Ok(self) };
+        let mut schema = None;
+        let lines = self.0.remake_decoder(|d| {
+            schema = Some(d.schema.clone());
+            Ok(CsvDecoder::new(d.schema.clone(), d.delimiter, Some(&read)))
+        })?;
+        Ok(Self(lines, schema.map(|s| (s, read))))
     }
 
     /// Read `bytes` (an object, named `name` in messages) as rows of `schema`.
@@ -126,26 +153,23 @@ impl CsvReader {
             .position(|b| *b == b'\n')
             .unwrap_or(bytes.len());
         let header = is_header(&String::from_utf8_lossy(&bytes[..end]), &schema, delimiter);
-        let decoder = CsvDecoder {
-            decoder: CsvDecoder::build(&schema, delimiter),
-            schema,
-            delimiter,
-        };
+        let decoder = CsvDecoder::new(schema, delimiter, None);
         Self(
             LineReader::new(name, decoder, policy)
                 .over_bytes(bytes)
                 .with_header_check(header),
+            None,
         )
     }
 
     /// Keep reading the file as it grows.
     pub fn following(self) -> Self {
-        Self(self.0.following())
+        Self(self.0.following(), self.1)
     }
 
     /// Read a pipe: rows go on as each read brings complete lines.
     pub fn streaming(self) -> Self {
-        Self(self.0.streaming())
+        Self(self.0.streaming(), self.1)
     }
 
     /// The position of the next batch, at a line boundary (see [`super::lines::LinePosition`]).
@@ -160,6 +184,79 @@ impl CsvReader {
 
     /// The next batch, or None at the end.
     pub fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
-        self.0.next()
+        match (self.0.next()?, &self.1) {
+            (Some(b), Some((schema, read))) => Ok(Some(read.widen(schema, &b)?)),
+            (b, _) => Ok(b),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+
+    use super::*;
+    use crate::runtime::JobMetrics;
+
+    /// Every row of a file larger than a batch per block comes out, in order, whether all
+    /// columns are decoded or only some (the others NULL). A block used to give only its
+    /// first batch.
+    #[test]
+    fn every_row_of_every_block_is_read() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("b", DataType::Utf8, true),
+            Field::new("c", DataType::Int64, true),
+        ]));
+        let rows = 50_000i64;
+        let mut text = String::from("a,b,c\n");
+        for i in 0..rows {
+            text.push_str(&format!("{i},s{i},{}\n", i * 2));
+        }
+        let text = bytes::Bytes::from(text);
+        let metrics = Arc::new(JobMetrics::default());
+        for read in [None, Some([true, false, true])] {
+            let mut r = CsvReader::over_bytes(
+                "mem.csv".into(),
+                text.clone(),
+                schema.clone(),
+                b',',
+                ErrorPolicy::lenient(metrics.clone()),
+            );
+            if let Some(read) = read {
+                r = r
+                    .reading(Some(super::super::ReadColumns { read: read.into() }))
+                    .expect("projects");
+            }
+            let (mut a, mut c, mut b_nulls, mut n) = (vec![], vec![], 0, 0);
+            while let Some(batch) = r.next_batch().expect("decodes") {
+                assert_eq!(batch.schema(), schema);
+                a.extend(
+                    batch
+                        .column(0)
+                        .as_primitive::<Int64Type>()
+                        .values()
+                        .iter()
+                        .copied(),
+                );
+                c.extend(
+                    batch
+                        .column(2)
+                        .as_primitive::<Int64Type>()
+                        .values()
+                        .iter()
+                        .copied(),
+                );
+                b_nulls += batch.column(1).null_count();
+                n += batch.num_rows();
+            }
+            assert_eq!(a, (0..rows).collect::<Vec<_>>(), "read {read:?}");
+            assert_eq!(c, (0..rows).map(|i| i * 2).collect::<Vec<_>>());
+            assert_eq!(b_nulls, if read.is_some() { n } else { 0 });
+        }
+        assert_eq!(JobMetrics::get(&metrics.malformed), 0);
     }
 }

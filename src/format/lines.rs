@@ -156,6 +156,13 @@ impl<D: BlockDecoder> LineReader<D> {
         self
     }
 
+    /// Replace the decoder (before anything is read) by one made from it.
+    pub(crate) fn remake_decoder(mut self, f: impl FnOnce(&D) -> Result<D>) -> Result<Self> {
+        self.decoder = f(&self.decoder)?;
+        self.forks.clear();
+        Ok(self)
+    }
+
     /// Every record is one line: checkpoints may fall between the batches of a block.
     pub(crate) fn one_record_per_line(mut self) -> Self {
         self.row_per_line = true;

@@ -39,6 +39,71 @@ pub fn cast_to(
     }
 }
 
+/// The columns of a table a job reads ([`Table::read`]): decoders decode only those, and the
+/// batches they hand on hold NULL in the others.
+#[derive(Clone)]
+pub(crate) struct ReadColumns {
+    /// Flag per column of the full schema.
+    read: Arc<[bool]>,
+}
+
+impl ReadColumns {
+    /// The columns `table` is read for, or None when all are.
+    pub(crate) fn of(table: &Table) -> Option<Self> {
+        let read = table.read.clone()?;
+        (read.len() == table.physical.fields().len() && read.iter().any(|r| *r))
+            .then_some(Self { read })
+    }
+
+    /// Whether column `i` of the full schema is decoded.
+    pub(crate) fn reads(&self, i: usize) -> bool {
+        self.read.get(i).copied().unwrap_or(true)
+    }
+
+    /// `schema` cut to the columns decoded (in order).
+    pub(crate) fn project(
+        &self,
+        schema: &datafusion::arrow::datatypes::SchemaRef,
+    ) -> datafusion::arrow::datatypes::SchemaRef {
+        let fields: Vec<_> = (schema.fields().iter().enumerate())
+            .filter(|(i, _)| self.reads(*i))
+            .map(|(_, f)| f.clone())
+            .collect();
+        Arc::new(datafusion::arrow::datatypes::Schema::new(fields))
+    }
+
+    /// A decoded batch (the columns read, in order) as a batch of `schema`, NULL elsewhere.
+    pub(crate) fn widen(
+        &self,
+        schema: &datafusion::arrow::datatypes::SchemaRef,
+        batch: &datafusion::arrow::record_batch::RecordBatch,
+    ) -> Result<datafusion::arrow::record_batch::RecordBatch> {
+        let mut decoded = batch.columns().iter();
+        let rows = batch.num_rows();
+        let columns = (schema.fields().iter().enumerate())
+            .map(|(i, f)| match self.reads(i) {
+                true => decoded.next().cloned().ok_or_else(|| Error::Execution {
+                    operator: "source".into(),
+                    message: "internal: a decoded batch lacks a column it reads".into(),
+                }),
+                false => Ok(datafusion::arrow::array::new_null_array(
+                    f.data_type(),
+                    rows,
+                )),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let options =
+            datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(rows));
+        Ok(
+            datafusion::arrow::record_batch::RecordBatch::try_new_with_options(
+                schema.clone(),
+                columns,
+                &options,
+            )?,
+        )
+    }
+}
+
 /// How many malformed records are printed on stderr per job.
 const REPORTED: u64 = 5;
 

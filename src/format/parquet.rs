@@ -44,12 +44,14 @@ pub struct ParquetReader {
     /// Rows handed out so far (the checkpoint position), and where a reopen starts.
     rows: u64,
     workers: usize,
+    /// Only these columns are decoded (the others are NULL); None: all.
+    read: Option<super::ReadColumns>,
 }
 
 /// The file's row groups being decoded: one receiver per worker, taken from in group order.
 struct Decode {
-    /// Where each wanted column lands in the projected batches.
-    order: Vec<usize>,
+    /// Where each column of the schema is in the projected batches (None: not read, NULL).
+    order: Vec<Option<usize>>,
     parts: Vec<Receiver<Result<Part>>>,
     /// The group whose batches come next, and how many groups there are.
     group: usize,
@@ -77,6 +79,7 @@ impl ParquetReader {
             decode: None,
             rows: 0,
             workers: default_workers(),
+            read: None,
         }
     }
 
@@ -89,7 +92,14 @@ impl ParquetReader {
             decode: None,
             rows: 0,
             workers: default_workers(),
+            read: None,
         }
+    }
+
+    /// Decode only the columns in `read` (the others are NULL and need not be in the file).
+    pub(crate) fn reading(mut self, read: Option<super::ReadColumns>) -> Self {
+        self.read = read;
+        self
     }
 
     /// Decode with `workers` threads (at least one) instead of one per core up to 8; the rows
@@ -117,7 +127,11 @@ impl ParquetReader {
         let file_schema = meta.schema().clone();
         // Leaf indices of the wanted columns, and where each lands in the projected output.
         let mut wanted = Vec::new();
-        for f in self.schema.fields() {
+        for (i, f) in self.schema.fields().iter().enumerate() {
+            if self.read.as_ref().is_some_and(|r| !r.reads(i)) {
+                wanted.push(None);
+                continue;
+            }
             let Some((idx, _)) = file_schema
                 .fields()
                 .iter()
@@ -130,14 +144,14 @@ impl ParquetReader {
                     f.name()
                 );
             };
-            wanted.push(idx);
+            wanted.push(Some(idx));
         }
-        let mut sorted = wanted.clone();
+        let mut sorted: Vec<usize> = wanted.iter().flatten().copied().collect();
         sorted.sort_unstable();
         let mask = ProjectionMask::roots(meta.parquet_schema(), sorted.iter().copied());
         let order = wanted
             .iter()
-            .map(|w| sorted.iter().position(|s| s == w).unwrap_or(0))
+            .map(|w| w.map(|w| sorted.iter().position(|s| *s == w).unwrap_or(0)))
             .collect();
         // The group holding the first row not handed out yet, and the rows to skip in it.
         let sizes: Vec<u64> = meta
@@ -222,11 +236,18 @@ impl ParquetReader {
             }
         };
         self.rows += batch.num_rows() as u64;
+        let rows = batch.num_rows();
         let cols = d
             .order
             .iter()
             .zip(self.schema.fields())
-            .map(|(i, f)| super::cast_to(batch.column(*i), f.data_type()))
+            .map(|(i, f)| match i {
+                Some(i) => super::cast_to(batch.column(*i), f.data_type()),
+                None => Ok(datafusion::arrow::array::new_null_array(
+                    f.data_type(),
+                    rows,
+                )),
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(Some(RecordBatch::try_new(self.schema.clone(), cols)?))
     }

@@ -79,6 +79,17 @@ fn flow(s: &mut String, f: &Flow, p: usize, depth: usize, exchange: &str) {
                 opts.join(", ")
             );
             let _ = writeln!(s, "{pad}     shards: {}", shard_note(table));
+            if table.read.is_some() {
+                let read: Vec<&str> = (table.physical.fields().iter().enumerate())
+                    .filter(|(i, _)| table.reads_column(*i))
+                    .map(|(_, f)| f.name().as_str())
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "{pad}     reads: {} (the other columns are not decoded)",
+                    read.join(", ")
+                );
+            }
             for op in ops {
                 let _ = writeln!(s, "{pad}     ├─ [per shard] {op}");
             }

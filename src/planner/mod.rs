@@ -34,7 +34,7 @@ use datafusion::datasource::empty::EmptyTable;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::ExecutionProps;
 use datafusion::execution::context::SessionContext;
-use datafusion::logical_expr::{Aggregate, Expr as DfExpr, LogicalPlan};
+use datafusion::logical_expr::{Aggregate, Expr as DfExpr, LogicalPlan, TableScan};
 use datafusion::physical_expr::expressions::Column as PhysColumn;
 use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
 use datafusion::prelude::SessionConfig;
@@ -133,20 +133,34 @@ struct JoinUse {
     prunable: std::collections::HashSet<usize>,
     /// Every column name an expression of the plan (or of its subqueries) refers to.
     named: std::collections::HashSet<String>,
+    /// The table scans (by address in the plan or in a window TVF's input) whose rows reach a
+    /// projection or an aggregate the same way: their sources need not decode the columns no
+    /// expression names ([`Planner::read_columns`]).
+    scans: std::collections::HashSet<usize>,
 }
 
 impl JoinUse {
-    fn of(plan: &LogicalPlan) -> Self {
+    fn of(plan: &LogicalPlan, windows: &HashMap<String, (WindowTvf, LogicalPlan)>) -> Self {
         let mut u = Self::default();
-        u.visit(plan, false);
+        u.visit(plan, false, windows);
         u
     }
 
     /// `read_by_projection`: the nearest node above that is not a pass-through is a
     /// projection or an aggregate (which name every column they read).
-    fn visit(&mut self, plan: &LogicalPlan, read_by_projection: bool) {
+    fn visit(
+        &mut self,
+        plan: &LogicalPlan,
+        read_by_projection: bool,
+        windows: &HashMap<String, (WindowTvf, LogicalPlan)>,
+    ) {
         use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-        for e in plan.expressions() {
+        // A projection that only passes columns on under their names (`SELECT *`, a window
+        // TVF's `TABLE t`) reads nothing itself when what is above names what it reads.
+        let passes_on = read_by_projection
+            && matches!(plan, LogicalPlan::Projection(p) if p.expr.iter().zip(p.schema.fields())
+                .all(|(e, f)| matches!(e, DfExpr::Column(c) if &c.name == f.name())));
+        for e in plan.expressions().iter().filter(|_| !passes_on) {
             let _ = e.apply(|x| {
                 match x {
                     DfExpr::Column(c) => {
@@ -155,9 +169,9 @@ impl JoinUse {
                     DfExpr::OuterReferenceColumn(_, c) => {
                         self.named.insert(c.name.clone());
                     }
-                    DfExpr::ScalarSubquery(q) => self.visit(&q.subquery, false),
-                    DfExpr::Exists(q) => self.visit(&q.subquery.subquery, false),
-                    DfExpr::InSubquery(q) => self.visit(&q.subquery.subquery, false),
+                    DfExpr::ScalarSubquery(q) => self.visit(&q.subquery, false, windows),
+                    DfExpr::Exists(q) => self.visit(&q.subquery.subquery, false, windows),
+                    DfExpr::InSubquery(q) => self.visit(&q.subquery.subquery, false, windows),
                     _ => {}
                 }
                 Ok(TreeNodeRecursion::Continue)
@@ -177,10 +191,22 @@ impl JoinUse {
             | LogicalPlan::SubqueryAlias(_)
             | LogicalPlan::Window(_) => read_by_projection,
             LogicalPlan::Projection(_) | LogicalPlan::Aggregate(_) => true,
+            LogicalPlan::TableScan(scan) => {
+                // A window TVF passes its input's columns on and reads its time column (and a
+                // session window's partition columns) itself.
+                if let Some((w, input)) = windows.get(scan.table_name.table()) {
+                    self.named.insert(w.time_col.clone());
+                    self.named.extend(w.partition_by.iter().flatten().cloned());
+                    self.visit(input, read_by_projection, windows);
+                } else if read_by_projection {
+                    self.scans.insert(scan as *const TableScan as usize);
+                }
+                false
+            }
             _ => false,
         };
         for input in plan.inputs() {
-            self.visit(input, below);
+            self.visit(input, below, windows);
         }
     }
 }
@@ -441,7 +467,7 @@ impl<'a> Planner<'a> {
             Statement::Query(_) => self.in_session_zone(plan)?,
             _ => plan,
         };
-        self.join_use = JoinUse::of(&plan);
+        self.join_use = JoinUse::of(&plan, &self.windows);
         let stream = self.build(&plan)?;
         self.join_use = JoinUse::default();
         let schema = match &plan {
@@ -595,6 +621,46 @@ impl<'a> Planner<'a> {
         Ok(plan)
     }
 
+    /// The physical columns of `table` that a prunable scan of it reads ([`JoinUse::scans`]):
+    /// those an expression of the plan names, the watermark's column, the key, and the
+    /// inputs of those of its computed columns; NOT NULL and metadata columns are always read.
+    /// None when that is every column, or when whole rows may leave the job (a changelog
+    /// source, a late-data table).
+    fn read_columns(&self, table: &Table) -> Option<Arc<[bool]>> {
+        use datafusion::physical_expr::utils::collect_columns;
+        if table.reads_changelog() || table.option("late-data.table").is_some() {
+            return None;
+        }
+        let physical = table.physical.fields().len();
+        let mut read: Vec<bool> = table
+            .def
+            .columns
+            .iter()
+            .map(|c| !c.nullable || c.metadata.is_some())
+            .collect();
+        if read.len() != physical {
+            return None;
+        }
+        let wm = table.def.watermark.as_ref().map(|w| w.column.as_str());
+        for (j, f) in table.schema.fields().iter().enumerate() {
+            let name = f.name().as_str();
+            if !(self.join_use.named.contains(name)
+                || wm == Some(name)
+                || table.def.primary_key.iter().any(|k| k == name))
+            {
+                continue;
+            }
+            let inputs: Vec<usize> = match table.computed_exprs.get(j) {
+                Some(e) => collect_columns(e).iter().map(|c| c.index()).collect(),
+                None => vec![j],
+            };
+            for i in inputs {
+                *read.get_mut(i)? = true;
+            }
+        }
+        (!read.iter().all(|r| *r)).then(|| read.into())
+    }
+
     fn phys(&self, expr: &DfExpr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
         create_physical_expr(expr, schema, &self.props, &Default::default())
             .context(|| format!("planning expression {expr}"))
@@ -621,7 +687,14 @@ impl<'a> Planner<'a> {
                         "a lookup table (FOR SYSTEM_TIME AS OF) other than as the right side of a JOIN"
                     );
                 }
-                let table = self.catalog.table(name)?.clone();
+                let mut table = self.catalog.table(name)?.clone();
+                if self
+                    .join_use
+                    .scans
+                    .contains(&(scan as *const TableScan as usize))
+                {
+                    table.read = self.read_columns(&table);
+                }
                 let mut ops = vec![];
                 let mut time_attrs = vec![];
                 let updating = table.reads_changelog();

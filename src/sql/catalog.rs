@@ -22,6 +22,9 @@ pub struct Table {
     pub computed_exprs: Vec<Arc<dyn datafusion::physical_expr::PhysicalExpr>>,
     /// The rows of an inline `VALUES` table (connector `values`), evaluated at planning.
     pub values: Option<Arc<datafusion::arrow::record_batch::RecordBatch>>,
+    /// Which physical columns a job reads (set by the planner on its copy of the table; None:
+    /// every column). A source may leave the others NULL instead of decoding them.
+    pub(crate) read: Option<Arc<[bool]>>,
 }
 
 impl Table {
@@ -94,6 +97,7 @@ impl Table {
             physical,
             computed_exprs,
             values: None,
+            read: None,
         })
     }
 
@@ -156,6 +160,13 @@ impl Table {
     /// The value of option `key`, if set.
     pub fn option(&self, key: &str) -> Option<&str> {
         self.def.options.get(key).map(String::as_str)
+    }
+
+    /// Whether physical column `i` is read by the job (see [`Table::read`]).
+    pub(crate) fn reads_column(&self, i: usize) -> bool {
+        self.read
+            .as_ref()
+            .is_none_or(|r| r.get(i).copied().unwrap_or(true))
     }
 
     /// The connector name.
