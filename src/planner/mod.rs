@@ -19,6 +19,7 @@ mod explain;
 pub mod pattern;
 mod relational;
 pub mod rewrite;
+mod shared_exprs;
 mod stateful;
 mod windows;
 
@@ -748,6 +749,12 @@ impl<'a> Planner<'a> {
                 Ok(s)
             }
             LogicalPlan::Projection(p) => {
+                if let LogicalPlan::Filter(f) = p.input.as_ref()
+                    && stateful::window_below(&f.input).is_none()
+                    && let Some(shared) = shared_exprs::share_filter_exprs(p)
+                {
+                    return self.build(&shared);
+                }
                 let mut s = self.build(&p.input)?;
                 let in_schema = p.input.schema();
                 let in_arrow = in_schema.as_arrow();
