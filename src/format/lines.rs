@@ -310,14 +310,15 @@ impl<D: BlockDecoder> LineReader<D> {
         let decoder = &mut self.decoder;
         let forks = &mut self.forks;
         let path = &self.path;
+        let row_per_line = self.row_per_line;
         std::thread::scope(|scope| {
             let others: Vec<_> = rest
                 .iter()
                 .zip(forks.iter_mut())
-                .map(|(block, fork)| scope.spawn(move || decode_one(fork, block)))
+                .map(|(block, fork)| scope.spawn(move || decode_one(fork, block, row_per_line)))
                 .collect();
             let mut results = Vec::with_capacity(blocks.len());
-            results.push(decode_one(decoder, first));
+            results.push(decode_one(decoder, first, row_per_line));
             for handle in others {
                 results.push(handle.join().unwrap_or_else(|_| {
                     Err(crate::Error::Execution {
@@ -414,40 +415,18 @@ impl<D: BlockDecoder> LineReader<D> {
         result: Decoded<'_>,
     ) -> Result<()> {
         match result {
-            Decoded::Whole(batches) => {
+            Decoded::Whole(batches, ends) => {
                 let mut row_offset = 0;
                 let mut lines = None;
-                let ends = if self.row_per_line {
-                    let counts: Vec<usize> = batches
-                        .iter()
-                        .scan(0, |acc, b| {
-                            *acc += b.num_rows();
-                            Some(*acc)
+                let ends: Vec<Option<LinePosition>> = ends
+                    .into_iter()
+                    .map(|e| {
+                        e.map(|(end, newlines)| LinePosition {
+                            offset: block_offset + end as u64,
+                            line: first_line + newlines,
                         })
-                        .collect();
-                    // Only when the records are exactly the non-blank lines (a JSON value
-                    // spread over several lines would shift every position after it).
-                    let records = counts.last().copied().unwrap_or(0);
-                    let lines = block
-                        .split(|b| *b == b'\n')
-                        .filter(|l| l.iter().any(|b| !b.is_ascii_whitespace()))
-                        .count();
-                    let ends = if records == lines {
-                        line_ends(block, &counts)
-                    } else {
-                        vec![None; counts.len()]
-                    };
-                    ends.into_iter()
-                        .map(|e| {
-                            e.map(|(end, newlines)| LinePosition {
-                                offset: block_offset + end as u64,
-                                line: first_line + newlines,
-                            })
-                        })
-                        .collect()
-                } else {
-                    vec![]
-                };
+                    })
+                    .collect();
                 for (j, batch) in batches.into_iter().enumerate() {
                     let pos = ends.get(j).copied().flatten();
                     let n = batch.num_rows();
@@ -502,7 +481,9 @@ impl<D: BlockDecoder> LineReader<D> {
 /// A block decoded: whole, or (when it failed as a whole) its good records, isolated from the
 /// bad ones (not yet reported).
 enum Decoded<'a> {
-    Whole(Vec<RecordBatch>),
+    /// The batches, and (one record per line) where each batch's last line ends in the block
+    /// ([`line_ends`]).
+    Whole(Vec<RecordBatch>, Vec<Option<(usize, u64)>>),
     Isolated {
         good: Vec<RecordBatch>,
         bad: Vec<Bad<'a>>,
@@ -510,9 +491,36 @@ enum Decoded<'a> {
 }
 
 /// Decode one block with `decoder`; runs on a worker thread, so nothing is reported here.
-fn decode_one<'a, D: BlockDecoder>(decoder: &mut D, block: &'a Block) -> Result<Decoded<'a>> {
+/// With `row_per_line`, also where each batch ends in the block (on the worker too: finding the
+/// lines is a pass over the block's bytes).
+fn decode_one<'a, D: BlockDecoder>(
+    decoder: &mut D,
+    block: &'a Block,
+    row_per_line: bool,
+) -> Result<Decoded<'a>> {
     match decoder.decode_block(block.lines()) {
-        Ok(batches) => Ok(Decoded::Whole(batches)),
+        Ok(batches) => {
+            let ends = if row_per_line {
+                let counts: Vec<usize> = batches
+                    .iter()
+                    .scan(0, |acc, b| {
+                        *acc += b.num_rows();
+                        Some(*acc)
+                    })
+                    .collect();
+                // Only when the records are exactly the non-blank lines (a JSON value spread
+                // over several lines would shift every position after it).
+                let (ends, lines) = line_ends(block.lines(), &counts);
+                if counts.last().copied().unwrap_or(0) == lines {
+                    ends
+                } else {
+                    vec![None; counts.len()]
+                }
+            } else {
+                vec![]
+            };
+            Ok(Decoded::Whole(batches, ends))
+        }
         Err(_) => {
             decoder.reset()?;
             let mut isolate = Isolate { decoder };
@@ -689,19 +697,17 @@ fn without_checked<'a, D: BlockDecoder>(
 type Bad<'a> = (u64, String, &'a [u8], bool);
 
 /// For each cumulative count of records (one per non-blank line), the byte offset just past
-/// that record's line and the newlines before that offset; None past the block's records.
-fn line_ends(block: &[u8], counts: &[usize]) -> Vec<Option<(usize, u64)>> {
+/// that record's line and the newlines before that offset (None past the block's records);
+/// and the block's non-blank lines. One pass, lines found with memchr.
+fn line_ends(block: &[u8], counts: &[usize]) -> (Vec<Option<(usize, u64)>>, usize) {
     let mut out = Vec::with_capacity(counts.len());
     let mut want = counts.iter().peekable();
-    let mut seen = 0usize;
-    let mut newlines = 0u64;
-    let mut start = 0usize;
-    while start < block.len() {
-        let Some(&&target) = want.peek() else { break };
-        let end = block[start..]
-            .iter()
-            .position(|b| *b == b'\n')
-            .map_or(block.len(), |p| start + p + 1);
+    let (mut seen, mut newlines, mut start) = (0usize, 0u64, 0usize);
+    let unterminated = (block.last().is_some_and(|b| *b != b'\n')).then_some(block.len());
+    for end in memchr::memchr_iter(b'\n', block)
+        .map(|p| p + 1)
+        .chain(unterminated)
+    {
         let line = &block[start..end];
         newlines += u64::from(line.last() == Some(&b'\n'));
         if line.iter().any(|b| !b.is_ascii_whitespace()) {
@@ -712,16 +718,13 @@ fn line_ends(block: &[u8], counts: &[usize]) -> Vec<Option<(usize, u64)>> {
             want.next();
             out.push(Some((end, newlines)));
         }
-        if seen > target {
-            break;
-        }
     }
     out.resize(counts.len(), None);
-    out
+    (out, seen)
 }
 
 fn bytecount(b: &[u8]) -> u64 {
-    b.iter().filter(|c| **c == b'\n').count() as u64
+    memchr::memchr_iter(b'\n', b).count() as u64
 }
 
 #[cfg(test)]
@@ -731,7 +734,12 @@ mod tests {
     #[test]
     fn line_ends_skip_blank_lines() {
         let block = b"{\"a\":1}\n\n{\"a\":2}\n{\"a\":3}\n";
-        let ends = line_ends(block, &[1, 3]);
+        let (ends, lines) = line_ends(block, &[1, 3]);
         assert_eq!(ends, vec![Some((8, 1)), Some((block.len(), 4))]);
+        assert_eq!(lines, 3);
+        // Past the block's records, and a last line without its newline.
+        let (ends, lines) = line_ends(b"{}\n\n{}", &[1, 2, 3]);
+        assert_eq!(ends, vec![Some((3, 1)), Some((6, 2)), None]);
+        assert_eq!(lines, 2);
     }
 }
