@@ -398,4 +398,51 @@ mod tests {
             &reports[0][..4]
         );
     }
+
+    /// A position taken after any batch (blocks read ahead on other threads) resumes exactly
+    /// at the next row: a reader seeked there reads the rest of the rows, no more, no fewer.
+    #[test]
+    fn every_position_resumes_at_the_next_row() {
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
+        let text: String = (0..30_000i64)
+            .map(|i| format!("{{\"a\": {i}}}\n"))
+            .collect();
+        let text = bytes::Bytes::from(text);
+        let metrics = Arc::new(JobMetrics::default());
+        let reader = || {
+            JsonLinesReader::new(
+                "mem.json".into(),
+                schema.clone(),
+                schema.clone(),
+                crate::format::ErrorPolicy::lenient(metrics.clone()),
+            )
+            .expect("reader")
+            .over_bytes(text.clone())
+            .with_blocks(4096, 2)
+        };
+        let values = |b: &RecordBatch| -> Vec<i64> {
+            b.column(0).as_primitive::<Int64Type>().values().to_vec()
+        };
+        let mut r = reader();
+        let mut seen = 0i64;
+        let mut positions = vec![];
+        while let Some(b) = r.next_batch().expect("decodes") {
+            assert_eq!(values(&b)[0], seen, "in order");
+            seen += b.num_rows() as i64;
+            if let Some(p) = r.position() {
+                positions.push((p, seen));
+            }
+        }
+        assert_eq!(seen, 30_000);
+        assert!(positions.len() > 50, "{} positions", positions.len());
+        for (p, at) in positions.iter().step_by(7) {
+            let mut r = reader();
+            r.seek(*p).expect("seeks");
+            let mut rest = vec![];
+            while let Some(b) = r.next_batch().expect("decodes") {
+                rest.extend(values(&b));
+            }
+            assert_eq!(rest, (*at..30_000).collect::<Vec<_>>(), "from {p:?}");
+        }
+    }
 }

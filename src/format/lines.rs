@@ -27,7 +27,7 @@ use crate::error::Context;
 const BLOCK: usize = 4 << 20;
 
 /// A vectorized decoder of whole lines.
-pub(crate) trait BlockDecoder: Send {
+pub(crate) trait BlockDecoder: Send + 'static {
     /// Decode all records of `bytes` (complete lines); all or nothing.
     fn decode_block(&mut self, bytes: &[u8]) -> Result<Vec<RecordBatch>, ArrowError>;
     /// Forget any partial state after an error.
@@ -80,9 +80,21 @@ pub(crate) struct LineReader<D: BlockDecoder> {
     /// Blocks read and decoded at once (one per core): each on its own thread, with its own
     /// fork of the decoder, then handed on in file order.
     workers: usize,
+    /// Forks of the decoder not decoding a block right now.
     forks: Vec<D>,
+    /// The blocks being decoded, read ahead while the batches before them are handed on.
+    inflight: Option<Round<D>>,
+    /// Where the batches handed on so far end when none is pending: just past the last block
+    /// whose batches went to `pending` (the blocks in flight are not handed on yet).
+    handed: LinePosition,
     /// Bytes per block ([`BLOCK`]; smaller in tests).
     block: usize,
+}
+
+/// Blocks being decoded, each on its own thread, in file order; where the last one ends.
+struct Round<D> {
+    parts: Vec<std::thread::JoinHandle<(D, Block, Result<Decoded<'static>>)>>,
+    end: LinePosition,
 }
 
 /// A block of whole lines read from the file, not decoded yet.
@@ -144,6 +156,8 @@ impl<D: BlockDecoder> LineReader<D> {
                 .map_or(1, |n| n.get())
                 .clamp(1, MAX_WORKERS),
             forks: Vec::new(),
+            inflight: None,
+            handed: LinePosition { offset: 0, line: 1 },
             block: BLOCK,
         }
     }
@@ -160,6 +174,7 @@ impl<D: BlockDecoder> LineReader<D> {
     pub(crate) fn remake_decoder(mut self, f: impl FnOnce(&D) -> Result<D>) -> Result<Self> {
         self.decoder = f(&self.decoder)?;
         self.forks.clear();
+        self.inflight = None;
         Ok(self)
     }
 
@@ -173,10 +188,7 @@ impl<D: BlockDecoder> LineReader<D> {
     /// checkpoint can only name a line boundary).
     pub(crate) fn position(&self) -> Option<LinePosition> {
         if self.pending.is_empty() {
-            return Some(LinePosition {
-                offset: self.offset,
-                line: self.next_line,
-            });
+            return Some(self.handed);
         }
         self.last
     }
@@ -213,9 +225,18 @@ impl<D: BlockDecoder> LineReader<D> {
                 ),
             });
         }
+        // Blocks read ahead are dropped (their threads are waited for: the forks come back).
+        if let Some(round) = self.inflight.take() {
+            for part in round.parts {
+                if let Ok((fork, _, _)) = part.join() {
+                    self.forks.push(fork);
+                }
+            }
+        }
         self.file = Some(reader);
         self.offset = pos.offset;
         self.next_line = pos.line;
+        self.handed = pos;
         self.carry.clear();
         self.pending.clear();
         self.last = None;
@@ -258,24 +279,38 @@ impl<D: BlockDecoder> LineReader<D> {
     }
 
     /// The next batch, or None at the end of the file (when following: at its current end).
+    ///
+    /// A file read to its end (not followed, not a pipe) is read ahead: as soon as a round of
+    /// blocks is decoded, the next round is read and starts decoding while its batches are
+    /// handed on.
     pub(crate) fn next(&mut self) -> Result<Option<RecordBatch>> {
         loop {
             if let Some((b, pos)) = self.pending.pop_front() {
                 self.last = pos;
                 return Ok(Some(b));
             }
+            if let Some(round) = self.inflight.take() {
+                self.finish(round)?;
+                if !(self.stream || self.follow || self.eof) {
+                    self.inflight = self.start()?.0;
+                }
+                continue;
+            }
             if self.eof {
                 return Ok(None);
             }
-            if !self.read_block()? && self.follow {
-                return Ok(None);
+            let (round, read_any) = self.start()?;
+            match round {
+                Some(round) => self.inflight = Some(round),
+                None if self.follow && !read_any => return Ok(None),
+                None => {}
             }
         }
     }
 
-    /// Read and decode the next blocks (one per worker, or one when following a file or
-    /// reading a pipe); false when nothing new was read.
-    fn read_block(&mut self) -> Result<bool> {
+    /// Read the next blocks (one per worker, or one when following a file or reading a pipe)
+    /// and start decoding them; None when no whole line was read, with whether any byte was.
+    fn start(&mut self) -> Result<(Option<Round<D>>, bool)> {
         let want = if self.stream || self.follow {
             1
         } else {
@@ -291,44 +326,47 @@ impl<D: BlockDecoder> LineReader<D> {
                 None => break,
             }
         }
-        let results = self.decode_blocks(&blocks)?;
-        for (block, result) in blocks.iter().zip(results) {
-            self.decoded(block.lines(), block.first_line, block.offset, result)?;
+        if blocks.is_empty() {
+            return Ok((None, read_any));
         }
-        Ok(read_any)
+        let row_per_line = self.row_per_line;
+        let mut parts = Vec::with_capacity(blocks.len());
+        for block in blocks {
+            let mut fork = match self.forks.pop() {
+                Some(f) => f,
+                None => self.decoder.fork()?,
+            };
+            let part = std::thread::Builder::new()
+                .name("weir-decode".into())
+                .spawn(move || {
+                    let decoded = decode_one(&mut fork, &block, row_per_line).map(owned);
+                    (fork, block, decoded)
+                })
+                .context(|| format!("decoding {}", self.path.display()))?;
+            parts.push(part);
+        }
+        let end = LinePosition {
+            offset: self.offset,
+            line: self.next_line,
+        };
+        Ok((Some(Round { parts, end }), read_any))
     }
 
-    /// Decode `blocks` at once, the first with this reader's decoder and each other one on its
-    /// own thread with a fork (a block that fails is isolated there too); in block order.
-    fn decode_blocks<'a>(&mut self, blocks: &'a [Block]) -> Result<Vec<Decoded<'a>>> {
-        let Some((first, rest)) = blocks.split_first() else {
-            return Ok(vec![]);
-        };
-        while self.forks.len() < rest.len() {
-            self.forks.push(self.decoder.fork()?);
+    /// Wait for a round's blocks and hand their batches on, in file order.
+    fn finish(&mut self, round: Round<D>) -> Result<()> {
+        let mut parts = round.parts.into_iter();
+        for part in parts.by_ref() {
+            let Ok((fork, block, decoded)) = part.join() else {
+                return Err(crate::Error::Execution {
+                    operator: "source".into(),
+                    message: format!("a thread decoding {} panicked", self.path.display()),
+                });
+            };
+            self.forks.push(fork);
+            self.decoded(block.lines(), block.first_line, block.offset, decoded?)?;
         }
-        let decoder = &mut self.decoder;
-        let forks = &mut self.forks;
-        let path = &self.path;
-        let row_per_line = self.row_per_line;
-        std::thread::scope(|scope| {
-            let others: Vec<_> = rest
-                .iter()
-                .zip(forks.iter_mut())
-                .map(|(block, fork)| scope.spawn(move || decode_one(fork, block, row_per_line)))
-                .collect();
-            let mut results = Vec::with_capacity(blocks.len());
-            results.push(decode_one(decoder, first, row_per_line));
-            for handle in others {
-                results.push(handle.join().unwrap_or_else(|_| {
-                    Err(crate::Error::Execution {
-                        operator: "source".into(),
-                        message: format!("a thread decoding {} panicked", path.display()),
-                    })
-                }));
-            }
-            results.into_iter().collect()
-        })
+        self.handed = round.end;
+        Ok(())
     }
 
     /// Read the next block of whole lines: None when there is none yet (at the end, or a line
@@ -441,7 +479,7 @@ impl<D: BlockDecoder> LineReader<D> {
                             self.policy.malformed(
                                 &self.location(line_no),
                                 &msg,
-                                raw,
+                                &raw,
                                 missing_field,
                             )?;
                         }
@@ -465,7 +503,7 @@ impl<D: BlockDecoder> LineReader<D> {
                 bad.sort_by_key(|b| b.0);
                 for (line_no, msg, raw, missing_field) in bad {
                     self.policy
-                        .malformed(&self.location(line_no), &msg, raw, missing_field)?;
+                        .malformed(&self.location(line_no), &msg, &raw, missing_field)?;
                 }
                 if let Some(first) = good.first() {
                     let schema = first.schema();
@@ -546,7 +584,7 @@ impl<D: BlockDecoder> Isolate<'_, D> {
         let mut bad: Vec<Bad> = Vec::new();
         for (line_no, line) in non_blank_lines(block, first_line) {
             match self.decoder.screen(line) {
-                Some(msg) => bad.push((line_no, msg, line, false)),
+                Some(msg) => bad.push((line_no, msg, line.into(), false)),
                 None => candidates.push((line_no, line)),
             }
         }
@@ -577,7 +615,7 @@ impl<D: BlockDecoder> Isolate<'_, D> {
             },
         };
         if let [(line_no, line)] = lines {
-            bad.push((*line_no, error, line, false));
+            bad.push((*line_no, error, (*line).into(), false));
             return Ok(());
         }
         let (left, right) = lines.split_at(lines.len() / 2);
@@ -606,7 +644,7 @@ impl<D: BlockDecoder> Isolate<'_, D> {
         for &(line_no, line) in lines {
             match self.try_decode(&[(line_no, line)])? {
                 Ok(_) => ok.push((line_no, line)),
-                Err(e) => bad.push((line_no, e, line, false)),
+                Err(e) => bad.push((line_no, e, line.into(), false)),
             }
         }
         match self.try_decode(&ok)? {
@@ -685,7 +723,7 @@ fn without_checked<'a, D: BlockDecoder>(
     let mut bad = Vec::with_capacity(dropped.len());
     for (row, msg, missing_field) in dropped {
         let (line_no, raw) = lines[row];
-        bad.push((line_no, msg, raw, missing_field));
+        bad.push((line_no, msg, raw.into(), missing_field));
         keep[row] = false;
     }
     let mask = datafusion::arrow::array::BooleanArray::from(keep);
@@ -694,7 +732,21 @@ fn without_checked<'a, D: BlockDecoder>(
 }
 
 /// A bad record: its line, why, its bytes, and whether it is only missing a field.
-type Bad<'a> = (u64, String, &'a [u8], bool);
+type Bad<'a> = (u64, String, std::borrow::Cow<'a, [u8]>, bool);
+
+/// A decoded block that no longer borrows it (bad records' bytes copied: they are few).
+fn owned(d: Decoded<'_>) -> Decoded<'static> {
+    match d {
+        Decoded::Whole(batches, ends) => Decoded::Whole(batches, ends),
+        Decoded::Isolated { good, bad } => Decoded::Isolated {
+            good,
+            bad: bad
+                .into_iter()
+                .map(|(line, msg, raw, missing)| (line, msg, raw.into_owned().into(), missing))
+                .collect(),
+        },
+    }
+}
 
 /// For each cumulative count of records (one per non-blank line), the byte offset just past
 /// that record's line and the newlines before that offset (None past the block's records);
