@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{
     Array, ArrayData, ArrayRef, AsArray, BinaryArray, BinaryViewArray, BooleanBufferBuilder,
-    LargeBinaryArray, LargeStringArray, StringArray, StringViewArray, make_array,
+    LargeBinaryArray, LargeStringArray, StringArray, make_array,
 };
 use datafusion::arrow::buffer::{Buffer, MutableBuffer, NullBuffer};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
@@ -322,20 +322,26 @@ fn var_values<'a>(c: &'a ArrayRef, v: Var) -> Box<dyn Fn(usize) -> &'a [u8] + 'a
     }
 }
 
-/// A string or binary column of `values` (strings are checked to be UTF-8).
+/// A string or binary column of `values` (strings are checked to be UTF-8, the whole column
+/// at once).
 fn var_array(v: Var, values: &[Option<&[u8]>]) -> Result<ArrayRef> {
     let bytes = values.iter().copied();
-    let text = || {
-        bytes
-            .clone()
-            .map(|b| b.map(std::str::from_utf8).transpose())
-            .collect::<std::result::Result<Vec<Option<&str>>, _>>()
-            .map_err(|e| crate::Error::Plan(format!("a packed state string is not UTF-8: {e}")))
+    let not_utf8 = |e: datafusion::arrow::error::ArrowError| {
+        crate::Error::Plan(format!("a packed state string is not UTF-8: {e}"))
     };
     Ok(match v {
-        Var::Utf8 => Arc::new(StringArray::from_iter(text()?)),
-        Var::LargeUtf8 => Arc::new(LargeStringArray::from_iter(text()?)),
-        Var::Utf8View => Arc::new(StringViewArray::from_iter(text()?)),
+        Var::Utf8 => {
+            Arc::new(StringArray::try_from_binary(BinaryArray::from_iter(bytes)).map_err(not_utf8)?)
+        }
+        Var::LargeUtf8 => Arc::new(
+            LargeStringArray::try_from_binary(LargeBinaryArray::from_iter(bytes))
+                .map_err(not_utf8)?,
+        ),
+        Var::Utf8View => Arc::new(
+            BinaryViewArray::from_iter(bytes)
+                .to_string_view()
+                .map_err(not_utf8)?,
+        ),
         Var::Binary => Arc::new(BinaryArray::from_iter(bytes)),
         Var::LargeBinary => Arc::new(LargeBinaryArray::from_iter(bytes)),
         Var::BinaryView => Arc::new(BinaryViewArray::from_iter(bytes)),
@@ -416,7 +422,7 @@ mod tests {
                 None,
                 Some(""),
             ])),
-            Arc::new(StringViewArray::from(vec![
+            Arc::new(datafusion::arrow::array::StringViewArray::from(vec![
                 Some("a string longer than twelve bytes"),
                 Some("short"),
                 None,
