@@ -88,7 +88,7 @@ impl MessageDecoder {
     /// the connector provides.
     pub fn new(table: &Table, policy: ErrorPolicy, known_meta: &[&str]) -> Result<Self> {
         let format = table.option("format").unwrap_or("json");
-        let (payload_schema, payload_cols) = table.payload_schema();
+        let (mut payload_schema, mut payload_cols) = table.payload_schema();
         let mut debezium = None;
         let avro = if super::avro::is_avro(format) {
             Some(AvroDecoder::new(table, payload_schema.clone())?)
@@ -103,6 +103,16 @@ impl MessageDecoder {
                 "message format '{format}' (json, debezium-json, avro, avro-confluent)"
             );
         };
+        // JSON messages: only the fields the job reads are decoded (and checked).
+        if let (None, None, Some(read)) = (&avro, &debezium, super::ReadColumns::of(table)) {
+            let keep: Vec<usize> = (0..payload_cols.len())
+                .filter(|c| read.reads(payload_cols[*c]))
+                .collect();
+            if !keep.is_empty() {
+                payload_schema = Arc::new(payload_schema.project(&keep)?);
+                payload_cols = keep.iter().map(|c| payload_cols[*c]).collect();
+            }
+        }
         let mut meta_cols = vec![];
         for (i, key) in table.metadata_columns() {
             if !known_meta.contains(&key) {
@@ -282,8 +292,10 @@ impl MessageDecoder {
         if payload.num_rows() == 0 {
             return Ok(None);
         }
+        // Columns not read stay NULL.
+        let rows = payload.num_rows();
         let mut columns: Vec<ArrayRef> = (0..self.physical.fields().len())
-            .map(|i| new_null_array(self.physical.field(i).data_type(), 0))
+            .map(|i| new_null_array(self.physical.field(i).data_type(), rows))
             .collect();
         for (c, i) in self.payload_cols.iter().enumerate() {
             columns[*i] = payload.column(c).clone();
@@ -499,5 +511,32 @@ mod tests {
         let good: Vec<&[u8]> = vec![br#"{"a": 7, "b": "q"}"#, br#"{"a": 8, "b": null}"#];
         let b = d.decode(&good, &Meta(vec!["x", "y"])).unwrap().unwrap();
         assert_eq!(b.num_rows(), 2);
+    }
+
+    /// A job that does not read `b`: it is NULL and not checked (a wrong-typed or missing `b`
+    /// is not malformed); `a` and the metadata are as before.
+    #[test]
+    fn only_the_columns_read_are_decoded() {
+        let mut t = table();
+        t.read = Some(vec![true, true, false].into());
+        let metrics = Arc::new(JobMetrics::default());
+        let mut d =
+            MessageDecoder::new(&t, ErrorPolicy::lenient(metrics.clone()), &["shard-id"]).unwrap();
+        let payloads: Vec<&[u8]> = vec![
+            br#"{"a": 1, "b": "x"}"#,
+            br#"{"a": 2, "b": 17}"#,
+            br#"{"a": 3}"#,
+            br#"{"a": "bad", "b": "y"}"#,
+        ];
+        let b = d
+            .decode(&payloads, &Meta(vec!["s0", "s1", "s2", "s3"]))
+            .unwrap()
+            .unwrap();
+        let a: &Int64Array = b.column(0).as_any().downcast_ref().unwrap();
+        assert_eq!(a.values(), &[1, 2, 3]);
+        let s: &StringArray = b.column(1).as_any().downcast_ref().unwrap();
+        assert_eq!((s.value(0), s.value(2)), ("s0", "s2"));
+        assert_eq!(b.column(2).null_count(), 3);
+        assert_eq!(JobMetrics::get(&metrics.malformed), 1, "only the bad a");
     }
 }
