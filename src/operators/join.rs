@@ -32,7 +32,7 @@ use datafusion::arrow::array::{
     Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array, new_null_array,
 };
 use datafusion::arrow::compute::kernels::cmp::eq;
-use datafusion::arrow::compute::{and, filter_record_batch, interleave, take};
+use datafusion::arrow::compute::{and, interleave, take};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::HashMap;
 use datafusion::common::hash_utils::{RandomState, create_hashes};
@@ -403,9 +403,18 @@ impl Side {
     }
 }
 
+/// Stored batches and (index among them, row) per reference: see [`StreamingJoin::locate`].
+type Located<'s> = (Vec<&'s RecordBatch>, Vec<(usize, usize)>);
+
 /// The running join.
 pub struct StreamingJoin {
     spec: JoinSpec,
+    /// Per input: the columns its keys and the join condition read (checked on candidate
+    /// pairs before the other columns are gathered).
+    checked: [Vec<bool>; 2],
+    /// The inputs' schemas and the joined one with every field nullable: the batches the
+    /// check sees hold NULL in the columns it does not read.
+    check_schemas: [SchemaRef; 3],
     sides: [Side; 2],
     watermark: Timestamp,
     last_ttl_check: Instant,
@@ -417,8 +426,49 @@ pub struct StreamingJoin {
 impl StreamingJoin {
     /// A join with empty state.
     pub fn new(spec: JoinSpec) -> Self {
+        use datafusion::physical_expr::utils::collect_columns;
+        let widths = [spec.inputs[0].fields().len(), spec.inputs[1].fields().len()];
+        let mut checked = [vec![false; widths[0]], vec![false; widths[1]]];
+        for (side, keys) in spec.keys.iter().enumerate() {
+            for c in keys.iter().flat_map(collect_columns) {
+                if let Some(x) = checked[side].get_mut(c.index()) {
+                    *x = true;
+                }
+            }
+        }
+        for c in spec.filter.iter().flat_map(collect_columns) {
+            let (side, i) = match c.index().checked_sub(widths[0]) {
+                Some(r) => (1, r),
+                None => (0, c.index()),
+            };
+            if let Some(x) = checked[side].get_mut(i) {
+                *x = true;
+            }
+        }
+        // A column the check does not read is a NullArray there (it allocates nothing).
+        let unread = |s: &SchemaRef, checked: &[bool]| -> SchemaRef {
+            let fields: Vec<_> = (s.fields().iter().zip(checked))
+                .map(|(f, c)| match c {
+                    true => f.as_ref().clone().with_nullable(true),
+                    false => datafusion::arrow::datatypes::Field::new(
+                        f.name(),
+                        datafusion::arrow::datatypes::DataType::Null,
+                        true,
+                    ),
+                })
+                .collect();
+            Arc::new(datafusion::arrow::datatypes::Schema::new(fields))
+        };
+        let both: Vec<bool> = checked.concat();
+        let check_schemas = [
+            unread(&spec.inputs[0], &checked[0]),
+            unread(&spec.inputs[1], &checked[1]),
+            unread(&spec.joined_schema, &both),
+        ];
         Self {
             spec,
+            checked,
+            check_schemas,
             sides: [Side::default(), Side::default()],
             watermark: Timestamp::MIN,
             last_ttl_check: Instant::now(),
@@ -473,13 +523,20 @@ impl StreamingJoin {
 
     /// Rows of `store` (holding rows of input `side`), gathered with `interleave`.
     fn gather_from(&self, store: &Side, side: usize, refs: &[(u32, u32)]) -> Result<Vec<ArrayRef>> {
+        let (batches, indices) = Self::locate(store, refs)?;
+        (0..self.spec.inputs[side].fields().len())
+            .map(|c| self.gather_col(side, c, &batches, &indices))
+            .collect()
+    }
+
+    /// The stored batches `refs` point into, and each ref as (index among them, row).
+    fn locate<'s>(store: &'s Side, refs: &[(u32, u32)]) -> Result<Located<'s>> {
         let mut ids: Vec<u32> = refs.iter().map(|(b, _)| *b).collect();
         ids.sort_unstable();
         ids.dedup();
         let pos: HashMap<u32, usize> = ids.iter().enumerate().map(|(i, b)| (*b, i)).collect();
-        let indices: Vec<(usize, usize)> =
-            refs.iter().map(|(b, r)| (pos[b], *r as usize)).collect();
-        let batches: Vec<&RecordBatch> = ids
+        let indices = refs.iter().map(|(b, r)| (pos[b], *r as usize)).collect();
+        let batches = ids
             .iter()
             .map(|b| store.batches[*b as usize].as_ref().map(|s| &s.batch))
             .collect::<Option<Vec<_>>>()
@@ -487,13 +544,23 @@ impl StreamingJoin {
                 operator: "join".into(),
                 message: "probe hit an evicted batch".into(),
             })?;
-        (0..self.spec.inputs[side].fields().len())
-            .map(|c| {
-                let arrays: Vec<&dyn Array> =
-                    batches.iter().map(|b| b.column(c).as_ref()).collect();
-                Ok(interleave(&arrays, &indices)?)
-            })
-            .collect()
+        Ok((batches, indices))
+    }
+
+    /// Column `c` of the rows at `indices` of `batches` (of input `side`).
+    fn gather_col(
+        &self,
+        side: usize,
+        c: usize,
+        batches: &[&RecordBatch],
+        indices: &[(usize, usize)],
+    ) -> Result<ArrayRef> {
+        if indices.is_empty() {
+            let f = self.spec.inputs[side].field(c);
+            return Ok(new_null_array(f.data_type(), 0));
+        }
+        let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();
+        Ok(interleave(&arrays, indices)?)
     }
 
     /// Pairs (probe row of `side`, stored row of the other side) that satisfy the condition,
@@ -515,21 +582,34 @@ impl StreamingJoin {
         if probe_rows.is_empty() {
             return Ok(None);
         }
+        // First only the columns the keys and the condition read, for every candidate pair
+        // (equal hashes); then the other columns for the pairs that match only.
         let idx = UInt32Array::from(probe_rows.clone());
-        let probe_cols = batch
-            .columns()
-            .iter()
-            .map(|c| Ok(take(c.as_ref(), &idx, None)?))
+        let probe_cols = (batch.columns().iter().enumerate())
+            .map(|(c, a)| match self.checked[side][c] {
+                true => Ok(take(a.as_ref(), &idx, None)?),
+                false => {
+                    Ok(Arc::new(datafusion::arrow::array::NullArray::new(idx.len())) as ArrayRef)
+                }
+            })
             .collect::<Result<Vec<_>>>()?;
-        let stored_cols = self.gather_from(store, other, &stored)?;
+        let (stored_batches, stored_at) = Self::locate(store, &stored)?;
+        let stored_cols = (0..self.checked[other].len())
+            .map(|c| match self.checked[other][c] {
+                true => self.gather_col(other, c, &stored_batches, &stored_at),
+                false => Ok(
+                    Arc::new(datafusion::arrow::array::NullArray::new(stored_at.len())) as ArrayRef,
+                ),
+            })
+            .collect::<Result<Vec<_>>>()?;
         let n = probe_rows.len();
         let (left, right) = if side == 0 {
             (probe_cols, stored_cols)
         } else {
             (stored_cols, probe_cols)
         };
-        let left_b = RecordBatch::try_new(self.spec.inputs[0].clone(), left.clone())?;
-        let right_b = RecordBatch::try_new(self.spec.inputs[1].clone(), right.clone())?;
+        let left_b = RecordBatch::try_new(self.check_schemas[0].clone(), left.clone())?;
+        let right_b = RecordBatch::try_new(self.check_schemas[1].clone(), right.clone())?;
         let mut keep: Option<BooleanArray> = None;
         for (lk, rk) in self.spec.keys[0].iter().zip(&self.spec.keys[1]) {
             let (l, r) = (eval(lk, &left_b)?, eval(rk, &right_b)?);
@@ -543,15 +623,10 @@ impl StreamingJoin {
                 None => m,
             });
         }
-        let joined = if self.semi_or_anti() {
-            // Only which pairs match matters: the caller outputs left rows.
-            let cols: Vec<ArrayRef> = left.into_iter().chain(right).collect();
-            RecordBatch::try_new(self.spec.joined_schema.clone(), cols)?
-        } else {
-            self.assemble(Some(left), Some(right), n, Some(RowKind::Insert))?
-        };
         if let Some(f) = &self.spec.filter {
-            let m = eval(f, &joined)?;
+            let cols: Vec<ArrayRef> = left.iter().chain(&right).cloned().collect();
+            let checked = RecordBatch::try_new(self.check_schemas[2].clone(), cols)?;
+            let m = eval(f, &checked)?;
             let m = m
                 .as_any()
                 .downcast_ref::<BooleanArray>()
@@ -565,19 +640,78 @@ impl StreamingJoin {
                 None => m,
             });
         }
-        let Some(keep) = keep else {
-            return Ok(Some((joined, probe_rows, stored)));
+        let (probe_rows, stored, stored_at) = match &keep {
+            Some(k) if k.true_count() < n || k.null_count() > 0 => {
+                let (mut p, mut s, mut at) = (vec![], vec![], vec![]);
+                for (i, k) in k.iter().enumerate() {
+                    if k == Some(true) {
+                        p.push(probe_rows[i]);
+                        s.push(stored[i]);
+                        at.push(stored_at[i]);
+                    }
+                }
+                (p, s, at)
+            }
+            _ => (probe_rows, stored, stored_at),
         };
-        let out = filter_record_batch(&joined, &keep)?;
-        let mut kept_probe = Vec::with_capacity(out.num_rows());
-        let mut kept_stored = Vec::with_capacity(out.num_rows());
-        for (i, k) in keep.iter().enumerate() {
-            if k == Some(true) {
-                kept_probe.push(probe_rows[i]);
-                kept_stored.push(stored[i]);
+        let m = probe_rows.len();
+        // The checked columns of the pairs kept, and the others gathered for them.
+        let kept = |cols: Vec<ArrayRef>| -> Result<Vec<ArrayRef>> {
+            match &keep {
+                Some(k) if m < n => cols
+                    .iter()
+                    .map(|c| Ok(datafusion::arrow::compute::filter(c.as_ref(), k)?))
+                    .collect(),
+                _ => Ok(cols),
+            }
+        };
+        let (left, right) = (kept(left)?, kept(right)?);
+        let idx = UInt32Array::from(probe_rows.clone());
+        let probe_rest = (batch.columns().iter().enumerate())
+            .map(|(c, a)| match self.checked[side][c] {
+                true => Ok(None),
+                false => Ok(Some(take(a.as_ref(), &idx, None)?)),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let stored_rest = (0..self.checked[other].len())
+            .map(|c| match self.checked[other][c] {
+                true => Ok(None),
+                false => Ok(Some(self.gather_col(
+                    other,
+                    c,
+                    &stored_batches,
+                    &stored_at,
+                )?)),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let (mut probe_cols, mut stored_cols) = if side == 0 {
+            (left, right)
+        } else {
+            (right, left)
+        };
+        for (c, rest) in probe_rest.into_iter().enumerate() {
+            if let Some(rest) = rest {
+                probe_cols[c] = rest;
             }
         }
-        Ok(Some((out, kept_probe, kept_stored)))
+        for (c, rest) in stored_rest.into_iter().enumerate() {
+            if let Some(rest) = rest {
+                stored_cols[c] = rest;
+            }
+        }
+        let (left, right) = if side == 0 {
+            (probe_cols, stored_cols)
+        } else {
+            (stored_cols, probe_cols)
+        };
+        let joined = if self.semi_or_anti() {
+            // Only which pairs match matters: the caller outputs left rows.
+            let cols: Vec<ArrayRef> = left.into_iter().chain(right).collect();
+            RecordBatch::try_new(self.spec.joined_schema.clone(), cols)?
+        } else {
+            self.assemble(Some(left), Some(right), m, Some(RowKind::Insert))?
+        };
+        Ok(Some((joined, probe_rows, stored)))
     }
 
     /// NULL-padded output for `rows` of a batch of `side`.
