@@ -34,7 +34,7 @@ custom_functions_example() {
 }
 stage "custom function example" custom_functions_example
 stage "browser test" scripts/browser-test.sh target/debug/weir
-stage "crash test (short)" scripts/crash-test.sh --kills 4 --rows 1600000 --files 4 --require-progress --bin target/debug/weir
+stage "crash test (short)" scripts/crash-test.sh --kills 4 --rows 6000000 --files 4 --require-progress --bin target/debug/weir
 if [[ "${WEIR_SKIP_CONNECTOR_TESTS:-}" == "1" ]]; then
     echo "test.sh: connector tests skipped (WEIR_SKIP_CONNECTOR_TESTS=1)" >&2
     exit 0
@@ -42,4 +42,4 @@ fi
 # The same features as above, so nothing is compiled again.
 stage "connector tests" env WEIR_CARGO_FLAGS="--features failpoints ${WEIR_CARGO_FLAGS:-}" scripts/connector-tests.sh
 stage "crash test, kafka source (short)" scripts/crash-test.sh --kills 3 --rows 300000 --source kafka --bin target/debug/weir
-stage "crash test, s3 sink (short)" scripts/crash-test.sh --kills 3 --rows 3000000 --sink s3 --bin target/debug/weir
+stage "crash test, s3 sink (short)" scripts/crash-test.sh --kills 3 --rows 6000000 --sink s3 --bin target/debug/weir
