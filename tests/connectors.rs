@@ -2030,7 +2030,8 @@ async fn kafka_transactions_on_the_test_broker_and_exactly_once_refused() {
 #[ignore = "needs the servers scripts/connector-tests.sh starts"]
 async fn s3_source_resumes_from_its_checkpoint() {
     use object_store::ObjectStoreExt;
-    let per = records(100_000);
+    // Enough rows that the second checkpoint (50 ms apart) comes before the end of the input.
+    let per = records(400_000);
     let bucket = unique("in");
     create_bucket(&bucket);
     let store = s3_store(&bucket);
