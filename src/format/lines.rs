@@ -354,8 +354,7 @@ impl<D: BlockDecoder> LineReader<D> {
 
     /// Wait for a round's blocks and hand their batches on, in file order.
     fn finish(&mut self, round: Round<D>) -> Result<()> {
-        let mut parts = round.parts.into_iter();
-        for part in parts.by_ref() {
+        for part in round.parts {
             let Ok((fork, block, decoded)) = part.join() else {
                 return Err(crate::Error::Execution {
                     operator: "source".into(),

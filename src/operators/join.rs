@@ -585,31 +585,104 @@ impl StreamingJoin {
         // First only the columns the keys and the condition read, for every candidate pair
         // (equal hashes); then the other columns for the pairs that match only.
         let idx = UInt32Array::from(probe_rows.clone());
-        let probe_cols = (batch.columns().iter().enumerate())
-            .map(|(c, a)| match self.checked[side][c] {
-                true => Ok(take(a.as_ref(), &idx, None)?),
-                false => {
-                    Ok(Arc::new(datafusion::arrow::array::NullArray::new(idx.len())) as ArrayRef)
-                }
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let probe_cols = self.checked_columns(side, idx.len(), |c| {
+            Ok(take(batch.column(c).as_ref(), &idx, None)?)
+        })?;
         let (stored_batches, stored_at) = Self::locate(store, &stored)?;
-        let stored_cols = (0..self.checked[other].len())
-            .map(|c| match self.checked[other][c] {
-                true => self.gather_col(other, c, &stored_batches, &stored_at),
-                false => Ok(
-                    Arc::new(datafusion::arrow::array::NullArray::new(stored_at.len())) as ArrayRef,
-                ),
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let stored_cols = self.checked_columns(other, stored_at.len(), |c| {
+            self.gather_col(other, c, &stored_batches, &stored_at)
+        })?;
         let n = probe_rows.len();
+        let keep = self.matching(side, &probe_cols, &stored_cols)?;
+        // The pairs kept (None: all of them).
+        let keep = keep.filter(|k| k.true_count() < n);
+        let (probe_rows, stored, stored_at) = match &keep {
+            Some(k) => {
+                let (mut p, mut s, mut at) = (vec![], vec![], vec![]);
+                for (i, k) in k.iter().enumerate() {
+                    if k == Some(true) {
+                        p.push(probe_rows[i]);
+                        s.push(stored[i]);
+                        at.push(stored_at[i]);
+                    }
+                }
+                (p, s, at)
+            }
+            None => (probe_rows, stored, stored_at),
+        };
+        let m = probe_rows.len();
+        let idx = UInt32Array::from(probe_rows.clone());
+        let probe_cols = self.complete(side, probe_cols, keep.as_ref(), |c| {
+            Ok(take(batch.column(c).as_ref(), &idx, None)?)
+        })?;
+        let stored_cols = self.complete(other, stored_cols, keep.as_ref(), |c| {
+            self.gather_col(other, c, &stored_batches, &stored_at)
+        })?;
         let (left, right) = if side == 0 {
             (probe_cols, stored_cols)
         } else {
             (stored_cols, probe_cols)
         };
-        let left_b = RecordBatch::try_new(self.check_schemas[0].clone(), left.clone())?;
-        let right_b = RecordBatch::try_new(self.check_schemas[1].clone(), right.clone())?;
+        let joined = if self.semi_or_anti() {
+            // Only which pairs match matters: the caller outputs left rows.
+            let cols: Vec<ArrayRef> = left.into_iter().chain(right).collect();
+            RecordBatch::try_new(self.spec.joined_schema.clone(), cols)?
+        } else {
+            self.assemble(Some(left), Some(right), m, Some(RowKind::Insert))?
+        };
+        Ok(Some((joined, probe_rows, stored)))
+    }
+
+    /// The columns of input `side` the check reads, from `fetch`; a `NullArray` of `rows` for
+    /// the others.
+    fn checked_columns(
+        &self,
+        side: usize,
+        rows: usize,
+        fetch: impl Fn(usize) -> Result<ArrayRef>,
+    ) -> Result<Vec<ArrayRef>> {
+        (self.checked[side].iter().enumerate())
+            .map(|(c, checked)| match checked {
+                true => fetch(c),
+                false => Ok(Arc::new(datafusion::arrow::array::NullArray::new(rows)) as ArrayRef),
+            })
+            .collect()
+    }
+
+    /// [`Self::checked_columns`] for the pairs kept (`keep`; None: all): the checked columns
+    /// filtered, the others from `fetch`.
+    fn complete(
+        &self,
+        side: usize,
+        checked_cols: Vec<ArrayRef>,
+        keep: Option<&BooleanArray>,
+        fetch: impl Fn(usize) -> Result<ArrayRef>,
+    ) -> Result<Vec<ArrayRef>> {
+        (checked_cols.into_iter().enumerate())
+            .map(|(c, col)| match (self.checked[side][c], keep) {
+                (true, Some(k)) => Ok(datafusion::arrow::compute::filter(col.as_ref(), k)?),
+                (true, None) => Ok(col),
+                (false, _) => fetch(c),
+            })
+            .collect()
+    }
+
+    /// Which candidate pairs (probe rows of `side` against stored rows, columns as
+    /// [`Self::checked_columns`] gave them) have equal keys and meet the condition; None when
+    /// there is nothing to check.
+    fn matching(
+        &self,
+        side: usize,
+        probe_cols: &[ArrayRef],
+        stored_cols: &[ArrayRef],
+    ) -> Result<Option<BooleanArray>> {
+        let (left, right) = if side == 0 {
+            (probe_cols, stored_cols)
+        } else {
+            (stored_cols, probe_cols)
+        };
+        let left_b = RecordBatch::try_new(self.check_schemas[0].clone(), left.to_vec())?;
+        let right_b = RecordBatch::try_new(self.check_schemas[1].clone(), right.to_vec())?;
         let mut keep: Option<BooleanArray> = None;
         for (lk, rk) in self.spec.keys[0].iter().zip(&self.spec.keys[1]) {
             let (l, r) = (eval(lk, &left_b)?, eval(rk, &right_b)?);
@@ -624,7 +697,7 @@ impl StreamingJoin {
             });
         }
         if let Some(f) = &self.spec.filter {
-            let cols: Vec<ArrayRef> = left.iter().chain(&right).cloned().collect();
+            let cols: Vec<ArrayRef> = left.iter().chain(right).cloned().collect();
             let checked = RecordBatch::try_new(self.check_schemas[2].clone(), cols)?;
             let m = eval(f, &checked)?;
             let m = m
@@ -640,78 +713,7 @@ impl StreamingJoin {
                 None => m,
             });
         }
-        let (probe_rows, stored, stored_at) = match &keep {
-            Some(k) if k.true_count() < n || k.null_count() > 0 => {
-                let (mut p, mut s, mut at) = (vec![], vec![], vec![]);
-                for (i, k) in k.iter().enumerate() {
-                    if k == Some(true) {
-                        p.push(probe_rows[i]);
-                        s.push(stored[i]);
-                        at.push(stored_at[i]);
-                    }
-                }
-                (p, s, at)
-            }
-            _ => (probe_rows, stored, stored_at),
-        };
-        let m = probe_rows.len();
-        // The checked columns of the pairs kept, and the others gathered for them.
-        let kept = |cols: Vec<ArrayRef>| -> Result<Vec<ArrayRef>> {
-            match &keep {
-                Some(k) if m < n => cols
-                    .iter()
-                    .map(|c| Ok(datafusion::arrow::compute::filter(c.as_ref(), k)?))
-                    .collect(),
-                _ => Ok(cols),
-            }
-        };
-        let (left, right) = (kept(left)?, kept(right)?);
-        let idx = UInt32Array::from(probe_rows.clone());
-        let probe_rest = (batch.columns().iter().enumerate())
-            .map(|(c, a)| match self.checked[side][c] {
-                true => Ok(None),
-                false => Ok(Some(take(a.as_ref(), &idx, None)?)),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let stored_rest = (0..self.checked[other].len())
-            .map(|c| match self.checked[other][c] {
-                true => Ok(None),
-                false => Ok(Some(self.gather_col(
-                    other,
-                    c,
-                    &stored_batches,
-                    &stored_at,
-                )?)),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let (mut probe_cols, mut stored_cols) = if side == 0 {
-            (left, right)
-        } else {
-            (right, left)
-        };
-        for (c, rest) in probe_rest.into_iter().enumerate() {
-            if let Some(rest) = rest {
-                probe_cols[c] = rest;
-            }
-        }
-        for (c, rest) in stored_rest.into_iter().enumerate() {
-            if let Some(rest) = rest {
-                stored_cols[c] = rest;
-            }
-        }
-        let (left, right) = if side == 0 {
-            (probe_cols, stored_cols)
-        } else {
-            (stored_cols, probe_cols)
-        };
-        let joined = if self.semi_or_anti() {
-            // Only which pairs match matters: the caller outputs left rows.
-            let cols: Vec<ArrayRef> = left.into_iter().chain(right).collect();
-            RecordBatch::try_new(self.spec.joined_schema.clone(), cols)?
-        } else {
-            self.assemble(Some(left), Some(right), m, Some(RowKind::Insert))?
-        };
-        Ok(Some((joined, probe_rows, stored)))
+        Ok(keep)
     }
 
     /// NULL-padded output for `rows` of a batch of `side`.
