@@ -85,10 +85,7 @@ impl BlockDecoder for CsvDecoder {
 }
 
 /// A CSV file reader.
-pub struct CsvReader(
-    LineReader<CsvDecoder>,
-    Option<(SchemaRef, super::ReadColumns)>,
-);
+pub struct CsvReader(LineReader<CsvDecoder>);
 
 fn first_line_is_header(path: &Path, schema: &SchemaRef, delimiter: u8) -> Result<bool> {
     let f = std::fs::File::open(path).context(|| format!("opening {}", path.display()))?;
@@ -125,19 +122,15 @@ impl CsvReader {
         let decoder = CsvDecoder::new(schema, delimiter, None);
         Ok(Self(
             LineReader::new(path, decoder, policy).with_header_check(header),
-            None,
         ))
     }
 
     /// Decode only the columns in `read` (the others are NULL, and not checked).
     pub(crate) fn reading(self, read: Option<super::ReadColumns>) -> Result<Self> {
-        let Some(read) = read else { return Ok(self) };
-        let mut schema = None;
-        let lines = self.0.remake_decoder(|d| {
-            schema = Some(d.schema.clone());
-            Ok(CsvDecoder::new(d.schema.clone(), d.delimiter, Some(&read)))
-        })?;
-        Ok(Self(lines, schema.map(|s| (s, read))))
+        Ok(Self(self.0.reading(read, |d, read| {
+            let projected = CsvDecoder::new(d.schema.clone(), d.delimiter, Some(read));
+            Ok(Some((d.schema.clone(), projected)))
+        })?))
     }
 
     /// Read `bytes` (an object, named `name` in messages) as rows of `schema`.
@@ -158,18 +151,17 @@ impl CsvReader {
             LineReader::new(name, decoder, policy)
                 .over_bytes(bytes)
                 .with_header_check(header),
-            None,
         )
     }
 
     /// Keep reading the file as it grows.
     pub fn following(self) -> Self {
-        Self(self.0.following(), self.1)
+        Self(self.0.following())
     }
 
     /// Read a pipe: rows go on as each read brings complete lines.
     pub fn streaming(self) -> Self {
-        Self(self.0.streaming(), self.1)
+        Self(self.0.streaming())
     }
 
     /// The position of the next batch, at a line boundary (see [`super::lines::LinePosition`]).
@@ -184,10 +176,7 @@ impl CsvReader {
 
     /// The next batch, or None at the end.
     pub fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
-        match (self.0.next()?, &self.1) {
-            (Some(b), Some((schema, read))) => Ok(Some(read.widen(schema, &b)?)),
-            (b, _) => Ok(b),
-        }
+        self.0.next()
     }
 }
 

@@ -208,8 +208,6 @@ impl BlockDecoder for JsonDecoder {
 pub struct JsonLinesReader {
     lines: LineReader<JsonDecoder>,
     schema: SchemaRef,
-    /// Only these columns are decoded (the others are NULL); None: all.
-    read: Option<super::ReadColumns>,
 }
 
 impl JsonLinesReader {
@@ -224,26 +222,20 @@ impl JsonLinesReader {
         Ok(Self {
             lines: LineReader::new(path, JsonDecoder::new(keys)?, policy).one_record_per_line(),
             schema,
-            read: None,
         })
     }
 
     /// Decode only the columns in `read`: the others are NULL, and a record is not checked
     /// for them (a missing or wrong-typed value there is not malformed, as it is not read).
     pub(crate) fn reading(mut self, read: Option<super::ReadColumns>) -> Result<Self> {
-        // Change events (a changelog source) are read whole.
-        let Some(read) = read.filter(|_| self.read.is_none()) else {
-            return Ok(self);
-        };
-        let mut projected = false;
-        self.lines = self.lines.remake_decoder(|d| match &d.debezium {
-            Some(_) => d.fork(),
-            None => {
-                projected = true;
-                JsonDecoder::new(read.project(&d.schema))
-            }
+        self.lines = self.lines.reading(read, |d, read| match &d.debezium {
+            // Change events (a changelog source) are read whole.
+            Some(_) => Ok(None),
+            None => Ok(Some((
+                d.schema.clone(),
+                JsonDecoder::new(read.project(&d.schema))?,
+            ))),
         })?;
-        self.read = projected.then_some(read);
         Ok(self)
     }
 
@@ -294,19 +286,17 @@ impl JsonLinesReader {
         Ok(Self {
             lines: LineReader::new(path, JsonDecoder::debezium(keys)?, policy),
             schema: crate::changelog::with_op_field(&schema),
-            read: None,
         })
     }
 
     /// The next batch, or None at the end.
     pub fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
-        match (self.lines.next()?, &self.read) {
-            (Some(b), Some(read)) => Ok(Some(read.widen(&self.schema, &b)?)),
-            (Some(b), None) => Ok(Some(RecordBatch::try_new(
+        match self.lines.next()? {
+            Some(b) => Ok(Some(RecordBatch::try_new(
                 self.schema.clone(),
                 b.columns().to_vec(),
             )?)),
-            (None, _) => Ok(None),
+            None => Ok(None),
         }
     }
 }

@@ -87,6 +87,9 @@ pub(crate) struct LineReader<D: BlockDecoder> {
     /// Where the batches handed on so far end when none is pending: just past the last block
     /// whose batches went to `pending` (the blocks in flight are not handed on yet).
     handed: LinePosition,
+    /// When only some columns are decoded: the schema of the batches handed on, and which of
+    /// its columns are decoded (the others are NULL).
+    widen: Option<(datafusion::arrow::datatypes::SchemaRef, super::ReadColumns)>,
     /// Bytes per block ([`BLOCK`]; smaller in tests).
     block: usize,
 }
@@ -158,6 +161,7 @@ impl<D: BlockDecoder> LineReader<D> {
             forks: Vec::new(),
             inflight: None,
             handed: LinePosition { offset: 0, line: 1 },
+            widen: None,
             block: BLOCK,
         }
     }
@@ -170,11 +174,24 @@ impl<D: BlockDecoder> LineReader<D> {
         self
     }
 
-    /// Replace the decoder (before anything is read) by one made from it.
-    pub(crate) fn remake_decoder(mut self, f: impl FnOnce(&D) -> Result<D>) -> Result<Self> {
-        self.decoder = f(&self.decoder)?;
-        self.forks.clear();
-        self.inflight = None;
+    /// Decode only the columns in `read` (before anything is read): `f` gives the schema of
+    /// the batches handed on and a decoder of those columns, made from this reader's (None:
+    /// this decoder reads whole rows). The other columns are handed on NULL.
+    pub(crate) fn reading(
+        mut self,
+        read: Option<super::ReadColumns>,
+        f: impl FnOnce(
+            &D,
+            &super::ReadColumns,
+        ) -> Result<Option<(datafusion::arrow::datatypes::SchemaRef, D)>>,
+    ) -> Result<Self> {
+        let Some(read) = read else { return Ok(self) };
+        if let Some((schema, decoder)) = f(&self.decoder, &read)? {
+            self.decoder = decoder;
+            self.forks.clear();
+            self.inflight = None;
+            self.widen = Some((schema, read));
+        }
         Ok(self)
     }
 
@@ -287,7 +304,10 @@ impl<D: BlockDecoder> LineReader<D> {
         loop {
             if let Some((b, pos)) = self.pending.pop_front() {
                 self.last = pos;
-                return Ok(Some(b));
+                return match &self.widen {
+                    Some((schema, read)) => Ok(Some(read.widen(schema, &b)?)),
+                    None => Ok(Some(b)),
+                };
             }
             if let Some(round) = self.inflight.take() {
                 self.finish(round)?;
