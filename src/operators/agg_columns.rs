@@ -26,10 +26,11 @@ use datafusion::arrow::array::{
 use datafusion::arrow::buffer::{BooleanBuffer, OffsetBuffer};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, FieldRef, Float64Type, Int64Type};
-use datafusion::common::{HashMap, HashSet, ScalarValue};
+use datafusion::common::{HashSet, ScalarValue};
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
+use super::distinct_table::{Counted, DistinctTable};
 use crate::Result;
 
 /// A touched group's rows in the group-sorted batch: `from..to`.
@@ -71,7 +72,8 @@ pub(crate) trait AggColumn: Send {
 
 /// The states of a table's aggregates, one per aggregate: [`agg_column`] each, except that
 /// COUNT(DISTINCT) aggregates of the same BIGINT argument that differ only in FILTER share
-/// one map per group ([`DistinctShare`]), as Flink shares one distinct view among them.
+/// one table of distinct values ([`DistinctShare`]), as Flink shares one distinct view among
+/// them.
 pub(crate) fn agg_columns(
     aggs: &[Arc<AggregateFunctionExpr>],
     multiset: &[Option<(super::Multiset, DataType)>],
@@ -101,10 +103,9 @@ pub(crate) fn agg_columns(
         let shared = Arc::new(Mutex::new(DistinctShare {
             item,
             members: members.len(),
-            maps: vec![],
-            counts: vec![vec![]; members.len()],
+            table: DistinctTable::new(members.len()),
             staged: vec![None; members.len()],
-            held: 0,
+            rows: vec![],
         }));
         for (bit, i) in members.into_iter().enumerate() {
             cols[i] = Box::new(DistinctMember {
@@ -488,27 +489,25 @@ impl AggColumn for DistinctCount {
 }
 
 /// Aggregates sharing one [`DistinctShare`] at most (one bit each in a value's mask).
-const MASK_BITS: usize = 64;
+const MASK_BITS: usize = DistinctTable::MAX_MEMBERS;
 
 /// The distinct values of one BIGINT argument for several COUNT(DISTINCT) aggregates that
 /// differ only in FILTER (Nexmark q15/q16: all bidders, and those of each price rank): one
-/// map per group from a value to a bit per aggregate that has counted it, and each
-/// aggregate's count per group. A row is looked up once for all of them, where separate sets
-/// took one lookup (a cache miss in a large set) per aggregate whose FILTER it passed.
+/// [`DistinctTable`] of (group, value) slots, each with a bit per aggregate that has counted
+/// the value, and each aggregate's count per group. A row is looked up once for all of them,
+/// where separate sets took one lookup (a cache miss in a large set) per aggregate whose
+/// FILTER it passed.
 ///
 /// The group aggregate updates every aggregate of its table once per batch, in order, with
 /// the same spans; each member stages its counted rows and the last one applies the batch.
 struct DistinctShare {
     item: FieldRef,
     members: usize,
-    /// Per group: value → the members that have counted it (bit `i` for member `i`).
-    maps: Vec<HashMap<i64, u64>>,
-    /// Per member, per group: its distinct count.
-    counts: Vec<Vec<i64>>,
+    table: DistinctTable,
     /// Per member: the rows it counts in the batch being applied (`Some(None)`: all rows).
     staged: Vec<Option<Option<BooleanBuffer>>>,
-    /// Values held over all groups.
-    held: usize,
+    /// The batch's rows to count, reused from batch to batch.
+    rows: Vec<Counted>,
 }
 
 impl DistinctShare {
@@ -528,31 +527,28 @@ impl DistinctShare {
                 }
             }
         }
+        let mut rows = std::mem::take(&mut self.rows);
+        rows.clear();
         for s in spans {
-            let g = s.group as usize;
-            let map = &mut self.maps[g];
-            let before = map.len();
             let (from, to) = (s.from as usize, s.to as usize);
             for (r, value) in values.iter().enumerate().take(to).skip(from) {
-                let mut mask = 0u64;
+                let mut mask = 0u32;
                 for (bit, m) in masks.iter().enumerate() {
                     if m.as_ref().is_none_or(|m| m.value(r)) {
                         mask |= 1 << bit;
                     }
                 }
-                if mask == 0 {
-                    continue;
-                }
-                let seen = map.entry(*value).or_insert(0);
-                let mut new = mask & !*seen;
-                *seen |= new;
-                while new != 0 {
-                    self.counts[new.trailing_zeros() as usize][g] += 1;
-                    new &= new - 1;
+                if mask != 0 {
+                    rows.push(Counted {
+                        group: s.group,
+                        value: *value,
+                        mask,
+                    });
                 }
             }
-            self.held += map.len() - before;
         }
+        self.table.add(&rows);
+        self.rows = rows;
         Ok(())
     }
 }
@@ -573,9 +569,8 @@ impl DistinctMember {
 
 impl AggColumn for DistinctMember {
     fn grow(&mut self, groups: usize) {
-        let mut s = self.share();
-        s.maps.resize_with(groups, HashMap::default);
-        s.counts[self.bit].resize(groups, 0);
+        // Every member grows alike; growing the table to a size it has does nothing.
+        self.share().table.grow(groups);
     }
 
     fn update(
@@ -596,44 +591,30 @@ impl AggColumn for DistinctMember {
 
     fn evaluate(&mut self, groups: &[u32]) -> Result<ArrayRef> {
         let s = self.share();
-        let counts = &s.counts[self.bit];
         Ok(Arc::new(Int64Array::from_iter_values(
-            groups.iter().map(|g| counts[*g as usize]),
+            groups.iter().map(|g| s.table.count(*g, self.bit)),
         )))
     }
 
     fn reset(&mut self, groups: &[u32]) {
-        // Every member is reset with the same groups; the first empties the maps.
-        let mut s = self.share();
-        for g in groups {
-            let g = *g as usize;
-            if self.bit == 0 {
-                let map = std::mem::take(&mut s.maps[g]);
-                s.held -= map.len();
-            }
-            s.counts[self.bit][g] = 0;
+        // Every member is reset with the same groups; the first empties them.
+        if self.bit == 0 {
+            self.share().table.reset(groups);
         }
     }
 
     fn retain(&mut self, keep: &[u32]) {
-        // Every member is retained with the same groups; the first renumbers the maps.
-        let mut s = self.share();
+        // Every member is retained with the same groups; the first renumbers them.
         if self.bit == 0 {
-            retain_at(&mut s.maps, keep);
-            s.held = s.maps.iter().map(|m| m.len()).sum();
+            self.share().table.retain(keep);
         }
-        retain_at(&mut s.counts[self.bit], keep);
     }
 
     fn state(&mut self, groups: usize) -> Result<Vec<ArrayRef>> {
         // This member's values per group, as a list per group (DataFusion's state).
         let s = self.share();
-        let bit = 1u64 << self.bit;
-        let lengths = s.counts[self.bit][..groups].iter().map(|n| *n as usize);
-        let values: Int64Array = s.maps[..groups]
-            .iter()
-            .flat_map(|m| m.iter().filter(|(_, b)| *b & bit != 0).map(|(v, _)| *v))
-            .collect();
+        let lengths = (0..groups).map(|g| s.table.count(g as u32, self.bit) as usize);
+        let values = Int64Array::from(s.table.values(groups, self.bit));
         distinct_state(&s.item, lengths, values)
     }
 
@@ -641,33 +622,23 @@ impl AggColumn for DistinctMember {
         let Some(values) = distinct_state_row(state, row)? else {
             return Ok(());
         };
-        let bit = 1u64 << self.bit;
-        let mut guard = self.share();
-        let s = &mut *guard;
-        let g = group as usize;
-        let map = &mut s.maps[g];
-        let before = map.len();
-        for v in values.iter().flatten() {
-            let seen = map.entry(v).or_insert(0);
-            if *seen & bit == 0 {
-                *seen |= bit;
-                s.counts[self.bit][g] += 1;
-            }
-        }
-        s.held += map.len() - before;
+        let mask = 1u32 << self.bit;
+        let rows: Vec<Counted> = values
+            .iter()
+            .flatten()
+            .map(|value| Counted { group, value, mask })
+            .collect();
+        self.share().table.add(&rows);
         Ok(())
     }
 
     fn size(&self) -> usize {
-        // The first member reports the share: a value and its mask take 16 bytes and a control
-        // byte, in tables at most 7/8 full.
+        // The first member reports the share.
         if self.bit != 0 {
             return 0;
         }
         let s = self.share();
-        s.maps.capacity() * std::mem::size_of::<HashMap<i64, u64>>()
-            + s.counts.iter().map(|c| c.capacity() * 8).sum::<usize>()
-            + s.held * 17 * 8 / 7
+        s.table.size() + s.rows.capacity() * std::mem::size_of::<Counted>()
     }
 }
 

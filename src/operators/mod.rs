@@ -9,6 +9,7 @@
 //! `OperatorSpec` impl, the operator, unit tests), one arm in the planner, and a SQL test.
 
 mod agg_columns;
+mod distinct_table;
 mod filter;
 mod group_agg;
 mod join;
