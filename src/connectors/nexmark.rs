@@ -163,9 +163,31 @@ impl Rng {
 
 /// Shared, precomputed text: channel names and URLs, and random padding.
 struct Text {
-    channels: Vec<String>,
-    urls: Vec<String>,
+    channels: Strings,
+    urls: Strings,
     pad: String,
+}
+
+/// Strings packed end to end, so that picking one of ten thousand at random touches one
+/// buffer, not a heap allocation each (and its length touches only the ends).
+struct Strings {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl Strings {
+    fn new(strings: impl Iterator<Item = String>) -> Self {
+        let (mut text, mut ends) = (String::new(), vec![0]);
+        for s in strings {
+            text.push_str(&s);
+            ends.push(text.len());
+        }
+        Self { text, ends }
+    }
+
+    fn get(&self, i: usize) -> &str {
+        &self.text[self.ends[i]..self.ends[i + 1]]
+    }
 }
 
 impl Text {
@@ -176,15 +198,11 @@ impl Text {
                 .map(|_| (b'a' + rng.below(26) as u8) as char)
                 .collect()
         };
-        let mut channels = Vec::with_capacity(CHANNELS);
-        let mut urls = Vec::with_capacity(CHANNELS);
-        for i in 0..CHANNELS {
-            channels.push(format!("channel-{i}"));
+        let channels = Strings::new((0..CHANNELS).map(|i| format!("channel-{i}")));
+        let urls = Strings::new((0..CHANNELS).map(|i| {
             let (a, b, c) = (word(5, &mut rng), word(5, &mut rng), word(5, &mut rng));
-            urls.push(format!(
-                "https://www.nexmark.com/{a}/{b}/{c}/item.htm?query=1&channel_id={i}"
-            ));
-        }
+            format!("https://www.nexmark.com/{a}/{b}/{c}/item.htm?query=1&channel_id={i}")
+        }));
         let pad = word(1 << 16, &mut rng);
         Self {
             channels,
@@ -422,7 +440,7 @@ impl Generator {
                 (HOT_CHANNELS[i], HOT_URLS[i])
             } else {
                 let i = rng.below(CHANNELS as u64) as usize;
-                (self.text.channels[i].as_str(), self.text.urls[i].as_str())
+                (self.text.channels.get(i), self.text.urls.get(i))
             };
             if self.builds(3) {
                 channel.append_value(ch);
