@@ -188,6 +188,11 @@ impl Strings {
     fn get(&self, i: usize) -> &str {
         &self.text[self.ends[i]..self.ends[i + 1]]
     }
+
+    /// The length of string `i` (without touching its bytes).
+    fn len_of(&self, i: usize) -> usize {
+        self.ends[i + 1] - self.ends[i]
+    }
 }
 
 impl Text {
@@ -435,20 +440,29 @@ impl Generator {
             bidder.push(FIRST_ID + b.min(last_p));
             price_col.push(price(&mut rng));
             times.push(self.time(n));
-            let (ch, u) = if rng.below(2) == 0 {
-                let i = rng.below(4) as usize;
-                (HOT_CHANNELS[i], HOT_URLS[i])
+            // A hot channel (one of four), or a cold one (`channel-i`).
+            let (hot, i) = if rng.below(2) == 0 {
+                (true, rng.below(4) as usize)
             } else {
-                let i = rng.below(CHANNELS as u64) as usize;
-                (self.text.channels.get(i), self.text.urls.get(i))
+                (false, rng.below(CHANNELS as u64) as usize)
             };
+            let text = &self.text;
             if self.builds(3) {
-                channel.append_value(ch);
+                channel.append_value(if hot {
+                    HOT_CHANNELS[i]
+                } else {
+                    text.channels.get(i)
+                });
             }
             if self.builds(4) {
-                url.append_value(u);
+                url.append_value(if hot { HOT_URLS[i] } else { text.urls.get(i) });
             }
-            let size = 32 + ch.len() + u.len();
+            let size = 32
+                + if hot {
+                    HOT_CHANNELS[i].len() + HOT_URLS[i].len()
+                } else {
+                    text.channels.len_of(i) + text.urls.len_of(i)
+                };
             let want = 100usize.saturating_sub(size) + rng.below(20) as usize;
             let pad = self.text.padding(&mut rng, want);
             if self.builds(6) {
