@@ -24,7 +24,7 @@
 //! devices), not one huge one. State: every input row present; a snapshot holds them with
 //! their counts and their partition's key group; the emitted output is recomputed on restore.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -32,7 +32,7 @@ use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt64Array};
 use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
-use datafusion::common::ScalarValue;
+use datafusion::common::{HashMap, ScalarValue};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
@@ -97,7 +97,24 @@ type Outputs = Vec<(Vec<u8>, Vec<ScalarValue>)>;
 #[derive(Default)]
 struct Part {
     rows: BTreeMap<(Vec<u8>, Vec<u8>), usize>,
+    /// Rows held, repeats counted.
+    total: usize,
     emitted: Outputs,
+}
+
+/// A partition's entry: (ORDER BY bytes, row bytes).
+type Entry = (Vec<u8>, Vec<u8>);
+
+/// Bytes an entry of a partition's rows takes.
+fn entry_bytes(entry: &Entry) -> usize {
+    entry.0.len() + entry.1.len() + 48
+}
+
+/// Bytes output rows take.
+fn output_bytes<'a>(rows: impl IntoIterator<Item = &'a (Vec<u8>, Vec<ScalarValue>)>) -> usize {
+    rows.into_iter()
+        .map(|(r, v)| r.len() + v.iter().map(ScalarValue::size).sum::<usize>())
+        .sum()
 }
 
 /// The running operator.
@@ -124,7 +141,7 @@ impl UpdatingOver {
         let rows = super::whole_rows(schema)?;
         Ok(Self {
             spec,
-            parts: HashMap::new(),
+            parts: HashMap::default(),
             keys,
             order,
             rows,
@@ -152,49 +169,97 @@ impl UpdatingOver {
     /// from the first row at or after `from` on (the rows before it are unchanged by the
     /// changes at and after `from`: a frame ends at its row). Returns how many rows come
     /// before that point, and the output from it.
-    fn compute(&self, part: &Part, from: Option<&(Vec<u8>, Vec<u8>)>) -> Result<(usize, Outputs)> {
-        let mut order_keys: Vec<&[u8]> = vec![];
-        let mut row_keys: Vec<&[u8]> = vec![];
-        let mut prefix = 0;
-        for (entry, n) in &part.rows {
-            if from.is_some_and(|f| entry < f) {
-                prefix += n;
-            }
-            for _ in 0..*n {
-                order_keys.push(&entry.0);
-                row_keys.push(&entry.1);
-            }
-        }
+    fn compute(&self, part: &Part, from: Option<&Entry>) -> Result<(usize, Outputs)> {
         if let Some(n) = self.spec.limit {
             // Top-N: the first n rows and their row numbers.
+            let mut prefix = 0;
+            let mut firsts: Vec<&[u8]> = Vec::with_capacity(n.min(part.total));
+            'walk: for (entry, repeats) in &part.rows {
+                for _ in 0..*repeats {
+                    if firsts.len() == n {
+                        break 'walk;
+                    }
+                    if from.is_some_and(|f| entry < f) {
+                        prefix += 1;
+                    }
+                    firsts.push(&entry.1);
+                }
+            }
             return Ok((
-                prefix.min(n),
-                row_keys
+                prefix,
+                firsts
                     .into_iter()
-                    .take(n)
                     .enumerate()
                     .skip(prefix)
                     .map(|(i, r)| (r.to_vec(), vec![ScalarValue::UInt64(Some(i as u64 + 1))]))
                     .collect(),
             ));
         }
-        if row_keys.len() <= prefix {
+        // The rows the accumulators must see, from `start` on (their ORDER BY and row bytes),
+        // and how many come before `from`. A ROWS n frame needs only the n rows before the
+        // first recomputed one, found by walking back from it; the other frames need all.
+        let mut order_keys: Vec<&[u8]> = vec![];
+        let mut row_keys: Vec<&[u8]> = vec![];
+        let (prefix, start) = match (self.spec.frame, from) {
+            (Frame::Rows(Some(k)), Some(f)) => {
+                use std::ops::Bound;
+                let mut lead: Vec<&Entry> = vec![];
+                'back: for (entry, repeats) in part
+                    .rows
+                    .range::<Entry, _>((Bound::Unbounded, Bound::Excluded(f)))
+                    .rev()
+                {
+                    for _ in 0..*repeats {
+                        if lead.len() == k as usize {
+                            break 'back;
+                        }
+                        lead.push(entry);
+                    }
+                }
+                for entry in lead.iter().rev() {
+                    order_keys.push(&entry.0);
+                    row_keys.push(&entry.1);
+                }
+                let mut after = 0;
+                for (entry, repeats) in part
+                    .rows
+                    .range::<Entry, _>((Bound::Included(f), Bound::Unbounded))
+                {
+                    after += repeats;
+                    for _ in 0..*repeats {
+                        order_keys.push(&entry.0);
+                        row_keys.push(&entry.1);
+                    }
+                }
+                let prefix = part.total - after;
+                (prefix, prefix - lead.len())
+            }
+            _ => {
+                let mut prefix = 0;
+                for (entry, repeats) in &part.rows {
+                    if from.is_some_and(|f| entry < f) {
+                        prefix += repeats;
+                    }
+                    for _ in 0..*repeats {
+                        order_keys.push(&entry.0);
+                        row_keys.push(&entry.1);
+                    }
+                }
+                // Other frames run from the partition's first row (and without `from`,
+                // nothing comes before it).
+                (prefix, 0)
+            }
+        };
+        if start + row_keys.len() <= prefix {
             return Ok((prefix, vec![]));
         }
-        // The rows the accumulators must see: a ROWS n frame needs only the n rows before the
-        // first recomputed one; the other frames need all.
-        let start = match self.spec.frame {
-            Frame::Rows(Some(k)) => prefix.saturating_sub(k as usize),
-            _ => 0,
-        };
         let parser = self.rows.parser();
         let columns = self
             .rows
-            .convert_rows(row_keys[start..].iter().map(|r| parser.parse(r)))?;
+            .convert_rows(row_keys.iter().map(|r| parser.parse(r)))?;
         let batch = RecordBatch::try_new(self.spec.input_schema.clone(), columns)?;
         let args = super::aggregate_inputs(&self.spec.aggs, &[], &batch)?.0;
-        let n = row_keys.len() - start;
-        let order_keys = &order_keys[start..];
+        let n = row_keys.len();
         let mut accs = self
             .spec
             .aggs
@@ -247,7 +312,7 @@ impl UpdatingOver {
         }
         Ok((
             first,
-            row_keys[first..]
+            row_keys[first - start..]
                 .iter()
                 .map(|r| r.to_vec())
                 .zip(values.into_iter().skip(first - start))
@@ -279,18 +344,6 @@ impl UpdatingOver {
         let ops = changes.iter().map(|(_, _, k)| *k as i8).collect();
         batch_with_ops(self.spec.output_schema.clone(), columns, ops)
     }
-
-    fn part_bytes(part: &Part) -> usize {
-        part.rows
-            .keys()
-            .map(|(o, r)| o.len() + r.len() + 48)
-            .sum::<usize>()
-            + part
-                .emitted
-                .iter()
-                .map(|(r, v)| r.len() + v.iter().map(ScalarValue::size).sum::<usize>())
-                .sum::<usize>()
-    }
 }
 
 impl Operator for UpdatingOver {
@@ -314,7 +367,7 @@ impl Operator for UpdatingOver {
         // Apply the changes, partition by partition, in arrival order; note each partition's
         // first changed position.
         let mut touched: Vec<Vec<u8>> = vec![];
-        let mut first: HashMap<Vec<u8>, (Vec<u8>, Vec<u8>)> = HashMap::new();
+        let mut first: HashMap<Vec<u8>, Entry> = HashMap::new();
         for ((key, entry), op) in keys.into_iter().zip(entries).zip(ops) {
             match first.get_mut(&key) {
                 Some(f) => {
@@ -332,12 +385,24 @@ impl Operator for UpdatingOver {
                 None => self.parts.entry(key).or_default(),
             };
             if RowKind::from_i8(op).is_accumulate() {
-                *part.rows.entry(entry).or_default() += 1;
+                part.total += 1;
+                match part.rows.get_mut(&entry) {
+                    Some(n) => *n += 1,
+                    None => {
+                        self.bytes += entry_bytes(&entry);
+                        part.rows.insert(entry, 1);
+                    }
+                }
             } else {
                 match part.rows.get_mut(&entry) {
-                    Some(n) if *n > 1 => *n -= 1,
+                    Some(n) if *n > 1 => {
+                        *n -= 1;
+                        part.total -= 1;
+                    }
                     Some(_) => {
                         part.rows.remove(&entry);
+                        part.total -= 1;
+                        self.bytes = self.bytes.saturating_sub(entry_bytes(&entry));
                     }
                     // A retraction of a row never seen: nothing to undo.
                     None => out.malformed += 1,
@@ -350,7 +415,6 @@ impl Operator for UpdatingOver {
                 continue;
             };
             let (prefix, new) = self.compute(part, first.get(&key))?;
-            let old_bytes = Self::part_bytes(part);
             let Some(part) = self.parts.get_mut(&key) else {
                 continue;
             };
@@ -359,7 +423,7 @@ impl Operator for UpdatingOver {
             let old = kept.split_off(prefix.min(kept.len()));
             // The difference as multisets: what went away (-U, or -D when nothing replaces
             // it) and what came (+U after a -U, else +I).
-            let mut counts: HashMap<&(Vec<u8>, Vec<ScalarValue>), i64> = HashMap::new();
+            let mut counts: HashMap<&(Vec<u8>, Vec<ScalarValue>), i64> = HashMap::default();
             for o in &old {
                 *counts.entry(o).or_default() -= 1;
             }
@@ -384,6 +448,7 @@ impl Operator for UpdatingOver {
                     came.push(n);
                 }
             }
+            drop(counts);
             let paired = gone.len().min(came.len());
             for (i, o) in gone.iter().enumerate() {
                 let kind = if i < paired {
@@ -401,14 +466,12 @@ impl Operator for UpdatingOver {
                 };
                 changes.push((n.0.clone(), n.1.clone(), kind));
             }
+            self.bytes = (self.bytes + output_bytes(&new)).saturating_sub(output_bytes(&old));
             kept.extend(new);
             part.emitted = kept;
-            let now = Self::part_bytes(part);
             if part.rows.is_empty() {
+                self.bytes = self.bytes.saturating_sub(output_bytes(&part.emitted));
                 self.parts.remove(&key);
-                self.bytes = self.bytes.saturating_sub(old_bytes);
-            } else {
-                self.bytes = (self.bytes + now).saturating_sub(old_bytes);
             }
         }
         if !changes.is_empty() {
@@ -476,13 +539,10 @@ impl Operator for UpdatingOver {
         let keys = self.key_bytes(&data)?;
         let entries = self.entries(&data)?;
         for ((key, entry), n) in keys.into_iter().zip(entries).zip(counts.values()) {
-            *self
-                .parts
-                .entry(key)
-                .or_default()
-                .rows
-                .entry(entry)
-                .or_default() += *n as usize;
+            let part = self.parts.entry(key).or_default();
+            part.total += *n as usize;
+            let held = part.rows.entry(entry).or_default();
+            *held += *n as usize;
         }
         // What each partition emitted is what its rows give.
         let keys: Vec<Vec<u8>> = self.parts.keys().cloned().collect();
@@ -492,8 +552,9 @@ impl Operator for UpdatingOver {
             };
             let (_, emitted) = self.compute(part, None)?;
             if let Some(part) = self.parts.get_mut(&key) {
+                self.bytes +=
+                    output_bytes(&emitted) + part.rows.keys().map(entry_bytes).sum::<usize>();
                 part.emitted = emitted;
-                self.bytes += Self::part_bytes(part);
             }
         }
         Ok(())
