@@ -58,11 +58,11 @@ impl Bucket {
         self.masks |= mask << (MASK_WIDTH as usize * slot);
     }
 
-    /// The slots in use: (slot, value, set, mask).
-    fn used(&self) -> impl Iterator<Item = (usize, i64, u32, u32)> + '_ {
+    /// The slots in use: (set, value, mask).
+    fn used(&self) -> impl Iterator<Item = (u32, i64, u32)> + '_ {
         (0..SLOTS)
-            .map(|j| (j, self.values[j], self.sets[j], self.mask(j)))
-            .take_while(|(_, _, _, m)| *m != 0)
+            .map(|j| (self.sets[j], self.values[j], self.mask(j)))
+            .take_while(|(_, _, m)| *m != 0)
     }
 }
 
@@ -132,9 +132,7 @@ impl Shard {
 
     /// The slots in use: (set, value, mask).
     fn slots(&self) -> impl Iterator<Item = (u32, i64, u32)> + '_ {
-        self.buckets
-            .iter()
-            .flat_map(|k| k.used().map(|(_, v, s, m)| (s, v, m)))
+        self.buckets.iter().flat_map(Bucket::used)
     }
 }
 

@@ -231,8 +231,8 @@ impl UpdatingOver {
                         row_keys.push(&entry.1);
                     }
                 }
-                let prefix = part.total - after;
-                (prefix, prefix - lead.len())
+                let prefix = part.total.saturating_sub(after);
+                (prefix, prefix.saturating_sub(lead.len()))
             }
             _ => {
                 let mut prefix = 0;
