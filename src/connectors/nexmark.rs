@@ -203,11 +203,20 @@ impl Text {
                 .map(|_| (b'a' + rng.below(26) as u8) as char)
                 .collect()
         };
-        let channels = Strings::new((0..CHANNELS).map(|i| format!("channel-{i}")));
-        let urls = Strings::new((0..CHANNELS).map(|i| {
-            let (a, b, c) = (word(5, &mut rng), word(5, &mut rng), word(5, &mut rng));
-            format!("https://www.nexmark.com/{a}/{b}/{c}/item.htm?query=1&channel_id={i}")
-        }));
+        // The cold channels `0..CHANNELS`, then the four hot ones.
+        let channels = Strings::new(
+            (0..CHANNELS)
+                .map(|i| format!("channel-{i}"))
+                .chain(HOT_CHANNELS.map(String::from)),
+        );
+        let urls = Strings::new(
+            (0..CHANNELS)
+                .map(|i| {
+                    let (a, b, c) = (word(5, &mut rng), word(5, &mut rng), word(5, &mut rng));
+                    format!("https://www.nexmark.com/{a}/{b}/{c}/item.htm?query=1&channel_id={i}")
+                })
+                .chain(HOT_URLS.map(String::from)),
+        );
         let pad = word(1 << 16, &mut rng);
         Self {
             channels,
@@ -441,28 +450,19 @@ impl Generator {
             price_col.push(price(&mut rng));
             times.push(self.time(n));
             // A hot channel (one of four), or a cold one (`channel-i`).
-            let (hot, i) = if rng.below(2) == 0 {
-                (true, rng.below(4) as usize)
+            let i = if rng.below(2) == 0 {
+                CHANNELS + rng.below(4) as usize
             } else {
-                (false, rng.below(CHANNELS as u64) as usize)
+                rng.below(CHANNELS as u64) as usize
             };
             let text = &self.text;
             if self.builds(3) {
-                channel.append_value(if hot {
-                    HOT_CHANNELS[i]
-                } else {
-                    text.channels.get(i)
-                });
+                channel.append_value(text.channels.get(i));
             }
             if self.builds(4) {
-                url.append_value(if hot { HOT_URLS[i] } else { text.urls.get(i) });
+                url.append_value(text.urls.get(i));
             }
-            let size = 32
-                + if hot {
-                    HOT_CHANNELS[i].len() + HOT_URLS[i].len()
-                } else {
-                    text.channels.len_of(i) + text.urls.len_of(i)
-                };
+            let size = 32 + text.channels.len_of(i) + text.urls.len_of(i);
             let want = 100usize.saturating_sub(size) + rng.below(20) as usize;
             let pad = self.text.padding(&mut rng, want);
             if self.builds(6) {

@@ -169,7 +169,7 @@ impl UpdatingOver {
     /// from the first row at or after `from` on (the rows before it are unchanged by the
     /// changes at and after `from`: a frame ends at its row). Returns how many rows come
     /// before that point, and the output from it.
-    fn compute(&self, part: &Part, from: Option<&Entry>) -> Result<(usize, Outputs)> {
+    fn compute<'a>(&self, part: &'a Part, from: Option<&Entry>) -> Result<(usize, Outputs)> {
         if let Some(n) = self.spec.limit {
             // Top-N: the first n rows and their row numbers.
             let mut prefix = 0;
@@ -200,6 +200,12 @@ impl UpdatingOver {
         // first recomputed one, found by walking back from it; the other frames need all.
         let mut order_keys: Vec<&[u8]> = vec![];
         let mut row_keys: Vec<&[u8]> = vec![];
+        let mut push = |entry: &'a Entry, repeats: usize| {
+            for _ in 0..repeats {
+                order_keys.push(&entry.0);
+                row_keys.push(&entry.1);
+            }
+        };
         let (prefix, start) = match (self.spec.frame, from) {
             (Frame::Rows(Some(k)), Some(f)) => {
                 use std::ops::Bound;
@@ -217,8 +223,7 @@ impl UpdatingOver {
                     }
                 }
                 for entry in lead.iter().rev() {
-                    order_keys.push(&entry.0);
-                    row_keys.push(&entry.1);
+                    push(entry, 1);
                 }
                 let mut after = 0;
                 for (entry, repeats) in part
@@ -226,10 +231,7 @@ impl UpdatingOver {
                     .range::<Entry, _>((Bound::Included(f), Bound::Unbounded))
                 {
                     after += repeats;
-                    for _ in 0..*repeats {
-                        order_keys.push(&entry.0);
-                        row_keys.push(&entry.1);
-                    }
+                    push(entry, *repeats);
                 }
                 let prefix = part.total.saturating_sub(after);
                 (prefix, prefix.saturating_sub(lead.len()))
@@ -240,10 +242,7 @@ impl UpdatingOver {
                     if from.is_some_and(|f| entry < f) {
                         prefix += repeats;
                     }
-                    for _ in 0..*repeats {
-                        order_keys.push(&entry.0);
-                        row_keys.push(&entry.1);
-                    }
+                    push(entry, *repeats);
                 }
                 // Other frames run from the partition's first row (and without `from`,
                 // nothing comes before it).
